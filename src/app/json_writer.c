@@ -1,0 +1,174 @@
+/* Streaming JSON writer: appends straight to the response body. It tracks
+ * only nesting and commas, so writing JSON costs what printing it costs. */
+#include "app/app.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH 64
+
+vial_json *vial_json_begin(vial_res *rs, int status)
+{
+    vial_json *j = &rs->json;
+    memset(j, 0, sizeof *j);
+    j->rs = rs;
+    rs->status = status;
+    rs->content_type = "application/json";
+    rs->body_len = 0;
+    return j;
+}
+
+static void put(vial_json *j, const char *s, size_t n)
+{
+    if (!j->err && vial_res_append(j->rs, s, n) < 0)
+        j->err = -ENOMEM;
+}
+
+/* Before any value: a comma when it is not the first at this level, and in an
+ * object, values must follow keys. */
+static void value_prefix(vial_json *j)
+{
+    if (j->depth && j->is_obj[j->depth]) {
+        if (!j->after_key)
+            j->err = j->err ? j->err : -EINVAL;
+        j->after_key = 0;
+        return;
+    }
+    if (j->need_comma[j->depth])
+        put(j, ",", 1);
+    j->need_comma[j->depth] = 1;
+}
+
+static void open_(vial_json *j, char c, int obj)
+{
+    value_prefix(j);
+    if (j->depth + 1 >= MAX_DEPTH) {
+        j->err = -EINVAL;
+        return;
+    }
+    put(j, &c, 1);
+    j->depth++;
+    j->need_comma[j->depth] = 0;
+    j->is_obj[j->depth] = (uint8_t)obj;
+}
+
+void vial_json_obj(vial_json *j) { open_(j, '{', 1); }
+void vial_json_arr(vial_json *j) { open_(j, '[', 0); }
+
+void vial_json_end(vial_json *j)
+{
+    if (!j->depth || j->after_key) {
+        j->err = -EINVAL;
+        return;
+    }
+    put(j, j->is_obj[j->depth] ? "}" : "]", 1);
+    j->depth--;
+}
+
+static void put_string(vial_json *j, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    put(j, "\"", 1);
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        put(j, s + run, i - run);
+        run = i + 1;
+        char esc[6] = {'\\', 0};
+        size_t el = 2;
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        default:
+            esc[1] = 'u'; esc[2] = '0'; esc[3] = '0';
+            esc[4] = hex[c >> 4]; esc[5] = hex[c & 15];
+            el = 6;
+        }
+        put(j, esc, el);
+    }
+    put(j, s + run, n - run);
+    put(j, "\"", 1);
+}
+
+void vial_json_key(vial_json *j, const char *key)
+{
+    if (!j->depth || !j->is_obj[j->depth] || j->after_key) {
+        j->err = -EINVAL;
+        return;
+    }
+    if (j->need_comma[j->depth])
+        put(j, ",", 1);
+    j->need_comma[j->depth] = 1;
+    put_string(j, key, strlen(key));
+    put(j, ":", 1);
+    j->after_key = 1;
+}
+
+void vial_json_strn(vial_json *j, const char *s, size_t n)
+{
+    value_prefix(j);
+    put_string(j, s, n);
+}
+
+void vial_json_str(vial_json *j, const char *s)
+{
+    if (!s) {
+        vial_json_null(j);
+        return;
+    }
+    vial_json_strn(j, s, strlen(s));
+}
+
+void vial_json_int(vial_json *j, int64_t v)
+{
+    char buf[24];
+    value_prefix(j);
+    int n = snprintf(buf, sizeof buf, "%lld", (long long)v);
+    put(j, buf, (size_t)n);
+}
+
+void vial_json_double(vial_json *j, double v)
+{
+    char buf[32];
+    value_prefix(j);
+    if (!isfinite(v)) {
+        put(j, "null", 4); /* JSON has no NaN or Infinity */
+        return;
+    }
+    /* 17 significant digits round-trip every double; try shorter first. */
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    put(j, buf, strlen(buf));
+}
+
+void vial_json_bool(vial_json *j, int v)
+{
+    value_prefix(j);
+    put(j, v ? "true" : "false", v ? 4 : 5);
+}
+
+void vial_json_null(vial_json *j)
+{
+    value_prefix(j);
+    put(j, "null", 4);
+}
+
+int vial_json_finish(vial_json *j)
+{
+    if (!j->err && (j->depth || j->after_key))
+        j->err = -EINVAL;
+    return j->err;
+}

@@ -1,0 +1,347 @@
+/* The request object: lazily decoded views of the parsed head. Everything is
+ * computed on first use and kept in the request's arena. */
+#include "app/app.h"
+#include "runtime/loop.h"
+#include "runtime/coro.h"
+#include "http/server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 with *skip set to the
+ * maximal invalid subpart (Unicode's "substitution of maximal subparts", the
+ * rule Python's errors="replace" follows). */
+static size_t utf8_valid(const unsigned char *s, size_t n, size_t *skip)
+{
+    unsigned char b = s[0];
+    if (b < 0x80)
+        return 1;
+    size_t need;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (b >= 0xC2 && b <= 0xDF)
+        need = 2;
+    else if (b >= 0xE0 && b <= 0xEF) {
+        need = 3;
+        if (b == 0xE0)
+            lo = 0xA0;
+        else if (b == 0xED)
+            hi = 0x9F;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+        need = 4;
+        if (b == 0xF0)
+            lo = 0x90;
+        else if (b == 0xF4)
+            hi = 0x8F;
+    } else {
+        *skip = 1;
+        return 0;
+    }
+    for (size_t k = 1; k < need; k++) {
+        if (k >= n || s[k] < lo || s[k] > hi) {
+            *skip = k;
+            return 0;
+        }
+        lo = 0x80;
+        hi = 0xBF;
+    }
+    return need;
+}
+
+char *vial_url_decode(vial_arena *a, const char *src, size_t n, int plus_space, size_t *out_len)
+{
+    /* Pass 1: bytes. Pass 2: UTF-8 repair (each bad subpart grows by at most
+     * 2 bytes: 1 byte -> 3-byte U+FFFD). */
+    unsigned char *raw = vial_arena_alloc(a, n + 1);
+    if (!raw)
+        return NULL;
+    size_t m = 0;
+    int ascii = 1;
+    for (size_t i = 0; i < n; i++) {
+        char c = src[i];
+        if (c == '%' && i + 2 < n) {
+            int h = hexval(src[i + 1]), l = hexval(src[i + 2]);
+            if (h >= 0 && l >= 0) {
+                raw[m++] = (unsigned char)(h * 16 + l);
+                if (raw[m - 1] >= 0x80)
+                    ascii = 0;
+                i += 2;
+                continue;
+            }
+        }
+        if (c == '+' && plus_space)
+            c = ' ';
+        if ((unsigned char)c >= 0x80)
+            ascii = 0;
+        raw[m++] = (unsigned char)c;
+    }
+    raw[m] = 0;
+    if (ascii) {
+        if (out_len)
+            *out_len = m;
+        return (char *)raw;
+    }
+    char *out = vial_arena_alloc(a, m * 3 + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < m;) {
+        size_t skip = 0, v = utf8_valid(raw + i, m - i, &skip);
+        if (v) {
+            memcpy(out + o, raw + i, v);
+            o += v;
+            i += v;
+        } else {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i += skip;
+        }
+    }
+    out[o] = 0;
+    if (out_len)
+        *out_len = o;
+    return out;
+}
+
+const char *vial_req_method(vial_req *rq)
+{
+    if (!rq->method_z)
+        rq->method_z = vial_arena_strndup(&rq->arena, rq->head.method.p, rq->head.method.len);
+    return rq->method_z;
+}
+
+const char *vial_req_path(vial_req *rq)
+{
+    if (!rq->path_z)
+        rq->path_z = vial_url_decode(&rq->arena, rq->head.path.p, rq->head.path.len, 0, NULL);
+    return rq->path_z ? rq->path_z : "/";
+}
+
+const char *vial_req_query_string(vial_req *rq)
+{
+    if (!rq->query_z)
+        rq->query_z = vial_arena_strndup(&rq->arena, rq->head.query.p, rq->head.query.len);
+    return rq->query_z ? rq->query_z : "";
+}
+
+int vial_req_http_minor(vial_req *rq)
+{
+    return rq->head.version_minor;
+}
+
+const char *vial_req_header(vial_req *rq, const char *name)
+{
+    size_t nlen = strlen(name);
+    const vial_http_header *first = NULL;
+    size_t total = 0;
+    unsigned count = 0;
+    for (unsigned i = 0; i < rq->head.nheaders; i++) {
+        const vial_http_header *h = &rq->head.headers[i];
+        if (h->name.len == nlen && !strncasecmp(h->name.p, name, nlen)) {
+            if (!first)
+                first = h;
+            total += h->value.len + 2;
+            count++;
+        }
+    }
+    if (!first)
+        return NULL;
+    if (count == 1)
+        return vial_arena_strndup(&rq->arena, first->value.p, first->value.len);
+    char *out = vial_arena_alloc(&rq->arena, total + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (unsigned i = 0; i < rq->head.nheaders; i++) {
+        const vial_http_header *h = &rq->head.headers[i];
+        if (h->name.len == nlen && !strncasecmp(h->name.p, name, nlen)) {
+            if (o != out) {
+                *o++ = ',';
+                *o++ = ' ';
+            }
+            memcpy(o, h->value.p, h->value.len);
+            o += h->value.len;
+        }
+    }
+    *o = 0;
+    return out;
+}
+
+unsigned vial_req_header_count(vial_req *rq)
+{
+    return rq->head.nheaders;
+}
+
+int vial_req_header_at(vial_req *rq, unsigned i, const char **name, const char **value)
+{
+    if (i >= rq->head.nheaders)
+        return -ERANGE;
+    const vial_http_header *h = &rq->head.headers[i];
+    if (name)
+        *name = vial_arena_strndup(&rq->arena, h->name.p, h->name.len);
+    if (value)
+        *value = vial_arena_strndup(&rq->arena, h->value.p, h->value.len);
+    return 0;
+}
+
+const char *vial_req_param(vial_req *rq, const char *name)
+{
+    for (unsigned i = 0; i < rq->nparams; i++)
+        if (!strcmp(rq->params[i].name, name))
+            return rq->params[i].value;
+    return NULL;
+}
+
+int64_t vial_req_param_int(vial_req *rq, const char *name)
+{
+    for (unsigned i = 0; i < rq->nparams; i++)
+        if (!strcmp(rq->params[i].name, name))
+            return rq->param_ints[i];
+    return 0;
+}
+
+static void parse_args(vial_req *rq)
+{
+    rq->args_parsed = 1;
+    const char *q = rq->head.query.p, *end = q + rq->head.query.len;
+    unsigned n = 0;
+    for (const char *p = q; p < end; p++)
+        n += *p == '&';
+    rq->args = vial_arena_alloc(&rq->arena, (n + 1) * sizeof *rq->args);
+    if (!rq->args)
+        return;
+    const char *p = q;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *e = amp ? amp : end;
+        if (e > p) {
+            const char *eq = memchr(p, '=', (size_t)(e - p));
+            const char *ke = eq ? eq : e;
+            vial_kv *kv = &rq->args[rq->nargs];
+            kv->name = vial_url_decode(&rq->arena, p, (size_t)(ke - p), 1, NULL);
+            kv->value = eq ? vial_url_decode(&rq->arena, eq + 1, (size_t)(e - eq - 1), 1, NULL) : "";
+            if (kv->name && kv->value)
+                rq->nargs++;
+        }
+        p = e + 1;
+    }
+}
+
+const char *vial_req_arg(vial_req *rq, const char *name)
+{
+    if (!rq->args_parsed)
+        parse_args(rq);
+    for (unsigned i = 0; i < rq->nargs; i++)
+        if (!strcmp(rq->args[i].name, name))
+            return rq->args[i].value;
+    return NULL;
+}
+
+int vial_req_arg_int(vial_req *rq, const char *name, int64_t def, int64_t min, int64_t max,
+                     int64_t *out)
+{
+    const char *v = vial_req_arg(rq, name);
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    if (!*v)
+        return -EINVAL;
+    uint64_t x = 0;
+    for (const char *p = v; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -EINVAL;
+        x = x * 10 + (uint64_t)(*p - '0');
+        if (x > (uint64_t)INT64_MAX)
+            return -EINVAL;
+    }
+    if ((int64_t)x < min || (int64_t)x > max)
+        return -EINVAL;
+    *out = (int64_t)x;
+    return 0;
+}
+
+unsigned vial_req_arg_count(vial_req *rq)
+{
+    if (!rq->args_parsed)
+        parse_args(rq);
+    return rq->nargs;
+}
+
+int vial_req_arg_at(vial_req *rq, unsigned i, const char **name, const char **value)
+{
+    if (!rq->args_parsed)
+        parse_args(rq);
+    if (i >= rq->nargs)
+        return -ERANGE;
+    if (name)
+        *name = rq->args[i].name;
+    if (value)
+        *value = rq->args[i].value;
+    return 0;
+}
+
+const void *vial_req_body(vial_req *rq, size_t *len)
+{
+    if (len)
+        *len = rq->body_len;
+    return rq->body;
+}
+
+void *vial_alloc(vial_req *rq, size_t size)
+{
+    return vial_arena_alloc(&rq->arena, size);
+}
+
+char *vial_strdup(vial_req *rq, const char *s)
+{
+    return vial_arena_strndup(&rq->arena, s, strlen(s));
+}
+
+char *vial_sprintf(vial_req *rq, const char *fmt, ...)
+{
+    va_list ap, ap2;
+    va_start(ap, fmt);
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *out = n >= 0 ? vial_arena_alloc(&rq->arena, (size_t)n + 1) : NULL;
+    if (out)
+        vsnprintf(out, (size_t)n + 1, fmt, ap2);
+    va_end(ap2);
+    return out;
+}
+
+/* --- awaiting -------------------------------------------------------------- */
+
+int vial_sleep(vial_req *rq, uint64_t ms)
+{
+    if (rq->is_sync || !vial_coro_current())
+        return -EPERM;
+    return vial_coro_sleep_ns(ms * 1000000ull);
+}
+
+int vial_offload(vial_req *rq, void (*fn)(void *arg), void *arg)
+{
+    if (rq->is_sync || !vial_coro_current())
+        return -EPERM;
+    return vial_pool_run(rq->server->pool, fn, arg);
+}
+
+uint64_t vial_now_ms(void)
+{
+    vial_loop *l = vial_loop_current();
+    return (l ? l->now : vial_clock_ns()) / 1000000ull;
+}

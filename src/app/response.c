@@ -1,0 +1,191 @@
+/* The response object: status, headers and a body in the request's arena,
+ * plus the streaming calls that hand bytes to the connection at once. */
+#include "app/app.h"
+#include "http/server.h"
+#include "runtime/coro.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+static vial_arena *res_arena(vial_res *rs)
+{
+    return &rs->rq->arena;
+}
+
+int vial_res_status(vial_res *rs, int status)
+{
+    if (status < 100 || status > 999)
+        return -EINVAL;
+    rs->status = status;
+    return 0;
+}
+
+static int has_crlf(const char *s)
+{
+    return strpbrk(s, "\r\n") != NULL;
+}
+
+int vial_res_header(vial_res *rs, const char *name, const char *value)
+{
+    if (!name || !value || !*name || has_crlf(name) || has_crlf(value) || strchr(name, ':'))
+        return -EINVAL; /* header injection is never what the caller meant */
+    if (!strcasecmp(name, "Content-Type")) {
+        rs->content_type = vial_arena_strndup(res_arena(rs), value, strlen(value));
+        return rs->content_type ? 0 : -ENOMEM;
+    }
+    if (rs->nheaders == rs->headers_cap) {
+        uint32_t cap = rs->headers_cap * 2;
+        vial_res_header_t *h = vial_arena_alloc(res_arena(rs), cap * sizeof *h);
+        if (!h)
+            return -ENOMEM;
+        memcpy(h, rs->headers, rs->nheaders * sizeof *h);
+        rs->headers = h;
+        rs->headers_cap = cap;
+    }
+    size_t nl = strlen(name), vl = strlen(value);
+    vial_res_header_t *h = &rs->headers[rs->nheaders];
+    h->name = vial_arena_strndup(res_arena(rs), name, nl);
+    h->value = vial_arena_strndup(res_arena(rs), value, vl);
+    if (!h->name || !h->value)
+        return -ENOMEM;
+    h->name_len = (uint32_t)nl;
+    h->value_len = (uint32_t)vl;
+    rs->nheaders++;
+    return 0;
+}
+
+int vial_res_body_static(vial_res *rs, const void *data, size_t len)
+{
+    rs->body = (char *)data;
+    rs->body_len = len;
+    rs->body_cap = 0;
+    return 0;
+}
+
+static int body_reserve(vial_res *rs, size_t extra)
+{
+    if (rs->body_cap && rs->body_cap - rs->body_len >= extra)
+        return 0;
+    size_t need = rs->body_len + extra;
+    size_t cap = rs->body_cap ? rs->body_cap * 2 : 256;
+    while (cap < need)
+        cap *= 2;
+    char *nb = vial_arena_grow(res_arena(rs), rs->body_cap ? rs->body : NULL,
+                               rs->body_cap ? rs->body_len : 0, cap);
+    if (!nb)
+        return -ENOMEM;
+    if (!rs->body_cap && rs->body_len)
+        memcpy(nb, rs->body, rs->body_len); /* was static */
+    rs->body = nb;
+    rs->body_cap = cap;
+    return 0;
+}
+
+int vial_res_append(vial_res *rs, const void *data, size_t len)
+{
+    if (body_reserve(rs, len) < 0)
+        return -ENOMEM;
+    memcpy(rs->body + rs->body_len, data, len);
+    rs->body_len += len;
+    return 0;
+}
+
+int vial_res_body(vial_res *rs, const void *data, size_t len)
+{
+    rs->body_len = 0;
+    if (rs->body_cap == 0)
+        rs->body = NULL;
+    return vial_res_append(rs, data, len);
+}
+
+static int res_vprintf(vial_res *rs, const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    char small[256];
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    int r = 0;
+    if (n < 0)
+        r = -EINVAL;
+    else if ((size_t)n < sizeof small)
+        r = vial_res_append(rs, small, (size_t)n);
+    else if ((r = body_reserve(rs, (size_t)n + 1)) == 0) {
+        vsnprintf(rs->body + rs->body_len, (size_t)n + 1, fmt, ap2);
+        rs->body_len += (size_t)n;
+    }
+    va_end(ap2);
+    return r;
+}
+
+int vial_text(vial_res *rs, int status, const char *fmt, ...)
+{
+    rs->status = status;
+    rs->content_type = "text/plain; charset=utf-8";
+    rs->body_len = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    int r = res_vprintf(rs, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+int vial_abort(vial_res *rs, int status)
+{
+    rs->status = status;
+    rs->aborted = 1;
+    return VIAL_ABORTED;
+}
+
+int vial_fail(vial_res *rs, const char *message)
+{
+    rs->error_message = message ? vial_arena_strndup(res_arena(rs), message, strlen(message)) : "error";
+    return VIAL_FAILED;
+}
+
+/* --- streaming ------------------------------------------------------------- */
+
+int vial_stream_begin(vial_res *rs, int status, const char *content_type)
+{
+    vial_req *rq = rs->rq;
+    if (rq->is_sync || !vial_coro_current())
+        return -EPERM;
+    if (rs->streaming)
+        return -EALREADY;
+    rs->status = status;
+    if (content_type)
+        rs->content_type = content_type;
+    rs->body_len = 0;
+    return vial_conn_stream_begin(rq);
+}
+
+int vial_stream_write(vial_res *rs, const void *data, size_t len)
+{
+    if (!rs->streaming)
+        return -EINVAL;
+    vial_coro *c = vial_coro_current();
+    if (c && c->cancelled)
+        return -ECANCELED;
+    return vial_conn_stream_write(rs->rq, data, len);
+}
+
+int vial_stream_printf(vial_res *rs, const char *fmt, ...)
+{
+    char small[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -EINVAL;
+    if ((size_t)n < sizeof small)
+        return vial_stream_write(rs, small, (size_t)n);
+    char *big = vial_alloc(rs->rq, (size_t)n + 1);
+    if (!big)
+        return -ENOMEM;
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return vial_stream_write(rs, big, (size_t)n);
+}

@@ -1,0 +1,703 @@
+/* The HTTP/1.1 connection state machine.
+ *
+ * An idle connection is just this struct, registered with the loop: no
+ * coroutine, no buffers (nginx-style), so idle keep-alive connections cost a
+ * few hundred bytes. When bytes arrive, a coroutine is started with a read
+ * and a write buffer from the thread's cache; it serves requests while there
+ * are any (pipelining: responses are batched in the write buffer and flushed
+ * when the input runs dry or a handler waits), then gives everything back and
+ * the connection is idle again.
+ *
+ * Every wait of the coroutine (head, body, write) has a deadline on the
+ * connection's single timer; an idle connection uses the same timer for the
+ * keep-alive timeout. */
+#include "http/server.h"
+#include "runtime/coro.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+struct vial_conn {
+    vial_io io;
+    vial_timer timer;
+    vial_server_thread *thr;
+    vial_coro *coro;
+    vial_conn *prev, *next;
+    char *rbuf, *wbuf;
+    uint32_t rpos, rlen; /* unconsumed input is rbuf[rpos..rlen) */
+    uint32_t wpos, wlen; /* unsent output is wbuf[wpos..wlen) */
+    unsigned wait;       /* VIAL_IO_* the coroutine is parked on */
+    unsigned in_ready : 1, out_ready : 1;
+    unsigned in_handler : 1; /* the app is running: a hang-up cancels it */
+    unsigned closing : 1;    /* close when the coroutine ends */
+    unsigned closed : 1;     /* fd closed, struct waiting for deferred free */
+    unsigned broken : 1;     /* a write failed: no further output possible */
+    vial_req *rq;
+    vial_msg free_msg;
+};
+
+/* --- buffers and structs from the thread's caches -------------------------- */
+
+#define MAX_CACHED_BUFS 64
+#define MAX_CACHED_CONNS 1024
+
+static char *buf_get(vial_server_thread *t)
+{
+    if (t->nfree_bufs)
+        return t->free_bufs[--t->nfree_bufs];
+    return malloc(VIAL_RBUF_SIZE);
+}
+
+static void buf_put(vial_server_thread *t, char *b)
+{
+    if (!b)
+        return;
+    if (t->nfree_bufs < MAX_CACHED_BUFS)
+        t->free_bufs[t->nfree_bufs++] = b;
+    else
+        free(b);
+}
+
+static void conn_release_buffers(vial_conn *c)
+{
+    buf_put(c->thr, c->rbuf);
+    buf_put(c->thr, c->wbuf);
+    c->rbuf = c->wbuf = NULL;
+    c->rpos = c->rlen = c->wpos = c->wlen = 0;
+}
+
+static void conn_free_deferred(vial_loop *l, vial_msg *m)
+{
+    vial_conn *c = (vial_conn *)((char *)m - offsetof(vial_conn, free_msg));
+    vial_server_thread *t = c->thr;
+    if (t->nfree_conns < MAX_CACHED_CONNS) {
+        c->next = t->free_conns;
+        t->free_conns = c;
+        t->nfree_conns++;
+    } else {
+        free(c);
+    }
+}
+
+/* Closes the socket now; the struct is freed after the current event batch,
+ * which may still hold an event for it. */
+static void conn_destroy(vial_conn *c)
+{
+    vial_server_thread *t = c->thr;
+    vial_loop *l = &t->loop;
+    if (c->closed)
+        return;
+    c->closed = 1;
+    vial_timer_stop(l, &c->timer);
+    close(c->io.fd); /* also removes it from epoll */
+    conn_release_buffers(c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        t->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    t->nconns--;
+    c->free_msg.cb = conn_free_deferred;
+    vial_loop_defer(l, &c->free_msg);
+    if (t->draining && t->nconns == 0)
+        vial_loop_stop(l);
+}
+
+/* --- waiting ----------------------------------------------------------------- */
+
+static int conn_wait(vial_conn *c, unsigned ev, uint64_t deadline)
+{
+    vial_loop *l = &c->thr->loop;
+    c->wait = ev;
+    if (deadline)
+        vial_timer_start(l, &c->timer, deadline);
+    int r = vial_coro_park();
+    c->wait = 0;
+    vial_timer_stop(l, &c->timer);
+    return r;
+}
+
+/* > 0 bytes read, 0 at end of stream, < 0 error (-ETIMEDOUT, -ECANCELED, -errno). */
+static ssize_t conn_read(vial_conn *c, char *dst, size_t cap, uint64_t deadline)
+{
+    for (;;) {
+        ssize_t n = recv(c->io.fd, dst, cap, 0);
+        if (n > 0) {
+            /* A short read drained the socket: the next arrival is a new
+             * edge, so no need to pay for a recv that says EAGAIN. */
+            if ((size_t)n < cap)
+                c->in_ready = 0;
+            return n;
+        }
+        if (n == 0)
+            return 0;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN)
+            return -errno;
+        c->in_ready = 0;
+        int r = conn_wait(c, VIAL_IO_READ, deadline);
+        if (r < 0)
+            return r;
+    }
+}
+
+/* Sends wbuf[wpos..wlen) and then extra[0..extra_len) with as few system calls
+ * as possible. may_wait = 0 sends what the socket takes now and returns
+ * -EAGAIN for the rest (used to flush before a handler parks). */
+static int conn_send(vial_conn *c, const char *extra, size_t extra_len, int may_wait)
+{
+    if (c->broken)
+        return -EPIPE;
+    while (c->wpos < c->wlen || extra_len) {
+        struct iovec iov[2];
+        int n = 0;
+        if (c->wpos < c->wlen)
+            iov[n++] = (struct iovec){c->wbuf + c->wpos, c->wlen - c->wpos};
+        if (extra_len)
+            iov[n++] = (struct iovec){(void *)extra, extra_len};
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t w = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL);
+        if (w > 0) {
+            size_t fromw = c->wlen - c->wpos;
+            if ((size_t)w >= fromw) {
+                c->wpos = c->wlen = 0;
+                w -= (ssize_t)fromw;
+                extra += w;
+                extra_len -= (size_t)w;
+            } else {
+                c->wpos += (uint32_t)w;
+            }
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EAGAIN) {
+            c->out_ready = 0;
+            if (!may_wait) {
+                if (extra_len)
+                    return -EAGAIN; /* callers with extra always wait */
+                return -EAGAIN;
+            }
+            int r = conn_wait(c, VIAL_IO_WRITE, c->thr->loop.now + VIAL_WRITE_TIMEOUT_NS);
+            if (r < 0) {
+                c->broken = 1;
+                return r;
+            }
+            continue;
+        }
+        c->broken = 1;
+        return w < 0 ? -errno : -EPIPE;
+    }
+    c->wpos = c->wlen = 0;
+    return 0;
+}
+
+static int conn_flush(vial_conn *c)
+{
+    return conn_send(c, NULL, 0, 1);
+}
+
+/* on_park hook while a handler runs: responses to earlier pipelined requests
+ * must not wait for a slow handler. */
+static void conn_flush_nowait(void *arg)
+{
+    vial_conn *c = arg;
+    if (c->wpos < c->wlen)
+        conn_send(c, NULL, 0, 0);
+}
+
+/* Appends bytes to the output buffer, flushing first if they do not fit. */
+static int conn_out(vial_conn *c, const char *s, size_t n)
+{
+    if (n > VIAL_RBUF_SIZE - c->wlen) {
+        if (n > VIAL_RBUF_SIZE / 2)
+            return conn_send(c, s, n, 1);
+        int r = conn_flush(c);
+        if (r < 0)
+            return r;
+    }
+    memcpy(c->wbuf + c->wlen, s, n);
+    c->wlen += (uint32_t)n;
+    return 0;
+}
+
+/* Ends the connection after a response the server chose to close with:
+ * FIN first, then read and discard what the client still sends for a short
+ * while, so the response is not destroyed by a reset. */
+static void conn_linger_close(vial_conn *c)
+{
+    conn_flush(c);
+    shutdown(c->io.fd, SHUT_WR);
+    uint64_t deadline = c->thr->loop.now + VIAL_LINGER_NS;
+    size_t total = 0;
+    while (total < 1024 * 1024) {
+        ssize_t n = conn_read(c, c->rbuf, VIAL_RBUF_SIZE, deadline);
+        if (n <= 0)
+            break;
+        total += (size_t)n;
+    }
+    c->closing = 1;
+}
+
+static void conn_reject(vial_conn *c, int status)
+{
+    char tmp[512];
+    int n = vial_write_error(status, tmp, sizeof tmp, c->thr->server->cfg.server_header);
+    if (n > 0)
+        conn_out(c, tmp, (size_t)n);
+    conn_linger_close(c);
+}
+
+/* --- reading a request -------------------------------------------------------- */
+
+/* Returns the head length (> 0), 0 when the connection should go idle (no
+ * bytes pending), -1 to close (with *status set when a response is due). */
+static int read_head(vial_conn *c, vial_http_request *h, int *status)
+{
+    uint64_t deadline = 0;
+    uint32_t scanned = c->rpos, parsed_at = c->rpos;
+    *status = 0;
+    for (;;) {
+        if (c->rlen > c->rpos) {
+            if (!deadline)
+                deadline = c->thr->loop.now + VIAL_HEAD_TIMEOUT_NS;
+            /* Parse when a new line ended, or every KiB of a long line (so
+             * an over-long target is answered 414 early), never per byte. */
+            int has_lf = memchr(c->rbuf + scanned, '\n', c->rlen - scanned) != NULL;
+            scanned = c->rlen;
+            if (has_lf || c->rlen - parsed_at >= 1024) {
+                parsed_at = c->rlen;
+                int n = vial_http_parse_request(c->rbuf + c->rpos, c->rlen - c->rpos, h, status);
+                if (n > 0)
+                    return n;
+                if (n < 0)
+                    return -1;
+            }
+        } else if (!c->in_ready) {
+            return 0;
+        }
+        if (c->rlen == VIAL_RBUF_SIZE) {
+            if (c->rpos == 0) {
+                /* A buffer that holds any legal head is full: the parser
+                 * would have answered 414/431 for a too-long target or
+                 * field section, so this is a flood of empty lines or a
+                 * giant method. */
+                *status = 400;
+                return -1;
+            }
+            memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+            scanned -= c->rpos;
+            parsed_at -= c->rpos;
+            c->rlen -= c->rpos;
+            c->rpos = 0;
+        }
+        ssize_t n = conn_read(c, c->rbuf + c->rlen, VIAL_RBUF_SIZE - c->rlen,
+                              deadline ? deadline : c->thr->loop.now + VIAL_HEAD_TIMEOUT_NS);
+        if (n > 0) {
+            c->rlen += (uint32_t)n;
+            continue;
+        }
+        if (n == -ETIMEDOUT && c->rlen > c->rpos)
+            *status = 408;
+        return -1;
+    }
+}
+
+/* Reads a Content-Length body. Small bodies stay in the read buffer (no
+ * copy); larger ones get an arena block and are read straight into it. */
+static int read_body_length(vial_conn *c, vial_req *rq, int *status)
+{
+    uint64_t need = rq->head.content_length;
+    uint32_t have = c->rlen - c->rpos;
+    if (c->rpos + need <= VIAL_RBUF_SIZE) {
+        while (have < need) {
+            ssize_t n = conn_read(c, c->rbuf + c->rlen, VIAL_RBUF_SIZE - c->rlen,
+                                  c->thr->loop.now + VIAL_BODY_TIMEOUT_NS);
+            if (n <= 0) {
+                *status = n == -ETIMEDOUT ? 408 : 0;
+                return -1;
+            }
+            c->rlen += (uint32_t)n;
+            have += (uint32_t)n;
+        }
+        rq->body = c->rbuf + c->rpos;
+        rq->body_len = need;
+        c->rpos += (uint32_t)need;
+        return 0;
+    }
+    char *body = vial_arena_alloc(&rq->arena, need);
+    if (!body) {
+        *status = 503;
+        return -1;
+    }
+    size_t got = have < need ? have : need;
+    memcpy(body, c->rbuf + c->rpos, got);
+    c->rpos += (uint32_t)got;
+    while (got < need) {
+        ssize_t n = conn_read(c, body + got, need - got, c->thr->loop.now + VIAL_BODY_TIMEOUT_NS);
+        if (n <= 0) {
+            *status = n == -ETIMEDOUT ? 408 : 0;
+            return -1;
+        }
+        got += (size_t)n;
+    }
+    rq->body = body;
+    rq->body_len = need;
+    return 0;
+}
+
+/* Decodes a chunked body into an arena buffer. Input is read into the part of
+ * the read buffer after the head; consumed framing is dropped as it goes, so
+ * the head's spans stay valid. */
+static int read_body_chunked(vial_conn *c, vial_req *rq, int *status)
+{
+    vial_chunked d;
+    vial_chunked_init(&d);
+    uint32_t window = c->rpos; /* first byte after the head */
+    char *body = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        size_t avail = c->rlen - c->rpos;
+        if (avail) {
+            if (cap - len < avail) {
+                size_t ncap = cap ? cap * 2 : 4096;
+                while (ncap - len < avail)
+                    ncap *= 2;
+                char *nb = vial_arena_grow(&rq->arena, body, len, ncap);
+                if (!nb) {
+                    *status = 503;
+                    return -1;
+                }
+                body = nb;
+                cap = ncap;
+            }
+            size_t used = 0;
+            int r = vial_chunked_feed(&d, c->rbuf + c->rpos, avail, &used, body, &len,
+                                      VIAL_HTTP_MAX_BODY);
+            c->rpos += (uint32_t)used;
+            if (r < 0) {
+                *status = -r;
+                return -1;
+            }
+            if (r == 1)
+                break;
+            if (c->rpos == c->rlen)
+                c->rpos = c->rlen = window;
+        }
+        if (c->rlen == VIAL_RBUF_SIZE) {
+            /* The decoder holds partial lines in its state, so it always
+             * consumes everything; a full window means it did not. */
+            *status = 400;
+            return -1;
+        }
+        ssize_t n = conn_read(c, c->rbuf + c->rlen, VIAL_RBUF_SIZE - c->rlen,
+                              c->thr->loop.now + VIAL_BODY_TIMEOUT_NS);
+        if (n <= 0) {
+            *status = n == -ETIMEDOUT ? 408 : 0;
+            return -1;
+        }
+        c->rlen += (uint32_t)n;
+    }
+    rq->body = body ? body : "";
+    rq->body_len = len;
+    return 0;
+}
+
+/* --- writing a response --------------------------------------------------------- */
+
+static int body_allowed(int status)
+{
+    return !(status < 200 || status == 204 || status == 205 || status == 304);
+}
+
+static int write_response(vial_conn *c, vial_req *rq, int keep)
+{
+    const vial_server *s = c->thr->server;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int n = vial_write_head(rq, c->wbuf + c->wlen, VIAL_RBUF_SIZE - c->wlen, keep, 0,
+                                s->cfg.server_header);
+        if (n >= 0) {
+            c->wlen += (uint32_t)n;
+            break;
+        }
+        if (attempt == 0 && c->wlen) {
+            int r = conn_flush(c);
+            if (r < 0)
+                return r;
+            continue;
+        }
+        /* headers larger than the whole buffer: the handler's bug, not the
+         * client's; answer 500 rather than a truncated head. */
+        n = vial_write_error(500, c->wbuf + c->wlen, VIAL_RBUF_SIZE - c->wlen, s->cfg.server_header);
+        c->wlen += (uint32_t)(n > 0 ? n : 0);
+        c->closing = 1;
+        return conn_flush(c);
+    }
+    const vial_res *rs = &rq->res;
+    if (rq->is_head || !body_allowed(rs->status) || !rs->body_len)
+        return 0;
+    if (rs->body_len <= 4096 && rs->body_len <= VIAL_RBUF_SIZE - c->wlen) {
+        memcpy(c->wbuf + c->wlen, rs->body, rs->body_len);
+        c->wlen += (uint32_t)rs->body_len;
+        return 0;
+    }
+    return conn_send(c, rs->body, rs->body_len, 1);
+}
+
+int vial_conn_stream_begin(vial_req *rq)
+{
+    vial_conn *c = rq->conn;
+    vial_res *rs = &rq->res;
+    int chunked = rq->head.version_minor >= 1;
+    rs->stream_close = !chunked;
+    int n = vial_write_head(rq, c->wbuf + c->wlen, VIAL_RBUF_SIZE - c->wlen,
+                            chunked && rq->head.keep_alive && !c->thr->draining, chunked,
+                            c->thr->server->cfg.server_header);
+    if (n < 0)
+        return -E2BIG;
+    c->wlen += (uint32_t)n;
+    rs->streaming = 1;
+    return conn_flush(c);
+}
+
+int vial_conn_stream_write(vial_req *rq, const void *data, size_t len)
+{
+    vial_conn *c = rq->conn;
+    if (c->broken)
+        return -EPIPE;
+    if (rq->is_head || len == 0)
+        return 0;
+    if (!rq->res.stream_close) {
+        char line[24];
+        int n = snprintf(line, sizeof line, "%zx\r\n", len);
+        int r = conn_out(c, line, (size_t)n);
+        if (r < 0)
+            return r;
+    }
+    int r = len <= 4096 ? conn_out(c, data, len) : conn_send(c, data, len, 1);
+    if (r == 0 && !rq->res.stream_close)
+        r = conn_out(c, "\r\n", 2);
+    if (r == 0)
+        r = conn_flush(c);
+    return r;
+}
+
+/* --- the connection coroutine ---------------------------------------------------- */
+
+static void serve_options_asterisk(vial_conn *c, vial_req *rq, int keep)
+{
+    rq->res.status = 200;
+    write_response(c, rq, keep);
+}
+
+static void conn_main(void *arg)
+{
+    vial_conn *c = arg;
+    vial_server_thread *t = c->thr;
+    vial_server *s = t->server;
+    vial_req rq;
+
+    for (;;) {
+        if (c->rpos == c->rlen)
+            c->rpos = c->rlen = 0;
+        int status;
+        int n = read_head(c, &rq.head, &status);
+        if (n == 0)
+            break; /* nothing pending: go idle */
+        if (n < 0) {
+            if (status)
+                conn_reject(c, status);
+            c->closing = 1;
+            break;
+        }
+        c->rpos += (uint32_t)n;
+        vial_exchange_init(&rq, c, s);
+        c->rq = &rq;
+
+        if (rq.head.body_kind != VIAL_BODY_NONE) {
+            if (rq.head.expect_continue && rq.head.version_minor >= 1) {
+                static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+                if (conn_out(c, cont, sizeof cont - 1) < 0 || conn_flush(c) < 0) {
+                    c->closing = 1;
+                    vial_exchange_fini(&rq);
+                    break;
+                }
+            }
+            int r = rq.head.body_kind == VIAL_BODY_CHUNKED ? read_body_chunked(c, &rq, &status)
+                                                           : read_body_length(c, &rq, &status);
+            if (r < 0) {
+                if (status)
+                    conn_reject(c, status);
+                c->closing = 1;
+                vial_exchange_fini(&rq);
+                break;
+            }
+        }
+
+        int keep = rq.head.keep_alive && !t->draining;
+        if (rq.head.is_asterisk) {
+            serve_options_asterisk(c, &rq, keep);
+        } else {
+            c->in_handler = 1;
+            c->coro->on_park = conn_flush_nowait;
+            c->coro->on_park_arg = c;
+            s->serve(s->serve_data, &rq);
+            c->coro->on_park = NULL;
+            c->in_handler = 0;
+            keep = keep && !t->draining && !c->coro->cancelled;
+            if (rq.res.streaming) {
+                if (rq.res.stream_close)
+                    keep = 0;
+                else if (!rq.is_head && !c->broken)
+                    conn_out(c, "0\r\n\r\n", 5);
+                if (!rq.head.keep_alive || t->draining)
+                    keep = 0;
+            } else if (write_response(c, &rq, keep) < 0) {
+                keep = 0;
+            }
+        }
+        c->rq = NULL;
+        vial_exchange_fini(&rq);
+
+        if (!keep || c->broken) {
+            if (!c->broken)
+                conn_linger_close(c);
+            c->closing = 1;
+            break;
+        }
+        if (c->rpos == c->rlen && !c->in_ready) {
+            if (conn_flush(c) < 0)
+                c->closing = 1;
+            break;
+        }
+        if (c->wlen > VIAL_WBUF_SIZE && conn_flush(c) < 0) {
+            c->closing = 1;
+            break;
+        }
+    }
+}
+
+static void conn_coro_exit(vial_coro *co)
+{
+    vial_conn *c = co->user;
+    c->coro = NULL;
+    if (c->closing || c->broken) {
+        conn_destroy(c);
+        return;
+    }
+    conn_release_buffers(c);
+    if (c->thr->draining) {
+        conn_destroy(c);
+        return;
+    }
+    vial_timer_start(&c->thr->loop, &c->timer, c->thr->loop.now + VIAL_IDLE_TIMEOUT_NS);
+}
+
+static void conn_start(vial_conn *c)
+{
+    vial_server_thread *t = c->thr;
+    vial_timer_stop(&t->loop, &c->timer);
+    c->rbuf = buf_get(t);
+    c->wbuf = buf_get(t);
+    vial_coro *co = c->rbuf && c->wbuf ? vial_coro_new(&t->loop, conn_main, c) : NULL;
+    if (!co) {
+        conn_destroy(c); /* out of memory: shed this connection, keep the rest */
+        return;
+    }
+    co->user = c;
+    co->on_exit = conn_coro_exit;
+    co->label = "http connection";
+    c->coro = co;
+    vial_coro_resume(co);
+}
+
+static void conn_io(vial_loop *l, vial_io *io, unsigned ev)
+{
+    vial_conn *c = (vial_conn *)io;
+    if (c->closed)
+        return;
+    if (ev & (VIAL_IO_READ | VIAL_IO_HUP | VIAL_IO_ERR))
+        c->in_ready = 1;
+    if (ev & (VIAL_IO_WRITE | VIAL_IO_ERR | VIAL_IO_HUP))
+        c->out_ready = 1;
+    if (!c->coro) {
+        if (c->in_ready)
+            conn_start(c);
+        return;
+    }
+    if (((c->wait & VIAL_IO_READ) && c->in_ready) || ((c->wait & VIAL_IO_WRITE) && c->out_ready)) {
+        vial_coro_wake(c->coro, 0);
+    } else if (c->in_handler && (ev & (VIAL_IO_HUP | VIAL_IO_ERR))) {
+        /* The client went away while its handler runs: cancel it, so every
+         * pending await returns -ECANCELED. */
+        vial_coro_cancel(c->coro);
+    }
+}
+
+static void conn_timer(vial_loop *l, vial_timer *t)
+{
+    vial_conn *c = (vial_conn *)((char *)t - offsetof(vial_conn, timer));
+    if (c->coro)
+        vial_coro_wake(c->coro, -ETIMEDOUT);
+    else
+        conn_destroy(c); /* keep-alive idle timeout: close silently */
+}
+
+void vial_conn_accept(vial_server_thread *t, int fd)
+{
+    vial_conn *c = t->free_conns;
+    if (c) {
+        t->free_conns = c->next;
+        t->nfree_conns--;
+    } else {
+        c = malloc(sizeof *c);
+        if (!c) {
+            close(fd);
+            return;
+        }
+    }
+    memset(c, 0, sizeof *c);
+    c->io.fd = fd;
+    c->io.cb = conn_io;
+    c->timer.cb = conn_timer;
+    c->thr = t;
+    c->next = t->conns;
+    if (t->conns)
+        t->conns->prev = c;
+    t->conns = c;
+    t->nconns++;
+    if (vial_io_add(&t->loop, &c->io) < 0) {
+        conn_destroy(c);
+        return;
+    }
+    vial_timer_start(&t->loop, &c->timer, t->loop.now + VIAL_IDLE_TIMEOUT_NS);
+}
+
+void vial_conn_drain_all(vial_server_thread *t)
+{
+    vial_conn *c = t->conns;
+    while (c) {
+        vial_conn *next = c->next;
+        if (!c->coro)
+            conn_destroy(c);
+        else if (!c->in_handler)
+            vial_coro_cancel(c->coro); /* waiting for a request: stop waiting */
+        c = next;
+    }
+    if (t->nconns == 0)
+        vial_loop_stop(&t->loop);
+}
+
+void vial_conn_close_all(vial_server_thread *t)
+{
+    for (vial_conn *c = t->conns; c; c = c->next)
+        if (c->coro)
+            vial_coro_cancel(c->coro);
+}

@@ -1,0 +1,89 @@
+/* One request/response exchange: the parsed head, the body, the arena, and
+ * the response being built. It lives on the connection coroutine's stack for
+ * the duration of one request, so serving a request allocates nothing beyond
+ * what the handler asks for. vial_req and vial_res (opaque in vial.h) are the
+ * two faces of it. */
+#ifndef VIAL_HTTP_EXCHANGE_H
+#define VIAL_HTTP_EXCHANGE_H
+
+#include "vial.h"
+#include "http/parser.h"
+#include "runtime/arena.h"
+
+#include <stdint.h>
+
+struct vial_conn;
+struct vial_server;
+struct vial_rule;
+
+#define VIAL_MAX_PARAMS 8
+#define VIAL_RES_INLINE_HEADERS 8
+#define VIAL_ARENA_INLINE 4096
+
+typedef struct vial_kv {
+    const char *name;
+    const char *value;
+} vial_kv;
+
+typedef struct vial_res_header_t {
+    const char *name, *value;
+    uint32_t name_len, value_len;
+} vial_res_header_t;
+
+struct vial_json {
+    vial_res *rs;
+    uint32_t depth;
+    int err;
+    uint8_t need_comma[64]; /* per depth: a value was written at this level */
+    uint8_t after_key;
+    uint8_t is_obj[64];
+};
+
+struct vial_res {
+    vial_req *rq;
+    int status;
+    const char *content_type;
+    vial_res_header_t *headers;
+    uint32_t nheaders, headers_cap;
+    vial_res_header_t inline_headers[VIAL_RES_INLINE_HEADERS];
+    char *body;
+    size_t body_len, body_cap; /* body_cap 0: body is static, not ours to grow */
+    const char *error_message;  /* vial_fail */
+    int aborted;                /* vial_abort was called */
+    unsigned streaming : 1;     /* head sent by vial_stream_begin */
+    unsigned stream_close : 1;  /* HTTP/1.0 stream: body ends at close */
+    vial_json json;
+};
+
+struct vial_req {
+    vial_http_request head;
+    struct vial_conn *conn;
+    struct vial_server *server;
+    vial_arena arena;
+    const char *body;
+    size_t body_len;
+    int is_head; /* HEAD: the response is written without its body */
+    int is_sync; /* running on the worker pool */
+
+    /* filled lazily */
+    const char *method_z, *path_z, *query_z;
+    vial_kv *args;
+    unsigned nargs;
+    int args_parsed;
+
+    /* set by the router */
+    const struct vial_rule *route;
+    unsigned nparams;
+    vial_kv params[VIAL_MAX_PARAMS];
+    int64_t param_ints[VIAL_MAX_PARAMS];
+
+    vial_res res;
+    char arena_inline[VIAL_ARENA_INLINE];
+};
+
+/* Prepares ex for a new request on conn (head already parsed). */
+void vial_exchange_init(vial_req *rq, struct vial_conn *conn, struct vial_server *srv);
+/* Frees the arena's overflow blocks. */
+void vial_exchange_fini(vial_req *rq);
+
+#endif

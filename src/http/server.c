@@ -1,0 +1,233 @@
+/* Server threads, listeners and shutdown.
+ *
+ * Each loop thread owns a listener bound with SO_REUSEPORT, so the kernel
+ * spreads connections across threads and no accept lock exists. The main
+ * thread only waits for SIGTERM/SIGINT (blocked everywhere else, taken with
+ * sigwait) and then drives the shutdown: stop accepting, let in-flight
+ * requests finish for the grace period, cancel what is left, exit. */
+#include "http/server.h"
+#include "runtime/coro.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_CACHED_BUFS 64
+#define CORO_CACHE 256
+
+static int open_listener(const vial_config *cfg, int *err)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", cfg->port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int gai = getaddrinfo(cfg->host, port, &hints, &res);
+    if (gai != 0) {
+        fprintf(stderr, "vial: cannot resolve %s: %s\n", cfg->host, gai_strerror(gai));
+        *err = -EINVAL;
+        return -1;
+    }
+    int fd = -1;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            continue;
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 4096) == 0)
+            break;
+        *err = -errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+static void listen_cb(vial_loop *l, vial_io *io, unsigned ev)
+{
+    vial_server_thread *t = (vial_server_thread *)((char *)io - offsetof(vial_server_thread, listen_io));
+    /* Edge-triggered: take every pending connection now. */
+    for (;;) {
+        int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EMFILE || errno == ENFILE)
+                fprintf(stderr, "vial: accept: out of file descriptors (%u open here)\n", t->nconns);
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        vial_conn_accept(t, fd);
+    }
+}
+
+static void grace_expired(vial_loop *l, vial_timer *tm)
+{
+    vial_server_thread *t = (vial_server_thread *)((char *)tm - offsetof(vial_server_thread, grace_timer));
+    vial_conn_close_all(t);
+}
+
+static void stop_msg(vial_loop *l, vial_msg *m)
+{
+    vial_server_thread *t = (vial_server_thread *)((char *)m - offsetof(vial_server_thread, stop_msg));
+    if (t->draining)
+        return;
+    t->draining = 1;
+    if (t->listen_io.fd >= 0) {
+        vial_io_del(l, &t->listen_io);
+        close(t->listen_io.fd);
+        t->listen_io.fd = -1;
+    }
+    t->grace_timer.cb = grace_expired;
+    vial_timer_start(l, &t->grace_timer, l->now + (uint64_t)t->server->cfg.grace_ms * 1000000u);
+    vial_conn_drain_all(t);
+}
+
+static void *thread_main(void *arg)
+{
+    vial_server_thread *t = arg;
+    vial_loop_run(&t->loop);
+    return NULL;
+}
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static int thread_init(vial_server *s, vial_server_thread *t, int id, int *err)
+{
+    t->server = s;
+    t->listen_io.fd = -1;
+    int r = vial_loop_init(&t->loop, id);
+    if (r < 0) {
+        *err = r;
+        return -1;
+    }
+    t->loop.data = t;
+    t->loop.coro_pool = vial_coro_pool_new(s->cfg.stack_size, CORO_CACHE);
+    t->free_bufs = calloc(MAX_CACHED_BUFS, sizeof *t->free_bufs);
+    if (!t->loop.coro_pool || !t->free_bufs) {
+        *err = -ENOMEM;
+        return -1;
+    }
+    int fd = open_listener(&s->cfg, err);
+    if (fd < 0)
+        return -1;
+    t->listen_io.fd = fd;
+    t->listen_io.cb = listen_cb;
+    r = vial_io_add(&t->loop, &t->listen_io);
+    if (r < 0) {
+        *err = r;
+        return -1;
+    }
+    t->stop_msg.cb = stop_msg;
+    return 0;
+}
+
+static void thread_fini(vial_server_thread *t)
+{
+    if (t->listen_io.fd >= 0)
+        close(t->listen_io.fd);
+    vial_coro_pool_free(t->loop.coro_pool);
+    for (unsigned i = 0; i < t->nfree_bufs; i++)
+        free(t->free_bufs[i]);
+    free(t->free_bufs);
+    vial_loop_fini(&t->loop);
+}
+
+int vial_server_run(const vial_config *cfg, vial_serve_fn serve, void *data)
+{
+    vial_server s;
+    memset(&s, 0, sizeof s);
+    s.cfg = *cfg;
+    s.serve = serve;
+    s.serve_data = data;
+    s.nthreads = cfg->threads > 0 ? (unsigned)cfg->threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+    if (s.nthreads == 0)
+        s.nthreads = 1;
+
+    raise_fd_limit();
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t stopset, old;
+    sigemptyset(&stopset);
+    sigaddset(&stopset, SIGTERM);
+    sigaddset(&stopset, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stopset, &old);
+
+    int err = 0;
+    s.pool = vial_pool_new((unsigned)cfg->workers, (unsigned)cfg->queue_max);
+    s.threads = calloc(s.nthreads, sizeof *s.threads);
+    if (!s.pool || !s.threads) {
+        err = -ENOMEM;
+        goto out;
+    }
+    unsigned started = 0;
+    for (unsigned i = 0; i < s.nthreads; i++) {
+        if (thread_init(&s, &s.threads[i], (int)i, &err) < 0) {
+            fprintf(stderr, "vial: cannot listen on %s:%d: %s\n", cfg->host, cfg->port, strerror(-err));
+            goto stop;
+        }
+    }
+    for (; started < s.nthreads; started++) {
+        if (pthread_create(&s.threads[started].tid, NULL, thread_main, &s.threads[started]) != 0) {
+            err = -EAGAIN;
+            goto stop;
+        }
+    }
+    fprintf(stderr, "vial: listening on http://%s:%d (%u loop threads, %u workers)\n", cfg->host,
+            cfg->port, s.nthreads, vial_pool_threads(s.pool));
+
+    int sig = 0;
+    sigwait(&stopset, &sig);
+    fprintf(stderr, "vial: %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+
+stop:
+    for (unsigned i = 0; i < started; i++)
+        vial_loop_post(&s.threads[i].loop, &s.threads[i].stop_msg);
+    /* Threads end when their last connection closes; the grace timer
+     * cancels stragglers. A handler that ignores cancellation (a blocking
+     * sync view) must not keep the process alive past the deadline. */
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += (cfg->grace_ms + 1500) / 1000 + 1;
+    int forced = 0;
+    for (unsigned i = 0; i < started; i++) {
+        if (pthread_timedjoin_np(s.threads[i].tid, NULL, &deadline) != 0)
+            forced = 1;
+    }
+    if (forced) {
+        fprintf(stderr, "vial: shutdown grace exceeded; exiting with requests still running\n");
+        fflush(stderr);
+        _exit(err ? 1 : 0);
+    }
+out:
+    if (s.threads)
+        for (unsigned i = 0; i < s.nthreads; i++)
+            if (s.threads[i].loop.backend)
+                thread_fini(&s.threads[i]);
+    free(s.threads);
+    vial_pool_free(s.pool);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!err)
+        fprintf(stderr, "vial: stopped\n");
+    return err;
+}

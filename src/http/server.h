@@ -1,0 +1,86 @@
+/* The HTTP/1.1 server: loop threads with their own SO_REUSEPORT listeners,
+ * connections, the worker pool, and graceful shutdown. The app plugs in one
+ * function that turns a request into a response. */
+#ifndef VIAL_HTTP_SERVER_H
+#define VIAL_HTTP_SERVER_H
+
+#include "vial.h"
+#include "http/exchange.h"
+#include "runtime/loop.h"
+#include "runtime/pool.h"
+
+#include <pthread.h>
+#include <stdint.h>
+
+typedef struct vial_conn vial_conn;
+typedef struct vial_server vial_server;
+typedef struct vial_server_thread vial_server_thread;
+
+/* Called on the connection's coroutine for each request; fills rq->res.
+ * May park (await) and may run work on the pool. */
+typedef void (*vial_serve_fn)(void *data, vial_req *rq);
+
+struct vial_server_thread {
+    vial_loop loop;
+    vial_server *server;
+    pthread_t tid;
+    vial_io listen_io;
+    vial_conn *conns;   /* all open connections of this thread (for shutdown) */
+    unsigned nconns;
+    int draining;       /* shutdown: no new requests, close when idle */
+    vial_timer grace_timer;
+    vial_msg stop_msg;
+    /* small caches so steady state allocates nothing */
+    char **free_bufs;
+    unsigned nfree_bufs;
+    vial_conn *free_conns;
+    unsigned nfree_conns;
+};
+
+struct vial_server {
+    vial_config cfg;
+    vial_serve_fn serve;
+    void *serve_data;
+    vial_pool *pool;
+    unsigned nthreads;
+    vial_server_thread *threads;
+};
+
+/* Timeouts and sizes of spec section 7. */
+#define VIAL_HEAD_TIMEOUT_NS (10ull * 1000000000ull)
+#define VIAL_BODY_TIMEOUT_NS (10ull * 1000000000ull)
+#define VIAL_IDLE_TIMEOUT_NS (5ull * 1000000000ull)
+#define VIAL_WRITE_TIMEOUT_NS (60ull * 1000000000ull)
+#define VIAL_LINGER_NS (2ull * 1000000000ull)
+#define VIAL_RBUF_SIZE (32 * 1024) /* holds the largest legal head */
+#define VIAL_WBUF_SIZE (16 * 1024)
+
+/* Runs the server until SIGTERM/SIGINT; see vial_run. */
+int vial_server_run(const vial_config *cfg, vial_serve_fn serve, void *data);
+
+/* --- connection (conn.c) --- */
+
+/* Accepted socket fd → a connection on thr (registered, idle timer armed). */
+void vial_conn_accept(vial_server_thread *thr, int fd);
+/* Shutdown: closes idle connections, marks the others to close after their
+ * current response. */
+void vial_conn_drain_all(vial_server_thread *thr);
+/* Grace expired: cancels running handlers and closes everything. */
+void vial_conn_close_all(vial_server_thread *thr);
+
+/* Streaming, called by the app's response functions from a handler. */
+int vial_conn_stream_begin(vial_req *rq);
+int vial_conn_stream_write(vial_req *rq, const void *data, size_t len);
+
+/* --- response head serialisation (writer.c) --- */
+
+/* Writes the status line and headers of rq->res (with Date, Content-Length or
+ * Transfer-Encoding, Connection) into out; returns bytes written or -1 if
+ * it does not fit. `keep_alive` chooses the Connection header. */
+int vial_write_head(const vial_req *rq, char *out, size_t cap, int keep_alive, int chunked,
+                    int server_header);
+/* "HTTP/1.1 400 Bad Request\r\n..." with Connection: close and a short text body. */
+int vial_write_error(int status, char *out, size_t cap, int server_header);
+const char *vial_status_reason(int status);
+
+#endif

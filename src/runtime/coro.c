@@ -1,0 +1,336 @@
+/* Coroutines: stack pool, switching, parking and waking.
+ *
+ * Each stack is one mmap: a PROT_NONE guard page at the bottom, the usable
+ * stack, and the vial_coro itself at the top, so a coroutine costs one
+ * mapping and no malloc. Freed stacks stay in a per-loop cache (bounded) so
+ * the steady state makes no system call per coroutine. */
+#include "runtime/coro.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define VIAL_ASAN 1
+#endif
+#if __has_feature(thread_sanitizer)
+#define VIAL_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define VIAL_ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define VIAL_TSAN 1
+#endif
+
+#ifdef VIAL_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+#ifdef VIAL_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
+struct vial_coro_pool {
+    size_t stack_size; /* usable bytes, page multiple */
+    size_t map_size;   /* guard + stack + header */
+    unsigned cached, max_cached;
+    vial_coro *free_list; /* linked through next_ready */
+};
+
+/* Per thread: the loop's own context, and what runs now. */
+static __thread vial_ctx tls_loop_ctx;
+static __thread vial_coro *tls_current;
+#ifdef VIAL_ASAN
+static __thread const void *tls_loop_stack_bottom;
+static __thread size_t tls_loop_stack_size;
+#endif
+#ifdef VIAL_TSAN
+static __thread void *tls_loop_fiber;
+#endif
+
+static size_t page_size(void)
+{
+    static size_t ps;
+    if (!ps)
+        ps = (size_t)sysconf(_SC_PAGESIZE);
+    return ps;
+}
+
+vial_coro_pool *vial_coro_pool_new(size_t stack_size, unsigned max_cached)
+{
+    vial_coro_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    size_t ps = page_size();
+    if (stack_size < 16 * 1024)
+        stack_size = 16 * 1024;
+    p->stack_size = (stack_size + ps - 1) & ~(ps - 1);
+    size_t header = (sizeof(vial_coro) + ps - 1) & ~(ps - 1);
+    p->map_size = ps + p->stack_size + header;
+    p->max_cached = max_cached;
+    return p;
+}
+
+static void stack_unmap(vial_coro_pool *p, vial_coro *c)
+{
+#ifdef VIAL_TSAN
+    if (c->sanitizer_fiber)
+        __tsan_destroy_fiber(c->sanitizer_fiber);
+#endif
+    munmap(c->stack - page_size(), p->map_size);
+}
+
+void vial_coro_pool_free(vial_coro_pool *p)
+{
+    if (!p)
+        return;
+    while (p->free_list) {
+        vial_coro *c = p->free_list;
+        p->free_list = c->next_ready;
+        stack_unmap(p, c);
+    }
+    free(p);
+}
+
+size_t vial_coro_pool_stack_size(const vial_coro_pool *p)
+{
+    return p->stack_size;
+}
+
+static vial_coro *stack_get(vial_coro_pool *p)
+{
+    vial_coro *c = p->free_list;
+    if (c) {
+        p->free_list = c->next_ready;
+        p->cached--;
+        return c;
+    }
+    size_t ps = page_size();
+    char *base = mmap(NULL, p->map_size, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (base == MAP_FAILED)
+        return NULL;
+    if (mprotect(base, ps, PROT_NONE) != 0) {
+        munmap(base, p->map_size);
+        return NULL;
+    }
+    c = (vial_coro *)(base + ps + p->stack_size);
+    memset(c, 0, sizeof *c);
+    c->stack = base + ps;
+    c->stack_size = p->stack_size;
+#ifdef VIAL_TSAN
+    c->sanitizer_fiber = __tsan_create_fiber(0);
+#endif
+    return c;
+}
+
+static void stack_put(vial_coro_pool *p, vial_coro *c)
+{
+    if (p->cached >= p->max_cached) {
+        stack_unmap(p, c);
+        return;
+    }
+    c->next_ready = p->free_list;
+    p->free_list = c;
+    p->cached++;
+}
+
+/* --- switching, with the sanitizers told about every stack change ------- */
+
+static inline void switch_into(vial_coro *c)
+{
+#ifdef VIAL_ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(&fake, c->stack, c->stack_size);
+#endif
+#ifdef VIAL_TSAN
+    if (!tls_loop_fiber)
+        tls_loop_fiber = __tsan_get_current_fiber();
+    __tsan_switch_to_fiber(c->sanitizer_fiber, 0);
+#endif
+    vial_ctx_swap(&tls_loop_ctx, &c->ctx);
+#ifdef VIAL_ASAN
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+}
+
+static inline void switch_out(vial_coro *c, int final)
+{
+#ifdef VIAL_ASAN
+    __sanitizer_start_switch_fiber(final ? NULL : &c->asan_fake_stack, tls_loop_stack_bottom,
+                                   tls_loop_stack_size);
+#endif
+#ifdef VIAL_TSAN
+    __tsan_switch_to_fiber(tls_loop_fiber, 0);
+#endif
+    (void)final;
+    vial_ctx_swap(&c->ctx, &tls_loop_ctx);
+#ifdef VIAL_ASAN
+    __sanitizer_finish_switch_fiber(c->asan_fake_stack, &tls_loop_stack_bottom, &tls_loop_stack_size);
+#endif
+}
+
+static void coro_entry(void *arg)
+{
+    vial_coro *c = arg;
+#ifdef VIAL_ASAN
+    __sanitizer_finish_switch_fiber(NULL, &tls_loop_stack_bottom, &tls_loop_stack_size);
+#endif
+    c->fn(c->arg);
+    c->done = 1;
+    switch_out(c, 1);
+    abort(); /* a finished coroutine is never resumed */
+}
+
+vial_coro *vial_coro_new(vial_loop *loop, vial_coro_fn fn, void *arg)
+{
+    vial_coro *c = stack_get(loop->coro_pool);
+    if (!c)
+        return NULL;
+    char *stack = c->stack;
+    size_t size = c->stack_size;
+    void *fiber = c->sanitizer_fiber;
+    memset(c, 0, sizeof *c);
+    c->stack = stack;
+    c->stack_size = size;
+    c->sanitizer_fiber = fiber;
+    c->loop = loop;
+    c->fn = fn;
+    c->arg = arg;
+    vial_ctx_make(&c->ctx, stack, size, coro_entry, c);
+    return c;
+}
+
+void vial_coro_resume(vial_coro *c)
+{
+    vial_loop *loop = c->loop;
+    vial_coro *prev = tls_current;
+    tls_current = c;
+    loop->running = c;
+    switch_into(c);
+    tls_current = prev;
+    loop->running = prev;
+    if (c->done) {
+        if (c->on_exit)
+            c->on_exit(c);
+        stack_put(loop->coro_pool, c);
+    }
+}
+
+int vial_coro_park(void)
+{
+    vial_coro *c = tls_current;
+    if (c->on_park)
+        c->on_park(c->on_park_arg);
+    c->parked = 1;
+    switch_out(c, 0);
+    return c->result;
+}
+
+void vial_coro_wake(vial_coro *c, int result)
+{
+    if (!c->parked)
+        return;
+    c->parked = 0;
+    c->result = result;
+    c->queued = 1;
+    c->next_ready = NULL;
+    vial_loop *loop = c->loop;
+    if (loop->ready_tail)
+        loop->ready_tail->next_ready = c;
+    else
+        loop->ready_head = c;
+    loop->ready_tail = c;
+}
+
+void vial_coro_cancel(vial_coro *c)
+{
+    if (c->done)
+        return;
+    c->cancelled = 1;
+    vial_coro_wake(c, -ECANCELED);
+}
+
+void vial_coro_yield(void)
+{
+    vial_coro *c = tls_current;
+    c->parked = 1;
+    vial_coro_wake(c, 0);
+    c->parked = 0;
+    /* queued; park without the on_park hook semantics of a real wait */
+    switch_out(c, 0);
+}
+
+vial_coro *vial_coro_current(void)
+{
+    return tls_current;
+}
+
+struct sleep_wait {
+    vial_timer timer;
+    vial_coro *coro;
+};
+
+static void sleep_fire(vial_loop *loop, vial_timer *t)
+{
+    struct sleep_wait *w = (struct sleep_wait *)t;
+    vial_coro_wake(w->coro, 0);
+}
+
+int vial_coro_sleep_ns(uint64_t ns)
+{
+    vial_coro *c = tls_current;
+    if (c->cancelled)
+        return -ECANCELED;
+    struct sleep_wait w = {.timer = {.cb = sleep_fire}, .coro = c};
+    vial_timer_start(c->loop, &w.timer, c->loop->now + ns);
+    int r = vial_coro_park();
+    vial_timer_stop(c->loop, &w.timer);
+    return r;
+}
+
+/* --- stack overflow reports ---------------------------------------------- */
+
+static void overflow_handler(int sig, siginfo_t *si, void *uctx)
+{
+    vial_coro *c = tls_current;
+    char *addr = si->si_addr;
+    if (c && addr >= c->stack - page_size() && addr < c->stack) {
+        char msg[256];
+        int n = snprintf(msg, sizeof msg,
+                         "vial: coroutine stack overflow (%zu-byte stack) in %s; "
+                         "raise vial_config.stack_size or move big buffers off the stack\n",
+                         c->stack_size, c->label ? c->label : "(unnamed coroutine)");
+        if (n > 0)
+            (void)!write(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+    }
+    /* Re-raise with the default action so a core dump shows the real fault. */
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void vial_coro_install_overflow_handler(void)
+{
+#if !defined(VIAL_ASAN) && !defined(VIAL_TSAN)
+    static __thread int installed;
+    if (installed)
+        return;
+    installed = 1;
+    stack_t ss = {.ss_size = 64 * 1024};
+    ss.ss_sp = malloc(ss.ss_size);
+    if (!ss.ss_sp || sigaltstack(&ss, NULL) != 0)
+        return;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = overflow_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, NULL);
+#endif
+}

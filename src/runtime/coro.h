@@ -1,0 +1,85 @@
+/* Stackful coroutines, scheduled by the loop of the thread that made them.
+ *
+ * A coroutine runs until it parks (waits for something); whoever it waits on
+ * wakes it with a result, which vial_coro_park returns. Stacks are mmap'd with
+ * a guard page and pooled per loop, so starting a coroutine costs no system
+ * call once the pool is warm. A coroutine never migrates between threads. */
+#ifndef VIAL_RUNTIME_CORO_H
+#define VIAL_RUNTIME_CORO_H
+
+#include "runtime/loop.h"
+#include "runtime/arch/ctx.h"
+
+#include <stddef.h>
+
+typedef void (*vial_coro_fn)(void *arg);
+
+struct vial_coro {
+    vial_ctx ctx;
+    vial_loop *loop;
+    vial_coro *next_ready;
+    vial_coro_fn fn;
+    void *arg;
+    char *stack;        /* lowest usable byte (just above the guard page) */
+    size_t stack_size;  /* usable bytes */
+    int result;         /* value handed to the parked coroutine by its waker */
+    unsigned parked : 1;    /* waiting for a wake */
+    unsigned queued : 1;    /* on the ready queue */
+    unsigned cancelled : 1; /* cancellation requested: awaits return -ECANCELED */
+    unsigned done : 1;
+    const char *label;  /* what it runs (a route), for stack-overflow and stall reports */
+    /* Called just before the coroutine parks; the connection uses it to
+     * flush buffered pipelined responses before a handler waits. */
+    void (*on_park)(void *arg);
+    void *on_park_arg;
+    /* Called on the loop stack after the coroutine finished, before its stack
+     * returns to the pool. */
+    void (*on_exit)(vial_coro *c);
+    void *user;
+    void *sanitizer_fiber;   /* TSan fiber handle */
+    void *asan_fake_stack;   /* ASan fake-stack save slot while switched out */
+};
+
+typedef struct vial_coro_pool vial_coro_pool;
+
+/* Per-loop stack pool. stack_size is rounded up to whole pages. */
+vial_coro_pool *vial_coro_pool_new(size_t stack_size, unsigned max_cached);
+void vial_coro_pool_free(vial_coro_pool *pool);
+size_t vial_coro_pool_stack_size(const vial_coro_pool *pool);
+
+/* Makes a coroutine on loop's pool; it runs at the next vial_coro_resume
+ * (or when the loop takes it from the ready queue after vial_coro_wake).
+ * Returns NULL when no stack can be had. */
+vial_coro *vial_coro_new(vial_loop *loop, vial_coro_fn fn, void *arg);
+
+/* Switches from the loop's own stack into c until it parks or ends. Only the
+ * loop (not another coroutine) resumes: coroutines wake each other instead. */
+void vial_coro_resume(vial_coro *c);
+
+/* Parks the running coroutine; returns the result passed to vial_coro_wake. */
+int vial_coro_park(void);
+
+/* Makes a parked coroutine runnable with `result`. Safe from the loop or from
+ * a coroutine of the same loop; a wake of a coroutine that is not parked (it
+ * was already woken, e.g. a timer racing a cancel) is ignored. */
+void vial_coro_wake(vial_coro *c, int result);
+
+/* Requests cancellation: if parked, c is woken with -ECANCELED; later awaits
+ * return -ECANCELED at once. */
+void vial_coro_cancel(vial_coro *c);
+
+/* Puts the running coroutine at the back of the ready queue. */
+void vial_coro_yield(void);
+
+/* The running coroutine of this thread, or NULL on a loop's own stack. */
+vial_coro *vial_coro_current(void);
+
+/* Parks the running coroutine until `ns` nanoseconds of the loop clock pass.
+ * Returns 0, or -ECANCELED if cancelled first. */
+int vial_coro_sleep_ns(uint64_t ns);
+
+/* Installs the SIGSEGV handler that names a coroutine whose stack overflowed
+ * into its guard page; per thread, it sets up the alternate signal stack. */
+void vial_coro_install_overflow_handler(void);
+
+#endif

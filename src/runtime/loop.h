@@ -1,0 +1,117 @@
+/* The event loop: one per thread, owning fd readiness, timers, the coroutine
+ * ready queue and a mailbox that other threads post to.
+ *
+ * Readiness comes from a backend (epoll today) behind vial_backend. Every fd
+ * is registered once, edge-triggered, for read, write and hang-up: the owner
+ * keeps its own "ready" flags and only waits after a system call said EAGAIN.
+ * That shape fits epoll (EPOLLET), kqueue (EV_CLEAR) and io_uring multishot
+ * polls alike, and costs no epoll_ctl per request. */
+#ifndef VIAL_RUNTIME_LOOP_H
+#define VIAL_RUNTIME_LOOP_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct vial_loop vial_loop;
+typedef struct vial_coro vial_coro;
+
+enum {
+    VIAL_IO_READ = 1,
+    VIAL_IO_WRITE = 2,
+    VIAL_IO_HUP = 4, /* peer closed its side (RDHUP) or the socket hung up */
+    VIAL_IO_ERR = 8,
+};
+
+typedef struct vial_io vial_io;
+typedef void (*vial_io_cb)(vial_loop *loop, vial_io *io, unsigned events);
+struct vial_io {
+    int fd;
+    vial_io_cb cb;
+};
+
+/* Timers live in a binary min-heap ordered by deadline; a timer knows its
+ * heap slot so stopping one is O(log n). */
+typedef struct vial_timer vial_timer;
+typedef void (*vial_timer_cb)(vial_loop *loop, vial_timer *t);
+struct vial_timer {
+    uint64_t when;  /* monotonic ns */
+    uint32_t slot;  /* heap index + 1; 0 when not armed */
+    vial_timer_cb cb;
+};
+
+/* A cross-thread message: intrusive, owned by the sender until run. */
+typedef struct vial_msg vial_msg;
+typedef void (*vial_msg_cb)(vial_loop *loop, vial_msg *m);
+struct vial_msg {
+    vial_msg *next;
+    vial_msg_cb cb;
+};
+
+typedef struct vial_backend {
+    const char *name;
+    int (*init)(vial_loop *loop);
+    void (*fini)(vial_loop *loop);
+    /* Registers io for read, write and hang-up, edge-triggered. */
+    int (*add)(vial_loop *loop, vial_io *io);
+    int (*del)(vial_loop *loop, vial_io *io);
+    /* Waits up to timeout_ms (-1: no limit) and calls io->cb for ready fds. */
+    int (*poll)(vial_loop *loop, int timeout_ms);
+} vial_backend;
+
+extern const vial_backend vial_backend_epoll;
+
+struct vial_loop {
+    const vial_backend *backend;
+    int backend_fd;
+    uint64_t now; /* monotonic ns, refreshed once per iteration */
+    int stopping;
+    int id;
+
+    vial_timer **heap;
+    uint32_t nheap, heap_cap;
+
+    vial_coro *ready_head, *ready_tail; /* coroutines to resume */
+    vial_coro *running;                 /* the coroutine on the CPU, or NULL */
+
+    /* mailbox: other threads push under the lock, the loop swaps the list out */
+    pthread_mutex_t mbox_lock;
+    vial_msg *mbox_head, *mbox_tail;
+    int mbox_signalled;
+    vial_io wake_io; /* eventfd */
+
+    vial_msg *deferred_head, *deferred_tail; /* run after the current batch */
+
+    struct vial_coro_pool *coro_pool;
+    void *data; /* owner (the server thread) */
+};
+
+uint64_t vial_clock_ns(void);
+
+int vial_loop_init(vial_loop *loop, int id);
+void vial_loop_fini(vial_loop *loop);
+/* Runs until vial_loop_stop; returns 0 or a negative errno. */
+int vial_loop_run(vial_loop *loop);
+/* One iteration: waits at most timeout_ms for events (used by tests). */
+int vial_loop_run_once(vial_loop *loop, int timeout_ms);
+void vial_loop_stop(vial_loop *loop);
+
+int vial_io_add(vial_loop *loop, vial_io *io);
+int vial_io_del(vial_loop *loop, vial_io *io);
+
+void vial_timer_start(vial_loop *loop, vial_timer *t, uint64_t when_ns);
+void vial_timer_stop(vial_loop *loop, vial_timer *t);
+static inline int vial_timer_armed(const vial_timer *t) { return t->slot != 0; }
+
+/* Thread-safe: queues m for loop's thread and wakes it. */
+void vial_loop_post(vial_loop *loop, vial_msg *m);
+
+/* Loop thread only: runs m after the events of this iteration are handled.
+ * Freeing an object whose fd may still have an event in the batch must wait
+ * for this. */
+void vial_loop_defer(vial_loop *loop, vial_msg *m);
+
+/* The loop running on this thread, or NULL. */
+vial_loop *vial_loop_current(void);
+
+#endif

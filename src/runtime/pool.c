@@ -1,0 +1,145 @@
+/* Worker pool: a mutex-protected FIFO and a condition variable. Workers are
+ * idle most of the time in a web server; this is not on the async hot path. */
+#include "runtime/pool.h"
+#include "runtime/coro.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+struct vial_pool {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    vial_job *head, *tail;
+    unsigned queued, queue_max;
+    unsigned nthreads;
+    int stopping;
+    pthread_t threads[];
+};
+
+static void *worker_main(void *arg)
+{
+    vial_pool *p = arg;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (!p->head && !p->stopping)
+            pthread_cond_wait(&p->cond, &p->lock);
+        vial_job *j = p->head;
+        if (!j)
+            break; /* stopping and drained */
+        p->head = j->next;
+        if (!p->head)
+            p->tail = NULL;
+        p->queued--;
+        pthread_mutex_unlock(&p->lock);
+        j->work(j);
+        vial_loop_post(j->loop, &j->done);
+        pthread_mutex_lock(&p->lock);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+vial_pool *vial_pool_new(unsigned threads, unsigned queue_max)
+{
+    if (threads == 0)
+        threads = 1;
+    vial_pool *p = calloc(1, sizeof *p + threads * sizeof(pthread_t));
+    if (!p)
+        return NULL;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->cond, NULL);
+    p->queue_max = queue_max;
+    for (unsigned i = 0; i < threads; i++) {
+        if (pthread_create(&p->threads[i], NULL, worker_main, p) != 0)
+            break;
+        p->nthreads++;
+    }
+    if (!p->nthreads) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void vial_pool_free(vial_pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->stopping = 1;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+    for (unsigned i = 0; i < p->nthreads; i++)
+        pthread_join(p->threads[i], NULL);
+    pthread_cond_destroy(&p->cond);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+unsigned vial_pool_threads(const vial_pool *p)
+{
+    return p->nthreads;
+}
+
+int vial_pool_submit(vial_pool *p, vial_job *j)
+{
+    j->next = NULL;
+    pthread_mutex_lock(&p->lock);
+    if (p->queued >= p->queue_max || p->stopping) {
+        pthread_mutex_unlock(&p->lock);
+        return -EAGAIN;
+    }
+    if (p->tail)
+        p->tail->next = j;
+    else
+        p->head = j;
+    p->tail = j;
+    p->queued++;
+    pthread_cond_signal(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+    return 0;
+}
+
+/* A job whose submitter is a parked coroutine. */
+struct coro_job {
+    vial_job job;
+    void (*fn)(void *);
+    void *arg;
+    vial_coro *coro;
+    int finished;
+};
+
+static void coro_job_work(vial_job *j)
+{
+    struct coro_job *cj = (struct coro_job *)j;
+    cj->fn(cj->arg);
+}
+
+static void coro_job_done(vial_loop *l, vial_msg *m)
+{
+    struct coro_job *cj = (struct coro_job *)m;
+    cj->finished = 1;
+    vial_coro_wake(cj->coro, 0);
+}
+
+int vial_pool_run(vial_pool *p, void (*fn)(void *), void *arg)
+{
+    vial_coro *c = vial_coro_current();
+    if (c->cancelled)
+        return -ECANCELED;
+    struct coro_job cj = {
+        .job = {.done = {.cb = coro_job_done}, .work = coro_job_work, .loop = c->loop},
+        .fn = fn,
+        .arg = arg,
+        .coro = c,
+    };
+    int r = vial_pool_submit(p, &cj.job);
+    if (r < 0)
+        return r;
+    /* The job's memory is on this stack: we must not return before the
+     * worker is done with it, whatever wakes us. Cancellation wakes are
+     * absorbed until the completion message arrives. */
+    while (!cj.finished)
+        vial_coro_park();
+    return 0;
+}

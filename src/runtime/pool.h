@@ -1,0 +1,38 @@
+/* The worker pool: a bounded set of threads for blocking work (sync handlers,
+ * offloaded calls). A job is submitted from a loop thread; when it finishes,
+ * its completion is posted back to that loop's mailbox, so the submitting
+ * coroutine resumes on its own thread. The queue is bounded: a full queue is
+ * an error the caller turns into 503, not unbounded buffering. */
+#ifndef VIAL_RUNTIME_POOL_H
+#define VIAL_RUNTIME_POOL_H
+
+#include "runtime/loop.h"
+
+typedef struct vial_pool vial_pool;
+
+typedef struct vial_job vial_job;
+struct vial_job {
+    vial_msg done;            /* posted to `loop` when work() returned */
+    vial_job *next;           /* queue link */
+    void (*work)(vial_job *); /* runs on a worker thread */
+    vial_loop *loop;          /* where completion is delivered */
+};
+
+/* Starts `threads` workers with room for `queue_max` waiting jobs. */
+vial_pool *vial_pool_new(unsigned threads, unsigned queue_max);
+/* Waits for queued jobs to finish, then joins the workers. */
+void vial_pool_free(vial_pool *pool);
+
+/* Queues job; job->done.cb runs on job->loop once job->work returned.
+ * Returns 0, or -EAGAIN when the queue is full. Thread-safe. */
+int vial_pool_submit(vial_pool *pool, vial_job *job);
+
+/* From a coroutine: runs fn(arg) on the pool and parks until it returned.
+ * Returns 0, -EAGAIN (queue full) or -ECANCELED (cancelled while queued;
+ * a job already running is waited for, since a thread cannot be
+ * interrupted safely). */
+int vial_pool_run(vial_pool *pool, void (*fn)(void *), void *arg);
+
+unsigned vial_pool_threads(const vial_pool *pool);
+
+#endif
