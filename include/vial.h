@@ -80,7 +80,7 @@ typedef struct vial_config {
     int workers;            /* worker-pool threads for sync handlers; 0: 16 */
     int queue_max;          /* jobs waiting for the pool before 503; 0: 4096 */
     size_t stack_size;      /* coroutine stack bytes; 0: 128 KiB */
-    int grace_ms;           /* shutdown grace for in-flight requests; 0: 3000 */
+    int grace_ms;           /* shutdown grace for in-flight requests; 0: 2000 */
     int server_header;      /* send "Server: vial" on every response */
 } vial_config;
 

@@ -54,10 +54,13 @@ static int dir(vial_req *rq, vial_res *rs) /* sync */
 
 static int methods(vial_req *rq, vial_res *rs) /* sync */
 {
+    /* As in Flask, a HEAD request runs the GET view with method "HEAD"; the
+     * spec wants HEAD's headers to equal GET's, so report it as GET. */
+    const char *m = vial_req_method(rq);
     vial_json *j = vial_json_begin(rs, 200);
     vial_json_obj(j);
     vial_json_key(j, "method");
-    vial_json_str(j, vial_req_method(rq));
+    vial_json_str(j, strcmp(m, "HEAD") ? m : "GET");
     vial_json_end(j);
     return vial_json_finish(j);
 }

@@ -43,7 +43,7 @@ vial_config vial_config_default(void)
         .workers = 16,
         .queue_max = 4096,
         .stack_size = 128 * 1024,
-        .grace_ms = 3000,
+        .grace_ms = 2000,
         .server_header = 0,
     };
 }
@@ -60,7 +60,7 @@ static int parse_int_arg(const char *s, int lo, int hi, int *out)
 
 int vial_config_args(vial_config *cfg, int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
@@ -80,7 +80,6 @@ int vial_config_args(vial_config *cfg, int argc, char **argv)
                     argv[0], a);
             return -EINVAL;
         }
-        i++;
     }
     return 0;
 }
@@ -167,12 +166,11 @@ void vial_app_serve(void *data, vial_req *rq)
     const char *path = vial_req_path(rq);
     const char *method = vial_req_method(rq);
     int path_matched = 0;
+    /* Whatever answers a HEAD request (view, error, redirect) sends no body. */
+    rq->is_head = method_is(rq, "HEAD");
     const vial_rule *r = vial_router_match(app, rq, path, method, &path_matched);
-    if (!r && method_is(rq, "HEAD")) {
+    if (!r && rq->is_head)
         r = vial_router_match(app, rq, path, "GET", &path_matched);
-        if (r)
-            rq->is_head = 1;
-    }
     int rc = 0;
     if (r) {
         rq->route = r;

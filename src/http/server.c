@@ -208,7 +208,13 @@ stop:
      * sync view) must not keep the process alive past the deadline. */
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += (cfg->grace_ms + 1500) / 1000 + 1;
+    long long ms = cfg->grace_ms + 1000;
+    deadline.tv_sec += ms / 1000;
+    deadline.tv_nsec += (ms % 1000) * 1000000;
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
     int forced = 0;
     for (unsigned i = 0; i < started; i++) {
         if (pthread_timedjoin_np(s.threads[i].tid, NULL, &deadline) != 0)

@@ -296,6 +296,8 @@ int vial_coro_sleep_ns(uint64_t ns)
 }
 
 /* --- stack overflow reports ---------------------------------------------- */
+/* Not under the sanitizers: they own SIGSEGV and report overflows themselves. */
+#if !defined(VIAL_ASAN) && !defined(VIAL_TSAN)
 
 static void overflow_handler(int sig, siginfo_t *si, void *uctx)
 {
@@ -314,6 +316,8 @@ static void overflow_handler(int sig, siginfo_t *si, void *uctx)
     signal(sig, SIG_DFL);
     raise(sig);
 }
+
+#endif
 
 void vial_coro_install_overflow_handler(void)
 {

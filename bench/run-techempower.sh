@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# vial against nginx on the TechEmpower plaintext and json tests, and on
+# pipelined plaintext (16 requests per write), one core each:
+#   the server on CPU $SERVER_CPU (vial with --threads 1, nginx with one
+#   process), wrk on CPU $CLIENT_CPU.
+# Runs are interleaved (vial, nginx, vial, nginx, ...) so drift in the machine
+# hits both alike. For every run it records req/s (wrk) and the CPU time the
+# server process used during the run (utime+stime from /proc/PID/stat), and
+# prints a table of medians.
+#
+#   bench/run-techempower.sh
+#
+# Environment (defaults in brackets):
+#   DURATION [10s]  CONNECTIONS [256]  WRK_THREADS [1]  RUNS [3]  WARMUP [1s]
+#   PIPELINE_DEPTH [16]  TESTS ["plaintext json pipeline"]
+#   SERVER_CPU [0]  CLIENT_CPU [1]  VIAL_PORT [18080]  NGINX_PORT [18081]
+#   VIAL_BUILD_DIR [<repo>/build]  NGINX [/usr/sbin/nginx]
+#   RESULTS [unset]: also write every run as TSV to this file.
+# With the defaults the whole script takes about 3.5 minutes.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+BUILD=${VIAL_BUILD_DIR:-$ROOT/build}
+VIAL_BIN=$BUILD/bench/techempower
+NGINX=${NGINX:-/usr/sbin/nginx}
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-256}
+WRK_THREADS=${WRK_THREADS:-1}
+RUNS=${RUNS:-3}
+WARMUP=${WARMUP:-1s}
+PIPELINE_DEPTH=${PIPELINE_DEPTH:-16}
+TESTS=${TESTS:-"plaintext json pipeline"}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+VIAL_PORT=${VIAL_PORT:-18080}
+NGINX_PORT=${NGINX_PORT:-18081}
+PY=/usr/bin/python3
+HZ=$(getconf CLK_TCK)
+
+die() { echo "run-techempower: $*" >&2; exit 1; }
+
+for tool in wrk taskset curl "$NGINX" "$PY"; do
+  command -v "$tool" >/dev/null 2>&1 || die "$tool not found (scripts/deps.sh installs it)"
+done
+if [ "$(nproc)" -lt 2 ]; then
+  echo "run-techempower: warning: only $(nproc) CPU; server and wrk share it" >&2
+fi
+
+# Build the benchmark program (a no-op when it is up to date).
+if [ ! -f "$BUILD/build.ninja" ]; then
+  cmake -S "$ROOT" -B "$BUILD" -G Ninja >/dev/null
+fi
+ninja -C "$BUILD" techempower >/dev/null
+[ -x "$VIAL_BIN" ] || die "$VIAL_BIN was not built"
+
+TMP=$(mktemp -d /tmp/vial-bench.XXXXXX)
+VIAL_PID=""
+NGINX_PID=""
+
+stop_pid() { # PID: TERM, wait up to 5 s, then KILL; only PIDs we started
+  local pid=$1
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 50); do
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+  stop_pid "$VIAL_PID"
+  stop_pid "$NGINX_PID"
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- servers ---------------------------------------------------------------
+
+mkdir -p "$TMP/nginx/logs"
+cat >"$TMP/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+master_process off;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/logs/error.log warn;
+worker_rlimit_nofile 65536;
+events {
+    worker_connections 16384;
+    multi_accept on;
+}
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 65s;
+    client_body_temp_path $TMP/nginx/client_body;
+    proxy_temp_path $TMP/nginx/proxy;
+    fastcgi_temp_path $TMP/nginx/fastcgi;
+    uwsgi_temp_path $TMP/nginx/uwsgi;
+    scgi_temp_path $TMP/nginx/scgi;
+    server {
+        listen 127.0.0.1:$NGINX_PORT reuseport backlog=4096;
+        location = /plaintext {
+            default_type text/plain;
+            return 200 "Hello, World!";
+        }
+        location = /json {
+            default_type application/json;
+            return 200 '{"message":"Hello, World!"}';
+        }
+    }
+}
+EOF
+
+wait_ready() { # NAME PID PORT LOG
+  for _ in $(seq 100); do
+    kill -0 "$2" 2>/dev/null || { cat "$4" >&2; die "$1 exited at start"; }
+    if curl -s -o /dev/null "http://127.0.0.1:$3/plaintext"; then return 0; fi
+    sleep 0.05
+  done
+  cat "$4" >&2
+  die "$1 did not answer on port $3"
+}
+
+taskset -c "$SERVER_CPU" "$VIAL_BIN" --host 127.0.0.1 --port "$VIAL_PORT" --threads 1 \
+  2>"$TMP/vial.log" &
+VIAL_PID=$!
+wait_ready vial "$VIAL_PID" "$VIAL_PORT" "$TMP/vial.log"
+
+taskset -c "$SERVER_CPU" "$NGINX" -p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf" \
+  -e "$TMP/nginx/logs/error.log" 2>"$TMP/nginx.log" &
+NGINX_PID=$!
+wait_ready nginx "$NGINX_PID" "$NGINX_PORT" "$TMP/nginx.log"
+
+# --- verify the responses first ----------------------------------------------
+
+check() { # NAME PORT PATH BODY CTYPE_PREFIX
+  local name=$1 port=$2 path=$3 want=$4 ctype=$5 h="$TMP/h" b="$TMP/b"
+  curl -sS -D "$h" -o "$b" "http://127.0.0.1:$port$path" || die "$name $path: request failed"
+  tr -d '\r' <"$h" >"$h.lf"
+  head -n1 "$h.lf" | grep -q '^HTTP/1\.1 200 ' || die "$name $path: $(head -n1 "$h.lf")"
+  [ "$(cat "$b")" = "$want" ] || die "$name $path: body '$(cat "$b")', want '$want'"
+  grep -qi "^content-type: $ctype" "$h.lf" || die "$name $path: Content-Type is not $ctype"
+  grep -qi '^server: .' "$h.lf" || die "$name $path: no Server header"
+  grep -qi '^date: .' "$h.lf" || die "$name $path: no Date header"
+  grep -qi "^content-length: ${#want}\$" "$h.lf" || die "$name $path: wrong Content-Length"
+}
+
+check_pipeline() { # NAME PORT: DEPTH pipelined requests in one write, DEPTH answers
+  local name=$1 port=$2 req="" n
+  for _ in $(seq $((PIPELINE_DEPTH - 1))); do
+    req+="GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+  done
+  req+="GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+  n=$(timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/'"$port"'; printf "'"$req"'" >&3; cat <&3' |
+    grep -o 'HTTP/1\.1 200 OK' | wc -l)
+  [ "$n" -eq "$PIPELINE_DEPTH" ] || die "$name: $n of $PIPELINE_DEPTH pipelined responses were 200"
+}
+
+for s in "vial $VIAL_PORT" "nginx $NGINX_PORT"; do
+  set -- $s
+  check "$1" "$2" /plaintext 'Hello, World!' 'text/plain'
+  check "$1" "$2" /json '{"message":"Hello, World!"}' 'application/json'
+  check_pipeline "$1" "$2"
+done
+echo "responses verified: vial and nginx answer /plaintext, /json and pipelined /plaintext correctly"
+
+# --- runs --------------------------------------------------------------------------
+
+cpu_ticks() { # PID -> utime+stime in clock ticks (fields 14 and 15; comm may hold spaces)
+  sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
+}
+
+run_wrk() { # PORT TEST DURATION -> wrk output on stdout
+  local port=$1 test=$2 dur=$3
+  local path=/$test extra=()
+  if [ "$test" = pipeline ]; then
+    path=/plaintext
+    extra=(-s "$HERE/pipeline.lua" "http://127.0.0.1:$port$path" -- "$PIPELINE_DEPTH")
+  else
+    extra=("http://127.0.0.1:$port$path")
+  fi
+  taskset -c "$CLIENT_CPU" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$dur" "${extra[@]}"
+}
+
+RAW="$TMP/runs.tsv"
+printf 'test\tserver\trun\trequests\treq_per_s\tcpu_us\tcpu_us_per_req\terrors\n' >"$RAW"
+echo "wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION on CPU $CLIENT_CPU; servers on CPU $SERVER_CPU;" \
+  "$RUNS interleaved runs; pipeline depth $PIPELINE_DEPTH"
+printf '%-10s %-6s %3s %12s %12s %10s %9s  %s\n' test server run requests req/s cpu_ms us/req errors
+for test in $TESTS; do
+  for s in "vial $VIAL_PORT" "nginx $NGINX_PORT"; do # warm-up, not recorded
+    set -- $s
+    run_wrk "$2" "$test" "$WARMUP" >/dev/null
+  done
+  for run in $(seq "$RUNS"); do
+    for s in "vial $VIAL_PORT $VIAL_PID" "nginx $NGINX_PORT $NGINX_PID"; do
+      set -- $s
+      name=$1 port=$2 pid=$3
+      t0=$(cpu_ticks "$pid")
+      out=$(run_wrk "$port" "$test" "$DURATION")
+      t1=$(cpu_ticks "$pid")
+      kill -0 "$pid" 2>/dev/null || die "$name died during $test"
+      reqs=$(awk '/ requests in /{print $1}' <<<"$out")
+      rps=$(awk '/^Requests\/sec:/{print $2}' <<<"$out")
+      [ -n "$reqs" ] && [ -n "$rps" ] || { echo "$out" >&2; die "cannot parse wrk output"; }
+      non2xx=$(awk '/Non-2xx or 3xx responses:/{print $NF}' <<<"$out")
+      [ -z "$non2xx" ] || { echo "$out" >&2; die "$name answered $non2xx non-2xx responses in $test"; }
+      errors=$(awk -F': ' '/Socket errors:/{print $2}' <<<"$out" | tr -d ' ')
+      cpu_us=$(( (t1 - t0) * 1000000 / HZ ))
+      per=$(awk -v c="$cpu_us" -v r="$reqs" 'BEGIN{printf "%.3f", r ? c / r : 0}')
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$test" "$name" "$run" "$reqs" "$rps" "$cpu_us" \
+        "$per" "${errors:-none}" >>"$RAW"
+      printf '%-10s %-6s %3s %12s %12s %10s %9s  %s\n' "$test" "$name" "$run" "$reqs" "$rps" \
+        "$((cpu_us / 1000))" "$per" "${errors:-}"
+    done
+  done
+done
+
+[ -z "${RESULTS:-}" ] || cp "$RAW" "$RESULTS"
+
+echo
+echo "medians of $RUNS runs (CPU us/req: server CPU time during the run / requests served;"
+echo "ratio = vial/nginx: req/s ratio > 1 means vial is faster, CPU ratio < 1 means vial is cheaper)"
+"$PY" - "$RAW" <<'EOF'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+tests = list(dict.fromkeys(r["test"] for r in rows))
+def med(test, server, key):
+    return statistics.median(float(r[key]) for r in rows if r["test"] == test and r["server"] == server)
+hdr = ("test", "vial req/s", "nginx req/s", "ratio", "vial CPU us/req", "nginx CPU us/req", "CPU ratio")
+print("| " + " | ".join(hdr) + " |")
+print("|" + "|".join("---" for _ in hdr) + "|")
+for t in tests:
+    vr, nr = med(t, "vial", "req_per_s"), med(t, "nginx", "req_per_s")
+    vc, nc = med(t, "vial", "cpu_us_per_req"), med(t, "nginx", "cpu_us_per_req")
+    name = {"pipeline": "plaintext pipelined"}.get(t, t)
+    print(f"| {name} | {vr:,.0f} | {nr:,.0f} | {vr / nr:.2f} | {vc:.3f} | {nc:.3f} | "
+          f"{(vc / nc if nc else float('nan')):.2f} |")
+EOF

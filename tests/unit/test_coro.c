@@ -1,0 +1,228 @@
+/* Coroutines: switching, parking/waking, cancellation, stack reuse and the
+ * guard page. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "runtime/coro.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static vial_loop loop;
+
+static int setup(void **state)
+{
+    assert_int_equal(vial_loop_init(&loop, 0), 0);
+    loop.coro_pool = vial_coro_pool_new(64 * 1024, 4);
+    assert_non_null(loop.coro_pool);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    vial_coro_pool_free(loop.coro_pool);
+    vial_loop_fini(&loop);
+    return 0;
+}
+
+static int trace[16], ntrace;
+
+static void step_fn(void *arg)
+{
+    intptr_t id = (intptr_t)arg;
+    trace[ntrace++] = (int)id;
+    vial_coro_yield();
+    trace[ntrace++] = (int)id + 10;
+}
+
+static void test_resume_and_yield_interleave(void **state)
+{
+    ntrace = 0;
+    vial_coro *a = vial_coro_new(&loop, step_fn, (void *)1);
+    vial_coro *b = vial_coro_new(&loop, step_fn, (void *)2);
+    vial_coro_resume(a);
+    vial_coro_resume(b);
+    assert_int_equal(ntrace, 2);
+    vial_loop_run_once(&loop, 0);
+    assert_int_equal(ntrace, 4);
+    int want[] = {1, 2, 11, 12};
+    assert_memory_equal(trace, want, sizeof want);
+}
+
+static int park_result;
+
+static void park_fn(void *arg)
+{
+    park_result = vial_coro_park();
+}
+
+static void test_wake_passes_result(void **state)
+{
+    park_result = 0;
+    vial_coro *c = vial_coro_new(&loop, park_fn, NULL);
+    vial_coro_resume(c);
+    assert_true(c->parked);
+    vial_coro_wake(c, 42);
+    vial_coro_wake(c, 7); /* not parked any more: ignored */
+    vial_loop_run_once(&loop, 0);
+    assert_int_equal(park_result, 42);
+}
+
+static void test_cancel_wakes_with_ecanceled(void **state)
+{
+    park_result = 0;
+    vial_coro *c = vial_coro_new(&loop, park_fn, NULL);
+    vial_coro_resume(c);
+    vial_coro_cancel(c);
+    vial_loop_run_once(&loop, 0);
+    assert_int_equal(park_result, -ECANCELED);
+}
+
+static int sleep_result;
+static uint64_t slept_ns;
+
+static void sleep_fn(void *arg)
+{
+    uint64_t t0 = vial_clock_ns();
+    sleep_result = vial_coro_sleep_ns((uint64_t)(uintptr_t)arg);
+    slept_ns = vial_clock_ns() - t0;
+}
+
+static void test_sleep_never_early(void **state)
+{
+    vial_coro *c = vial_coro_new(&loop, sleep_fn, (void *)(uintptr_t)20000000u);
+    vial_coro_resume(c);
+    for (int i = 0; i < 100 && !c->done && slept_ns == 0; i++)
+        vial_loop_run_once(&loop, 50);
+    assert_int_equal(sleep_result, 0);
+    assert_true(slept_ns >= 20000000u);
+}
+
+static void test_sleep_cancelled_removes_timer(void **state)
+{
+    sleep_result = 1;
+    vial_coro *c = vial_coro_new(&loop, sleep_fn, (void *)(uintptr_t)5000000000u);
+    vial_coro_resume(c);
+    assert_int_equal(loop.nheap, 1);
+    vial_coro_cancel(c);
+    vial_loop_run_once(&loop, 0);
+    assert_int_equal(sleep_result, -ECANCELED);
+    assert_int_equal(loop.nheap, 0);
+}
+
+static int exits;
+static void on_exit_count(vial_coro *c) { exits++; }
+static void nop_fn(void *arg) {}
+
+static void test_stacks_are_reused(void **state)
+{
+    exits = 0;
+    vial_coro *first = vial_coro_new(&loop, nop_fn, NULL);
+    first->on_exit = on_exit_count;
+    char *stack = first->stack;
+    vial_coro_resume(first);
+    vial_coro *second = vial_coro_new(&loop, nop_fn, NULL);
+    assert_ptr_equal(second->stack, stack);
+    second->on_exit = on_exit_count;
+    vial_coro_resume(second);
+    assert_int_equal(exits, 2);
+}
+
+static void deep_fn(void *arg)
+{
+    /* uses most of a 64 KiB stack, legitimately */
+    volatile char buf[48 * 1024];
+    memset((char *)buf, 1, sizeof buf);
+    *(int *)arg = buf[100] + buf[sizeof buf - 1];
+}
+
+static void test_deep_stack_use_fits(void **state)
+{
+    int out = 0;
+    vial_coro *c = vial_coro_new(&loop, deep_fn, &out);
+    vial_coro_resume(c);
+    assert_int_equal(out, 2);
+}
+
+static void test_many_coroutines(void **state)
+{
+    /* more coroutines alive at once than the stack cache holds */
+    enum { N = 200 };
+    vial_coro *cs[N];
+    park_result = -1;
+    for (int i = 0; i < N; i++) {
+        cs[i] = vial_coro_new(&loop, park_fn, NULL);
+        assert_non_null(cs[i]);
+        vial_coro_resume(cs[i]);
+    }
+    for (int i = 0; i < N; i++)
+        vial_coro_wake(cs[i], i);
+    vial_loop_run_once(&loop, 0);
+    assert_int_equal(park_result, N - 1);
+}
+
+#if !defined(VIAL_SANITIZE)
+static int recurse(int depth)
+{
+    volatile char frame[1024];
+    frame[0] = (char)depth;
+    frame[sizeof frame - 1] = (char)depth;
+    return depth > 1000000 ? frame[0] : recurse(depth + 1) + frame[sizeof frame - 1];
+}
+
+static void overflow_fn(void *arg)
+{
+    *(int *)arg = recurse(0); /* unbounded recursion: runs into the guard page */
+}
+
+/* The guard page turns an overflow into a report naming the coroutine. */
+static void test_overflow_is_reported(void **state)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        vial_coro_install_overflow_handler();
+        static int sink;
+        vial_coro *c = vial_coro_new(&loop, overflow_fn, &sink);
+        c->label = "GET /too-deep";
+        vial_coro_resume(c);
+        _exit(0);
+    }
+    close(fds[1]);
+    char out[512] = {0};
+    ssize_t n = read(fds[0], out, sizeof out - 1);
+    int st;
+    waitpid(pid, &st, 0);
+    close(fds[0]);
+    assert_true(n > 0);
+    assert_true(WIFSIGNALED(st));
+    assert_non_null(strstr(out, "stack overflow"));
+    assert_non_null(strstr(out, "GET /too-deep"));
+}
+#endif
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_resume_and_yield_interleave, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wake_passes_result, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_wakes_with_ecanceled, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sleep_never_early, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sleep_cancelled_removes_timer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stacks_are_reused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deep_stack_use_fits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_coroutines, setup, teardown),
+#if !defined(VIAL_SANITIZE)
+        cmocka_unit_test_setup_teardown(test_overflow_is_reported, setup, teardown),
+#endif
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
