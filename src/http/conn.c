@@ -169,8 +169,10 @@ static int conn_send(vial_conn *c, const char *extra, size_t extra_len, int may_
             if ((size_t)w >= fromw) {
                 c->wpos = c->wlen = 0;
                 w -= (ssize_t)fromw;
-                extra += w;
-                extra_len -= (size_t)w;
+                if (w) {
+                    extra += w;
+                    extra_len -= (size_t)w;
+                }
             } else {
                 c->wpos += (uint32_t)w;
             }
@@ -180,11 +182,8 @@ static int conn_send(vial_conn *c, const char *extra, size_t extra_len, int may_
             continue;
         if (w < 0 && errno == EAGAIN) {
             c->out_ready = 0;
-            if (!may_wait) {
-                if (extra_len)
-                    return -EAGAIN; /* callers with extra always wait */
-                return -EAGAIN;
-            }
+            if (!may_wait)
+                return -EAGAIN; /* only the on_park flush, which has no extra */
             int r = conn_wait(c, VIAL_IO_WRITE, c->thr->loop.now + VIAL_WRITE_TIMEOUT_NS);
             if (r < 0) {
                 c->broken = 1;
@@ -700,4 +699,14 @@ void vial_conn_close_all(vial_server_thread *t)
     for (vial_conn *c = t->conns; c; c = c->next)
         if (c->coro)
             vial_coro_cancel(c->coro);
+}
+
+void vial_conn_cache_free(vial_server_thread *t)
+{
+    while (t->free_conns) {
+        vial_conn *c = t->free_conns;
+        t->free_conns = c->next;
+        free(c);
+    }
+    t->nfree_conns = 0;
 }

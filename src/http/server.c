@@ -147,6 +147,7 @@ static void thread_fini(vial_server_thread *t)
 {
     if (t->listen_io.fd >= 0)
         close(t->listen_io.fd);
+    vial_conn_cache_free(t);
     vial_coro_pool_free(t->loop.coro_pool);
     for (unsigned i = 0; i < t->nfree_bufs; i++)
         free(t->free_bufs[i]);

@@ -67,6 +67,8 @@ void vial_conn_accept(vial_server_thread *thr, int fd);
 void vial_conn_drain_all(vial_server_thread *thr);
 /* Grace expired: cancels running handlers and closes everything. */
 void vial_conn_close_all(vial_server_thread *thr);
+/* Frees the thread's cache of connection structs (at thread exit). */
+void vial_conn_cache_free(vial_server_thread *thr);
 
 /* Streaming, called by the app's response functions from a handler. */
 int vial_conn_stream_begin(vial_req *rq);

@@ -16,7 +16,7 @@ struct vial_arena_block {
 void vial_arena_init(vial_arena *a, void *buf, size_t size)
 {
     a->cur = buf;
-    a->end = (char *)buf + size;
+    a->end = buf ? (char *)buf + size : NULL;
     a->blocks = NULL;
 }
 

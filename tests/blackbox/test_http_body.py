@@ -1,6 +1,8 @@
 """Spec §6 "Message body": Content-Length, Transfer-Encoding, chunked framing,
 trailers, body consumption, Expect, Upgrade."""
 
+import time
+
 import pytest
 
 from httpkit import GOOD_REQUEST, assert_rejected, chunked, connect, req, roundtrip
@@ -52,6 +54,14 @@ def test_identical_content_lengths_count_as_one(server, fields):
 ], ids=["two-fields", "list", "two-fields-reversed"])
 def test_differing_content_lengths_are_400(server, fields):
     assert_rejected(server, echo_with(fields, b"hello!"), 400)
+
+
+def test_content_length_with_ows(server):
+    assert_echo(server, echo_with(b"Content-Length: \t 5 \t\r\n", b"hello"), b"hello")
+
+
+def test_content_length_name_case_insensitive(server):
+    assert_echo(server, echo_with(b"content-LENGTH: 5\r\n", b"hello"), b"hello")
 
 
 def test_content_length_leading_zeros(server):
@@ -190,6 +200,10 @@ BAD_CHUNKED = {
     "ext-unterminated-quote": b'2;a="x\r\nhi\r\n0\r\n\r\n',
     "ext-space-inside-name": b"2;a b\r\nhi\r\n0\r\n\r\n",
     "ext-bad-char": b"2;a@b\r\nhi\r\n0\r\n\r\n",
+    "ext-trailing-space": b"2;a=b \r\nhi\r\n0\r\n\r\n",
+    "ext-trailing-space-after-name": b"2;a \r\nhi\r\n0\r\n\r\n",
+    "ext-quoted-then-junk": b'2;a="x"y\r\nhi\r\n0\r\n\r\n',
+    "size-then-tab": b"2\t\r\nhi\r\n0\r\n\r\n",
     "data-longer-than-size": b"5\r\nhelloX\r\n0\r\n\r\n",
     "data-not-followed-by-crlf": b"5\r\nhello0\r\n\r\n",
     "bare-lf-after-size": b"5\nhello\r\n0\r\n\r\n",
@@ -330,3 +344,45 @@ def test_body_that_looks_like_a_request_is_echoed(server):
     body = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
     r = roundtrip(server, req("POST", "/echo/body", body=body))
     assert r.status == 200 and r.body == body, r
+
+
+def test_chunked_body_sent_byte_by_byte(server):
+    body = chunked(b"hello", b" ", b"world", trailers=b"X-T: 1\r\n")
+    with connect(server, timeout=10) as c:
+        c.send(echo_with(TE, b""))
+        for i in range(len(body)):
+            c.send(body[i:i + 1])
+            time.sleep(0.002)
+        r = c.read_final("POST")
+        assert r.status == 200 and r.body == b"hello world", r
+        r2 = c.request(GOOD_REQUEST)
+        assert r2.status == 200 and r2.body == b"vial conformance", r2
+
+
+def test_chunk_split_across_sends_at_crlf(server):
+    # CR and LF of the framing arrive in separate packets: not a bare CR/LF.
+    with connect(server, timeout=10) as c:
+        c.send(echo_with(TE, b"5\r"))
+        time.sleep(0.05)
+        c.send(b"\nhello\r")
+        time.sleep(0.05)
+        c.send(b"\n0\r")
+        time.sleep(0.05)
+        c.send(b"\n\r")
+        time.sleep(0.05)
+        c.send(b"\n")
+        r = c.read_final("POST")
+        assert r.status == 200 and r.body == b"hello", r
+
+
+def test_expect_100_continue_to_route_ignoring_body(server):
+    with connect(server, timeout=3.0) as c:
+        c.send(req("POST", "/methods", headers=[("Expect", "100-continue")], content_length=7))
+        first = c.read_response(timeout=3.0)
+        assert first.status_line == b"HTTP/1.1 100 Continue", first
+        c.send(b"ignored")
+        r = c.read_final("POST")
+        assert r.status == 200 and r.json() == {"method": "POST"}, r
+        assert not r.closes, r
+        r2 = c.request(GOOD_REQUEST)
+        assert r2.status == 200 and r2.body == b"vial conformance", r2

@@ -1,6 +1,7 @@
 """Spec §6 "Connections" and the §2 response invariants (Date, Content-Length,
 HTTP/1.1 status line), including on HTTP-layer rejections."""
 
+import threading
 import time
 
 import pytest
@@ -257,3 +258,80 @@ def test_date_header_format_on_200(server):
     with connect(server) as c:
         r = c.request(GOOD_REQUEST)
         check_date(r)
+
+
+# --- more connection handling ---------------------------------------------------------
+
+def test_valid_then_rejected_then_valid(server):
+    with connect(server) as c:
+        c.send(GOOD_REQUEST + b"GET / HTTP/1.1\r\nBad Header\r\n\r\n" + GOOD_REQUEST)
+        expect_root(c.read_final())
+        r = c.read_response()
+        assert r.status == 400 and r.closes, r
+        c.assert_closed(1.0, what="the 400 (the third request must not be answered)")
+
+
+def test_rejection_response_survives_unread_input(server):
+    """Lingering close: a 400 followed by lots of unread input still reaches the client."""
+    junk = b"x" * (512 * 1024)
+    with connect(server, timeout=5) as c:
+        done = threading.Event()
+
+        def pump():
+            c.send(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", ignore_errors=True)
+            for _ in range(8):
+                if not c.send(junk, ignore_errors=True):
+                    break
+            done.set()
+        c.sock.settimeout(5)
+        th = threading.Thread(target=pump, daemon=True)
+        th.start()
+        r = c.read_response(timeout=5)
+        assert r.status == 400 and r.closes, r
+        th.join(10)
+
+
+def test_head_of_stream_has_no_body(server):
+    with connect(server) as c:
+        c.send(req("HEAD", "/stream?n=3&ms=0") + GOOD_REQUEST)
+        h = c.read_final("HEAD")
+        assert h.status == 200 and h.body == b"", h
+        expect_root(c.read_final())
+
+
+def test_pipeline_behind_stream(server):
+    with connect(server, timeout=10) as c:
+        c.send(req("GET", "/stream?n=3&ms=100") + _numbered(1) + req("GET", "/stream?n=2&ms=0") + _numbered(2))
+        r = c.read_final()
+        assert r.status == 200 and r.body == b"chunk 1\nchunk 2\nchunk 3\n", r
+        _check_numbered(c.read_final(), 1)
+        r = c.read_final()
+        assert r.status == 200 and r.body == b"chunk 1\nchunk 2\n", r
+        _check_numbered(c.read_final(), 2)
+
+
+def test_300_sequential_requests_on_one_connection(server):
+    with connect(server) as c:
+        for i in range(300):
+            _check_numbered(c.request(_numbered(i)), i)
+
+
+def test_pipelined_large_bodies_with_backpressure(server):
+    """40 x 64 KiB echo requests pipelined while the client reads concurrently."""
+    bodies = [bytes([i]) * 65536 for i in range(40)]
+    raw = b"".join(req("POST", "/echo/body", body=b) for b in bodies)
+    with connect(server, timeout=20) as c:
+        err = []
+
+        def pump():
+            try:
+                c.send(raw)
+            except Exception as e:  # noqa: BLE001
+                err.append(e)
+        th = threading.Thread(target=pump, daemon=True)
+        th.start()
+        for i, b in enumerate(bodies):
+            r = c.read_final("POST", timeout=20)
+            assert r.status == 200 and r.body == b, (i, r)
+        th.join(10)
+        assert not err, err

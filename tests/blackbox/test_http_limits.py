@@ -170,6 +170,16 @@ def test_body_of_1048576_bytes_content_length_served(server):
         assert c.request(GOOD_REQUEST).status == 200
 
 
+def test_body_of_1048576_bytes_with_expect_continue(server):
+    body = _body(MAX_BODY)
+    with connect(server, timeout=20) as c:
+        c.send(req("POST", "/echo/body", headers=[("Expect", "100-continue")], content_length=MAX_BODY))
+        interim = c.read_response(timeout=3)
+        assert interim.status_line == b"HTTP/1.1 100 Continue", interim
+        c.send(body)
+        _echo_ok(c, body)
+
+
 def test_body_of_1048577_bytes_content_length_is_413(server):
     # The 413 is decided from the head; the body we still push may be discarded or reset.
     body = _body(MAX_BODY + 1)

@@ -192,6 +192,16 @@ def test_htab_allowed_in_field_value(server):
     assert r.json() == {"name": "X-Tab", "value": "a\tb"}
 
 
+def test_host_name_case_insensitive(server):
+    assert_served_and_alive(server, b"GET / HTTP/1.1\r\nHOST: localhost\r\n\r\n")
+
+
+def test_options_asterisk_http10(server):
+    with connect(server) as c:
+        r = c.request(b"OPTIONS * HTTP/1.0\r\n\r\n")
+        assert r.status == 200 and r.body == b"", r
+
+
 def test_field_without_ows(server):
     r = roundtrip(server, b"GET /header/x-a HTTP/1.1\r\n" + H + b"X-A:value\r\n\r\n")
     assert r.status == 200, r

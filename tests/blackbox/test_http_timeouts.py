@@ -255,7 +255,51 @@ def pipelined_long_handler(addr):
         c.close()
 
 
+def second_head_stalled(addr):
+    """After one response, a partial second head then silence: 408 at ~10 s after its
+    first byte (the 5 s idle timer no longer runs)."""
+    c = Client(*addr, timeout=30)
+    try:
+        r0 = c.request(GOOD_REQUEST)
+        t0 = time.monotonic()
+        c.send(b"GET /methods HTTP/1.1\r\n")
+        t, r, eof = _wait_for_close_or_response(c, HEAD_TIMEOUT + LATE + 1)
+        obs = {"first": r0, "t": t - t0, "response": r, "eof": eof}
+        if r is not None:
+            obs["closed"], obs["extra"] = c.wait_closed(1.5)
+        return obs
+    finally:
+        c.close()
+
+
+def body_stalled_ignored_route(addr):
+    """Body for a route that ignores it stalls: no close at the 5 s idle mark; by ~10 s
+    either a 408 (no response begun) or the route's response followed by a silent close."""
+    c = Client(*addr, timeout=30)
+    t0 = time.monotonic()
+    c.send(req("POST", "/methods", content_length=100) + b"0123456789")
+    try:
+        responses = []
+        t_end = None
+        while time.monotonic() - t0 < BODY_TIMEOUT + LATE + 1:
+            try:
+                responses.append((time.monotonic() - t0, c.read_response("POST", timeout=BODY_TIMEOUT + LATE + 1)))
+            except PeerClosed:
+                t_end = c.eof_at - t0
+                break
+            except ReadTimeout:
+                break
+        if t_end is None:
+            closed, extra = c.wait_closed(0.5)
+            t_end = (c.eof_at - t0) if closed else None
+        return {"responses": responses, "t_closed": t_end, "buffered": bytes(c.buf)}
+    finally:
+        c.close()
+
+
 SCENARIOS = {
+    "second_head_stalled": second_head_stalled,
+    "body_stalled_ignored_route": body_stalled_ignored_route,
     "head_trickle": head_trickle,
     "head_stalled": head_stalled,
     "head_started_after_idle": head_started_after_idle,
@@ -312,6 +356,27 @@ def test_head_timeout_is_total_not_per_byte(scenarios):
 def test_head_timeout_stalled_head(scenarios):
     obs = scenarios["head_stalled"].outcome()
     _assert_408_then_close(obs, HEAD_TIMEOUT - EARLY, HEAD_TIMEOUT + LATE, "stalled head")
+
+
+def test_head_timeout_on_second_request(scenarios):
+    obs = scenarios["second_head_stalled"].outcome()
+    assert obs["first"].status == 200
+    _assert_408_then_close(obs, HEAD_TIMEOUT - EARLY, HEAD_TIMEOUT + LATE, "stalled second head")
+
+
+def test_body_inactivity_on_route_ignoring_body(scenarios):
+    obs = scenarios["body_stalled_ignored_route"].outcome()
+    rs = obs["responses"]
+    assert obs["t_closed"] is not None, "connection not closed by %.0f s" % (BODY_TIMEOUT + LATE + 1)
+    assert BODY_TIMEOUT - EARLY <= obs["t_closed"] <= BODY_TIMEOUT + LATE, (
+        "closed after %.2f s (body inactivity timer is 10 s)" % obs["t_closed"])
+    assert obs["buffered"] == b"", obs["buffered"]
+    statuses = [r.status for _, r in rs]
+    assert statuses in ([408], [200]), "expected a single 408, or the route's 200 then a silent close; got %r" % rs
+    if statuses == [408]:
+        assert rs[0][1].closes
+    else:
+        assert rs[0][1].json() == {"method": "POST"}
 
 
 def test_idle_timer_stops_at_first_head_byte(scenarios):

@@ -17,7 +17,7 @@ def _assert_stopped(srv, sig=signal.SIGTERM):
     assert rc is not None, "server did not exit within %.0f s of %s\n%s" % (
         STOP_LIMIT + 1, sig.name, srv.log_text())
     assert rc == 0, "exit status %s after %s\n%s" % (rc, sig.name, srv.log_text())
-    assert elapsed <= STOP_LIMIT, "exit took %.2f s after %s" % (elapsed, sig.name)
+    assert elapsed <= STOP_LIMIT, "exit took %.2f s after %s\n%s" % (elapsed, sig.name, srv.log_text())
     # It no longer accepts connections.
     with pytest.raises(OSError):
         socket.create_connection(srv.addr, timeout=1).close()
