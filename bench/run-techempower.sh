@@ -14,7 +14,7 @@
 #   DURATION [10s]  CONNECTIONS [256]  WRK_THREADS [1]  RUNS [3]  WARMUP [1s]
 #   PIPELINE_DEPTH [16]  TESTS ["plaintext json pipeline"]
 #   SERVER_CPU [0]  CLIENT_CPU [1]  VIAL_PORT [18080]  NGINX_PORT [18081]
-#   VIAL_BUILD_DIR [<repo>/build]  NGINX [/usr/sbin/nginx]
+#   VIAL_BUILD_DIR [<repo>/build]  SKIP_BUILD [0]  NGINX [/usr/sbin/nginx]
 #   RESULTS [unset]: also write every run as TSV to this file.
 # With the defaults the whole script takes about 3.5 minutes.
 set -euo pipefail
@@ -47,11 +47,18 @@ if [ "$(nproc)" -lt 2 ]; then
   echo "run-techempower: warning: only $(nproc) CPU; server and wrk share it" >&2
 fi
 
-# Build the benchmark program (a no-op when it is up to date).
-if [ ! -f "$BUILD/build.ninja" ]; then
-  cmake -S "$ROOT" -B "$BUILD" -G Ninja >/dev/null
+# Build the benchmark program (a no-op when it is up to date). If the tree
+# does not build right now, an existing binary is used, with a warning.
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  if [ ! -f "$BUILD/build.ninja" ]; then
+    cmake -S "$ROOT" -B "$BUILD" -G Ninja >/dev/null
+  fi
+  if ! ninja -C "$BUILD" techempower >"$BUILD/techempower-build.log" 2>&1; then
+    grep -m5 -E 'error|FAILED' "$BUILD/techempower-build.log" >&2 || true
+    [ -x "$VIAL_BIN" ] || die "cannot build $VIAL_BIN"
+    echo "run-techempower: warning: build failed; using the existing $VIAL_BIN" >&2
+  fi
 fi
-ninja -C "$BUILD" techempower >/dev/null
 [ -x "$VIAL_BIN" ] || die "$VIAL_BIN was not built"
 
 TMP=$(mktemp -d /tmp/vial-bench.XXXXXX)
@@ -101,7 +108,7 @@ http {
     uwsgi_temp_path $TMP/nginx/uwsgi;
     scgi_temp_path $TMP/nginx/scgi;
     server {
-        listen 127.0.0.1:$NGINX_PORT reuseport backlog=4096;
+        listen 127.0.0.1:$NGINX_PORT backlog=4096;
         location = /plaintext {
             default_type text/plain;
             return 200 "Hello, World!";
@@ -123,6 +130,14 @@ wait_ready() { # NAME PID PORT LOG
   cat "$4" >&2
   die "$1 did not answer on port $3"
 }
+
+# vial listens with SO_REUSEPORT: a stale server on the same port would
+# silently take half the connections, so insist that the ports are free.
+for port in "$VIAL_PORT" "$NGINX_PORT"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    die "port $port is already in use (a stale server?); set VIAL_PORT / NGINX_PORT"
+  fi
+done
 
 taskset -c "$SERVER_CPU" "$VIAL_BIN" --host 127.0.0.1 --port "$VIAL_PORT" --threads 1 \
   2>"$TMP/vial.log" &
@@ -173,6 +188,12 @@ cpu_ticks() { # PID -> utime+stime in clock ticks (fields 14 and 15; comm may ho
   sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
 }
 
+cpu_busy() { # CPU -> user+nice+system+irq+steal ticks of that CPU from /proc/stat
+  # (softirq left out: it is mostly the loopback packet processing that the
+  # server's own sends cause, and the kernel does not charge it to the process)
+  awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $9}' /proc/stat
+}
+
 run_wrk() { # PORT TEST DURATION -> wrk output on stdout
   local port=$1 test=$2 dur=$3
   local path=/$test extra=()
@@ -186,10 +207,15 @@ run_wrk() { # PORT TEST DURATION -> wrk output on stdout
 }
 
 RAW="$TMP/runs.tsv"
-printf 'test\tserver\trun\trequests\treq_per_s\tcpu_us\tcpu_us_per_req\terrors\n' >"$RAW"
+read -r load1 _ </proc/loadavg
+echo "load average before the runs: $load1 (other busy processes on CPUs $SERVER_CPU/$CLIENT_CPU skew everything)"
+printf 'test\tserver\trun\trequests\treq_per_s\tcpu_us\tcpu_us_per_req\tother_pct\terrors\n' >"$RAW"
 echo "wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION on CPU $CLIENT_CPU; servers on CPU $SERVER_CPU;" \
   "$RUNS interleaved runs; pipeline depth $PIPELINE_DEPTH"
-printf '%-10s %-6s %3s %12s %12s %10s %9s  %s\n' test server run requests req/s cpu_ms us/req errors
+# other%: how busy the server's CPU was with anything but the server (other
+# processes, hard interrupts, hypervisor steal; softirq excluded); more than a
+# few percent means a noisy run.
+printf '%-10s %-6s %3s %12s %12s %8s %8s %7s  %s\n' test server run requests req/s cpu_ms us/req other% errors
 for test in $TESTS; do
   for s in "vial $VIAL_PORT" "nginx $NGINX_PORT"; do # warm-up, not recorded
     set -- $s
@@ -199,9 +225,9 @@ for test in $TESTS; do
     for s in "vial $VIAL_PORT $VIAL_PID" "nginx $NGINX_PORT $NGINX_PID"; do
       set -- $s
       name=$1 port=$2 pid=$3
-      t0=$(cpu_ticks "$pid")
+      t0=$(cpu_ticks "$pid") b0=$(cpu_busy "$SERVER_CPU") w0=$(date +%s%N)
       out=$(run_wrk "$port" "$test" "$DURATION")
-      t1=$(cpu_ticks "$pid")
+      t1=$(cpu_ticks "$pid") b1=$(cpu_busy "$SERVER_CPU") w1=$(date +%s%N)
       kill -0 "$pid" 2>/dev/null || die "$name died during $test"
       reqs=$(awk '/ requests in /{print $1}' <<<"$out")
       rps=$(awk '/^Requests\/sec:/{print $2}' <<<"$out")
@@ -211,10 +237,12 @@ for test in $TESTS; do
       errors=$(awk -F': ' '/Socket errors:/{print $2}' <<<"$out" | tr -d ' ')
       cpu_us=$(( (t1 - t0) * 1000000 / HZ ))
       per=$(awk -v c="$cpu_us" -v r="$reqs" 'BEGIN{printf "%.3f", r ? c / r : 0}')
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$test" "$name" "$run" "$reqs" "$rps" "$cpu_us" \
-        "$per" "${errors:-none}" >>"$RAW"
-      printf '%-10s %-6s %3s %12s %12s %10s %9s  %s\n' "$test" "$name" "$run" "$reqs" "$rps" \
-        "$((cpu_us / 1000))" "$per" "${errors:-}"
+      other=$(awk -v b=$((b1 - b0 - (t1 - t0))) -v w=$(((w1 - w0) / 1000)) -v hz="$HZ" \
+        'BEGIN{v = 100 * b * 1000000 / hz / w; printf "%.1f", v < 0 ? 0 : v}')
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$test" "$name" "$run" "$reqs" "$rps" \
+        "$cpu_us" "$per" "$other" "${errors:-none}" >>"$RAW"
+      printf '%-10s %-6s %3s %12s %12s %8s %8s %7s  %s\n' "$test" "$name" "$run" "$reqs" "$rps" \
+        "$((cpu_us / 1000))" "$per" "$other" "${errors:-}"
     done
   done
 done
@@ -239,4 +267,8 @@ for t in tests:
     name = {"pipeline": "plaintext pipelined"}.get(t, t)
     print(f"| {name} | {vr:,.0f} | {nr:,.0f} | {vr / nr:.2f} | {vc:.3f} | {nc:.3f} | "
           f"{(vc / nc if nc else float('nan')):.2f} |")
+noisy = [r for r in rows if float(r["other_pct"]) > 5]
+if noisy:
+    print(f"\nwarning: {len(noisy)} of {len(rows)} runs had the server's CPU more than 5% busy with "
+          "other work (column other%); those figures are unreliable")
 EOF

@@ -42,15 +42,31 @@ extern "C" {
 typedef struct vial_app vial_app;
 typedef struct vial_req vial_req;
 typedef struct vial_res vial_res;
+typedef struct vial_jv vial_jv; /* a parsed JSON value (vial_req_json) */
 
 /* A view, hook or error handler. Returns 0 when the response is ready, or the
  * value of vial_abort / vial_fail. */
 typedef int (*vial_handler)(vial_req *rq, vial_res *rs);
 
-/* Returned by vial_abort: the response is an HTTP error to be rendered. */
+/* What a handler returns:
+ *   0            the response in rs is ready (or, from a before_request
+ *                hook: carry on to the next hook and the view);
+ *   VIAL_DONE    from a before_request hook: rs holds the response, skip the
+ *                remaining before hooks and the view (Flask: a hook returned
+ *                a value);
+ *   VIAL_ABORTED from vial_abort: an HTTP error, rendered by the error
+ *                handlers (Flask: abort(404));
+ *   VIAL_FAILED  from vial_fail, or any other negative value: an unhandled
+ *                error (Flask: an exception) -> 500, and teardown sees it. */
+#define VIAL_DONE 1
 #define VIAL_ABORTED (-100000)
-/* Returned by vial_fail: an unhandled error (500). */
 #define VIAL_FAILED (-100001)
+
+/* How a function is called (Flask's ensure_sync, decided at registration):
+ * VIAL_ASYNC: as a coroutine on the connection's loop thread (must not block;
+ * may await); VIAL_SYNC: on the worker pool (may block; must not await). */
+#define VIAL_ASYNC 0
+#define VIAL_SYNC 1
 
 /* --- application ---------------------------------------------------------- */
 
@@ -60,16 +76,120 @@ vial_app *vial_app_new(void);
 /* Frees the application and everything registered on it. Not while running. */
 void vial_app_free(vial_app *app);
 
-/* Registers an async view (a coroutine on the loop thread).
+/* Registers a view under an endpoint name (for url_for).
  * rule is "METHODS PATH": METHODS a comma-separated list ("GET,POST"),
- * optional (default GET); PATH with converters <name>, <int:name>,
- * <path:name>. Returns 0, -EINVAL for a malformed rule, -EEXIST if the same
- * method and path are registered already, -ENOMEM. */
-int vial_route(vial_app *app, const char *rule, vial_handler fn);
+ * optional (default GET); PATH with converters: <name> (string: one or more
+ * characters without '/'), <int:name> (ASCII digits, 0..2^63-1;
+ * <int(min=200,max=599):name> bounds it), <float:name> (digits '.' digits),
+ * <uuid:name>, <path:name> (may contain '/'), or a converter registered
+ * with vial_converter. flags: VIAL_ASYNC or VIAL_SYNC.
+ * Returns 0, -EINVAL for a malformed rule or unknown converter, -EEXIST if
+ * the same method and path, or the endpoint, is registered already, -ENOMEM. */
+int vial_route_as(vial_app *app, const char *rule, vial_handler fn, const char *endpoint, int flags);
 
-/* Registers a sync (blocking) view: it runs on the worker pool while the
- * connection's coroutine waits, so it never stalls the loop. Same rules. */
-int vial_route_sync(vial_app *app, const char *rule, vial_handler fn);
+/* Flask's @app.route: the endpoint is the function's name. */
+#define vial_route(app, rule, fn) vial_route_as((app), (rule), (fn), #fn, VIAL_ASYNC)
+#define vial_route_sync(app, rule, fn) vial_route_as((app), (rule), (fn), #fn, VIAL_SYNC)
+
+/* A user-defined converter <name:param>: match() says whether the segment
+ * s[0..len) (never containing '/') is acceptable. Register before the routes
+ * that use it. Returns 0, -EEXIST, -EINVAL. */
+typedef int (*vial_converter_fn)(const char *s, size_t len, void *arg);
+int vial_converter(vial_app *app, const char *name, vial_converter_fn match, void *arg);
+
+/* Method views (Flask's MethodView): one resource, one handler per method.
+ * The table ends with a zero entry. HEAD (when GET exists) and OPTIONS are
+ * automatic, other methods get 405 with Allow. `data` is the view's own
+ * state, returned by vial_view_data(rq). */
+typedef struct vial_view_method {
+    const char *method; /* "GET", "POST", ... */
+    vial_handler fn;
+    int flags;          /* VIAL_ASYNC or VIAL_SYNC */
+} vial_view_method;
+int vial_add_view(vial_app *app, const char *path, const char *endpoint,
+                  const vial_view_method *methods, void *data);
+void *vial_view_data(vial_req *rq);
+
+/* --- hooks and error handlers ----------------------------------------------
+ * Flask's order: before_request functions run in registration order before
+ * every request (also when routing fails: 404, 405, slash redirect), app
+ * hooks first, then the matched blueprint's; the first that returns
+ * VIAL_DONE (or aborts/fails) ends that phase. after_request functions run on
+ * every response the app produces, in reverse registration order, the
+ * blueprint's first; they edit rs. teardown functions run after every
+ * request, in reverse order, with the unhandled error's message or NULL. */
+int vial_before_request(vial_app *app, vial_handler fn, int flags);
+int vial_after_request(vial_app *app, vial_handler fn, int flags);
+typedef void (*vial_teardown_fn)(vial_req *rq, const char *error);
+int vial_teardown_request(vial_app *app, vial_teardown_fn fn, int flags);
+
+/* Error handlers. code: an HTTP status (404, 405, 500, ...), or
+ * VIAL_HTTP_ERRORS for any HTTP error without a code-specific handler
+ * (Flask's handler for HTTPException). 500 also receives unhandled errors.
+ * The handler builds the response in rs (the error's headers, e.g. Allow,
+ * are kept); vial_error_code and vial_error_message describe the error. */
+#define VIAL_HTTP_ERRORS 0
+int vial_errorhandler(vial_app *app, int code, vial_handler fn, int flags);
+
+/* Inside an error handler: the HTTP status being handled, and the message
+ * (vial_abort_msg's message, vial_fail's message), or NULL. */
+int vial_error_code(vial_req *rq);
+const char *vial_error_message(vial_req *rq);
+
+/* --- blueprints --------------------------------------------------------------
+ * A group of views under a URL prefix, with its own hooks and error handlers
+ * (they apply to the blueprint's routes only). Endpoints are "<bp>.<name>".
+ * The blueprint belongs to the app. */
+typedef struct vial_bp vial_bp;
+vial_bp *vial_blueprint(vial_app *app, const char *name, const char *url_prefix);
+int vial_bp_route_as(vial_bp *bp, const char *rule, vial_handler fn, const char *endpoint, int flags);
+#define vial_bp_route(bp, rule, fn) vial_bp_route_as((bp), (rule), (fn), #fn, VIAL_ASYNC)
+#define vial_bp_route_sync(bp, rule, fn) vial_bp_route_as((bp), (rule), (fn), #fn, VIAL_SYNC)
+int vial_bp_add_view(vial_bp *bp, const char *path, const char *endpoint,
+                     const vial_view_method *methods, void *data);
+int vial_bp_before_request(vial_bp *bp, vial_handler fn, int flags);
+int vial_bp_after_request(vial_bp *bp, vial_handler fn, int flags);
+int vial_bp_teardown_request(vial_bp *bp, vial_teardown_fn fn, int flags);
+int vial_bp_errorhandler(vial_bp *bp, int code, vial_handler fn, int flags);
+
+/* --- extensions ------------------------------------------------------------------
+ * Middleware wraps views the way a Flask decorator does, written once for sync
+ * and async views alike: it runs on the loop (it may await, must not block)
+ * and calls vial_next to run what it wraps, which runs the view the way the
+ * view was registered (on the pool for a sync view). */
+typedef struct vial_next vial_next;
+typedef int (*vial_middleware)(vial_req *rq, vial_res *rs, vial_next *next, void *arg);
+/* Runs the wrapped middleware chain / view; returns its result. */
+int vial_next_call(vial_next *next);
+/* Wraps every view of the app (blueprints included); the first registered
+ * is the outermost. */
+int vial_use(vial_app *app, vial_middleware mw, void *arg);
+/* Wraps one view, by endpoint (a decorator on that view). */
+int vial_wrap(vial_app *app, const char *endpoint, vial_middleware mw, void *arg);
+
+/* --- g and app state ----------------------------------------------------------- */
+
+/* Per-request store (Flask's g): key -> pointer, for this request only.
+ * The pointer is not owned; vial_g_set_str copies the string into the
+ * request's arena. */
+int vial_g_set(vial_req *rq, const char *key, void *value);
+void *vial_g_get(vial_req *rq, const char *key);
+int vial_g_set_str(vial_req *rq, const char *key, const char *value);
+
+/* App-level state shared by every request (Flask's app.extensions / config):
+ * the pointer set here, returned to any request. Thread safety is the
+ * owner's: requests run on several threads. */
+void vial_app_set_data(vial_app *app, void *data);
+void *vial_app_data(vial_req *rq);
+
+/* Reverse routing (Flask's url_for): builds the URL of an endpoint from
+ * key/value string pairs ending with NULL. Pairs that are not parameters of
+ * the rule become the query string, in the order given. Values are
+ * percent-encoded (path parameters keep '/' for <path:>). The key "_external"
+ * with any value gives an absolute URL from the request's Host header.
+ * Returns a string in the request's arena, or NULL (unknown endpoint,
+ * missing or unconvertible parameter). */
+char *vial_url_for(vial_req *rq, const char *endpoint, ...) __attribute__((sentinel));
 
 /* --- running -------------------------------------------------------------- */
 
@@ -82,6 +202,7 @@ typedef struct vial_config {
     size_t stack_size;      /* coroutine stack bytes; 0: 128 KiB */
     int grace_ms;           /* shutdown grace for in-flight requests; 0: 2000 */
     int server_header;      /* send "Server: vial" on every response */
+    size_t max_body;        /* request body limit, 413 beyond; 0: 1 MiB */
 } vial_config;
 
 /* The defaults above, filled in. */
@@ -141,6 +262,71 @@ int vial_req_arg_at(vial_req *rq, unsigned i, const char **name, const char **va
  * Never NULL: an empty body is "" with length 0. */
 const void *vial_req_body(vial_req *rq, size_t *len);
 
+/* The value of a <float:name> parameter; 0 if absent. */
+double vial_req_param_double(vial_req *rq, const char *name);
+
+/* The client's address ("127.0.0.1", "::1"). */
+const char *vial_req_remote_addr(vial_req *rq);
+
+/* The endpoint of the matched view ("hello", "api.items"), or NULL. */
+const char *vial_req_endpoint(vial_req *rq);
+
+/* Cookies from the Cookie header: pairs split at ';' (optional spaces), at
+ * the first '='; a double-quoted value loses its quotes; the first of a
+ * repeated name wins. */
+const char *vial_req_cookie(vial_req *rq, const char *name);
+unsigned vial_req_cookie_count(vial_req *rq);
+int vial_req_cookie_at(vial_req *rq, unsigned i, const char **name, const char **value);
+
+/* Form fields from an application/x-www-form-urlencoded body, or the
+ * non-file parts of a multipart/form-data body (repeated keys keep every
+ * value in order). Other content types have no fields. */
+const char *vial_req_form(vial_req *rq, const char *name);
+unsigned vial_req_form_count(vial_req *rq);
+int vial_req_form_at(vial_req *rq, unsigned i, const char **name, const char **value);
+
+/* Uploaded files (multipart parts with a filename parameter). Parts larger
+ * than the spill threshold (64 KiB) are written to a temporary file, deleted
+ * after the request. */
+typedef struct vial_file {
+    const char *field;        /* the part's form name */
+    const char *filename;     /* as sent (UTF-8) */
+    const char *content_type; /* the part's Content-Type, or NULL */
+    size_t size;
+    const void *data;         /* the bytes, when kept in memory; else NULL */
+    const char *path;         /* the temporary file, when spilled; else NULL */
+} vial_file;
+unsigned vial_req_file_count(vial_req *rq);
+const vial_file *vial_req_file_at(vial_req *rq, unsigned i);
+const vial_file *vial_req_file(vial_req *rq, const char *field);
+
+/* Parses the form now and reports errors: 0, or an HTTP status: 400 for a
+ * multipart body without boundary or not valid multipart, 413 when a limit
+ * is exceeded. The accessors above parse lazily and ignore errors. */
+int vial_req_parse_form(vial_req *rq);
+
+/* Parsed JSON (RFC 8259, strict). */
+typedef enum vial_jtype {
+    VIAL_JNULL, VIAL_JFALSE, VIAL_JTRUE, VIAL_JINT, VIAL_JREAL, VIAL_JSTRING, VIAL_JARRAY, VIAL_JOBJECT
+} vial_jtype;
+
+/* Parses the body as JSON. Returns 0 with *out set; 415 when the media type
+ * is not application/json or application/<x>+json; 400 when the body is not
+ * one valid JSON text (then vial_req_json_error says why), or nests deeper
+ * than 512 levels. The tree lives until the response is sent. */
+int vial_req_json(vial_req *rq, const vial_jv **out);
+const char *vial_req_json_error(vial_req *rq);
+
+vial_jtype vial_jv_type(const vial_jv *v);
+int64_t vial_jv_int(const vial_jv *v);          /* VIAL_JINT */
+double vial_jv_real(const vial_jv *v);          /* VIAL_JREAL (or JINT, converted) */
+const char *vial_jv_str(const vial_jv *v, size_t *len); /* VIAL_JSTRING; may hold NULs */
+size_t vial_jv_len(const vial_jv *v);           /* items of an array or object */
+const vial_jv *vial_jv_at(const vial_jv *v, size_t i);          /* array item */
+const vial_jv *vial_jv_get(const vial_jv *v, const char *key);  /* object member */
+const char *vial_jv_key_at(const vial_jv *v, size_t i, size_t *len); /* object key */
+const vial_jv *vial_jv_value_at(const vial_jv *v, size_t i);         /* object value */
+
 /* --- per-request memory --------------------------------------------------- */
 
 /* Allocates from the request's arena (16-byte aligned); freed after the
@@ -158,6 +344,15 @@ int vial_res_status(vial_res *rs, int status);
  * Transfer-Encoding and Connection are the server's to set. */
 int vial_res_header(vial_res *rs, const char *name, const char *value);
 
+/* Replaces every header of that name with one (the value is copied). */
+int vial_res_set_header(vial_res *rs, const char *name, const char *value);
+
+/* The first response header of that name (case-insensitive), or NULL. */
+const char *vial_res_get_header(vial_res *rs, const char *name);
+
+/* The response status (so far). */
+int vial_res_get_status(vial_res *rs);
+
 /* Replaces the body with a copy of data[0..len). */
 int vial_res_body(vial_res *rs, const void *data, size_t len);
 
@@ -172,13 +367,69 @@ int vial_res_append(vial_res *rs, const void *data, size_t len);
  * body. Returns 0 (or -ENOMEM). */
 int vial_text(vial_res *rs, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* Marks the response an HTTP error (4xx/5xx) rendered by the error handler
- * (for now a plain-text body naming the status). Returns VIAL_ABORTED:
- * `return vial_abort(rs, 404);`. */
+/* Marks the response an HTTP error (4xx/5xx), rendered by the error handler
+ * registered for it (else a plain-text body naming the status); headers
+ * already set (e.g. Allow) are kept. Returns VIAL_ABORTED:
+ * `return vial_abort(rs, 404);` (Flask's abort(404)). */
 int vial_abort(vial_res *rs, int status);
+
+/* vial_abort with a message (vial_error_message in the error handler). */
+int vial_abort_msg(vial_res *rs, int status, const char *message);
 
 /* Marks an unhandled error with a message (500). Returns VIAL_FAILED. */
 int vial_fail(vial_res *rs, const char *message);
+
+/* A redirect: status (301, 302, 303, 307, 308) and Location, as given. */
+int vial_redirect(vial_res *rs, const char *location, int status);
+
+/* Cookies. opts may be NULL: Path=/ and nothing else. Attributes are
+ * written in this order: Expires, Max-Age, Domain, Path, Secure, HttpOnly,
+ * SameSite. */
+typedef struct vial_cookie_opts {
+    const char *path;      /* default "/" */
+    const char *domain;    /* NULL: none */
+    long long max_age;     /* seconds; < 0: none (a session cookie) */
+    long long expires;     /* Unix time; 0: none */
+    int secure, http_only;
+    const char *same_site; /* "Lax", "Strict", "None" or NULL */
+} vial_cookie_opts;
+/* Returns 0, or -EINVAL when name or value has characters a cookie cannot
+ * carry (name: RFC 6265 token; value: no CTL, space, '"', ',', ';', '\\'). */
+int vial_set_cookie(vial_res *rs, const char *name, const char *value, const vial_cookie_opts *opts);
+/* Expires the cookie now: "name=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/". */
+int vial_delete_cookie(vial_res *rs, const char *name, const vial_cookie_opts *opts);
+
+/* The reason phrase of a status ("Not Found"). */
+const char *vial_status_text(int status);
+
+/* --- static files ------------------------------------------------------------------- */
+
+/* Serves directory's files under url_prefix ("/static"): GET/HEAD, content
+ * type by extension, ETag and Last-Modified with 304s, Range (206/416),
+ * sendfile(2) for the body; paths escaping the directory are 404. */
+int vial_static(vial_app *app, const char *url_prefix, const char *directory);
+
+/* Sends one file as the response (Flask's send_file), with the same
+ * conditional and range handling. content_type NULL: by extension.
+ * Returns 0, or vial_abort(rs, 404) when it cannot be opened. */
+int vial_send_file(vial_req *rq, vial_res *rs, const char *path, const char *content_type);
+
+/* --- sessions -------------------------------------------------------------------------
+ * Signed cookie sessions (HMAC-SHA256 with the app's secret key), like
+ * Flask's: the data travels in the "session" cookie, readable by the client
+ * but not forgeable. A cookie that fails verification gives an empty
+ * session, never an error. Without a secret key, setting fails (-EPERM). */
+int vial_app_secret_key(vial_app *app, const char *key);
+const char *vial_session_get(vial_req *rq, const char *key);
+int vial_session_set(vial_req *rq, const char *key, const char *value);
+int vial_session_del(vial_req *rq, const char *key);
+void vial_session_clear(vial_req *rq);
+
+/* Flask's flash(): a one-shot message for the next request that asks. */
+int vial_flash(vial_req *rq, const char *category, const char *message);
+/* Takes the flashed messages (and removes them from the session): returns
+ * the count; the arrays live in the request's arena. */
+unsigned vial_flashed(vial_req *rq, const char ***categories, const char ***messages);
 
 /* --- JSON writer -------------------------------------------------------------
  * Writes JSON straight into the response body, no tree:
@@ -200,6 +451,9 @@ void vial_json_bool(vial_json *j, int v);
 void vial_json_null(vial_json *j);
 /* Returns 0 when the document is complete and was written, -EINVAL/-ENOMEM. */
 int vial_json_finish(vial_json *j);
+
+/* Writes a parsed JSON value (see vial_req_json) as the next value. */
+void vial_json_value(vial_json *j, const vial_jv *v);
 
 /* --- streaming ---------------------------------------------------------------
  * Async views only. vial_stream_begin sends the head at once (chunked for
@@ -224,6 +478,37 @@ int vial_offload(vial_req *rq, void (*fn)(void *arg), void *arg);
 
 /* Monotonic milliseconds (the loop's clock). */
 uint64_t vial_now_ms(void);
+
+/* --- test client --------------------------------------------------------------------
+ * Drives the app in-process, without a socket (Flask's app.test_client()):
+ * each request runs through routing, hooks, error handlers, async views as
+ * coroutines (timers and awaits included) and sync views on a worker pool,
+ * and the finished response can be inspected. Cookies set by responses are
+ * kept and sent with later requests (a session survives between requests).
+ * One client is used from one thread at a time. */
+typedef struct vial_client vial_client;
+typedef struct vial_response vial_response;
+
+vial_client *vial_client_new(vial_app *app);
+void vial_client_free(vial_client *c);
+
+/* Runs one request. headers: "Name: value" strings ending with NULL (may be
+ * NULL). target: path with optional query. Returns the response (free it
+ * with vial_response_free) or NULL when out of memory. */
+vial_response *vial_client_request(vial_client *c, const char *method, const char *target,
+                                   const char *const *headers, const void *body, size_t len);
+/* GET target, no headers. */
+vial_response *vial_client_get(vial_client *c, const char *target);
+
+int vial_response_status(const vial_response *r);
+/* First header with this name (case-insensitive), or NULL. */
+const char *vial_response_header(const vial_response *r, const char *name);
+/* Number of headers with this name (e.g. Set-Cookie), and the i-th of them. */
+unsigned vial_response_header_count(const vial_response *r, const char *name);
+const char *vial_response_header_nth(const vial_response *r, const char *name, unsigned i);
+/* The body (streamed bodies are collected whole); NUL-terminated. */
+const char *vial_response_body(const vial_response *r, size_t *len);
+void vial_response_free(vial_response *r);
 
 #ifdef __cplusplus
 }

@@ -1,11 +1,18 @@
-/* The conformance app of shared/spec/conformance-app.md: written the way a
- * Flask user writes an application. Each view is marked sync (runs on the
- * worker pool, may block) or async (a coroutine on the loop). */
+/* The conformance app of shared/spec/conformance-app.md, written the way a
+ * Flask user writes an application: routes with converters, hooks, error
+ * handlers, g, a blueprint, a method view, streaming. Each function is marked
+ * sync (runs on the worker pool, may block) or async (a coroutine on the
+ * loop, may await) where it is registered, as the spec asks. */
 #include <vial.h>
 
 #include <errno.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 /* A query integer that must be in range, else the view aborts with 400. */
@@ -15,7 +22,180 @@
             return vial_abort(rs, 400);                                          \
     } while (0)
 
-/* --- 4.1 routing --------------------------------------------------------- */
+static void json_kv_str(vial_json *j, const char *k, const char *v)
+{
+    vial_json_key(j, k);
+    vial_json_str(j, v);
+}
+
+static void json_kv_int(vial_json *j, const char *k, int64_t v)
+{
+    vial_json_key(j, k);
+    vial_json_int(j, v);
+}
+
+/* --- g.trace: a list in g ---------------------------------------------------- */
+
+typedef struct trace {
+    const char *items[8];
+    int n;
+} trace;
+
+static void trace_add(vial_req *rq, const char *item)
+{
+    trace *t = vial_g_get(rq, "trace");
+    if (t && t->n < 8)
+        t->items[t->n++] = item;
+}
+
+/* --- 3.1 hooks ------------------------------------------------------------------ */
+
+static int before_sync(vial_req *rq, vial_res *rs)
+{
+    const char *user = vial_req_header(rq, "X-User");
+    vial_g_set_str(rq, "user", user ? user : "anonymous");
+    trace *t = vial_alloc(rq, sizeof *t);
+    if (!t)
+        return vial_fail(rs, "out of memory");
+    t->n = 0;
+    vial_g_set(rq, "trace", t);
+    trace_add(rq, "before_sync");
+    return 0;
+}
+
+static int before_async(vial_req *rq, vial_res *rs)
+{
+    trace_add(rq, "before_async");
+    const char *block = vial_req_header(rq, "X-Block");
+    if (block && !strcmp(block, "1")) {
+        vial_text(rs, 403, "blocked");
+        return VIAL_DONE;
+    }
+    return 0;
+}
+
+static void append_header(vial_req *rq, vial_res *rs, const char *name, const char *item)
+{
+    const char *old = vial_res_get_header(rs, name);
+    vial_res_set_header(rs, name, old ? vial_sprintf(rq, "%s,%s", old, item) : item);
+}
+
+static int after_sync(vial_req *rq, vial_res *rs)
+{
+    append_header(rq, rs, "X-After-Order", "sync");
+    vial_res_set_header(rs, "X-After", "1");
+    return 0;
+}
+
+static int after_async(vial_req *rq, vial_res *rs)
+{
+    append_header(rq, rs, "X-After-Order", "async");
+    return 0;
+}
+
+/* The teardown log: process-wide, newest 1000 entries, any thread. */
+#define LOG_MAX 1000
+typedef struct log_entry {
+    char *fn, *rid, *method, *path, *error;
+} log_entry;
+
+static struct {
+    pthread_mutex_t lock;
+    log_entry ring[LOG_MAX];
+    unsigned start, count;
+} tlog = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static void log_teardown(vial_req *rq, const char *fn, const char *error)
+{
+    log_entry e = {
+        strdup(fn), dup_or_null(vial_req_header(rq, "X-Request-Id")), strdup(vial_req_method(rq)),
+        strdup(vial_req_path(rq)), dup_or_null(error),
+    };
+    pthread_mutex_lock(&tlog.lock);
+    log_entry *slot;
+    if (tlog.count == LOG_MAX) {
+        slot = &tlog.ring[tlog.start];
+        free(slot->fn), free(slot->rid), free(slot->method), free(slot->path), free(slot->error);
+        tlog.start = (tlog.start + 1) % LOG_MAX;
+    } else {
+        slot = &tlog.ring[(tlog.start + tlog.count++) % LOG_MAX];
+    }
+    *slot = e;
+    pthread_mutex_unlock(&tlog.lock);
+}
+
+static void teardown_sync(vial_req *rq, const char *error)
+{
+    log_teardown(rq, "teardown_sync", error);
+}
+
+static void teardown_async(vial_req *rq, const char *error)
+{
+    log_teardown(rq, "teardown_async", error);
+}
+
+/* --- 3.2 error handlers ------------------------------------------------------------- */
+
+static int not_found(vial_req *rq, vial_res *rs)
+{
+    vial_json *j = vial_json_begin(rs, 404);
+    vial_json_obj(j);
+    json_kv_str(j, "error", "not found");
+    json_kv_str(j, "path", vial_req_path(rq));
+    vial_json_end(j);
+    return vial_json_finish(j);
+}
+
+static int forbidden_handler(vial_req *rq, vial_res *rs)
+{
+    vial_json *j = vial_json_begin(rs, 403);
+    vial_json_obj(j);
+    json_kv_str(j, "error", "forbidden");
+    vial_json_end(j);
+    return vial_json_finish(j);
+}
+
+static int api_forbidden_handler(vial_req *rq, vial_res *rs)
+{
+    vial_json *j = vial_json_begin(rs, 403);
+    vial_json_obj(j);
+    json_kv_str(j, "error", "forbidden");
+    json_kv_str(j, "scope", "api");
+    vial_json_end(j);
+    return vial_json_finish(j);
+}
+
+static int server_error(vial_req *rq, vial_res *rs)
+{
+    vial_json *j = vial_json_begin(rs, 500);
+    vial_json_obj(j);
+    json_kv_str(j, "error", "internal server error");
+    vial_json_end(j);
+    return vial_json_finish(j);
+}
+
+/* Fallback for every other HTTP error: {"error": <lower-case name>, "code": code}. */
+static int http_error(vial_req *rq, vial_res *rs)
+{
+    int code = vial_error_code(rq);
+    char *name = vial_strdup(rq, vial_status_text(code));
+    for (char *p = name; p && *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p += 'a' - 'A';
+    vial_json *j = vial_json_begin(rs, code);
+    vial_json_obj(j);
+    json_kv_str(j, "error", name);
+    json_kv_int(j, "code", code);
+    vial_json_end(j);
+    return vial_json_finish(j);
+}
+
+/* --- 4.1 routing --------------------------------------------------------------------- */
 
 static int index_view(vial_req *rq, vial_res *rs) /* sync */
 {
@@ -31,8 +211,7 @@ static int user(vial_req *rq, vial_res *rs) /* sync */
 {
     vial_json *j = vial_json_begin(rs, 200);
     vial_json_obj(j);
-    vial_json_key(j, "id");
-    vial_json_int(j, vial_req_param_int(rq, "id"));
+    json_kv_int(j, "id", vial_req_param_int(rq, "id"));
     vial_json_end(j);
     return vial_json_finish(j);
 }
@@ -41,8 +220,7 @@ static int files(vial_req *rq, vial_res *rs) /* sync */
 {
     vial_json *j = vial_json_begin(rs, 200);
     vial_json_obj(j);
-    vial_json_key(j, "path");
-    vial_json_str(j, vial_req_param(rq, "p"));
+    json_kv_str(j, "path", vial_req_param(rq, "p"));
     vial_json_end(j);
     return vial_json_finish(j);
 }
@@ -59,8 +237,7 @@ static int methods(vial_req *rq, vial_res *rs) /* sync */
     const char *m = vial_req_method(rq);
     vial_json *j = vial_json_begin(rs, 200);
     vial_json_obj(j);
-    vial_json_key(j, "method");
-    vial_json_str(j, strcmp(m, "HEAD") ? m : "GET");
+    json_kv_str(j, "method", strcmp(m, "HEAD") ? m : "GET");
     vial_json_end(j);
     return vial_json_finish(j);
 }
@@ -75,23 +252,46 @@ static int status(vial_req *rq, vial_res *rs) /* sync */
     return vial_text(rs, code, "status %d", code);
 }
 
-/* --- 4.2 request data ------------------------------------------------------ */
-
-static int args(vial_req *rq, vial_res *rs) /* sync */
+static int url_for_view(vial_req *rq, vial_res *rs) /* sync */
 {
+    struct {
+        const char *key, *url;
+    } urls[] = {
+        {"index", vial_url_for(rq, "index", NULL)},
+        {"hello", vial_url_for(rq, "hello", "name", "wörld x", NULL)},
+        {"user", vial_url_for(rq, "user", "id", "42", NULL)},
+        {"files", vial_url_for(rq, "files", "p", "docs/read me.txt", NULL)},
+        {"dir", vial_url_for(rq, "dir", NULL)},
+        {"args", vial_url_for(rq, "args", "q", "vial", "page", "2", NULL)},
+        {"api_item", vial_url_for(rq, "api.item", "id", "7", NULL)},
+        {"external", vial_url_for(rq, "user", "id", "42", "_external", "1", NULL)},
+    };
     vial_json *j = vial_json_begin(rs, 200);
-    unsigned n = vial_req_arg_count(rq);
     vial_json_obj(j);
-    vial_json_key(j, "args");
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        if (!urls[i].url)
+            return vial_fail(rs, "url_for failed");
+        json_kv_str(j, urls[i].key, urls[i].url);
+    }
+    vial_json_end(j);
+    return vial_json_finish(j);
+}
+
+/* --- 4.2 request data ------------------------------------------------------------------ */
+
+typedef int (*pair_at_fn)(vial_req *, unsigned, const char **, const char **);
+
+/* {"<key>": [values...]} for a multi-dict, keys in first-seen order. */
+static void json_multidict(vial_json *j, vial_req *rq, unsigned n, pair_at_fn at)
+{
     vial_json_obj(j);
-    /* keys in first-seen order, each with all its values in order */
     for (unsigned i = 0; i < n; i++) {
         const char *k, *v;
-        vial_req_arg_at(rq, i, &k, &v);
+        at(rq, i, &k, &v);
         int seen = 0;
         for (unsigned p = 0; p < i && !seen; p++) {
             const char *pk;
-            vial_req_arg_at(rq, p, &pk, NULL);
+            at(rq, p, &pk, NULL);
             seen = !strcmp(pk, k);
         }
         if (seen)
@@ -100,22 +300,109 @@ static int args(vial_req *rq, vial_res *rs) /* sync */
         vial_json_arr(j);
         for (unsigned q = i; q < n; q++) {
             const char *qk, *qv;
-            vial_req_arg_at(rq, q, &qk, &qv);
+            at(rq, q, &qk, &qv);
             if (!strcmp(qk, k))
                 vial_json_str(j, qv);
         }
         vial_json_end(j);
     }
     vial_json_end(j);
+}
+
+static int args(vial_req *rq, vial_res *rs) /* sync */
+{
+    vial_json *j = vial_json_begin(rs, 200);
+    vial_json_obj(j);
+    vial_json_key(j, "args");
+    json_multidict(j, rq, vial_req_arg_count(rq), vial_req_arg_at);
     vial_json_end(j);
     return vial_json_finish(j);
 }
 
-static void lower(char *s)
+static int form(vial_req *rq, vial_res *rs) /* sync */
 {
-    for (; *s; s++)
-        if (*s >= 'A' && *s <= 'Z')
-            *s += 'a' - 'A';
+    vial_json *j = vial_json_begin(rs, 200);
+    vial_json_obj(j);
+    vial_json_key(j, "form");
+    json_multidict(j, rq, vial_req_form_count(rq), vial_req_form_at);
+    vial_json_end(j);
+    return vial_json_finish(j);
+}
+
+static int sha256_hex(const vial_file *f, char out[65])
+{
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+        EVP_MD_CTX_free(ctx);
+        return -1;
+    }
+    int ok = 1;
+    if (f->data) {
+        ok = EVP_DigestUpdate(ctx, f->data, f->size);
+    } else if (f->path) {
+        FILE *fp = fopen(f->path, "rb");
+        char buf[16384];
+        size_t n;
+        ok = fp != NULL;
+        while (ok && (n = fread(buf, 1, sizeof buf, fp)) > 0)
+            ok = EVP_DigestUpdate(ctx, buf, n);
+        if (fp)
+            fclose(fp);
+    }
+    ok = ok && EVP_DigestFinal_ex(ctx, md, &mdlen);
+    EVP_MD_CTX_free(ctx);
+    if (!ok)
+        return -1;
+    for (unsigned i = 0; i < 32; i++)
+        sprintf(out + 2 * i, "%02x", md[i]);
+    return 0;
+}
+
+static int upload(vial_req *rq, vial_res *rs) /* async */
+{
+    const char *ct = vial_req_header(rq, "Content-Type");
+    if (!ct || strncasecmp(ct, "multipart/form-data", 19) != 0)
+        return vial_abort_msg(rs, 400, "multipart/form-data required");
+    int st = vial_req_parse_form(rq);
+    if (st)
+        return vial_abort(rs, st);
+    vial_json *j = vial_json_begin(rs, 200);
+    vial_json_obj(j);
+    vial_json_key(j, "files");
+    vial_json_arr(j);
+    for (unsigned i = 0; i < vial_req_file_count(rq); i++) {
+        const vial_file *f = vial_req_file_at(rq, i);
+        char hex[65];
+        if (sha256_hex(f, hex) != 0)
+            return vial_fail(rs, "sha256 failed");
+        vial_json_obj(j);
+        json_kv_str(j, "field", f->field);
+        json_kv_str(j, "filename", f->filename);
+        json_kv_int(j, "size", (int64_t)f->size);
+        json_kv_str(j, "sha256", hex);
+        vial_json_end(j);
+    }
+    vial_json_end(j);
+    vial_json_key(j, "form");
+    json_multidict(j, rq, vial_req_form_count(rq), vial_req_form_at);
+    vial_json_end(j);
+    return vial_json_finish(j);
+}
+
+static int json_view(vial_req *rq, vial_res *rs) /* async */
+{
+    const vial_jv *v;
+    int st = vial_req_json(rq, &v);
+    if (st)
+        return vial_abort_msg(rs, st, vial_req_json_error(rq));
+    vial_json *j = vial_json_begin(rs, 200);
+    vial_json_obj(j);
+    vial_json_key(j, "json");
+    vial_json_value(j, v);
+    vial_json_end(j);
+    return vial_json_finish(j);
 }
 
 static int headers(vial_req *rq, vial_res *rs) /* sync */
@@ -130,15 +417,15 @@ static int headers(vial_req *rq, vial_res *rs) /* sync */
         const char *name;
         vial_req_header_at(rq, i, &name, NULL);
         char *l = vial_strdup(rq, name);
-        lower(l);
+        for (char *p = l; *p; p++)
+            if (*p >= 'A' && *p <= 'Z')
+                *p += 'a' - 'A';
         names[i] = l;
         int seen = 0;
         for (unsigned p = 0; p < i && !seen; p++)
             seen = !strcmp(names[p], l);
-        if (seen)
-            continue;
-        vial_json_key(j, l);
-        vial_json_str(j, vial_req_header(rq, l)); /* repeated fields joined */
+        if (!seen)
+            json_kv_str(j, l, vial_req_header(rq, l)); /* repeated fields joined */
     }
     vial_json_end(j);
     vial_json_end(j);
@@ -150,10 +437,72 @@ static int header(vial_req *rq, vial_res *rs) /* sync */
     const char *name = vial_req_param(rq, "name");
     vial_json *j = vial_json_begin(rs, 200);
     vial_json_obj(j);
-    vial_json_key(j, "name");
-    vial_json_str(j, name);
-    vial_json_key(j, "value");
-    vial_json_str(j, vial_req_header(rq, name));
+    json_kv_str(j, "name", name);
+    json_kv_str(j, "value", vial_req_header(rq, name));
+    vial_json_end(j);
+    return vial_json_finish(j);
+}
+
+static int cookies(vial_req *rq, vial_res *rs) /* sync */
+{
+    vial_json *j = vial_json_begin(rs, 200);
+    vial_json_obj(j);
+    vial_json_key(j, "cookies");
+    vial_json_obj(j);
+    for (unsigned i = 0; i < vial_req_cookie_count(rq); i++) {
+        const char *k, *v;
+        vial_req_cookie_at(rq, i, &k, &v);
+        json_kv_str(j, k, v);
+    }
+    vial_json_end(j);
+    vial_json_end(j);
+    return vial_json_finish(j);
+}
+
+static int cookie_chars_ok(const char *s, int allow_empty)
+{
+    if (!*s)
+        return allow_empty;
+    for (; *s; s++)
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+              strchr("._~-", *s)))
+            return 0;
+    return 1;
+}
+
+static int cookies_set(vial_req *rq, vial_res *rs) /* sync */
+{
+    unsigned n = vial_req_arg_count(rq);
+    for (unsigned i = 0; i < n; i++) { /* validate all first: no cookie on error */
+        const char *k, *v;
+        vial_req_arg_at(rq, i, &k, &v);
+        if (!cookie_chars_ok(k, 0) || !cookie_chars_ok(v, 1))
+            return vial_abort_msg(rs, 400, "invalid cookie name or value");
+    }
+    vial_json *j = vial_json_begin(rs, 200);
+    vial_json_obj(j);
+    vial_json_key(j, "set");
+    vial_json_obj(j);
+    for (unsigned i = 0; i < n; i++) {
+        const char *k, *v;
+        vial_req_arg_at(rq, i, &k, &v);
+        vial_set_cookie(rs, k, v, NULL);
+        json_kv_str(j, k, v);
+    }
+    vial_json_end(j);
+    vial_json_end(j);
+    return vial_json_finish(j);
+}
+
+static int cookies_delete(vial_req *rq, vial_res *rs) /* sync */
+{
+    const char *name = vial_req_arg(rq, "name");
+    if (!name || !cookie_chars_ok(name, 0))
+        return vial_abort_msg(rs, 400, "name must be a valid cookie name");
+    vial_delete_cookie(rs, name, NULL);
+    vial_json *j = vial_json_begin(rs, 200);
+    vial_json_obj(j);
+    json_kv_str(j, "deleted", name);
     vial_json_end(j);
     return vial_json_finish(j);
 }
@@ -166,7 +515,37 @@ static int echo_body(vial_req *rq, vial_res *rs) /* async */
     return vial_res_body(rs, body, len);
 }
 
-/* --- 4.3 responses ----------------------------------------------------------- */
+/* --- 4.3 responses ------------------------------------------------------------------------ */
+
+static int redirect(vial_req *rq, vial_res *rs) /* sync */
+{
+    const char *to = vial_req_arg(rq, "to");
+    int64_t code;
+    if (vial_req_arg_int(rq, "code", 302, 301, 308, &code) != 0 || code == 304 || code == 305 ||
+        code == 306)
+        return vial_abort_msg(rs, 400, "code must be 301, 302, 303, 307 or 308");
+    if (!to || to[0] != '/' || to[1] == '/')
+        return vial_abort_msg(rs, 400, "to must be a path starting with a single /");
+    for (const char *p = to; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+            return vial_abort_msg(rs, 400, "to must be printable ASCII");
+    return vial_redirect(rs, to, (int)code);
+}
+
+static int forbidden(vial_req *rq, vial_res *rs) /* sync */
+{
+    return vial_abort(rs, 403);
+}
+
+static int fail(vial_req *rq, vial_res *rs) /* sync */
+{
+    return vial_fail(rs, "boom");
+}
+
+static int async_fail(vial_req *rq, vial_res *rs) /* async */
+{
+    return vial_fail(rs, "boom");
+}
 
 static int stream(vial_req *rq, vial_res *rs) /* async */
 {
@@ -184,63 +563,313 @@ static int stream(vial_req *rq, vial_res *rs) /* async */
     return 0;
 }
 
-/* --- 4.6 async and blocking work ---------------------------------------------- */
+static int sse(vial_req *rq, vial_res *rs) /* async */
+{
+    int64_t n, ms, start = 1;
+    ARG_INT(rq, rs, "n", 3, 0, 10000, &n);
+    ARG_INT(rq, rs, "ms", 0, 0, 10000, &ms);
+    const char *last = vial_req_header(rq, "Last-Event-ID");
+    if (last && *last && strspn(last, "0123456789") == strlen(last) && strlen(last) < 18)
+        start = strtoll(last, NULL, 10) + 1;
+    vial_res_header(rs, "Cache-Control", "no-cache");
+    if (vial_stream_begin(rs, 200, "text/event-stream; charset=utf-8") != 0)
+        return 0;
+    for (int64_t i = start; i <= n; i++) {
+        if (i > start && ms && vial_sleep(rq, (uint64_t)ms) != 0)
+            break;
+        if (vial_stream_printf(rs, "id: %lld\ndata: event %lld\n\n", (long long)i, (long long)i) != 0)
+            break;
+    }
+    return 0;
+}
+
+/* --- 4.4 lifecycle ------------------------------------------------------------------------ */
+
+static int lifecycle_json(vial_req *rq, vial_res *rs)
+{
+    trace *t = vial_g_get(rq, "trace");
+    vial_json *j = vial_json_begin(rs, 200);
+    vial_json_obj(j);
+    json_kv_str(j, "user", vial_g_get(rq, "user"));
+    vial_json_key(j, "trace");
+    vial_json_arr(j);
+    for (int i = 0; t && i < t->n; i++)
+        vial_json_str(j, t->items[i]);
+    vial_json_end(j);
+    json_kv_str(j, "api", vial_g_get(rq, "api")); /* NULL -> null */
+    vial_json_end(j);
+    return vial_json_finish(j);
+}
+
+static int lifecycle(vial_req *rq, vial_res *rs) /* async */
+{
+    int64_t ms;
+    ARG_INT(rq, rs, "ms", 0, 0, 10000, &ms);
+    if (ms && vial_sleep(rq, (uint64_t)ms) != 0)
+        return vial_fail(rs, "cancelled");
+    return lifecycle_json(rq, rs);
+}
+
+static int teardown_log(vial_req *rq, vial_res *rs) /* sync */
+{
+    const char *rid = vial_req_arg(rq, "rid");
+    vial_json *j = vial_json_begin(rs, 200);
+    vial_json_obj(j);
+    vial_json_key(j, "entries");
+    vial_json_arr(j);
+    pthread_mutex_lock(&tlog.lock);
+    for (unsigned i = 0; i < tlog.count; i++) {
+        const log_entry *e = &tlog.ring[(tlog.start + i) % LOG_MAX];
+        if (rid && (!e->rid || strcmp(e->rid, rid)))
+            continue;
+        vial_json_obj(j);
+        json_kv_str(j, "fn", e->fn);
+        json_kv_str(j, "rid", e->rid);
+        json_kv_str(j, "method", e->method);
+        json_kv_str(j, "path", e->path);
+        json_kv_str(j, "error", e->error);
+        vial_json_end(j);
+    }
+    pthread_mutex_unlock(&tlog.lock);
+    vial_json_end(j);
+    vial_json_end(j);
+    return vial_json_finish(j);
+}
+
+/* --- 4.5 the method view ------------------------------------------------------------------ */
+
+static atomic_llong counter;
+
+static int counter_json(vial_res *rs, long long v)
+{
+    vial_json *j = vial_json_begin(rs, 200);
+    vial_json_obj(j);
+    json_kv_int(j, "count", v);
+    vial_json_end(j);
+    return vial_json_finish(j);
+}
+
+static int counter_get(vial_req *rq, vial_res *rs) { return counter_json(rs, atomic_load(&counter)); }
+static int counter_post(vial_req *rq, vial_res *rs) { return counter_json(rs, atomic_fetch_add(&counter, 1) + 1); }
+static int counter_delete(vial_req *rq, vial_res *rs)
+{
+    atomic_store(&counter, 0);
+    return counter_json(rs, 0);
+}
+
+/* --- 4.6 async and blocking work ----------------------------------------------------------- */
+
+static atomic_llong probe_started, probe_completed, probe_cancelled;
 
 static int async_sleep(vial_req *rq, vial_res *rs) /* async */
 {
     int64_t ms;
     ARG_INT(rq, rs, "ms", 0, 0, 60000, &ms);
-    int r = vial_sleep(rq, (uint64_t)ms);
-    if (r == -ECANCELED)
+    if (vial_sleep(rq, (uint64_t)ms) == -ECANCELED)
         return vial_fail(rs, "cancelled");
     vial_json *j = vial_json_begin(rs, 200);
     vial_json_obj(j);
-    vial_json_key(j, "slept_ms");
-    vial_json_int(j, ms);
+    json_kv_int(j, "slept_ms", ms);
     vial_json_end(j);
     return vial_json_finish(j);
+}
+
+static void block_ms(int64_t ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
 }
 
 static int sync_block(vial_req *rq, vial_res *rs) /* sync */
 {
     int64_t ms;
     ARG_INT(rq, rs, "ms", 100, 0, 60000, &ms);
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
+    block_ms(ms);
     vial_json *j = vial_json_begin(rs, 200);
     vial_json_obj(j);
-    vial_json_key(j, "blocked_ms");
-    vial_json_int(j, ms);
+    json_kv_int(j, "blocked_ms", ms);
     vial_json_end(j);
     return vial_json_finish(j);
 }
 
-int main(int argc, char **argv)
+static void offload_work(void *arg)
+{
+    block_ms(*(int64_t *)arg);
+}
+
+static int async_offload(vial_req *rq, vial_res *rs) /* async */
+{
+    int64_t ms;
+    ARG_INT(rq, rs, "ms", 100, 0, 60000, &ms);
+    int r = vial_offload(rq, offload_work, &ms);
+    if (r == -EAGAIN)
+        return vial_abort(rs, 503);
+    if (r != 0)
+        return vial_fail(rs, "offload failed");
+    vial_json *j = vial_json_begin(rs, 200);
+    vial_json_obj(j);
+    json_kv_int(j, "offloaded_ms", ms);
+    vial_json_end(j);
+    return vial_json_finish(j);
+}
+
+static int disconnect_probe(vial_req *rq, vial_res *rs) /* async */
+{
+    int64_t ms;
+    ARG_INT(rq, rs, "ms", 10000, 0, 60000, &ms);
+    atomic_fetch_add(&probe_started, 1);
+    if (vial_sleep(rq, (uint64_t)ms) == -ECANCELED) {
+        atomic_fetch_add(&probe_cancelled, 1);
+        return vial_fail(rs, "cancelled");
+    }
+    atomic_fetch_add(&probe_completed, 1);
+    vial_json *j = vial_json_begin(rs, 200);
+    vial_json_obj(j);
+    vial_json_key(j, "completed");
+    vial_json_bool(j, 1);
+    vial_json_end(j);
+    return vial_json_finish(j);
+}
+
+static int async_stats(vial_req *rq, vial_res *rs) /* sync */
+{
+    vial_json *j = vial_json_begin(rs, 200);
+    vial_json_obj(j);
+    json_kv_int(j, "started", atomic_load(&probe_started));
+    json_kv_int(j, "completed", atomic_load(&probe_completed));
+    json_kv_int(j, "cancelled", atomic_load(&probe_cancelled));
+    vial_json_end(j);
+    return vial_json_finish(j);
+}
+
+/* --- 4.7 blueprint api ------------------------------------------------------------------------ */
+
+static int bp_before(vial_req *rq, vial_res *rs) /* async */
+{
+    vial_g_set_str(rq, "api", "v1");
+    trace_add(rq, "bp_before");
+    return 0;
+}
+
+static int bp_after(vial_req *rq, vial_res *rs) /* sync */
+{
+    vial_res_set_header(rs, "X-Api-Version", "1");
+    append_header(rq, rs, "X-After-Order", "bp");
+    return 0;
+}
+
+static int api_item(vial_req *rq, vial_res *rs) /* async */
+{
+    vial_json *j = vial_json_begin(rs, 200);
+    vial_json_obj(j);
+    json_kv_int(j, "id", vial_req_param_int(rq, "id"));
+    json_kv_str(j, "api", "v1");
+    vial_json_end(j);
+    return vial_json_finish(j);
+}
+
+static int api_lifecycle(vial_req *rq, vial_res *rs) /* async */
+{
+    return lifecycle_json(rq, rs);
+}
+
+static int api_forbidden(vial_req *rq, vial_res *rs) /* sync */
+{
+    return vial_abort(rs, 403);
+}
+
+/* --- the app ---------------------------------------------------------------------------------- */
+
+static vial_app *build_app(void)
 {
     vial_app *app = vial_app_new();
-    int err = 0;
-    err |= vial_route_sync(app, "GET /", index_view);
-    err |= vial_route(app, "GET /hello/<name>", hello);
-    err |= vial_route_sync(app, "GET /users/<int:id>", user);
-    err |= vial_route_sync(app, "GET /files/<path:p>", files);
-    err |= vial_route_sync(app, "GET /dir/", dir);
-    err |= vial_route_sync(app, "GET,POST /methods", methods);
-    err |= vial_route_sync(app, "GET /status/<int(min=200,max=599):code>", status);
-    err |= vial_route_sync(app, "GET /args", args);
-    err |= vial_route_sync(app, "GET /headers", headers);
-    err |= vial_route_sync(app, "GET /header/<name>", header);
-    err |= vial_route(app, "POST,PUT /echo/body", echo_body);
-    err |= vial_route(app, "GET /stream", stream);
-    err |= vial_route(app, "GET /async/sleep", async_sleep);
-    err |= vial_route_sync(app, "GET /sync/block", sync_block);
-    if (err) {
-        fprintf(stderr, "conformance: route registration failed\n");
-        return 1;
+    if (!app)
+        return NULL;
+    int e = 0;
+    e |= vial_before_request(app, before_sync, VIAL_SYNC);
+    e |= vial_before_request(app, before_async, VIAL_ASYNC);
+    e |= vial_after_request(app, after_sync, VIAL_SYNC);
+    e |= vial_after_request(app, after_async, VIAL_ASYNC);
+    e |= vial_teardown_request(app, teardown_sync, VIAL_SYNC);
+    e |= vial_teardown_request(app, teardown_async, VIAL_ASYNC);
+
+    e |= vial_errorhandler(app, 404, not_found, VIAL_SYNC);
+    e |= vial_errorhandler(app, 403, forbidden_handler, VIAL_ASYNC);
+    e |= vial_errorhandler(app, 500, server_error, VIAL_ASYNC);
+    e |= vial_errorhandler(app, VIAL_HTTP_ERRORS, http_error, VIAL_ASYNC);
+
+    e |= vial_route_as(app, "GET /", index_view, "index", VIAL_SYNC);
+    e |= vial_route(app, "GET /hello/<name>", hello);
+    e |= vial_route_sync(app, "GET /users/<int:id>", user);
+    e |= vial_route_sync(app, "GET /files/<path:p>", files);
+    e |= vial_route_sync(app, "GET /dir/", dir);
+    e |= vial_route_sync(app, "GET,POST /methods", methods);
+    e |= vial_route_sync(app, "GET /status/<int(min=200,max=599):code>", status);
+    e |= vial_route_as(app, "GET /url-for", url_for_view, "url_for", VIAL_SYNC);
+
+    e |= vial_route_sync(app, "GET /args", args);
+    e |= vial_route_sync(app, "POST /form", form);
+    e |= vial_route(app, "POST /upload", upload);
+    e |= vial_route_as(app, "POST /json", json_view, "json", VIAL_ASYNC);
+    e |= vial_route_sync(app, "GET /headers", headers);
+    e |= vial_route_sync(app, "GET /header/<name>", header);
+    e |= vial_route_sync(app, "GET /cookies", cookies);
+    e |= vial_route_sync(app, "GET /cookies/set", cookies_set);
+    e |= vial_route_sync(app, "GET /cookies/delete", cookies_delete);
+    e |= vial_route(app, "POST,PUT /echo/body", echo_body);
+
+    e |= vial_route_sync(app, "GET /redirect", redirect);
+    e |= vial_route_sync(app, "GET /forbidden", forbidden);
+    e |= vial_route_sync(app, "GET /fail", fail);
+    e |= vial_route(app, "GET /async/fail", async_fail);
+    e |= vial_route(app, "GET /stream", stream);
+    e |= vial_route(app, "GET /sse", sse);
+
+    e |= vial_route(app, "GET /lifecycle", lifecycle);
+    e |= vial_route_sync(app, "GET /teardown-log", teardown_log);
+
+    static const vial_view_method counter_methods[] = {
+        {"GET", counter_get, VIAL_ASYNC},
+        {"POST", counter_post, VIAL_ASYNC},
+        {"DELETE", counter_delete, VIAL_ASYNC},
+        {0},
+    };
+    e |= vial_add_view(app, "/counter", "counter", counter_methods, NULL);
+
+    e |= vial_route(app, "GET /async/sleep", async_sleep);
+    e |= vial_route_sync(app, "GET /sync/block", sync_block);
+    e |= vial_route(app, "GET /async/offload", async_offload);
+    e |= vial_route(app, "GET /async/disconnect-probe", disconnect_probe);
+    e |= vial_route_sync(app, "GET /async/stats", async_stats);
+
+    vial_bp *api = vial_blueprint(app, "api", "/api/v1");
+    if (!api)
+        e |= -1;
+    else {
+        e |= vial_bp_before_request(api, bp_before, VIAL_ASYNC);
+        e |= vial_bp_after_request(api, bp_after, VIAL_SYNC);
+        e |= vial_bp_errorhandler(api, 403, api_forbidden_handler, VIAL_SYNC);
+        e |= vial_bp_route_as(api, "GET /items/<int:id>", api_item, "item", VIAL_ASYNC);
+        e |= vial_bp_route_as(api, "GET /lifecycle", api_lifecycle, "lifecycle", VIAL_ASYNC);
+        e |= vial_bp_route_as(api, "GET /forbidden", api_forbidden, "forbidden", VIAL_SYNC);
     }
+    if (e) {
+        fprintf(stderr, "conformance: registering the app failed\n");
+        vial_app_free(app);
+        return NULL;
+    }
+    return app;
+}
+
+int main(int argc, char **argv)
+{
     vial_config cfg = vial_config_default();
     if (vial_config_args(&cfg, argc, argv) != 0)
         return 2;
+    vial_app *app = build_app();
+    if (!app)
+        return 1;
     int r = vial_run(app, &cfg);
     vial_app_free(app);
     return r == 0 ? 0 : 1;

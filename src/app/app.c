@@ -1,10 +1,7 @@
-/* The application object and request dispatch: routing, automatic HEAD and
- * OPTIONS, 405 with Allow, strict-slash redirects, and calling the view on
- * the loop (async) or on the worker pool (sync). */
+/* The application object and everything registered on it: routes, method
+ * views, blueprints, hooks, error handlers, middleware, app state, config. */
 #include "app/app.h"
 #include "http/server.h"
-#include "runtime/coro.h"
-#include "runtime/pool.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -13,26 +10,390 @@
 
 vial_app *vial_app_new(void)
 {
-    return calloc(1, sizeof(vial_app));
+    vial_app *app = calloc(1, sizeof(vial_app));
+    if (!app)
+        return NULL;
+    app->router = vial_router_new();
+    if (!app->router) {
+        free(app);
+        return NULL;
+    }
+    return app;
+}
+
+static void hooks_free(vial_hooks *h)
+{
+    free(h->before);
+    free(h->after);
+    free(h->teardown);
+    free(h->errh);
 }
 
 void vial_app_free(vial_app *app)
 {
     if (!app)
         return;
-    vial_router_free(app);
+    vial_rule *r = app->rules;
+    while (r) {
+        vial_rule *next = r->next;
+        free(r->endpoint);
+        free(r->methods);
+        free(r->mws);
+        free(r);
+        r = next;
+    }
+    vial_bp *bp = app->bps;
+    while (bp) {
+        vial_bp *next = bp->next;
+        hooks_free(&bp->hooks);
+        free(bp->name);
+        free(bp->prefix);
+        free(bp);
+        bp = next;
+    }
+    hooks_free(&app->hooks);
+    free(app->mws);
+    vial_router_free(app->router);
+    free(app->session_cfg);
     free(app);
 }
 
-int vial_route(vial_app *app, const char *rule, vial_handler fn)
+/* Grows a malloc'd array by one element of `size` bytes. */
+static void *push(void *arr, unsigned *n, size_t size)
 {
-    return vial_router_add(app, rule, fn, 0);
+    char *a = realloc(arr, (*n + 1) * size);
+    if (!a)
+        return NULL;
+    memset(a + *n * size, 0, size);
+    (*n)++;
+    return a;
 }
 
-int vial_route_sync(vial_app *app, const char *rule, vial_handler fn)
+static int valid_flags(int flags)
 {
-    return vial_router_add(app, rule, fn, 1);
+    return flags == VIAL_ASYNC || flags == VIAL_SYNC;
 }
+
+/* --- routes ---------------------------------------------------------------------- */
+
+static vial_rule *find_endpoint(vial_app *app, const char *endpoint)
+{
+    for (vial_rule *r = app->rules; r; r = r->next)
+        if (!strcmp(r->endpoint, endpoint))
+            return r;
+    return NULL;
+}
+
+/* Splits "GET,POST /path" into a NULL-terminated method list (in buf) and
+ * the path. No methods: GET. */
+static int split_rule(const char *rule, char *buf, size_t cap, const char **methods, unsigned max,
+                      const char **path)
+{
+    if (rule[0] == '/') {
+        methods[0] = "GET";
+        methods[1] = NULL;
+        *path = rule;
+        return 0;
+    }
+    const char *sp = strchr(rule, ' ');
+    if (!sp || (size_t)(sp - rule) >= cap)
+        return -EINVAL;
+    memcpy(buf, rule, (size_t)(sp - rule));
+    buf[sp - rule] = 0;
+    unsigned n = 0;
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        while (*tok == ' ')
+            tok++;
+        char *end = tok + strlen(tok);
+        while (end > tok && end[-1] == ' ')
+            *--end = 0;
+        if (!*tok || n + 1 >= max)
+            return -EINVAL;
+        methods[n++] = tok;
+    }
+    methods[n] = NULL;
+    while (*sp == ' ')
+        sp++;
+    *path = sp;
+    return n ? 0 : -EINVAL;
+}
+
+/* Registers a rule for endpoint under bp's prefix. */
+static int add_rule(vial_app *app, vial_bp *bp, const char *path, const char *const *methods,
+                    const char *endpoint, vial_rule **out)
+{
+    char full_ep[256], pattern[1024];
+    if (!endpoint || !*endpoint || !path || path[0] != '/')
+        return -EINVAL;
+    if (bp) {
+        if ((size_t)snprintf(full_ep, sizeof full_ep, "%s.%s", bp->name, endpoint) >= sizeof full_ep ||
+            (size_t)snprintf(pattern, sizeof pattern, "%s%s", bp->prefix, path) >= sizeof pattern)
+            return -EINVAL;
+    } else {
+        if (strlen(endpoint) >= sizeof full_ep || strlen(path) >= sizeof pattern)
+            return -EINVAL;
+        strcpy(full_ep, endpoint);
+        strcpy(pattern, path);
+    }
+    if (find_endpoint(app, full_ep))
+        return -EEXIST;
+    vial_rule *r = calloc(1, sizeof *r);
+    if (!r || !(r->endpoint = strdup(full_ep))) {
+        free(r);
+        return -ENOMEM;
+    }
+    r->bp = bp;
+    int rc = vial_router_add(app->router, pattern, methods, r, &r->rrule);
+    if (rc < 0) {
+        free(r->endpoint);
+        free(r);
+        return rc;
+    }
+    if (app->rules_tail)
+        app->rules_tail->next = r;
+    else
+        app->rules = r;
+    app->rules_tail = r;
+    *out = r;
+    return 0;
+}
+
+static int route_as(vial_app *app, vial_bp *bp, const char *rule, vial_handler fn,
+                    const char *endpoint, int flags)
+{
+    if (!app || !rule || !fn || !valid_flags(flags))
+        return -EINVAL;
+    char buf[256];
+    const char *methods[32], *path;
+    int rc = split_rule(rule, buf, sizeof buf, methods, 32, &path);
+    if (rc < 0)
+        return rc;
+    vial_rule *r;
+    rc = add_rule(app, bp, path, methods, endpoint, &r);
+    if (rc < 0)
+        return rc;
+    r->fn = fn;
+    r->flags = flags;
+    return 0;
+}
+
+int vial_route_as(vial_app *app, const char *rule, vial_handler fn, const char *endpoint, int flags)
+{
+    return route_as(app, NULL, rule, fn, endpoint, flags);
+}
+
+int vial_converter(vial_app *app, const char *name, vial_converter_fn match, void *arg)
+{
+    if (!app || !name || !match)
+        return -EINVAL;
+    return vial_router_add_converter(app->router, name, match, arg);
+}
+
+static int add_view(vial_app *app, vial_bp *bp, const char *path, const char *endpoint,
+                    const vial_view_method *tbl, void *data)
+{
+    if (!app || !tbl)
+        return -EINVAL;
+    unsigned n = 0;
+    const char *methods[33];
+    for (; tbl[n].method; n++) {
+        if (n >= 32 || !tbl[n].fn || !valid_flags(tbl[n].flags))
+            return -EINVAL;
+        methods[n] = tbl[n].method;
+    }
+    if (!n)
+        return -EINVAL;
+    methods[n] = NULL;
+    vial_view_method *copy = calloc(n + 1, sizeof *copy);
+    if (!copy)
+        return -ENOMEM;
+    memcpy(copy, tbl, n * sizeof *copy);
+    vial_rule *r;
+    int rc = add_rule(app, bp, path, methods, endpoint, &r);
+    if (rc < 0) {
+        free(copy);
+        return rc;
+    }
+    r->methods = copy;
+    r->nmethods = n;
+    r->view_data = data;
+    return 0;
+}
+
+int vial_add_view(vial_app *app, const char *path, const char *endpoint,
+                  const vial_view_method *methods, void *data)
+{
+    return add_view(app, NULL, path, endpoint, methods, data);
+}
+
+void *vial_view_data(vial_req *rq)
+{
+    return rq->route ? rq->route->view_data : NULL;
+}
+
+/* --- hooks and error handlers ---------------------------------------------------- */
+
+static int add_fn(vial_fn **arr, unsigned *n, vial_handler fn, int flags)
+{
+    if (!fn || !valid_flags(flags))
+        return -EINVAL;
+    vial_fn *a = push(*arr, n, sizeof **arr);
+    if (!a)
+        return -ENOMEM;
+    a[*n - 1] = (vial_fn){fn, flags};
+    *arr = a;
+    return 0;
+}
+
+static int add_teardown(vial_hooks *h, vial_teardown_fn fn, int flags)
+{
+    if (!fn || !valid_flags(flags))
+        return -EINVAL;
+    vial_teardown_entry *a = push(h->teardown, &h->nteardown, sizeof *a);
+    if (!a)
+        return -ENOMEM;
+    a[h->nteardown - 1] = (vial_teardown_entry){fn, flags};
+    h->teardown = a;
+    return 0;
+}
+
+static int add_errh(vial_hooks *h, int code, vial_handler fn, int flags)
+{
+    if (!fn || !valid_flags(flags) || (code != VIAL_HTTP_ERRORS && (code < 400 || code > 599)))
+        return -EINVAL;
+    for (unsigned i = 0; i < h->nerrh; i++)
+        if (h->errh[i].code == code) { /* re-registering replaces, as in Flask */
+            h->errh[i] = (vial_errh){code, fn, flags};
+            return 0;
+        }
+    vial_errh *a = push(h->errh, &h->nerrh, sizeof *a);
+    if (!a)
+        return -ENOMEM;
+    a[h->nerrh - 1] = (vial_errh){code, fn, flags};
+    h->errh = a;
+    return 0;
+}
+
+int vial_before_request(vial_app *app, vial_handler fn, int flags)
+{
+    return app ? add_fn(&app->hooks.before, &app->hooks.nbefore, fn, flags) : -EINVAL;
+}
+
+int vial_after_request(vial_app *app, vial_handler fn, int flags)
+{
+    return app ? add_fn(&app->hooks.after, &app->hooks.nafter, fn, flags) : -EINVAL;
+}
+
+int vial_teardown_request(vial_app *app, vial_teardown_fn fn, int flags)
+{
+    return app ? add_teardown(&app->hooks, fn, flags) : -EINVAL;
+}
+
+int vial_errorhandler(vial_app *app, int code, vial_handler fn, int flags)
+{
+    return app ? add_errh(&app->hooks, code, fn, flags) : -EINVAL;
+}
+
+/* --- blueprints ------------------------------------------------------------------------ */
+
+vial_bp *vial_blueprint(vial_app *app, const char *name, const char *url_prefix)
+{
+    if (!app || !name || !*name || strchr(name, '.'))
+        return NULL;
+    for (vial_bp *b = app->bps; b; b = b->next)
+        if (!strcmp(b->name, name))
+            return NULL;
+    const char *pfx = url_prefix ? url_prefix : "";
+    size_t plen = strlen(pfx);
+    while (plen && pfx[plen - 1] == '/')
+        plen--;
+    if (plen && pfx[0] != '/')
+        return NULL;
+    vial_bp *bp = calloc(1, sizeof *bp);
+    if (!bp)
+        return NULL;
+    bp->app = app;
+    bp->name = strdup(name);
+    bp->prefix = strndup(pfx, plen);
+    if (!bp->name || !bp->prefix) {
+        free(bp->name);
+        free(bp->prefix);
+        free(bp);
+        return NULL;
+    }
+    bp->next = app->bps;
+    app->bps = bp;
+    return bp;
+}
+
+int vial_bp_route_as(vial_bp *bp, const char *rule, vial_handler fn, const char *endpoint, int flags)
+{
+    return bp ? route_as(bp->app, bp, rule, fn, endpoint, flags) : -EINVAL;
+}
+
+int vial_bp_add_view(vial_bp *bp, const char *path, const char *endpoint,
+                     const vial_view_method *methods, void *data)
+{
+    return bp ? add_view(bp->app, bp, path, endpoint, methods, data) : -EINVAL;
+}
+
+int vial_bp_before_request(vial_bp *bp, vial_handler fn, int flags)
+{
+    return bp ? add_fn(&bp->hooks.before, &bp->hooks.nbefore, fn, flags) : -EINVAL;
+}
+
+int vial_bp_after_request(vial_bp *bp, vial_handler fn, int flags)
+{
+    return bp ? add_fn(&bp->hooks.after, &bp->hooks.nafter, fn, flags) : -EINVAL;
+}
+
+int vial_bp_teardown_request(vial_bp *bp, vial_teardown_fn fn, int flags)
+{
+    return bp ? add_teardown(&bp->hooks, fn, flags) : -EINVAL;
+}
+
+int vial_bp_errorhandler(vial_bp *bp, int code, vial_handler fn, int flags)
+{
+    return bp ? add_errh(&bp->hooks, code, fn, flags) : -EINVAL;
+}
+
+/* --- middleware -------------------------------------------------------------------------- */
+
+int vial_use(vial_app *app, vial_middleware mw, void *arg)
+{
+    if (!app || !mw)
+        return -EINVAL;
+    vial_mw *a = push(app->mws, &app->nmws, sizeof *a);
+    if (!a)
+        return -ENOMEM;
+    a[app->nmws - 1] = (vial_mw){mw, arg};
+    app->mws = a;
+    return 0;
+}
+
+int vial_wrap(vial_app *app, const char *endpoint, vial_middleware mw, void *arg)
+{
+    if (!app || !endpoint || !mw)
+        return -EINVAL;
+    vial_rule *r = find_endpoint(app, endpoint);
+    if (!r)
+        return -ENOENT;
+    vial_mw *a = push(r->mws, &r->nmws, sizeof *a);
+    if (!a)
+        return -ENOMEM;
+    a[r->nmws - 1] = (vial_mw){mw, arg};
+    r->mws = a;
+    return 0;
+}
+
+/* --- app state ----------------------------------------------------------------------------- */
+
+void vial_app_set_data(vial_app *app, void *data)
+{
+    app->data = data;
+}
+
+/* --- running ----------------------------------------------------------------------------------- */
 
 vial_config vial_config_default(void)
 {
@@ -45,6 +406,7 @@ vial_config vial_config_default(void)
         .stack_size = 128 * 1024,
         .grace_ms = 2000,
         .server_header = 0,
+        .max_body = 1024 * 1024,
     };
 }
 
@@ -98,114 +460,7 @@ int vial_run(vial_app *app, const vial_config *cfg)
         c.stack_size = d.stack_size;
     if (c.grace_ms <= 0)
         c.grace_ms = d.grace_ms;
+    if (!c.max_body)
+        c.max_body = d.max_body;
     return vial_server_run(&c, vial_app_serve, app);
-}
-
-/* --- dispatch ------------------------------------------------------------------- */
-
-struct sync_call {
-    vial_handler fn;
-    vial_req *rq;
-    int result;
-};
-
-static void sync_call_run(void *arg)
-{
-    struct sync_call *sc = arg;
-    sc->result = sc->fn(sc->rq, &sc->rq->res);
-}
-
-/* Runs a view, hook or handler the way it was registered. */
-static int call_handler(vial_req *rq, vial_handler fn, int is_sync)
-{
-    if (!is_sync)
-        return fn(rq, &rq->res);
-    struct sync_call sc = {fn, rq, 0};
-    rq->is_sync = 1;
-    int r = vial_pool_run(rq->server->pool, sync_call_run, &sc);
-    rq->is_sync = 0;
-    if (r == -EAGAIN) {
-        vial_res_header(&rq->res, "Retry-After", "1");
-        return vial_abort(&rq->res, 503);
-    }
-    return r < 0 ? vial_fail(&rq->res, "worker pool unavailable") : sc.result;
-}
-
-/* Default rendering of an HTTP error: a short text naming the status. */
-static void render_error(vial_req *rq, int status)
-{
-    vial_res *rs = &rq->res;
-    rs->body_len = 0;
-    vial_text(rs, status, "%d %s", status, vial_status_reason(status));
-}
-
-static int method_is(const vial_req *rq, const char *m)
-{
-    size_t n = strlen(m);
-    return rq->head.method.len == n && !memcmp(rq->head.method.p, m, n);
-}
-
-static void redirect_slash(vial_req *rq, const char *path)
-{
-    vial_res *rs = &rq->res;
-    /* Location is built from the raw path so percent-encoding survives. */
-    const char *loc = rq->head.has_query
-                          ? vial_sprintf(rq, "%.*s/?%.*s", (int)rq->head.path.len, rq->head.path.p,
-                                         (int)rq->head.query.len, rq->head.query.p)
-                          : vial_sprintf(rq, "%.*s/", (int)rq->head.path.len, rq->head.path.p);
-    (void)path;
-    rs->status = 308;
-    if (loc)
-        vial_res_header(rs, "Location", loc);
-}
-
-void vial_app_serve(void *data, vial_req *rq)
-{
-    vial_app *app = data;
-    vial_res *rs = &rq->res;
-    const char *path = vial_req_path(rq);
-    const char *method = vial_req_method(rq);
-    int path_matched = 0;
-    /* Whatever answers a HEAD request (view, error, redirect) sends no body. */
-    rq->is_head = method_is(rq, "HEAD");
-    const vial_rule *r = vial_router_match(app, rq, path, method, &path_matched);
-    if (!r && rq->is_head)
-        r = vial_router_match(app, rq, path, "GET", &path_matched);
-    int rc = 0;
-    if (r) {
-        rq->route = r;
-        vial_coro *co = vial_coro_current();
-        if (co)
-            co->label = r->rule;
-        rc = call_handler(rq, r->fn, r->is_sync);
-    } else if (path_matched && method_is(rq, "OPTIONS")) {
-        rs->status = 200;
-        vial_res_header(rs, "Allow", vial_router_allow(app, rq, path));
-        return;
-    } else if (path_matched) {
-        vial_res_header(rs, "Allow", vial_router_allow(app, rq, path));
-        rc = vial_abort(rs, 405);
-    } else {
-        size_t n = strlen(path);
-        if (n && path[n - 1] != '/') {
-            char *slashed = vial_sprintf(rq, "%s/", path);
-            int pm = 0;
-            if (slashed && (vial_router_match(app, rq, slashed, "GET", &pm) || pm)) {
-                redirect_slash(rq, path);
-                return;
-            }
-        }
-        rc = vial_abort(rs, 404);
-    }
-    if (rc == VIAL_ABORTED || rs->aborted) {
-        if (!rs->streaming)
-            render_error(rq, rs->status);
-    } else if (rc < 0) {
-        fprintf(stderr, "vial: %s %s: unhandled error: %s\n", method, path,
-                rs->error_message ? rs->error_message : "(no message)");
-        if (!rs->streaming) {
-            rs->nheaders = 0;
-            render_error(rq, 500);
-        }
-    }
 }

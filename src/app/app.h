@@ -1,55 +1,102 @@
-/* The application: routes and how a request reaches its view. */
+/* The application model: routes (endpoints), blueprints, hooks, error
+ * handlers and middleware, and the dispatch that runs them in Flask's order. */
 #ifndef VIAL_APP_APP_H
 #define VIAL_APP_APP_H
 
 #include "vial.h"
+#include "app/router.h"
 #include "http/exchange.h"
 
 #include <stdint.h>
 
-enum vial_seg_kind { SEG_STATIC, SEG_STRING, SEG_INT, SEG_PATH };
-
-typedef struct vial_segment {
-    int kind;
-    char *text; /* static text, or the parameter name */
-    size_t len;
-    int64_t imin, imax; /* <int(min=..,max=..):name> bounds */
-} vial_segment;
-
-typedef struct vial_rule {
-    char *rule;        /* as registered, for logs */
-    char *path;        /* the path pattern */
-    char **methods;    /* NULL-terminated */
-    unsigned nmethods;
+/* A function and how to call it (VIAL_ASYNC on the loop, VIAL_SYNC on the pool). */
+typedef struct vial_fn {
     vial_handler fn;
-    int is_sync;
-    vial_segment *segs;
-    unsigned nsegs;
-    int trailing_slash; /* pattern ends with '/' */
+    int flags;
+} vial_fn;
+
+typedef struct vial_teardown_entry {
+    vial_teardown_fn fn;
+    int flags;
+} vial_teardown_entry;
+
+typedef struct vial_errh {
+    int code; /* HTTP status, or VIAL_HTTP_ERRORS for the fallback */
+    vial_handler fn;
+    int flags;
+} vial_errh;
+
+typedef struct vial_mw {
+    vial_middleware fn;
+    void *arg;
+} vial_mw;
+
+/* Hooks and error handlers of one scope: the app, or one blueprint. */
+typedef struct vial_hooks {
+    vial_fn *before;
+    unsigned nbefore;
+    vial_fn *after;
+    unsigned nafter;
+    vial_teardown_entry *teardown;
+    unsigned nteardown;
+    vial_errh *errh;
+    unsigned nerrh;
+} vial_hooks;
+
+struct vial_bp {
+    vial_app *app;
+    char *name;
+    char *prefix; /* "/api/v1", no trailing slash; "" for none */
+    vial_hooks hooks;
+    struct vial_bp *next;
+};
+
+/* One endpoint: a plain view (fn) or a method view (methods table). */
+typedef struct vial_rule {
+    char *endpoint;
+    vial_bp *bp;         /* NULL: the app's own */
+    vial_handler fn;     /* plain view: one function for all its methods */
+    int flags;
+    vial_view_method *methods; /* method view: copied table, zero-terminated */
+    unsigned nmethods;
+    void *view_data;
+    vial_mw *mws;        /* vial_wrap decorators, outermost first */
+    unsigned nmws;
+    vial_router_rule *rrule;
     struct vial_rule *next;
 } vial_rule;
 
+struct vial_session_config;
+
 struct vial_app {
-    vial_rule *routes, *routes_tail;
+    vial_router *router;
+    vial_hooks hooks;
+    vial_bp *bps;
+    vial_rule *rules, *rules_tail;
+    vial_mw *mws; /* vial_use: wraps every view, outermost first */
+    unsigned nmws;
+    void *data;
+    struct vial_session_config *session_cfg;
 };
 
-/* Router (router.c). */
-int vial_router_add(vial_app *app, const char *rule, vial_handler fn, int is_sync);
-void vial_router_free(vial_app *app);
-/* Finds the routes whose path matches `path`. Fills rq params from the first
- * route that also allows `method` (returned), or returns NULL and sets
- * *path_matched when some route matched the path only. */
-const vial_rule *vial_router_match(vial_app *app, vial_req *rq, const char *path,
-                                    const char *method, int *path_matched);
-/* Comma-separated methods of every route matching path, plus HEAD (when GET
- * is there) and OPTIONS, each once. */
-char *vial_router_allow(vial_app *app, vial_req *rq, const char *path);
+/* Runs a view, hook or handler the way it was registered: directly on the
+ * loop coroutine (VIAL_ASYNC) or on the worker pool (VIAL_SYNC). */
+int vial_call(vial_req *rq, vial_handler fn, int flags);
+/* The same for blocking work with any signature (used for teardown). */
+int vial_call_blocking(vial_req *rq, void (*fn)(void *), void *arg, int flags);
+
+/* The whole request lifecycle (dispatch.c): before hooks, routing, the view
+ * through its middleware, error handlers, after hooks, session save,
+ * teardown. Fills rq->res. Installed as the server's serve function. */
+void vial_app_serve(void *app, vial_req *rq);
 
 /* Request helpers (request.c). */
 /* Percent-decodes src[0..n) as UTF-8 (invalid sequences become U+FFFD, a
  * stray '%' stays); plus_space turns '+' into ' ' first (query strings). */
 char *vial_url_decode(vial_arena *a, const char *src, size_t n, int plus_space, size_t *out_len);
 
-void vial_app_serve(void *app, vial_req *rq);
+/* Session persistence (session.c): writes the Set-Cookie when the session
+ * changed. Called by dispatch after the after_request hooks. */
+int vial_session_save(vial_req *rq);
 
 #endif

@@ -335,9 +335,12 @@ int vial_sleep(vial_req *rq, uint64_t ms)
 
 int vial_offload(vial_req *rq, void (*fn)(void *arg), void *arg)
 {
-    if (rq->is_sync || !vial_coro_current())
+    vial_coro *c = vial_coro_current();
+    if (rq->is_sync || !c)
         return -EPERM;
-    return vial_pool_run(rq->server->pool, fn, arg);
+    if (c->cancelled)
+        return -ECANCELED;
+    return vial_pool_run(rq->pool, fn, arg);
 }
 
 uint64_t vial_now_ms(void)

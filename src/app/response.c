@@ -56,6 +56,33 @@ int vial_res_header(vial_res *rs, const char *name, const char *value)
     return 0;
 }
 
+int vial_res_set_header(vial_res *rs, const char *name, const char *value)
+{
+    if (!strcasecmp(name, "Content-Type"))
+        return vial_res_header(rs, name, value);
+    uint32_t o = 0;
+    for (uint32_t i = 0; i < rs->nheaders; i++)
+        if (strcasecmp(rs->headers[i].name, name))
+            rs->headers[o++] = rs->headers[i];
+    rs->nheaders = o;
+    return vial_res_header(rs, name, value);
+}
+
+const char *vial_res_get_header(vial_res *rs, const char *name)
+{
+    if (!strcasecmp(name, "Content-Type"))
+        return rs->content_type;
+    for (uint32_t i = 0; i < rs->nheaders; i++)
+        if (!strcasecmp(rs->headers[i].name, name))
+            return rs->headers[i].value;
+    return NULL;
+}
+
+int vial_res_get_status(vial_res *rs)
+{
+    return rs->status;
+}
+
 int vial_res_body_static(vial_res *rs, const void *data, size_t len)
 {
     rs->body = (char *)data;
@@ -157,7 +184,13 @@ int vial_stream_begin(vial_res *rs, int status, const char *content_type)
     if (content_type)
         rs->content_type = content_type;
     rs->body_len = 0;
-    return vial_conn_stream_begin(rq);
+    /* Flask runs after_request on the response object before its body is
+     * iterated: here, before the head goes out. */
+    if (rq->finalize)
+        rq->finalize(rq);
+    if (!rq->sink_begin)
+        return -EPERM;
+    return rq->sink_begin(rq);
 }
 
 int vial_stream_write(vial_res *rs, const void *data, size_t len)
@@ -167,7 +200,7 @@ int vial_stream_write(vial_res *rs, const void *data, size_t len)
     vial_coro *c = vial_coro_current();
     if (c && c->cancelled)
         return -ECANCELED;
-    return vial_conn_stream_write(rs->rq, data, len);
+    return rs->rq->sink_write(rs->rq, data, len);
 }
 
 int vial_stream_printf(vial_res *rs, const char *fmt, ...)

@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <arpa/inet.h>
+#include <sys/sendfile.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -411,6 +413,39 @@ static int read_body_chunked(vial_conn *c, vial_req *rq, int *status)
 
 /* --- writing a response --------------------------------------------------------- */
 
+/* File bodies go from the page cache to the socket with sendfile(2), after
+ * the head still in the output buffer. */
+static int conn_sendfile(vial_conn *c, int fd, int64_t off, size_t len)
+{
+    int r = conn_flush(c);
+    if (r < 0)
+        return r;
+    off_t pos = (off_t)off;
+    while (len) {
+        ssize_t n = sendfile(c->io.fd, fd, &pos, len > (1u << 30) ? (1u << 30) : len);
+        if (n > 0) {
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            c->out_ready = 0;
+            r = conn_wait(c, VIAL_IO_WRITE, c->thr->loop.now + VIAL_WRITE_TIMEOUT_NS);
+            if (r < 0) {
+                c->broken = 1;
+                return r;
+            }
+            continue;
+        }
+        /* n == 0: the file shrank under us; the promised length cannot be
+         * kept, so the connection must end. */
+        c->broken = 1;
+        return n < 0 ? -errno : -EIO;
+    }
+    return 0;
+}
+
 static int body_allowed(int status)
 {
     return !(status < 200 || status == 204 || status == 205 || status == 304);
@@ -442,6 +477,8 @@ static int write_response(vial_conn *c, vial_req *rq, int keep)
     const vial_res *rs = &rq->res;
     if (rq->is_head || !body_allowed(rs->status) || !rs->body_len)
         return 0;
+    if (rs->file_fd >= 0)
+        return conn_sendfile(c, rs->file_fd, rs->file_off, rs->body_len);
     if (rs->body_len <= 4096 && rs->body_len <= VIAL_RBUF_SIZE - c->wlen) {
         memcpy(c->wbuf + c->wlen, rs->body, rs->body_len);
         c->wlen += (uint32_t)rs->body_len;
@@ -518,6 +555,9 @@ static void conn_main(void *arg)
         }
         c->rpos += (uint32_t)n;
         vial_exchange_init(&rq, c, s);
+        rq.pool = s->pool;
+        rq.sink_begin = vial_conn_stream_begin;
+        rq.sink_write = vial_conn_stream_write;
         c->rq = &rq;
 
         if (rq.head.body_kind != VIAL_BODY_NONE) {
@@ -709,4 +749,18 @@ void vial_conn_cache_free(vial_server_thread *t)
         free(c);
     }
     t->nfree_conns = 0;
+}
+
+const char *vial_conn_peer(vial_req *rq)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (!rq->conn || getpeername(rq->conn->io.fd, (struct sockaddr *)&ss, &len) != 0)
+        return NULL;
+    char host[INET6_ADDRSTRLEN];
+    const void *addr = ss.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+                                                : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
+    if (!inet_ntop(ss.ss_family, addr, host, sizeof host))
+        return NULL;
+    return vial_arena_strndup(&rq->arena, host, strlen(host));
 }

@@ -1,6 +1,8 @@
 #include "http/exchange.h"
 
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 void vial_exchange_init(vial_req *rq, struct vial_conn *conn, struct vial_server *srv)
 {
@@ -8,6 +10,14 @@ void vial_exchange_init(vial_req *rq, struct vial_conn *conn, struct vial_server
      * head was filled by the parser and the inline arena needs none. */
     rq->conn = conn;
     rq->server = srv;
+    rq->app = NULL;
+    rq->pool = NULL;
+    rq->sink_begin = NULL;
+    rq->sink_write = NULL;
+    rq->finalize = NULL;
+    rq->finalized = 0;
+    rq->lifecycle = NULL;
+    rq->lifecycle_owner = NULL;
     vial_arena_init(&rq->arena, rq->arena_inline, sizeof rq->arena_inline);
     rq->body = "";
     rq->body_len = 0;
@@ -19,7 +29,17 @@ void vial_exchange_init(vial_req *rq, struct vial_conn *conn, struct vial_server
     rq->args_parsed = 0;
     rq->route = NULL;
     rq->nparams = 0;
+    rq->cookies = NULL;
+    rq->form = NULL;
+    rq->json = NULL;
+    rq->session = NULL;
+    rq->g = NULL;
+    rq->remote_addr = NULL;
+    rq->cleanups = NULL;
+    rq->error_code = 0;
+    rq->error_msg = NULL;
     memset(&rq->res, 0, offsetof(vial_res, json));
+    rq->res.file_fd = -1;
     rq->res.rq = rq;
     rq->res.status = 200;
     rq->res.headers = rq->res.inline_headers;
@@ -28,5 +48,26 @@ void vial_exchange_init(vial_req *rq, struct vial_conn *conn, struct vial_server
 
 void vial_exchange_fini(vial_req *rq)
 {
+    while (rq->cleanups) {
+        vial_cleanup *c = rq->cleanups;
+        rq->cleanups = c->next;
+        c->fn(c->arg);
+    }
+    if (rq->res.file_fd >= 0) {
+        close(rq->res.file_fd);
+        rq->res.file_fd = -1;
+    }
     vial_arena_reset(&rq->arena, NULL, 0);
+}
+
+int vial_exchange_defer(vial_req *rq, void (*fn)(void *arg), void *arg)
+{
+    vial_cleanup *c = vial_arena_alloc(&rq->arena, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    c->fn = fn;
+    c->arg = arg;
+    c->next = rq->cleanups;
+    rq->cleanups = c;
+    return 0;
 }

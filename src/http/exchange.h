@@ -15,8 +15,22 @@
 struct vial_conn;
 struct vial_server;
 struct vial_rule;
+struct vial_cookies;  /* app/cookies.c: parsed Cookie header */
+struct vial_form;     /* app/form.c: parsed form fields and files */
+struct vial_json_doc; /* app/json_parse.c: parsed JSON body */
+struct vial_session;  /* app/session.c: decoded session cookie */
+struct vial_g;        /* app/lifecycle.c: Flask's g */
 
+/* A cleanup run when the exchange ends (temp files, library objects). */
+typedef struct vial_cleanup {
+    struct vial_cleanup *next;
+    void (*fn)(void *arg);
+    void *arg;
+} vial_cleanup;
+
+#ifndef VIAL_MAX_PARAMS
 #define VIAL_MAX_PARAMS 8
+#endif
 #define VIAL_RES_INLINE_HEADERS 8
 #define VIAL_ARENA_INLINE 4096
 
@@ -48,8 +62,10 @@ struct vial_res {
     vial_res_header_t inline_headers[VIAL_RES_INLINE_HEADERS];
     char *body;
     size_t body_len, body_cap; /* body_cap 0: body is static, not ours to grow */
-    const char *error_message;  /* vial_fail */
+    const char *error_message;  /* vial_fail / vial_abort_msg */
     int aborted;                /* vial_abort was called */
+    int file_fd;                /* >= 0: the body is file bytes [file_off, +body_len), sent with sendfile */
+    int64_t file_off;
     unsigned streaming : 1;     /* head sent by vial_stream_begin */
     unsigned stream_close : 1;  /* HTTP/1.0 stream: body ends at close */
     vial_json json;
@@ -57,8 +73,20 @@ struct vial_res {
 
 struct vial_req {
     vial_http_request head;
-    struct vial_conn *conn;
+    struct vial_conn *conn;     /* NULL under the test client */
     struct vial_server *server;
+    struct vial_app *app;
+    struct vial_pool *pool;     /* where VIAL_SYNC functions run */
+    /* Streaming: sends the head now / one piece of body. The connection (or
+     * the test client) provides them. */
+    int (*sink_begin)(vial_req *rq);
+    int (*sink_write)(vial_req *rq, const void *data, size_t len);
+    /* The app's response finalisation (after_request hooks, session save),
+     * run before a streamed head is sent; idempotent. */
+    void (*finalize)(vial_req *rq);
+    int finalized;
+    void *lifecycle;       /* dispatch's state for finalize */
+    void *lifecycle_owner; /* the test client's run state */
     vial_arena arena;
     const char *body;
     size_t body_len;
@@ -76,6 +104,20 @@ struct vial_req {
     unsigned nparams;
     vial_kv params[VIAL_MAX_PARAMS];
     int64_t param_ints[VIAL_MAX_PARAMS];
+    double param_doubles[VIAL_MAX_PARAMS];
+
+    /* lazily built views of the request, owned by their modules */
+    struct vial_cookies *cookies;
+    struct vial_form *form;
+    struct vial_json_doc *json;
+    struct vial_session *session;
+    struct vial_g *g;
+    const char *remote_addr;
+    vial_cleanup *cleanups;
+
+    /* error being handled (vial_error_code / vial_error_message) */
+    int error_code;
+    const char *error_msg;
 
     vial_res res;
     char arena_inline[VIAL_ARENA_INLINE];
@@ -83,7 +125,10 @@ struct vial_req {
 
 /* Prepares ex for a new request on conn (head already parsed). */
 void vial_exchange_init(vial_req *rq, struct vial_conn *conn, struct vial_server *srv);
-/* Frees the arena's overflow blocks. */
+/* Runs the cleanups (newest first), then frees the arena's overflow blocks. */
 void vial_exchange_fini(vial_req *rq);
+
+/* Registers fn(arg) to run when the exchange ends. Returns 0 or -ENOMEM. */
+int vial_exchange_defer(vial_req *rq, void (*fn)(void *arg), void *arg);
 
 #endif

@@ -3,7 +3,8 @@
  * The head parser re-reads the whole buffer on every call, so it keeps no
  * state between calls; it is written as straight-line scans over the buffer:
  * byte classes come from 256-entry tables and the two long scans (request
- * target, field values) look at 16 bytes at a time where SSE2 is available.
+ * target, field values) look at 16 bytes at a time with SSE2, or 8 at a time
+ * in a plain 64-bit word elsewhere.
  *
  * Syntax errors and limit violations are reported at the byte where they
  * become certain, even in an incomplete head. Rules that need the whole head
@@ -97,6 +98,13 @@ static inline int fail(int *status, int code)
 
 /* ---- vectorised scans ---------------------------------------------------- */
 
+#ifndef VIAL_PARSER_SSE2
+/* SWAR constants: (x - ONES * n) & ~x & HIGHS is non-zero exactly when some
+ * byte of x is below n (n <= 0x80). */
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+#endif
+
 /* First index in [pos, end) whose byte is not a visible ASCII char (0x21-0x7E),
  * or end. This is the request-target scan: SP ends it, anything else is bad. */
 static inline size_t scan_target(const char *buf, size_t pos, size_t end)
@@ -111,6 +119,16 @@ static inline size_t scan_target(const char *buf, size_t pos, size_t end)
         if (bad)
             return pos + (size_t)__builtin_ctz(bad);
         pos += 16;
+    }
+#else
+    /* Eight bytes at a time: a word is skipped when none of its bytes is
+     * <= 0x20 or >= 0x7F; the byte loop finds the culprit otherwise. */
+    while (end - pos >= 8) {
+        uint64_t x;
+        memcpy(&x, buf + pos, 8);
+        if (((x - ONES * 0x21) & ~x & HIGHS) | ((x | (x + ONES)) & HIGHS))
+            break;
+        pos += 8;
     }
 #endif
     while (pos < end && (uint8_t)(buf[pos] - 0x21) < 0x5e)
@@ -134,6 +152,17 @@ static inline size_t scan_value(const char *buf, size_t pos, size_t end)
         if (m)
             return pos + (size_t)__builtin_ctz(m);
         pos += 16;
+    }
+#else
+    /* Words with no byte < 0x20 and no DEL are skipped; an HTAB also stops
+     * the word scan, and the byte loop carries on past it. */
+    while (end - pos >= 8) {
+        uint64_t x, d;
+        memcpy(&x, buf + pos, 8);
+        d = x ^ (ONES * 0x7f);
+        if (((x - ONES * 0x20) & ~x & HIGHS) | ((d - ONES) & ~d & HIGHS))
+            break;
+        pos += 8;
     }
 #endif
     while (pos < end && value_ok[(uint8_t)buf[pos]])
@@ -335,27 +364,30 @@ struct semantics {
     int expect_continue, expect_other;
 };
 
-/* Calls fn on each non-empty, OWS-trimmed element of a comma list
- * (RFC 9110 §5.6.1: empty elements are ignored). */
-#define FOR_EACH_ELEMENT(val, vlen, ep, en, body)                               \
-    do {                                                                        \
-        const char *fe_p_ = (val), *fe_end_ = (val) + (vlen);                   \
-        while (fe_p_ < fe_end_) {                                               \
-            const char *fe_c_ = memchr(fe_p_, ',', (size_t)(fe_end_ - fe_p_));  \
-            const char *fe_e_ = fe_c_ ? fe_c_ : fe_end_;                        \
-            const char *ep = fe_p_;                                             \
-            const char *fe_q_ = fe_e_;                                          \
-            while (ep < fe_q_ && is_ows(*ep))                                   \
-                ep++;                                                           \
-            while (fe_q_ > ep && is_ows(fe_q_[-1]))                             \
-                fe_q_--;                                                        \
-            size_t en = (size_t)(fe_q_ - ep);                                   \
-            if (en) {                                                           \
-                body                                                            \
-            }                                                                   \
-            fe_p_ = fe_e_ + 1;                                                  \
-        }                                                                       \
-    } while (0)
+/* Walks the non-empty, OWS-trimmed elements of a comma list (RFC 9110
+ * §5.6.1: empty elements are ignored). */
+struct list_iter {
+    const char *p, *end;
+};
+
+static int list_next(struct list_iter *it, const char **el, size_t *n)
+{
+    while (it->p < it->end) {
+        const char *c = memchr(it->p, ',', (size_t)(it->end - it->p));
+        const char *a = it->p, *b = c ? c : it->end;
+        it->p = c ? c + 1 : it->end;
+        while (a < b && is_ows(*a))
+            a++;
+        while (b > a && is_ows(b[-1]))
+            b--;
+        if (b > a) {
+            *el = a;
+            *n = (size_t)(b - a);
+            return 1;
+        }
+    }
+    return 0;
+}
 
 /* Content-Length: 1*DIGIT, or a list of identical ones. Values too large for
  * 64 bits saturate: they are over the body limit whatever their exact value. */
@@ -400,8 +432,12 @@ static void content_length(struct semantics *s, const char *v, size_t n)
  * coding name matters here, the parameters of an unsupported coding do not. */
 static void transfer_encoding(struct semantics *s, const char *v, size_t n)
 {
+    struct list_iter it = {v, v + n};
+    const char *e;
+    size_t en;
+
     s->te_seen = 1;
-    FOR_EACH_ELEMENT(v, n, e, en, {
+    while (list_next(&it, &e, &en)) {
         size_t k = 0;
         while (k < en && tchar[(uint8_t)e[k]])
             k++;
@@ -417,37 +453,48 @@ static void transfer_encoding(struct semantics *s, const char *v, size_t n)
             s->te_last_chunked = 0;
         }
         s->te_codings++;
-    });
+    }
 }
 
 static void connection(struct semantics *s, const char *v, size_t n)
 {
-    FOR_EACH_ELEMENT(v, n, e, en, {
+    struct list_iter it = {v, v + n};
+    const char *e;
+    size_t en;
+
+    while (list_next(&it, &e, &en)) {
         if (SPAN_EQ(e, en, "close"))
             s->conn_close = 1;
         else if (SPAN_EQ(e, en, "keep-alive"))
             s->conn_keep_alive = 1;
         else if (SPAN_EQ(e, en, "upgrade"))
             s->conn_upgrade = 1;
-    });
+    }
 }
 
 static void upgrade(struct semantics *s, const char *v, size_t n)
 {
-    FOR_EACH_ELEMENT(v, n, e, en, {
+    struct list_iter it = {v, v + n};
+    const char *e;
+    size_t en;
+
+    while (list_next(&it, &e, &en))
         if (SPAN_EQ(e, en, "websocket"))
             s->upgrade_websocket = 1;
-    });
 }
 
 static void expect(struct semantics *s, const char *v, size_t n)
 {
-    FOR_EACH_ELEMENT(v, n, e, en, {
+    struct list_iter it = {v, v + n};
+    const char *e;
+    size_t en;
+
+    while (list_next(&it, &e, &en)) {
         if (SPAN_EQ(e, en, "100-continue"))
             s->expect_continue = 1;
         else
             s->expect_other = 1;
-    });
+    }
 }
 
 /* Dispatches on length first: most fields are none of these and cost one

@@ -43,7 +43,8 @@ typedef struct vial_http_request {
     vial_span method;  /* token, case-sensitive */
     vial_span target;  /* request-target exactly as sent */
     vial_span path;    /* raw (still percent-encoded) path: origin-form path, or the
-                          path of an absolute-form target ("/" when it is empty);
+                          path of an absolute-form target ("/" when it is empty:
+                          then it points at a constant, not into the buffer);
                           "*" for OPTIONS * */
     vial_span query;   /* bytes after the first '?', without it; len 0 if none */
     int has_query;     /* 1 when the target had a '?', even with an empty query */
@@ -68,7 +69,13 @@ typedef struct vial_http_request {
  * field lines and the final empty line) when it is complete and valid;
  * VIAL_HTTP_INCOMPLETE when more bytes are needed; VIAL_HTTP_ERROR with
  * *status set to 400, 413, 414, 417, 431, 501 or 505 when the request must be
- * rejected. On success *status is 0. */
+ * rejected. On success *status is 0.
+ * Syntax errors and limits are reported as soon as they are certain (an error
+ * found in a prefix of a head is the error of the whole head); the rules that
+ * need the whole head (Host count, Content-Length / Transfer-Encoding, Expect)
+ * are judged at its empty line, in this order: 400, 501, 413, 417. A method
+ * longer than 64 bytes is a 501; more than 16384 bytes of empty lines before
+ * the request line is a 400. */
 int vial_http_parse_request(const char *buf, size_t len, vial_http_request *req, int *status);
 
 /* Case-insensitive lookup of the first field with this name, or NULL. */
@@ -77,11 +84,14 @@ const vial_http_header *vial_http_find_header(const vial_http_request *req, cons
 /* Incremental decoder for a chunked body (RFC 9112 section 7.1). */
 typedef struct vial_chunked {
     int state;          /* private */
-    uint64_t remaining; /* private: bytes left in the current chunk */
+    uint64_t remaining; /* private: the chunk size while it is read, then the
+                           bytes left in the current chunk */
     uint64_t total;     /* decoded bytes so far */
-    unsigned digits;    /* private */
-    size_t line_bytes;  /* private: bytes in the current trailer/size line */
-    unsigned ntrailers; /* private */
+    unsigned digits;    /* private: hex digits of the size so far */
+    size_t line_bytes;  /* private: bytes of the current size line (at most
+                           4096), or of the trailer section (at most
+                           VIAL_HTTP_MAX_HEADER_BYTES + 2) */
+    unsigned ntrailers; /* private: trailer fields (at most VIAL_HTTP_MAX_HEADERS) */
 } vial_chunked;
 
 void vial_chunked_init(vial_chunked *d);
@@ -92,7 +102,10 @@ void vial_chunked_init(vial_chunked *d);
  * Returns 1 when the last chunk and the trailer section are complete (bytes
  * after them are not consumed: they belong to the next request), 0 when it
  * needs more input, or -400 / -413 on a framing error or when the decoded body
- * would exceed max_body. */
+ * would exceed max_body (known from a chunk's size line, before its data).
+ * On an error *consumed stops at the refused byte. Errors and completion are
+ * sticky: later calls return the same result and consume nothing. The result
+ * does not depend on how the input is split between calls. */
 int vial_chunked_feed(vial_chunked *d, const char *in, size_t len, size_t *consumed,
                       char *out, size_t *out_len, uint64_t max_body);
 

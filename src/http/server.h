@@ -70,6 +70,9 @@ void vial_conn_close_all(vial_server_thread *thr);
 /* Frees the thread's cache of connection structs (at thread exit). */
 void vial_conn_cache_free(vial_server_thread *thr);
 
+/* The peer's address as text, in rq's arena (getpeername on demand). */
+const char *vial_conn_peer(vial_req *rq);
+
 /* Streaming, called by the app's response functions from a handler. */
 int vial_conn_stream_begin(vial_req *rq);
 int vial_conn_stream_write(vial_req *rq, const void *data, size_t len);

@@ -125,8 +125,6 @@ static void coro_job_done(vial_loop *l, vial_msg *m)
 int vial_pool_run(vial_pool *p, void (*fn)(void *), void *arg)
 {
     vial_coro *c = vial_coro_current();
-    if (c->cancelled)
-        return -ECANCELED;
     struct coro_job cj = {
         .job = {.done = {.cb = coro_job_done}, .work = coro_job_work, .loop = c->loop},
         .fn = fn,

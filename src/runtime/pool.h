@@ -27,10 +27,11 @@ void vial_pool_free(vial_pool *pool);
  * Returns 0, or -EAGAIN when the queue is full. Thread-safe. */
 int vial_pool_submit(vial_pool *pool, vial_job *job);
 
-/* From a coroutine: runs fn(arg) on the pool and parks until it returned.
- * Returns 0, -EAGAIN (queue full) or -ECANCELED (cancelled while queued;
- * a job already running is waited for, since a thread cannot be
- * interrupted safely). */
+/* From a coroutine: runs fn(arg) on the pool and parks until it returned,
+ * even if the coroutine is cancelled meanwhile (a thread cannot be
+ * interrupted safely, and fn's arguments usually live on the caller's
+ * stack; teardown must run after a cancellation too). Returns 0 or -EAGAIN
+ * (queue full). */
 int vial_pool_run(vial_pool *pool, void (*fn)(void *), void *arg);
 
 unsigned vial_pool_threads(const vial_pool *pool);

@@ -16,9 +16,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from httpkit import Client, connect, roundtrip, assert_rejected  # noqa: E402,F401
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # test modules import httpkit
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_LIMIT = 5.0

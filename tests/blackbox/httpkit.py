@@ -153,7 +153,7 @@ class Client:
         try:
             self.sock.sendall(data)
             return True
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
             if not ignore_errors:
                 raise
             return False

@@ -335,3 +335,36 @@ def test_pipelined_large_bodies_with_backpressure(server):
             assert r.status == 200 and r.body == b, (i, r)
         th.join(10)
         assert not err, err
+
+
+# --- abrupt client disconnects ------------------------------------------------------------
+
+ABORTS = {
+    "mid-request-line": b"GET /meth",
+    "mid-head": b"GET / HTTP/1.1\r\nHost: x\r\nX-A: partial",
+    "mid-body": req("POST", "/echo/body", content_length=1000) + b"x" * 100,
+    "mid-chunk": req("POST", "/echo/body", headers=[("Transfer-Encoding", "chunked")],
+                     content_length=None) + b"100\r\nabc",
+    "during-sync-block": req("GET", "/sync/block?ms=300"),
+    "during-async-sleep": req("GET", "/async/sleep?ms=300"),
+    "during-stream": req("GET", "/stream?n=50&ms=20"),
+    "during-big-echo": req("POST", "/echo/body", body=b"y" * 500000),
+    "pipeline": GOOD_REQUEST * 50,
+}
+
+
+@pytest.mark.parametrize("rst", [False, True], ids=["fin", "rst"])
+@pytest.mark.parametrize("raw", list(ABORTS.values()), ids=list(ABORTS))
+def test_abrupt_disconnect_leaves_server_healthy(server, raw, rst):
+    import socket
+    import struct
+    for _ in range(3):
+        c = connect(server)
+        c.send(raw, ignore_errors=True)
+        time.sleep(0.05)
+        if rst:
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+    time.sleep(0.1)
+    with connect(server) as c2:
+        expect_root(c2.request(GOOD_REQUEST))

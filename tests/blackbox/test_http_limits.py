@@ -46,6 +46,21 @@ def test_target_of_8193_bytes_is_414(server):
     assert_rejected(server, req("GET", _target(MAX_TARGET + 1)), 414)
 
 
+def test_absolute_form_target_of_8192_bytes_served(server):
+    prefix = "http://localhost/?pad="
+    t = prefix + "a" * (MAX_TARGET - len(prefix))
+    assert len(t) == MAX_TARGET
+    with connect(server) as c:
+        r = c.request(req("GET", t))
+        assert r.status == 200 and r.body == b"vial conformance", r
+
+
+def test_absolute_form_target_of_8193_bytes_is_414(server):
+    prefix = "http://localhost/?pad="
+    t = prefix + "a" * (MAX_TARGET + 1 - len(prefix))
+    assert_rejected(server, req("GET", t), 414)
+
+
 def test_target_way_over_limit_is_414(server):
     assert_rejected(server, req("GET", _target(100000)), 414)
 
@@ -248,6 +263,7 @@ def _ok(buf):
         return False
 
 
+@pytest.mark.slow
 def test_1000_connections_open_at_once(server):
     """1000 connections, each with an in-flight 2 s request at the same time: all answered."""
     n = 1000
@@ -291,3 +307,42 @@ def test_1000_connections_open_at_once(server):
         sel.close()
         for s in socks:
             s.close()
+
+
+# --- limits are per request, also deep inside a pipeline ----------------------------------
+
+def test_limits_count_per_request_in_a_pipeline(server):
+    big_head, k = _head_with_field_bytes(MAX_HEADER_BYTES)
+    parts = [GOOD_REQUEST] * 5 + [big_head] + [req("GET", _target(MAX_TARGET))] + \
+        [_head_with_fields(MAX_FIELDS)] + [GOOD_REQUEST]
+    with connect(server, timeout=10) as c:
+        c.send(b"".join(parts))
+        for _ in range(5):
+            assert c.read_final().body == b"vial conformance"
+        r = c.read_final()
+        assert r.status == 200 and r.json() == {"name": "x-pad", "value": "a" * k}, r
+        r = c.read_final()
+        assert r.status == 200 and r.body == b"vial conformance", r
+        r = c.read_final()
+        assert r.status == 200 and r.json() == {"name": "x-f99", "value": "99"}, r
+        assert c.read_final().body == b"vial conformance"
+
+
+def test_over_limit_deep_in_pipeline_rejected_in_order(server):
+    raw, _ = _head_with_field_bytes(MAX_HEADER_BYTES + 1)
+    with connect(server, timeout=10) as c:
+        c.send(GOOD_REQUEST * 3 + raw + GOOD_REQUEST)
+        for _ in range(3):
+            assert c.read_final().body == b"vial conformance"
+        r = c.read_response()
+        assert r.status == 431 and r.closes, r
+        c.assert_closed(1.0)
+
+
+def test_pipeline_of_200_requests_with_1k_headers(server):
+    pad = "p" * 1000
+    with connect(server, timeout=20) as c:
+        c.send(b"".join(req("GET", "/header/x-seq", headers=[("X-Pad", pad), ("X-Seq", i)]) for i in range(200)))
+        for i in range(200):
+            r = c.read_final(timeout=20)
+            assert r.status == 200 and r.json() == {"name": "x-seq", "value": str(i)}, (i, r)

@@ -11,6 +11,8 @@ from httpkit import GOOD_REQUEST, Client, req
 
 STOP_LIMIT = 5.0
 
+pytestmark = pytest.mark.slow
+
 
 def _assert_stopped(srv, sig=signal.SIGTERM):
     rc, elapsed = srv.stop(sig, limit=STOP_LIMIT + 1)

@@ -199,6 +199,22 @@ static void test_leading_empty_lines(void **state)
     REJECT(" GET / HTTP/1.1\r\nHost: h\r\n\r\n", 400);
 }
 
+/* Empty lines are skipped, but not without end. */
+static void test_leading_empty_lines_cap(void **state)
+{
+    static char buf[VIAL_HTTP_MAX_HEADER_BYTES + 64];
+    size_t n = 0;
+    while (n < VIAL_HTTP_MAX_HEADER_BYTES) {
+        memcpy(buf + n, "\r\n", 2);
+        n += 2;
+    }
+    strcpy(buf + n, "GET / HTTP/1.0\r\n\r\n");
+    ACCEPT(buf);
+    memmove(buf + 2, buf, strlen(buf) + 1);
+    memcpy(buf, "\r\n", 2);
+    REJECT(buf, 400);
+}
+
 static void test_request_line_syntax(void **state)
 {
     REJECT("GET  / HTTP/1.1\r\nHost: h\r\n\r\n", 400);
@@ -266,7 +282,10 @@ static void test_target_length(void **state)
 {
     size_t cap = VIAL_HTTP_MAX_TARGET + 64;
     char *buf = malloc(cap);
+    assert_non_null(buf);
     char *t = malloc(VIAL_HTTP_MAX_TARGET + 2);
+    assert_non_null(t);
+    assert_non_null(t);
 
     memset(t, 'x', VIAL_HTTP_MAX_TARGET + 1);
     t[0] = '/';
@@ -296,6 +315,9 @@ static void test_absolute_form(void **state)
     assert_span(req.target, "http://example.com/a/b?q=1");
     ACCEPT("GET HTTPS://example.com:8443/x HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_span(req.path, "/x");
+    ACCEPT("OPTIONS http://example.com/o?q HTTP/1.0\r\n\r\n");
+    assert_int_equal(req.is_asterisk, 0);
+    assert_span(req.path, "/o");
     ACCEPT("GET http://example.com HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_span(req.path, "/");
     assert_int_equal(req.has_query, 0);
@@ -461,6 +483,7 @@ static char *head_with_field_bytes(size_t total, const char *eol)
 {
     size_t cap = total + 256;
     char *s = malloc(cap), *p = s;
+    assert_non_null(s);
     size_t el = strlen(eol), used = 0;
     p += sprintf(p, "GET / HTTP/1.1%s", eol);
     used += (size_t)sprintf(p, "Host: h%s", eol);
@@ -498,6 +521,7 @@ static void test_header_bytes_incomplete(void **state)
 {
     size_t cap = VIAL_HTTP_MAX_HEADER_BYTES + 64;
     char *s = malloc(cap);
+    assert_non_null(s);
     int n = sprintf(s, "GET / HTTP/1.1\r\nX: ");
     memset(s + n, 'v', cap - (size_t)n);
     size_t line_start = strlen("GET / HTTP/1.1\r\n");
@@ -524,6 +548,7 @@ static void test_header_bytes_incomplete(void **state)
 static char *head_with_fields(unsigned nfields)
 {
     char *s = malloc(64 + nfields * 16), *p = s;
+    assert_non_null(s);
     p += sprintf(p, "GET / HTTP/1.1\r\nHost: h\r\n");
     for (unsigned i = 1; i < nfields; i++)
         p += sprintf(p, "X-%u: %u\r\n", i, i);
@@ -958,8 +983,8 @@ static void test_chunked_trailers(void **state)
 
 static void test_chunked_trailer_limits(void **state)
 {
-    size_t cap = 40 * 1024;
-    char *in = malloc(cap), *p = in;
+    static char in[40 * 1024];
+    char *p = in;
     p += sprintf(p, "0\r\n");
     for (int i = 0; i < VIAL_HTTP_MAX_HEADERS; i++)
         p += sprintf(p, "T%d: v\r\n", i);
@@ -975,13 +1000,13 @@ static void test_chunked_trailer_limits(void **state)
     strcpy(p + VIAL_HTTP_MAX_HEADER_BYTES, "\r\n\r\n");
     r = decode_n(in, strlen(in), 0, VIAL_HTTP_MAX_BODY);
     assert_int_equal(r->rc, -400);
-    free(in);
 }
 
 static void test_chunked_line_limit(void **state)
 {
     size_t cap = 8192;
     char *in = malloc(cap + 16);
+    assert_non_null(in);
     int n = sprintf(in, "1;a=");
     memset(in + n, 'b', cap - (size_t)n);
     strcpy(in + cap, "\r\nx\r\n0\r\n\r\n");
@@ -1005,6 +1030,7 @@ static void test_chunked_max_body(void **state)
     p += sprintf(p, "\r\n0\r\n\r\n");
     vial_chunked d;
     char *out = malloc(sizeof in);
+    assert_non_null(out);
     size_t c, ol = 0;
     vial_chunked_init(&d);
     assert_int_equal(vial_chunked_feed(&d, in, (size_t)(p - in), &c, out, &ol, VIAL_HTTP_MAX_BODY), 1);
@@ -1068,6 +1094,7 @@ int main(void)
         cmocka_unit_test(test_progressive_head),
         cmocka_unit_test(test_progressive_reject),
         cmocka_unit_test(test_leading_empty_lines),
+        cmocka_unit_test(test_leading_empty_lines_cap),
         cmocka_unit_test(test_request_line_syntax),
         cmocka_unit_test(test_method_too_long),
         cmocka_unit_test(test_target_bytes),

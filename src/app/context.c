@@ -1,0 +1,137 @@
+/* Per-request context beyond the HTTP request itself: Flask's g, the app's
+ * state, the error being handled, the matched endpoint, the client address,
+ * and reverse routing (url_for). */
+#include "app/app.h"
+#include "http/server.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+struct vial_g {
+    struct vial_g *next;
+    const char *key;
+    void *value;
+};
+
+int vial_g_set(vial_req *rq, const char *key, void *value)
+{
+    for (struct vial_g *e = rq->g; e; e = e->next)
+        if (!strcmp(e->key, key)) {
+            e->value = value;
+            return 0;
+        }
+    struct vial_g *e = vial_arena_alloc(&rq->arena, sizeof *e);
+    const char *k = e ? vial_arena_strndup(&rq->arena, key, strlen(key)) : NULL;
+    if (!k)
+        return -ENOMEM;
+    e->key = k;
+    e->value = value;
+    e->next = rq->g;
+    rq->g = e;
+    return 0;
+}
+
+void *vial_g_get(vial_req *rq, const char *key)
+{
+    for (struct vial_g *e = rq->g; e; e = e->next)
+        if (!strcmp(e->key, key))
+            return e->value;
+    return NULL;
+}
+
+int vial_g_set_str(vial_req *rq, const char *key, const char *value)
+{
+    char *copy = value ? vial_arena_strndup(&rq->arena, value, strlen(value)) : NULL;
+    if (value && !copy)
+        return -ENOMEM;
+    return vial_g_set(rq, key, copy);
+}
+
+void *vial_app_data(vial_req *rq)
+{
+    return rq->app ? rq->app->data : NULL;
+}
+
+int vial_error_code(vial_req *rq)
+{
+    return rq->error_code;
+}
+
+const char *vial_error_message(vial_req *rq)
+{
+    return rq->error_msg;
+}
+
+const char *vial_req_endpoint(vial_req *rq)
+{
+    return rq->route ? rq->route->endpoint : NULL;
+}
+
+const char *vial_req_remote_addr(vial_req *rq)
+{
+    if (!rq->remote_addr)
+        rq->remote_addr = rq->conn ? vial_conn_peer(rq) : "127.0.0.1";
+    return rq->remote_addr ? rq->remote_addr : "";
+}
+
+double vial_req_param_double(vial_req *rq, const char *name)
+{
+    for (unsigned i = 0; i < rq->nparams; i++)
+        if (!strcmp(rq->params[i].name, name))
+            return rq->param_doubles[i];
+    return 0;
+}
+
+/* --- url_for ------------------------------------------------------------------- */
+
+static const vial_rule *lookup_endpoint(vial_req *rq, const char *endpoint)
+{
+    char full[256];
+    /* ".name" is relative to the current blueprint, as in Flask. */
+    if (endpoint[0] == '.' && rq->route && rq->route->bp) {
+        snprintf(full, sizeof full, "%s%s", rq->route->bp->name, endpoint);
+        endpoint = full;
+    } else if (endpoint[0] == '.') {
+        endpoint++;
+    }
+    for (const vial_rule *r = rq->app ? rq->app->rules : NULL; r; r = r->next)
+        if (!strcmp(r->endpoint, endpoint))
+            return r;
+    return NULL;
+}
+
+char *vial_url_for(vial_req *rq, const char *endpoint, ...)
+{
+    const vial_rule *r = endpoint ? lookup_endpoint(rq, endpoint) : NULL;
+    if (!r)
+        return NULL;
+    const char *kv[64];
+    size_t n = 0;
+    int external = 0;
+    va_list ap;
+    va_start(ap, endpoint);
+    for (;;) {
+        const char *k = va_arg(ap, const char *);
+        if (!k)
+            break;
+        const char *v = va_arg(ap, const char *);
+        if (!v || n + 2 > 64) {
+            va_end(ap);
+            return NULL;
+        }
+        if (!strcmp(k, "_external")) {
+            external = 1;
+            continue;
+        }
+        kv[n++] = k;
+        kv[n++] = v;
+    }
+    va_end(ap);
+    char *path = vial_router_build(r->rrule, kv, n / 2, &rq->arena);
+    if (!path || !external)
+        return path;
+    const char *host = vial_req_header(rq, "Host");
+    return vial_sprintf(rq, "http://%s%s", host ? host : "localhost", path);
+}

@@ -1,0 +1,380 @@
+/* The request lifecycle, in Flask's order (full_dispatch_request):
+ *
+ *   before_request: app hooks, then the matched blueprint's, in registration
+ *                   order; a VIAL_DONE, abort or failure ends the phase;
+ *   routing errors: raised only after the before hooks (404, 405, slash 308);
+ *   the view:       through the app's middleware, then the endpoint's;
+ *   errors:         HTTP errors go to the handler for their code, else to the
+ *                   VIAL_HTTP_ERRORS fallback, the blueprint's before the
+ *                   app's; unhandled errors are a 500 and teardown sees them;
+ *                   the strict-slash 308 is never passed to handlers;
+ *   after_request:  the blueprint's, then the app's, each newest first, on
+ *                   every response (for a stream: before its head is sent);
+ *   session save, then teardown (blueprint's, then app's, newest first).
+ *
+ * Each function runs the way it was registered: VIAL_ASYNC on this
+ * coroutine, VIAL_SYNC on the worker pool. */
+#include "app/app.h"
+#include "http/server.h"
+#include "runtime/coro.h"
+#include "runtime/pool.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Provided by session.c; weak until that module is linked in. */
+__attribute__((weak)) int vial_session_save(vial_req *rq);
+
+/* --- calling functions the way they were registered ---------------------------- */
+
+struct sync_call {
+    vial_handler fn;
+    vial_req *rq;
+    int result;
+};
+
+static void sync_call_run(void *arg)
+{
+    struct sync_call *sc = arg;
+    sc->result = sc->fn(sc->rq, &sc->rq->res);
+}
+
+int vial_call_blocking(vial_req *rq, void (*fn)(void *), void *arg, int flags)
+{
+    if (flags != VIAL_SYNC || !rq->pool) {
+        fn(arg);
+        return 0;
+    }
+    rq->is_sync = 1;
+    int r = vial_pool_run(rq->pool, fn, arg);
+    rq->is_sync = 0;
+    return r;
+}
+
+int vial_call(vial_req *rq, vial_handler fn, int flags)
+{
+    if (flags != VIAL_SYNC || !rq->pool)
+        return fn(rq, &rq->res);
+    struct sync_call sc = {fn, rq, 0};
+    int r = vial_call_blocking(rq, sync_call_run, &sc, flags);
+    if (r == -EAGAIN) {
+        /* The pool's queue is full: shed load rather than queue forever. */
+        vial_res_header(&rq->res, "Retry-After", "1");
+        return vial_abort_msg(&rq->res, 503, "worker pool saturated");
+    }
+    return r < 0 ? vial_fail(&rq->res, "worker pool unavailable") : sc.result;
+}
+
+/* --- middleware chain ----------------------------------------------------------------- */
+
+struct vial_next {
+    vial_req *rq;
+    vial_handler fn;
+    int flags;
+    const vial_mw *lists[2];
+    unsigned counts[2];
+    unsigned list, idx;
+};
+
+int vial_next_call(vial_next *n)
+{
+    while (n->list < 2 && n->idx >= n->counts[n->list]) {
+        n->list++;
+        n->idx = 0;
+    }
+    if (n->list < 2) {
+        const vial_mw *m = &n->lists[n->list][n->idx++];
+        return m->fn(n->rq, &n->rq->res, n, m->arg);
+    }
+    return vial_call(n->rq, n->fn, n->flags);
+}
+
+static int call_view(vial_app *app, vial_req *rq, const vial_rule *r)
+{
+    vial_handler fn = r->fn;
+    int flags = r->flags;
+    if (r->methods) {
+        /* method view: the handler for this method; HEAD uses GET's */
+        const char *m = vial_req_method(rq);
+        const vial_view_method *hit = NULL;
+        for (unsigned i = 0; i < r->nmethods && !hit; i++)
+            if (!strcmp(r->methods[i].method, m))
+                hit = &r->methods[i];
+        for (unsigned i = 0; i < r->nmethods && !hit && rq->is_head; i++)
+            if (!strcmp(r->methods[i].method, "GET"))
+                hit = &r->methods[i];
+        if (!hit)
+            return vial_abort(&rq->res, 405);
+        fn = hit->fn;
+        flags = hit->flags;
+    }
+    if (!app->nmws && !r->nmws)
+        return vial_call(rq, fn, flags);
+    vial_next n = {
+        .rq = rq, .fn = fn, .flags = flags,
+        .lists = {app->mws, r->mws}, .counts = {app->nmws, r->nmws},
+    };
+    return vial_next_call(&n);
+}
+
+/* --- phases -------------------------------------------------------------------------------- */
+
+static int run_before(vial_req *rq, const vial_hooks *h)
+{
+    for (unsigned i = 0; i < h->nbefore; i++) {
+        int r = vial_call(rq, h->before[i].fn, h->before[i].flags);
+        if (r != 0)
+            return r;
+        if (rq->res.aborted)
+            return VIAL_ABORTED;
+    }
+    return 0;
+}
+
+static int run_after(vial_req *rq, const vial_hooks *h)
+{
+    for (unsigned i = h->nafter; i-- > 0;) {
+        int r = vial_call(rq, h->after[i].fn, h->after[i].flags);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+struct teardown_call {
+    vial_teardown_fn fn;
+    vial_req *rq;
+    const char *error;
+};
+
+static void teardown_run(void *arg)
+{
+    struct teardown_call *t = arg;
+    t->fn(t->rq, t->error);
+}
+
+static void run_teardown(vial_req *rq, const vial_hooks *h, const char *error)
+{
+    for (unsigned i = h->nteardown; i-- > 0;) {
+        struct teardown_call t = {h->teardown[i].fn, rq, error};
+        vial_call_blocking(rq, teardown_run, &t, h->teardown[i].flags);
+    }
+}
+
+static const vial_errh *find_handler(const vial_hooks *h, int code)
+{
+    for (unsigned i = 0; i < h->nerrh; i++)
+        if (h->errh[i].code == code)
+            return &h->errh[i];
+    return NULL;
+}
+
+/* Default rendering of an HTTP error nobody handles: a short text. */
+static void render_default(vial_req *rq, int status)
+{
+    vial_res *rs = &rq->res;
+    rs->streaming = 0;
+    vial_text(rs, status, "%d %s", status, vial_status_reason(status));
+}
+
+/* Renders an HTTP error through the handlers (code-specific, then the
+ * fallback; blueprint before app). Returns the unhandled error message when
+ * the handler itself failed, else NULL. */
+static const char *handle_error(vial_app *app, vial_req *rq, const vial_bp *bp, int code,
+                                const char *msg)
+{
+    vial_res *rs = &rq->res;
+    rq->error_code = code;
+    rq->error_msg = msg;
+    const vial_errh *eh = NULL;
+    int codes[2] = {code, VIAL_HTTP_ERRORS};
+    for (int c = 0; c < 2 && !eh; c++) {
+        if (bp)
+            eh = find_handler(&bp->hooks, codes[c]);
+        if (!eh)
+            eh = find_handler(&app->hooks, codes[c]);
+    }
+    /* The error's own headers (Allow on 405) stay; the body is the handler's. */
+    rs->status = code;
+    rs->aborted = 0;
+    rs->body_len = 0;
+    rs->content_type = NULL;
+    if (!eh) {
+        render_default(rq, code);
+        return NULL;
+    }
+    int r = vial_call(rq, eh->fn, eh->flags);
+    if (r == 0 || r == VIAL_DONE)
+        return NULL;
+    /* A failing error handler: Flask gives up on handlers and sends a bare 500. */
+    const char *err = rs->error_message ? rs->error_message : "error handler failed";
+    fprintf(stderr, "vial: error handler for %d failed: %s\n", code, err);
+    rs->nheaders = 0;
+    render_default(rq, 500);
+    return err;
+}
+
+static const char *failure_message(vial_req *rq, int rc)
+{
+    if (rq->res.error_message)
+        return rq->res.error_message;
+    if (rc == VIAL_FAILED || rc >= 0)
+        return "unhandled error";
+    return vial_sprintf(rq, "handler returned error %d (%s)", rc, strerror(rc < 0 && rc > -4096 ? -rc : EINVAL));
+}
+
+/* after_request + session save, once. Also called by vial_stream_begin. */
+struct lifecycle {
+    vial_app *app;
+    const vial_bp *bp;
+    const char *error; /* unhandled error, for teardown */
+};
+
+static void finalize(vial_req *rq)
+{
+    if (rq->finalized)
+        return;
+    rq->finalized = 1;
+    struct lifecycle *lc = rq->lifecycle;
+    int r = 0;
+    if (lc->bp)
+        r = run_after(rq, &lc->bp->hooks);
+    if (r >= 0)
+        r = run_after(rq, &lc->app->hooks);
+    if (r < 0 && !rq->res.streaming) {
+        /* A failing after_request hook: the response becomes the 500 and the
+         * hooks run again on it, their failures ignored (as Flask does). */
+        lc->error = failure_message(rq, r);
+        fprintf(stderr, "vial: after_request failed: %s\n", lc->error);
+        rq->res.nheaders = 0;
+        handle_error(lc->app, rq, lc->bp, 500, lc->error);
+        if (lc->bp)
+            run_after(rq, &lc->bp->hooks);
+        run_after(rq, &lc->app->hooks);
+    }
+    if (rq->session && vial_session_save)
+        vial_session_save(rq);
+}
+
+static void copy_params(vial_req *rq, const vial_match *m)
+{
+    rq->nparams = m->nparams;
+    for (unsigned i = 0; i < m->nparams; i++) {
+        rq->params[i].name = m->params[i].name;
+        rq->params[i].value = m->params[i].value;
+        rq->param_ints[i] = m->params[i].ival;
+        rq->param_doubles[i] = m->params[i].dval;
+    }
+}
+
+/* For OPTIONS, the rule that answers (so its blueprint's hooks apply): any
+ * rule of the path, found through one of its methods. */
+static const vial_rule *rule_for_options(vial_app *app, vial_req *rq, const char *path, const char *allow)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", allow);
+    vial_match m;
+    for (char *tok = strtok(buf, ", "); tok; tok = strtok(NULL, ", "))
+        if (vial_router_match(app->router, path, tok, &rq->arena, &m) == VIAL_MATCH_OK)
+            return m.target;
+    return NULL;
+}
+
+static void redirect_slash(vial_req *rq)
+{
+    vial_res *rs = &rq->res;
+    /* Built from the raw path so percent-encoding survives the round trip. */
+    const char *loc = rq->head.has_query
+                          ? vial_sprintf(rq, "%.*s/?%.*s", (int)rq->head.path.len, rq->head.path.p,
+                                         (int)rq->head.query.len, rq->head.query.p)
+                          : vial_sprintf(rq, "%.*s/", (int)rq->head.path.len, rq->head.path.p);
+    rs->status = 308;
+    rs->body_len = 0;
+    if (loc)
+        vial_res_header(rs, "Location", loc);
+}
+
+void vial_app_serve(void *data, vial_req *rq)
+{
+    vial_app *app = data;
+    vial_res *rs = &rq->res;
+    rq->app = app;
+    const char *path = vial_req_path(rq);
+    const char *method = vial_req_method(rq);
+    /* Whatever answers a HEAD request (view, error, redirect) sends no body. */
+    rq->is_head = !strcmp(method, "HEAD");
+
+    vial_match m;
+    int mr = vial_router_match(app->router, path, method, &rq->arena, &m);
+    if (mr != VIAL_MATCH_OK && rq->is_head) {
+        vial_match mg;
+        if (vial_router_match(app->router, path, "GET", &rq->arena, &mg) == VIAL_MATCH_OK) {
+            m = mg;
+            mr = VIAL_MATCH_OK;
+        }
+    }
+    const vial_rule *rule = NULL;
+    const char *allow = NULL;
+    int options = 0;
+    if (mr == VIAL_MATCH_OK) {
+        rule = m.target;
+        copy_params(rq, &m);
+    } else if (mr == VIAL_MATCH_METHOD) {
+        allow = vial_router_allow(app->router, path, &rq->arena);
+        options = !strcmp(method, "OPTIONS");
+        if (options && allow)
+            rule = rule_for_options(app, rq, path, allow);
+    }
+    rq->route = rule;
+    vial_coro *co = vial_coro_current();
+    if (co && rule)
+        co->label = rule->endpoint;
+
+    struct lifecycle lc = {app, rule ? rule->bp : NULL, NULL};
+    rq->lifecycle = &lc;
+    rq->finalize = finalize;
+
+    int rc = run_before(rq, &app->hooks);
+    if (rc == 0 && lc.bp)
+        rc = run_before(rq, &lc.bp->hooks);
+    int routing_redirect = 0;
+    if (rc == 0) {
+        if (options) {
+            rs->status = 200;
+            rs->body_len = 0;
+            vial_res_header(rs, "Allow", allow);
+        } else if (mr == VIAL_MATCH_OK) {
+            rc = call_view(app, rq, rule);
+        } else if (mr == VIAL_MATCH_METHOD) {
+            if (allow)
+                vial_res_header(rs, "Allow", allow);
+            rc = vial_abort(rs, 405);
+        } else if (mr == VIAL_MATCH_REDIRECT) {
+            redirect_slash(rq);
+            routing_redirect = 1;
+        } else {
+            rc = vial_abort(rs, 404);
+        }
+    }
+    if (rs->aborted && rc >= 0)
+        rc = VIAL_ABORTED;
+    if (rc == VIAL_ABORTED && !routing_redirect) {
+        if (!rs->streaming)
+            lc.error = handle_error(app, rq, lc.bp, rs->status, rs->error_message);
+    } else if (rc < 0) {
+        lc.error = failure_message(rq, rc);
+        fprintf(stderr, "vial: %s %s: unhandled error: %s\n", method, path, lc.error);
+        if (!rs->streaming) {
+            rs->nheaders = 0;
+            const char *again = handle_error(app, rq, lc.bp, 500, lc.error);
+            (void)again;
+        }
+    }
+    finalize(rq);
+    if (lc.bp)
+        run_teardown(rq, &lc.bp->hooks, lc.error);
+    run_teardown(rq, &app->hooks, lc.error);
+    rq->lifecycle = NULL;
+}
