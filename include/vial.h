@@ -203,6 +203,7 @@ typedef struct vial_config {
     int grace_ms;           /* shutdown grace for in-flight requests; 0: 2000 */
     int server_header;      /* send "Server: vial" on every response */
     size_t max_body;        /* request body limit, 413 beyond; 0: 1 MiB */
+    int stall_ms;           /* log async code holding the loop longer; 0: 100, -1: off */
 } vial_config;
 
 /* The defaults above, filled in. */
@@ -478,6 +479,81 @@ int vial_offload(vial_req *rq, void (*fn)(void *arg), void *arg);
 
 /* Monotonic milliseconds (the loop's clock). */
 uint64_t vial_now_ms(void);
+
+/* --- tasks -------------------------------------------------------------------
+ * Structured concurrency for async code (Quart's asyncio.gather/create_task,
+ * with trio's rule that nothing outlives its owner): a task is a coroutine on
+ * the request's loop thread, owned by the view, hook or task that spawned it.
+ * When the view returns, tasks still running are cancelled and awaited; a
+ * cancelled request (client gone, deadline) cancels all of them. All of these
+ * are for async code only: from a sync function they fail with -EPERM (or
+ * return NULL). They are not thread-safe: events, channels and semaphores
+ * coordinate the tasks of one request (one loop thread). */
+typedef struct vial_task vial_task;
+typedef int (*vial_task_fn)(vial_req *rq, void *arg);
+
+/* Starts fn(rq, arg) as a child task; it runs from the next await of the
+ * caller on. Returns NULL when out of memory or not in async code. */
+vial_task *vial_spawn(vial_req *rq, vial_task_fn fn, void *arg);
+
+/* Awaits t and returns its result (fn's return value). If the wait itself
+ * is cancelled or times out, returns -ECANCELED / -ETIMEDOUT (t goes on,
+ * unless it was cancelled too). One coroutine awaits a task at a time. */
+int vial_join(vial_req *rq, vial_task *t);
+
+/* Awaits all n tasks (Quart's gather). Default: the first task to fail
+ * (negative result) cancels the others, which are awaited, and its result is
+ * returned; 0 when all succeeded. VIAL_GATHER_ALL: waits for every task
+ * whatever happens and returns 0; read each with vial_task_result. A
+ * cancelled or timed-out gather cancels the tasks, awaits them, and returns
+ * -ECANCELED / -ETIMEDOUT. */
+#define VIAL_GATHER_ALL 1
+int vial_gather(vial_req *rq, vial_task *const *tasks, size_t n, int flags);
+
+/* fn's result once t finished, -EINPROGRESS before. */
+int vial_task_result(const vial_task *t);
+
+/* Cancels t: its pending await returns -ECANCELED, and so do its later ones. */
+void vial_task_cancel(vial_task *t);
+
+/* 1 when the running view/task has been cancelled (client gone, deadline). */
+int vial_cancelled(vial_req *rq);
+
+/* Per-request deadline: ms from now, every await of the request and of its
+ * tasks fails with -ETIMEDOUT once it passes (sooner deadlines win). */
+int vial_set_deadline(vial_req *rq, uint64_t ms);
+
+/* Per-await deadline (asyncio.timeout): between begin and end, awaits of the
+ * running coroutine fail with -ETIMEDOUT once ms have passed; the awaited
+ * operation is cancelled (its timer removed, its query cancelled...). Scopes
+ * nest; end restores the outer deadline. */
+typedef struct vial_timeout {
+    uint64_t saved;
+} vial_timeout;
+void vial_timeout_begin(vial_req *rq, vial_timeout *t, uint64_t ms);
+void vial_timeout_end(vial_req *rq, vial_timeout *t);
+
+/* Events: set once, wake every waiter. */
+typedef struct vial_event vial_event;
+vial_event *vial_event_new(vial_req *rq);
+int vial_event_wait(vial_req *rq, vial_event *e); /* 0, -ECANCELED, -ETIMEDOUT */
+void vial_event_set(vial_event *e);
+int vial_event_is_set(const vial_event *e);
+
+/* Channels: a bounded FIFO of pointers between tasks. send awaits room,
+ * recv awaits an item; after close, send fails with -EPIPE and recv drains
+ * what is left, then fails with -EPIPE. */
+typedef struct vial_chan vial_chan;
+vial_chan *vial_chan_new(vial_req *rq, size_t capacity);
+int vial_chan_send(vial_req *rq, vial_chan *ch, void *item);
+int vial_chan_recv(vial_req *rq, vial_chan *ch, void **item);
+void vial_chan_close(vial_chan *ch);
+
+/* Semaphores: at most n holders; acquire awaits a free slot (FIFO). */
+typedef struct vial_sem vial_sem;
+vial_sem *vial_sem_new(vial_req *rq, unsigned n);
+int vial_sem_acquire(vial_req *rq, vial_sem *s);
+void vial_sem_release(vial_sem *s);
 
 /* --- test client --------------------------------------------------------------------
  * Drives the app in-process, without a socket (Flask's app.test_client()):

@@ -10,6 +10,7 @@ PKGS=(
   libcmocka-dev libyajl-dev
   python3-pytest python3-requests python3-websockets
   curl nginx-light wrk node-llhttp
+  libpq-dev postgresql libhiredis-dev redis-server libcurl4-openssl-dev libsqlite3-dev
 )
 
 missing=()
@@ -31,4 +32,7 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # nginx's package starts a system service on install; vial's benchmark starts its
 # own instance with its own config, so stop the packaged one if it came up.
-if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl stop nginx 2>/dev/null || true; fi
+# The same for PostgreSQL and Redis: tests start throwaway instances of their own.
+if command -v systemctl >/dev/null 2>&1; then
+  $SUDO systemctl stop nginx postgresql redis-server 2>/dev/null || true
+fi

@@ -37,7 +37,7 @@ if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
   ./scripts/build.sh build-tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
       -DVIAL_SANITIZE=thread
   step "loop/coroutine/pool tests (TSan)"
-  TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -R 'test_(loop|coro|pool|timer)' || fail=1
+  TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -R 'test_(loop|coro|pool|timer|tasks|app)' || fail=1
 fi
 
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then

@@ -674,6 +674,63 @@ static int async_sleep(vial_req *rq, vial_res *rs) /* async */
     return vial_json_finish(j);
 }
 
+static int gather_timer(vial_req *rq, void *arg)
+{
+    return vial_sleep(rq, *(uint64_t *)arg);
+}
+
+static int async_gather(vial_req *rq, vial_res *rs) /* async */
+{
+    int64_t n, ms;
+    ARG_INT(rq, rs, "n", 10, 1, 1000, &n);
+    ARG_INT(rq, rs, "ms", 100, 0, 60000, &ms);
+    uint64_t wait = (uint64_t)ms;
+    vial_task **tasks = vial_alloc(rq, (size_t)n * sizeof *tasks);
+    if (!tasks)
+        return vial_fail(rs, "out of memory");
+    uint64_t t0 = vial_now_ms();
+    for (int64_t i = 0; i < n; i++)
+        if (!(tasks[i] = vial_spawn(rq, gather_timer, &wait)))
+            return vial_fail(rs, "spawn failed");
+    int r = vial_gather(rq, tasks, (size_t)n, 0);
+    uint64_t elapsed = vial_now_ms() - t0;
+    if (r != 0)
+        return vial_fail(rs, r == -ECANCELED ? "cancelled" : "gather failed");
+    vial_json *j = vial_json_begin(rs, 200);
+    vial_json_obj(j);
+    json_kv_int(j, "n", n);
+    json_kv_int(j, "ms", ms);
+    json_kv_int(j, "elapsed_ms", (int64_t)elapsed);
+    vial_json_end(j);
+    return vial_json_finish(j);
+}
+
+static int async_timeout(vial_req *rq, vial_res *rs) /* async */
+{
+    int64_t ms, limit;
+    ARG_INT(rq, rs, "ms", 1000, 0, 60000, &ms);
+    ARG_INT(rq, rs, "limit", 100, 0, 60000, &limit);
+    vial_timeout scope;
+    vial_timeout_begin(rq, &scope, (uint64_t)limit);
+    int r = vial_sleep(rq, (uint64_t)ms); /* the timer is removed if the deadline wins */
+    vial_timeout_end(rq, &scope);
+    vial_json *j;
+    if (r == -ETIMEDOUT) {
+        j = vial_json_begin(rs, 504);
+        vial_json_obj(j);
+        json_kv_str(j, "error", "timeout");
+        json_kv_int(j, "limit_ms", limit);
+    } else if (r == 0) {
+        j = vial_json_begin(rs, 200);
+        vial_json_obj(j);
+        json_kv_int(j, "slept_ms", ms);
+    } else {
+        return vial_fail(rs, "cancelled");
+    }
+    vial_json_end(j);
+    return vial_json_finish(j);
+}
+
 static void block_ms(int64_t ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
@@ -840,6 +897,8 @@ static vial_app *build_app(void)
     e |= vial_route(app, "GET /async/sleep", async_sleep);
     e |= vial_route_sync(app, "GET /sync/block", sync_block);
     e |= vial_route(app, "GET /async/offload", async_offload);
+    e |= vial_route(app, "GET /async/gather", async_gather);
+    e |= vial_route(app, "GET /async/timeout", async_timeout);
     e |= vial_route(app, "GET /async/disconnect-probe", disconnect_probe);
     e |= vial_route_sync(app, "GET /async/stats", async_stats);
 

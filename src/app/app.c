@@ -37,6 +37,7 @@ void vial_app_free(vial_app *app)
     while (r) {
         vial_rule *next = r->next;
         free(r->endpoint);
+        free(r->label);
         free(r->methods);
         free(r->mws);
         free(r);
@@ -143,12 +144,16 @@ static int add_rule(vial_app *app, vial_bp *bp, const char *path, const char *co
         return -ENOMEM;
     }
     r->bp = bp;
-    int rc = vial_router_add(app->router, pattern, methods, r, &r->rrule);
+    size_t ll = strlen(pattern) + strlen(full_ep) + 4;
+    r->label = malloc(ll);
+    int rc = r->label ? vial_router_add(app->router, pattern, methods, r, &r->rrule) : -ENOMEM;
     if (rc < 0) {
+        free(r->label);
         free(r->endpoint);
         free(r);
         return rc;
     }
+    snprintf(r->label, ll, "%s (%s)", pattern, full_ep);
     if (app->rules_tail)
         app->rules_tail->next = r;
     else
@@ -407,6 +412,7 @@ vial_config vial_config_default(void)
         .grace_ms = 2000,
         .server_header = 0,
         .max_body = 1024 * 1024,
+        .stall_ms = 100,
     };
 }
 
@@ -462,5 +468,7 @@ int vial_run(vial_app *app, const vial_config *cfg)
         c.grace_ms = d.grace_ms;
     if (!c.max_body)
         c.max_body = d.max_body;
+    if (!c.stall_ms)
+        c.stall_ms = d.stall_ms;
     return vial_server_run(&c, vial_app_serve, app);
 }

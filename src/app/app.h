@@ -54,6 +54,7 @@ struct vial_bp {
 /* One endpoint: a plain view (fn) or a method view (methods table). */
 typedef struct vial_rule {
     char *endpoint;
+    char *label;         /* "pattern (endpoint)": for stall and overflow reports */
     vial_bp *bp;         /* NULL: the app's own */
     vial_handler fn;     /* plain view: one function for all its methods */
     int flags;

@@ -15,6 +15,7 @@
  * Each function runs the way it was registered: VIAL_ASYNC on this
  * coroutine, VIAL_SYNC on the worker pool. */
 #include "app/app.h"
+#include "app/tasks.h"
 #include "http/server.h"
 #include "runtime/coro.h"
 #include "runtime/pool.h"
@@ -330,7 +331,7 @@ void vial_app_serve(void *data, vial_req *rq)
     rq->route = rule;
     vial_coro *co = vial_coro_current();
     if (co && rule)
-        co->label = rule->endpoint;
+        co->label = rule->label;
 
     struct lifecycle lc = {app, rule ? rule->bp : NULL, NULL};
     rq->lifecycle = &lc;
@@ -347,6 +348,7 @@ void vial_app_serve(void *data, vial_req *rq)
             vial_res_header(rs, "Allow", allow);
         } else if (mr == VIAL_MATCH_OK) {
             rc = call_view(app, rq, rule);
+            vial_tasks_reap(rq); /* nothing the view spawned outlives it */
         } else if (mr == VIAL_MATCH_METHOD) {
             if (allow)
                 vial_res_header(rs, "Allow", allow);
@@ -373,6 +375,11 @@ void vial_app_serve(void *data, vial_req *rq)
         }
     }
     finalize(rq);
+    vial_tasks_reap(rq);
+    if (co) {
+        co->deadline = 0; /* vial_set_deadline is per request; the connection goes on */
+        co->label = "http connection";
+    }
     if (lc.bp)
         run_teardown(rq, &lc.bp->hooks, lc.error);
     run_teardown(rq, &app->hooks, lc.error);

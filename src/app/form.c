@@ -18,7 +18,9 @@
 #include <strings.h>
 #include <unistd.h>
 
+#ifndef VIAL_FORM_SPILL /* the fuzzer lowers it to exercise spilling */
 #define VIAL_FORM_SPILL (64 * 1024) /* file parts above this go to disk */
+#endif
 #define VIAL_FORM_MAX_PARTS 1000
 /* Status for a multipart body breaking a limit (parts, header line). The
  * limits are treated as malformed input, like Werkzeug's parser errors. */

@@ -292,7 +292,25 @@ typedef struct builder {
     size_t klen;
     const char *err; /* our own reason for cancelling yajl */
     int err_status;
+    /* Where the top-level value ended, as an offset in the text yajl was
+     * given; SIZE_MAX while it has not ended during yajl_parse (then it
+     * ends in yajl_complete_parse, at the end of the text). */
+    yajl_handle h;
+    int in_parse;
+    size_t root_end;
 } builder;
+
+/* After each value: when it completes the top-level value, note where.
+ * yajl lets an unterminated string after the value pass ("2\"", "{} \"ab"):
+ * its trailing-garbage check peeks one token, and a cut-off string reads as
+ * "need more input", also at the end. So parse() checks itself that only
+ * whitespace follows the value. */
+static int ended(builder *b)
+{
+    if (b->depth == 0 && b->in_parse)
+        b->root_end = yajl_get_bytes_consumed(b->h);
+    return 1;
+}
 
 static int stop(builder *b, const char *why, int status)
 {
@@ -317,7 +335,7 @@ static int push(builder *b, vial_jv v)
     m->v = v;
     b->key = NULL;
     b->klen = 0;
-    return 1;
+    return ended(b);
 }
 
 static int cb_null(void *ctx)
@@ -421,7 +439,7 @@ static int cb_end_array(void *ctx)
     self->u.items = items;
     b->sn = start;
     b->depth--;
-    return 1;
+    return ended(b);
 }
 
 /* Copies the members of an object, keeping one per key: a repeated key keeps
@@ -485,7 +503,7 @@ static int cb_end_map(void *ctx)
     self->u.members = m;
     b->sn = start;
     b->depth--;
-    return 1;
+    return ended(b);
 }
 
 static const yajl_callbacks callbacks = {
@@ -553,6 +571,15 @@ static const char *yajl_reason(yajl_handle h, vial_arena *a)
     return vial_arena_strndup(a, (char *)e, n);
 }
 
+/* Offset of the first non-whitespace byte in text[from..len), or len. */
+static size_t trailing(const char *text, size_t from, size_t len)
+{
+    while (from < len && (text[from] == ' ' || text[from] == '\t' || text[from] == '\n' ||
+                          text[from] == '\r'))
+        from++;
+    return from;
+}
+
 static int parse(vial_req *rq, struct vial_json_doc *doc)
 {
     vial_arena *a = &rq->arena;
@@ -577,7 +604,7 @@ static int parse(vial_req *rq, struct vial_json_doc *doc)
     }
     pthread_once(&sip_once, init_once);
 
-    builder b = {.a = a};
+    builder b = {.a = a, .root_end = SIZE_MAX};
     yajl_alloc_funcs af = {ya_malloc, ya_realloc, ya_free, a};
     yajl_handle h = yajl_alloc(&callbacks, &af, &b);
     if (!h) {
@@ -587,7 +614,10 @@ static int parse(vial_req *rq, struct vial_json_doc *doc)
     /* UTF-8 was checked above, more strictly than yajl would. */
     yajl_config(h, yajl_dont_validate_strings, 1);
     int status = 0;
+    b.h = h;
+    b.in_parse = 1;
     yajl_status st = yajl_parse(h, (const unsigned char *)text + skip, len - skip);
+    b.in_parse = 0;
     /* yajl counts the offending token as consumed: point at its last byte */
     size_t at = skip + yajl_get_bytes_consumed(h);
     if (at > skip)
@@ -604,6 +634,9 @@ static int parse(vial_req *rq, struct vial_json_doc *doc)
             status = 400;
             doc->error = located(a, text, at, yajl_reason(h, a));
         }
+    } else if (b.root_end != SIZE_MAX && (k = trailing(text, skip + b.root_end, len)) < len) {
+        status = 400;
+        doc->error = located(a, text, k, "trailing data after the JSON value");
     } else {
         vial_jv *root = vial_arena_alloc(a, sizeof *root);
         if (!root || b.sn != 1) {

@@ -104,8 +104,12 @@ static int buffer_line(vial_multipart *p, const char *s, size_t n)
         return 0;
     if (p->line_len + n > VIAL_MP_MAX_LINE)
         return VIAL_MP_ELINE;
-    if (!p->linebuf)
-        return VIAL_MP_ENOBUF;
+    if (!p->linebuf) {
+        /* Only an error if more input follows: the body may just end here
+         * (then finish() reports it truncated). */
+        p->line_cut = 1;
+        return 0;
+    }
     if (p->line_len + n > p->linebuf_cap)
         return VIAL_MP_ELINE;
     memcpy(p->linebuf + p->line_len, s, n);
@@ -173,6 +177,8 @@ int vial_multipart_feed(vial_multipart *p, const char *buf, size_t len)
         return p->err;
     if (p->state == ST_DONE)
         return fail(p, VIAL_MP_ESTATE);
+    if (p->line_cut && len)
+        return fail(p, VIAL_MP_ENOBUF);
     const vial_multipart_callbacks *cb = p->cb;
     size_t i = 0;
     int rc;

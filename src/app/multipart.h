@@ -23,7 +23,9 @@
  *
  * The parser allocates nothing. A header line that is cut between two fed
  * pieces is assembled in the caller's line buffer (init's linebuf); without
- * one, such a line is an error (fine when the body is fed whole).
+ * one, feeding more after such a cut is an error (VIAL_MP_ENOBUF), while
+ * finishing there is the usual VIAL_MP_ETRUNCATED: fine when the body is
+ * fed whole.
  */
 #ifndef VIAL_APP_MULTIPART_H
 #define VIAL_APP_MULTIPART_H
@@ -62,6 +64,7 @@ typedef struct vial_multipart {
     size_t dlen;     /* strlen(delim) */
     size_t m;        /* delimiter bytes matched so far */
     size_t line_len; /* bytes buffered in linebuf */
+    int line_cut;    /* a line was cut at the end of a feed and not buffered */
     char *linebuf;
     size_t linebuf_cap;
     const vial_multipart_callbacks *cb;

@@ -381,7 +381,7 @@ static int read_body_chunked(vial_conn *c, vial_req *rq, int *status)
             }
             size_t used = 0;
             int r = vial_chunked_feed(&d, c->rbuf + c->rpos, avail, &used, body, &len,
-                                      VIAL_HTTP_MAX_BODY);
+                                      c->thr->server->cfg.max_body);
             c->rpos += (uint32_t)used;
             if (r < 0) {
                 *status = -r;
@@ -544,6 +544,7 @@ static void conn_main(void *arg)
         if (c->rpos == c->rlen)
             c->rpos = c->rlen = 0;
         int status;
+        rq.head.max_body = s->cfg.max_body;
         int n = read_head(c, &rq.head, &status);
         if (n == 0)
             break; /* nothing pending: go idle */

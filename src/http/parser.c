@@ -551,7 +551,7 @@ static int judge(const struct semantics *s, vial_http_request *req, int *status)
     } else if (s->cl_bad) {
         return fail(status, 400);
     } else if (s->cl_seen) {
-        if (s->cl > VIAL_HTTP_MAX_BODY)
+        if (s->cl > (req->max_body ? req->max_body : VIAL_HTTP_MAX_BODY))
             return fail(status, 413);
         req->content_length = s->cl;
         req->body_kind = s->cl ? VIAL_BODY_LENGTH : VIAL_BODY_NONE;

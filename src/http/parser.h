@@ -56,6 +56,9 @@ typedef struct vial_http_request {
     int body_kind;         /* enum vial_http_body_kind */
     uint64_t content_length; /* valid when body_kind == VIAL_BODY_LENGTH */
     size_t header_bytes;   /* bytes of field lines incl. their line endings */
+    uint64_t max_body;     /* INPUT, set by the caller and kept by the parser:
+                              Content-Length above it -> 413; 0 means
+                              VIAL_HTTP_MAX_BODY */
     unsigned nheaders;
     vial_http_header headers[VIAL_HTTP_MAX_HEADERS];
 } vial_http_request;

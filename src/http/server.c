@@ -123,6 +123,7 @@ static int thread_init(vial_server *s, vial_server_thread *t, int id, int *err)
         return -1;
     }
     t->loop.data = t;
+    t->loop.stall_ns = s->cfg.stall_ms > 0 ? (uint64_t)s->cfg.stall_ms * 1000000u : 0;
     t->loop.coro_pool = vial_coro_pool_new(s->cfg.stack_size, CORO_CACHE);
     t->free_bufs = calloc(MAX_CACHED_BUFS, sizeof *t->free_bufs);
     if (!t->loop.coro_pool || !t->free_bufs) {

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #if defined(__has_feature)
@@ -207,16 +208,65 @@ vial_coro *vial_coro_new(vial_loop *loop, vial_coro_fn fn, void *arg)
     return c;
 }
 
+static void unlink_child(vial_coro *c)
+{
+    vial_coro *p = c->parent;
+    if (!p)
+        return;
+    if (c->prev_sibling)
+        c->prev_sibling->next_sibling = c->next_sibling;
+    else
+        p->first_child = c->next_sibling;
+    if (c->next_sibling)
+        c->next_sibling->prev_sibling = c->prev_sibling;
+    c->parent = c->next_sibling = c->prev_sibling = NULL;
+}
+
+void vial_coro_adopt(vial_coro *parent, vial_coro *child)
+{
+    child->parent = parent;
+    child->prev_sibling = NULL;
+    child->next_sibling = parent->first_child;
+    if (parent->first_child)
+        parent->first_child->prev_sibling = child;
+    parent->first_child = child;
+}
+
+static uint64_t coarse_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 void vial_coro_resume(vial_coro *c)
 {
     vial_loop *loop = c->loop;
     vial_coro *prev = tls_current;
     tls_current = c;
     loop->running = c;
+    /* The watchdog measures each slice of a coroutine on the loop with the
+     * coarse clock (a vDSO read, no system call): an async handler that
+     * blocks or computes for long stalls every connection of this thread. */
+    uint64_t t0 = loop->stall_ns ? coarse_ns() : 0;
     switch_into(c);
+    if (loop->stall_ns) {
+        uint64_t dt = coarse_ns() - t0;
+        if (dt > loop->stall_ns)
+            fprintf(stderr, "vial: stall: %s held the event loop for %llu ms without awaiting "
+                            "(threshold %llu ms); make it sync or offload the blocking part\n",
+                    c->label ? c->label : "a coroutine", (unsigned long long)(dt / 1000000),
+                    (unsigned long long)(loop->stall_ns / 1000000));
+    }
     tls_current = prev;
     loop->running = prev;
     if (c->done) {
+        vial_timer_stop(loop, &c->wait_timer);
+        /* children outlive a finished parent only as orphans: detach them */
+        for (vial_coro *k = c->first_child; k; k = k->next_sibling)
+            k->parent = NULL;
+        c->first_child = NULL;
+        unlink_child(c);
         if (c->on_exit)
             c->on_exit(c);
         stack_put(loop->coro_pool, c);
@@ -254,6 +304,8 @@ void vial_coro_cancel(vial_coro *c)
     if (c->done)
         return;
     c->cancelled = 1;
+    for (vial_coro *k = c->first_child; k; k = k->next_sibling)
+        vial_coro_cancel(k);
     vial_coro_wake(c, -ECANCELED);
 }
 
@@ -272,27 +324,46 @@ vial_coro *vial_coro_current(void)
     return tls_current;
 }
 
-struct sleep_wait {
-    vial_timer timer;
-    vial_coro *coro;
-};
-
-static void sleep_fire(vial_loop *loop, vial_timer *t)
+/* The wait timer fires for the earlier of the wait's own limit and the
+ * coroutine's deadline; which one it was decides the result. */
+static void wait_fire(vial_loop *loop, vial_timer *t)
 {
-    struct sleep_wait *w = (struct sleep_wait *)t;
-    vial_coro_wake(w->coro, 0);
+    vial_coro *c = (vial_coro *)((char *)t - offsetof(vial_coro, wait_timer));
+    int own = c->deadline == 0 || t->when < c->deadline;
+    vial_coro_wake(c, own ? 1 : -ETIMEDOUT); /* 1: see wait_raw */
 }
 
-int vial_coro_sleep_ns(uint64_t ns)
+/* Parks with a time limit; returns 1 when the wait's own limit passed. */
+static int wait_raw(uint64_t until)
 {
     vial_coro *c = tls_current;
     if (c->cancelled)
         return -ECANCELED;
-    struct sleep_wait w = {.timer = {.cb = sleep_fire}, .coro = c};
-    vial_timer_start(c->loop, &w.timer, c->loop->now + ns);
+    uint64_t when = until;
+    if (c->deadline && (!when || c->deadline <= when)) {
+        if (c->deadline <= c->loop->now)
+            return -ETIMEDOUT;
+        when = c->deadline;
+    }
+    if (when) {
+        c->wait_timer.cb = wait_fire;
+        vial_timer_start(c->loop, &c->wait_timer, when);
+    }
     int r = vial_coro_park();
-    vial_timer_stop(c->loop, &w.timer);
+    vial_timer_stop(c->loop, &c->wait_timer);
     return r;
+}
+
+int vial_coro_wait(uint64_t until)
+{
+    int r = wait_raw(until);
+    return r == 1 ? -ETIMEDOUT : r;
+}
+
+int vial_coro_sleep_ns(uint64_t ns)
+{
+    int r = wait_raw(tls_current->loop->now + ns);
+    return r == 1 ? 0 : r; /* a sleep's own limit passing is its success */
 }
 
 /* --- stack overflow reports ---------------------------------------------- */

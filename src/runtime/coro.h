@@ -36,6 +36,13 @@ struct vial_coro {
      * returns to the pool. */
     void (*on_exit)(vial_coro *c);
     void *user;
+    /* Structured concurrency: tasks spawned by this coroutine. Cancelling
+     * a coroutine cancels its children. */
+    vial_coro *parent, *first_child, *next_sibling, *prev_sibling;
+    /* Deadline (loop ns, 0: none) every await of this coroutine obeys:
+     * vial_coro_wait returns -ETIMEDOUT once it passes. */
+    uint64_t deadline;
+    vial_timer wait_timer; /* armed by vial_coro_wait */
     void *sanitizer_fiber;   /* TSan fiber handle */
     void *asan_fake_stack;   /* ASan fake-stack save slot while switched out */
 };
@@ -64,8 +71,8 @@ int vial_coro_park(void);
  * was already woken, e.g. a timer racing a cancel) is ignored. */
 void vial_coro_wake(vial_coro *c, int result);
 
-/* Requests cancellation: if parked, c is woken with -ECANCELED; later awaits
- * return -ECANCELED at once. */
+/* Requests cancellation of c and all its descendants: a parked one is woken
+ * with -ECANCELED; later awaits return -ECANCELED at once. */
 void vial_coro_cancel(vial_coro *c);
 
 /* Puts the running coroutine at the back of the ready queue. */
@@ -74,9 +81,21 @@ void vial_coro_yield(void);
 /* The running coroutine of this thread, or NULL on a loop's own stack. */
 vial_coro *vial_coro_current(void);
 
+/* The await primitive every waiting operation goes through: parks the
+ * running coroutine until it is woken, until `until` (loop ns; 0: no limit of
+ * its own) or the coroutine's deadline, whichever is first. Returns the wake
+ * result, -ETIMEDOUT when a time limit passed, or -ECANCELED at once if the
+ * coroutine is already cancelled. */
+int vial_coro_wait(uint64_t until);
+
 /* Parks the running coroutine until `ns` nanoseconds of the loop clock pass.
- * Returns 0, or -ECANCELED if cancelled first. */
+ * Returns 0, -ECANCELED if cancelled first, -ETIMEDOUT if the coroutine's
+ * deadline comes first. */
 int vial_coro_sleep_ns(uint64_t ns);
+
+/* Links child under parent (structured concurrency); unlinked when the
+ * child ends. */
+void vial_coro_adopt(vial_coro *parent, vial_coro *child);
 
 /* Installs the SIGSEGV handler that names a coroutine whose stack overflowed
  * into its guard page; per thread, it sets up the alternate signal stack. */

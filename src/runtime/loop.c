@@ -201,8 +201,22 @@ int vial_loop_init(vial_loop *l, int id)
     return r;
 }
 
+void vial_loop_at_exit(vial_loop *l, vial_msg *m)
+{
+    m->next = l->at_exit;
+    l->at_exit = m;
+}
+
 void vial_loop_fini(vial_loop *l)
 {
+    vial_loop *prev = tls_loop;
+    tls_loop = l; /* exit handlers may ask for the current loop */
+    while (l->at_exit) {
+        vial_msg *m = l->at_exit;
+        l->at_exit = m->next;
+        m->cb(l, m);
+    }
+    tls_loop = prev == l ? NULL : prev;
     vial_io_del(l, &l->wake_io);
     close(l->wake_io.fd);
     l->backend->fini(l);

@@ -84,6 +84,12 @@ struct vial_loop {
 
     struct vial_coro_pool *coro_pool;
     void *data; /* owner (the server thread) */
+    void *locals[16]; /* per-loop module state (fdwait.h: vial_loop_key) */
+    /* Stall watchdog: a coroutine that runs longer than this without
+     * yielding is reported with its label (0: off). */
+    uint64_t stall_ns;
+    /* Called when the loop ends (module state teardown), newest first. */
+    vial_msg *at_exit;
 };
 
 uint64_t vial_clock_ns(void);
@@ -110,6 +116,10 @@ void vial_loop_post(vial_loop *loop, vial_msg *m);
  * Freeing an object whose fd may still have an event in the batch must wait
  * for this. */
 void vial_loop_defer(vial_loop *loop, vial_msg *m);
+
+/* Loop thread only: runs m->cb when the loop is finalised (module state
+ * such as per-thread connection pools), newest first. */
+void vial_loop_at_exit(vial_loop *loop, vial_msg *m);
 
 /* The loop running on this thread, or NULL. */
 vial_loop *vial_loop_current(void);
