@@ -15,7 +15,8 @@
  *            with empty callbacks (the bare lexer), building a tree in an
  *            arena the way src/app/json_parse.c does, and as vial ships it:
  *            a strict UTF-8/surrogate pre-validation pass, then yajl with
- *            its own (weaker) UTF-8 check off, building the tree.
+ *            its own (weaker) UTF-8 check off, building the tree, then a
+ *            check that only whitespace follows the top-level value.
  * The strictness table prints, per case, "ok" when the library does what the
  * spec asks and the library's actual behaviour otherwise.
  */
@@ -154,7 +155,18 @@ typedef struct yctx {
     int nframes;
     const unsigned char *key;
     size_t klen;
+    /* where the top-level value ended (vial's trailing-data check) */
+    yajl_handle h;
+    int in_parse;
+    size_t root_end;
 } yctx;
+
+static int fin(yctx *c, int rv)
+{
+    if (rv && c->depth == 0 && c->in_parse)
+        c->root_end = yajl_get_bytes_consumed(c->h);
+    return rv;
+}
 
 static void *aalloc(yctx *c, size_t n)
 {
@@ -209,13 +221,13 @@ static void capture(yctx *c, int kind, long long i, double d, const unsigned cha
 static int y_null(void *ctx)
 {
     yctx *c = ctx;
-    return c->build ? push(c, (node){.type = 0}) : 1;
+    return fin(c, c->build ? push(c, (node){.type = 0}) : 1);
 }
 
 static int y_bool(void *ctx, int b)
 {
     yctx *c = ctx;
-    return c->build ? push(c, (node){.type = b ? 2 : 1}) : 1;
+    return fin(c, c->build ? push(c, (node){.type = b ? 2 : 1}) : 1);
 }
 
 static int y_number(void *ctx, const char *s, size_t n)
@@ -235,7 +247,7 @@ static int y_number(void *ctx, const char *s, size_t n)
             v.type = 3;
             v.u.i = x;
             capture(c, R_INT, x, 0, NULL, 0);
-            return c->build ? push(c, v) : 1;
+            return fin(c, c->build ? push(c, v) : 1);
         }
     }
     v.type = 4;
@@ -243,7 +255,7 @@ static int y_number(void *ctx, const char *s, size_t n)
     if (isinf(v.u.d))
         return 0;
     capture(c, R_REAL, 0, v.u.d, NULL, 0);
-    return c->build ? push(c, v) : 1;
+    return fin(c, c->build ? push(c, v) : 1);
 }
 
 static int y_string(void *ctx, const unsigned char *s, size_t n)
@@ -251,11 +263,11 @@ static int y_string(void *ctx, const unsigned char *s, size_t n)
     yctx *c = ctx;
     capture(c, R_STR, 0, 0, s, n);
     if (!c->build)
-        return 1;
+        return fin(c, 1);
     char *p = aalloc(c, n + 1);
     memcpy(p, s, n);
     p[n] = 0;
-    return push(c, (node){.type = 5, .n = n, .u.s = p});
+    return fin(c, push(c, (node){.type = 5, .n = n, .u.s = p}));
 }
 
 static int y_key(void *ctx, const unsigned char *s, size_t n)
@@ -284,14 +296,14 @@ static int y_end(void *ctx)
     yctx *c = ctx;
     c->depth--;
     if (!c->build)
-        return 1;
+        return fin(c, 1);
     size_t start = c->frames[--c->nframes], n = c->sn - start;
     node *items = aalloc(c, n * sizeof *items + 1);
     memcpy(items, c->stk + start, n * sizeof *items);
     c->sn = start;
     c->stk[start - 1].n = n;
     c->stk[start - 1].u.items = items;
-    return 1;
+    return fin(c, 1);
 }
 
 static const yajl_callbacks ycb = {y_null, y_bool, NULL, NULL, y_number, y_string,
@@ -314,9 +326,19 @@ static int parse_yajl_common(const char *buf, size_t len, result *r, int build)
     yajl_handle h = yajl_alloc(&ycb, NULL, &yc);
     if (build == 2)
         yajl_config(h, yajl_dont_validate_strings, 1);
+    yc.h = h;
+    yc.root_end = (size_t)-1;
+    yc.in_parse = 1;
     yajl_status st = yajl_parse(h, (const unsigned char *)buf, len);
+    yc.in_parse = 0;
     if (st == yajl_status_ok)
         st = yajl_complete_parse(h);
+    if (st == yajl_status_ok && build == 2 && yc.root_end != (size_t)-1) {
+        /* vial's check: only whitespace after the top-level value */
+        for (size_t i = yc.root_end; i < len; i++)
+            if (buf[i] != ' ' && buf[i] != '\t' && buf[i] != '\n' && buf[i] != '\r')
+                st = yajl_status_error;
+    }
     yajl_free(h);
     if (st != yajl_status_ok) {
         if (r)
@@ -382,7 +404,8 @@ static int prevalidate(const unsigned char *s, size_t n)
             uint64_t w, x;
             memcpy(&w, s + i, 8);
             x = w ^ (ones * '\\');
-            if (!(w & highs) && !((x - ones) & ~x & highs)) {
+            /* no high bit, no backslash, no byte below 0x20 */
+            if (!(w & highs) && !((x - ones) & ~x & highs) && !((w - ones * 0x20) & ~w & highs)) {
                 i += 8;
                 continue;
             }
@@ -402,6 +425,8 @@ static int prevalidate(const unsigned char *s, size_t n)
                     i += 6;
             } else
                 i += i + 1 < n && s[i + 1] < 0x80 ? 2 : 1;
+        } else if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
+            return -1;
         } else if (c < 0x80) {
             i++;
         } else {
@@ -486,6 +511,8 @@ static const tcase cases[] = {
     REJ("trailing data", "{} x"),
     REJ("two values", "1 2"),
     REJ("two objects", "{}{}"),
+    REJ("form feed as whitespace", "[1,2\f]"),
+    REJ("vertical tab as whitespace", "\v[1]"),
     REJ("trailing unterminated string", "2\""),
     REJ("trailing partial string", "{} \"abc"),
     REJ("trailing partial literal", "[1] tru"),

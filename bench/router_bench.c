@@ -148,8 +148,7 @@ fail:
     return NULL;
 }
 
-/* One timed sample: ns per lookup of paths[0..npaths) round-robin; every
- * lookup must give `want`. */
+/* A set of paths looked up round-robin, and the result each must give. */
 typedef struct probe {
     const char *name;
     char paths[MAX_PATHS][128];
@@ -159,6 +158,7 @@ typedef struct probe {
 
 static unsigned long sink; /* keeps the lookups from being optimised away */
 
+/* One timed sample: ns per lookup over `lookups` lookups of p. */
 static double sample(vial_router *r, const probe *p, size_t lookups)
 {
     char buf[1024];
@@ -219,9 +219,12 @@ int main(int argc, char **argv)
 
     vial_router *routers[NSIZES];
     static probe probes[NSIZES][NPROBES];
+    double build_ms[NSIZES];
     for (size_t s = 0; s < NSIZES; s++) {
+        double t0 = now_ns();
         if (!(routers[s] = build_router(sizes[s])))
             return 1;
+        build_ms[s] = (now_ns() - t0) / 1e6;
         make_probes(sizes[s], probes[s]);
     }
     /* Sizes take turns within each round, so a noisy moment hurts them
@@ -244,12 +247,12 @@ int main(int argc, char **argv)
     printf("%8s", "rules");
     for (int p = 0; p < NPROBES; p++)
         printf(" %10s", probes[0][p].name);
-    printf("\n");
+    printf(" %10s\n", "build ms");
     for (size_t s = 0; s < NSIZES; s++) {
         printf("%8zu", sizes[s]);
         for (int p = 0; p < NPROBES; p++)
             printf(" %10.1f", best[s][p]);
-        printf("\n");
+        printf(" %10.2f\n", build_ms[s]);
     }
     double ratio = best[2][P_MIX] / best[0][P_MIX];
     printf("hit mix, 1000 vs 10 rules: %.3f (goal <= 1.10: %s)\n", ratio,

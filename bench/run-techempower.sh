@@ -209,13 +209,27 @@ run_wrk() { # PORT TEST DURATION -> wrk output on stdout
 RAW="$TMP/runs.tsv"
 read -r load1 _ </proc/loadavg
 echo "load average before the runs: $load1 (other busy processes on CPUs $SERVER_CPU/$CLIENT_CPU skew everything)"
-printf 'test\tserver\trun\trequests\treq_per_s\tcpu_us\tcpu_us_per_req\tother_pct\terrors\n' >"$RAW"
+printf 'test\tserver\trun\trequests\treq_per_s\tcpu_us\tcpu_us_per_req\tsrv_other_pct\tcli_other_pct\terrors\n' >"$RAW"
 echo "wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION on CPU $CLIENT_CPU; servers on CPU $SERVER_CPU;" \
   "$RUNS interleaved runs; pipeline depth $PIPELINE_DEPTH"
-# other%: how busy the server's CPU was with anything but the server (other
-# processes, hard interrupts, hypervisor steal; softirq excluded); more than a
-# few percent means a noisy run.
-printf '%-10s %-6s %3s %12s %12s %8s %8s %7s  %s\n' test server run requests req/s cpu_ms us/req other% errors
+
+children_us() { # CPU time of this shell's waited-for children so far, in us
+  times >"$TMP/times" # the builtin, in this shell (a subshell would report 0)
+  awk 'NR == 2 {
+    t = 0
+    for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] }
+    printf "%d", t * 1000000 }' "$TMP/times"
+}
+pct() { # TICKS_BUSY US_OWN WALL_US -> percent of the wall time busy with others
+  awk -v b="$1" -v o="$2" -v w="$3" -v hz="$HZ" \
+    'BEGIN{v = 100 * (b * 1000000 / hz - o) / w; printf "%.1f", v < 0 ? 0 : v}'
+}
+
+# srv_oth% / cli_oth%: how busy the server's / wrk's CPU was with anything but
+# the server / wrk (other processes, hard interrupts, hypervisor steal;
+# softirq excluded). More than a few percent means a noisy run.
+fmt='%-10s %-6s %3s %11s %11s %7s %8s %8s %8s  %s\n'
+printf "$fmt" test server run requests req/s cpu_ms us/req srv_oth% cli_oth% errors
 for test in $TESTS; do
   for s in "vial $VIAL_PORT" "nginx $NGINX_PORT"; do # warm-up, not recorded
     set -- $s
@@ -225,9 +239,12 @@ for test in $TESTS; do
     for s in "vial $VIAL_PORT $VIAL_PID" "nginx $NGINX_PORT $NGINX_PID"; do
       set -- $s
       name=$1 port=$2 pid=$3
-      t0=$(cpu_ticks "$pid") b0=$(cpu_busy "$SERVER_CPU") w0=$(date +%s%N)
-      out=$(run_wrk "$port" "$test" "$DURATION")
-      t1=$(cpu_ticks "$pid") b1=$(cpu_busy "$SERVER_CPU") w1=$(date +%s%N)
+      c0=$(children_us) t0=$(cpu_ticks "$pid") w0=$(date +%s%N)
+      b0=$(cpu_busy "$SERVER_CPU") k0=$(cpu_busy "$CLIENT_CPU")
+      run_wrk "$port" "$test" "$DURATION" >"$TMP/wrk.out"
+      b1=$(cpu_busy "$SERVER_CPU") k1=$(cpu_busy "$CLIENT_CPU")
+      c1=$(children_us) t1=$(cpu_ticks "$pid") w1=$(date +%s%N)
+      out=$(cat "$TMP/wrk.out")
       kill -0 "$pid" 2>/dev/null || die "$name died during $test"
       reqs=$(awk '/ requests in /{print $1}' <<<"$out")
       rps=$(awk '/^Requests\/sec:/{print $2}' <<<"$out")
@@ -237,12 +254,13 @@ for test in $TESTS; do
       errors=$(awk -F': ' '/Socket errors:/{print $2}' <<<"$out" | tr -d ' ')
       cpu_us=$(( (t1 - t0) * 1000000 / HZ ))
       per=$(awk -v c="$cpu_us" -v r="$reqs" 'BEGIN{printf "%.3f", r ? c / r : 0}')
-      other=$(awk -v b=$((b1 - b0 - (t1 - t0))) -v w=$(((w1 - w0) / 1000)) -v hz="$HZ" \
-        'BEGIN{v = 100 * b * 1000000 / hz / w; printf "%.1f", v < 0 ? 0 : v}')
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$test" "$name" "$run" "$reqs" "$rps" \
-        "$cpu_us" "$per" "$other" "${errors:-none}" >>"$RAW"
-      printf '%-10s %-6s %3s %12s %12s %8s %8s %7s  %s\n' "$test" "$name" "$run" "$reqs" "$rps" \
-        "$((cpu_us / 1000))" "$per" "$other" "${errors:-}"
+      wall=$(( (w1 - w0) / 1000 ))
+      soth=$(pct $((b1 - b0)) "$cpu_us" "$wall")
+      coth=$(pct $((k1 - k0)) $((c1 - c0)) "$wall")
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$test" "$name" "$run" "$reqs" "$rps" \
+        "$cpu_us" "$per" "$soth" "$coth" "${errors:-none}" >>"$RAW"
+      printf "$fmt" "$test" "$name" "$run" "$reqs" "$rps" "$((cpu_us / 1000))" "$per" "$soth" \
+        "$coth" "${errors:-}"
     done
   done
 done
@@ -252,23 +270,40 @@ done
 echo
 echo "medians of $RUNS runs (CPU us/req: server CPU time during the run / requests served;"
 echo "ratio = vial/nginx: req/s ratio > 1 means vial is faster, CPU ratio < 1 means vial is cheaper)"
-"$PY" - "$RAW" <<'EOF'
+"$PY" - "$RAW" "${CLEAN_PCT:-10}" <<'EOF'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+clean_pct = float(sys.argv[2])
+for r in rows:
+    r["noise"] = max(float(r["srv_other_pct"]), float(r["cli_other_pct"]))
 tests = list(dict.fromkeys(r["test"] for r in rows))
-def med(test, server, key):
-    return statistics.median(float(r[key]) for r in rows if r["test"] == test and r["server"] == server)
 hdr = ("test", "vial req/s", "nginx req/s", "ratio", "vial CPU us/req", "nginx CPU us/req", "CPU ratio")
-print("| " + " | ".join(hdr) + " |")
-print("|" + "|".join("---" for _ in hdr) + "|")
-for t in tests:
-    vr, nr = med(t, "vial", "req_per_s"), med(t, "nginx", "req_per_s")
-    vc, nc = med(t, "vial", "cpu_us_per_req"), med(t, "nginx", "cpu_us_per_req")
-    name = {"pipeline": "plaintext pipelined"}.get(t, t)
-    print(f"| {name} | {vr:,.0f} | {nr:,.0f} | {vr / nr:.2f} | {vc:.3f} | {nc:.3f} | "
-          f"{(vc / nc if nc else float('nan')):.2f} |")
-noisy = [r for r in rows if float(r["other_pct"]) > 5]
-if noisy:
-    print(f"\nwarning: {len(noisy)} of {len(rows)} runs had the server's CPU more than 5% busy with "
-          "other work (column other%); those figures are unreliable")
+
+
+def table(rs):
+    print("| " + " | ".join(hdr) + " |")
+    print("|" + "|".join("---" for _ in hdr) + "|")
+    for t in tests:
+        def med(server, key):
+            v = [float(r[key]) for r in rs if r["test"] == t and r["server"] == server]
+            return (statistics.median(v), len(v)) if v else (float("nan"), 0)
+        (vr, nv), (nr, nn) = med("vial", "req_per_s"), med("nginx", "req_per_s")
+        (vc, _), (nc, _) = med("vial", "cpu_us_per_req"), med("nginx", "cpu_us_per_req")
+        name = {"pipeline": "plaintext pipelined"}.get(t, t)
+        if nv != nn or (rs is not rows and nv < len([r for r in rows if r["test"] == t]) // 2):
+            name += f" (runs {nv}/{nn})"
+        ratio = vr / nr if nr else float("nan")
+        cratio = vc / nc if nc else float("nan")
+        print(f"| {name} | {vr:,.0f} | {nr:,.0f} | {ratio:.2f} | {vc:.3f} | {nc:.3f} | {cratio:.2f} |")
+
+
+table(rows)
+clean = [r for r in rows if r["noise"] <= clean_pct]
+if len(clean) < len(rows):
+    print(f"\nwarning: {len(rows) - len(clean)} of {len(rows)} runs had the server's or wrk's CPU more "
+          f"than {clean_pct:g}% busy with other work (srv_oth%/cli_oth%); those runs are unreliable.")
+    if clean:
+        print(f"medians of the {len(clean)} runs at most {clean_pct:g}% disturbed "
+              "(runs vial/nginx shown where they differ):")
+        table(clean)
 EOF

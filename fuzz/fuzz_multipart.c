@@ -206,6 +206,11 @@ static int valid_utf8(const char *s)
 static vial_req *rq;
 static char tmpdir[64];
 
+static void remove_tmpdir(void)
+{
+    rmdir(tmpdir); /* empty: every spilled file was unlinked */
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
@@ -213,6 +218,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     strcpy(tmpdir, "/tmp/vial-fuzz-mp-XXXXXX");
     CHECK(mkdtemp(tmpdir));
     setenv("TMPDIR", tmpdir, 1);
+    atexit(remove_tmpdir);
     rq = calloc(1, sizeof *rq);
     CHECK(rq);
     return 0;

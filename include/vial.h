@@ -389,7 +389,7 @@ int vial_redirect(vial_res *rs, const char *location, int status);
 typedef struct vial_cookie_opts {
     const char *path;      /* default "/" */
     const char *domain;    /* NULL: none */
-    long long max_age;     /* seconds; < 0: none (a session cookie) */
+    long long max_age;     /* seconds; 0: none (a session cookie); < 0: expire now */
     long long expires;     /* Unix time; 0: none */
     int secure, http_only;
     const char *same_site; /* "Lax", "Strict", "None" or NULL */

@@ -1,6 +1,7 @@
 /* The application object and everything registered on it: routes, method
  * views, blueprints, hooks, error handlers, middleware, app state, config. */
 #include "app/app.h"
+#include "app/session.h"
 #include "http/server.h"
 
 #include <errno.h>
@@ -54,6 +55,7 @@ void vial_app_free(vial_app *app)
     }
     hooks_free(&app->hooks);
     free(app->mws);
+    vial_static_release(app);
     vial_router_free(app->router);
     free(app->session_cfg);
     free(app);

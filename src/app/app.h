@@ -91,6 +91,10 @@ int vial_call_blocking(vial_req *rq, void (*fn)(void *), void *arg, int flags);
  * teardown. Fills rq->res. Installed as the server's serve function. */
 void vial_app_serve(void *app, vial_req *rq);
 
+/* Closes a file body set by vial_send_file (response.c): any other body
+ * replaces it. */
+void vial_res_drop_file(vial_res *rs);
+
 /* Request helpers (request.c). */
 /* Percent-decodes src[0..n) as UTF-8 (invalid sequences become U+FFFD, a
  * stray '%' stays); plus_space turns '+' into ' ' first (query strings). */

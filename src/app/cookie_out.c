@@ -207,7 +207,7 @@ static int cookie_header(vial_res *rs, const char *name, const char *value,
         return -EINVAL;
 
     char expires[VIAL_HTTP_DATE_SIZE] = "";
-    long long max_age = -1;
+    long long max_age = 0;
     if (deleting) {
         vial_http_date(0, expires);
         max_age = 0;
@@ -216,8 +216,12 @@ static int cookie_header(vial_res *rs, const char *name, const char *value,
             vial_http_date(opts->expires, expires);
         max_age = opts->max_age;
     }
+    /* 0 (a zeroed struct) means no Max-Age, so designated initialisers do
+     * the obvious thing; a negative value expires the cookie now. */
     char ma[32] = "";
-    if (max_age >= 0)
+    if (deleting || max_age < 0)
+        snprintf(ma, sizeof ma, "; Max-Age=0");
+    else if (max_age > 0)
         snprintf(ma, sizeof ma, "; Max-Age=%lld", max_age);
 
     char *h = vial_sprintf(rs->rq, "%s=%s%s%s%s%s%s; Path=%s%s%s%s%s", name, value,
@@ -256,9 +260,21 @@ int vial_redirect(vial_res *rs, const char *location, int status)
         if (c < 0x20 || c == 0x7f)
             return -EINVAL;
     }
-    int r = vial_res_header(rs, "Location", location);
-    if (r < 0)
+    /* A second redirect replaces the first: one Location only. */
+    int r = 0;
+    uint32_t i = 0;
+    while (i < rs->nheaders && strcasecmp(rs->headers[i].name, "Location"))
+        i++;
+    if (i < rs->nheaders) {
+        size_t n = strlen(location);
+        char *copy = vial_arena_strndup(&rs->rq->arena, location, n);
+        if (!copy)
+            return -ENOMEM;
+        rs->headers[i].value = copy;
+        rs->headers[i].value_len = (uint32_t)n;
+    } else if ((r = vial_res_header(rs, "Location", location)) < 0) {
         return r;
+    }
     rs->status = status;
     /* The body is unspecified; a one-line hint for clients that show it.
      * Plain text, so the location needs no escaping. */

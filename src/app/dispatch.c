@@ -25,8 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Provided by session.c; weak until that module is linked in. */
-__attribute__((weak)) int vial_session_save(vial_req *rq);
 
 /* --- calling functions the way they were registered ---------------------------- */
 
@@ -200,6 +198,7 @@ static const char *handle_error(vial_app *app, vial_req *rq, const vial_bp *bp, 
     /* The error's own headers (Allow on 405) stay; the body is the handler's. */
     rs->status = code;
     rs->aborted = 0;
+    vial_res_drop_file(rs);
     rs->body_len = 0;
     rs->content_type = NULL;
     if (!eh) {
@@ -255,7 +254,7 @@ static void finalize(vial_req *rq)
             run_after(rq, &lc->bp->hooks);
         run_after(rq, &lc->app->hooks);
     }
-    if (rq->session && vial_session_save)
+    if (rq->session)
         vial_session_save(rq);
 }
 

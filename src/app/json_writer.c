@@ -15,6 +15,7 @@ vial_json *vial_json_begin(vial_res *rs, int status)
     vial_json *j = &rs->json;
     memset(j, 0, sizeof *j);
     j->rs = rs;
+    vial_res_drop_file(rs);
     rs->status = status;
     rs->content_type = "application/json";
     rs->body_len = 0;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 static vial_arena *res_arena(vial_res *rs)
 {
@@ -83,8 +84,17 @@ int vial_res_get_status(vial_res *rs)
     return rs->status;
 }
 
+void vial_res_drop_file(vial_res *rs)
+{
+    if (rs->file_fd >= 0) {
+        close(rs->file_fd);
+        rs->file_fd = -1;
+    }
+}
+
 int vial_res_body_static(vial_res *rs, const void *data, size_t len)
 {
+    vial_res_drop_file(rs); /* a body replaces a file body */
     rs->body = (char *)data;
     rs->body_len = len;
     rs->body_cap = 0;
@@ -112,6 +122,7 @@ static int body_reserve(vial_res *rs, size_t extra)
 
 int vial_res_append(vial_res *rs, const void *data, size_t len)
 {
+    vial_res_drop_file(rs); /* a body replaces a file body */
     if (body_reserve(rs, len) < 0)
         return -ENOMEM;
     memcpy(rs->body + rs->body_len, data, len);
@@ -148,6 +159,7 @@ static int res_vprintf(vial_res *rs, const char *fmt, va_list ap)
 
 int vial_text(vial_res *rs, int status, const char *fmt, ...)
 {
+    vial_res_drop_file(rs); /* a body replaces a file body */
     rs->status = status;
     rs->content_type = "text/plain; charset=utf-8";
     rs->body_len = 0;

@@ -537,6 +537,8 @@ static int split_node(node *nd, size_t k)
     nd->rules = NULL;
     nd->elen = k;
     if (add_kid(nd, tail) < 0) { /* undo: nd is as before */
+        free(nd->keys);
+        free(nd->kids);
         nd->elen += tail->elen;
         nd->keys = tail->keys;
         nd->kids = tail->kids;
@@ -738,6 +740,12 @@ enum walk_mode {
     WALK_ALLOW, /* visit every matching rule, collecting methods */
 };
 
+/* Several <path:> converters in one pattern ("/<path:a>/x/<path:b>/y")
+ * make a failing lookup try every split of the path: polynomial in its
+ * segments, a denial of service with a long hostile path. A lookup gives up
+ * (no match) after this many steps; real ones take a few dozen. */
+#define MAX_STEPS 65536
+
 typedef struct slot {
     size_t off, len;
     int64_t ival;
@@ -757,6 +765,7 @@ typedef struct walk {
     const char **list;
     unsigned nlist, cap;
     bool oom;
+    unsigned steps;           /* walk_node calls so far, bounded by MAX_STEPS */
     unsigned np;              /* parameter slots in use */
     slot slots[VIAL_MAX_PARAMS]; /* last: walk_init leaves them alone */
 } walk;
@@ -889,6 +898,8 @@ static bool walk_convs(walk *w, const node *nd, size_t pos)
  * converter children leave something to backtrack to. */
 static bool walk_node(walk *w, const node *nd, size_t pos)
 {
+    if (++w->steps > MAX_STEPS)
+        return false;
     for (;;) {
         if (pos == w->len)
             return nd->rules && visit(w, nd);
@@ -909,11 +920,11 @@ static bool walk_node(walk *w, const node *nd, size_t pos)
     }
 }
 
-static void walk_init(walk *w, const char *path, enum walk_mode mode, bool vslash)
+static void walk_init(walk *w, const char *path, size_t n, enum walk_mode mode, bool vslash)
 {
     memset(w, 0, offsetof(walk, slots));
     w->s = path;
-    w->n = strlen(path);
+    w->n = n;
     w->len = w->n + vslash;
     w->mode = mode;
 }
@@ -942,6 +953,7 @@ static int fill_match(const vial_router *r, const walk *w, vial_arena *a, vial_m
         buf[sl->len] = 0;
         p->name = rule->names[i];
         p->value = buf;
+        p->len = sl->len;
         p->ival = sl->ival;
         p->dval = rule->specs[i].kind == CONV_FLOAT ? strtod_l(buf, NULL, r->c_locale) : 0;
         buf += sl->len + 1;
@@ -949,23 +961,29 @@ static int fill_match(const vial_router *r, const walk *w, vial_arena *a, vial_m
     return VIAL_MATCH_OK;
 }
 
-int vial_router_match(vial_router *r, const char *path, const char *method, vial_arena *a,
-                      vial_match *m)
+int vial_router_match_n(vial_router *r, const char *path, size_t len, const char *method,
+                        vial_arena *a, vial_match *m)
 {
     m->target = NULL;
     m->rule = NULL;
     m->nparams = 0;
-    if (!path || path[0] != '/' || !method)
+    if (!path || !len || path[0] != '/' || !method)
         return VIAL_MATCH_NONE;
     walk w;
-    walk_init(&w, path, WALK_MATCH, false);
+    walk_init(&w, path, len, WALK_MATCH, false);
     w.method = method;
     if (walk_node(&w, &r->root, 0))
         return fill_match(r, &w, a, m);
     if (w.path_matched)
         return VIAL_MATCH_METHOD;
-    walk_init(&w, path, WALK_ANY, true);
+    walk_init(&w, path, len, WALK_ANY, true);
     return walk_node(&w, &r->root, 0) ? VIAL_MATCH_REDIRECT : VIAL_MATCH_NONE;
+}
+
+int vial_router_match(vial_router *r, const char *path, const char *method, vial_arena *a,
+                      vial_match *m)
+{
+    return vial_router_match_n(r, path, path ? strlen(path) : 0, method, a, m);
 }
 
 static int cmp_str(const void *x, const void *y)
@@ -975,10 +993,15 @@ static int cmp_str(const void *x, const void *y)
 
 char *vial_router_allow(vial_router *r, const char *path, vial_arena *a)
 {
-    if (!path || path[0] != '/')
+    return vial_router_allow_n(r, path, path ? strlen(path) : 0, a);
+}
+
+char *vial_router_allow_n(vial_router *r, const char *path, size_t len, vial_arena *a)
+{
+    if (!path || !len || path[0] != '/')
         return NULL;
     walk w;
-    walk_init(&w, path, WALK_ALLOW, false);
+    walk_init(&w, path, len, WALK_ALLOW, false);
     w.a = a;
     walk_node(&w, &r->root, 0);
     if (w.oom || !w.nlist)

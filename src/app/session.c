@@ -546,7 +546,7 @@ int vial_session_save(vial_req *rq)
         return r;
     if (!s->modified)
         return 0;
-    const vial_cookie_opts opts = {.path = "/", .max_age = -1, .http_only = 1};
+    const vial_cookie_opts opts = {.path = "/", .http_only = 1};
     if (!s->items.n && !s->flashes.n)
         return s->had_cookie ? vial_delete_cookie(rs, VIAL_SESSION_COOKIE, &opts) : 0;
     const struct vial_session_config *cfg = config_of(rq);

@@ -341,6 +341,10 @@ static int serve_open(vial_req *rq, vial_res *rs, int fd, const char *ctype, con
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
         return abort_closing(rs, fd, 404); /* directories, devices, FIFOs */
+    if (ctype && (!*ctype || strpbrk(ctype, "\r\n"))) {
+        close(fd); /* a CR/LF would inject headers */
+        return -EINVAL;
+    }
     const char *type = ctype ? vial_strdup(rq, ctype) : type_for(name);
     if (!type) {
         close(fd);

@@ -164,3 +164,19 @@ def file_part(name, filename, data, ctype="application/octet-stream"):
 
 def dumps(v):
     return json.dumps(v, ensure_ascii=False)
+
+
+def each_in_parallel(check, cases, timeout=15.0):
+    """Run check(case) for every case at once (one thread each); fail listing every case
+    whose check raised, so one slow/hung case costs its own timeout only once."""
+    def wrap(case):
+        def fn():
+            try:
+                check(case)
+                return None
+            except Exception as e:  # noqa: BLE001 - collected below
+                return "%r: %s" % (case, str(e)[:300])
+        return fn
+
+    errors = [e for e in run_parallel([wrap(c) for c in cases], timeout=timeout) if e]
+    assert not errors, "%d of %d cases failed:\n  %s" % (len(errors), len(cases), "\n  ".join(errors))

@@ -94,12 +94,12 @@ static void test_set_cookie_all_attributes_in_order(void **st)
 static void test_set_cookie_partial_opts(void **st)
 {
     treq t = req_new("GET", "/", NULL);
-    /* max_age < 0: none; expires 0: none; path NULL: "/" */
-    vial_cookie_opts o = {.max_age = -1, .http_only = 1, .same_site = "Strict"};
+    /* max_age 0: none (< 0: expire now); expires 0: none; path NULL: "/" */
+    vial_cookie_opts o = {.http_only = 1, .same_site = "Strict"};
     assert_int_equal(vial_set_cookie(&t.rq->res, "sid", "", &o), 0);
-    vial_cookie_opts o2 = {.max_age = 0, .path = "/p"};
+    vial_cookie_opts o2 = {.max_age = -1, .path = "/p"};
     assert_int_equal(vial_set_cookie(&t.rq->res, "z", "1", &o2), 0);
-    vial_cookie_opts o3 = {.max_age = -1, .same_site = "NONE", .secure = 1};
+    vial_cookie_opts o3 = {.same_site = "NONE", .secure = 1};
     assert_int_equal(vial_set_cookie(&t.rq->res, "y", "2", &o3), 0);
     assert_int_equal(res_header_count(t.rq, "Set-Cookie"), 3);
     assert_string_equal(res_header(t.rq, "Set-Cookie", 0), "sid=; Path=/; HttpOnly; SameSite=Strict");
@@ -202,6 +202,11 @@ static void test_redirect_location_as_given(void **st)
     const char *loc = "https://example.com/p\xc3\xa4th?q=a b#frag";
     assert_int_equal(vial_redirect(&t.rq->res, loc, 302), 0);
     assert_string_equal(res_header(t.rq, "Location", 0), loc);
+    /* a second redirect replaces the first */
+    assert_int_equal(vial_redirect(&t.rq->res, "/second", 308), 0);
+    assert_int_equal(res_header_count(t.rq, "Location"), 1);
+    assert_string_equal(res_header(t.rq, "Location", 0), "/second");
+    assert_int_equal(t.rq->res.status, 308);
     req_free(&t);
 }
 

@@ -155,6 +155,16 @@ static void test_reject_trailing_data(void **state)
     rejected("{}]");
     rejected_n("{}\0", 3);
     rejected_n("1\0", 2);
+    rejected_n("[0\0]", 4);
+    /* a cut-off string or literal after the value (yajl alone lets the
+     * string pass) */
+    rejected("2\"");
+    rejected("{} \"abc");
+    rejected("[1] \"x");
+    rejected("true \"");
+    rejected("\"s\"  \"");
+    rejected("1 tru");
+    rejected("{}\n\n  [");
 }
 
 static void test_reject_comments_quotes_commas(void **state)
@@ -207,6 +217,20 @@ static void test_reject_bad_numbers(void **state)
     rejected("1e5.5");
     rejected("--1");
     rejected("- 1");
+}
+
+static void test_reject_control_whitespace(void **state)
+{
+    (void)state;
+    /* RFC 8259 whitespace is space, tab, LF, CR only (yajl alone would
+     * skip \f and \v) */
+    rejected("[1,2\f]");
+    rejected("\f[1]");
+    rejected("[1]\v");
+    rejected("{\"a\":\v1}");
+    rejected("[1,\x01 2]");
+    rejected_n("[\0]", 3);
+    rejected("\x1f" "1");
 }
 
 static void test_reject_bad_strings(void **state)
@@ -729,6 +753,7 @@ int main(void)
         cmocka_unit_test(test_reject_comments_quotes_commas),
         cmocka_unit_test(test_reject_nan_infinity),
         cmocka_unit_test(test_reject_bad_numbers),
+        cmocka_unit_test(test_reject_control_whitespace),
         cmocka_unit_test(test_reject_bad_strings),
         cmocka_unit_test(test_reject_invalid_utf8),
         cmocka_unit_test(test_reject_lone_surrogate_escapes),

@@ -142,6 +142,41 @@ static void test_static(void **state)
     expect_none(r, "about");
 }
 
+/* A decoded %00 is part of the path: the _n entry points see it. */
+static void test_nul_in_path(void **state)
+{
+    vial_router *r = *state;
+    add_ok(r, "GET", "/users/<int:id>", "user");
+    add_ok(r, "GET", "/hello/<name>", "hello");
+    add_ok(r, "GET", "/files/<path:p>", "files");
+    add_ok(r, "GET", "/about", "about");
+    add_ok(r, "GET", "/dir/", "dir");
+    add_ok(r, "GET,POST", "/m", "m");
+#define MATCH_N(lit, meth) \
+    (vial_arena_reset(&arena, abuf, sizeof abuf), \
+     vial_router_match_n(r, lit, sizeof lit - 1, meth, &arena, &m))
+    assert_int_equal(MATCH_N("/users/1\0", "GET"), VIAL_MATCH_NONE);
+    assert_int_equal(MATCH_N("/users/1\0" "2", "GET"), VIAL_MATCH_NONE);
+    assert_int_equal(MATCH_N("/users/12", "GET"), VIAL_MATCH_OK);
+    assert_int_equal(m.params[0].len, 2);
+    assert_int_equal(MATCH_N("/hello/a\0b", "GET"), VIAL_MATCH_OK);
+    assert_string_equal(m.target, "hello");
+    assert_int_equal(m.params[0].len, 3);
+    assert_memory_equal(m.params[0].value, "a\0b", 4); /* NUL-terminated after the 3 bytes */
+    assert_int_equal(MATCH_N("/files/a\0b/c", "GET"), VIAL_MATCH_OK);
+    assert_int_equal(m.params[0].len, 5);
+    assert_memory_equal(m.params[0].value, "a\0b/c", 6);
+    assert_int_equal(MATCH_N("/about\0", "GET"), VIAL_MATCH_NONE);
+    assert_int_equal(MATCH_N("/dir\0", "GET"), VIAL_MATCH_NONE); /* "/dir\0/" is not "/dir/" */
+    assert_int_equal(MATCH_N("/m\0", "PUT"), VIAL_MATCH_NONE);
+    assert_int_equal(MATCH_N("/m", "PUT"), VIAL_MATCH_METHOD);
+#undef MATCH_N
+    vial_arena_reset(&arena, abuf, sizeof abuf);
+    assert_null(vial_router_allow_n(r, "/m\0", 3, &arena));
+    assert_string_equal(vial_router_allow_n(r, "/m\0", 2, &arena), "GET, HEAD, OPTIONS, POST");
+    assert_int_equal(vial_router_match_n(r, "", 0, "GET", &arena, &m), VIAL_MATCH_NONE);
+}
+
 /* --- converters ----------------------------------------------------------------- */
 
 static void test_string_converter(void **state)
@@ -152,6 +187,7 @@ static void test_string_converter(void **state)
     expect(r, "/hello/world", "hello");
     assert_int_equal(m.nparams, 1);
     assert_string_equal(pval("name"), "world");
+    assert_int_equal(param("name")->len, 5);
     expect(r, "/hello/w\xc3\xb6rld x", "hello");
     assert_string_equal(pval("name"), "w\xc3\xb6rld x");
     expect(r, "/hello/a.b%2Fc+d", "hello");
@@ -317,6 +353,27 @@ static void test_path_converter(void **state)
     expect(r, "/two/1/2/x/3/x/4", "two"); /* the first path is the shortest that fits */
     assert_string_equal(pval("a"), "1/2");
     assert_string_equal(pval("b"), "3/x/4");
+}
+
+/* Several <path:> converters and a long path that fails at the very end:
+ * every split would be tried; the walk's step budget ends it quickly. */
+static void test_path_backtracking_bounded(void **state)
+{
+    vial_router *r = *state;
+    add_ok(r, "GET", "/<path:a>/x/<path:b>/x/<path:c>/x/<path:d>/y", "four");
+    enum { SEGS = 3000 };
+    static char path[SEGS * 2 + 8];
+    char *p = path;
+    for (int i = 0; i < SEGS; i++) {
+        *p++ = '/';
+        *p++ = 'x';
+    }
+    strcpy(p, "/z");
+    expect_none(r, path);
+    strcpy(p, "/y"); /* the shortest splits come first: found at once */
+    expect(r, path, "four");
+    assert_string_equal(pval("a"), "x");
+    assert_int_equal(strlen(pval("d")), 2 * SEGS - 13);
 }
 
 static int is_lower_hex(const char *s, size_t n, void *arg)
@@ -860,6 +917,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_static, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nul_in_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_string_converter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_int_converter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_int_bounds, setup, teardown),
@@ -867,6 +925,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_float_locale, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uuid_converter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_path_converter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_path_backtracking_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_user_converter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_precedence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_precedence_same_kind, setup, teardown),

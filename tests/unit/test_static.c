@@ -209,6 +209,11 @@ static void test_send_file_content_types(void **st)
     assert_int_equal(vial_send_file(t.rq, &t.rq->res, at("hello.txt"), "application/x-custom"), 0);
     assert_string_equal(t.rq->res.content_type, "application/x-custom");
     req_free(&t);
+    /* no header injection through the type */
+    t = req_new("GET", "/f", NULL);
+    assert_int_equal(vial_send_file(t.rq, &t.rq->res, at("hello.txt"), "text/plain\r\nX: y"), -EINVAL);
+    assert_int_equal(t.rq->res.file_fd, -1);
+    req_free(&t);
 }
 
 static void test_send_file_not_found(void **st)
