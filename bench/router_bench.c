@@ -12,9 +12,12 @@
  *
  * Prints ns/lookup per router size and the 1000-vs-10 ratio; the goal is
  * "routing 1,000 routes costs within 10% of routing 10". --check exits 1
- * when the ratio is above 1.10. Each figure is the best of several rounds,
- * the sizes taking turns within a round, to keep frequency scaling and other
- * tenants of the machine out of the comparison. */
+ * when the ratio is above 1.10. Each figure is the best of several rounds
+ * of thread CPU time, the sizes taking turns within a round, to keep
+ * frequency scaling and other tenants of the machine out of the comparison.
+ * On a busy machine the timings still wander by 10-20%; the instruction
+ * counts of `valgrind --tool=callgrind` (vial_router_match's inclusive cost
+ * per call) compare the sizes deterministically. */
 #include "app/router.h"
 
 #include <stdint.h>

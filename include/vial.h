@@ -226,6 +226,11 @@ const char *vial_req_method(vial_req *rq);
 /* The percent-decoded path (the part the router matched). */
 const char *vial_req_path(vial_req *rq);
 
+/* The decoded path with its length: a decoded %00 is a NUL inside it (as in
+ * Werkzeug), which the plain accessor's C string would cut short. The same
+ * _n variants exist for route parameters and query arguments. */
+const char *vial_req_path_n(vial_req *rq, size_t *len);
+
 /* The raw query string (without '?'), "" when there is none. */
 const char *vial_req_query_string(vial_req *rq);
 
@@ -243,11 +248,15 @@ int vial_req_header_at(vial_req *rq, unsigned i, const char **name, const char *
 /* A route parameter by name (<name>, <int:id>, <path:p>), decoded. */
 const char *vial_req_param(vial_req *rq, const char *name);
 
+const char *vial_req_param_n(vial_req *rq, const char *name, size_t *len);
+
 /* The value of an <int:...> parameter; 0 if absent. */
 int64_t vial_req_param_int(vial_req *rq, const char *name);
 
 /* First value of a query argument, decoded; NULL when absent. */
 const char *vial_req_arg(vial_req *rq, const char *name);
+
+const char *vial_req_arg_n(vial_req *rq, const char *name, size_t *len);
 
 /* Reads an integer query argument into *out: `def` when absent; returns
  * -EINVAL when present but empty, not decimal digits, or outside
@@ -258,6 +267,8 @@ int vial_req_arg_int(vial_req *rq, const char *name, int64_t def, int64_t min, i
 /* Number of query arguments (repeated keys count each time), and the i-th. */
 unsigned vial_req_arg_count(vial_req *rq);
 int vial_req_arg_at(vial_req *rq, unsigned i, const char **name, const char **value);
+int vial_req_arg_at_n(vial_req *rq, unsigned i, const char **name, size_t *name_len,
+                      const char **value, size_t *value_len);
 
 /* The request body (already read and de-chunked); *len may be NULL.
  * Never NULL: an empty body is "" with length 0. */
@@ -444,6 +455,7 @@ void vial_json_obj(vial_json *j);   /* { */
 void vial_json_arr(vial_json *j);   /* [ */
 void vial_json_end(vial_json *j);   /* } or ] */
 void vial_json_key(vial_json *j, const char *key);
+void vial_json_keyn(vial_json *j, const char *key, size_t len);
 void vial_json_str(vial_json *j, const char *s);
 void vial_json_strn(vial_json *j, const char *s, size_t len);
 void vial_json_int(vial_json *j, int64_t v);

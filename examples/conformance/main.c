@@ -143,10 +143,13 @@ static void teardown_async(vial_req *rq, const char *error)
 
 static int not_found(vial_req *rq, vial_res *rs)
 {
+    size_t len;
+    const char *path = vial_req_path_n(rq, &len);
     vial_json *j = vial_json_begin(rs, 404);
     vial_json_obj(j);
     json_kv_str(j, "error", "not found");
-    json_kv_str(j, "path", vial_req_path(rq));
+    vial_json_key(j, "path");
+    vial_json_strn(j, path, len);
     vial_json_end(j);
     return vial_json_finish(j);
 }
@@ -204,7 +207,11 @@ static int index_view(vial_req *rq, vial_res *rs) /* sync */
 
 static int hello(vial_req *rq, vial_res *rs) /* async */
 {
-    return vial_text(rs, 200, "Hello, %s!", vial_req_param(rq, "name"));
+    size_t len; /* the name may hold a decoded NUL: keep its length */
+    const char *name = vial_req_param_n(rq, "name", &len);
+    vial_text(rs, 200, "Hello, ");
+    vial_res_append(rs, name, len);
+    return vial_res_append(rs, "!", 1);
 }
 
 static int user(vial_req *rq, vial_res *rs) /* sync */
@@ -220,7 +227,10 @@ static int files(vial_req *rq, vial_res *rs) /* sync */
 {
     vial_json *j = vial_json_begin(rs, 200);
     vial_json_obj(j);
-    json_kv_str(j, "path", vial_req_param(rq, "p"));
+    size_t len;
+    const char *p = vial_req_param_n(rq, "p", &len);
+    vial_json_key(j, "path");
+    vial_json_strn(j, p, len);
     vial_json_end(j);
     return vial_json_finish(j);
 }
@@ -311,10 +321,33 @@ static void json_multidict(vial_json *j, vial_req *rq, unsigned n, pair_at_fn at
 
 static int args(vial_req *rq, vial_res *rs) /* sync */
 {
+    /* with lengths: keys and values may hold decoded NULs */
+    unsigned n = vial_req_arg_count(rq);
     vial_json *j = vial_json_begin(rs, 200);
     vial_json_obj(j);
     vial_json_key(j, "args");
-    json_multidict(j, rq, vial_req_arg_count(rq), vial_req_arg_at);
+    vial_json_obj(j);
+    for (unsigned i = 0; i < n; i++) {
+        const char *k, *v, *pk;
+        size_t kl, vl, pkl;
+        vial_req_arg_at_n(rq, i, &k, &kl, &v, &vl);
+        int seen = 0;
+        for (unsigned p = 0; p < i && !seen; p++) {
+            vial_req_arg_at_n(rq, p, &pk, &pkl, NULL, NULL);
+            seen = pkl == kl && !memcmp(pk, k, kl);
+        }
+        if (seen)
+            continue;
+        vial_json_keyn(j, k, kl);
+        vial_json_arr(j);
+        for (unsigned q = i; q < n; q++) {
+            vial_req_arg_at_n(rq, q, &pk, &pkl, &v, &vl);
+            if (pkl == kl && !memcmp(pk, k, kl))
+                vial_json_strn(j, v, vl);
+        }
+        vial_json_end(j);
+    }
+    vial_json_end(j);
     vial_json_end(j);
     return vial_json_finish(j);
 }
@@ -459,13 +492,13 @@ static int cookies(vial_req *rq, vial_res *rs) /* sync */
     return vial_json_finish(j);
 }
 
-static int cookie_chars_ok(const char *s, int allow_empty)
+static int cookie_chars_ok(const char *s, size_t len, int allow_empty)
 {
-    if (!*s)
+    if (!len)
         return allow_empty;
-    for (; *s; s++)
-        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
-              strchr("._~-", *s)))
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
+              (s[i] >= '0' && s[i] <= '9') || (s[i] && strchr("._~-", s[i]))))
             return 0;
     return 1;
 }
@@ -475,8 +508,9 @@ static int cookies_set(vial_req *rq, vial_res *rs) /* sync */
     unsigned n = vial_req_arg_count(rq);
     for (unsigned i = 0; i < n; i++) { /* validate all first: no cookie on error */
         const char *k, *v;
-        vial_req_arg_at(rq, i, &k, &v);
-        if (!cookie_chars_ok(k, 0) || !cookie_chars_ok(v, 1))
+        size_t kl, vl;
+        vial_req_arg_at_n(rq, i, &k, &kl, &v, &vl);
+        if (!cookie_chars_ok(k, kl, 0) || !cookie_chars_ok(v, vl, 1))
             return vial_abort_msg(rs, 400, "invalid cookie name or value");
     }
     vial_json *j = vial_json_begin(rs, 200);
@@ -496,8 +530,9 @@ static int cookies_set(vial_req *rq, vial_res *rs) /* sync */
 
 static int cookies_delete(vial_req *rq, vial_res *rs) /* sync */
 {
-    const char *name = vial_req_arg(rq, "name");
-    if (!name || !cookie_chars_ok(name, 0))
+    size_t len;
+    const char *name = vial_req_arg_n(rq, "name", &len);
+    if (!name || !cookie_chars_ok(name, len, 0))
         return vial_abort_msg(rs, 400, "name must be a valid cookie name");
     vial_delete_cookie(rs, name, NULL);
     vial_json *j = vial_json_begin(rs, 200);
@@ -519,7 +554,10 @@ static int echo_body(vial_req *rq, vial_res *rs) /* async */
 
 static int redirect(vial_req *rq, vial_res *rs) /* sync */
 {
-    const char *to = vial_req_arg(rq, "to");
+    size_t to_len;
+    const char *to = vial_req_arg_n(rq, "to", &to_len);
+    if (to && strlen(to) != to_len)
+        return vial_abort_msg(rs, 400, "to must be printable ASCII");
     int64_t code;
     if (vial_req_arg_int(rq, "code", 302, 301, 308, &code) != 0 || code == 304 || code == 305 ||
         code == 306)
@@ -569,8 +607,9 @@ static int sse(vial_req *rq, vial_res *rs) /* async */
     ARG_INT(rq, rs, "n", 3, 0, 10000, &n);
     ARG_INT(rq, rs, "ms", 0, 0, 10000, &ms);
     const char *last = vial_req_header(rq, "Last-Event-ID");
-    if (last && *last && strspn(last, "0123456789") == strlen(last) && strlen(last) < 18)
-        start = strtoll(last, NULL, 10) + 1;
+    if (last && *last && strspn(last, "0123456789") == strlen(last))
+        /* any id past n means nothing is left to send, however many digits */
+        start = strlen(last) < 18 ? strtoll(last, NULL, 10) + 1 : n + 1;
     vial_res_header(rs, "Cache-Control", "no-cache");
     if (vial_stream_begin(rs, 200, "text/event-stream; charset=utf-8") != 0)
         return 0;
@@ -828,7 +867,7 @@ static int api_item(vial_req *rq, vial_res *rs) /* async */
 
 static int api_lifecycle(vial_req *rq, vial_res *rs) /* async */
 {
-    return lifecycle_json(rq, rs);
+    return lifecycle(rq, rs); /* "as /lifecycle", ms included */
 }
 
 static int api_forbidden(vial_req *rq, vial_res *rs) /* sync */

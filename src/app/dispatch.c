@@ -264,6 +264,8 @@ static void copy_params(vial_req *rq, const vial_match *m)
     for (unsigned i = 0; i < m->nparams; i++) {
         rq->params[i].name = m->params[i].name;
         rq->params[i].value = m->params[i].value;
+        rq->params[i].name_len = strlen(m->params[i].name);
+        rq->params[i].value_len = m->params[i].len;
         rq->param_ints[i] = m->params[i].ival;
         rq->param_doubles[i] = m->params[i].dval;
     }
@@ -271,13 +273,14 @@ static void copy_params(vial_req *rq, const vial_match *m)
 
 /* For OPTIONS, the rule that answers (so its blueprint's hooks apply): any
  * rule of the path, found through one of its methods. */
-static const vial_rule *rule_for_options(vial_app *app, vial_req *rq, const char *path, const char *allow)
+static const vial_rule *rule_for_options(vial_app *app, vial_req *rq, const char *path, size_t path_len,
+                                         const char *allow)
 {
     char buf[256];
     snprintf(buf, sizeof buf, "%s", allow);
     vial_match m;
     for (char *tok = strtok(buf, ", "); tok; tok = strtok(NULL, ", "))
-        if (vial_router_match(app->router, path, tok, &rq->arena, &m) == VIAL_MATCH_OK)
+        if (vial_router_match_n(app->router, path, path_len, tok, &rq->arena, &m) == VIAL_MATCH_OK)
             return m.target;
     return NULL;
 }
@@ -301,16 +304,17 @@ void vial_app_serve(void *data, vial_req *rq)
     vial_app *app = data;
     vial_res *rs = &rq->res;
     rq->app = app;
-    const char *path = vial_req_path(rq);
+    size_t path_len;
+    const char *path = vial_req_path_n(rq, &path_len);
     const char *method = vial_req_method(rq);
     /* Whatever answers a HEAD request (view, error, redirect) sends no body. */
     rq->is_head = !strcmp(method, "HEAD");
 
     vial_match m;
-    int mr = vial_router_match(app->router, path, method, &rq->arena, &m);
+    int mr = vial_router_match_n(app->router, path, path_len, method, &rq->arena, &m);
     if (mr != VIAL_MATCH_OK && rq->is_head) {
         vial_match mg;
-        if (vial_router_match(app->router, path, "GET", &rq->arena, &mg) == VIAL_MATCH_OK) {
+        if (vial_router_match_n(app->router, path, path_len, "GET", &rq->arena, &mg) == VIAL_MATCH_OK) {
             m = mg;
             mr = VIAL_MATCH_OK;
         }
@@ -322,10 +326,10 @@ void vial_app_serve(void *data, vial_req *rq)
         rule = m.target;
         copy_params(rq, &m);
     } else if (mr == VIAL_MATCH_METHOD) {
-        allow = vial_router_allow(app->router, path, &rq->arena);
+        allow = vial_router_allow_n(app->router, path, path_len, &rq->arena);
         options = !strcmp(method, "OPTIONS");
         if (options && allow)
-            rule = rule_for_options(app, rq, path, allow);
+            rule = rule_for_options(app, rq, path, path_len, allow);
     }
     rq->route = rule;
     vial_coro *co = vial_coro_current();

@@ -572,8 +572,9 @@ static const char *located(vial_arena *a, const char *body, size_t off, const ch
     return m;
 }
 
-/* yajl's message minus the "parse error: " style prefix it repeats and its
- * trailing newline. */
+/* yajl's message ("lexical error: invalid char in json text.\n") without
+ * its trailing period and newline. It lives in the arena, like every yajl
+ * allocation. */
 static const char *yajl_reason(yajl_handle h, vial_arena *a)
 {
     unsigned char *e = yajl_get_error(h, 0, NULL, 0);
@@ -582,7 +583,8 @@ static const char *yajl_reason(yajl_handle h, vial_arena *a)
     size_t n = strlen((char *)e);
     while (n && (e[n - 1] == '\n' || e[n - 1] == ' ' || e[n - 1] == '.'))
         n--;
-    return vial_arena_strndup(a, (char *)e, n);
+    const char *r = vial_arena_strndup(a, (char *)e, n);
+    return r ? r : "syntax error";
 }
 
 /* Offset of the first non-whitespace byte in text[from..len), or len. */

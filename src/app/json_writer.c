@@ -101,7 +101,7 @@ static void put_string(vial_json *j, const char *s, size_t n)
     put(j, "\"", 1);
 }
 
-void vial_json_key(vial_json *j, const char *key)
+void vial_json_keyn(vial_json *j, const char *key, size_t len)
 {
     if (!j->depth || !j->is_obj[j->depth] || j->after_key) {
         j->err = -EINVAL;
@@ -110,9 +110,14 @@ void vial_json_key(vial_json *j, const char *key)
     if (j->need_comma[j->depth])
         put(j, ",", 1);
     j->need_comma[j->depth] = 1;
-    put_string(j, key, strlen(key));
+    put_string(j, key, len);
     put(j, ":", 1);
     j->after_key = 1;
+}
+
+void vial_json_key(vial_json *j, const char *key)
+{
+    vial_json_keyn(j, key, strlen(key));
 }
 
 void vial_json_strn(vial_json *j, const char *s, size_t n)

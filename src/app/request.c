@@ -123,11 +123,22 @@ const char *vial_req_method(vial_req *rq)
     return rq->method_z;
 }
 
-const char *vial_req_path(vial_req *rq)
+const char *vial_req_path_n(vial_req *rq, size_t *len)
 {
     if (!rq->path_z)
-        rq->path_z = vial_url_decode(&rq->arena, rq->head.path.p, rq->head.path.len, 0, NULL);
-    return rq->path_z ? rq->path_z : "/";
+        rq->path_z = vial_url_decode(&rq->arena, rq->head.path.p, rq->head.path.len, 0, &rq->path_len);
+    if (!rq->path_z) {
+        rq->path_z = "/";
+        rq->path_len = 1;
+    }
+    if (len)
+        *len = rq->path_len;
+    return rq->path_z;
+}
+
+const char *vial_req_path(vial_req *rq)
+{
+    return vial_req_path_n(rq, NULL);
 }
 
 const char *vial_req_query_string(vial_req *rq)
@@ -196,12 +207,20 @@ int vial_req_header_at(vial_req *rq, unsigned i, const char **name, const char *
     return 0;
 }
 
-const char *vial_req_param(vial_req *rq, const char *name)
+const char *vial_req_param_n(vial_req *rq, const char *name, size_t *len)
 {
     for (unsigned i = 0; i < rq->nparams; i++)
-        if (!strcmp(rq->params[i].name, name))
+        if (!strcmp(rq->params[i].name, name)) {
+            if (len)
+                *len = rq->params[i].value_len;
             return rq->params[i].value;
+        }
     return NULL;
+}
+
+const char *vial_req_param(vial_req *rq, const char *name)
+{
+    return vial_req_param_n(rq, name, NULL);
 }
 
 int64_t vial_req_param_int(vial_req *rq, const char *name)
@@ -230,8 +249,9 @@ static void parse_args(vial_req *rq)
             const char *eq = memchr(p, '=', (size_t)(e - p));
             const char *ke = eq ? eq : e;
             vial_kv *kv = &rq->args[rq->nargs];
-            kv->name = vial_url_decode(&rq->arena, p, (size_t)(ke - p), 1, NULL);
-            kv->value = eq ? vial_url_decode(&rq->arena, eq + 1, (size_t)(e - eq - 1), 1, NULL) : "";
+            kv->value_len = 0;
+            kv->name = vial_url_decode(&rq->arena, p, (size_t)(ke - p), 1, &kv->name_len);
+            kv->value = eq ? vial_url_decode(&rq->arena, eq + 1, (size_t)(e - eq - 1), 1, &kv->value_len) : "";
             if (kv->name && kv->value)
                 rq->nargs++;
         }
@@ -239,33 +259,49 @@ static void parse_args(vial_req *rq)
     }
 }
 
-const char *vial_req_arg(vial_req *rq, const char *name)
+static const vial_kv *find_arg(vial_req *rq, const char *name)
 {
     if (!rq->args_parsed)
         parse_args(rq);
+    size_t n = strlen(name);
     for (unsigned i = 0; i < rq->nargs; i++)
-        if (!strcmp(rq->args[i].name, name))
-            return rq->args[i].value;
+        if (rq->args[i].name_len == n && !memcmp(rq->args[i].name, name, n))
+            return &rq->args[i];
     return NULL;
+}
+
+const char *vial_req_arg_n(vial_req *rq, const char *name, size_t *len)
+{
+    const vial_kv *kv = find_arg(rq, name);
+    if (kv && len)
+        *len = kv->value_len;
+    return kv ? kv->value : NULL;
+}
+
+const char *vial_req_arg(vial_req *rq, const char *name)
+{
+    return vial_req_arg_n(rq, name, NULL);
 }
 
 int vial_req_arg_int(vial_req *rq, const char *name, int64_t def, int64_t min, int64_t max,
                      int64_t *out)
 {
-    const char *v = vial_req_arg(rq, name);
+    size_t len;
+    const char *v = vial_req_arg_n(rq, name, &len);
     if (!v) {
         *out = def;
         return 0;
     }
-    if (!*v)
+    if (!len)
         return -EINVAL;
     uint64_t x = 0;
-    for (const char *p = v; *p; p++) {
-        if (*p < '0' || *p > '9')
+    for (size_t i = 0; i < len; i++) { /* a decoded NUL is not a digit either */
+        if (v[i] < '0' || v[i] > '9')
             return -EINVAL;
-        x = x * 10 + (uint64_t)(*p - '0');
-        if (x > (uint64_t)INT64_MAX)
+        unsigned d = (unsigned)(v[i] - '0');
+        if (x > ((uint64_t)INT64_MAX - d) / 10) /* checked before it can wrap */
             return -EINVAL;
+        x = x * 10 + d;
     }
     if ((int64_t)x < min || (int64_t)x > max)
         return -EINVAL;
@@ -278,6 +314,24 @@ unsigned vial_req_arg_count(vial_req *rq)
     if (!rq->args_parsed)
         parse_args(rq);
     return rq->nargs;
+}
+
+int vial_req_arg_at_n(vial_req *rq, unsigned i, const char **name, size_t *name_len,
+                      const char **value, size_t *value_len)
+{
+    if (!rq->args_parsed)
+        parse_args(rq);
+    if (i >= rq->nargs)
+        return -ERANGE;
+    if (name)
+        *name = rq->args[i].name;
+    if (name_len)
+        *name_len = rq->args[i].name_len;
+    if (value)
+        *value = rq->args[i].value;
+    if (value_len)
+        *value_len = rq->args[i].value_len;
+    return 0;
 }
 
 int vial_req_arg_at(vial_req *rq, unsigned i, const char **name, const char **value)

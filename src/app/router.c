@@ -57,14 +57,15 @@ struct node {
     size_t elen;
     bool is_conv;
     conv_spec conv;
-    /* Static children; keys[i] is the first byte of kids[i]'s edge, so the
-     * child for the next path byte is one memchr away. */
+    /* Static children; keys[i] is the first byte of kids[i]'s edge (no two
+     * children share one), so the next path byte picks at most one child. */
     unsigned char *keys;
     node **kids;
     unsigned nkids;
-    /* With many static children (digits after "/resource"...), index[c] is
-     * the position of the child starting with byte c, or any position whose
-     * key then fails to equal c; NULL while the fan-out is small. */
+    /* With many static children (the first letters of a hundred resource
+     * names), index[c] is the position of the child starting with byte c, or
+     * 0 when there is none (then keys[0] != c): one load instead of a scan.
+     * NULL while the fan-out is small. */
     unsigned char *index;
     node **convs; /* converter children, in precedence order */
     unsigned nconvs;

@@ -91,8 +91,9 @@ const char *vial_router_rule_pattern(const vial_router_rule *rule);
  * Werkzeug's to_url writes it: "007" -> "7", float "2" -> "2.0", uuid in
  * lower case); the rest become "?k=v&..." in order, pairs with a NULL value
  * skipped. Encoding: path values and static text keep unreserved characters
- * and !$&'()*+,:;=@ (Werkzeug's quote), plus '/' for <path:> values only
- * (a <string> value's '/' becomes %2F); query keys and values go through
+ * and !$&'()*+,:;=@ (Werkzeug's quote), and '/' in static text and <path:>
+ * values only (a <string> value's '/' becomes %2F; Werkzeug would keep it,
+ * making a URL that cannot match); query keys and values go through
  * urlencode's rules (Werkzeug 3's _urlencode): ' ' -> '+', unreserved and
  * !$'()*,/:;?@ kept, everything else (& = + # % ...) %XX. Returns the URL
  * in a, or NULL when a parameter is missing or does not convert. */

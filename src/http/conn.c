@@ -113,6 +113,8 @@ static void conn_destroy(vial_conn *c)
 
 /* --- waiting ----------------------------------------------------------------- */
 
+static int conn_flush(vial_conn *c);
+
 static int conn_wait(vial_conn *c, unsigned ev, uint64_t deadline)
 {
     vial_loop *l = &c->thr->loop;
@@ -144,6 +146,10 @@ static ssize_t conn_read(vial_conn *c, char *dst, size_t cap, uint64_t deadline)
         if (errno != EAGAIN)
             return -errno;
         c->in_ready = 0;
+        /* Never wait for input with responses still buffered: the client may
+         * be waiting for them before it sends more. */
+        if (c->wpos < c->wlen && conn_flush(c) < 0)
+            return -EPIPE;
         int r = conn_wait(c, VIAL_IO_READ, deadline);
         if (r < 0)
             return r;

@@ -37,6 +37,7 @@ typedef struct vial_cleanup {
 typedef struct vial_kv {
     const char *name;
     const char *value;
+    size_t name_len, value_len; /* a decoded %00 puts NULs inside */
 } vial_kv;
 
 typedef struct vial_res_header_t {
@@ -95,6 +96,7 @@ struct vial_req {
 
     /* filled lazily */
     const char *method_z, *path_z, *query_z;
+    size_t path_len;
     vial_kv *args;
     unsigned nargs;
     int args_parsed;

@@ -321,6 +321,7 @@ def test_body_of_exactly_1mib_is_accepted(server):
     ("/methods/", "/methods/"),
     ("/%E2%82%AC", "/\u20ac"),
     ("/x%FFy", "/x\ufffdy"),
+    ("/users/1%00", "/users/1\u0000"),
     ("/api/v1/unknown", "/api/v1/unknown"),
     ("/api/v1/items/-1", "/api/v1/items/-1"),
 ])

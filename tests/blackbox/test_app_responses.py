@@ -255,3 +255,17 @@ def test_streams_concurrently(server):
     for r, _ in res:
         assert r.status == 200 and r.body == lines(3), r
     assert total < 1.5, "8 concurrent 0.4 s streams took %.2f s" % total
+
+
+@pytest.mark.parametrize("target,ctype", [("/stream?n=3", TEXT), ("/sse?n=2", None)])
+def test_head_of_streamed_route(server, target, ctype):
+    """Automatic HEAD on a streamed GET route: same status and headers, no body; the
+    connection carries on with the next response directly."""
+    with connect(server) as c:
+        g = c.request(req("GET", target))
+        h = c.request(req("HEAD", target), method="HEAD")
+        assert h.status == 200 == g.status, (g, h)
+        assert h.header("content-type") == g.header("content-type"), (g, h)
+        assert h.header("cache-control") == g.header("cache-control"), (g, h)
+        assert_hooks(h)
+        assert c.request(req("GET", "/")).body == b"vial conformance"

@@ -389,6 +389,8 @@ static int is_lower_hex(const char *s, size_t n, void *arg)
 
 static int is_even_len(const char *s, size_t n, void *arg)
 {
+    (void)s;
+    (void)arg;
     return n % 2 == 0;
 }
 
@@ -697,6 +699,247 @@ static void test_match_allocates_only_values(void **state)
     assert_string_equal(m.params[1].value, "12");
 }
 
+/* --- randomized cross-check -------------------------------------------------------------
+ * Random rule sets and paths, checked against a per-rule reference matcher:
+ * the router's answer must be one a rule-by-rule search allows (the rule
+ * matches, has the method, gives the same values; 405 and 308 exactly when
+ * they should be; Allow is the union of the matching rules' methods). */
+
+enum { R_STATIC, R_INT, R_FLOAT, R_STRING, R_PATH };
+
+typedef struct ref_tok {
+    int kind;
+    const char *text; /* R_STATIC */
+} ref_tok;
+
+typedef struct ref_rule {
+    ref_tok toks[4];
+    int ntoks, slash, methods; /* methods: bit 0 GET, 1 POST, 2 PUT */
+    vial_router_rule *rule;
+} ref_rule;
+
+static const char *const method_names[] = {"GET", "POST", "PUT"};
+static const char *const words[] = {"a", "b", "ab", "1", "12", "1.5", "x.y"};
+#define NWORDS (sizeof words / sizeof words[0])
+
+static int ref_seg_ok(int kind, const char *s, size_t n)
+{
+    if (!n)
+        return 0;
+    size_t i = 0;
+    switch (kind) {
+    case R_INT:
+        for (; i < n; i++)
+            if (s[i] < '0' || s[i] > '9')
+                return 0;
+        return 1;
+    case R_FLOAT: {
+        size_t dot = 0, ndots = 0;
+        for (; i < n; i++)
+            if (s[i] == '.')
+                dot = i, ndots++;
+            else if (s[i] < '0' || s[i] > '9')
+                return 0;
+        return ndots == 1 && dot > 0 && dot < n - 1;
+    }
+    default:
+        return 1;
+    }
+}
+
+/* Does the rule match path[pos..n) from token t on? Values go to vals. */
+static int ref_match_from(const ref_rule *rr, int t, const char *path, size_t pos, size_t n,
+                          size_t (*vals)[2], int nv)
+{
+    if (t == rr->ntoks) {
+        if (rr->slash)
+            return pos + 1 == n && path[pos] == '/';
+        return pos == n;
+    }
+    if (pos >= n || path[pos] != '/')
+        return 0;
+    pos++;
+    const ref_tok *tk = &rr->toks[t];
+    if (tk->kind == R_STATIC) {
+        size_t l = strlen(tk->text);
+        if (n - pos < l || memcmp(path + pos, tk->text, l) || (pos + l < n && path[pos + l] != '/'))
+            return 0;
+        return ref_match_from(rr, t + 1, path, pos + l, n, vals, nv);
+    }
+    if (tk->kind == R_PATH) {
+        if (pos >= n || path[pos] == '/')
+            return 0;
+        for (size_t e = pos + 1; e <= n; e++) {
+            if (e < n && path[e] != '/')
+                continue;
+            vals[nv][0] = pos;
+            vals[nv][1] = e - pos;
+            if (ref_match_from(rr, t + 1, path, e, n, vals, nv + 1))
+                return 1;
+        }
+        return 0;
+    }
+    size_t e = pos;
+    while (e < n && path[e] != '/')
+        e++;
+    if (!ref_seg_ok(tk->kind, path + pos, e - pos))
+        return 0;
+    vals[nv][0] = pos;
+    vals[nv][1] = e - pos;
+    return ref_match_from(rr, t + 1, path, e, n, vals, nv + 1);
+}
+
+/* A static rule's trailing slash is a token of its own in the router; the
+ * reference reads "/a/" as tokens then a slash. A <path:> at the end takes
+ * the slash into its value instead, which ref_match_from handles because
+ * the path branch tries the end of the string last. */
+static int ref_match(const ref_rule *rr, const char *path, size_t (*vals)[2])
+{
+    return ref_match_from(rr, 0, path, 0, strlen(path), vals, 0);
+}
+
+static unsigned rnd_state = 12345;
+static unsigned rnd(unsigned n)
+{
+    rnd_state = rnd_state * 1103515245u + 12345u;
+    return (rnd_state >> 16) % n;
+}
+
+static void random_rule(ref_rule *rr, char *pattern, size_t cap)
+{
+    memset(rr, 0, sizeof *rr);
+    rr->ntoks = 1 + (int)rnd(3);
+    size_t len = 0;
+    pattern[0] = 0;
+    for (int t = 0; t < rr->ntoks; t++) {
+        int kind = rnd(10) < 5 ? R_STATIC : 1 + (int)rnd(4);
+        if (kind == R_PATH && t == 0 && rnd(2))
+            kind = R_STRING;
+        rr->toks[t].kind = kind;
+        static const char *const conv[] = {"", "int:", "float:", "", "path:"};
+        if (kind == R_STATIC) {
+            rr->toks[t].text = words[rnd(NWORDS)];
+            len += (size_t)snprintf(pattern + len, cap - len, "/%s", rr->toks[t].text);
+        } else {
+            len += (size_t)snprintf(pattern + len, cap - len, "/<%sp%d>", conv[kind], t);
+        }
+    }
+    rr->slash = rnd(4) == 0;
+    if (rr->slash)
+        snprintf(pattern + len, cap - len, "/");
+    rr->methods = 1 + (int)rnd(7);
+}
+
+static void random_path(char *path, size_t cap)
+{
+    int nseg = 1 + (int)rnd(4);
+    size_t len = 0;
+    for (int i = 0; i < nseg; i++)
+        len += (size_t)snprintf(path + len, cap - len, "/%s", words[rnd(NWORDS)]);
+    if (rnd(4) == 0)
+        snprintf(path + len, cap - len, "/");
+}
+
+static void cross_check_one(vial_router *r, ref_rule *rules, int nrules, const char *path)
+{
+    size_t vals[8][2];
+    int any = 0, any_slash = 0;
+    char slashed[160];
+    snprintf(slashed, sizeof slashed, "%s/", path);
+    unsigned allow_bits = 0;
+    for (int i = 0; i < nrules; i++) {
+        if (ref_match(&rules[i], path, vals)) {
+            any = 1;
+            allow_bits |= (unsigned)rules[i].methods;
+        }
+        any_slash |= ref_match(&rules[i], slashed, vals);
+    }
+    for (int mi = 0; mi < 3; mi++) {
+        int rc = match(r, path, method_names[mi]);
+        int has_method = 0;
+        for (int i = 0; i < nrules; i++)
+            if ((rules[i].methods >> mi & 1) && ref_match(&rules[i], path, vals))
+                has_method = 1;
+        if (has_method) {
+            if (rc != VIAL_MATCH_OK)
+                fail_msg("%s %s: %d, expected a match", method_names[mi], path, rc);
+            ref_rule *rr = NULL;
+            for (int i = 0; i < nrules; i++)
+                if (rules[i].rule == m.rule)
+                    rr = &rules[i];
+            assert_non_null(rr);
+            if (!(rr->methods >> mi & 1) || !ref_match(rr, path, vals))
+                fail_msg("%s %s: matched %s, which does not match", method_names[mi], path,
+                         vial_router_rule_pattern(m.rule));
+            for (unsigned k = 0; k < m.nparams; k++)
+                if (m.params[k].len != vals[k][1] ||
+                    memcmp(m.params[k].value, path + vals[k][0], vals[k][1]))
+                    fail_msg("%s %s: value %u of %s differs", method_names[mi], path, k,
+                             vial_router_rule_pattern(m.rule));
+        } else if (any) {
+            if (rc != VIAL_MATCH_METHOD)
+                fail_msg("%s %s: %d, expected 405", method_names[mi], path, rc);
+        } else if (any_slash) {
+            if (rc != VIAL_MATCH_REDIRECT)
+                fail_msg("%s %s: %d, expected 308", method_names[mi], path, rc);
+        } else if (rc != VIAL_MATCH_NONE) {
+            fail_msg("%s %s: %d, expected 404", method_names[mi], path, rc);
+        }
+    }
+    char *al = allow(r, path);
+    if (!any) {
+        assert_null(al);
+        return;
+    }
+    char want[64] = "";
+    static const char *const sorted[] = {"GET", "HEAD", "OPTIONS", "POST", "PUT"};
+    for (int k = 0; k < 5; k++) {
+        int in = !strcmp(sorted[k], "OPTIONS") || (!strcmp(sorted[k], "HEAD") && (allow_bits & 1)) ||
+                 (!strcmp(sorted[k], "GET") && (allow_bits & 1)) ||
+                 (!strcmp(sorted[k], "POST") && (allow_bits & 2)) ||
+                 (!strcmp(sorted[k], "PUT") && (allow_bits & 4));
+        if (in)
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%s", *want ? ", " : "",
+                     sorted[k]);
+    }
+    assert_non_null(al);
+    if (strcmp(al, want))
+        fail_msg("Allow %s: \"%s\", expected \"%s\"", path, al, want);
+}
+
+static void test_randomized_cross_check(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 300; round++) {
+        vial_router *r = vial_router_new();
+        assert_non_null(r);
+        ref_rule rules[24];
+        int n = 0;
+        int want = 1 + (int)rnd(24);
+        for (int i = 0; i < want; i++) {
+            char pattern[96];
+            random_rule(&rules[n], pattern, sizeof pattern);
+            const char *ms[4];
+            int k = 0;
+            for (int b = 0; b < 3; b++)
+                if (rules[n].methods >> b & 1)
+                    ms[k++] = method_names[b];
+            ms[k] = NULL;
+            int rc = vial_router_add(r, pattern, ms, NULL, &rules[n].rule);
+            if (rc == -EEXIST)
+                continue;
+            assert_int_equal(rc, 0);
+            n++;
+        }
+        for (int i = 0; i < 40; i++) {
+            char path[128];
+            random_path(path, sizeof path);
+            cross_check_one(r, rules, n, path);
+        }
+        vial_router_free(r);
+    }
+}
+
 /* --- building (url_for) --------------------------------------------------------------- */
 
 static vial_router_rule *add_rule(vial_router *r, const char *methods, const char *pattern)
@@ -761,6 +1004,7 @@ static void test_build_encoding(void **state)
 
 static int is_abc(const char *s, size_t n, void *arg)
 {
+    (void)arg;
     return n == 3 && !memcmp(s, "abc", 3);
 }
 
@@ -937,6 +1181,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_redirect_through_path_converter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_match_allocates_only_values, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_randomized_cross_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_build_spec_examples, setup, teardown),
         cmocka_unit_test_setup_teardown(test_build_encoding, setup, teardown),
         cmocka_unit_test_setup_teardown(test_build_converters, setup, teardown),
