@@ -94,11 +94,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char *nl = memchr(in + start, '\n', size - start);
         size_t end = nl ? (size_t)(nl - in) : size;
         if (fields) {
-            vial_http_header *o = &rq->head.headers[rq->head.nheaders++];
+            vial_http_field *o = &rq->head.headers[rq->head.nheaders++];
             o->name = (vial_span){"Cookies", 7}; /* not a Cookie field */
             o->value = (vial_span){"x=1", 3};
         }
-        vial_http_header *h = &rq->head.headers[rq->head.nheaders++];
+        vial_http_field *h = &rq->head.headers[rq->head.nheaders++];
         h->name = (vial_span){fields % 2 ? "cookie" : "Cookie", 6};
         h->value = (vial_span){in + start, end - start};
         reference(in + start, end - start);

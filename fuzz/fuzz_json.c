@@ -33,24 +33,6 @@ void vial_json_value(vial_json *j, const vial_jv *v);
         }                                                                     \
     } while (0)
 
-/* The writer appends through vial_res_append (response.c, which would drag
- * in the server); this stand-in keeps the body in a malloc'd buffer. */
-static char *out;
-static size_t out_len, out_cap;
-
-int vial_res_append(vial_res *rs, const void *data, size_t len)
-{
-    (void)rs;
-    if (out_len + len > out_cap) {
-        out_cap = (out_len + len) * 2 + 256;
-        out = realloc(out, out_cap);
-        CHECK(out);
-    }
-    memcpy(out + out_len, data, len);
-    out_len += len;
-    return 0;
-}
-
 static vial_req *rq, *rq2;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -66,7 +48,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 static int parse(vial_req *r, const char *body, size_t len, const vial_jv **v)
 {
     vial_exchange_init(r, NULL, NULL);
-    vial_http_header *h = &r->head.headers[0];
+    vial_http_field *h = &r->head.headers[0];
     h->name = (vial_span){"Content-Type", 12};
     h->value = (vial_span){"application/json; charset=utf-8", 31};
     r->head.nheaders = 1;
@@ -239,12 +221,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* json_writer.c nests at most 63 levels today; deeper values are not
      * written back */
     if (st == 0 && depth_of(v) < 63 && !has_nul_key(v)) {
-        out_len = 0;
         vial_json *j = vial_json_begin(&rq->res, 200);
         vial_json_value(j, v);
         CHECK(vial_json_finish(j) == 0);
+        size_t out_len = rq->res.body_len;
         char *copy = malloc(out_len ? out_len : 1);
-        memcpy(copy, out, out_len);
+        memcpy(copy, rq->res.body, out_len);
         const vial_jv *v2;
         int st2 = parse(rq2, copy, out_len, &v2);
         if (st2 != 0)

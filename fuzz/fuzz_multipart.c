@@ -227,7 +227,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 static void form(const char *ct, size_t ctlen, const char *body, size_t len)
 {
     vial_exchange_init(rq, NULL, NULL);
-    vial_http_header *h = &rq->head.headers[0];
+    vial_http_field *h = &rq->head.headers[0];
     h->name.p = "Content-Type";
     h->name.len = 12;
     h->value.p = ct;

@@ -70,7 +70,7 @@ static int same_span(vial_span a, vial_span b)
     return a.p == b.p && a.len == b.len;
 }
 
-static void check_head(const vial_http_request *r, const char *buf, int rc)
+static void check_head(const vial_http_head *r, const char *buf, int rc)
 {
     const char *end = buf + rc;
     check_span(r->method, buf, end);
@@ -119,7 +119,7 @@ static int known_status(int st)
     return 0;
 }
 
-static vial_http_request req, req2;
+static vial_http_head req, req2;
 
 /* Parses one head and checks it against the scalar build and a prefix. */
 static int parse_head(const char *buf, size_t len, int *status)

@@ -26,7 +26,7 @@ static int is_ows(char c)
     return c == ' ' || c == '\t';
 }
 
-static int is_cookie_header(const vial_http_header *h)
+static int is_cookie_header(const vial_http_field *h)
 {
     return h->name.len == 6 && !strncasecmp(h->name.p, "Cookie", 6);
 }
@@ -75,7 +75,7 @@ static void parse(vial_req *rq, struct vial_cookies *c)
 {
     unsigned cap = 0;
     for (unsigned i = 0; i < rq->head.nheaders; i++) {
-        const vial_http_header *h = &rq->head.headers[i];
+        const vial_http_field *h = &rq->head.headers[i];
         if (!is_cookie_header(h))
             continue;
         cap++;
@@ -100,7 +100,7 @@ static void parse(vial_req *rq, struct vial_cookies *c)
         }
     }
     for (unsigned i = 0; i < rq->head.nheaders; i++) {
-        const vial_http_header *h = &rq->head.headers[i];
+        const vial_http_field *h = &rq->head.headers[i];
         if (!is_cookie_header(h))
             continue;
         const char *p = h->value.p, *end = p + h->value.len;

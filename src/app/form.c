@@ -560,7 +560,7 @@ static struct vial_form *form_get(vial_req *rq)
         return &empty_oom; /* not cached: a later call may succeed */
     memset(f, 0, sizeof *f);
     rq->form = f;
-    const vial_http_header *h = vial_http_find_header(&rq->head, "Content-Type");
+    const vial_http_field *h = vial_http_find_header(&rq->head, "Content-Type");
     if (!h)
         return f;
     const char *ct = h->value.p;

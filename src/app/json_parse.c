@@ -529,7 +529,7 @@ static const yajl_callbacks callbacks = {
 
 /* application/json or application/<x>+json, parameters allowed,
  * case-insensitive. */
-static int json_media_type(const vial_http_header *h)
+static int json_media_type(const vial_http_field *h)
 {
     if (!h)
         return 0;

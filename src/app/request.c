@@ -156,11 +156,11 @@ int vial_req_http_minor(vial_req *rq)
 const char *vial_req_header(vial_req *rq, const char *name)
 {
     size_t nlen = strlen(name);
-    const vial_http_header *first = NULL;
+    const vial_http_field *first = NULL;
     size_t total = 0;
     unsigned count = 0;
     for (unsigned i = 0; i < rq->head.nheaders; i++) {
-        const vial_http_header *h = &rq->head.headers[i];
+        const vial_http_field *h = &rq->head.headers[i];
         if (h->name.len == nlen && !strncasecmp(h->name.p, name, nlen)) {
             if (!first)
                 first = h;
@@ -176,7 +176,7 @@ const char *vial_req_header(vial_req *rq, const char *name)
     if (!out)
         return NULL;
     for (unsigned i = 0; i < rq->head.nheaders; i++) {
-        const vial_http_header *h = &rq->head.headers[i];
+        const vial_http_field *h = &rq->head.headers[i];
         if (h->name.len == nlen && !strncasecmp(h->name.p, name, nlen)) {
             if (o != out) {
                 *o++ = ',';
@@ -199,7 +199,7 @@ int vial_req_header_at(vial_req *rq, unsigned i, const char **name, const char *
 {
     if (i >= rq->head.nheaders)
         return -ERANGE;
-    const vial_http_header *h = &rq->head.headers[i];
+    const vial_http_field *h = &rq->head.headers[i];
     if (name)
         *name = vial_arena_strndup(&rq->arena, h->name.p, h->name.len);
     if (value)

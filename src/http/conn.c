@@ -266,7 +266,7 @@ static void conn_reject(vial_conn *c, int status)
 
 /* Returns the head length (> 0), 0 when the connection should go idle (no
  * bytes pending), -1 to close (with *status set when a response is due). */
-static int read_head(vial_conn *c, vial_http_request *h, int *status)
+static int read_head(vial_conn *c, vial_http_head *h, int *status)
 {
     uint64_t deadline = 0;
     uint32_t scanned = c->rpos, parsed_at = c->rpos;

@@ -73,7 +73,7 @@ struct vial_res {
 };
 
 struct vial_req {
-    vial_http_request head;
+    vial_http_head head;
     struct vial_conn *conn;     /* NULL under the test client */
     struct vial_server *server;
     struct vial_app *app;

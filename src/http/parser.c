@@ -224,7 +224,7 @@ static int valid_authority(const char *p, size_t n)
     return 1;
 }
 
-static void split_query(vial_http_request *req, const char *p, size_t n)
+static void split_query(vial_http_head *req, const char *p, size_t n)
 {
     const char *q = memchr(p, '?', n);
     if (q) {
@@ -238,7 +238,7 @@ static void split_query(vial_http_request *req, const char *p, size_t n)
 
 /* Sorts the complete target into origin-form, absolute-form or "*" and fills
  * path and query; anything else (authority-form included) is a 400. */
-static int classify_target(vial_http_request *req)
+static int classify_target(vial_http_head *req)
 {
     const char *t = req->target.p;
     size_t n = req->target.len, i;
@@ -297,7 +297,7 @@ static int version_prefix_ok(const char *v, size_t n)
 }
 
 static int parse_request_line(const char *buf, size_t len, size_t *ppos,
-                              vial_http_request *req, int *status)
+                              vial_http_head *req, int *status)
 {
     size_t pos = *ppos, start = pos, end;
 
@@ -499,7 +499,7 @@ static void expect(struct semantics *s, const char *v, size_t n)
 
 /* Dispatches on length first: most fields are none of these and cost one
  * switch. */
-static void note_field(struct semantics *s, const vial_http_header *h)
+static void note_field(struct semantics *s, const vial_http_field *h)
 {
     const char *n = h->name.p, *v = h->value.p;
     size_t vn = h->value.len;
@@ -534,7 +534,7 @@ static void note_field(struct semantics *s, const vial_http_header *h)
 
 /* The whole-head rules, in a fixed order: malformed framing (400) before the
  * unsupported coding (501), the body limit (413) and the expectation (417). */
-static int judge(const struct semantics *s, vial_http_request *req, int *status)
+static int judge(const struct semantics *s, vial_http_head *req, int *status)
 {
     int http11 = req->version_minor == 1;
 
@@ -575,7 +575,7 @@ static inline int out_of_input(size_t seen, size_t budget, int *status)
 }
 
 static int parse_fields(const char *buf, size_t len, size_t *ppos,
-                        vial_http_request *req, struct semantics *sem, int *status)
+                        vial_http_head *req, struct semantics *sem, int *status)
 {
     size_t pos = *ppos, hbytes = 0;
     unsigned n = 0;
@@ -611,7 +611,7 @@ static int parse_fields(const char *buf, size_t len, size_t *ppos,
          * before the colon, an empty name, a line without a colon: all 400. */
         if (buf[pos] != ':' || pos == line0)
             return fail(status, 400);
-        vial_http_header *h = &req->headers[n];
+        vial_http_field *h = &req->headers[n];
         h->name = (vial_span){buf + line0, pos - line0};
 
         pos++;
@@ -651,7 +651,7 @@ static int parse_fields(const char *buf, size_t len, size_t *ppos,
 
 /* ---- public: head ---------------------------------------------------------- */
 
-int vial_http_parse_request(const char *buf, size_t len, vial_http_request *req, int *status)
+int vial_http_parse_request(const char *buf, size_t len, vial_http_head *req, int *status)
 {
     struct semantics sem = {0};
     size_t pos = 0;
@@ -677,11 +677,11 @@ int vial_http_parse_request(const char *buf, size_t len, vial_http_request *req,
     return (int)pos;
 }
 
-const vial_http_header *vial_http_find_header(const vial_http_request *req, const char *name)
+const vial_http_field *vial_http_find_header(const vial_http_head *req, const char *name)
 {
     size_t n = strlen(name);
     for (unsigned i = 0; i < req->nheaders; i++) {
-        const vial_http_header *h = &req->headers[i];
+        const vial_http_field *h = &req->headers[i];
         if (h->name.len != n)
             continue;
         size_t k = 0;

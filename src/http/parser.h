@@ -34,12 +34,12 @@ enum vial_http_body_kind {
     VIAL_BODY_CHUNKED = 2, /* Transfer-Encoding: chunked */
 };
 
-typedef struct vial_http_header {
+typedef struct vial_http_field {
     vial_span name;  /* as sent (case preserved) */
     vial_span value; /* leading and trailing SP/HTAB removed */
-} vial_http_header;
+} vial_http_field;
 
-typedef struct vial_http_request {
+typedef struct vial_http_head {
     vial_span method;  /* token, case-sensitive */
     vial_span target;  /* request-target exactly as sent */
     vial_span path;    /* raw (still percent-encoded) path: origin-form path, or the
@@ -60,8 +60,8 @@ typedef struct vial_http_request {
                               Content-Length above it -> 413; 0 means
                               VIAL_HTTP_MAX_BODY */
     unsigned nheaders;
-    vial_http_header headers[VIAL_HTTP_MAX_HEADERS];
-} vial_http_request;
+    vial_http_field headers[VIAL_HTTP_MAX_HEADERS];
+} vial_http_head;
 
 #define VIAL_HTTP_INCOMPLETE 0 /* head not complete yet, nothing invalid so far */
 #define VIAL_HTTP_ERROR (-1)   /* rejected; *status says how to answer */
@@ -79,10 +79,10 @@ typedef struct vial_http_request {
  * are judged at its empty line, in this order: 400, 501, 413, 417. A method
  * longer than 64 bytes is a 501; more than 16384 bytes of empty lines before
  * the request line is a 400. */
-int vial_http_parse_request(const char *buf, size_t len, vial_http_request *req, int *status);
+int vial_http_parse_request(const char *buf, size_t len, vial_http_head *req, int *status);
 
 /* Case-insensitive lookup of the first field with this name, or NULL. */
-const vial_http_header *vial_http_find_header(const vial_http_request *req, const char *name);
+const vial_http_field *vial_http_find_header(const vial_http_head *req, const char *name);
 
 /* Incremental decoder for a chunked body (RFC 9112 section 7.1). */
 typedef struct vial_chunked {

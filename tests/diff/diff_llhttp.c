@@ -172,7 +172,7 @@ static int only_empty_lines(const char *p, size_t n)
  * is the error of the whole head, the first refused byte is found by bisection. */
 static size_t vial_error_pos(const char *p, size_t n)
 {
-    static vial_http_request r;
+    static vial_http_head r;
     size_t lo = 0, hi = n; /* prefix lo is not refused, prefix hi is */
     int st;
     while (hi - lo > 1) {
@@ -187,7 +187,7 @@ static size_t vial_error_pos(const char *p, size_t n)
 
 static void run_vial(const char *data, size_t len, struct outcome *o)
 {
-    static vial_http_request r;
+    static vial_http_head r;
     size_t off = 0;
 
     memset(o, 0, sizeof *o);

@@ -27,7 +27,7 @@ static vial_req *mkreq(const char *const *lines)
             v++;
         while (e > v && e[-1] == ' ')
             e--;
-        vial_http_header *h = &rq->head.headers[rq->head.nheaders++];
+        vial_http_field *h = &rq->head.headers[rq->head.nheaders++];
         h->name.p = l;
         h->name.len = (size_t)(colon - l);
         h->value.p = v;

@@ -26,7 +26,7 @@ static vial_req *mkreq(const char *content_type, const void *body, size_t len)
     assert_non_null(rq);
     vial_exchange_init(rq, NULL, NULL);
     if (content_type) {
-        vial_http_header *h = &rq->head.headers[rq->head.nheaders++];
+        vial_http_field *h = &rq->head.headers[rq->head.nheaders++];
         h->name.p = "Content-Type";
         h->name.len = 12;
         h->value.p = content_type;

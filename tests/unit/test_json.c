@@ -24,7 +24,7 @@ static vial_req *mkreq_ct(const char *ct, const void *body, size_t len)
     assert_non_null(rq);
     vial_exchange_init(rq, NULL, NULL);
     if (ct) {
-        vial_http_header *h = &rq->head.headers[rq->head.nheaders++];
+        vial_http_field *h = &rq->head.headers[rq->head.nheaders++];
         h->name.p = "content-type";
         h->name.len = 12;
         h->value.p = ct;

@@ -14,7 +14,7 @@
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static vial_http_request req;
+static vial_http_head req;
 
 /* Parses buf[0..len) and returns the parser's result; *status is left in
  * `st` for the assertions. */
@@ -743,7 +743,7 @@ static void test_upgrade(void **state)
 static void test_find_header(void **state)
 {
     accept_fields("Host: h\r\nX-Dup: 1\r\nx-dup: 2\r\nA^B: caret\r\n");
-    const vial_http_header *h = vial_http_find_header(&req, "x-DUP");
+    const vial_http_field *h = vial_http_find_header(&req, "x-DUP");
     assert_non_null(h);
     assert_span(h->value, "1");
     assert_non_null(vial_http_find_header(&req, "HOST"));
