@@ -313,8 +313,11 @@ const vial_file *vial_req_file_at(vial_req *rq, unsigned i);
 const vial_file *vial_req_file(vial_req *rq, const char *field);
 
 /* Parses the form now and reports errors: 0, or an HTTP status: 400 for a
- * multipart body without boundary or not valid multipart, 413 when a limit
- * is exceeded. The accessors above parse lazily and ignore errors. */
+ * multipart body without boundary, not valid multipart, with more than 1000
+ * parts or a part header line over 8 KiB. The accessors above parse lazily
+ * and ignore errors (a bad body reads as an empty form). Field names, values
+ * and filenames have invalid UTF-8 replaced with U+FFFD; filename="" still
+ * makes a file. */
 int vial_req_parse_form(vial_req *rq);
 
 /* Parsed JSON (RFC 8259, strict). */
@@ -332,7 +335,11 @@ const char *vial_req_json_error(vial_req *rq);
 vial_jtype vial_jv_type(const vial_jv *v);
 int64_t vial_jv_int(const vial_jv *v);          /* VIAL_JINT */
 double vial_jv_real(const vial_jv *v);          /* VIAL_JREAL (or JINT, converted) */
-const char *vial_jv_str(const vial_jv *v, size_t *len); /* VIAL_JSTRING; may hold NULs */
+const char *vial_jv_str(const vial_jv *v, size_t *len); /* VIAL_JSTRING; NUL-terminated copy, may hold NULs */
+/* The accessors accept NULL and read it as JSON null, so lookups chain:
+ * vial_jv_int(vial_jv_get(vial_jv_get(doc, "a"), "b")). Duplicate object keys
+ * keep the first position and the last value; a leading UTF-8 BOM is
+ * skipped, as Flask does. */
 size_t vial_jv_len(const vial_jv *v);           /* items of an array or object */
 const vial_jv *vial_jv_at(const vial_jv *v, size_t i);          /* array item */
 const vial_jv *vial_jv_get(const vial_jv *v, const char *key);  /* object member */

@@ -844,8 +844,7 @@ void vial_json_value(vial_json *j, const vial_jv *v)
         }
         const vial_jv *x;
         if (f->c->type == VIAL_JOBJECT) {
-            /* vial_json_key takes a C string: a key holding NUL is cut there */
-            vial_json_key(j, f->c->u.members[f->i].key);
+            vial_json_keyn(j, f->c->u.members[f->i].key, f->c->u.members[f->i].klen);
             x = &f->c->u.members[f->i].v;
         } else {
             x = &f->c->u.items[f->i];

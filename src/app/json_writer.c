@@ -8,7 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_DEPTH 64
+#define MAX_DEPTH 520
+
+#define BIT_GET(a, i) (((a)[(i) >> 3] >> ((i)&7)) & 1)
+#define BIT_SET(a, i, v) ((a)[(i) >> 3] = (uint8_t)(((a)[(i) >> 3] & ~(1u << ((i)&7))) | ((unsigned)(v) << ((i)&7))))
 
 vial_json *vial_json_begin(vial_res *rs, int status)
 {
@@ -32,15 +35,15 @@ static void put(vial_json *j, const char *s, size_t n)
  * object, values must follow keys. */
 static void value_prefix(vial_json *j)
 {
-    if (j->depth && j->is_obj[j->depth]) {
+    if (j->depth && BIT_GET(j->is_obj, j->depth)) {
         if (!j->after_key)
             j->err = j->err ? j->err : -EINVAL;
         j->after_key = 0;
         return;
     }
-    if (j->need_comma[j->depth])
+    if (BIT_GET(j->need_comma, j->depth))
         put(j, ",", 1);
-    j->need_comma[j->depth] = 1;
+    BIT_SET(j->need_comma, j->depth, 1);
 }
 
 static void open_(vial_json *j, char c, int obj)
@@ -52,8 +55,8 @@ static void open_(vial_json *j, char c, int obj)
     }
     put(j, &c, 1);
     j->depth++;
-    j->need_comma[j->depth] = 0;
-    j->is_obj[j->depth] = (uint8_t)obj;
+    BIT_SET(j->need_comma, j->depth, 0);
+    BIT_SET(j->is_obj, j->depth, obj);
 }
 
 void vial_json_obj(vial_json *j) { open_(j, '{', 1); }
@@ -65,7 +68,7 @@ void vial_json_end(vial_json *j)
         j->err = -EINVAL;
         return;
     }
-    put(j, j->is_obj[j->depth] ? "}" : "]", 1);
+    put(j, BIT_GET(j->is_obj, j->depth) ? "}" : "]", 1);
     j->depth--;
 }
 
@@ -103,13 +106,13 @@ static void put_string(vial_json *j, const char *s, size_t n)
 
 void vial_json_keyn(vial_json *j, const char *key, size_t len)
 {
-    if (!j->depth || !j->is_obj[j->depth] || j->after_key) {
+    if (!j->depth || !BIT_GET(j->is_obj, j->depth) || j->after_key) {
         j->err = -EINVAL;
         return;
     }
-    if (j->need_comma[j->depth])
+    if (BIT_GET(j->need_comma, j->depth))
         put(j, ",", 1);
-    j->need_comma[j->depth] = 1;
+    BIT_SET(j->need_comma, j->depth, 1);
     put_string(j, key, len);
     put(j, ":", 1);
     j->after_key = 1;

@@ -49,9 +49,11 @@ struct vial_json {
     vial_res *rs;
     uint32_t depth;
     int err;
-    uint8_t need_comma[64]; /* per depth: a value was written at this level */
+    /* per depth, as bitsets: a value was written at this level / it is an
+     * object. 520 levels: parsed JSON may nest 512 deep and be echoed. */
+    uint8_t need_comma[520 / 8];
     uint8_t after_key;
-    uint8_t is_obj[64];
+    uint8_t is_obj[520 / 8];
 };
 
 struct vial_res {
