@@ -14,6 +14,22 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 fail=0
 step() { printf '\n=== %s ===\n' "$*"; }
 
+# Throwaway servers for the client tests (loopback, free ports, temp dirs),
+# stopped on exit whatever happens.
+SERVICES=()
+cleanup() {
+  for svc in "${SERVICES[@]}"; do
+    tests/services/${svc%%:*}.sh stop "${svc#*:}" >/dev/null 2>&1 || true
+  done
+}
+trap cleanup EXIT
+if [ -x tests/services/redis.sh ]; then
+  REDIS_DIR=$(mktemp -d /tmp/vial-redis.XXXXXX)
+  SERVICES+=("redis:$REDIS_DIR")
+  REDIS_PORT=$(tests/services/redis.sh start "$REDIS_DIR")
+  export VIAL_TEST_REDIS=127.0.0.1:$REDIS_PORT
+fi
+
 step "build (release)"
 ./scripts/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
