@@ -29,6 +29,11 @@ if [ -x tests/services/redis.sh ]; then
   REDIS_PORT=$(tests/services/redis.sh start "$REDIS_DIR")
   export VIAL_TEST_REDIS=127.0.0.1:$REDIS_PORT
 fi
+if [ -x tests/services/pg.sh ]; then
+  VIAL_TEST_PG=$(tests/services/pg.sh start)
+  SERVICES+=("pg:$VIAL_TEST_PG")
+  export VIAL_TEST_PG
+fi
 
 step "build (release)"
 ./scripts/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo
@@ -57,13 +62,24 @@ if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
 fi
 
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
-  step "fuzz parser (${FUZZ_SECONDS}s)"
+  step "fuzz: every parser, bounded (${FUZZ_SECONDS}s for the HTTP parser, half that for the others)"
   ./scripts/build.sh build-fuzz -DCMAKE_C_COMPILER=clang -DVIAL_FUZZ=ON -DVIAL_TESTS=OFF
-  work=$(mktemp -d)
-  cp -r fuzz/corpus/parser/. "$work/"
-  (cd "$work" && "$OLDPWD/build-fuzz/fuzz_parser" -max_total_time="$FUZZ_SECONDS" \
-      -max_len=4096 -print_final_stats=1 . "$OLDPWD/fuzz/corpus/parser" 2>&1 | tail -n 15) || fail=1
-  rm -rf "$work"
+  fuzz_one() { # name seconds
+    local work
+    work=$(mktemp -d)
+    cp -r "fuzz/corpus/$1/." "$work/"
+    if ! "build-fuzz/fuzz_$1" -max_total_time="$2" -max_len=8192 -print_final_stats=1 \
+        -artifact_prefix="$work/" "$work" > "$work.log" 2>&1; then
+      echo "fuzz_$1: FAILED"; tail -n 40 "$work.log"; rm -rf "$work" "$work.log"; return 1
+    fi
+    echo "fuzz_$1: $(grep -E 'stat::number_of_executed_units' "$work.log" | awk '{print $2}') runs, no crash"
+    rm -rf "$work" "$work.log"
+  }
+  fuzz_one parser "$FUZZ_SECONDS" & p1=$!
+  fuzz_one multipart $((FUZZ_SECONDS / 2)) || fail=1
+  fuzz_one json $((FUZZ_SECONDS / 2)) || fail=1
+  fuzz_one cookies $((FUZZ_SECONDS / 4)) || fail=1
+  wait $p1 || fail=1
 fi
 
 if [ $fail -ne 0 ]; then

@@ -140,6 +140,7 @@ static void run_request(void *arg)
     struct run *run = arg;
     vial_app_serve(run->client->app, run->rq);
     run->done = 1;
+    vial_loop_stop(&run->client->loop); /* wake the driver now, not at its next poll timeout */
 }
 
 /* Remembers Set-Cookie values: "name=value; attrs". Max-Age=0 or an
@@ -296,9 +297,11 @@ vial_response *vial_client_request(vial_client *c, const char *method, const cha
         vial_response_free(r);
         return NULL;
     }
+    c->loop.stopping = 0;
     vial_coro_resume(co);
     while (!run.done)
         vial_loop_run_once(&c->loop, 100);
+    c->loop.stopping = 0;
     collect(c, rq, r);
     vial_exchange_fini(rq);
     free(rq);

@@ -256,8 +256,8 @@ int vial_loop_run_once(vial_loop *l, int timeout_ms)
 {
     tls_loop = l;
     run_ready(l);
-    if (l->ready_head)
-        timeout_ms = 0;
+    if (l->ready_head || l->stopping)
+        timeout_ms = 0; /* work is waiting, or the owner asked to stop: don't sleep */
     if (l->nheap) {
         uint64_t now = vial_clock_ns();
         uint64_t when = l->heap[0]->when;
