@@ -16,6 +16,8 @@
 #   SERVER_CPU [0]  CLIENT_CPU [1]  VIAL_PORT [18080]  NGINX_PORT [18081]
 #   VIAL_BUILD_DIR [<repo>/build]  SKIP_BUILD [0]  NGINX [/usr/sbin/nginx]
 #   RESULTS [unset]: also write every run as TSV to this file.
+#   CLEAN_PCT [10]: runs whose server or client CPU was more than this busy
+#   with other work are flagged, and a second table shows medians without them.
 # With the defaults the whole script takes about 3.5 minutes.
 set -euo pipefail
 
@@ -209,16 +211,17 @@ run_wrk() { # PORT TEST DURATION -> wrk output on stdout
 RAW="$TMP/runs.tsv"
 read -r load1 _ </proc/loadavg
 echo "load average before the runs: $load1 (other busy processes on CPUs $SERVER_CPU/$CLIENT_CPU skew everything)"
-printf 'test\tserver\trun\trequests\treq_per_s\tcpu_us\tcpu_us_per_req\tsrv_other_pct\tcli_other_pct\terrors\n' >"$RAW"
+printf 'test\tserver\trun\trequests\treq_per_s\tcpu_us\tcpu_us_per_req\twrk_pct\tsrv_other_pct\tcli_other_pct\terrors\n' >"$RAW"
 echo "wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION on CPU $CLIENT_CPU; servers on CPU $SERVER_CPU;" \
   "$RUNS interleaved runs; pipeline depth $PIPELINE_DEPTH"
 
-children_us() { # CPU time of this shell's waited-for children so far, in us
-  times >"$TMP/times" # the builtin, in this shell (a subshell would report 0)
+# CPU time of this shell's waited-for children (wrk) so far, in us: `times`
+# must run in this shell, not in a $(...) subshell (which has no children).
+children_us() { # FILE written by `times`
   awk 'NR == 2 {
     t = 0
     for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] }
-    printf "%d", t * 1000000 }' "$TMP/times"
+    printf "%d", t * 1000000 }' "$1"
 }
 pct() { # TICKS_BUSY US_OWN WALL_US -> percent of the wall time busy with others
   awk -v b="$1" -v o="$2" -v w="$3" -v hz="$HZ" \
@@ -228,8 +231,9 @@ pct() { # TICKS_BUSY US_OWN WALL_US -> percent of the wall time busy with others
 # srv_oth% / cli_oth%: how busy the server's / wrk's CPU was with anything but
 # the server / wrk (other processes, hard interrupts, hypervisor steal;
 # softirq excluded). More than a few percent means a noisy run.
-fmt='%-10s %-6s %3s %11s %11s %7s %8s %8s %8s  %s\n'
-printf "$fmt" test server run requests req/s cpu_ms us/req srv_oth% cli_oth% errors
+# wrk%: wrk's CPU time / wall time (near 100: the client is the bottleneck).
+fmt='%-10s %-6s %3s %11s %11s %7s %8s %5s %8s %8s  %s\n'
+printf "$fmt" test server run requests req/s cpu_ms us/req wrk% srv_oth% cli_oth% errors
 for test in $TESTS; do
   for s in "vial $VIAL_PORT" "nginx $NGINX_PORT"; do # warm-up, not recorded
     set -- $s
@@ -239,11 +243,14 @@ for test in $TESTS; do
     for s in "vial $VIAL_PORT $VIAL_PID" "nginx $NGINX_PORT $NGINX_PID"; do
       set -- $s
       name=$1 port=$2 pid=$3
-      c0=$(children_us) t0=$(cpu_ticks "$pid") w0=$(date +%s%N)
+      times >"$TMP/times0"
+      t0=$(cpu_ticks "$pid") w0=$(date +%s%N)
       b0=$(cpu_busy "$SERVER_CPU") k0=$(cpu_busy "$CLIENT_CPU")
       run_wrk "$port" "$test" "$DURATION" >"$TMP/wrk.out"
       b1=$(cpu_busy "$SERVER_CPU") k1=$(cpu_busy "$CLIENT_CPU")
-      c1=$(children_us) t1=$(cpu_ticks "$pid") w1=$(date +%s%N)
+      times >"$TMP/times1"
+      t1=$(cpu_ticks "$pid") w1=$(date +%s%N)
+      c0=$(children_us "$TMP/times0") c1=$(children_us "$TMP/times1")
       out=$(cat "$TMP/wrk.out")
       kill -0 "$pid" 2>/dev/null || die "$name died during $test"
       reqs=$(awk '/ requests in /{print $1}' <<<"$out")
@@ -257,10 +264,11 @@ for test in $TESTS; do
       wall=$(( (w1 - w0) / 1000 ))
       soth=$(pct $((b1 - b0)) "$cpu_us" "$wall")
       coth=$(pct $((k1 - k0)) $((c1 - c0)) "$wall")
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$test" "$name" "$run" "$reqs" "$rps" \
-        "$cpu_us" "$per" "$soth" "$coth" "${errors:-none}" >>"$RAW"
-      printf "$fmt" "$test" "$name" "$run" "$reqs" "$rps" "$((cpu_us / 1000))" "$per" "$soth" \
-        "$coth" "${errors:-}"
+      wrkp=$((100 * (c1 - c0) / wall))
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$test" "$name" "$run" "$reqs" \
+        "$rps" "$cpu_us" "$per" "$wrkp" "$soth" "$coth" "${errors:-none}" >>"$RAW"
+      printf "$fmt" "$test" "$name" "$run" "$reqs" "$rps" "$((cpu_us / 1000))" "$per" "$wrkp" \
+        "$soth" "$coth" "${errors:-}"
     done
   done
 done
@@ -288,6 +296,9 @@ def table(rs):
             v = [float(r[key]) for r in rs if r["test"] == t and r["server"] == server]
             return (statistics.median(v), len(v)) if v else (float("nan"), 0)
         (vr, nv), (nr, nn) = med("vial", "req_per_s"), med("nginx", "req_per_s")
+        if not nv or not nn:
+            print(f"| {t} | (no run of {'vial' if not nv else 'nginx'}) | | | | | |")
+            continue
         (vc, _), (nc, _) = med("vial", "cpu_us_per_req"), med("nginx", "cpu_us_per_req")
         name = {"pipeline": "plaintext pipelined"}.get(t, t)
         if nv != nn or (rs is not rows and nv < len([r for r in rows if r["test"] == t]) // 2):

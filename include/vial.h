@@ -574,6 +574,92 @@ vial_sem *vial_sem_new(vial_req *rq, unsigned n);
 int vial_sem_acquire(vial_req *rq, vial_sem *s);
 void vial_sem_release(vial_sem *s);
 
+/* --- websockets ---------------------------------------------------------------
+ * RFC 6455 over the HTTP/1.1 connection (Quart's websocket routes):
+ *
+ *   static int echo(vial_req *rq, vial_ws *ws)
+ *   {
+ *       vial_ws_msg m;
+ *       while (vial_ws_recv(ws, &m) == 0)
+ *           vial_ws_send(ws, m.type, m.data, m.len);
+ *       return 0;
+ *   }
+ *   vial_ws_route(app, "/ws/echo", echo, "echo");
+ *
+ * A websocket route answers GET upgrade requests (a plain request to it is a
+ * 400; a bad key 400, a version other than 13 a 426 with
+ * Sec-WebSocket-Version: 13) and runs no before/after/teardown hooks. The
+ * handler is async (a coroutine on the connection's loop thread). The 101 is
+ * written when the handler first calls vial_ws_accept, _recv or _send, so
+ * what it does before (join a group, check the request) happens first; a
+ * handler that returns without accepting answers 403. When the handler
+ * returns, a session still open is closed with 1000. No subprotocol or
+ * extension is negotiated. Messages are limited to 1 MiB (1009 beyond);
+ * protocol errors (1002) and invalid UTF-8 text (1007) fail the connection:
+ * a close frame with the code, then the TCP connection is closed at once.
+ * WebSocket connections have no idle timeout. */
+typedef struct vial_ws vial_ws;
+typedef int (*vial_ws_handler)(vial_req *rq, vial_ws *ws);
+
+#define VIAL_WS_TEXT 1
+#define VIAL_WS_BINARY 2
+/* vial_ws_recv: the peer closed the session (vial_ws_close_code says how). */
+#define VIAL_WS_CLOSED (-100100)
+
+typedef struct vial_ws_msg {
+    int type;         /* VIAL_WS_TEXT (valid UTF-8) or VIAL_WS_BINARY */
+    const void *data; /* valid until the next vial_ws_recv */
+    size_t len;
+} vial_ws_msg;
+
+/* Registers fn for GET upgrade requests to path (converters allowed, see
+ * vial_route_as). Returns 0, -EINVAL, -EEXIST, -ENOMEM. */
+int vial_ws_route(vial_app *app, const char *path, vial_ws_handler fn, const char *endpoint);
+
+/* Writes the 101 now (the other calls do it when needed). Returns 0 or a
+ * negative errno. */
+int vial_ws_accept(vial_ws *ws);
+
+/* Awaits the next complete text or binary message (fragments reassembled).
+ * Pings are answered inside it, pongs ignored, and messages broadcast to the
+ * session's groups are sent while it waits. Returns 0 with *msg filled;
+ * VIAL_WS_CLOSED when the peer closed (its close was echoed); -EPROTO,
+ * -EMSGSIZE after failing the connection with 1002/1007 or 1009;
+ * -ECONNRESET when the peer vanished; -ENOBUFS when the session was dropped
+ * for not reading its broadcasts; -ECANCELED. Once it fails, the session is
+ * over: later calls return the same result. */
+int vial_ws_recv(vial_ws *ws, vial_ws_msg *msg);
+
+/* Sends one message (VIAL_WS_TEXT: data must be UTF-8, not checked).
+ * Returns 0 or a negative errno (-EPIPE once the session is over). */
+int vial_ws_send(vial_ws *ws, int type, const void *data, size_t len);
+
+/* Sends a close frame (code 1000-4999 except 1004-1006 and 1015, or 0 for
+ * none; reason may be NULL) and ends the session. Returns 0 or -errno. */
+int vial_ws_close(vial_ws *ws, int code, const char *reason);
+
+/* The peer's close code (0: none yet, or a close without a code). */
+int vial_ws_close_code(const vial_ws *ws);
+
+/* Groups: process-wide sets of sessions, for fan-out across loop threads
+ * (a chat room). Thread-safe. A broadcast is encoded once and delivered to
+ * every member through its loop's mailbox, so each member receives one
+ * sender's messages in the order sent. A member is sent its queued messages
+ * while its handler awaits vial_ws_recv; one that falls more than 4 MiB
+ * behind is dropped (its connection is closed at once), and one that vanishes
+ * leaves without affecting the others. A session leaves its groups when it
+ * ends. */
+typedef struct vial_ws_group vial_ws_group;
+vial_ws_group *vial_ws_group_new(void);
+/* Only once no session is a member any more. */
+void vial_ws_group_free(vial_ws_group *g);
+/* From the session's handler. Returns 0, -EALREADY, -EPIPE (session over), -ENOMEM. */
+int vial_ws_group_join(vial_ws_group *g, vial_ws *ws);
+void vial_ws_group_leave(vial_ws_group *g, vial_ws *ws);
+/* Sends one message to every member (the sender too, when it is one). From
+ * any thread. Returns the number of members it was queued for, or -errno. */
+int vial_ws_group_broadcast(vial_ws_group *g, int type, const void *data, size_t len);
+
 /* --- test client --------------------------------------------------------------------
  * Drives the app in-process, without a socket (Flask's app.test_client()):
  * each request runs through routing, hooks, error handlers, async views as

@@ -875,6 +875,32 @@ static int api_forbidden(vial_req *rq, vial_res *rs) /* sync */
     return vial_abort(rs, 403);
 }
 
+/* --- 5 websockets ------------------------------------------------------------------------------ */
+
+/* Each message back with its type; messages may be empty. */
+static int ws_echo(vial_req *rq, vial_ws *ws)
+{
+    vial_ws_msg m;
+    while (vial_ws_recv(ws, &m) == 0)
+        if (vial_ws_send(ws, m.type, m.data, m.len) < 0)
+            break;
+    return 0;
+}
+
+/* One room for the whole process; members live on every loop thread. */
+static vial_ws_group *chat_room;
+
+static int ws_chat(vial_req *rq, vial_ws *ws)
+{
+    /* Joined before the 101 goes out: recv writes it. */
+    if (vial_ws_group_join(chat_room, ws) < 0)
+        return vial_ws_close(ws, 1011, "join failed");
+    vial_ws_msg m;
+    while (vial_ws_recv(ws, &m) == 0)
+        vial_ws_group_broadcast(chat_room, m.type, m.data, m.len);
+    return 0;
+}
+
 /* --- the app ---------------------------------------------------------------------------------- */
 
 static vial_app *build_app(void)
@@ -940,6 +966,11 @@ static vial_app *build_app(void)
     e |= vial_route(app, "GET /async/timeout", async_timeout);
     e |= vial_route(app, "GET /async/disconnect-probe", disconnect_probe);
     e |= vial_route_sync(app, "GET /async/stats", async_stats);
+
+    chat_room = vial_ws_group_new();
+    e |= chat_room ? 0 : -1;
+    e |= vial_ws_route(app, "/ws/echo", ws_echo, "ws_echo");
+    e |= vial_ws_route(app, "/ws/chat", ws_chat, "ws_chat");
 
     vial_bp *api = vial_blueprint(app, "api", "/api/v1");
     if (!api)

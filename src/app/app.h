@@ -64,6 +64,7 @@ typedef struct vial_rule {
     vial_mw *mws;        /* vial_wrap decorators, outermost first */
     unsigned nmws;
     vial_router_rule *rrule;
+    vial_ws_handler ws;  /* websocket route (vial_ws_route): no hooks, see dispatch */
     struct vial_rule *next;
 } vial_rule;
 

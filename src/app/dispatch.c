@@ -17,6 +17,7 @@
 #include "app/app.h"
 #include "app/tasks.h"
 #include "http/server.h"
+#include "http/websocket.h"
 #include "runtime/coro.h"
 #include "runtime/pool.h"
 
@@ -336,6 +337,24 @@ void vial_app_serve(void *data, vial_req *rq)
     if (co && rule)
         co->label = rule->label;
 
+    if (rule && rule->ws) {
+        /* Websocket routes run no hooks (spec 3.1, 5): judge the handshake,
+         * then the session takes the connection over (http/websocket.c). */
+        int st = vial_ws_handshake_check(&rq->head, vial_req_header(rq, "Sec-WebSocket-Key"),
+                                         vial_req_header(rq, "Sec-WebSocket-Version"));
+        if (st == 0) {
+            st = vial_ws_serve(rq, rule->ws);
+            vial_tasks_reap(rq);
+        }
+        if (st == 426)
+            vial_res_header(rs, "Sec-WebSocket-Version", "13");
+        if (st)
+            handle_error(app, rq, rule->bp, st, NULL);
+        if (co)
+            co->label = "http connection";
+        return;
+    }
+
     struct lifecycle lc = {app, rule ? rule->bp : NULL, NULL};
     rq->lifecycle = &lc;
     rq->finalize = finalize;
@@ -349,6 +368,8 @@ void vial_app_serve(void *data, vial_req *rq)
             rs->status = 200;
             rs->body_len = 0;
             vial_res_header(rs, "Allow", allow);
+        } else if (mr == VIAL_MATCH_OK && rq->head.upgrade_websocket) {
+            rc = vial_abort(rs, 400); /* not a websocket route: not upgraded */
         } else if (mr == VIAL_MATCH_OK) {
             rc = call_view(app, rq, rule);
             vial_tasks_reap(rq); /* nothing the view spawned outlives it */

@@ -12,6 +12,7 @@
  * connection's single timer; an idle connection uses the same timer for the
  * keep-alive timeout. */
 #include "http/server.h"
+#include "http/websocket.h"
 #include "runtime/coro.h"
 
 #include <errno.h>
@@ -598,7 +599,12 @@ static void conn_main(void *arg)
             c->coro->on_park = NULL;
             c->in_handler = 0;
             keep = keep && !t->draining && !c->coro->cancelled;
-            if (rq.res.streaming) {
+            if (rq.res.upgraded) {
+                /* A websocket session ran on this coroutine (websocket.c):
+                 * it wrote the 101, its frames and the close; the
+                 * connection ends here. */
+                keep = 0;
+            } else if (rq.res.streaming) {
                 if (rq.res.stream_close)
                     keep = 0;
                 else if (!rq.is_head && !c->broken)
@@ -770,4 +776,110 @@ const char *vial_conn_peer(vial_req *rq)
     if (!inet_ntop(ss.ss_family, addr, host, sizeof host))
         return NULL;
     return vial_arena_strndup(&rq->arena, host, strlen(host));
+}
+
+/* --- websocket sessions (websocket.c) ---------------------------------------------
+ * A session runs inside its handler on this coroutine with these buffers;
+ * these are its byte pipe. No time limits: websocket connections have no
+ * idle timeout (writes keep theirs). */
+
+void vial_conn_ws_input(vial_conn *c, uint8_t **p, size_t *n)
+{
+    *p = (uint8_t *)c->rbuf + c->rpos;
+    *n = c->rlen - c->rpos;
+}
+
+void vial_conn_ws_consume(vial_conn *c, size_t n)
+{
+    c->rpos += (uint32_t)n;
+}
+
+uint32_t vial_conn_ws_window(vial_conn *c)
+{
+    return c->rpos;
+}
+
+ssize_t vial_conn_ws_fill(vial_conn *c, uint32_t window)
+{
+    /* The request head before `window` stays: the handler may read it. */
+    if (c->rpos == c->rlen) {
+        c->rpos = c->rlen = window;
+    } else if (c->rlen == VIAL_RBUF_SIZE) {
+        memmove(c->rbuf + window, c->rbuf + c->rpos, c->rlen - c->rpos);
+        c->rlen = window + (c->rlen - c->rpos);
+        c->rpos = window;
+    }
+    if (c->rlen == VIAL_RBUF_SIZE)
+        return -ENOBUFS; /* the frame parser always consumes what it is given */
+    for (;;) {
+        size_t cap = VIAL_RBUF_SIZE - c->rlen;
+        ssize_t n = recv(c->io.fd, c->rbuf + c->rlen, cap, 0);
+        if (n > 0) {
+            if ((size_t)n < cap)
+                c->in_ready = 0;
+            c->rlen += (uint32_t)n;
+            return n;
+        }
+        if (n == 0)
+            return 0;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN)
+            c->in_ready = 0;
+        return -errno;
+    }
+}
+
+int vial_conn_ws_wait(vial_conn *c, int want_write)
+{
+    if (c->coro->cancelled)
+        return -ECANCELED;
+    /* An edge that came while the coroutine was busy will not come again. */
+    if (c->in_ready || (want_write && c->out_ready))
+        return 0;
+    return conn_wait(c, VIAL_IO_READ | (want_write ? VIAL_IO_WRITE : 0), 0);
+}
+
+void vial_conn_ws_kick(vial_conn *c)
+{
+    /* Only a coroutine parked in conn_wait: any other park belongs to the
+     * handler's own awaits. Waits in conn_read/conn_send retry on a spurious
+     * wake, so kicking them is harmless. */
+    if (c->coro && c->wait)
+        vial_coro_wake(c->coro, 0);
+}
+
+int vial_conn_ws_out(vial_conn *c, const void *p, size_t n)
+{
+    return conn_out(c, p, n);
+}
+
+size_t vial_conn_ws_room(vial_conn *c)
+{
+    return c->broken ? 0 : VIAL_RBUF_SIZE - c->wlen;
+}
+
+int vial_conn_ws_pending(vial_conn *c)
+{
+    return c->wpos < c->wlen;
+}
+
+int vial_conn_ws_flush(vial_conn *c, int may_wait)
+{
+    return conn_send(c, NULL, 0, may_wait);
+}
+
+void vial_conn_ws_shutdown(vial_conn *c)
+{
+    if (!c->broken)
+        conn_flush(c);
+    shutdown(c->io.fd, SHUT_WR);
+}
+
+void vial_conn_ws_abort(vial_conn *c)
+{
+    /* Nothing more is written (a peer that does not read would hold a
+     * flush for the whole write timeout); the connection ends unflushed. */
+    c->broken = 1;
+    shutdown(c->io.fd, SHUT_RDWR);
 }

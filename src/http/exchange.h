@@ -71,6 +71,7 @@ struct vial_res {
     int64_t file_off;
     unsigned streaming : 1;     /* head sent by vial_stream_begin */
     unsigned stream_close : 1;  /* HTTP/1.0 stream: body ends at close */
+    unsigned upgraded : 1;      /* a websocket session took the connection over */
     vial_json json;
 };
 
