@@ -8,6 +8,7 @@
  * that grows past VIAL_FORM_SPILL bytes is written to a temporary file
  * instead, unlinked when the request ends. */
 #include "app/app.h"
+#include "app/utf8.h"
 #include "app/multipart.h"
 
 #include <errno.h>
@@ -42,76 +43,11 @@ static int is_ows(char c)
     return c == ' ' || c == '\t';
 }
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 with *skip set to the
- * maximal invalid subpart (so the repair matches Python's errors="replace",
- * which is what Werkzeug does to form data). */
-static size_t utf8_seq(const unsigned char *s, size_t n, size_t *skip)
-{
-    unsigned char b = s[0];
-    if (b < 0x80)
-        return 1;
-    size_t need;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (b >= 0xC2 && b <= 0xDF)
-        need = 2;
-    else if (b >= 0xE0 && b <= 0xEF) {
-        need = 3;
-        lo = b == 0xE0 ? 0xA0 : 0x80;
-        hi = b == 0xED ? 0x9F : 0xBF;
-    } else if (b >= 0xF0 && b <= 0xF4) {
-        need = 4;
-        lo = b == 0xF0 ? 0x90 : 0x80;
-        hi = b == 0xF4 ? 0x8F : 0xBF;
-    } else {
-        *skip = 1;
-        return 0;
-    }
-    for (size_t k = 1; k < need; k++) {
-        if (k >= n || s[k] < lo || s[k] > hi) {
-            *skip = k;
-            return 0;
-        }
-        lo = 0x80;
-        hi = 0xBF;
-    }
-    return need;
-}
-
-/* A NUL-terminated copy of s[0..n) in the arena, invalid UTF-8 replaced by
- * U+FFFD. Multipart field values and names are raw bytes (no percent
- * decoding), so vial_url_decode does not apply. */
+/* Multipart names, values and filenames are raw bytes (no percent
+ * decoding): invalid UTF-8 is replaced, as Werkzeug does. */
 static char *utf8_dup(vial_arena *a, const char *s, size_t n)
 {
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0, skip;
-    while (i < n) {
-        size_t v = utf8_seq(u + i, n - i, &skip);
-        if (!v)
-            break;
-        i += v;
-    }
-    if (i == n)
-        return vial_arena_strndup(a, s, n);
-    /* each bad subpart (>= 1 byte) grows to at most 3 bytes */
-    char *out = vial_arena_alloc(a, n * 3 + 1);
-    if (!out)
-        return NULL;
-    memcpy(out, s, i);
-    size_t o = i;
-    while (i < n) {
-        size_t v = utf8_seq(u + i, n - i, &skip);
-        if (v) {
-            memcpy(out + o, s + i, v);
-            o += v;
-            i += v;
-        } else {
-            memcpy(out + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            i += skip;
-        }
-    }
-    out[o] = 0;
-    return out;
+    return vial_utf8_repair(a, s, n, NULL);
 }
 
 /* Compares the media type of a Content-Type value (before any ';',

@@ -29,6 +29,7 @@
  * (through yajl_alloc_funcs), so nothing needs freeing after a parse except
  * the scratch stack, freed before returning. */
 #include "app/app.h"
+#include "app/utf8.h"
 
 #include <yajl/yajl_parse.h>
 
@@ -143,30 +144,7 @@ static uint32_t *obj_index(const vial_jv *o)
 /* Length of the valid UTF-8 sequence at s[0..n), 0 when invalid. */
 static size_t utf8_seq(const unsigned char *s, size_t n)
 {
-    unsigned char b = s[0], lo = 0x80, hi = 0xBF;
-    size_t need;
-    if (b < 0x80)
-        return 1;
-    if (b >= 0xC2 && b <= 0xDF)
-        need = 2;
-    else if (b >= 0xE0 && b <= 0xEF) {
-        need = 3;
-        lo = b == 0xE0 ? 0xA0 : 0x80; /* E0 80..9F: overlong */
-        hi = b == 0xED ? 0x9F : 0xBF; /* ED A0..BF: surrogates */
-    } else if (b >= 0xF0 && b <= 0xF4) {
-        need = 4;
-        lo = b == 0xF0 ? 0x90 : 0x80; /* F0 80..8F: overlong */
-        hi = b == 0xF4 ? 0x8F : 0xBF; /* F4 90..: above U+10FFFF */
-    } else
-        return 0; /* 80..C1 (continuation, overlong lead), F5..FF */
-    if (n < need)
-        return 0;
-    if (s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t k = 2; k < need; k++)
-        if (s[k] < 0x80 || s[k] > 0xBF)
-            return 0;
-    return need;
+    return vial_utf8_seq(s, n, NULL);
 }
 
 static int hex4(const unsigned char *s, size_t n, unsigned *out)

@@ -1,6 +1,7 @@
 /* The request object: lazily decoded views of the parsed head. Everything is
  * computed on first use and kept in the request's arena. */
 #include "app/app.h"
+#include "app/utf8.h"
 #include "runtime/loop.h"
 #include "runtime/coro.h"
 #include "http/server.h"
@@ -20,45 +21,6 @@ static int hexval(char c)
     if (c >= 'A' && c <= 'F')
         return c - 'A' + 10;
     return -1;
-}
-
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 with *skip set to the
- * maximal invalid subpart (Unicode's "substitution of maximal subparts", the
- * rule Python's errors="replace" follows). */
-static size_t utf8_valid(const unsigned char *s, size_t n, size_t *skip)
-{
-    unsigned char b = s[0];
-    if (b < 0x80)
-        return 1;
-    size_t need;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (b >= 0xC2 && b <= 0xDF)
-        need = 2;
-    else if (b >= 0xE0 && b <= 0xEF) {
-        need = 3;
-        if (b == 0xE0)
-            lo = 0xA0;
-        else if (b == 0xED)
-            hi = 0x9F;
-    } else if (b >= 0xF0 && b <= 0xF4) {
-        need = 4;
-        if (b == 0xF0)
-            lo = 0x90;
-        else if (b == 0xF4)
-            hi = 0x8F;
-    } else {
-        *skip = 1;
-        return 0;
-    }
-    for (size_t k = 1; k < need; k++) {
-        if (k >= n || s[k] < lo || s[k] > hi) {
-            *skip = k;
-            return 0;
-        }
-        lo = 0x80;
-        hi = 0xBF;
-    }
-    return need;
 }
 
 char *vial_url_decode(vial_arena *a, const char *src, size_t n, int plus_space, size_t *out_len)
@@ -94,26 +56,7 @@ char *vial_url_decode(vial_arena *a, const char *src, size_t n, int plus_space, 
             *out_len = m;
         return (char *)raw;
     }
-    char *out = vial_arena_alloc(a, m * 3 + 1);
-    if (!out)
-        return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < m;) {
-        size_t skip = 0, v = utf8_valid(raw + i, m - i, &skip);
-        if (v) {
-            memcpy(out + o, raw + i, v);
-            o += v;
-            i += v;
-        } else {
-            memcpy(out + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            i += skip;
-        }
-    }
-    out[o] = 0;
-    if (out_len)
-        *out_len = o;
-    return out;
+    return vial_utf8_repair(a, (const char *)raw, m, out_len);
 }
 
 const char *vial_req_method(vial_req *rq)
