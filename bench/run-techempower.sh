@@ -13,7 +13,9 @@
 # Environment (defaults in brackets):
 #   DURATION [10s]  CONNECTIONS [256]  WRK_THREADS [1]  RUNS [3]  WARMUP [1s]
 #   PIPELINE_DEPTH [16]  TESTS ["plaintext json pipeline"]
-#   SERVER_CPU [0]  CLIENT_CPU [1]  VIAL_PORT [18080]  NGINX_PORT [18081]
+#   SERVER_CPU [0]  CLIENT_CPU [1] (taskset lists: with more cores, e.g.
+#   CLIENT_CPU=1-3 WRK_THREADS=3 so that wrk is not the bottleneck)
+#   VIAL_PORT [18080]  NGINX_PORT [18081]
 #   VIAL_BUILD_DIR [<repo>/build]  SKIP_BUILD [0]  NGINX [/usr/sbin/nginx]
 #   RESULTS [unset]: also write every run as TSV to this file.
 #   CLEAN_PCT [10]: runs whose server or client CPU was more than this busy
@@ -190,10 +192,19 @@ cpu_ticks() { # PID -> utime+stime in clock ticks (fields 14 and 15; comm may ho
   sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
 }
 
-cpu_busy() { # CPU -> user+nice+system+irq+steal ticks of that CPU from /proc/stat
-  # (softirq left out: it is mostly the loopback packet processing that the
-  # server's own sends cause, and the kernel does not charge it to the process)
-  awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $9}' /proc/stat
+cpu_busy() { # CPULIST (taskset syntax: 1 or 1-3,5) -> user+nice+system+irq+steal
+  # ticks of those CPUs from /proc/stat (softirq left out: it is mostly the
+  # loopback packet processing that the servers' own sends cause, and the
+  # kernel does not charge it to the process)
+  awk -v list="$1" 'BEGIN {
+      n = split(list, parts, ",")
+      for (i = 1; i <= n; i++) {
+        if (split(parts[i], r, "-") == 2) { for (c = r[1]; c <= r[2]; c++) want["cpu" c] = 1 }
+        else want["cpu" parts[i]] = 1
+      }
+    }
+    $1 in want { t += $2 + $3 + $4 + $7 + $9 }
+    END { print t + 0 }' /proc/stat
 }
 
 run_wrk() { # PORT TEST DURATION -> wrk output on stdout
