@@ -25,9 +25,20 @@ vial_json *vial_json_begin(vial_res *rs, int status)
     return j;
 }
 
-static void put(vial_json *j, const char *s, size_t n)
+/* Appends in place when the body has room: a JSON document is many tiny
+ * pieces, and the call chain vial_res_append -> body_reserve per piece cost
+ * more than the bytes. */
+static inline void put(vial_json *j, const char *s, size_t n)
 {
-    if (!j->err && vial_res_append(j->rs, s, n) < 0)
+    vial_res *rs = j->rs;
+    if (j->err)
+        return;
+    if (rs->body_cap && rs->body_cap - rs->body_len >= n) {
+        memcpy(rs->body + rs->body_len, s, n);
+        rs->body_len += n;
+        return;
+    }
+    if (vial_res_append(rs, s, n) < 0)
         j->err = -ENOMEM;
 }
 

@@ -68,8 +68,19 @@ const char *vial_req_method(vial_req *rq)
 
 const char *vial_req_path_n(vial_req *rq, size_t *len)
 {
-    if (!rq->path_z)
-        rq->path_z = vial_url_decode(&rq->arena, rq->head.path.p, rq->head.path.len, 0, &rq->path_len);
+    if (!rq->path_z) {
+        /* Most paths have no '%' and no byte >= 0x80: nothing to decode. */
+        const char *p = rq->head.path.p;
+        size_t n = rq->head.path.len, i = 0;
+        while (i < n && p[i] != '%' && (signed char)p[i] >= 0)
+            i++;
+        if (i == n) {
+            rq->path_z = vial_arena_strndup(&rq->arena, p, n);
+            rq->path_len = n;
+        } else {
+            rq->path_z = vial_url_decode(&rq->arena, p, n, 0, &rq->path_len);
+        }
+    }
     if (!rq->path_z) {
         rq->path_z = "/";
         rq->path_len = 1;

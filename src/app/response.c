@@ -23,19 +23,19 @@ int vial_res_status(vial_res *rs, int status)
     return 0;
 }
 
-static int has_crlf(const char *s)
-{
-    return strpbrk(s, "\r\n") != NULL;
-}
-
 int vial_res_header(vial_res *rs, const char *name, const char *value)
 {
-    if (!name || !value || !*name || has_crlf(name) || has_crlf(value) || strchr(name, ':'))
+    if (!name || !value || !*name)
+        return -EINVAL;
+    size_t vl = strcspn(value, "\r\n"); /* one pass: length and injection check */
+    if (value[vl])
         return -EINVAL; /* header injection is never what the caller meant */
     if (!strcasecmp(name, "Content-Type")) {
-        rs->content_type = vial_arena_strndup(res_arena(rs), value, strlen(value));
+        rs->content_type = vial_arena_strndup(res_arena(rs), value, vl);
         return rs->content_type ? 0 : -ENOMEM;
     }
+    if (name[strcspn(name, "\r\n:")])
+        return -EINVAL;
     if (rs->nheaders == rs->headers_cap) {
         uint32_t cap = rs->headers_cap * 2;
         vial_res_header_t *h = vial_arena_alloc(res_arena(rs), cap * sizeof *h);
@@ -45,7 +45,7 @@ int vial_res_header(vial_res *rs, const char *name, const char *value)
         rs->headers = h;
         rs->headers_cap = cap;
     }
-    size_t nl = strlen(name), vl = strlen(value);
+    size_t nl = strlen(name);
     vial_res_header_t *h = &rs->headers[rs->nheaders];
     h->name = vial_arena_strndup(res_arena(rs), name, nl);
     h->value = vial_arena_strndup(res_arena(rs), value, vl);
