@@ -20,6 +20,7 @@
 #include <vial.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* --- test 1: JSON serialisation ------------------------------------------ */
@@ -59,6 +60,16 @@ static const struct {
     {"GET /plaintext", plaintext_view, "plaintext", VIAL_ASYNC},
 };
 
+/* The database test types (/db, /queries, /fortunes, /updates) come from
+ * techempower_db.c (PostgreSQL, $TECHEMPOWER_PG: a conninfo) or
+ * techempower_sqlite.c (SQLite, $TECHEMPOWER_SQLITE: a file it creates and
+ * fills); one backend per process, since both register the same routes. */
+int techempower_db_register(vial_app *app, const char *conninfo);
+void techempower_db_free(void);
+#ifdef VIAL_HAVE_SQLITE
+int techempower_sqlite_register(vial_app *app, const char *path);
+#endif
+
 int main(int argc, char **argv)
 {
     vial_app *app = vial_app_new();
@@ -74,6 +85,19 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    const char *pg = getenv("TECHEMPOWER_PG"), *sqlite = getenv("TECHEMPOWER_SQLITE");
+    if (pg && techempower_db_register(app, pg) != 0) {
+        fprintf(stderr, "techempower: PostgreSQL tests unavailable ($TECHEMPOWER_PG)\n");
+        return 1;
+    }
+#ifdef VIAL_HAVE_SQLITE
+    if (!pg && sqlite && techempower_sqlite_register(app, sqlite) != 0) {
+        fprintf(stderr, "techempower: SQLite tests unavailable ($TECHEMPOWER_SQLITE)\n");
+        return 1;
+    }
+#else
+    (void)sqlite;
+#endif
     vial_config cfg = vial_config_default();
     cfg.threads = 0; /* one loop thread per core unless --threads says otherwise */
     cfg.server_header = 1;
@@ -81,5 +105,6 @@ int main(int argc, char **argv)
         return 2;
     int r = vial_run(app, &cfg);
     vial_app_free(app);
+    techempower_db_free();
     return r == 0 ? 0 : 1;
 }
