@@ -35,49 +35,18 @@ void techempower_db_free(void);
 #ifdef VIAL_HAVE_PG
 #include <vial/pg.h>
 
+#include "techempower_common.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define MAX_QUERIES 500
-#define WORLD_ROWS 10000
 
 static vial_pg *db;
 
 /* --- helpers ---------------------------------------------------------------------- */
-
-/* 1..WORLD_ROWS from a per-thread xorshift generator: no lock, no libc
- * random() state shared between loop threads. */
-static int random_id(void)
-{
-    static __thread uint64_t s;
-    if (!s) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        s = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)(uintptr_t)&s ^ (uint64_t)ts.tv_sec;
-        if (!s)
-            s = 88172645463325252ull;
-    }
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    return (int)(s % WORLD_ROWS) + 1;
-}
-
-/* The rules' clamp: not a number or < 1 -> 1, > 500 -> 500. */
-static int queries_param(vial_req *rq)
-{
-    const char *q = vial_req_arg(rq, "queries");
-    if (!q || !*q)
-        return 1;
-    char *end;
-    long n = strtol(q, &end, 10);
-    if (*end || end == q || n < 1)
-        return 1;
-    return n > MAX_QUERIES ? MAX_QUERIES : (int)n;
-}
 
 /* A database error as a response: 503 while the database is unreachable
  * (the client may retry), 500 otherwise. */
@@ -104,16 +73,6 @@ static int world_from(world *w, const vial_pg_result *r)
     return 0;
 }
 
-static void world_json(vial_json *j, const world *w)
-{
-    vial_json_obj(j);
-    vial_json_key(j, "id");
-    vial_json_int(j, w->id);
-    vial_json_key(j, "randomNumber");
-    vial_json_int(j, w->random_number);
-    vial_json_end(j);
-}
-
 /* Reads n random rows: n separate statements issued concurrently. With
  * VIAL_PG_TASKS defined, one task per statement (vial_pg_spawn_prepared +
  * vial_gather); by default vial_pg_query_all, which issues the same
@@ -127,7 +86,7 @@ static int read_worlds(vial_req *rq, world *w, int n, const vial_pg_result **bad
     if (!t)
         return -ENOMEM;
     for (int i = 0; i < n; i++) {
-        snprintf(w[i].id_s, sizeof w[i].id_s, "%d", random_id());
+        snprintf(w[i].id_s, sizeof w[i].id_s, "%d", te_random_id());
         const char *p[1] = {w[i].id_s};
         t[i] = vial_pg_spawn_prepared(rq, db, &w[i].r, "world", 1, p);
         if (!t[i])
@@ -147,7 +106,7 @@ static int read_worlds(vial_req *rq, world *w, int n, const vial_pg_result **bad
     if (!st || !params)
         return -ENOMEM;
     for (int i = 0; i < n; i++) {
-        snprintf(w[i].id_s, sizeof w[i].id_s, "%d", random_id());
+        snprintf(w[i].id_s, sizeof w[i].id_s, "%d", te_random_id());
         params[i] = w[i].id_s;
         st[i] = (vial_pg_stmt){.sql = "world", .prepared = 1, .nparams = 1, .params = &params[i]};
     }
@@ -175,7 +134,7 @@ static int read_worlds(vial_req *rq, world *w, int n, const vial_pg_result **bad
 static int db_view(vial_req *rq, vial_res *rs)
 {
     world w;
-    snprintf(w.id_s, sizeof w.id_s, "%d", random_id());
+    snprintf(w.id_s, sizeof w.id_s, "%d", te_random_id());
     const char *p[1] = {w.id_s};
     int e = vial_pg_exec_prepared(rq, db, &w.r, "world", 1, p);
     if (e < 0)
@@ -183,7 +142,7 @@ static int db_view(vial_req *rq, vial_res *rs)
     if (world_from(&w, w.r) < 0)
         return vial_fail(rs, "World row missing");
     vial_json *j = vial_json_begin(rs, 200);
-    world_json(j, &w);
+    te_world_json(j, w.id, w.random_number);
     return vial_json_finish(j);
 }
 
@@ -191,7 +150,7 @@ static int db_view(vial_req *rq, vial_res *rs)
 
 static int queries_view(vial_req *rq, vial_res *rs)
 {
-    int n = queries_param(rq);
+    int n = te_queries(rq);
     world *w = vial_alloc(rq, (size_t)n * sizeof *w);
     if (!w)
         return vial_fail(rs, "out of memory");
@@ -202,7 +161,7 @@ static int queries_view(vial_req *rq, vial_res *rs)
     vial_json *j = vial_json_begin(rs, 200);
     vial_json_arr(j);
     for (int i = 0; i < n; i++)
-        world_json(j, &w[i]);
+        te_world_json(j, w[i].id, w[i].random_number);
     vial_json_end(j);
     return vial_json_finish(j);
 }
@@ -217,7 +176,7 @@ static int by_id(const void *a, const void *b)
 
 static int updates_view(vial_req *rq, vial_res *rs)
 {
-    int n = queries_param(rq);
+    int n = te_queries(rq);
     world *w = vial_alloc(rq, (size_t)n * sizeof *w);
     world **sorted = vial_alloc(rq, (size_t)n * sizeof *sorted);
     char *ids = vial_alloc(rq, (size_t)n * 12 + 3), *nums = vial_alloc(rq, (size_t)n * 12 + 3);
@@ -228,7 +187,7 @@ static int updates_view(vial_req *rq, vial_res *rs)
     if (e < 0)
         return db_error(rs, e, bad);
     for (int i = 0; i < n; i++) {
-        w[i].random_number = random_id();
+        w[i].random_number = te_random_id();
         sorted[i] = &w[i];
     }
     /* Rows in id order (concurrent updates then lock in the same order and
@@ -258,45 +217,12 @@ static int updates_view(vial_req *rq, vial_res *rs)
     vial_json *j = vial_json_begin(rs, 200);
     vial_json_arr(j);
     for (int i = 0; i < n; i++)
-        world_json(j, &w[i]);
+        te_world_json(j, w[i].id, w[i].random_number);
     vial_json_end(j);
     return vial_json_finish(j);
 }
 
 /* --- /fortunes ------------------------------------------------------------------------------ */
-
-typedef struct fortune {
-    int id;
-    const char *message;
-} fortune;
-
-static int by_message(const void *a, const void *b)
-{
-    return strcmp(((const fortune *)a)->message, ((const fortune *)b)->message);
-}
-
-/* Appends s with &, <, >, " and ' escaped. */
-static void append_escaped(vial_res *rs, const char *s)
-{
-    const char *run = s;
-    for (; *s; s++) {
-        const char *rep;
-        switch (*s) {
-        case '&': rep = "&amp;"; break;
-        case '<': rep = "&lt;"; break;
-        case '>': rep = "&gt;"; break;
-        case '"': rep = "&quot;"; break;
-        case '\'': rep = "&#39;"; break;
-        default: continue;
-        }
-        vial_res_append(rs, run, (size_t)(s - run));
-        vial_res_append(rs, rep, strlen(rep));
-        run = s + 1;
-    }
-    vial_res_append(rs, run, (size_t)(s - run));
-}
-
-#define APPEND(rs, lit) vial_res_append((rs), lit, sizeof lit - 1)
 
 static int fortunes_view(vial_req *rq, vial_res *rs)
 {
@@ -305,36 +231,16 @@ static int fortunes_view(vial_req *rq, vial_res *rs)
     if (e < 0)
         return db_error(rs, e, r);
     int n = vial_pg_ntuples(r);
-    fortune *f = vial_alloc(rq, (size_t)(n + 1) * sizeof *f);
+    te_fortune *f = vial_alloc(rq, (size_t)(n + 1) * sizeof *f);
     if (!f)
         return vial_fail(rs, "out of memory");
     for (int i = 0; i < n; i++) {
-        int64_t id = 0;
-        vial_pg_getint(r, i, 0, &id);
-        f[i].id = (int)id;
+        vial_pg_getint(r, i, 0, &f[i].id);
         f[i].message = vial_pg_getvalue(r, i, 1);
         if (!f[i].message)
             f[i].message = "";
     }
-    f[n].id = 0;
-    f[n].message = "Additional fortune added at request time.";
-    qsort(f, (size_t)n + 1, sizeof *f, by_message);
-
-    vial_res_status(rs, 200);
-    vial_res_header(rs, "Content-Type", "text/html; charset=utf-8");
-    APPEND(rs, "<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table>"
-               "<tr><th>id</th><th>message</th></tr>");
-    for (int i = 0; i <= n; i++) {
-        char id[16];
-        int l = snprintf(id, sizeof id, "%d", f[i].id);
-        APPEND(rs, "<tr><td>");
-        vial_res_append(rs, id, (size_t)l);
-        APPEND(rs, "</td><td>");
-        append_escaped(rs, f[i].message);
-        APPEND(rs, "</td></tr>");
-    }
-    APPEND(rs, "</table></body></html>");
-    return 0;
+    return te_fortunes_page(rs, f, (size_t)n);
 }
 
 /* --- registration ----------------------------------------------------------------------------- */

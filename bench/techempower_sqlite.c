@@ -30,6 +30,8 @@
 #include <vial.h>
 #include <vial/sqlite.h>
 
+#include "techempower_common.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -37,43 +39,10 @@
 #include <string.h>
 #include <time.h>
 
-#define WORLD_ROWS 10000
-#define MAX_QUERIES 500
 
 static vial_sqlite *te_db;
 
 /* --- helpers --------------------------------------------------------------------------------- */
-
-/* xorshift64*, one state per thread (loop threads draw ids without locks). */
-static int32_t random_id(void)
-{
-    static __thread uint64_t s;
-    if (!s) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        s = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)(uintptr_t)&s ^ (uint64_t)ts.tv_sec;
-        if (!s)
-            s = 0x9e3779b97f4a7c15ull;
-    }
-    s ^= s >> 12;
-    s ^= s << 25;
-    s ^= s >> 27;
-    return (int32_t)((s * 2685821657736338717ull) >> 33) % WORLD_ROWS + 1;
-}
-
-/* The "queries" parameter as the rules want it: missing, not a number or
- * < 1 -> 1; > 500 -> 500. */
-static int query_count(vial_req *rq)
-{
-    const char *q = vial_req_arg(rq, "queries");
-    if (!q || !*q)
-        return 1;
-    char *end;
-    long n = strtol(q, &end, 10);
-    if (*end || n < 1)
-        return 1;
-    return n > MAX_QUERIES ? MAX_QUERIES : (int)n;
-}
 
 typedef struct world {
     int32_t id, rn;
@@ -84,14 +53,8 @@ static int json_worlds(vial_res *rs, const world *w, int n, int as_array)
     vial_json *j = vial_json_begin(rs, 200);
     if (as_array)
         vial_json_arr(j);
-    for (int i = 0; i < n; i++) {
-        vial_json_obj(j);
-        vial_json_key(j, "id");
-        vial_json_int(j, w[i].id);
-        vial_json_key(j, "randomNumber");
-        vial_json_int(j, w[i].rn);
-        vial_json_end(j);
-    }
+    for (int i = 0; i < n; i++)
+        te_world_json(j, w[i].id, w[i].rn);
     if (as_array)
         vial_json_end(j);
     return vial_json_finish(j);
@@ -108,7 +71,7 @@ static int db_error(vial_req *rq, vial_res *rs, int rc)
 
 static int te_db_view(vial_req *rq, vial_res *rs)
 {
-    vial_sqlite_arg id = vial_sql_int(random_id());
+    vial_sqlite_arg id = vial_sql_int(te_random_id());
     vial_sqlite_result *r;
     int rc = vial_sqlite_query_args(rq, te_db, &r, "SELECT id, randomNumber FROM World WHERE id = ?", 1, &id);
     if (rc < 0)
@@ -148,12 +111,12 @@ static batch *new_batch(vial_req *rq)
     batch *b = vial_alloc(rq, sizeof *b);
     if (!b)
         return NULL;
-    b->n = query_count(rq);
+    b->n = te_queries(rq);
     b->w = vial_alloc(rq, (size_t)b->n * sizeof *b->w);
     if (!b->w)
         return NULL;
     for (int i = 0; i < b->n; i++)
-        b->w[i].id = random_id();
+        b->w[i].id = te_random_id();
     return b;
 }
 
@@ -198,7 +161,7 @@ static int te_updates_view(vial_req *rq, vial_res *rs)
         return vial_fail(rs, "out of memory");
     u->rows = *b;
     for (int i = 0; i < b->n; i++)
-        u->fresh[i] = random_id();
+        u->fresh[i] = te_random_id();
     int rc = vial_sqlite_transaction(rq, te_db, update_rows, u);
     if (rc < 0)
         return db_error(rq, rs, rc);
@@ -207,39 +170,6 @@ static int te_updates_view(vial_req *rq, vial_res *rs)
 
 /* --- /fortunes --------------------------------------------------------------------------------- */
 
-typedef struct fortune {
-    int64_t id;
-    const char *msg;
-} fortune;
-
-static int by_message(const void *a, const void *b)
-{
-    return strcmp(((const fortune *)a)->msg, ((const fortune *)b)->msg);
-}
-
-/* Appends s with &, <, >, " and ' escaped. */
-static void append_escaped(vial_res *rs, const char *s)
-{
-    const char *run = s;
-    for (; *s; s++) {
-        const char *rep = NULL;
-        switch (*s) {
-        case '&': rep = "&amp;"; break;
-        case '<': rep = "&lt;"; break;
-        case '>': rep = "&gt;"; break;
-        case '"': rep = "&quot;"; break;
-        case '\'': rep = "&#39;"; break;
-        default: continue;
-        }
-        vial_res_append(rs, run, (size_t)(s - run));
-        vial_res_append(rs, rep, strlen(rep));
-        run = s + 1;
-    }
-    vial_res_append(rs, run, (size_t)(s - run));
-}
-
-#define LIT(rs, s) vial_res_append((rs), (s), sizeof(s) - 1)
-
 static int te_fortunes_view(vial_req *rq, vial_res *rs)
 {
     vial_sqlite_result *r;
@@ -247,35 +177,16 @@ static int te_fortunes_view(vial_req *rq, vial_res *rs)
     if (rc < 0)
         return db_error(rq, rs, rc);
     size_t n = vial_sqlite_nrows(r);
-    fortune *f = vial_alloc(rq, (n + 1) * sizeof *f);
+    te_fortune *f = vial_alloc(rq, (n + 1) * sizeof *f);
     if (!f)
         return vial_fail(rs, "out of memory");
     for (size_t i = 0; i < n; i++) {
         f[i].id = vial_sqlite_int64(r, i, 0);
-        f[i].msg = vial_sqlite_text(r, i, 1);
-        if (!f[i].msg)
-            f[i].msg = "";
+        f[i].message = vial_sqlite_text(r, i, 1);
+        if (!f[i].message)
+            f[i].message = "";
     }
-    f[n].id = 0;
-    f[n].msg = "Additional fortune added at request time.";
-    n++;
-    qsort(f, n, sizeof *f, by_message);
-
-    vial_res_status(rs, 200);
-    vial_res_header(rs, "Content-Type", "text/html; charset=utf-8");
-    LIT(rs, "<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table>"
-            "<tr><th>id</th><th>message</th></tr>");
-    for (size_t i = 0; i < n; i++) {
-        char id[24];
-        int len = snprintf(id, sizeof id, "%lld", (long long)f[i].id);
-        LIT(rs, "<tr><td>");
-        vial_res_append(rs, id, (size_t)len);
-        LIT(rs, "</td><td>");
-        append_escaped(rs, f[i].msg);
-        LIT(rs, "</td></tr>");
-    }
-    LIT(rs, "</table></body></html>");
-    return 0;
+    return te_fortunes_page(rs, f, n);
 }
 
 /* --- setup -------------------------------------------------------------------------------------- */
@@ -324,7 +235,7 @@ int techempower_sqlite_register(vial_app *app, const char *path)
     int64_t counts[2] = {0, 0};
     if (rc >= 0)
         rc = vial_sqlite_run(db, count_rows, counts);
-    if (rc >= 0 && counts[0] != WORLD_ROWS) {
+    if (rc >= 0 && counts[0] != TE_WORLD_ROWS) {
         /* 10000 rows in one transaction: a few milliseconds */
         rc = vial_sqlite_script(db,
                                 "BEGIN; DELETE FROM World;"

@@ -1,0 +1,36 @@
+/* What the TechEmpower database test types share, whatever the database:
+ * the random row id, the "queries" parameter, World as JSON and the
+ * Fortunes page. Used by techempower_db.c (PostgreSQL) and
+ * techempower_sqlite.c. */
+#ifndef TECHEMPOWER_COMMON_H
+#define TECHEMPOWER_COMMON_H
+
+#include <vial.h>
+
+#include <stdint.h>
+
+#define TE_WORLD_ROWS 10000
+#define TE_MAX_QUERIES 500
+
+/* 1..TE_WORLD_ROWS from a per-thread xorshift64* generator: loop threads
+ * draw ids without a lock or libc's shared random() state. */
+int te_random_id(void);
+
+/* The "queries" parameter as the rules want it: missing, not a number or
+ * < 1 -> 1; > 500 -> 500. */
+int te_queries(vial_req *rq);
+
+/* {"id": id, "randomNumber": rn} as the next JSON value. */
+void te_world_json(vial_json *j, int64_t id, int64_t rn);
+
+typedef struct te_fortune {
+    int64_t id;
+    const char *message;
+} te_fortune;
+
+/* The Fortunes page: f holds n rows from the database and room for one more;
+ * adds the request-time fortune, sorts by message, writes the HTML with
+ * every message escaped. */
+int te_fortunes_page(vial_res *rs, te_fortune *f, size_t n);
+
+#endif
