@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -40,6 +41,7 @@ struct vial_conn {
     unsigned closing : 1;    /* close when the coroutine ends */
     unsigned closed : 1;     /* fd closed, struct waiting for deferred free */
     unsigned broken : 1;     /* a write failed: no further output possible */
+    unsigned hup : 1;        /* the peer's FIN (or an error) was seen */
     vial_req *rq;
     vial_msg free_msg;
 };
@@ -288,7 +290,7 @@ static int read_head(vial_conn *c, vial_http_head *h, int *status)
                 if (n < 0)
                     return -1;
             }
-        } else if (!c->in_ready) {
+        } else if (!c->in_ready && !c->hup) {
             return 0;
         }
         if (c->rlen == VIAL_RBUF_SIZE) {
@@ -553,11 +555,16 @@ static void conn_main(void *arg)
         int status;
         rq.head.max_body = s->cfg.max_body;
         int n = read_head(c, &rq.head, &status);
-        if (n == 0)
+        if (n == 0) {
+            if (c->wpos < c->wlen && conn_flush(c) < 0)
+                c->closing = 1;
             break; /* nothing pending: go idle */
+        }
         if (n < 0) {
             if (status)
                 conn_reject(c, status);
+            else if (c->wpos < c->wlen)
+                conn_flush(c); /* the client half-closed after pipelining: answer all */
             c->closing = 1;
             break;
         }
@@ -624,7 +631,7 @@ static void conn_main(void *arg)
             c->closing = 1;
             break;
         }
-        if (c->rpos == c->rlen && !c->in_ready) {
+        if (c->rpos == c->rlen && !c->in_ready && !c->hup) {
             if (conn_flush(c) < 0)
                 c->closing = 1;
             break;
@@ -670,6 +677,20 @@ static void conn_start(vial_conn *c)
     vial_coro_resume(co);
 }
 
+/* A FIN that follows more pipelined requests is a half-close (HTTP/1.1
+ * allows it: "that's all I am sending"), not a disconnect: the client still
+ * waits for those answers. Only a FIN with nothing left to serve, or a reset,
+ * cancels the running handler. */
+static int peer_still_asking(vial_conn *c, unsigned ev)
+{
+    if (ev & VIAL_IO_ERR)
+        return 0;
+    if (c->rpos < c->rlen)
+        return 1;
+    int pending = 0;
+    return ioctl(c->io.fd, FIONREAD, &pending) == 0 && pending > 0;
+}
+
 static void conn_io(vial_loop *l, vial_io *io, unsigned ev)
 {
     vial_conn *c = (vial_conn *)io;
@@ -677,6 +698,8 @@ static void conn_io(vial_loop *l, vial_io *io, unsigned ev)
         return;
     if (ev & (VIAL_IO_READ | VIAL_IO_HUP | VIAL_IO_ERR))
         c->in_ready = 1;
+    if (ev & (VIAL_IO_HUP | VIAL_IO_ERR))
+        c->hup = 1; /* the edge comes once: remember it for when input runs dry */
     if (ev & (VIAL_IO_WRITE | VIAL_IO_ERR | VIAL_IO_HUP))
         c->out_ready = 1;
     if (!c->coro) {
@@ -686,7 +709,7 @@ static void conn_io(vial_loop *l, vial_io *io, unsigned ev)
     }
     if (((c->wait & VIAL_IO_READ) && c->in_ready) || ((c->wait & VIAL_IO_WRITE) && c->out_ready)) {
         vial_coro_wake(c->coro, 0);
-    } else if (c->in_handler && (ev & (VIAL_IO_HUP | VIAL_IO_ERR))) {
+    } else if (c->in_handler && (ev & (VIAL_IO_HUP | VIAL_IO_ERR)) && !peer_still_asking(c, ev)) {
         /* The client went away while its handler runs: cancel it, so every
          * pending await returns -ECANCELED. */
         vial_coro_cancel(c->coro);

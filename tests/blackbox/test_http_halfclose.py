@@ -1,0 +1,66 @@
+"""Half-close (RFC 9112 §9.6): a client may send its requests and then shut
+down its sending side; it still expects every answer. A FIN with nothing
+left to serve is a disconnect and cancels the running handler (§4.6)."""
+import json
+import socket
+import time
+import urllib.request
+
+
+def _read_until_close(sock, limit=5.0):
+    sock.settimeout(limit)
+    buf = b""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        d = sock.recv(65536)
+        if not d:
+            return buf, True
+        buf += d
+    return buf, False
+
+
+def test_pipelined_then_half_closed_gets_every_answer(server):
+    host, port = server
+    reqs = (b"GET /sync/block?ms=200 HTTP/1.1\r\nHost: x\r\n\r\n"
+            + b"GET /async/sleep?ms=50 HTTP/1.1\r\nHost: x\r\n\r\n" * 3
+            + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    with socket.create_connection((host, port)) as s:
+        s.sendall(reqs)
+        s.shutdown(socket.SHUT_WR)
+        t0 = time.monotonic()
+        buf, closed = _read_until_close(s)
+    assert buf.count(b"HTTP/1.1 200 OK\r\n") == 5, buf[:400]
+    assert buf.endswith(b"vial conformance")
+    assert closed and time.monotonic() - t0 < 3.0  # closed once answered, not at the idle timeout
+
+
+def test_single_request_then_half_close_is_answered_when_quick(server):
+    host, port = server
+    with socket.create_connection((host, port)) as s:
+        s.sendall(b"GET /hello/x HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.shutdown(socket.SHUT_WR)
+        buf, closed = _read_until_close(s)
+    assert buf.startswith(b"HTTP/1.1 200 OK\r\n") and buf.endswith(b"Hello, x!")
+    assert closed
+
+
+def _stats(host, port):
+    with urllib.request.urlopen("http://%s:%d/async/stats" % (host, port), timeout=5) as r:
+        return json.load(r)
+
+
+def test_half_close_during_long_handler_cancels_it(server):
+    host, port = server
+    before = _stats(host, port)
+    with socket.create_connection((host, port)) as s:
+        s.sendall(b"GET /async/disconnect-probe?ms=5000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
+        s.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + 1.5
+        after = _stats(host, port)
+        while after["cancelled"] == before["cancelled"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+            after = _stats(host, port)
+    assert after["started"] == before["started"] + 1
+    assert after["cancelled"] == before["cancelled"] + 1
+    assert after["completed"] == before["completed"]
