@@ -11,6 +11,7 @@ PKGS=(
   python3-pytest python3-requests python3-websockets
   curl nginx-light wrk node-llhttp
   libpq-dev postgresql libhiredis-dev redis-server libcurl4-openssl-dev libsqlite3-dev
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 )
 
 missing=()

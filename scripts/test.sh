@@ -41,6 +41,9 @@ step "build (release)"
 step "unit tests (release)"
 ctest --test-dir build --output-on-failure -j2 || fail=1
 
+step "context switches (x86-64, ucontext, AArch64 under qemu-user)"
+./scripts/test-switches.sh || fail=1
+
 step "black-box tests (release)"
 VIAL_BUILD_DIR=$PWD/build $PY -m pytest -q tests/blackbox -p no:cacheprovider || fail=1
 
