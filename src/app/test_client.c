@@ -131,7 +131,7 @@ static int sink_begin(vial_req *rq)
 
 static int sink_write(vial_req *rq, const void *data, size_t len)
 {
-    struct run *run = rq->lifecycle_owner;
+    struct run *run = rq->sink_data;
     return rq->is_head ? 0 : body_append(run->resp, data, len);
 }
 
@@ -287,7 +287,7 @@ vial_response *vial_client_request(vial_client *c, const char *method, const cha
     rq->sink_begin = sink_begin;
     rq->sink_write = sink_write;
     struct run run = {c, rq, r, 0};
-    rq->lifecycle_owner = &run;
+    rq->sink_data = &run;
 
     vial_coro *co = vial_coro_new(&c->loop, run_request, &run);
     if (!co) {

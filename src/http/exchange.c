@@ -14,10 +14,10 @@ void vial_exchange_init(vial_req *rq, struct vial_conn *conn, struct vial_server
     rq->pool = NULL;
     rq->sink_begin = NULL;
     rq->sink_write = NULL;
+    rq->sink_data = NULL;
     rq->finalize = NULL;
     rq->finalized = 0;
     rq->lifecycle = NULL;
-    rq->lifecycle_owner = NULL;
     vial_arena_init(&rq->arena, rq->arena_inline, sizeof rq->arena_inline);
     rq->body = "";
     rq->body_len = 0;

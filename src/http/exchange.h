@@ -85,12 +85,12 @@ struct vial_req {
      * the test client) provides them. */
     int (*sink_begin)(vial_req *rq);
     int (*sink_write)(vial_req *rq, const void *data, size_t len);
+    void *sink_data; /* the sink's own state (the test client's run) */
     /* The app's response finalisation (after_request hooks, session save),
      * run before a streamed head is sent; idempotent. */
     void (*finalize)(vial_req *rq);
     int finalized;
     void *lifecycle;       /* dispatch's state for finalize */
-    void *lifecycle_owner; /* the test client's run state */
     vial_arena arena;
     const char *body;
     size_t body_len;

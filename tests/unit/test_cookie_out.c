@@ -10,6 +10,7 @@
 #include "app/session.h"
 #include "http/exchange.h"
 #include "http/parser.h"
+#include "treq.h"
 
 #include <errno.h>
 #include <locale.h>
@@ -20,52 +21,10 @@
 
 /* --- a request built by hand: raw head -> the real parser -> exchange --------- */
 
-typedef struct {
-    vial_req *rq;
-    char *raw;
-} treq;
-
-static treq req_new(const char *method, const char *target, const char *const *headers)
-{
-    treq t;
-    size_t cap = 4096;
-    t.raw = malloc(cap);
-    assert_non_null(t.raw);
-    size_t n = (size_t)snprintf(t.raw, cap, "%s %s HTTP/1.1\r\nHost: t\r\n", method, target);
-    for (const char *const *h = headers; h && *h; h++)
-        n += (size_t)snprintf(t.raw + n, cap - n, "%s\r\n", *h);
-    n += (size_t)snprintf(t.raw + n, cap - n, "\r\n");
-    t.rq = calloc(1, sizeof *t.rq);
-    assert_non_null(t.rq);
-    int status = 0;
-    assert_int_equal(vial_http_parse_request(t.raw, n, &t.rq->head, &status), (int)n);
-    vial_exchange_init(t.rq, NULL, NULL);
-    return t;
-}
-
-static void req_free(treq *t)
-{
-    vial_exchange_fini(t->rq);
-    free(t->rq);
-    free(t->raw);
-}
-
-/* The i-th response header with this name, or NULL. */
-static const char *res_header(vial_req *rq, const char *name, unsigned nth)
-{
-    for (uint32_t i = 0; i < rq->res.nheaders; i++)
-        if (!strcasecmp(rq->res.headers[i].name, name) && nth-- == 0)
-            return rq->res.headers[i].value;
-    return NULL;
-}
-
-static unsigned res_header_count(vial_req *rq, const char *name)
-{
-    unsigned n = 0;
-    for (uint32_t i = 0; i < rq->res.nheaders; i++)
-        n += !strcasecmp(rq->res.headers[i].name, name);
-    return n;
-}
+#define req_new treq_new
+#define req_free treq_free
+#define res_header treq_res_header
+#define res_header_count treq_res_header_count
 
 /* --- Set-Cookie ----------------------------------------------------------------- */
 

@@ -11,6 +11,7 @@
 #include "app/session.h"
 #include "http/exchange.h"
 #include "http/parser.h"
+#include "treq.h"
 
 #include <errno.h>
 #include <openssl/evp.h>
@@ -25,52 +26,24 @@
 
 /* --- requests built by hand --------------------------------------------------------- */
 
-typedef struct {
-    vial_req *rq;
-    char *raw;
-} treq;
-
 static treq req_new(vial_app *app, const char *cookie)
 {
-    treq t;
-    size_t cap = 64 + (cookie ? strlen(cookie) : 0) + 64;
-    t.raw = malloc(cap);
-    assert_non_null(t.raw);
-    size_t n = (size_t)snprintf(t.raw, cap, "GET / HTTP/1.1\r\nHost: t\r\n");
-    if (cookie)
-        n += (size_t)snprintf(t.raw + n, cap - n, "Cookie: %s\r\n", cookie);
-    n += (size_t)snprintf(t.raw + n, cap - n, "\r\n");
-    t.rq = calloc(1, sizeof *t.rq);
-    assert_non_null(t.rq);
-    int status = 0;
-    assert_int_equal(vial_http_parse_request(t.raw, n, &t.rq->head, &status), (int)n);
-    vial_exchange_init(t.rq, NULL, NULL);
+    char *line = NULL;
+    if (cookie) {
+        line = malloc(strlen(cookie) + 16);
+        assert_non_null(line);
+        sprintf(line, "Cookie: %s", cookie);
+    }
+    const char *headers[] = {line, NULL};
+    treq t = treq_new("GET", "/", headers);
+    free(line); /* the request's spans point into t.raw, not here */
     t.rq->app = app;
     return t;
 }
 
-static void req_free(treq *t)
-{
-    vial_exchange_fini(t->rq);
-    free(t->rq);
-    free(t->raw);
-}
-
-static const char *res_header(vial_req *rq, const char *name, unsigned nth)
-{
-    for (uint32_t i = 0; i < rq->res.nheaders; i++)
-        if (!strcasecmp(rq->res.headers[i].name, name) && nth-- == 0)
-            return rq->res.headers[i].value;
-    return NULL;
-}
-
-static unsigned res_header_count(vial_req *rq, const char *name)
-{
-    unsigned n = 0;
-    for (uint32_t i = 0; i < rq->res.nheaders; i++)
-        n += !strcasecmp(rq->res.headers[i].name, name);
-    return n;
-}
+#define req_free treq_free
+#define res_header treq_res_header
+#define res_header_count treq_res_header_count
 
 /* "session=<value>" from the response's Set-Cookie (malloc'd), or NULL. */
 static char *saved_cookie(treq *t)

@@ -12,6 +12,7 @@
 #include "app/session.h"
 #include "http/exchange.h"
 #include "http/parser.h"
+#include "treq.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -102,46 +103,17 @@ static int teardown(void **st)
 
 /* --- requests built by hand ---------------------------------------------------------- */
 
-typedef struct {
-    vial_req *rq;
-    char *raw;
-} treq;
-
+/* HEAD responses: dispatch sets is_head; these tests call send_file directly. */
 static treq req_new(const char *method, const char *target, const char *const *headers)
 {
-    treq t;
-    size_t cap = 4096;
-    t.raw = malloc(cap);
-    assert_non_null(t.raw);
-    size_t n = (size_t)snprintf(t.raw, cap, "%s %s HTTP/1.1\r\nHost: t\r\n", method, target);
-    for (const char *const *h = headers; h && *h; h++)
-        n += (size_t)snprintf(t.raw + n, cap - n, "%s\r\n", *h);
-    n += (size_t)snprintf(t.raw + n, cap - n, "\r\n");
-    t.rq = calloc(1, sizeof *t.rq);
-    assert_non_null(t.rq);
-    int status = 0;
-    assert_int_equal(vial_http_parse_request(t.raw, n, &t.rq->head, &status), (int)n);
-    vial_exchange_init(t.rq, NULL, NULL);
-    t.rq->is_head = !strcmp(method, "HEAD"); /* dispatch's job */
+    treq t = treq_new(method, target, headers);
+    t.rq->is_head = !strcmp(method, "HEAD");
     return t;
 }
 
-static void req_free(treq *t)
-{
-    vial_exchange_fini(t->rq);
-    free(t->rq);
-    free(t->raw);
-}
+#define req_free treq_free
+#define res_header(rq, name) treq_res_header((rq), (name), 0)
 
-static const char *res_header(vial_req *rq, const char *name)
-{
-    for (uint32_t i = 0; i < rq->res.nheaders; i++)
-        if (!strcasecmp(rq->res.headers[i].name, name))
-            return rq->res.headers[i].value;
-    return NULL;
-}
-
-/* Sends hello.txt / data.bin with these request headers. */
 static treq send(const char *method, const char *rel, const char *const *headers, int *rc)
 {
     treq t = req_new(method, "/f", headers);
