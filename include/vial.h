@@ -33,11 +33,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <vial/config.h> /* VIAL_VERSION, VIAL_HAVE_<client> */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define VIAL_VERSION "0.1.0"
+/* Only what the public headers declare is exported from libvial.so (built
+ * with -fvisibility=hidden). */
+#pragma GCC visibility push(default)
 
 typedef struct vial_app vial_app;
 typedef struct vial_req vial_req;
@@ -690,6 +693,8 @@ const char *vial_response_header_nth(const vial_response *r, const char *name, u
 /* The body (streamed bodies are collected whole); NUL-terminated. */
 const char *vial_response_body(const vial_response *r, size_t *len);
 void vial_response_free(vial_response *r);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -1,12 +1,25 @@
 #!/usr/bin/env bash
 # Configures and builds one build directory.
 #   scripts/build.sh [DIR] [cmake args...]     (default DIR: build)
+# Quiet when all is well: ninja's progress lines are dropped, but compiler
+# warnings are printed, and on failure everything cmake or ninja said is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-build}
 shift || true
 ./scripts/deps.sh
+log=$(mktemp /tmp/vial-build.XXXXXX)
+trap 'rm -f "$log"' EXIT
 if [ ! -f "$dir/build.ninja" ]; then
-  cmake -S . -B "$dir" -G Ninja "$@" >/dev/null
+  if ! cmake -S . -B "$dir" -G Ninja "$@" >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "build.sh: cmake failed in $dir" >&2
+    exit 1
+  fi
 fi
-ninja -C "$dir" >/dev/null
+if ! ninja -C "$dir" >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "build.sh: build failed in $dir" >&2
+  exit 1
+fi
+grep -vE '^(\[[0-9]+/[0-9]+\] |ninja: (Entering|Leaving) directory|ninja: no work to do)' "$log" >&2 || true

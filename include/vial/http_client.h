@@ -60,6 +60,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default)
 
 /* Per-request options; NULL or a zeroed struct means the defaults. */
 typedef struct vial_http_opts {
@@ -149,6 +150,8 @@ const char *vial_http_error(vial_req *rq);
 /* A short static description of an error code returned by this API
  * ("connection refused", "host name not resolved", ...). */
 const char *vial_http_strerror(int err);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

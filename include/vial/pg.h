@@ -76,6 +76,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default)
 
 /* The server reported an error (see vial_pg_sqlstate). */
 #define VIAL_PG_ESQL (-EREMOTEIO)
@@ -301,6 +302,8 @@ typedef struct vial_pg_stats {
     uint64_t retries;          /* unsent queries moved to a fresh connection */
 } vial_pg_stats;
 int vial_pg_stats_get(vial_req *rq, vial_pg *db, vial_pg_stats *out);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

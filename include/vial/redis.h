@@ -57,6 +57,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default)
 
 typedef struct vial_redis vial_redis;
 typedef struct vial_redis_reply vial_redis_reply;
@@ -234,6 +235,8 @@ void vial_redis_sub_close(vial_redis_sub *sub);
  * PUBLISH on the thread's shared connection without waiting and returns 0
  * (or a negative errno when it cannot be queued). Elsewhere: -EPERM. */
 int vial_redis_publish(vial_redis *r, const char *channel, const void *data, size_t len);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -59,6 +59,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default)
 
 typedef struct vial_sqlite vial_sqlite;
 typedef struct vial_sqlite_result vial_sqlite_result;
@@ -262,6 +263,8 @@ int vial_sqlite_errcode(vial_req *rq);
  * \"INSERT INTO users ...\"", or NULL. Read it right after the failing call
  * (no other task of the request runs in between). */
 const char *vial_sqlite_errmsg(vial_req *rq);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,7 @@
  * x30 = vial_ctx_trampoline. */
     .text
     .globl vial_ctx_switch
+    .hidden vial_ctx_switch
     .type vial_ctx_switch, %function
     .align 4
 vial_ctx_switch:
@@ -39,6 +40,7 @@ vial_ctx_switch:
     .size vial_ctx_switch, .-vial_ctx_switch
 
     .globl vial_ctx_trampoline
+    .hidden vial_ctx_trampoline
     .type vial_ctx_trampoline, %function
     .align 4
 vial_ctx_trampoline:

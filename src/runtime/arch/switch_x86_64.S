@@ -8,6 +8,7 @@
  * Caller-saved registers need no saving: the switch is a function call. */
     .text
     .globl vial_ctx_switch
+    .hidden vial_ctx_switch
     .type vial_ctx_switch, @function
     .align 16
 vial_ctx_switch:
@@ -29,6 +30,7 @@ vial_ctx_switch:
     .size vial_ctx_switch, .-vial_ctx_switch
 
     .globl vial_ctx_trampoline
+    .hidden vial_ctx_trampoline
     .type vial_ctx_trampoline, @function
     .align 16
 vial_ctx_trampoline:
