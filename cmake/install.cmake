@@ -16,20 +16,28 @@ install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/vial/ ${PROJECT_BINARY_DIR}/incl
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/vial FILES_MATCHING PATTERN "*.h")
 
 # vial.pc finds its prefix relative to itself, so the installed tree (and the
-# Debian package) can be moved.
-set(VIAL_PC_REQUIRES "")
+# Debian package) can be moved. libvial.a's dependencies go to Libs.private
+# as the link flags of their shared libraries, not as Requires.private:
+# `pkg-config --static` would then ask for their own static dependencies,
+# which Debian does not ship (libpq.pc names libpgcommon and libpgport).
+set(VIAL_PC_LIBS_PRIVATE "")
 set(VIAL_CLIENTS "")
 foreach(dep ${VIAL_DEPS})
   string(REPLACE "=" ";" dep "${dep}")
-  list(GET dep 0 prefix)
-  list(GET dep 1 module)
-  list(APPEND VIAL_PC_REQUIRES ${module})
-  if(prefix MATCHES "^VIAL_DEP_(PG|REDIS|HTTP|SQLITE)$")
+  list(GET dep 0 dep_prefix)
+  foreach(flag ${${dep_prefix}_LDFLAGS})
+    if(NOT flag MATCHES "^-L/(usr/)?lib(/|$)") # the linker's own directories
+      list(APPEND VIAL_PC_LIBS_PRIVATE ${flag})
+    endif()
+  endforeach()
+  if(dep_prefix MATCHES "^VIAL_DEP_(PG|REDIS|HTTP|SQLITE)$")
     string(TOLOWER ${CMAKE_MATCH_1} client)
     list(APPEND VIAL_CLIENTS ${client})
   endif()
 endforeach()
-list(JOIN VIAL_PC_REQUIRES " " VIAL_PC_REQUIRES)
+list(APPEND VIAL_PC_LIBS_PRIVATE -pthread -lm)
+list(REMOVE_DUPLICATES VIAL_PC_LIBS_PRIVATE)
+list(JOIN VIAL_PC_LIBS_PRIVATE " " VIAL_PC_LIBS_PRIVATE)
 file(RELATIVE_PATH VIAL_PC_TO_PREFIX /prefix/${VIAL_PC_DIR} /prefix)
 string(REGEX REPLACE "/$" "" VIAL_PC_TO_PREFIX "${VIAL_PC_TO_PREFIX}")
 configure_file(${PROJECT_SOURCE_DIR}/cmake/vial.pc.in ${PROJECT_BINARY_DIR}/vial.pc @ONLY)
@@ -57,7 +65,7 @@ set(CPACK_RESOURCE_FILE_LICENSE ${PROJECT_SOURCE_DIR}/LICENSE)
 set(CPACK_DEBIAN_PACKAGE_MAINTAINER "the vial authors <vial@localhost>")
 set(CPACK_DEBIAN_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
-# The -dev packages of what libvial links (vial.pc's Requires.private).
+# The -dev packages of what libvial links (vial.pc's Libs.private).
 set(VIAL_DEB_DEPENDS libssl-dev libyajl-dev)
 foreach(client pg:libpq-dev redis:libhiredis-dev http:libcurl4-openssl-dev sqlite:libsqlite3-dev)
   string(REPLACE ":" ";" client "${client}")

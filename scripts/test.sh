@@ -41,6 +41,9 @@ step "build (release)"
 step "unit tests (release)"
 ctest --test-dir build --output-on-failure -j2 || fail=1
 
+step "install: hello built against an installed libvial (pkg-config, static, find_package, add_subdirectory)"
+tests/install/run.sh build || fail=1
+
 step "context switches (x86-64, ucontext, AArch64 under qemu-user)"
 ./scripts/test-switches.sh || fail=1
 
