@@ -493,7 +493,9 @@ int vial_stream_printf(vial_res *rs, const char *fmt, ...) __attribute__((format
 int vial_sleep(vial_req *rq, uint64_t ms);
 
 /* Runs fn(arg) on the worker pool and awaits it (Quart's run_sync). The loop
- * stays free meanwhile. Returns 0, -EAGAIN when the pool's queue is full. */
+ * stays free meanwhile. Returns 0, -EAGAIN when the pool's queue is full,
+ * -ECANCELED when the request was cancelled before a worker took the job
+ * (then fn never runs; once it has started, it is awaited to its end). */
 int vial_offload(vial_req *rq, void (*fn)(void *arg), void *arg);
 
 /* Monotonic milliseconds (the loop's clock). */

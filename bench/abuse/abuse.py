@@ -441,7 +441,7 @@ def attack_reset_before_handler(binary, q):
         time.sleep(2.5)
         import json
         stats = json.loads(get(srv.port, "/async/stats")[1])
-        return row("reset-before-handler", "every reset request cancelled", None, None, None, None,
+        return row("reset-before-handler", "none runs its full 2 s (cancelled, or never started)", None, None, None, None,
                    "started %d, cancelled %d, completed %d" %
                    (stats["started"], stats["cancelled"], stats["completed"]))
     finally:

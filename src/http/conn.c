@@ -42,6 +42,7 @@ struct vial_conn {
     unsigned closed : 1;     /* fd closed, struct waiting for deferred free */
     unsigned broken : 1;     /* a write failed: no further output possible */
     unsigned hup : 1;        /* the peer's FIN (or an error) was seen */
+    unsigned reset : 1;      /* the peer reset the connection (an error was seen) */
     vial_req *rq;
     vial_msg free_msg;
 };
@@ -600,6 +601,13 @@ static void conn_main(void *arg)
             serve_options_asterisk(c, &rq, keep);
         } else {
             c->in_handler = 1;
+            /* A reset that came with (or right after) the request was seen
+             * before the handler could be cancelled by it: nobody will read
+             * the answer, so the request starts cancelled — its sync work is
+             * never queued and its awaits return -ECANCELED. (A FIN alone is
+             * a half-close: the client still waits for the answer.) */
+            if (c->reset)
+                vial_coro_cancel(c->coro);
             c->coro->on_park = conn_flush_nowait;
             c->coro->on_park_arg = c;
             s->serve(s->serve_data, &rq);
@@ -700,6 +708,8 @@ static void conn_io(vial_loop *l, vial_io *io, unsigned ev)
         c->in_ready = 1;
     if (ev & (VIAL_IO_HUP | VIAL_IO_ERR))
         c->hup = 1; /* the edge comes once: remember it for when input runs dry */
+    if (ev & VIAL_IO_ERR)
+        c->reset = 1;
     if (ev & (VIAL_IO_WRITE | VIAL_IO_ERR | VIAL_IO_HUP))
         c->out_ready = 1;
     if (!c->coro) {
