@@ -341,7 +341,7 @@ void vial_app_serve(void *data, vial_req *rq)
     rq->route = rule;
     vial_coro *co = vial_coro_current();
     if (co && rule)
-        co->label = rule->label;
+        vial_coro_label_route(co, rule->label);
 
     if (rule && rule->ws) {
         /* Websocket routes run no hooks (spec 3.1, 5): judge the handshake,

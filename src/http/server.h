@@ -30,6 +30,12 @@ struct vial_server_thread {
     int draining;       /* shutdown: no new requests, close when idle */
     vial_timer grace_timer;
     vial_msg stop_msg;
+    /* Out of descriptors: the edge-triggered listener reports pending
+     * connections once, so accepting is retried on a timer until they are
+     * taken; the log line about it is throttled. */
+    vial_timer accept_retry;
+    uint64_t emfile_logged_ns;
+    unsigned emfile_unlogged;
     /* small caches so steady state allocates nothing */
     char **free_bufs;
     unsigned nfree_bufs;
