@@ -204,6 +204,18 @@ typedef struct vial_config {
     int server_header;      /* send "Server: vial" on every response */
     size_t max_body;        /* request body limit, 413 beyond; 0: 1 MiB */
     int stall_ms;           /* log async code holding the loop longer; 0: 100, -1: off */
+    /* Slow bodies: after body_grace_ms from its first byte, a request body
+     * must have arrived at body_min_rate bytes/s on average (counting from
+     * the start, with the grace as credit), else 408 and close. Defends
+     * against uploads trickled to hold connections; the 10 s inactivity
+     * timer still applies. 0: defaults (30000 ms, 1024 bytes/s); -1: off. */
+    int body_grace_ms;
+    int body_min_rate;
+    /* Server-wide bytes of request bodies held in memory at once (bodies
+     * larger than the 32 KiB read buffer); past it, a connection stops
+     * reading its body until others finish (the client is held back by
+     * TCP). 0: 256 MiB. */
+    size_t body_memory_max;
 } vial_config;
 
 /* The defaults above, filled in. */

@@ -10,6 +10,7 @@
 #include "runtime/pool.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 typedef struct vial_conn vial_conn;
@@ -45,6 +46,9 @@ struct vial_server_thread {
 
 struct vial_server {
     vial_config cfg;
+    /* Bytes of request bodies held in memory now, all threads together
+     * (bounded by cfg.body_memory_max; conn.c). */
+    _Atomic size_t body_memory;
     vial_serve_fn serve;
     void *serve_data;
     vial_pool *pool;

@@ -11,37 +11,22 @@ failed accept."""
 
 import resource
 import socket
-import subprocess
 import time
 
 import pytest
 
-from conftest import conformance_binary, free_port
+
+def limit_descriptors():
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 
 
 @pytest.mark.slow
-def test_accepting_resumes_after_descriptors_free_up(tmp_path):
-    port = free_port()
-    log = open(tmp_path / "server.log", "wb")
-
-    def limit():
-        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-
-    proc = subprocess.Popen([str(conformance_binary()), "--host", "127.0.0.1", "--port", str(port),
-                             "--threads", "1"], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                            preexec_fn=limit)
+def test_accepting_resumes_after_descriptors_free_up(spawn_server):
+    srv = spawn_server(["--threads", "1"], limit_descriptors)
     socks = []
     try:
-        t0 = time.monotonic()
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                assert time.monotonic() - t0 < 5, "server did not start"
-                time.sleep(0.02)
         for _ in range(100):
-            socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            socks.append(socket.create_connection(srv.addr, timeout=5))
         time.sleep(6.5)  # the idle timeout (5 s) closes the accepted ones
         answered = closed = 0
         for s in socks:
@@ -61,12 +46,8 @@ def test_accepting_resumes_after_descriptors_free_up(tmp_path):
         # ~50 were accepted at first and closed by the idle timer; every
         # other one must have been accepted after that and answered now.
         assert answered >= 30 and answered + closed == len(socks), (answered, closed)
-        text = (tmp_path / "server.log").read_text(errors="replace")
-        lines = [l for l in text.splitlines() if "out of file descriptors" in l]
+        lines = [l for l in srv.log_text().splitlines() if "out of file descriptors" in l]
         assert 1 <= len(lines) <= 3, "EMFILE logged %d times:\n%s" % (len(lines), "\n".join(lines[:5]))
     finally:
         for s in socks:
             s.close()
-        proc.kill()
-        proc.wait()
-        log.close()
