@@ -207,6 +207,18 @@ typedef struct vial_config {
     int server_header;      /* send "Server: vial" on every response */
     size_t max_body;        /* request body limit, 413 beyond; 0: 1 MiB */
     int stall_ms;           /* log async code holding the loop longer; 0: 100, -1: off */
+    /* Slow bodies: after body_grace_ms from its first byte, a request body
+     * must have arrived at body_min_rate bytes/s on average (counting from
+     * the start, with the grace as credit), else 408 and close. Defends
+     * against uploads trickled to hold connections; the 10 s inactivity
+     * timer still applies. 0: defaults (30000 ms, 1024 bytes/s); -1: off. */
+    int body_grace_ms;
+    int body_min_rate;
+    /* Server-wide bytes of request bodies held in memory at once (bodies
+     * larger than the 32 KiB read buffer); past it, a connection stops
+     * reading its body until others finish (the client is held back by
+     * TCP). 0: 256 MiB. */
+    size_t body_memory_max;
 } vial_config;
 
 /* The defaults above, filled in. */
@@ -496,7 +508,9 @@ int vial_stream_printf(vial_res *rs, const char *fmt, ...) __attribute__((format
 int vial_sleep(vial_req *rq, uint64_t ms);
 
 /* Runs fn(arg) on the worker pool and awaits it (Quart's run_sync). The loop
- * stays free meanwhile. Returns 0, -EAGAIN when the pool's queue is full. */
+ * stays free meanwhile. Returns 0, -EAGAIN when the pool's queue is full,
+ * -ECANCELED when the request was cancelled before a worker took the job
+ * (then fn never runs; once it has started, it is awaited to its end). */
 int vial_offload(vial_req *rq, void (*fn)(void *arg), void *arg);
 
 /* Monotonic milliseconds (the loop's clock). */

@@ -415,6 +415,9 @@ vial_config vial_config_default(void)
         .server_header = 0,
         .max_body = 1024 * 1024,
         .stall_ms = 100,
+        .body_grace_ms = 30000,
+        .body_min_rate = 1024,
+        .body_memory_max = (size_t)256 << 20,
     };
 }
 
@@ -442,6 +445,15 @@ int vial_config_args(vial_config *cfg, int argc, char **argv)
             bad = parse_int_arg(v, 0, 1024, &cfg->threads);
         else if (!strcmp(a, "--workers") && v)
             bad = parse_int_arg(v, 1, 4096, &cfg->workers);
+        else if (!strcmp(a, "--body-grace-ms") && v)
+            bad = parse_int_arg(v, -1, 3600000, &cfg->body_grace_ms);
+        else if (!strcmp(a, "--body-min-rate") && v)
+            bad = parse_int_arg(v, -1, 1 << 30, &cfg->body_min_rate);
+        else if (!strcmp(a, "--body-memory-max") && v) {
+            int mib = 0;
+            bad = parse_int_arg(v, 1, 1 << 20, &mib);
+            cfg->body_memory_max = (size_t)mib << 20;
+        }
         else
             bad = -EINVAL;
         if (bad) {
@@ -472,5 +484,11 @@ int vial_run(vial_app *app, const vial_config *cfg)
         c.max_body = d.max_body;
     if (!c.stall_ms)
         c.stall_ms = d.stall_ms;
+    if (!c.body_grace_ms)
+        c.body_grace_ms = d.body_grace_ms;
+    if (!c.body_min_rate)
+        c.body_min_rate = d.body_min_rate;
+    if (!c.body_memory_max)
+        c.body_memory_max = d.body_memory_max;
     return vial_server_run(&c, vial_app_serve, app);
 }

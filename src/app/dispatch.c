@@ -58,7 +58,13 @@ int vial_call(vial_req *rq, vial_handler fn, int flags)
     if (flags != VIAL_SYNC || !rq->pool)
         return fn(rq, &rq->res);
     struct sync_call sc = {fn, rq, 0};
-    int r = vial_call_blocking(rq, sync_call_run, &sc, flags);
+    /* A sync handler whose client left while it waited in the queue is
+     * withdrawn, never run: departed clients must not fill the pool. */
+    rq->is_sync = 1;
+    int r = vial_pool_run_cancellable(rq->pool, sync_call_run, &sc);
+    rq->is_sync = 0;
+    if (r == -ECANCELED)
+        return vial_fail(&rq->res, "request cancelled before its sync handler ran");
     if (r == -EAGAIN) {
         /* The pool's queue is full: shed load rather than queue forever. */
         vial_res_header(&rq->res, "Retry-After", "1");
@@ -335,7 +341,7 @@ void vial_app_serve(void *data, vial_req *rq)
     rq->route = rule;
     vial_coro *co = vial_coro_current();
     if (co && rule)
-        co->label = rule->label;
+        vial_coro_label_route(co, rule->label);
 
     if (rule && rule->ws) {
         /* Websocket routes run no hooks (spec 3.1, 5): judge the handshake,

@@ -346,9 +346,7 @@ int vial_offload(vial_req *rq, void (*fn)(void *arg), void *arg)
     vial_coro *c = vial_coro_current();
     if (rq->is_sync || !c)
         return -EPERM;
-    if (c->cancelled)
-        return -ECANCELED;
-    return vial_pool_run(rq->pool, fn, arg);
+    return vial_pool_run_cancellable(rq->pool, fn, arg);
 }
 
 uint64_t vial_now_ms(void)

@@ -16,6 +16,7 @@
 #include "runtime/coro.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,9 @@ struct vial_conn {
     unsigned closed : 1;     /* fd closed, struct waiting for deferred free */
     unsigned broken : 1;     /* a write failed: no further output possible */
     unsigned hup : 1;        /* the peer's FIN (or an error) was seen */
+    unsigned reset : 1;      /* the peer reset the connection (an error was seen) */
+    uint64_t body_start;     /* loop ns when the current body began (minimum rate) */
+    size_t body_reserved;    /* bytes of the server's body budget this request holds */
     vial_req *rq;
     vial_msg free_msg;
 };
@@ -320,6 +324,66 @@ static int read_head(vial_conn *c, vial_http_head *h, int *status)
     }
 }
 
+/* --- request bodies: minimum rate and the server's memory budget ----------- */
+
+/* The time the body read so far (got bytes) must be complete by: 10 s of
+ * inactivity, or the minimum-rate line — after the grace period, the body
+ * must average body_min_rate bytes/s since it began — whichever is sooner.
+ * An inactivity timer alone lets a client trickle one byte every few
+ * seconds and hold the connection (and its buffers) forever. */
+static uint64_t body_deadline(vial_conn *c, size_t got)
+{
+    const vial_config *cfg = &c->thr->server->cfg;
+    uint64_t d = c->thr->loop.now + VIAL_BODY_TIMEOUT_NS;
+    if (cfg->body_grace_ms > 0 && cfg->body_min_rate > 0) {
+        uint64_t rate = (uint64_t)cfg->body_min_rate;
+        uint64_t earned = (uint64_t)got / rate * 1000000000ull + (uint64_t)got % rate * 1000000000ull / rate;
+        uint64_t r = c->body_start + (uint64_t)cfg->body_grace_ms * 1000000ull + earned;
+        if (r < d)
+            d = r;
+    }
+    return d;
+}
+
+/* Takes n bytes of the server-wide body budget before they are allocated.
+ * When it is spent, the connection stops reading (TCP holds its client
+ * back) and polls until other requests give memory back: a cross-thread
+ * waiter queue would wake it sooner, but this only runs under memory
+ * pressure and costs one timer per 10 ms. A body larger than the whole
+ * budget may proceed when nothing else is held, so no request is starved
+ * for good. The wait is not the client's fault: it does not count against
+ * its minimum rate. */
+static int body_reserve(vial_conn *c, size_t n)
+{
+    vial_server *s = c->thr->server;
+    size_t max = s->cfg.body_memory_max;
+    uint64_t waited_from = 0;
+    for (;;) {
+        size_t cur = atomic_load(&s->body_memory);
+        if (!max || cur + n <= max || cur == 0) {
+            if (!atomic_compare_exchange_weak(&s->body_memory, &cur, cur + n))
+                continue;
+            c->body_reserved += n;
+            if (waited_from)
+                c->body_start += c->thr->loop.now - waited_from;
+            return 0;
+        }
+        if (!waited_from)
+            waited_from = c->thr->loop.now;
+        int r = vial_coro_sleep_ns(10 * 1000000ull);
+        if (r == -ECANCELED)
+            return r;
+    }
+}
+
+static void body_release(vial_conn *c)
+{
+    if (c->body_reserved) {
+        atomic_fetch_sub(&c->thr->server->body_memory, c->body_reserved);
+        c->body_reserved = 0;
+    }
+}
+
 /* Reads a Content-Length body. Small bodies stay in the read buffer (no
  * copy); larger ones get an arena block and are read straight into it. */
 static int read_body_length(vial_conn *c, vial_req *rq, int *status)
@@ -328,8 +392,7 @@ static int read_body_length(vial_conn *c, vial_req *rq, int *status)
     uint32_t have = c->rlen - c->rpos;
     if (c->rpos + need <= VIAL_RBUF_SIZE) {
         while (have < need) {
-            ssize_t n = conn_read(c, c->rbuf + c->rlen, VIAL_RBUF_SIZE - c->rlen,
-                                  c->thr->loop.now + VIAL_BODY_TIMEOUT_NS);
+            ssize_t n = conn_read(c, c->rbuf + c->rlen, VIAL_RBUF_SIZE - c->rlen, body_deadline(c, have));
             if (n <= 0) {
                 *status = n == -ETIMEDOUT ? 408 : 0;
                 return -1;
@@ -342,7 +405,7 @@ static int read_body_length(vial_conn *c, vial_req *rq, int *status)
         c->rpos += (uint32_t)need;
         return 0;
     }
-    char *body = vial_arena_alloc(&rq->arena, need);
+    char *body = body_reserve(c, need) == 0 ? vial_arena_alloc(&rq->arena, need) : NULL;
     if (!body) {
         *status = 503;
         return -1;
@@ -351,7 +414,7 @@ static int read_body_length(vial_conn *c, vial_req *rq, int *status)
     memcpy(body, c->rbuf + c->rpos, got);
     c->rpos += (uint32_t)got;
     while (got < need) {
-        ssize_t n = conn_read(c, body + got, need - got, c->thr->loop.now + VIAL_BODY_TIMEOUT_NS);
+        ssize_t n = conn_read(c, body + got, need - got, body_deadline(c, got));
         if (n <= 0) {
             *status = n == -ETIMEDOUT ? 408 : 0;
             return -1;
@@ -380,7 +443,7 @@ static int read_body_chunked(vial_conn *c, vial_req *rq, int *status)
                 size_t ncap = cap ? cap * 2 : 4096;
                 while (ncap - len < avail)
                     ncap *= 2;
-                char *nb = vial_arena_grow(&rq->arena, body, len, ncap);
+                char *nb = body_reserve(c, ncap - cap) == 0 ? vial_arena_grow(&rq->arena, body, len, ncap) : NULL;
                 if (!nb) {
                     *status = 503;
                     return -1;
@@ -407,8 +470,7 @@ static int read_body_chunked(vial_conn *c, vial_req *rq, int *status)
             *status = 400;
             return -1;
         }
-        ssize_t n = conn_read(c, c->rbuf + c->rlen, VIAL_RBUF_SIZE - c->rlen,
-                              c->thr->loop.now + VIAL_BODY_TIMEOUT_NS);
+        ssize_t n = conn_read(c, c->rbuf + c->rlen, VIAL_RBUF_SIZE - c->rlen, body_deadline(c, len));
         if (n <= 0) {
             *status = n == -ETIMEDOUT ? 408 : 0;
             return -1;
@@ -581,9 +643,11 @@ static void conn_main(void *arg)
                 if (conn_out(c, cont, sizeof cont - 1) < 0 || conn_flush(c) < 0) {
                     c->closing = 1;
                     vial_exchange_fini(&rq);
+                    body_release(c);
                     break;
                 }
             }
+            c->body_start = c->thr->loop.now;
             int r = rq.head.body_kind == VIAL_BODY_CHUNKED ? read_body_chunked(c, &rq, &status)
                                                            : read_body_length(c, &rq, &status);
             if (r < 0) {
@@ -591,6 +655,7 @@ static void conn_main(void *arg)
                     conn_reject(c, status);
                 c->closing = 1;
                 vial_exchange_fini(&rq);
+                body_release(c);
                 break;
             }
         }
@@ -600,6 +665,13 @@ static void conn_main(void *arg)
             serve_options_asterisk(c, &rq, keep);
         } else {
             c->in_handler = 1;
+            /* A reset that came with (or right after) the request was seen
+             * before the handler could be cancelled by it: nobody will read
+             * the answer, so the request starts cancelled — its sync work is
+             * never queued and its awaits return -ECANCELED. (A FIN alone is
+             * a half-close: the client still waits for the answer.) */
+            if (c->reset)
+                vial_coro_cancel(c->coro);
             c->coro->on_park = conn_flush_nowait;
             c->coro->on_park_arg = c;
             s->serve(s->serve_data, &rq);
@@ -624,6 +696,7 @@ static void conn_main(void *arg)
         }
         c->rq = NULL;
         vial_exchange_fini(&rq);
+        body_release(c);
 
         if (!keep || c->broken) {
             if (!c->broken)
@@ -700,6 +773,8 @@ static void conn_io(vial_loop *l, vial_io *io, unsigned ev)
         c->in_ready = 1;
     if (ev & (VIAL_IO_HUP | VIAL_IO_ERR))
         c->hup = 1; /* the edge comes once: remember it for when input runs dry */
+    if (ev & VIAL_IO_ERR)
+        c->reset = 1;
     if (ev & (VIAL_IO_WRITE | VIAL_IO_ERR | VIAL_IO_HUP))
         c->out_ready = 1;
     if (!c->coro) {

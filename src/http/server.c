@@ -60,23 +60,63 @@ static int open_listener(const vial_config *cfg, int *err)
     return fd;
 }
 
-static void listen_cb(vial_loop *l, vial_io *io, unsigned ev)
+/* How often accepting is retried while descriptors are exhausted, and how
+ * often that condition may be logged. */
+#define ACCEPT_RETRY_NS (100ull * 1000000ull)
+#define EMFILE_LOG_NS (10ull * 1000000000ull)
+
+static void accept_pending(vial_server_thread *t);
+
+static void accept_retry_cb(vial_loop *l, vial_timer *tm)
 {
-    vial_server_thread *t = (vial_server_thread *)((char *)io - offsetof(vial_server_thread, listen_io));
+    vial_server_thread *t = (vial_server_thread *)((char *)tm - offsetof(vial_server_thread, accept_retry));
+    accept_pending(t);
+}
+
+/* accept4 failed for want of descriptors. The pending connections stay in
+ * the backlog and, the listener being edge-triggered, no new event will say
+ * so once descriptors free up (connections closing) unless another client
+ * arrives — and a full backlog admits none. So retry on a timer; log once
+ * per EMFILE_LOG_NS with the count of the failures not logged. */
+static void out_of_descriptors(vial_server_thread *t, int err)
+{
+    vial_loop *l = &t->loop;
+    t->emfile_unlogged++;
+    if (!t->emfile_logged_ns || l->now - t->emfile_logged_ns >= EMFILE_LOG_NS) {
+        fprintf(stderr, "vial: accept: out of file descriptors (%s; %u connections open on this thread; "
+                        "%u failed accepts since the last report); retrying every %llu ms\n",
+                err == ENFILE ? "system-wide limit" : "process limit", t->nconns, t->emfile_unlogged,
+                (unsigned long long)(ACCEPT_RETRY_NS / 1000000ull));
+        t->emfile_logged_ns = l->now ? l->now : 1;
+        t->emfile_unlogged = 0;
+    }
+    if (!vial_timer_armed(&t->accept_retry) && !t->draining) {
+        t->accept_retry.cb = accept_retry_cb;
+        vial_timer_start(l, &t->accept_retry, l->now + ACCEPT_RETRY_NS);
+    }
+}
+
+static void accept_pending(vial_server_thread *t)
+{
     /* Edge-triggered: take every pending connection now. */
-    for (;;) {
-        int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    while (t->listen_io.fd >= 0) {
+        int fd = accept4(t->listen_io.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            if (errno == EMFILE || errno == ENFILE)
-                fprintf(stderr, "vial: accept: out of file descriptors (%u open here)\n", t->nconns);
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                out_of_descriptors(t, errno);
             return;
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         vial_conn_accept(t, fd);
     }
+}
+
+static void listen_cb(vial_loop *l, vial_io *io, unsigned ev)
+{
+    accept_pending((vial_server_thread *)((char *)io - offsetof(vial_server_thread, listen_io)));
 }
 
 static void grace_expired(vial_loop *l, vial_timer *tm)
@@ -91,6 +131,7 @@ static void stop_msg(vial_loop *l, vial_msg *m)
     if (t->draining)
         return;
     t->draining = 1;
+    vial_timer_stop(l, &t->accept_retry);
     if (t->listen_io.fd >= 0) {
         vial_io_del(l, &t->listen_io);
         close(t->listen_io.fd);

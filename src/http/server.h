@@ -10,6 +10,7 @@
 #include "runtime/pool.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 typedef struct vial_conn vial_conn;
@@ -30,6 +31,12 @@ struct vial_server_thread {
     int draining;       /* shutdown: no new requests, close when idle */
     vial_timer grace_timer;
     vial_msg stop_msg;
+    /* Out of descriptors: the edge-triggered listener reports pending
+     * connections once, so accepting is retried on a timer until they are
+     * taken; the log line about it is throttled. */
+    vial_timer accept_retry;
+    uint64_t emfile_logged_ns;
+    unsigned emfile_unlogged;
     /* small caches so steady state allocates nothing */
     char **free_bufs;
     unsigned nfree_bufs;
@@ -39,6 +46,9 @@ struct vial_server_thread {
 
 struct vial_server {
     vial_config cfg;
+    /* Bytes of request bodies held in memory now, all threads together
+     * (bounded by cfg.body_memory_max; conn.c). */
+    _Atomic size_t body_memory;
     vial_serve_fn serve;
     void *serve_data;
     vial_pool *pool;

@@ -249,13 +249,14 @@ void vial_coro_resume(vial_coro *c)
      * coarse clock (a vDSO read, no system call): an async handler that
      * blocks or computes for long stalls every connection of this thread. */
     uint64_t t0 = loop->stall_ns ? coarse_ns() : 0;
+    c->slice_label = c->label;
     switch_into(c);
     if (loop->stall_ns) {
         uint64_t dt = coarse_ns() - t0;
         if (dt > loop->stall_ns)
             fprintf(stderr, "vial: stall: %s held the event loop for %llu ms without awaiting "
                             "(threshold %llu ms); make it sync or offload the blocking part\n",
-                    c->label ? c->label : "a coroutine", (unsigned long long)(dt / 1000000),
+                    c->slice_label ? c->slice_label : "a coroutine", (unsigned long long)(dt / 1000000),
                     (unsigned long long)(loop->stall_ns / 1000000));
     }
     tls_current = prev;

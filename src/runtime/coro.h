@@ -28,6 +28,10 @@ struct vial_coro {
     unsigned cancelled : 1; /* cancellation requested: awaits return -ECANCELED */
     unsigned done : 1;
     const char *label;  /* what it runs (a route), for stack-overflow and stall reports */
+    /* The label a stall report names: the label at the start of the slice,
+     * or a route label set during it (the route that ran, even if it ended
+     * before the slice did). Set a route's label with vial_coro_label_route. */
+    const char *slice_label;
     /* Called just before the coroutine parks; the connection uses it to
      * flush buffered pipelined responses before a handler waits. */
     void (*on_park)(void *arg);
@@ -74,6 +78,14 @@ void vial_coro_wake(vial_coro *c, int result);
 /* Requests cancellation of c and all its descendants: a parked one is woken
  * with -ECANCELED; later awaits return -ECANCELED at once. */
 void vial_coro_cancel(vial_coro *c);
+
+/* Labels c with the route it now runs; a stall of the current slice names
+ * that route even if the label changes again before the slice ends. */
+static inline void vial_coro_label_route(vial_coro *c, const char *label)
+{
+    c->label = label;
+    c->slice_label = label;
+}
 
 /* Puts the running coroutine at the back of the ready queue. */
 void vial_coro_yield(void);

@@ -27,8 +27,11 @@ static void *worker_main(void *arg)
         if (!j)
             break; /* stopping and drained */
         p->head = j->next;
-        if (!p->head)
+        if (p->head)
+            p->head->prev = NULL;
+        else
             p->tail = NULL;
+        j->next = j->prev = NULL;
         p->queued--;
         pthread_mutex_unlock(&p->lock);
         j->work(j);
@@ -76,6 +79,39 @@ void vial_pool_free(vial_pool *p)
     free(p);
 }
 
+unsigned vial_pool_queued(vial_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    unsigned n = p->queued;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+/* Takes j out of the queue if no worker has taken it yet. Returns 1 when it
+ * was withdrawn (it will never run, no completion will be posted). */
+static int pool_withdraw(vial_pool *p, vial_job *j)
+{
+    int found = 0;
+    pthread_mutex_lock(&p->lock);
+    /* A queued job is the head or has a predecessor; a taken one has
+     * neither (the worker cleared its links under this lock). */
+    if (p->head == j || j->prev) {
+        if (j->prev)
+            j->prev->next = j->next;
+        else
+            p->head = j->next;
+        if (j->next)
+            j->next->prev = j->prev;
+        else
+            p->tail = j->prev;
+        j->next = j->prev = NULL;
+        p->queued--;
+        found = 1;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return found;
+}
+
 unsigned vial_pool_threads(const vial_pool *p)
 {
     return p->nthreads;
@@ -84,11 +120,13 @@ unsigned vial_pool_threads(const vial_pool *p)
 int vial_pool_submit(vial_pool *p, vial_job *j)
 {
     j->next = NULL;
+    j->prev = NULL;
     pthread_mutex_lock(&p->lock);
     if (p->queued >= p->queue_max || p->stopping) {
         pthread_mutex_unlock(&p->lock);
         return -EAGAIN;
     }
+    j->prev = p->tail;
     if (p->tail)
         p->tail->next = j;
     else
@@ -122,9 +160,11 @@ static void coro_job_done(vial_loop *l, vial_msg *m)
     vial_coro_wake(cj->coro, 0);
 }
 
-int vial_pool_run(vial_pool *p, void (*fn)(void *), void *arg)
+static int pool_run(vial_pool *p, void (*fn)(void *), void *arg, int cancellable)
 {
     vial_coro *c = vial_coro_current();
+    if (cancellable && c->cancelled)
+        return -ECANCELED;
     struct coro_job cj = {
         .job = {.done = {.cb = coro_job_done}, .work = coro_job_work, .loop = c->loop},
         .fn = fn,
@@ -137,7 +177,20 @@ int vial_pool_run(vial_pool *p, void (*fn)(void *), void *arg)
     /* The job's memory is on this stack: we must not return before the
      * worker is done with it, whatever wakes us. Cancellation wakes are
      * absorbed until the completion message arrives. */
-    while (!cj.finished)
+    while (!cj.finished) {
         vial_coro_park();
+        if (cancellable && c->cancelled && !cj.finished && pool_withdraw(p, &cj.job))
+            return -ECANCELED;
+    }
     return 0;
+}
+
+int vial_pool_run(vial_pool *p, void (*fn)(void *), void *arg)
+{
+    return pool_run(p, fn, arg, 0);
+}
+
+int vial_pool_run_cancellable(vial_pool *p, void (*fn)(void *), void *arg)
+{
+    return pool_run(p, fn, arg, 1);
 }

@@ -13,7 +13,7 @@ typedef struct vial_pool vial_pool;
 typedef struct vial_job vial_job;
 struct vial_job {
     vial_msg done;            /* posted to `loop` when work() returned */
-    vial_job *next;           /* queue link */
+    vial_job *next, *prev;    /* queue links (prev: a waiting job can be withdrawn) */
     void (*work)(vial_job *); /* runs on a worker thread */
     vial_loop *loop;          /* where completion is delivered */
 };
@@ -33,6 +33,16 @@ int vial_pool_submit(vial_pool *pool, vial_job *job);
  * stack; teardown must run after a cancellation too). Returns 0 or -EAGAIN
  * (queue full). */
 int vial_pool_run(vial_pool *pool, void (*fn)(void *), void *arg);
+
+/* vial_pool_run for work that is only worth doing while someone waits for
+ * it (a sync handler): if the coroutine is cancelled (its client left) while
+ * the job still waits in the queue, the job is taken out, never runs, and
+ * -ECANCELED is returned; so departed clients cannot fill the queue. Once a
+ * worker has started it, it is awaited to its end as with vial_pool_run. */
+int vial_pool_run_cancellable(vial_pool *pool, void (*fn)(void *), void *arg);
+
+/* Jobs waiting for a worker (not counting running ones). */
+unsigned vial_pool_queued(vial_pool *pool);
 
 unsigned vial_pool_threads(const vial_pool *pool);
 

@@ -43,8 +43,10 @@ def free_port():
 class ServerProcess:
     """One running `conformance` instance with its stderr captured to a file."""
 
-    def __init__(self, logdir):
+    def __init__(self, logdir, args=(), preexec=None):
         self.logdir = Path(logdir)
+        self.args = list(args)        # extra command-line options
+        self.preexec = preexec        # e.g. a resource limit, run in the child
         self.proc = None
         self.port = None
         self.host = "127.0.0.1"
@@ -91,8 +93,9 @@ class ServerProcess:
             self.log_file = open(self.log_path, "wb")
             t0 = time.monotonic()
             self.proc = subprocess.Popen(
-                [str(binary), "--host", self.host, "--port", str(self.port)],
+                [str(binary), "--host", self.host, "--port", str(self.port)] + self.args,
                 stdin=subprocess.DEVNULL, stdout=self.log_file, stderr=self.log_file,
+                preexec_fn=self.preexec,
             )
             err = self._wait_ready(t0)
             if err is None:
@@ -116,6 +119,13 @@ class ServerProcess:
             except OSError:
                 time.sleep(0.02)
         return "not accepting connections on %s:%d after %.1f s" % (self.host, self.port, READY_LIMIT)
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -200,8 +210,8 @@ def spawn_server(server_logdir):
     """Factory for private server instances (for shutdown tests). Killed at teardown."""
     started = []
 
-    def spawn():
-        s = ServerProcess(server_logdir).start()
+    def spawn(args=(), preexec=None):
+        s = ServerProcess(server_logdir, args, preexec).start()
         started.append(s)
         return s
 

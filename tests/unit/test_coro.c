@@ -9,6 +9,8 @@
 #include "runtime/coro.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -209,6 +211,42 @@ static void test_overflow_is_reported(void **state)
 }
 #endif
 
+/* A route that computes without awaiting and returns, after which the
+ * connection relabels itself and finishes the slice: the stall report must
+ * still name the route, not the connection. */
+static void spin_then_relabel(void *arg)
+{
+    vial_coro *c = vial_coro_current();
+    vial_coro_label_route(c, "GET /spin (spin)");
+    uint64_t t0 = vial_clock_ns();
+    while (vial_clock_ns() - t0 < 80 * 1000000ull)
+        ;
+    c->label = "http connection";
+}
+
+static void test_stall_report_names_the_route(void **state)
+{
+    char path[] = "/tmp/vial-stall-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fd, 2);
+    loop.stall_ns = 20 * 1000000ull;
+    vial_coro *c = vial_coro_new(&loop, spin_then_relabel, NULL);
+    c->label = "http connection";
+    vial_coro_resume(c);
+    loop.stall_ns = 0;
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    char out[1024] = {0};
+    assert_true(pread(fd, out, sizeof out - 1, 0) > 0);
+    close(fd);
+    assert_non_null(strstr(out, "stall: GET /spin (spin) held the event loop"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -220,6 +258,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stacks_are_reused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deep_stack_use_fits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_coroutines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stall_report_names_the_route, setup, teardown),
 #if !defined(VIAL_SANITIZE)
         cmocka_unit_test_setup_teardown(test_overflow_is_reported, setup, teardown),
 #endif

@@ -123,12 +123,61 @@ static void test_cancel_waits_for_running_job(void **s)
     assert_int_equal(result, 0);
 }
 
+static atomic_int queued_ran;
+static void mark_ran(void *arg) { atomic_fetch_add(&queued_ran, 1); }
+
+static void cancellable_target(void *arg)
+{
+    *(int *)arg = vial_pool_run_cancellable(pool, mark_ran, NULL);
+    done++;
+}
+
+static void test_cancel_withdraws_queued_job(void **s)
+{
+    /* 4 workers busy for 200 ms: the next job waits in the queue. Its
+     * coroutine is cancelled: it must return at once with -ECANCELED, and
+     * the job must never run. */
+    static vial_job busy[4];
+    done = 0;
+    atomic_store(&queued_ran, 0);
+    for (int i = 0; i < 4; i++) {
+        busy[i] = (vial_job){.done = {.cb = noop_done}, .work = slow_work, .loop = &loop};
+        assert_int_equal(vial_pool_submit(pool, &busy[i]), 0);
+    }
+    usleep(50 * 1000); /* the workers take them */
+    int result = 1;
+    vial_coro *c = vial_coro_new(&loop, cancellable_target, &result);
+    vial_coro_resume(c);
+    assert_int_equal(vial_pool_queued(pool), 1);
+    vial_coro_cancel(c);
+    uint64_t t0 = vial_clock_ns();
+    while (done < 1 && vial_clock_ns() - t0 < 5000000000ull)
+        vial_loop_run_once(&loop, 10);
+    assert_int_equal(result, -ECANCELED);
+    assert_int_equal(vial_pool_queued(pool), 0);
+    /* the busy jobs finish (4 completions); the withdrawn one never runs */
+    while (done < 5 && vial_clock_ns() - t0 < 5000000000ull)
+        vial_loop_run_once(&loop, 10);
+    assert_int_equal(done, 5);
+    usleep(20 * 1000);
+    assert_int_equal(atomic_load(&queued_ran), 0);
+
+    /* already cancelled: nothing is queued at all */
+    done = 0;
+    c = vial_coro_new(&loop, cancellable_target, &result);
+    c->cancelled = 1;
+    vial_coro_resume(c);
+    assert_int_equal(result, -ECANCELED);
+    assert_int_equal(vial_pool_queued(pool), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_four_jobs_run_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_is_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_waits_for_running_job, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_withdraws_queued_job, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
