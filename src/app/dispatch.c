@@ -304,10 +304,8 @@ void vial_app_serve(void *data, vial_req *rq)
 {
     vial_app *app = data;
     vial_res *rs = &rq->res;
-    if (!vial_req_state_attach(rq, app)) {
-        rs->status = 500;
-        return;
-    }
+    vial_req_state state;
+    vial_req_state_init(rq, &state, app);
     size_t path_len;
     const char *path = vial_req_path_n(rq, &path_len);
     const char *method = vial_req_method(rq);

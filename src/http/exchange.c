@@ -1,6 +1,7 @@
 #include "http/exchange.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -26,7 +27,7 @@ void vial_exchange_init(vial_req *rq, struct vial_conn *conn, struct vial_server
     rq->args_parsed = 0;
     rq->remote_addr = NULL;
     rq->cleanups = NULL;
-    memset(&rq->res, 0, sizeof rq->res);
+    memset(&rq->res, 0, offsetof(vial_res, inline_headers));
     rq->res.file_fd = -1;
     rq->res.rq = rq;
     rq->res.status = 200;

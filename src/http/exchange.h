@@ -24,9 +24,7 @@ typedef struct vial_cleanup {
 } vial_cleanup;
 
 #define VIAL_RES_INLINE_HEADERS 8
-/* 4 KiB for the handler, after the app's per-request state (which the
- * exchange used to hold itself: the stack footprint is unchanged). */
-#define VIAL_ARENA_INLINE (4096 + 768)
+#define VIAL_ARENA_INLINE 4096
 
 typedef struct vial_kv {
     const char *name;
@@ -45,7 +43,6 @@ struct vial_res {
     const char *content_type;
     vial_res_header_t *headers;
     uint32_t nheaders, headers_cap;
-    vial_res_header_t inline_headers[VIAL_RES_INLINE_HEADERS];
     char *body;
     size_t body_len, body_cap; /* body_cap 0: body is static, not ours to grow */
     int file_fd;                /* >= 0: the body is file bytes [file_off, +body_len), sent with sendfile */
@@ -53,13 +50,17 @@ struct vial_res {
     unsigned streaming : 1;     /* head sent by vial_stream_begin */
     unsigned stream_close : 1;  /* HTTP/1.0 stream: body ends at close */
     unsigned upgraded : 1;      /* a websocket session took the connection over */
+    /* last: not cleared per request, an entry is written before it counts */
+    vial_res_header_t inline_headers[VIAL_RES_INLINE_HEADERS];
 };
 
 struct vial_req {
     vial_http_head head;
     struct vial_conn *conn;     /* NULL under the test client */
     struct vial_server *server;
-    void *app_data;             /* the application's per-request state, opaque here */
+    /* The layer above's per-request state, set by the serve function and
+     * valid while it runs; never read here. */
+    void *app_data;
     struct vial_pool *pool;     /* where VIAL_SYNC functions run */
     /* Streaming: sends the head now / one piece of body. The connection (or
      * the test client) provides them. */

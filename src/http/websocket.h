@@ -27,7 +27,7 @@
 
 /* --- handshake ------------------------------------------------------------- */
 
-/* Judges an upgrade request to a websocket route: 0 when it may be upgraded,
+/* Judges a websocket upgrade request: 0 when it may be upgraded,
  * else the status to answer with (400: not an upgrade, not GET over
  * HTTP/1.1, key missing or not base64 of 16 bytes; 426: version not 13,
  * answered with Sec-WebSocket-Version: 13). key/version may be NULL. */
