@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/request_state.h"
 #include "http/exchange.h"
 
 #define CHECK(cond)                                                             \
@@ -86,6 +87,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *in = malloc(size ? size : 1);
     memcpy(in, data, size);
     vial_exchange_init(rq, NULL, NULL);
+    if (!vial_req_state_attach(rq, NULL))
+        abort();
     rq->head.nheaders = 0;
     nref = 0;
     size_t start = 0;

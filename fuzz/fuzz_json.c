@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/request_state.h"
 #include "http/exchange.h"
 
 #ifdef VIAL_FUZZ_JANSSON
@@ -48,6 +49,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 static int parse(vial_req *r, const char *body, size_t len, const vial_jv **v)
 {
     vial_exchange_init(r, NULL, NULL);
+    if (!vial_req_state_attach(r, NULL))
+        abort();
     vial_http_field *h = &r->head.headers[0];
     h->name = (vial_span){"Content-Type", 12};
     h->value = (vial_span){"application/json; charset=utf-8", 31};

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "app/multipart.h"
+#include "app/request_state.h"
 #include "http/exchange.h"
 
 #define CHECK(cond)                                                                \
@@ -227,6 +228,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 static void form(const char *ct, size_t ctlen, const char *body, size_t len)
 {
     vial_exchange_init(rq, NULL, NULL);
+    if (!vial_req_state_attach(rq, NULL))
+        abort();
     vial_http_field *h = &rq->head.headers[0];
     h->name.p = "Content-Type";
     h->name.len = 12;

@@ -235,7 +235,7 @@ int vial_add_view(vial_app *app, const char *path, const char *endpoint,
 
 void *vial_view_data(vial_req *rq)
 {
-    return rq->route ? rq->route->view_data : NULL;
+    return vial_rqs(rq)->route ? vial_rqs(rq)->route->view_data : NULL;
 }
 
 /* --- hooks and error handlers ---------------------------------------------------- */

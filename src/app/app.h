@@ -4,6 +4,7 @@
 #define VIAL_APP_APP_H
 
 #include "vial.h"
+#include "app/request_state.h"
 #include "app/router.h"
 #include "http/exchange.h"
 
@@ -91,6 +92,16 @@ int vial_call_blocking(vial_req *rq, void (*fn)(void *), void *arg, int flags);
  * through its middleware, error handlers, after hooks, session save,
  * teardown. Fills rq->res. Installed as the server's serve function. */
 void vial_app_serve(void *app, vial_req *rq);
+
+/* Websocket sessions (websocket.c). */
+/* Bytes queued for one group member before it is dropped (backpressure). */
+#define VIAL_WS_QUEUE_MAX (4u * 1024 * 1024)
+/* Runs fn as the websocket session of rq (whose handshake passed) on this
+ * coroutine. Returns 0 when the connection was upgraded (and is now done:
+ * the caller closes it; rq->res.status is 101), or an HTTP status to answer
+ * with instead (the handler returned without accepting: 403; no socket under
+ * the test client: 501). */
+int vial_ws_serve(vial_req *rq, vial_ws_handler fn);
 
 /* Closes a file body set by vial_send_file (response.c): any other body
  * replaces it. */

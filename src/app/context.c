@@ -17,7 +17,7 @@ struct vial_g {
 
 int vial_g_set(vial_req *rq, const char *key, void *value)
 {
-    for (struct vial_g *e = rq->g; e; e = e->next)
+    for (struct vial_g *e = vial_rqs(rq)->g; e; e = e->next)
         if (!strcmp(e->key, key)) {
             e->value = value;
             return 0;
@@ -28,14 +28,14 @@ int vial_g_set(vial_req *rq, const char *key, void *value)
         return -ENOMEM;
     e->key = k;
     e->value = value;
-    e->next = rq->g;
-    rq->g = e;
+    e->next = vial_rqs(rq)->g;
+    vial_rqs(rq)->g = e;
     return 0;
 }
 
 void *vial_g_get(vial_req *rq, const char *key)
 {
-    for (struct vial_g *e = rq->g; e; e = e->next)
+    for (struct vial_g *e = vial_rqs(rq)->g; e; e = e->next)
         if (!strcmp(e->key, key))
             return e->value;
     return NULL;
@@ -51,22 +51,22 @@ int vial_g_set_str(vial_req *rq, const char *key, const char *value)
 
 void *vial_app_data(vial_req *rq)
 {
-    return rq->app ? rq->app->data : NULL;
+    return vial_rqs(rq)->app ? vial_rqs(rq)->app->data : NULL;
 }
 
 int vial_error_code(vial_req *rq)
 {
-    return rq->error_code;
+    return vial_rqs(rq)->error_code;
 }
 
 const char *vial_error_message(vial_req *rq)
 {
-    return rq->error_msg;
+    return vial_rqs(rq)->error_msg;
 }
 
 const char *vial_req_endpoint(vial_req *rq)
 {
-    return rq->route ? rq->route->endpoint : NULL;
+    return vial_rqs(rq)->route ? vial_rqs(rq)->route->endpoint : NULL;
 }
 
 const char *vial_req_remote_addr(vial_req *rq)
@@ -78,9 +78,9 @@ const char *vial_req_remote_addr(vial_req *rq)
 
 double vial_req_param_double(vial_req *rq, const char *name)
 {
-    for (unsigned i = 0; i < rq->nparams; i++)
-        if (!strcmp(rq->params[i].name, name))
-            return rq->param_doubles[i];
+    for (unsigned i = 0; i < vial_rqs(rq)->nparams; i++)
+        if (!strcmp(vial_rqs(rq)->params[i].name, name))
+            return vial_rqs(rq)->param_doubles[i];
     return 0;
 }
 
@@ -90,13 +90,13 @@ static const vial_rule *lookup_endpoint(vial_req *rq, const char *endpoint)
 {
     char full[256];
     /* ".name" is relative to the current blueprint, as in Flask. */
-    if (endpoint[0] == '.' && rq->route && rq->route->bp) {
-        snprintf(full, sizeof full, "%s%s", rq->route->bp->name, endpoint);
+    if (endpoint[0] == '.' && vial_rqs(rq)->route && vial_rqs(rq)->route->bp) {
+        snprintf(full, sizeof full, "%s%s", vial_rqs(rq)->route->bp->name, endpoint);
         endpoint = full;
     } else if (endpoint[0] == '.') {
         endpoint++;
     }
-    for (const vial_rule *r = rq->app ? rq->app->rules : NULL; r; r = r->next)
+    for (const vial_rule *r = vial_rqs(rq)->app ? vial_rqs(rq)->app->rules : NULL; r; r = r->next)
         if (!strcmp(r->endpoint, endpoint))
             return r;
     return NULL;

@@ -293,9 +293,9 @@ int vial_abort_msg(vial_res *rs, int status, const char *message)
         const char *copy = vial_arena_strndup(&rs->rq->arena, message, strlen(message));
         /* Out of memory: the abort still stands, with a message saying so
          * rather than a dangling caller pointer. */
-        rs->error_message = copy ? copy : "out of memory";
+        vial_rqs(rs->rq)->error_message = copy ? copy : "out of memory";
     } else {
-        rs->error_message = NULL;
+        vial_rqs(rs->rq)->error_message = NULL;
     }
     return r;
 }

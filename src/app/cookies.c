@@ -144,15 +144,15 @@ static void parse(vial_req *rq, struct vial_cookies *c)
 
 static struct vial_cookies *cookies(vial_req *rq)
 {
-    if (rq->cookies)
-        return rq->cookies;
+    if (vial_rqs(rq)->cookies)
+        return vial_rqs(rq)->cookies;
     static struct vial_cookies none; /* out of memory: no cookies, retried later */
     struct vial_cookies *c = vial_arena_alloc(&rq->arena, sizeof *c);
     if (!c)
         return &none;
     memset(c, 0, sizeof *c);
     parse(rq, c);
-    rq->cookies = c;
+    vial_rqs(rq)->cookies = c;
     return c;
 }
 

@@ -133,7 +133,7 @@ static int run_before(vial_req *rq, const vial_hooks *h)
         int r = vial_call(rq, h->before[i].fn, h->before[i].flags);
         if (r != 0)
             return r;
-        if (rq->res.aborted)
+        if (vial_rqs(rq)->aborted)
             return VIAL_ABORTED;
     }
     return 0;
@@ -192,8 +192,8 @@ static const char *handle_error(vial_app *app, vial_req *rq, const vial_bp *bp, 
                                 const char *msg)
 {
     vial_res *rs = &rq->res;
-    rq->error_code = code;
-    rq->error_msg = msg;
+    vial_rqs(rq)->error_code = code;
+    vial_rqs(rq)->error_msg = msg;
     const vial_errh *eh = NULL;
     int codes[2] = {code, VIAL_HTTP_ERRORS};
     for (int c = 0; c < 2 && !eh; c++) {
@@ -204,7 +204,7 @@ static const char *handle_error(vial_app *app, vial_req *rq, const vial_bp *bp, 
     }
     /* The error's own headers (Allow on 405) stay; the body is the handler's. */
     rs->status = code;
-    rs->aborted = 0;
+    vial_rqs(rs->rq)->aborted = 0;
     vial_res_drop_file(rs);
     rs->body_len = 0;
     rs->content_type = NULL;
@@ -216,7 +216,7 @@ static const char *handle_error(vial_app *app, vial_req *rq, const vial_bp *bp, 
     if (r == 0 || r == VIAL_DONE)
         return NULL;
     /* A failing error handler: Flask gives up on handlers and sends a bare 500. */
-    const char *err = rs->error_message ? rs->error_message : "error handler failed";
+    const char *err = vial_rqs(rs->rq)->error_message ? vial_rqs(rs->rq)->error_message : "error handler failed";
     fprintf(stderr, "vial: error handler for %d failed: %s\n", code, err);
     rs->nheaders = 0;
     render_default(rq, 500);
@@ -225,8 +225,8 @@ static const char *handle_error(vial_app *app, vial_req *rq, const vial_bp *bp, 
 
 static const char *failure_message(vial_req *rq, int rc)
 {
-    if (rq->res.error_message)
-        return rq->res.error_message;
+    if (vial_rqs(rq)->error_message)
+        return vial_rqs(rq)->error_message;
     if (rc == VIAL_FAILED || rc >= 0)
         return "unhandled error";
     return vial_sprintf(rq, "handler returned error %d (%s)", rc, strerror(rc < 0 && rc > -4096 ? -rc : EINVAL));
@@ -241,10 +241,10 @@ struct lifecycle {
 
 static void finalize(vial_req *rq)
 {
-    if (rq->finalized)
+    if (vial_rqs(rq)->finalized)
         return;
-    rq->finalized = 1;
-    struct lifecycle *lc = rq->lifecycle;
+    vial_rqs(rq)->finalized = 1;
+    struct lifecycle *lc = vial_rqs(rq)->lifecycle;
     int r = 0;
     if (lc->bp)
         r = run_after(rq, &lc->bp->hooks);
@@ -261,20 +261,20 @@ static void finalize(vial_req *rq)
             run_after(rq, &lc->bp->hooks);
         run_after(rq, &lc->app->hooks);
     }
-    if (rq->session)
+    if (vial_rqs(rq)->session)
         vial_session_save(rq);
 }
 
 static void copy_params(vial_req *rq, const vial_match *m)
 {
-    rq->nparams = m->nparams;
+    vial_rqs(rq)->nparams = m->nparams;
     for (unsigned i = 0; i < m->nparams; i++) {
-        rq->params[i].name = m->params[i].name;
-        rq->params[i].value = m->params[i].value;
-        rq->params[i].name_len = strlen(m->params[i].name);
-        rq->params[i].value_len = m->params[i].len;
-        rq->param_ints[i] = m->params[i].ival;
-        rq->param_doubles[i] = m->params[i].dval;
+        vial_rqs(rq)->params[i].name = m->params[i].name;
+        vial_rqs(rq)->params[i].value = m->params[i].value;
+        vial_rqs(rq)->params[i].name_len = strlen(m->params[i].name);
+        vial_rqs(rq)->params[i].value_len = m->params[i].len;
+        vial_rqs(rq)->param_ints[i] = m->params[i].ival;
+        vial_rqs(rq)->param_doubles[i] = m->params[i].dval;
     }
 }
 
@@ -310,7 +310,8 @@ void vial_app_serve(void *data, vial_req *rq)
 {
     vial_app *app = data;
     vial_res *rs = &rq->res;
-    rq->app = app;
+    vial_req_state state;
+    vial_req_state_init(rq, &state, app);
     size_t path_len;
     const char *path = vial_req_path_n(rq, &path_len);
     const char *method = vial_req_method(rq);
@@ -338,7 +339,7 @@ void vial_app_serve(void *data, vial_req *rq)
         if (options && allow)
             rule = rule_for_options(app, rq, path, path_len, allow);
     }
-    rq->route = rule;
+    vial_rqs(rq)->route = rule;
     vial_coro *co = vial_coro_current();
     if (co && rule)
         vial_coro_label_route(co, rule->label);
@@ -362,8 +363,8 @@ void vial_app_serve(void *data, vial_req *rq)
     }
 
     struct lifecycle lc = {app, rule ? rule->bp : NULL, NULL};
-    rq->lifecycle = &lc;
-    rq->finalize = finalize;
+    vial_rqs(rq)->lifecycle = &lc;
+    vial_rqs(rq)->finalize = finalize;
 
     int rc = run_before(rq, &app->hooks);
     if (rc == 0 && lc.bp)
@@ -390,11 +391,11 @@ void vial_app_serve(void *data, vial_req *rq)
             rc = vial_abort(rs, 404);
         }
     }
-    if (rs->aborted && rc >= 0)
+    if (vial_rqs(rs->rq)->aborted && rc >= 0)
         rc = VIAL_ABORTED;
     if (rc == VIAL_ABORTED && !routing_redirect) {
         if (!rs->streaming)
-            lc.error = handle_error(app, rq, lc.bp, rs->status, rs->error_message);
+            lc.error = handle_error(app, rq, lc.bp, rs->status, vial_rqs(rs->rq)->error_message);
     } else if (rc < 0) {
         lc.error = failure_message(rq, rc);
         fprintf(stderr, "vial: %s %s: unhandled error: %s\n", method, path, lc.error);
@@ -413,5 +414,5 @@ void vial_app_serve(void *data, vial_req *rq)
     if (lc.bp)
         run_teardown(rq, &lc.bp->hooks, lc.error);
     run_teardown(rq, &app->hooks, lc.error);
-    rq->lifecycle = NULL;
+    vial_rqs(rq)->lifecycle = NULL;
 }

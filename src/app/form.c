@@ -488,14 +488,14 @@ static int parse_multipart(vial_req *rq, struct vial_form *f, const char *ct, si
 
 static struct vial_form *form_get(vial_req *rq)
 {
-    if (rq->form)
-        return rq->form;
+    if (vial_rqs(rq)->form)
+        return vial_rqs(rq)->form;
     static struct vial_form empty_oom = {.status = 500, .error = "out of memory"};
     struct vial_form *f = vial_arena_alloc(&rq->arena, sizeof *f);
     if (!f)
         return &empty_oom; /* not cached: a later call may succeed */
     memset(f, 0, sizeof *f);
-    rq->form = f;
+    vial_rqs(rq)->form = f;
     const vial_http_field *h = vial_http_find_header(&rq->head, "Content-Type");
     if (!h)
         return f;

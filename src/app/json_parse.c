@@ -648,7 +648,7 @@ static int parse(vial_req *rq, struct vial_json_doc *doc)
 
 int vial_req_json(vial_req *rq, const vial_jv **out)
 {
-    struct vial_json_doc *doc = rq->json;
+    struct vial_json_doc *doc = vial_rqs(rq)->json;
     if (!doc) {
         doc = vial_arena_alloc(&rq->arena, sizeof *doc);
         if (!doc)
@@ -660,7 +660,7 @@ int vial_req_json(vial_req *rq, const vial_jv **out)
         } else {
             doc->status = parse(rq, doc);
         }
-        rq->json = doc;
+        vial_rqs(rq)->json = doc;
     }
     if (out)
         *out = doc->root;
@@ -669,7 +669,7 @@ int vial_req_json(vial_req *rq, const vial_jv **out)
 
 const char *vial_req_json_error(vial_req *rq)
 {
-    return rq->json ? rq->json->error : NULL;
+    return vial_rqs(rq)->json ? vial_rqs(rq)->json->error : NULL;
 }
 
 /* --- accessors ------------------------------------------------------------------------

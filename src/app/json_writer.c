@@ -15,7 +15,7 @@
 
 vial_json *vial_json_begin(vial_res *rs, int status)
 {
-    vial_json *j = &rs->json;
+    vial_json *j = &vial_rqs(rs->rq)->json_out;
     memset(j, 0, sizeof *j);
     j->rs = rs;
     vial_res_drop_file(rs);

@@ -163,11 +163,11 @@ int vial_req_header_at(vial_req *rq, unsigned i, const char **name, const char *
 
 const char *vial_req_param_n(vial_req *rq, const char *name, size_t *len)
 {
-    for (unsigned i = 0; i < rq->nparams; i++)
-        if (!strcmp(rq->params[i].name, name)) {
+    for (unsigned i = 0; i < vial_rqs(rq)->nparams; i++)
+        if (!strcmp(vial_rqs(rq)->params[i].name, name)) {
             if (len)
-                *len = rq->params[i].value_len;
-            return rq->params[i].value;
+                *len = vial_rqs(rq)->params[i].value_len;
+            return vial_rqs(rq)->params[i].value;
         }
     return NULL;
 }
@@ -179,9 +179,9 @@ const char *vial_req_param(vial_req *rq, const char *name)
 
 int64_t vial_req_param_int(vial_req *rq, const char *name)
 {
-    for (unsigned i = 0; i < rq->nparams; i++)
-        if (!strcmp(rq->params[i].name, name))
-            return rq->param_ints[i];
+    for (unsigned i = 0; i < vial_rqs(rq)->nparams; i++)
+        if (!strcmp(vial_rqs(rq)->params[i].name, name))
+            return vial_rqs(rq)->param_ints[i];
     return 0;
 }
 

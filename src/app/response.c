@@ -173,13 +173,13 @@ int vial_text(vial_res *rs, int status, const char *fmt, ...)
 int vial_abort(vial_res *rs, int status)
 {
     rs->status = status;
-    rs->aborted = 1;
+    vial_rqs(rs->rq)->aborted = 1;
     return VIAL_ABORTED;
 }
 
 int vial_fail(vial_res *rs, const char *message)
 {
-    rs->error_message = message ? vial_arena_strndup(res_arena(rs), message, strlen(message)) : "error";
+    vial_rqs(rs->rq)->error_message = message ? vial_arena_strndup(res_arena(rs), message, strlen(message)) : "error";
     return VIAL_FAILED;
 }
 
@@ -198,8 +198,8 @@ int vial_stream_begin(vial_res *rs, int status, const char *content_type)
     rs->body_len = 0;
     /* Flask runs after_request on the response object before its body is
      * iterated: here, before the head goes out. */
-    if (rq->finalize)
-        rq->finalize(rq);
+    if (vial_rqs(rq)->finalize)
+        vial_rqs(rq)->finalize(rq);
     if (!rq->sink_begin)
         return -EPERM;
     return rq->sink_begin(rq);

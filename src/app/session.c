@@ -56,7 +56,7 @@ struct vial_session {
 
 static struct vial_session_config *config_of(vial_req *rq)
 {
-    return rq->app ? rq->app->session_cfg : NULL;
+    return vial_rqs(rq)->app ? vial_rqs(rq)->app->session_cfg : NULL;
 }
 
 /* --- secret key ------------------------------------------------------------------ */
@@ -351,8 +351,8 @@ static int decode_cookie(vial_req *rq, const struct vial_session_config *cfg, co
 /* The request's session, loaded on first use; NULL only when out of memory. */
 static struct vial_session *session_of(vial_req *rq)
 {
-    if (rq->session)
-        return rq->session;
+    if (vial_rqs(rq)->session)
+        return vial_rqs(rq)->session;
     struct vial_session *s = vial_arena_alloc(&rq->arena, sizeof *s);
     if (!s)
         return NULL;
@@ -367,7 +367,7 @@ static struct vial_session *session_of(vial_req *rq)
             memset(&s->flashes, 0, sizeof s->flashes);
         }
     }
-    rq->session = s;
+    vial_rqs(rq)->session = s;
     return s;
 }
 
@@ -534,7 +534,7 @@ static int has_vary_cookie(const vial_res *rs)
 
 int vial_session_save(vial_req *rq)
 {
-    struct vial_session *s = rq->session;
+    struct vial_session *s = vial_rqs(rq)->session;
     vial_res *rs = &rq->res;
     if (!s || s->saved)
         return 0;

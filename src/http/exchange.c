@@ -1,6 +1,7 @@
 #include "http/exchange.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -10,14 +11,11 @@ void vial_exchange_init(vial_req *rq, struct vial_conn *conn, struct vial_server
      * head was filled by the parser and the inline arena needs none. */
     rq->conn = conn;
     rq->server = srv;
-    rq->app = NULL;
+    rq->app_data = NULL;
     rq->pool = NULL;
     rq->sink_begin = NULL;
     rq->sink_write = NULL;
     rq->sink_data = NULL;
-    rq->finalize = NULL;
-    rq->finalized = 0;
-    rq->lifecycle = NULL;
     vial_arena_init(&rq->arena, rq->arena_inline, sizeof rq->arena_inline);
     rq->body = "";
     rq->body_len = 0;
@@ -27,18 +25,9 @@ void vial_exchange_init(vial_req *rq, struct vial_conn *conn, struct vial_server
     rq->args = NULL;
     rq->nargs = 0;
     rq->args_parsed = 0;
-    rq->route = NULL;
-    rq->nparams = 0;
-    rq->cookies = NULL;
-    rq->form = NULL;
-    rq->json = NULL;
-    rq->session = NULL;
-    rq->g = NULL;
     rq->remote_addr = NULL;
     rq->cleanups = NULL;
-    rq->error_code = 0;
-    rq->error_msg = NULL;
-    memset(&rq->res, 0, offsetof(vial_res, json));
+    memset(&rq->res, 0, offsetof(vial_res, inline_headers));
     rq->res.file_fd = -1;
     rq->res.rq = rq;
     rq->res.status = 200;

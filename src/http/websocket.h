@@ -1,9 +1,9 @@
-/* WebSockets (RFC 6455): the handshake checks, the incremental frame parser,
- * and the session that runs a websocket handler on the connection's
- * coroutine (spec: conformance-app.md section 5).
+/* WebSockets (RFC 6455), the protocol half: the handshake checks, the
+ * incremental frame parser, and the connection's byte pipe after an upgrade
+ * (spec: conformance-app.md section 5).
  *
  * The parser is pure (no I/O, no allocation) so the unit tests and the
- * fuzzer drive it directly; the session (websocket.c) feeds it the
+ * fuzzer drive it directly; the app's session (app/websocket.c) feeds it the
  * connection's read buffer through the vial_conn_ws_* primitives of conn.c. */
 #ifndef VIAL_HTTP_WEBSOCKET_H
 #define VIAL_HTTP_WEBSOCKET_H
@@ -24,12 +24,10 @@
 
 /* Largest message (reassembled payload) a peer may send: spec section 5. */
 #define VIAL_WS_MAX_MESSAGE (1024 * 1024)
-/* Bytes queued for one group member before it is dropped (backpressure). */
-#define VIAL_WS_QUEUE_MAX (4u * 1024 * 1024)
 
 /* --- handshake ------------------------------------------------------------- */
 
-/* Judges an upgrade request to a websocket route: 0 when it may be upgraded,
+/* Judges a websocket upgrade request: 0 when it may be upgraded,
  * else the status to answer with (400: not an upgrade, not GET over
  * HTTP/1.1, key missing or not base64 of 16 bytes; 426: version not 13,
  * answered with Sec-WebSocket-Version: 13). key/version may be NULL. */
@@ -90,16 +88,9 @@ int vial_ws_close_code_valid(int code);
  * out (at most 10 bytes); returns its length. */
 size_t vial_ws_frame_header(uint8_t *out, int opcode, uint64_t len);
 
-/* --- session (websocket.c) and its byte pipe (conn.c) ------------------------ */
+/* --- the upgraded connection's byte pipe (conn.c) ----------------------------- */
 
 struct vial_conn;
-
-/* Runs fn as the websocket session of rq (whose handshake passed) on this
- * coroutine. Returns 0 when the connection was upgraded (and is now done:
- * the caller closes it; rq->res.status is 101), or an HTTP status to answer
- * with instead (the handler returned without accepting: 403; no socket under
- * the test client: 501). */
-int vial_ws_serve(vial_req *rq, vial_ws_handler fn);
 
 /* conn.c: unconsumed input, consuming it, reading more without waiting
  * (> 0 bytes, 0 at end of stream, -EAGAIN, < 0 error; input is kept from

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/request_state.h"
 #include "http/exchange.h"
 
 /* A request with the given "Name: value" header lines (NULL-terminated);
@@ -19,6 +20,7 @@ static vial_req *mkreq(const char *const *lines)
     vial_req *rq = calloc(1, sizeof *rq);
     assert_non_null(rq);
     vial_exchange_init(rq, NULL, NULL);
+    assert_non_null(vial_req_state_attach(rq, NULL));
     for (unsigned i = 0; lines && lines[i]; i++) {
         const char *l = lines[i], *colon = strchr(l, ':');
         assert_non_null(colon);

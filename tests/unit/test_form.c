@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "app/multipart.h"
+#include "app/request_state.h"
 #include "http/exchange.h"
 
 /* --- helpers ---------------------------------------------------------------- */
@@ -25,6 +26,7 @@ static vial_req *mkreq(const char *content_type, const void *body, size_t len)
     vial_req *rq = calloc(1, sizeof *rq);
     assert_non_null(rq);
     vial_exchange_init(rq, NULL, NULL);
+    assert_non_null(vial_req_state_attach(rq, NULL));
     if (content_type) {
         vial_http_field *h = &rq->head.headers[rq->head.nheaders++];
         h->name.p = "Content-Type";

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/request_state.h"
 #include "http/exchange.h"
 
 /* Declared in vial.h once the lead adds it; repeated here meanwhile (a
@@ -23,6 +24,7 @@ static vial_req *mkreq_ct(const char *ct, const void *body, size_t len)
     vial_req *rq = calloc(1, sizeof *rq);
     assert_non_null(rq);
     vial_exchange_init(rq, NULL, NULL);
+    assert_non_null(vial_req_state_attach(rq, NULL));
     if (ct) {
         vial_http_field *h = &rq->head.headers[rq->head.nheaders++];
         h->name.p = "content-type";

@@ -37,7 +37,7 @@ static treq req_new(vial_app *app, const char *cookie)
     const char *headers[] = {line, NULL};
     treq t = treq_new("GET", "/", headers);
     free(line); /* the request's spans point into t.raw, not here */
-    t.rq->app = app;
+    vial_rqs(t.rq)->app = app;
     return t;
 }
 

@@ -570,7 +570,7 @@ static void test_static_url_for(void **st)
 {
     vial_app *app = static_app();
     treq t = req_new("GET", "/", NULL);
-    t.rq->app = app;
+    vial_rqs(t.rq)->app = app;
     const char *u = vial_url_for(t.rq, "static", "filename", "css/a b.css", NULL);
     assert_non_null(u);
     assert_string_equal(u, "/static/css/a%20b.css");

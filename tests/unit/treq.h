@@ -5,6 +5,7 @@
 #ifndef VIAL_TEST_TREQ_H
 #define VIAL_TEST_TREQ_H
 
+#include "app/request_state.h"
 #include "http/exchange.h"
 #include "http/parser.h"
 
@@ -36,6 +37,7 @@ static inline treq treq_new(const char *method, const char *target, const char *
     int status = 0;
     assert_int_equal(vial_http_parse_request(t.raw, n, &t.rq->head, &status), (int)n);
     vial_exchange_init(t.rq, NULL, NULL);
+    assert_non_null(vial_req_state_attach(t.rq, NULL)); /* the app's half, as vial_app_serve gives it */
     return t;
 }
 
