@@ -671,7 +671,7 @@ static void conn_main(void *arg)
              * never queued and its awaits return -ECANCELED. (A FIN alone is
              * a half-close: the client still waits for the answer.) */
             if (c->reset)
-                vial_coro_cancel(c->coro);
+                vial_coro_abandon(c->coro);
             c->coro->on_park = conn_flush_nowait;
             c->coro->on_park_arg = c;
             s->serve(s->serve_data, &rq);
@@ -786,8 +786,13 @@ static void conn_io(vial_loop *l, vial_io *io, unsigned ev)
         vial_coro_wake(c->coro, 0);
     } else if (c->in_handler && (ev & (VIAL_IO_HUP | VIAL_IO_ERR)) && !peer_still_asking(c, ev)) {
         /* The client went away while its handler runs: cancel it, so every
-         * pending await returns -ECANCELED. */
-        vial_coro_cancel(c->coro);
+         * pending await returns -ECANCELED. A reset also abandons it (its
+         * queued sync work is dropped); after a FIN the client may still
+         * read the answer. */
+        if (ev & VIAL_IO_ERR)
+            vial_coro_abandon(c->coro);
+        else
+            vial_coro_cancel(c->coro);
     }
 }
 

@@ -300,6 +300,20 @@ void vial_coro_wake(vial_coro *c, int result)
     loop->ready_tail = c;
 }
 
+void vial_coro_abandon(vial_coro *c)
+{
+    c->abandoned = 1;
+    vial_coro_cancel(c);
+}
+
+int vial_coro_is_abandoned(const vial_coro *c)
+{
+    for (; c; c = c->parent)
+        if (c->abandoned)
+            return 1;
+    return 0;
+}
+
 void vial_coro_cancel(vial_coro *c)
 {
     if (c->done)

@@ -26,6 +26,7 @@ struct vial_coro {
     unsigned parked : 1;    /* waiting for a wake */
     unsigned queued : 1;    /* on the ready queue */
     unsigned cancelled : 1; /* cancellation requested: awaits return -ECANCELED */
+    unsigned abandoned : 1; /* and nobody will take the result (the peer reset) */
     unsigned done : 1;
     const char *label;  /* what it runs (a route), for stack-overflow and stall reports */
     /* The label a stall report names: the label at the start of the slice,
@@ -86,6 +87,16 @@ static inline void vial_coro_label_route(vial_coro *c, const char *label)
     c->label = label;
     c->slice_label = label;
 }
+
+/* Cancels c (vial_coro_cancel) and marks it abandoned: its result will
+ * never be used (the client reset the connection), so work queued for it may
+ * be dropped rather than run (vial_pool_run_cancellable). A plain
+ * cancellation (a FIN, a deadline) does not drop queued work: the response
+ * may still be read. */
+void vial_coro_abandon(vial_coro *c);
+
+/* 1 when c or one of its ancestors was abandoned. */
+int vial_coro_is_abandoned(const vial_coro *c);
 
 /* Puts the running coroutine at the back of the ready queue. */
 void vial_coro_yield(void);

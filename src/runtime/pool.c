@@ -163,7 +163,7 @@ static void coro_job_done(vial_loop *l, vial_msg *m)
 static int pool_run(vial_pool *p, void (*fn)(void *), void *arg, int cancellable)
 {
     vial_coro *c = vial_coro_current();
-    if (cancellable && c->cancelled)
+    if (cancellable && c->cancelled && vial_coro_is_abandoned(c))
         return -ECANCELED;
     struct coro_job cj = {
         .job = {.done = {.cb = coro_job_done}, .work = coro_job_work, .loop = c->loop},
@@ -179,7 +179,7 @@ static int pool_run(vial_pool *p, void (*fn)(void *), void *arg, int cancellable
      * absorbed until the completion message arrives. */
     while (!cj.finished) {
         vial_coro_park();
-        if (cancellable && c->cancelled && !cj.finished && pool_withdraw(p, &cj.job))
+        if (cancellable && c->cancelled && !cj.finished && vial_coro_is_abandoned(c) && pool_withdraw(p, &cj.job))
             return -ECANCELED;
     }
     return 0;

@@ -35,10 +35,11 @@ int vial_pool_submit(vial_pool *pool, vial_job *job);
 int vial_pool_run(vial_pool *pool, void (*fn)(void *), void *arg);
 
 /* vial_pool_run for work that is only worth doing while someone waits for
- * it (a sync handler): if the coroutine is cancelled (its client left) while
- * the job still waits in the queue, the job is taken out, never runs, and
- * -ECANCELED is returned; so departed clients cannot fill the queue. Once a
- * worker has started it, it is awaited to its end as with vial_pool_run. */
+ * it (a sync handler): if the coroutine is abandoned (vial_coro_abandon: its
+ * client reset the connection) while the job still waits in the queue, the
+ * job is taken out, never runs, and -ECANCELED is returned; so departed
+ * clients cannot fill the queue. Once a worker has started it, it is awaited
+ * to its end as with vial_pool_run. */
 int vial_pool_run_cancellable(vial_pool *pool, void (*fn)(void *), void *arg);
 
 /* Jobs waiting for a worker (not counting running ones). */

@@ -149,7 +149,7 @@ static void test_cancel_withdraws_queued_job(void **s)
     vial_coro *c = vial_coro_new(&loop, cancellable_target, &result);
     vial_coro_resume(c);
     assert_int_equal(vial_pool_queued(pool), 1);
-    vial_coro_cancel(c);
+    vial_coro_abandon(c);
     uint64_t t0 = vial_clock_ns();
     while (done < 1 && vial_clock_ns() - t0 < 5000000000ull)
         vial_loop_run_once(&loop, 10);
@@ -162,10 +162,26 @@ static void test_cancel_withdraws_queued_job(void **s)
     usleep(20 * 1000);
     assert_int_equal(atomic_load(&queued_ran), 0);
 
-    /* already cancelled: nothing is queued at all */
+    /* a plain cancellation (a FIN: the client may still read) keeps the job */
+    for (int i = 0; i < 4; i++) {
+        busy[i] = (vial_job){.done = {.cb = noop_done}, .work = slow_work, .loop = &loop};
+        assert_int_equal(vial_pool_submit(pool, &busy[i]), 0);
+    }
+    usleep(50 * 1000);
     done = 0;
     c = vial_coro_new(&loop, cancellable_target, &result);
-    c->cancelled = 1;
+    vial_coro_resume(c);
+    vial_coro_cancel(c);
+    t0 = vial_clock_ns();
+    while (done < 5 && vial_clock_ns() - t0 < 5000000000ull)
+        vial_loop_run_once(&loop, 10);
+    assert_int_equal(result, 0);
+    assert_int_equal(atomic_load(&queued_ran), 1);
+
+    /* already abandoned: nothing is queued at all */
+    done = 0;
+    c = vial_coro_new(&loop, cancellable_target, &result);
+    c->cancelled = c->abandoned = 1;
     vial_coro_resume(c);
     assert_int_equal(result, -ECANCELED);
     assert_int_equal(vial_pool_queued(pool), 0);
