@@ -18,6 +18,7 @@ void vial_exchange_init(vial_req *rq, struct vial_conn *conn, struct vial_server
     rq->finalize = NULL;
     rq->finalized = 0;
     rq->lifecycle = NULL;
+    rq->reject_status = 0;
     vial_arena_init(&rq->arena, rq->arena_inline, sizeof rq->arena_inline);
     rq->body = "";
     rq->body_len = 0;

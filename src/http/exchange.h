@@ -66,7 +66,13 @@ struct vial_res {
     char *body;
     size_t body_len, body_cap; /* body_cap 0: body is static, not ours to grow */
     const char *error_message;  /* vial_fail / vial_abort_msg */
-    int aborted;                /* vial_abort was called */
+    int aborted;                /* vial_abort's status, or 0 */
+    int failed;                 /* vial_fail was called */
+    /* The last helper that returned VIAL_EHTTP (vial_req_json...): its code
+     * and message, used if that code comes back out of the view. */
+    int helper_code;
+    const char *helper_msg;
+    unsigned built : 1;         /* a response-building call ran (status, body, json...) */
     int file_fd;                /* >= 0: the body is file bytes [file_off, +body_len), sent with sendfile */
     int64_t file_off;
     unsigned streaming : 1;     /* head sent by vial_stream_begin */
@@ -92,6 +98,9 @@ struct vial_req {
     int finalized;
     void *lifecycle;       /* dispatch's state for finalize */
     vial_arena arena;
+    /* Non-zero: the http layer refused the request with this status (413);
+     * the app renders only that error (no hooks), then the connection closes. */
+    int reject_status;
     const char *body;
     size_t body_len;
     int is_head; /* HEAD: the response is written without its body */
