@@ -77,12 +77,16 @@ typedef struct vial_jv vial_jv; /* a parsed JSON value (vial_req_json) */
  *       if (st)
  *           return st;                      // the 4xx, through the handlers
  *
+ * A positive value other than VIAL_DONE is no result: an unhandled error.
+ *
  * vial_abort and vial_fail are sticky: the response is that error even when
- * their result is dropped and the view returns 0. A view that returns 0
+ * their result is dropped and the view returns 0 (the latest of the two
+ * stands; a negative code the function returns wins). A view that returns 0
  * without building a response (no vial_res_status, _body, _append, vial_text,
  * vial_json_begin, vial_redirect, vial_send_file or vial_stream_begin,
  * neither by it nor by a middleware) is a 500 and a log line naming its
- * endpoint (Flask: "the view function did not return a valid response"). */
+ * endpoint (Flask: "the view function did not return a valid response");
+ * hooks and error handlers are not held to this. */
 typedef int (*vial_handler)(vial_req *rq, vial_res *rs);
 
 #define VIAL_DONE 1
