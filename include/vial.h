@@ -447,7 +447,8 @@ int vial_text(vial_res *rs, int status, const char *fmt, ...) __attribute__((for
 /* Marks the response an HTTP error (4xx/5xx), rendered by the error handler
  * registered for it (else a plain-text body naming the status); headers
  * already set (e.g. Allow) are kept. Sticky: the error stands even if the
- * result is dropped. Returns VIAL_EHTTP(status):
+ * result is dropped. A status outside 100..999 is taken as 500. Returns
+ * VIAL_EHTTP(status):
  * `return vial_abort(rs, 404);` (Flask's abort(404)). */
 int vial_abort(vial_res *rs, int status);
 

@@ -25,6 +25,7 @@ static const struct {
     int code;
     const char *text;
 } own[] = {
+    {VIAL_DONE, "VIAL_DONE: a before_request hook answered the request"},
     {VIAL_FAILED, "VIAL_FAILED: unhandled error"},
     {VIAL_WS_CLOSED, "VIAL_WS_CLOSED: the peer closed the websocket"},
     {VIAL_REDIS_EREPLY, "VIAL_REDIS_EREPLY: the Redis server answered with an error reply"},

@@ -76,6 +76,7 @@ static void test_errno_and_unknown(void **s)
     assert_string_equal(vial_strerror(-ENOENT), "ENOENT: No such file or directory");
     assert_string_equal(vial_strerror(-ETIMEDOUT), "ETIMEDOUT: Connection timed out");
     assert_string_equal(vial_strerror(0), "success");
+    assert_int_equal(strncmp(vial_strerror(VIAL_DONE), "VIAL_DONE: ", 11), 0);
     assert_string_equal(vial_strerror(-4000), "unknown error -4000");
     assert_string_equal(vial_strerror(-123456), "unknown error -123456");
     assert_string_equal(vial_strerror(7), "unknown error 7");
