@@ -215,7 +215,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(body, data, size);
     const vial_jv *v;
     int st = parse(rq, body, size, &v);
-    CHECK(st == 0 || st == 400);
+    CHECK(st == 0 || st == VIAL_EHTTP(400));
     CHECK((st == 0) == (v != NULL));
     CHECK((st == 0) == (vial_req_json_error(rq) == NULL));
 #ifdef VIAL_FUZZ_JANSSON

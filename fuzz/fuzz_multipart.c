@@ -7,12 +7,14 @@
  *  - the machine gives the same result and the same events (data merged)
  *    however the body is split into pieces, and fed whole its data
  *    callbacks are adjacent spans of the body (the zero-copy promise);
- *  - vial_req_parse_form returns 0, 400 or 500; after an error the form is
+ *  - vial_req_parse_form returns 0, VIAL_EHTTP(400/413/415), -ENOMEM or
+ *    -EIO; after an error the form is
  *    empty; in-memory files point into the body; field names, values and
  *    filenames are valid UTF-8; spilled files (form.c is compiled with a
  *    64-byte spill threshold here) exist during the request and are gone
  *    after it.
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,7 +241,8 @@ static void form(const char *ct, size_t ctlen, const char *body, size_t len)
     rq->body = body;
     rq->body_len = len;
     int st = vial_req_parse_form(rq);
-    CHECK(st == 0 || st == 400 || st == 500);
+    CHECK(st == 0 || st == VIAL_EHTTP(400) || st == VIAL_EHTTP(413) || st == VIAL_EHTTP(415) ||
+          st == -ENOMEM || st == -EIO);
     unsigned nf = vial_req_form_count(rq), nfiles = vial_req_file_count(rq);
     if (st)
         CHECK(nf == 0 && nfiles == 0);

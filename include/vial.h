@@ -47,23 +47,67 @@ typedef struct vial_req vial_req;
 typedef struct vial_res vial_res;
 typedef struct vial_jv vial_jv; /* a parsed JSON value (vial_req_json) */
 
-/* A view, hook or error handler. Returns 0 when the response is ready, or the
- * value of vial_abort / vial_fail. */
+/* --- results -----------------------------------------------------------------
+ * One contract for every result vial defines or expects.
+ *
+ * A function that can fail returns 0, or a negative code that names the
+ * problem (never a positive status):
+ *   -1 .. -4095        a negated errno value (-ENOMEM, -EINVAL, -ETIMEDOUT...);
+ *   VIAL_EHTTP(status) an HTTP error (-(200000 + status)): VIAL_EHTTP(404);
+ *                      vial_http_status_of(code) gives the status back;
+ *   -100xxx ...        vial's own codes, one range per module: -100xxx the
+ *                      app (VIAL_FAILED), -101xxx websockets, -102xxx Redis,
+ *                      -103xxx PostgreSQL, -104xxx the HTTP client, -105xxx
+ *                      SQLite. Every code is distinct.
+ * vial_strerror(code) names any of them.
+ *
+ * A view, hook or error handler (vial_handler) returns:
+ *   0                  the response in rs is ready (from a before_request
+ *                      hook: carry on to the next hook and the view);
+ *   VIAL_DONE          only from a before_request hook: rs holds the
+ *                      response, skip the remaining before hooks and the view
+ *                      (Flask: a hook returned a value);
+ *   VIAL_EHTTP(status) an HTTP error, rendered by the error handlers with
+ *                      vial_error_message = the message of the helper that
+ *                      returned it (Flask: abort(404), or get_json()'s 400);
+ *   any other negative an unhandled error (Flask: an exception): a 500
+ *                      through the handler for 500, a log line, and teardown
+ *                      receives its message (vial_fail's, else vial_strerror).
+ * So a helper's result can be passed on as is:
+ *
+ *       const vial_jv *doc;
+ *       int st = vial_req_json(rq, &doc);   // VIAL_EHTTP(400) or (415)
+ *       if (st)
+ *           return st;                      // the 4xx, through the handlers
+ *
+ * A positive value other than VIAL_DONE is no result: an unhandled error.
+ *
+ * vial_abort and vial_fail are sticky: the response is that error even when
+ * their result is dropped and the view returns 0 (the latest of the two
+ * stands; a negative code the function returns wins). A view that returns 0
+ * without building a response (no vial_res_status, _body, _append, vial_text,
+ * vial_json_begin, vial_redirect, vial_send_file or vial_stream_begin,
+ * neither by it nor by a middleware) is a 500 and a log line naming its
+ * endpoint (Flask: "the view function did not return a valid response");
+ * hooks and error handlers are not held to this. */
 typedef int (*vial_handler)(vial_req *rq, vial_res *rs);
 
-/* What a handler returns:
- *   0            the response in rs is ready (or, from a before_request
- *                hook: carry on to the next hook and the view);
- *   VIAL_DONE    from a before_request hook: rs holds the response, skip the
- *                remaining before hooks and the view (Flask: a hook returned
- *                a value);
- *   VIAL_ABORTED from vial_abort: an HTTP error, rendered by the error
- *                handlers (Flask: abort(404));
- *   VIAL_FAILED  from vial_fail, or any other negative value: an unhandled
- *                error (Flask: an exception) -> 500, and teardown sees it. */
 #define VIAL_DONE 1
-#define VIAL_ABORTED (-100000)
+/* An unhandled error (vial_fail). */
 #define VIAL_FAILED (-100001)
+/* The code for an HTTP error status (100..999). */
+#define VIAL_EHTTP(status) (-(200000 + (status)))
+
+/* The status of a VIAL_EHTTP code, else 0. */
+int vial_http_status_of(int code);
+
+/* A short name and description of a result code: vial's own codes
+ * ("VIAL_WS_CLOSED: the peer closed the websocket"), VIAL_EHTTP codes
+ * ("HTTP 404 Not Found"), negated errno values ("ENOENT: No such file or
+ * directory"), else "unknown error -N". Never NULL; thread-safe. A static
+ * string, except "unknown error -N", which lives in a per-thread buffer until
+ * the thread's next such call. */
+const char *vial_strerror(int code);
 
 /* How a function is called (Flask's ensure_sync, decided at registration):
  * VIAL_ASYNC: as a coroutine on the connection's loop thread (must not block;
@@ -117,7 +161,7 @@ void *vial_view_data(vial_req *rq);
  * Flask's order: before_request functions run in registration order before
  * every request (also when routing fails: 404, 405, slash redirect), app
  * hooks first, then the matched blueprint's; the first that returns
- * VIAL_DONE (or aborts/fails) ends that phase. after_request functions run on
+ * VIAL_DONE or a negative code (or aborts/fails) ends that phase. after_request functions run on
  * every response the app produces, in reverse registration order, the
  * blueprint's first; they edit rs. teardown functions run after every
  * request, in reverse order, with the unhandled error's message or NULL. */
@@ -129,13 +173,19 @@ int vial_teardown_request(vial_app *app, vial_teardown_fn fn, int flags);
 /* Error handlers. code: an HTTP status (404, 405, 500, ...), or
  * VIAL_HTTP_ERRORS for any HTTP error without a code-specific handler
  * (Flask's handler for HTTPException). 500 also receives unhandled errors.
+ * A request body over cfg.max_body is a 413 rendered by the app's handler
+ * for 413 (or its fallback) alone: no before/after/teardown hook runs (the
+ * HTTP layer refused the request), and the connection closes after it.
+ * Error handlers are not held to "build a response": one that returns 0
+ * leaves the error's status with an empty body.
  * The handler builds the response in rs (the error's headers, e.g. Allow,
  * are kept); vial_error_code and vial_error_message describe the error. */
 #define VIAL_HTTP_ERRORS 0
 int vial_errorhandler(vial_app *app, int code, vial_handler fn, int flags);
 
 /* Inside an error handler: the HTTP status being handled, and the message
- * (vial_abort_msg's message, vial_fail's message), or NULL. */
+ * (vial_abort_msg's, vial_fail's, or that of the helper whose VIAL_EHTTP code
+ * the view returned, e.g. vial_req_json's parse error), or NULL. */
 int vial_error_code(vial_req *rq);
 const char *vial_error_message(vial_req *rq);
 
@@ -327,10 +377,15 @@ unsigned vial_req_file_count(vial_req *rq);
 const vial_file *vial_req_file_at(vial_req *rq, unsigned i);
 const vial_file *vial_req_file(vial_req *rq, const char *field);
 
-/* Parses the form now and reports errors: 0, or an HTTP status: 400 for a
- * multipart body without boundary, not valid multipart, with more than 1000
- * parts or a part header line over 8 KiB. The accessors above parse lazily
- * and ignore errors (a bad body reads as an empty form). Field names, values
+/* Parses the form now and reports errors: 0 (also for a request without a
+ * body), or VIAL_EHTTP(400) for a multipart body without boundary, not valid
+ * multipart, or with a part header line over 8 KiB; VIAL_EHTTP(413) for more
+ * than 1000 parts; VIAL_EHTTP(415) for a body whose Content-Type is neither
+ * application/x-www-form-urlencoded nor multipart/form-data; -ENOMEM or -EIO
+ * (an upload could not be spilled). Returned from a view, the 4xx goes
+ * through the error handlers with the reason as vial_error_message; the
+ * call itself aborts nothing, so a view may also recover. The accessors
+ * above parse lazily and ignore errors (a bad body reads as an empty form). Field names, values
  * and filenames have invalid UTF-8 replaced with U+FFFD; filename="" still
  * makes a file. */
 int vial_req_parse_form(vial_req *rq);
@@ -340,10 +395,13 @@ typedef enum vial_jtype {
     VIAL_JNULL, VIAL_JFALSE, VIAL_JTRUE, VIAL_JINT, VIAL_JREAL, VIAL_JSTRING, VIAL_JARRAY, VIAL_JOBJECT
 } vial_jtype;
 
-/* Parses the body as JSON. Returns 0 with *out set; 415 when the media type
- * is not application/json or application/<x>+json; 400 when the body is not
- * one valid JSON text (then vial_req_json_error says why), or nests deeper
- * than 512 levels. The tree lives until the response is sent. */
+/* Parses the body as JSON. Returns 0 with *out set; VIAL_EHTTP(415) when the
+ * media type is not application/json or application/<x>+json;
+ * VIAL_EHTTP(400) when the body is not one valid JSON text or nests deeper
+ * than 512 levels; -ENOMEM. vial_req_json_error says why; returned from a
+ * view, the 4xx goes through the error handlers with that reason as
+ * vial_error_message (the call itself aborts nothing: a view may recover).
+ * The tree lives until the response is sent. */
 int vial_req_json(vial_req *rq, const vial_jv **out);
 const char *vial_req_json_error(vial_req *rq);
 
@@ -403,14 +461,17 @@ int vial_text(vial_res *rs, int status, const char *fmt, ...) __attribute__((for
 
 /* Marks the response an HTTP error (4xx/5xx), rendered by the error handler
  * registered for it (else a plain-text body naming the status); headers
- * already set (e.g. Allow) are kept. Returns VIAL_ABORTED:
+ * already set (e.g. Allow) are kept. Sticky: the error stands even if the
+ * result is dropped. A status outside 100..999 is taken as 500. Returns
+ * VIAL_EHTTP(status):
  * `return vial_abort(rs, 404);` (Flask's abort(404)). */
 int vial_abort(vial_res *rs, int status);
 
 /* vial_abort with a message (vial_error_message in the error handler). */
 int vial_abort_msg(vial_res *rs, int status, const char *message);
 
-/* Marks an unhandled error with a message (500). Returns VIAL_FAILED. */
+/* Marks an unhandled error with a message (500; teardown receives the
+ * message). Sticky like vial_abort. Returns VIAL_FAILED. */
 int vial_fail(vial_res *rs, const char *message);
 
 /* A redirect: status (301, 302, 303, 307, 308) and Location, as given. */
@@ -445,7 +506,8 @@ int vial_static(vial_app *app, const char *url_prefix, const char *directory);
 
 /* Sends one file as the response (Flask's send_file), with the same
  * conditional and range handling. content_type NULL: by extension.
- * Returns 0, or vial_abort(rs, 404) when it cannot be opened. */
+ * Returns 0, or vial_abort(rs, 404) (VIAL_EHTTP(404)) when it cannot be
+ * opened. */
 int vial_send_file(vial_req *rq, vial_res *rs, const char *path, const char *content_type);
 
 /* --- sessions -------------------------------------------------------------------------
@@ -621,7 +683,7 @@ typedef int (*vial_ws_handler)(vial_req *rq, vial_ws *ws);
 #define VIAL_WS_TEXT 1
 #define VIAL_WS_BINARY 2
 /* vial_ws_recv: the peer closed the session (vial_ws_close_code says how). */
-#define VIAL_WS_CLOSED (-100100)
+#define VIAL_WS_CLOSED (-101001)
 
 typedef struct vial_ws_msg {
     int type;         /* VIAL_WS_TEXT (valid UTF-8) or VIAL_WS_BINARY */

@@ -34,7 +34,7 @@
  * Async code only. Every function taking a vial_req awaits and must be called
  * from an async view, hook or task; from a sync function it returns -EPERM.
  *
- * Errors are negative errno values:
+ * Errors are negative errno values, or VIAL_PG_ESQL:
  *   VIAL_PG_ESQL   the server reported an error: vial_pg_sqlstate(r) gives the
  *                  SQLSTATE ("42P01", "23505"...), vial_pg_errmsg(r) the message;
  *   -ECONNRESET    the connection broke (server restart, backend terminated)
@@ -79,7 +79,7 @@ extern "C" {
 #pragma GCC visibility push(default)
 
 /* The server reported an error (see vial_pg_sqlstate). */
-#define VIAL_PG_ESQL (-EREMOTEIO)
+#define VIAL_PG_ESQL (-103001)
 
 typedef struct vial_pg vial_pg;
 typedef struct vial_pg_result vial_pg_result;

@@ -67,7 +67,7 @@ typedef struct vial_redis_sub vial_redis_sub;
 /* Returned by the command functions when Redis answered with an error reply
  * ("ERR ...", "WRONGTYPE ..."); *out then holds that reply, whose message
  * vial_redis_reply_error gives. Outside the errno range on purpose. */
-#define VIAL_REDIS_EREPLY (-100100)
+#define VIAL_REDIS_EREPLY (-102001)
 
 typedef struct vial_redis_options {
     const char *password;   /* AUTH on every new connection; NULL: none */

@@ -106,6 +106,11 @@ int vial_ws_serve(vial_req *rq, vial_ws_handler fn);
 /* Closes a file body set by vial_send_file (response.c): any other body
  * replaces it. */
 void vial_res_drop_file(vial_res *rs);
+/* A helper refusing the request for an HTTP reason (vial_req_json's 400):
+ * records message (which must outlive the request) for the error handlers
+ * in case the code comes back out of the view, and returns
+ * VIAL_EHTTP(status). Aborts nothing: the view may recover. */
+int vial_res_helper_error(vial_res *rs, int status, const char *message);
 
 /* Request helpers (request.c). */
 /* Percent-decodes src[0..n) as UTF-8 (invalid sequences become U+FFFD, a

@@ -127,14 +127,25 @@ static int call_view(vial_app *app, vial_req *rq, const vial_rule *r)
 
 /* --- phases -------------------------------------------------------------------------------- */
 
+/* A function's result with vial_abort / vial_fail made sticky: they stand
+ * when their return value was dropped. A returned negative code wins. */
+static int outcome(const vial_res *rs, int rc)
+{
+    if (rc < 0)
+        return rc;
+    if (vial_rqs(rs->rq)->aborted)
+        return VIAL_EHTTP(vial_rqs(rs->rq)->aborted);
+    if (vial_rqs(rs->rq)->failed)
+        return VIAL_FAILED;
+    return rc;
+}
+
 static int run_before(vial_req *rq, const vial_hooks *h)
 {
     for (unsigned i = 0; i < h->nbefore; i++) {
-        int r = vial_call(rq, h->before[i].fn, h->before[i].flags);
+        int r = outcome(&rq->res, vial_call(rq, h->before[i].fn, h->before[i].flags));
         if (r != 0)
             return r;
-        if (vial_rqs(rq)->aborted)
-            return VIAL_ABORTED;
     }
     return 0;
 }
@@ -145,6 +156,8 @@ static int run_after(vial_req *rq, const vial_hooks *h)
         int r = vial_call(rq, h->after[i].fn, h->after[i].flags);
         if (r < 0)
             return r;
+        if (vial_rqs(rq)->failed)
+            return VIAL_FAILED;
     }
     return 0;
 }
@@ -205,6 +218,7 @@ static const char *handle_error(vial_app *app, vial_req *rq, const vial_bp *bp, 
     /* The error's own headers (Allow on 405) stay; the body is the handler's. */
     rs->status = code;
     vial_rqs(rs->rq)->aborted = 0;
+    vial_rqs(rs->rq)->failed = 0;
     vial_res_drop_file(rs);
     rs->body_len = 0;
     rs->content_type = NULL;
@@ -212,24 +226,34 @@ static const char *handle_error(vial_app *app, vial_req *rq, const vial_bp *bp, 
         render_default(rq, code);
         return NULL;
     }
-    int r = vial_call(rq, eh->fn, eh->flags);
+    int r = outcome(rs, vial_call(rq, eh->fn, eh->flags));
     if (r == 0 || r == VIAL_DONE)
         return NULL;
     /* A failing error handler: Flask gives up on handlers and sends a bare 500. */
-    const char *err = vial_rqs(rs->rq)->error_message ? vial_rqs(rs->rq)->error_message : "error handler failed";
+    const char *err = vial_rqs(rs->rq)->failed && vial_rqs(rs->rq)->error_message ? vial_rqs(rs->rq)->error_message
+                                                     : vial_strdup(rq, vial_strerror(r));
+    if (!err)
+        err = "error handler failed";
     fprintf(stderr, "vial: error handler for %d failed: %s\n", code, err);
     rs->nheaders = 0;
     render_default(rq, 500);
     return err;
 }
 
+/* The unhandled error's message, for the log and teardown: vial_fail's, else
+ * the code's name (copied: vial_strerror may use a per-thread buffer). */
 static const char *failure_message(vial_req *rq, int rc)
 {
-    if (vial_rqs(rq)->error_message)
+    if (vial_rqs(rq)->failed && vial_rqs(rq)->error_message)
         return vial_rqs(rq)->error_message;
-    if (rc == VIAL_FAILED || rc >= 0)
-        return "unhandled error";
-    return vial_sprintf(rq, "handler returned error %d (%s)", rc, strerror(rc < 0 && rc > -4096 ? -rc : EINVAL));
+    if (rc == VIAL_FAILED && vial_rqs(rq)->error_message)
+        return vial_rqs(rq)->error_message;
+    if (rc > VIAL_DONE) {
+        const char *m = vial_sprintf(rq, "returned %d, not 0 or a negative code", rc);
+        return m ? m : "unhandled error";
+    }
+    const char *m = vial_strdup(rq, vial_strerror(rc));
+    return m ? m : "unhandled error";
 }
 
 /* after_request + session save, once. Also called by vial_stream_begin. */
@@ -283,13 +307,22 @@ static void copy_params(vial_req *rq, const vial_match *m)
 static const vial_rule *rule_for_options(vial_app *app, vial_req *rq, const char *path, size_t path_len,
                                          const char *allow)
 {
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", allow);
     vial_match m;
-    for (char *tok = strtok(buf, ", "); tok; tok = strtok(NULL, ", "))
-        if (vial_router_match_n(app->router, path, path_len, tok, &rq->arena, &m) == VIAL_MATCH_OK)
-            return m.target;
-    return NULL;
+    const char *p = allow;
+    for (;;) {
+        p += strspn(p, ", ");
+        size_t n = strcspn(p, ", ");
+        if (!n)
+            return NULL;
+        char method[32];
+        if (n < sizeof method) {
+            memcpy(method, p, n);
+            method[n] = 0;
+            if (vial_router_match_n(app->router, path, path_len, method, &rq->arena, &m) == VIAL_MATCH_OK)
+                return m.target;
+        }
+        p += n;
+    }
 }
 
 static void redirect_slash(vial_req *rq)
@@ -317,6 +350,14 @@ void vial_app_serve(void *data, vial_req *rq)
     const char *method = vial_req_method(rq);
     /* Whatever answers a HEAD request (view, error, redirect) sends no body. */
     rq->is_head = !strcmp(method, "HEAD");
+
+    if (rq->reject_status) {
+        /* The HTTP layer refused the request (a body over max_body): the
+         * app's handler renders the error, but the request never reached the
+         * app proper, so no hook runs (spec 3.2, 9). */
+        handle_error(app, rq, NULL, rq->reject_status, NULL);
+        return;
+    }
 
     vial_match m;
     int mr = vial_router_match_n(app->router, path, path_len, method, &rq->arena, &m);
@@ -378,8 +419,15 @@ void vial_app_serve(void *data, vial_req *rq)
         } else if (mr == VIAL_MATCH_OK && rq->head.upgrade_websocket) {
             rc = vial_abort(rs, 400); /* not a websocket route: not upgraded */
         } else if (mr == VIAL_MATCH_OK) {
-            rc = call_view(app, rq, rule);
+            rc = outcome(rs, call_view(app, rq, rule));
             vial_tasks_reap(rq); /* nothing the view spawned outlives it */
+            if (rc >= 0 && rc <= VIAL_DONE && !vial_rqs(rs->rq)->built) {
+                /* Flask: "the view function did not return a valid response". */
+                vial_rqs(rs->rq)->error_message = vial_sprintf(rq, "view '%s' returned 0 without building a response",
+                                                 rule->endpoint);
+                vial_rqs(rs->rq)->failed = 1;
+                rc = VIAL_FAILED;
+            }
         } else if (mr == VIAL_MATCH_METHOD) {
             if (allow)
                 vial_res_header(rs, "Allow", allow);
@@ -391,12 +439,19 @@ void vial_app_serve(void *data, vial_req *rq)
             rc = vial_abort(rs, 404);
         }
     }
-    if (vial_rqs(rs->rq)->aborted && rc >= 0)
-        rc = VIAL_ABORTED;
-    if (rc == VIAL_ABORTED && !routing_redirect) {
+    rc = outcome(rs, rc);
+    int http_status = vial_http_status_of(rc);
+    if (http_status && !routing_redirect) {
+        /* The message of whoever raised it: vial_abort_msg, or the helper
+         * (vial_req_json...) whose code the view passed on. */
+        const char *msg = NULL;
+        if (vial_rqs(rs->rq)->aborted == http_status)
+            msg = vial_rqs(rs->rq)->error_message;
+        else if (rc == vial_rqs(rs->rq)->helper_code)
+            msg = vial_rqs(rs->rq)->helper_msg;
         if (!rs->streaming)
-            lc.error = handle_error(app, rq, lc.bp, rs->status, vial_rqs(rs->rq)->error_message);
-    } else if (rc < 0) {
+            lc.error = handle_error(app, rq, lc.bp, http_status, msg);
+    } else if (rc < 0 || rc > VIAL_DONE) {
         lc.error = failure_message(rq, rc);
         fprintf(stderr, "vial: %s %s: unhandled error: %s\n", method, path, lc.error);
         if (!rs->streaming) {

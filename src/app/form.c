@@ -23,13 +23,13 @@
 #define VIAL_FORM_SPILL (64 * 1024) /* file parts above this go to disk */
 #endif
 #define VIAL_FORM_MAX_PARTS 1000
-/* Status for a multipart body breaking a limit (parts, header line). The
- * limits are treated as malformed input, like Werkzeug's parser errors. */
-#define VIAL_FORM_LIMIT_STATUS 400
+/* Too many parts is Werkzeug's RequestEntityTooLarge (max_form_parts). */
+#define VIAL_FORM_PARTS_STATUS 413
 
 struct vial_form {
-    int status;        /* vial_req_parse_form's result */
+    int status;        /* the parse's HTTP status: 0, 400, 413, 500 */
     const char *error; /* why, when status != 0 */
+    int is_form;       /* the Content-Type is a form's */
     vial_kv *fields;
     unsigned nfields, fields_cap;
     vial_file *files;
@@ -427,15 +427,14 @@ static const vial_multipart_callbacks mp_callbacks = {
     mp_part_begin, mp_header, mp_headers_end, mp_data, mp_part_end,
 };
 
+static const char msg_io[] = "cannot write an upload to a temporary file";
+
 static int mp_error(int rc, const char **msg)
 {
     switch (rc) {
     case FORM_E_PARTS:
         *msg = "too many multipart parts";
-        return VIAL_FORM_LIMIT_STATUS;
-    case VIAL_MP_ELINE:
-        *msg = vial_multipart_strerror(rc);
-        return VIAL_FORM_LIMIT_STATUS;
+        return VIAL_FORM_PARTS_STATUS;
     case FORM_E_DISP:
         *msg = "part Content-Disposition is not form-data or is malformed";
         return 400;
@@ -446,7 +445,7 @@ static int mp_error(int rc, const char **msg)
         *msg = "out of memory";
         return 500;
     case FORM_E_IO:
-        *msg = "cannot write an upload to a temporary file";
+        *msg = msg_io;
         return 500;
     default:
         *msg = vial_multipart_strerror(rc);
@@ -503,11 +502,13 @@ static struct vial_form *form_get(vial_req *rq)
     size_t n = h->value.len;
     int status = 0;
     if (media_type_is(ct, n, "application/x-www-form-urlencoded")) {
+        f->is_form = 1;
         if (parse_urlencoded(rq, f) < 0) {
             status = 500;
             f->error = "out of memory";
         }
     } else if (media_type_is(ct, n, "multipart/form-data")) {
+        f->is_form = 1;
         status = parse_multipart(rq, f, ct, n);
     }
     if (status) {
@@ -521,7 +522,15 @@ static struct vial_form *form_get(vial_req *rq)
 
 int vial_req_parse_form(vial_req *rq)
 {
-    return form_get(rq)->status;
+    struct vial_form *f = form_get(rq);
+    if (f->status == 500)
+        return f->error == msg_io ? -EIO : -ENOMEM; /* not the client's fault */
+    if (f->status)
+        return vial_res_helper_error(&rq->res, f->status, f->error);
+    if (!f->is_form && rq->body_len)
+        return vial_res_helper_error(&rq->res, 415, "Content-Type is not a form "
+                                                    "(application/x-www-form-urlencoded or multipart/form-data)");
+    return 0;
 }
 
 const char *vial_req_form(vial_req *rq, const char *name)

@@ -649,10 +649,12 @@ static int parse(vial_req *rq, struct vial_json_doc *doc)
 int vial_req_json(vial_req *rq, const vial_jv **out)
 {
     struct vial_json_doc *doc = vial_rqs(rq)->json;
+    if (out)
+        *out = NULL;
     if (!doc) {
         doc = vial_arena_alloc(&rq->arena, sizeof *doc);
         if (!doc)
-            return 500;
+            return -ENOMEM;
         memset(doc, 0, sizeof *doc);
         if (!json_media_type(vial_http_find_header(&rq->head, "Content-Type"))) {
             doc->status = 415;
@@ -662,9 +664,13 @@ int vial_req_json(vial_req *rq, const vial_jv **out)
         }
         vial_rqs(rq)->json = doc;
     }
+    if (doc->status == 500)
+        return -ENOMEM; /* parse() has no other 500 */
+    if (doc->status)
+        return vial_res_helper_error(&rq->res, doc->status, doc->error);
     if (out)
         *out = doc->root;
-    return doc->status;
+    return 0;
 }
 
 const char *vial_req_json_error(vial_req *rq)

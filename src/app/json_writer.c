@@ -19,6 +19,7 @@ vial_json *vial_json_begin(vial_res *rs, int status)
     memset(j, 0, sizeof *j);
     j->rs = rs;
     vial_res_drop_file(rs);
+    vial_rqs(rs->rq)->built = 1;
     rs->status = status;
     rs->content_type = "application/json";
     rs->body_len = 0;

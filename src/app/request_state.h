@@ -52,8 +52,14 @@ typedef struct vial_req_state {
 
     const char *error_msg;     /* error being handled (vial_error_message) */
     const char *error_message; /* the response's: vial_fail / vial_abort_msg */
+    /* The last helper that returned VIAL_EHTTP (vial_req_json...): its
+     * message, used if that code comes back out of the view. */
+    const char *helper_msg;
     int error_code;            /* error being handled (vial_error_code) */
-    int aborted;               /* vial_abort ran */
+    int aborted;               /* vial_abort's status, or 0 */
+    int failed;                /* vial_fail was called */
+    int helper_code;
+    int built;                 /* a response-building call ran (status, body, json...) */
     int finalized;
     unsigned nparams;
 
@@ -81,8 +87,12 @@ static inline void vial_req_state_init(vial_req *rq, vial_req_state *st, struct 
     st->g = NULL;
     st->error_msg = NULL;
     st->error_message = NULL;
+    st->helper_msg = NULL;
     st->error_code = 0;
     st->aborted = 0;
+    st->failed = 0;
+    st->helper_code = 0;
+    st->built = 0;
     st->finalized = 0;
     st->nparams = 0;
     rq->app_data = st;

@@ -20,6 +20,7 @@ int vial_res_status(vial_res *rs, int status)
     if (status < 100 || status > 999)
         return -EINVAL;
     rs->status = status;
+    vial_rqs(rs->rq)->built = 1;
     return 0;
 }
 
@@ -95,6 +96,7 @@ void vial_res_drop_file(vial_res *rs)
 int vial_res_body_static(vial_res *rs, const void *data, size_t len)
 {
     vial_res_drop_file(rs); /* a body replaces a file body */
+    vial_rqs(rs->rq)->built = 1;
     rs->body = (char *)data;
     rs->body_len = len;
     rs->body_cap = 0;
@@ -123,6 +125,7 @@ static int body_reserve(vial_res *rs, size_t extra)
 int vial_res_append(vial_res *rs, const void *data, size_t len)
 {
     vial_res_drop_file(rs); /* a body replaces a file body */
+    vial_rqs(rs->rq)->built = 1;
     if (body_reserve(rs, len) < 0)
         return -ENOMEM;
     memcpy(rs->body + rs->body_len, data, len);
@@ -160,6 +163,7 @@ static int res_vprintf(vial_res *rs, const char *fmt, va_list ap)
 int vial_text(vial_res *rs, int status, const char *fmt, ...)
 {
     vial_res_drop_file(rs); /* a body replaces a file body */
+    vial_rqs(rs->rq)->built = 1;
     rs->status = status;
     rs->content_type = "text/plain; charset=utf-8";
     rs->body_len = 0;
@@ -172,15 +176,29 @@ int vial_text(vial_res *rs, int status, const char *fmt, ...)
 
 int vial_abort(vial_res *rs, int status)
 {
+    if (status < 100 || status > 999)
+        status = 500; /* VIAL_EHTTP must stay a status */
     rs->status = status;
-    vial_rqs(rs->rq)->aborted = 1;
-    return VIAL_ABORTED;
+    vial_rqs(rs->rq)->aborted = status; /* kept apart: a later vial_text must not change it */
+    vial_rqs(rs->rq)->failed = 0; /* the latest of abort and fail stands */
+    vial_rqs(rs->rq)->error_message = NULL;
+    return VIAL_EHTTP(status);
 }
 
 int vial_fail(vial_res *rs, const char *message)
 {
-    vial_rqs(rs->rq)->error_message = message ? vial_arena_strndup(res_arena(rs), message, strlen(message)) : "error";
+    const char *copy = message ? vial_arena_strndup(res_arena(rs), message, strlen(message)) : NULL;
+    vial_rqs(rs->rq)->error_message = copy ? copy : message ? "out of memory" : "error";
+    vial_rqs(rs->rq)->failed = 1;
+    vial_rqs(rs->rq)->aborted = 0;
     return VIAL_FAILED;
+}
+
+int vial_res_helper_error(vial_res *rs, int status, const char *message)
+{
+    vial_rqs(rs->rq)->helper_code = VIAL_EHTTP(status);
+    vial_rqs(rs->rq)->helper_msg = message;
+    return vial_rqs(rs->rq)->helper_code;
 }
 
 /* --- streaming ------------------------------------------------------------- */
@@ -192,6 +210,7 @@ int vial_stream_begin(vial_res *rs, int status, const char *content_type)
         return -EPERM;
     if (rs->streaming)
         return -EALREADY;
+    vial_rqs(rs->rq)->built = 1;
     rs->status = status;
     if (content_type)
         rs->content_type = content_type;

@@ -280,6 +280,7 @@ static int serve_fd(vial_req *rq, vial_res *rs, int fd, const struct stat *st, c
         close(fd);
         rs->status = 304;
         rs->body_len = 0;
+        vial_rqs(rs->rq)->built = 1;
         return 0;
     }
 
@@ -324,6 +325,7 @@ static int serve_fd(vial_req *rq, vial_res *rs, int fd, const struct stat *st, c
         rs->status = 200;
     }
     rs->content_type = ctype;
+    vial_rqs(rs->rq)->built = 1;
     /* A previous vial_send_file on this response loses its file. */
     if (rs->file_fd >= 0)
         close(rs->file_fd);

@@ -598,6 +598,28 @@ int vial_conn_stream_write(vial_req *rq, const void *data, size_t len)
 
 /* --- the connection coroutine ---------------------------------------------------- */
 
+/* A request refused for its size (413) is still answered by the app: its
+ * error handler renders the page (rq->reject_status tells it that nothing
+ * else may run), as Flask and Quart do. The body was not read, so the
+ * connection closes after it. Other rejections get the fixed page. */
+static void conn_reject_rendered(vial_conn *c, vial_req *rq, int status)
+{
+    vial_server *s = c->thr->server;
+    if (status != 413 || !s->serve) {
+        conn_reject(c, status);
+        return;
+    }
+    rq->reject_status = status;
+    rq->pool = s->pool;
+    c->rq = rq;
+    c->in_handler = 1;
+    s->serve(s->serve_data, rq);
+    c->in_handler = 0;
+    c->rq = NULL;
+    write_response(c, rq, 0);
+    conn_linger_close(c);
+}
+
 static void serve_options_asterisk(vial_conn *c, vial_req *rq, int keep)
 {
     rq->res.status = 200;
@@ -623,7 +645,12 @@ static void conn_main(void *arg)
             break; /* nothing pending: go idle */
         }
         if (n < 0) {
-            if (status)
+            if (status == 413) {
+                /* The head is whole (the limit is judged at its end). */
+                vial_exchange_init(&rq, c, s);
+                conn_reject_rendered(c, &rq, status);
+                vial_exchange_fini(&rq);
+            } else if (status)
                 conn_reject(c, status);
             else if (c->wpos < c->wlen)
                 conn_flush(c); /* the client half-closed after pipelining: answer all */
@@ -652,7 +679,7 @@ static void conn_main(void *arg)
                                                            : read_body_length(c, &rq, &status);
             if (r < 0) {
                 if (status)
-                    conn_reject(c, status);
+                    conn_reject_rendered(c, &rq, status);
                 c->closing = 1;
                 vial_exchange_fini(&rq);
                 body_release(c);

@@ -16,6 +16,7 @@ void vial_exchange_init(vial_req *rq, struct vial_conn *conn, struct vial_server
     rq->sink_begin = NULL;
     rq->sink_write = NULL;
     rq->sink_data = NULL;
+    rq->reject_status = 0;
     vial_arena_init(&rq->arena, rq->arena_inline, sizeof rq->arena_inline);
     rq->body = "";
     rq->body_len = 0;

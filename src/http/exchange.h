@@ -68,6 +68,9 @@ struct vial_req {
     int (*sink_write)(vial_req *rq, const void *data, size_t len);
     void *sink_data; /* the sink's own state (the test client's run) */
     vial_arena arena;
+    /* Non-zero: the http layer refused the request with this status (413);
+     * the app renders only that error (no hooks), then the connection closes. */
+    int reject_status;
     const char *body;
     size_t body_len;
     int is_head; /* HEAD: the response is written without its body */

@@ -746,14 +746,15 @@ static int chunk_framing_byte(vial_chunked *d, uint8_t c, uint64_t max_body)
         if (h) {
             if (++d->digits > 16)
                 return CK_ERR_400;
-            d->remaining = d->remaining << 4 | (h - 1);
-            /* Judged digit by digit: "ffffffffffffffff" is refused at once. */
-            if (d->total > max_body || d->remaining > max_body - d->total)
-                return CK_ERR_413;
+            d->remaining = d->remaining << 4 | (h - 1); /* 16 digits fit */
             return CK_SIZE;
         }
         if (d->state == CK_SIZE_START)
             return CK_ERR_400;
+        /* The limit is judged once the digits end, so that a 17th digit is
+         * the 400 it is (a bad size) whatever the value read so far. */
+        if (d->total > max_body || d->remaining > max_body - d->total)
+            return CK_ERR_413;
         if (c == ';')
             return CK_EXT_NAME0;
         if (is_ows((char)c))

@@ -42,7 +42,14 @@ static int b2(vial_req *rq, vial_res *rs)
 static int a1(vial_req *rq, vial_res *rs) { mark("a1"); vial_res_set_header(rs, "X-A1", "1"); return 0; }
 static int a2(vial_req *rq, vial_res *rs) { mark("a2"); return 0; }
 static const char *last_error;
-static void t1(vial_req *rq, const char *err) { mark("t1"); last_error = err ? strdup(err) : NULL; }
+static char last_error_buf[256];
+static void t1(vial_req *rq, const char *err)
+{
+    mark("t1");
+    if (err)
+        snprintf(last_error_buf, sizeof last_error_buf, "%s", err);
+    last_error = err ? last_error_buf : NULL;
+}
 static void t2(vial_req *rq, const char *err) { mark("t2"); }
 
 static int view(vial_req *rq, vial_res *rs)
@@ -110,6 +117,43 @@ static int urls(vial_req *rq, vial_res *rs)
                      vial_url_for(rq, "view", "_external", "1", NULL));
 }
 
+/* The result contract: helpers' codes passed on, results dropped. */
+static int c_json(vial_req *rq, vial_res *rs)
+{
+    const vial_jv *doc;
+    int st = vial_req_json(rq, &doc);
+    if (st)
+        return st;
+    return vial_text(rs, 200, "%lld", (long long)vial_jv_int(doc));
+}
+static int c_form(vial_req *rq, vial_res *rs)
+{
+    int st = vial_req_parse_form(rq);
+    if (st)
+        return st;
+    return vial_text(rs, 200, "%u", vial_req_form_count(rq));
+}
+static int c_unbuilt(vial_req *rq, vial_res *rs) { return 0; }
+static int c_header_only(vial_req *rq, vial_res *rs) { return vial_res_header(rs, "X-Only", "1"); }
+static int c_faildrop(vial_req *rq, vial_res *rs) { vial_fail(rs, "dropped"); return 0; }
+static int c_abortdrop(vial_req *rq, vial_res *rs)
+{
+    vial_abort_msg(rs, 409, "dropped abort");
+    return vial_text(rs, 200, "not this");
+}
+static int c_enoent(vial_req *rq, vial_res *rs) { return -ENOENT; }
+static int c_by_mw(vial_req *rq, vial_res *rs) { return 0; } /* its middleware answers */
+static int answer_mw(vial_req *rq, vial_res *rs, vial_next *next, void *arg)
+{
+    return vial_text(rs, 200, "from middleware");
+}
+static int c_fail_then_abort(vial_req *rq, vial_res *rs)
+{
+    vial_fail(rs, "first");
+    vial_abort(rs, 410); /* the latest stands */
+    return 0;
+}
+
 static vial_app *app;
 static vial_client *client;
 static int mv_state;
@@ -154,6 +198,21 @@ static int setup(void **s)
     };
     mv_state = 0;
     assert_int_equal(vial_add_view(app, "/thing", "thing", mv, &mv_state), 0);
+
+    assert_int_equal(vial_route(app, "POST /c/json", c_json), 0);
+    assert_int_equal(vial_route_sync(app, "POST /c/form", c_form), 0);
+    assert_int_equal(vial_route(app, "GET /c/unbuilt", c_unbuilt), 0);
+    assert_int_equal(vial_route_sync(app, "GET /c/unbuilt-sync", c_unbuilt), -EEXIST);
+    assert_int_equal(vial_route_as(app, "GET /c/unbuilt-sync", c_unbuilt, "c_unbuilt_sync", VIAL_SYNC), 0);
+    assert_int_equal(vial_route(app, "GET /c/header-only", c_header_only), 0);
+    assert_int_equal(vial_route_sync(app, "GET /c/faildrop", c_faildrop), 0);
+    assert_int_equal(vial_route(app, "GET /c/abortdrop", c_abortdrop), 0);
+    assert_int_equal(vial_route(app, "GET /c/enoent", c_enoent), 0);
+    assert_int_equal(vial_route(app, "GET /c/by-mw", c_by_mw), 0);
+    assert_int_equal(vial_wrap(app, "c_by_mw", answer_mw, NULL), 0);
+    assert_int_equal(vial_route(app, "GET /c/fail-then-abort", c_fail_then_abort), 0);
+    static const vial_view_method mv_unbuilt[] = {{"GET", c_unbuilt, VIAL_ASYNC}, {0}};
+    assert_int_equal(vial_add_view(app, "/c/mv", "c_mv", mv_unbuilt, NULL), 0);
 
     assert_int_equal(vial_use(app, timing_mw, "outer"), 0);
     assert_int_equal(vial_wrap(app, "sync_view", timing_mw, "inner"), 0);
@@ -231,7 +290,6 @@ static void test_unhandled_error(void **s)
     assert_body(r, "oops");
     assert_non_null(last_error);
     assert_string_equal(last_error, "boom");
-    free((void *)last_error);
     last_error = NULL;
     vial_response_free(r);
 }
@@ -347,6 +405,84 @@ static void test_bad_request_rejected_by_parser(void **s)
     vial_response_free(r);
 }
 
+static vial_response *post(const char *target, const char *ctype, const char *body)
+{
+    const char *h[] = {ctype, NULL};
+    order[0] = 0;
+    return vial_client_request(client, "POST", target, ctype ? h : NULL, body, strlen(body));
+}
+
+static void expect(vial_response *r, int status, const char *body)
+{
+    assert_int_equal(vial_response_status(r), status);
+    assert_body(r, body);
+    vial_response_free(r);
+}
+
+static void test_contract_json(void **s)
+{
+    expect(post("/c/json", "Content-Type: application/json", "42"), 200, "42");
+    /* `if (st) return st;` gives the 4xx through the handler, with the
+     * parser's reason as vial_error_message; no unhandled error */
+    last_error = "unset";
+    vial_response *r = post("/c/json", "Content-Type: application/json", "[1,");
+    assert_int_equal(vial_response_status(r), 400);
+    assert_int_equal(strncmp(vial_response_body(r, NULL), "error 400: ", 11), 0);
+    assert_true(strlen(vial_response_body(r, NULL)) > 12);
+    assert_null(last_error);
+    assert_string_equal(vial_response_header(r, "X-A1"), "1"); /* after hooks ran */
+    vial_response_free(r);
+    expect(post("/c/json", "Content-Type: text/plain", "42"), 415,
+           "error 415: Content-Type is not application/json");
+    expect(post("/c/json", NULL, "42"), 415, "error 415: Content-Type is not application/json");
+}
+
+static void test_contract_form(void **s)
+{
+    expect(post("/c/form", "Content-Type: application/x-www-form-urlencoded", "a=1&b=2"), 200, "2");
+    expect(post("/c/form", NULL, ""), 200, "0");
+    vial_response *r = post("/c/form", "Content-Type: application/json", "{}");
+    assert_int_equal(vial_response_status(r), 415);
+    assert_int_equal(strncmp(vial_response_body(r, NULL), "error 415: ", 11), 0);
+    vial_response_free(r);
+    expect(post("/c/form", "Content-Type: multipart/form-data", "x"), 400,
+           "error 400: multipart body without boundary");
+}
+
+static void test_contract_unbuilt_is_500(void **s)
+{
+    const char *paths[] = {"/c/unbuilt", "/c/unbuilt-sync", "/c/header-only", "/c/mv"};
+    const char *names[] = {"c_unbuilt", "c_unbuilt_sync", "c_header_only", "c_mv"};
+    for (int i = 0; i < 4; i++) {
+        last_error = NULL;
+        expect(get(paths[i], NULL), 500, "oops");
+        char want[128];
+        snprintf(want, sizeof want, "view '%s' returned 0 without building a response", names[i]);
+        assert_non_null(last_error);
+        assert_string_equal(last_error, want);
+    }
+    /* HEAD of a GET view that builds its response is no error */
+    vial_response *r = vial_client_request(client, "HEAD", "/", NULL, NULL, 0);
+    assert_int_equal(vial_response_status(r), 200);
+    vial_response_free(r);
+    /* a response built by the view's middleware counts */
+    expect(get("/c/by-mw", NULL), 200, "from middleware");
+}
+
+static void test_contract_sticky(void **s)
+{
+    last_error = NULL;
+    expect(get("/c/faildrop", NULL), 500, "oops");
+    assert_string_equal(last_error, "dropped");
+    last_error = "unset";
+    expect(get("/c/abortdrop", NULL), 409, "error 409: dropped abort");
+    assert_null(last_error);
+    expect(get("/c/fail-then-abort", NULL), 410, "error 410");
+    last_error = NULL;
+    expect(get("/c/enoent", NULL), 500, "oops");
+    assert_string_equal(last_error, "ENOENT: No such file or directory");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -365,6 +501,10 @@ int main(void)
         cmocka_unit_test(test_method_view),
         cmocka_unit_test(test_url_for),
         cmocka_unit_test(test_bad_request_rejected_by_parser),
+        cmocka_unit_test(test_contract_json),
+        cmocka_unit_test(test_contract_form),
+        cmocka_unit_test(test_contract_unbuilt_is_500),
+        cmocka_unit_test(test_contract_sticky),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -187,12 +187,12 @@ static void test_abort_msg_copies(void **st)
 {
     treq t = req_new("GET", "/", NULL);
     char msg[] = "teapot says no";
-    assert_int_equal(vial_abort_msg(&t.rq->res, 418, msg), VIAL_ABORTED);
+    assert_int_equal(vial_abort_msg(&t.rq->res, 418, msg), VIAL_EHTTP(418));
     msg[0] = 'X';
     assert_int_equal(t.rq->res.status, 418);
     assert_true(vial_rqs(t.rq)->aborted);
     assert_string_equal(vial_rqs(t.rq)->error_message, "teapot says no");
-    assert_int_equal(vial_abort_msg(&t.rq->res, 404, NULL), VIAL_ABORTED);
+    assert_int_equal(vial_abort_msg(&t.rq->res, 404, NULL), VIAL_EHTTP(404));
     assert_int_equal(t.rq->res.status, 404);
     assert_null(vial_rqs(t.rq)->error_message);
     req_free(&t);

@@ -65,7 +65,7 @@ static void rejected_n(const char *text, size_t n)
     vial_req *rq;
     const vial_jv *v = (const vial_jv *)1;
     int st = parse_n(&rq, text, n, &v);
-    if (st != 400)
+    if (st != VIAL_EHTTP(400))
         fail_msg("status %d for %.*s", st, (int)n, text);
     assert_null(v);
     const char *e = vial_req_json_error(rq);
@@ -102,7 +102,7 @@ static void test_media_types(void **state)
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         vial_req *rq = mkreq_ct(bad[i], "[1]", 3);
         const vial_jv *v = (const vial_jv *)1;
-        if (vial_req_json(rq, &v) != 415)
+        if (vial_req_json(rq, &v) != VIAL_EHTTP(415))
             fail_msg("not 415: %s", bad[i] ? bad[i] : "(none)");
         assert_null(v);
         assert_non_null(vial_req_json_error(rq));
@@ -115,7 +115,7 @@ static void test_error_before_parse_is_null(void **state)
     (void)state;
     vial_req *rq = mkreq_ct("application/json", "[", 1);
     assert_null(vial_req_json_error(rq));
-    assert_int_equal(vial_req_json(rq, NULL), 400);
+    assert_int_equal(vial_req_json(rq, NULL), VIAL_EHTTP(400));
     assert_non_null(vial_req_json_error(rq));
     freereq(rq);
 }
@@ -298,26 +298,26 @@ static void test_error_location(void **state)
     (void)state;
     vial_req *rq;
     const char *text = "{\n  \"a\": 1,\n  \"b\": tru\n}";
-    assert_int_equal(parse_n(&rq, text, strlen(text), NULL), 400);
+    assert_int_equal(parse_n(&rq, text, strlen(text), NULL), VIAL_EHTTP(400));
     const char *e = vial_req_json_error(rq);
     assert_non_null(strstr(e, "line 3"));
     freereq(rq);
     text = "[1,\n\"\xc0\xaf\"]";
-    assert_int_equal(parse_n(&rq, text, strlen(text), NULL), 400);
+    assert_int_equal(parse_n(&rq, text, strlen(text), NULL), VIAL_EHTTP(400));
     e = vial_req_json_error(rq);
     assert_non_null(strstr(e, "line 2, column 2"));
     assert_non_null(strstr(e, "UTF-8"));
     freereq(rq);
     text = "[\"\\ud800\"]";
-    assert_int_equal(parse_n(&rq, text, strlen(text), NULL), 400);
+    assert_int_equal(parse_n(&rq, text, strlen(text), NULL), VIAL_EHTTP(400));
     assert_non_null(strstr(vial_req_json_error(rq), "surrogate"));
     freereq(rq);
     text = "[1e999]";
-    assert_int_equal(parse_n(&rq, text, strlen(text), NULL), 400);
+    assert_int_equal(parse_n(&rq, text, strlen(text), NULL), VIAL_EHTTP(400));
     assert_non_null(strstr(vial_req_json_error(rq), "out of range"));
     freereq(rq);
     text = "";
-    assert_int_equal(parse_n(&rq, text, 0, NULL), 400);
+    assert_int_equal(parse_n(&rq, text, 0, NULL), VIAL_EHTTP(400));
     assert_non_null(strstr(vial_req_json_error(rq), "empty"));
     freereq(rq);
 }
@@ -613,7 +613,7 @@ static void test_depth_limit(void **state)
         freereq(rq);
         free(t);
         t = nested(513, objects);
-        assert_int_equal(parse_n(&rq, t, strlen(t), NULL), 400);
+        assert_int_equal(parse_n(&rq, t, strlen(t), NULL), VIAL_EHTTP(400));
         assert_non_null(strstr(vial_req_json_error(rq), "512"));
         freereq(rq);
         free(t);

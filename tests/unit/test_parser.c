@@ -1051,14 +1051,24 @@ static void test_chunked_max_body(void **state)
     assert_int_equal(r->rc, -413);
     r = decode_n("100000\r\n", 8, 0, VIAL_HTTP_MAX_BODY);
     assert_int_equal(r->rc, 0);
-    /* Known from the size alone, before the line or any data is complete. */
+    /* Known from the size alone, before any data, once its digits end (a
+     * 17th digit would make it a 400 instead). */
     r = decode_n("ffffffffffffffff", 16, 0, VIAL_HTTP_MAX_BODY);
+    assert_int_equal(r->rc, 0);
+    r = decode_n("ffffffffffffffff\r", 17, 0, VIAL_HTTP_MAX_BODY);
     assert_int_equal(r->rc, -413);
-    assert_true(r->consumed < 16);
-    r = decode_n("fffffff", 7, 1, VIAL_HTTP_MAX_BODY);
+    r = decode_n("fffffff;x", 9, 1, VIAL_HTTP_MAX_BODY);
     assert_int_equal(r->rc, -413);
     r = decode_n("ffffffffffffffffff\r\n", 20, 0, UINT64_MAX);
     assert_int_equal(r->rc, -400); /* 17+ digits */
+    /* More than 16 digits is a bad size (400), whatever the value and the
+     * limit: spec 6. */
+    r = decode_n("10000000000000000\r\n", 19, 0, VIAL_HTTP_MAX_BODY);
+    assert_int_equal(r->rc, -400);
+    r = decode_n("fffffffffffffffff\r\n", 19, 1, VIAL_HTTP_MAX_BODY);
+    assert_int_equal(r->rc, -400);
+    r = decode_n("00000000000000005\r\nhello\r\n0\r\n\r\n", 31, 0, VIAL_HTTP_MAX_BODY);
+    assert_int_equal(r->rc, -400);
     r = decode_n("ffffffffffffffff\r\n", 18, 0, UINT64_MAX);
     assert_int_equal(r->rc, 0);
     /* A small max_body applies to the running total. */
@@ -1080,7 +1090,7 @@ static void test_chunked_error_sticky(void **state)
     assert_int_equal(vial_chunked_feed(&d, "\r\n", 2, &c, out, &ol, 100), -400);
     assert_int_equal(c, 0);
     vial_chunked_init(&d);
-    assert_int_equal(vial_chunked_feed(&d, "fffff", 5, &c, out, &ol, 100), -413);
+    assert_int_equal(vial_chunked_feed(&d, "fffff;", 6, &c, out, &ol, 100), -413);
     assert_int_equal(vial_chunked_feed(&d, "\r\n", 2, &c, out, &ol, 100), -413);
 }
 

@@ -194,14 +194,14 @@ static void test_send_file_not_found(void **st)
     for (size_t i = 0; i < sizeof rels / sizeof rels[0]; i++) {
         int rc;
         treq t = send("GET", rels[i], NULL, &rc);
-        assert_int_equal(rc, VIAL_ABORTED);
+        assert_int_equal(rc, VIAL_EHTTP(404));
         assert_int_equal(t.rq->res.status, 404);
         assert_int_equal(t.rq->res.file_fd, -1);
         req_free(&t);
     }
     treq t = req_new("GET", "/f", NULL);
-    assert_int_equal(vial_send_file(t.rq, &t.rq->res, NULL, NULL), VIAL_ABORTED);
-    assert_int_equal(vial_send_file(t.rq, &t.rq->res, "", NULL), VIAL_ABORTED);
+    assert_int_equal(vial_send_file(t.rq, &t.rq->res, NULL, NULL), VIAL_EHTTP(404));
+    assert_int_equal(vial_send_file(t.rq, &t.rq->res, "", NULL), VIAL_EHTTP(404));
     req_free(&t);
 }
 
@@ -215,7 +215,7 @@ static void test_send_file_empty(void **st)
     req_free(&t);
     const char *h[] = {"Range: bytes=0-", NULL};
     t = send("GET", "empty.txt", h, &rc);
-    assert_int_equal(rc, VIAL_ABORTED);
+    assert_int_equal(rc, VIAL_EHTTP(416));
     assert_int_equal(t.rq->res.status, 416);
     assert_string_equal(res_header(t.rq, "Content-Range"), "bytes */0");
     req_free(&t);
@@ -234,7 +234,7 @@ static void expect_status(const char *method, const char *rel, const char *const
         assert_int_equal(t.rq->res.file_fd, -1);
         assert_non_null(res_header(t.rq, "ETag"));
     } else if (status == 412) {
-        assert_int_equal(rc, VIAL_ABORTED);
+        assert_int_equal(rc, VIAL_EHTTP(412));
         assert_int_equal(t.rq->res.file_fd, -1);
     } else {
         assert_int_equal(rc, 0);
@@ -320,7 +320,7 @@ static void expect_range(const char *method, const char *const *h, int status, i
     if (rs->status != status)
         fail_msg("[%s]: status %d, want %d", h[0], rs->status, status);
     if (status == 416) {
-        assert_int_equal(rc, VIAL_ABORTED);
+        assert_int_equal(rc, VIAL_EHTTP(416));
         assert_int_equal(rs->file_fd, -1);
     } else {
         assert_int_equal(rc, 0);

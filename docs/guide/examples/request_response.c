@@ -35,7 +35,7 @@ static int add(vial_req *rq, vial_res *rs) /* JSON in, JSON out */
     const vial_jv *doc;
     int st = vial_req_json(rq, &doc);
     if (st)
-        return vial_abort_msg(rs, st, vial_req_json_error(rq));
+        return st; /* 400 or 415 through the error handlers, with the reason */
     const vial_jv *a = vial_jv_get(doc, "a"), *b = vial_jv_get(doc, "b");
     if (!a || !b || vial_jv_type(a) != VIAL_JINT || vial_jv_type(b) != VIAL_JINT)
         return vial_abort_msg(rs, 400, "a and b must be integers");
