@@ -12,6 +12,7 @@
  * loop. Mailboxes are FIFO, so one sender's messages reach each member in
  * order. */
 #include "http/websocket.h"
+#include "runtime/codec.h"
 
 #include <errno.h>
 #ifndef VIAL_WS_PARSER_ONLY
@@ -19,7 +20,6 @@
 #include "http/server.h"
 #include "runtime/coro.h"
 
-#include <openssl/evp.h>
 #include <openssl/sha.h>
 #endif
 #include <pthread.h>
@@ -31,21 +31,11 @@
 
 /* --- handshake ----------------------------------------------------------------- */
 
-static int b64_char(unsigned char ch)
-{
-    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-           ch == '+' || ch == '/';
-}
-
 /* base64 of exactly 16 bytes: 22 symbols and "==" (RFC 6455 4.1). */
 static int key_valid(const char *key)
 {
-    if (!key || strlen(key) != 24 || key[22] != '=' || key[23] != '=')
-        return 0;
-    for (int i = 0; i < 22; i++)
-        if (!b64_char((unsigned char)key[i]))
-            return 0;
-    return 1;
+    unsigned char raw[18];
+    return key && strlen(key) == 24 && vial_base64_decode(raw, key, 24, 0) == 16;
 }
 
 int vial_ws_handshake_check(const vial_http_head *h, const char *key, const char *version)
@@ -75,8 +65,7 @@ void vial_ws_accept_value(const char *key, size_t len, char out[29])
     SHA1_Update(&ctx, guid, sizeof guid - 1);
     SHA1_Final(digest, &ctx);
 #pragma GCC diagnostic pop
-    EVP_EncodeBlock((unsigned char *)out, digest, SHA_DIGEST_LENGTH);
-    out[28] = 0;
+    vial_base64_encode(out, digest, SHA_DIGEST_LENGTH, 0);
 }
 
 #endif
