@@ -983,7 +983,7 @@ static void pool_destroy(pg_pool *p)
 /* Waits until a connection is unpinned or closed (cancellable). */
 static int slot_wait(pg_pool *p)
 {
-    return vial_drv_queue_wait(&p->slot_waiters, 0);
+    return vial_drv_queue_wait(&p->slot_waiters, 0, NULL);
 }
 
 /* Chooses a connection for a new operation: an idle one; else a new one

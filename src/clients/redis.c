@@ -123,13 +123,6 @@ struct vial_redis_conn {
         in_multi : 1, watching : 1;
 };
 
-typedef struct lwait {
-    struct lwait *next, *prev;
-    vial_coro *co;
-    rconn *got; /* a connection handed over by vial_redis_release */
-    int queued;
-} lwait;
-
 struct rpool {
     rpool *next;
     vial_redis *r;
@@ -138,7 +131,7 @@ struct rpool {
     rconn *idle;
     unsigned nexcl;   /* exclusive connections counted against max_exclusive */
     rconn *all;
-    lwait *wait_head, *wait_tail;
+    vial_drv_queue waiters; /* for an exclusive connection; vial_redis_release hands one over */
     int closing;
 };
 
@@ -1061,28 +1054,9 @@ static int shared_conn(rpool *p, rconn **out)
 
 /* --- exclusive connections ------------------------------------------------------------- */
 
-static void lwait_unlink(rpool *p, lwait *w)
-{
-    if (!w->queued)
-        return;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        p->wait_head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        p->wait_tail = w->prev;
-    w->queued = 0;
-}
-
 static void lease_wake_one(rpool *p)
 {
-    lwait *w = p->wait_head;
-    if (!w)
-        return;
-    lwait_unlink(p, w);
-    vial_drv_wake(w->co, 0);
+    vial_drv_queue_wake_one(&p->waiters, NULL);
 }
 
 static int lease(vial_coro *self, rpool *p, rconn **out)
@@ -1109,21 +1083,10 @@ static int lease(vial_coro *self, rpool *p, rconn **out)
             *out = c;
             return 0;
         }
-        lwait w = {.co = self, .queued = 1};
-        w.prev = p->wait_tail;
-        if (p->wait_tail)
-            p->wait_tail->next = &w;
-        else
-            p->wait_head = &w;
-        p->wait_tail = &w;
-        int rc = vial_drv_wait(0);
-        lwait_unlink(p, &w); /* still queued when the wait was cancelled */
-        if (w.got) {
-            if (rc < 0) { /* handed over, but too late */
-                vial_redis_release(w.got);
-                return rc;
-            }
-            *out = w.got;
+        void *got;
+        int rc = vial_drv_queue_wait(&p->waiters, 0, &got);
+        if (got) {
+            *out = got;
             return 0;
         }
         if (rc < 0)
@@ -1151,14 +1114,10 @@ void vial_redis_release(vial_redis_conn *c)
             conn_close(c, -ECONNABORTED);
         return;
     }
-    lwait *w = p->wait_head;
-    if (w) { /* hand it straight to the longest waiter */
-        lwait_unlink(p, w);
-        w->got = c;
-        c->leased = 1;
-        vial_drv_wake(w->co, 0);
+    c->leased = 1; /* hand it straight to the longest waiter, if any */
+    if (vial_drv_queue_wake_one(&p->waiters, c))
         return;
-    }
+    c->leased = 0;
     c->idle = 1;
     c->idle_next = p->idle; /* LIFO: the warmest connection goes out first */
     p->idle = c;

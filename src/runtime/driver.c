@@ -67,6 +67,7 @@ void vial_drv_wake(vial_coro *co, int result)
 struct vial_drv_waiter {
     vial_drv_waiter *next, *prev;
     vial_coro *co;
+    void *gift;
     int woken;
 };
 
@@ -83,9 +84,11 @@ static void queue_unlink(vial_drv_queue *q, vial_drv_waiter *w)
     w->next = w->prev = NULL;
 }
 
-int vial_drv_queue_wait(vial_drv_queue *q, uint64_t until)
+int vial_drv_queue_wait(vial_drv_queue *q, uint64_t until, void **gift)
 {
-    vial_drv_waiter w = {NULL, q->tail, vial_coro_current(), 0};
+    vial_drv_waiter w = {NULL, q->tail, vial_coro_current(), NULL, 0};
+    if (gift)
+        *gift = NULL;
     if (!w.co)
         return -EPERM;
     if (q->tail)
@@ -94,25 +97,35 @@ int vial_drv_queue_wait(vial_drv_queue *q, uint64_t until)
         q->head = &w;
     q->tail = &w;
     int r = vial_coro_wait(until);
-    if (!w.woken)
+    if (!w.woken) {
         queue_unlink(q, &w);
-    return w.woken ? 0 : r < 0 ? r : 0;
+        return r < 0 ? r : 0;
+    }
+    if (gift)
+        *gift = w.gift;
+    return 0;
 }
 
-int vial_drv_queue_wake_one(vial_drv_queue *q)
+int vial_drv_queue_wake_one(vial_drv_queue *q, void *gift)
 {
-    vial_drv_waiter *w = q->head;
-    if (!w)
-        return 0;
-    queue_unlink(q, w);
-    w->woken = 1;
-    vial_coro_wake(w->co, 0);
-    return 1;
+    while (q->head) {
+        vial_drv_waiter *w = q->head;
+        queue_unlink(q, w);
+        /* One already woken (cancelled, timed out) but not yet run cannot
+         * take the wake: it would be lost. It finds itself off the queue. */
+        if (!w->co->parked)
+            continue;
+        w->woken = 1;
+        w->gift = gift;
+        vial_coro_wake(w->co, 0);
+        return 1;
+    }
+    return 0;
 }
 
 void vial_drv_queue_wake_all(vial_drv_queue *q)
 {
-    while (vial_drv_queue_wake_one(q)) {
+    while (vial_drv_queue_wake_one(q, NULL)) {
     }
 }
 

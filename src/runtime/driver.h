@@ -55,10 +55,13 @@ typedef struct vial_drv_queue {
 
 /* Queues the running coroutine and awaits a wake (vial_drv_wait's rules).
  * Returns 0 when woken by vial_drv_queue_wake*, -ECANCELED or -ETIMEDOUT; the
- * coroutine has left the queue either way. */
-int vial_drv_queue_wait(vial_drv_queue *q, uint64_t until);
-/* Wakes the longest waiter; returns 1, or 0 when nobody waits. */
-int vial_drv_queue_wake_one(vial_drv_queue *q);
+ * coroutine has left the queue either way. gift (may be NULL) receives what
+ * the waker handed over, NULL when it was not woken by a wake_one. */
+int vial_drv_queue_wait(vial_drv_queue *q, uint64_t until, void **gift);
+/* Wakes the longest waiter that can still take a wake (waiters already
+ * cancelled or timed out are passed over), handing it `gift`. Returns 1, or
+ * 0 when nobody could take it (the gift is still the caller's). */
+int vial_drv_queue_wake_one(vial_drv_queue *q, void *gift);
 /* Wakes every waiter. */
 void vial_drv_queue_wake_all(vial_drv_queue *q);
 

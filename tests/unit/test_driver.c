@@ -34,11 +34,12 @@ static int teardown(void **state)
 
 static vial_drv_queue queue;
 static int order[8], norder, results[8];
+static void *gifts[8];
 
 static void waiter_fn(void *arg)
 {
     int id = (int)(intptr_t)arg;
-    results[id] = vial_drv_queue_wait(&queue, 0);
+    results[id] = vial_drv_queue_wait(&queue, 0, &gifts[id]);
     order[norder++] = id;
 }
 
@@ -57,24 +58,51 @@ static void test_queue_fifo_and_cancel(void **state)
     vial_loop_run_once(&loop, 0);
     assert_int_equal(norder, 1);
     assert_int_equal(results[0], -ECANCELED);
-    assert_int_equal(vial_drv_queue_wake_one(&queue), 1);
+    static int gift;
+    assert_int_equal(vial_drv_queue_wake_one(&queue, &gift), 1);
     vial_loop_run_once(&loop, 0);
     assert_int_equal(norder, 2);
     assert_int_equal(order[1], 1);
     assert_int_equal(results[1], 0);
+    assert_ptr_equal(gifts[1], &gift);
     vial_drv_queue_wake_all(&queue);
     vial_loop_run_once(&loop, 0);
     assert_int_equal(norder, 3);
     assert_int_equal(order[2], 2);
     assert_int_equal(results[2], 0);
-    assert_int_equal(vial_drv_queue_wake_one(&queue), 0);
+    assert_null(gifts[2]);
+    assert_int_equal(vial_drv_queue_wake_one(&queue, NULL), 0);
     assert_null(queue.head);
     assert_null(queue.tail);
 }
 
+/* A waiter cancelled but not yet run cannot take a wake (or what it hands
+ * over): the next one gets it. */
+static void test_queue_passes_over_cancelled(void **state)
+{
+    memset(&queue, 0, sizeof queue);
+    memset(gifts, 0, sizeof gifts);
+    norder = 0;
+    vial_coro *c[2];
+    for (int i = 0; i < 2; i++) {
+        c[i] = vial_coro_new(&loop, waiter_fn, (void *)(intptr_t)i);
+        vial_coro_resume(c[i]);
+    }
+    vial_coro_cancel(c[0]);
+    static int gift;
+    assert_int_equal(vial_drv_queue_wake_one(&queue, &gift), 1);
+    vial_loop_run_once(&loop, 0);
+    assert_int_equal(norder, 2);
+    assert_int_equal(results[0], -ECANCELED);
+    assert_null(gifts[0]);
+    assert_int_equal(results[1], 0);
+    assert_ptr_equal(gifts[1], &gift);
+    assert_null(queue.head);
+}
+
 static void timed_waiter_fn(void *arg)
 {
-    results[0] = vial_drv_queue_wait(&queue, vial_drv_now(&loop) + 1000000);
+    results[0] = vial_drv_queue_wait(&queue, vial_drv_now(&loop) + 1000000, NULL);
     norder++;
 }
 
@@ -185,6 +213,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_queue_fifo_and_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_passes_over_cancelled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kick_coalesces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_local_dtor_at_loop_end, setup, teardown),
