@@ -99,7 +99,7 @@ int vial_drv_queue_wait(vial_drv_queue *q, uint64_t until, void **gift)
     int r = vial_coro_wait(until);
     if (!w.woken) {
         queue_unlink(q, &w);
-        return r < 0 ? r : 0;
+        return r < 0 ? r : -EINTR;
     }
     if (gift)
         *gift = w.gift;

@@ -54,8 +54,8 @@ typedef struct vial_drv_queue {
 } vial_drv_queue;
 
 /* Queues the running coroutine and awaits a wake (vial_drv_wait's rules).
- * Returns 0 when woken by vial_drv_queue_wake*, -ECANCELED or -ETIMEDOUT; the
- * coroutine has left the queue either way. gift (may be NULL) receives what
+ * Returns 0 when woken by vial_drv_queue_wake*, -ECANCELED, -ETIMEDOUT, or
+ * -EINTR when something else woke it; it has left the queue either way. gift (may be NULL) receives what
  * the waker handed over, NULL when it was not woken by a wake_one. */
 int vial_drv_queue_wait(vial_drv_queue *q, uint64_t until, void **gift);
 /* Wakes the longest waiter that can still take a wake (waiters already
