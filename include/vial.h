@@ -426,6 +426,18 @@ const vial_jv *vial_jv_value_at(const vial_jv *v, size_t i);         /* object v
 void *vial_alloc(vial_req *rq, size_t size);
 char *vial_strdup(vial_req *rq, const char *s);
 char *vial_sprintf(vial_req *rq, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Copies n bytes of s into the arena and adds a NUL (s need not end at n). */
+char *vial_strndup(vial_req *rq, const char *s, size_t n);
+
+/* Runs fn(arg) when the request ends: after the response went out (or the
+ * client went away), before the arena is freed, newest first (Flask's
+ * call_on_close). For objects a library hands out per request: a result
+ * set, a leased connection. Returns 0 or -ENOMEM. */
+int vial_req_on_end(vial_req *rq, void (*fn)(void *arg), void *arg);
+
+/* 1 when rq is served by a sync view (on a worker thread, where blocking is
+ * allowed), 0 for an async one (on its loop thread, in a coroutine). */
+int vial_req_is_sync(const vial_req *rq);
 
 /* --- response --------------------------------------------------------------- */
 
@@ -574,6 +586,17 @@ int vial_sleep(vial_req *rq, uint64_t ms);
  * -ECANCELED when the request was cancelled before a worker took the job
  * (then fn never runs; once it has started, it is awaited to its end). */
 int vial_offload(vial_req *rq, void (*fn)(void *arg), void *arg);
+
+/* vial_offload for code that must see fn finish whatever happens (fn's
+ * arguments live on the caller's stack; teardown after a cancellation): it
+ * awaits fn even when the request is cancelled or its deadline passes
+ * meanwhile. On the first of those, interrupt(arg) is called on the loop
+ * thread while fn may still run (e.g. to set a flag fn polls); NULL ignores
+ * them. Returns 0 once fn returned uninterrupted; -ECANCELED or -ETIMEDOUT
+ * when it was interrupted (fn has returned all the same); -EAGAIN when the
+ * pool's queue is full; -ENOSYS when the request has no worker pool (built by
+ * hand in a unit test); -EPERM outside an async view's coroutine. */
+int vial_offload_wait(vial_req *rq, void (*fn)(void *arg), void (*interrupt)(void *arg), void *arg);
 
 /* Monotonic milliseconds (the loop's clock). */
 uint64_t vial_now_ms(void);

@@ -1,74 +1,28 @@
 /* Events, channels and semaphores: coordination between the tasks of one
- * request. Waiters are queued in FIFO order with their record on their own
- * stack; a waker marks the record granted before waking, so a waiter that
- * is cancelled after being granted still takes what it was given. */
+ * request. Waiters are queued in FIFO order (runtime/driver.h's queue, the
+ * record on the waiter's stack); a waiter that is cancelled after being
+ * granted still takes what it was given, one cancelled before is passed
+ * over, so nothing granted is lost. */
 #include "app/app.h"
-#include "runtime/coro.h"
+#include "runtime/driver.h"
 
 #include <errno.h>
 #include <string.h>
 
-typedef struct waiter {
-    vial_coro *c;
-    struct waiter *next, *prev;
-    int granted;
-    int queued;
-} waiter;
+typedef vial_drv_queue wq;
 
-typedef struct wq {
-    waiter *head, *tail;
-} wq;
-
-static void wq_push(wq *q, waiter *w)
+/* Queues the running coroutine on q and waits; 0 when granted. */
+static int wq_wait(vial_req *rq, wq *q)
 {
-    w->next = NULL;
-    w->prev = q->tail;
-    if (q->tail)
-        q->tail->next = w;
-    else
-        q->head = w;
-    q->tail = w;
-    w->queued = 1;
-}
-
-static void wq_remove(wq *q, waiter *w)
-{
-    if (!w->queued)
-        return;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        q->head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        q->tail = w->prev;
-    w->queued = 0;
+    if (vial_req_is_sync(rq) || !vial_drv_self())
+        return -EPERM;
+    return vial_drv_queue_wait(q, 0, NULL);
 }
 
 /* Grants and wakes the first waiter; returns 0 when there was none. */
 static int wq_grant_one(wq *q)
 {
-    waiter *w = q->head;
-    if (!w)
-        return 0;
-    wq_remove(q, w);
-    w->granted = 1;
-    vial_coro_wake(w->c, 0);
-    return 1;
-}
-
-/* Queues the running coroutine on q and waits; 0 when granted. */
-static int wq_wait(vial_req *rq, wq *q)
-{
-    vial_coro *c = rq->is_sync ? NULL : vial_coro_current();
-    if (!c)
-        return -EPERM;
-    waiter w = {.c = c};
-    wq_push(q, &w);
-    int r = vial_coro_wait(0);
-    wq_remove(q, &w);
-    return w.granted ? 0 : (r < 0 ? r : -EINTR);
+    return vial_drv_queue_wake_one(q, NULL);
 }
 
 /* --- events ----------------------------------------------------------------------- */

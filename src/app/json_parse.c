@@ -30,6 +30,7 @@
  * the scratch stack, freed before returning. */
 #include "app/app.h"
 #include "app/utf8.h"
+#include "runtime/codec.h"
 
 #include <yajl/yajl_parse.h>
 
@@ -153,14 +154,10 @@ static int hex4(const unsigned char *s, size_t n, unsigned *out)
         return -1;
     unsigned v = 0;
     for (int k = 0; k < 4; k++) {
-        unsigned char c = s[k];
-        unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
-                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
-                     : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10)
-                                            : 16u;
-        if (d > 15)
+        int d = vial_hex_val(s[k]);
+        if (d < 0)
             return -1;
-        v = v * 16 + d;
+        v = v * 16 + (unsigned)d;
     }
     *out = v;
     return 0;

@@ -1,6 +1,7 @@
 /* Streaming JSON writer: appends straight to the response body. It tracks
  * only nesting and commas, so writing JSON costs what printing it costs. */
 #include "app/app.h"
+#include "runtime/codec.h"
 
 #include <errno.h>
 #include <math.h>
@@ -86,7 +87,6 @@ void vial_json_end(vial_json *j)
 
 static void put_string(vial_json *j, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
     put(j, "\"", 1);
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
@@ -107,7 +107,7 @@ static void put_string(vial_json *j, const char *s, size_t n)
         case '\f': esc[1] = 'f'; break;
         default:
             esc[1] = 'u'; esc[2] = '0'; esc[3] = '0';
-            esc[4] = hex[c >> 4]; esc[5] = hex[c & 15];
+            esc[4] = vial_hex_lower[c >> 4]; esc[5] = vial_hex_lower[c & 15];
             el = 6;
         }
         put(j, esc, el);

@@ -4,6 +4,7 @@
 #include "app/utf8.h"
 #include "runtime/loop.h"
 #include "runtime/coro.h"
+#include "runtime/codec.h"
 #include "http/server.h"
 
 #include <errno.h>
@@ -12,17 +13,6 @@
 #include <string.h>
 #include <strings.h>
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 char *vial_url_decode(vial_arena *a, const char *src, size_t n, int plus_space, size_t *out_len)
 {
     /* Pass 1: bytes. Pass 2: UTF-8 repair (each bad subpart grows by at most
@@ -30,26 +20,10 @@ char *vial_url_decode(vial_arena *a, const char *src, size_t n, int plus_space, 
     unsigned char *raw = vial_arena_alloc(a, n + 1);
     if (!raw)
         return NULL;
-    size_t m = 0;
+    size_t m = (size_t)vial_pct_decode((char *)raw, src, n, plus_space ? VIAL_PCT_PLUS : 0);
     int ascii = 1;
-    for (size_t i = 0; i < n; i++) {
-        char c = src[i];
-        if (c == '%' && i + 2 < n) {
-            int h = hexval(src[i + 1]), l = hexval(src[i + 2]);
-            if (h >= 0 && l >= 0) {
-                raw[m++] = (unsigned char)(h * 16 + l);
-                if (raw[m - 1] >= 0x80)
-                    ascii = 0;
-                i += 2;
-                continue;
-            }
-        }
-        if (c == '+' && plus_space)
-            c = ' ';
-        if ((unsigned char)c >= 0x80)
-            ascii = 0;
-        raw[m++] = (unsigned char)c;
-    }
+    for (size_t i = 0; i < m && ascii; i++)
+        ascii = raw[i] < 0x80;
     raw[m] = 0;
     if (ascii) {
         if (out_len)

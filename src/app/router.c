@@ -25,6 +25,7 @@
 #define _GNU_SOURCE /* newlocale, strtod_l */
 #endif
 #include "app/router.h"
+#include "runtime/codec.h"
 
 #include <errno.h>
 #include <locale.h>
@@ -117,11 +118,6 @@ static bool is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
-static bool is_hex(char c)
-{
-    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
 static bool is_ident(const char *s, size_t n)
 {
     if (!n || is_digit(s[0]))
@@ -182,7 +178,7 @@ static bool is_uuid(const char *s, size_t n)
         return false;
     for (size_t i = 0; i < 36; i++) {
         bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !is_hex(s[i]))
+        if (dash ? s[i] != '-' : vial_hex_val((unsigned char)s[i]) < 0)
             return false;
     }
     return true;
@@ -1055,12 +1051,6 @@ static void put_n(out *o, const char *s, size_t n)
         put(o, s[i]);
 }
 
-static bool is_unreserved(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || is_digit((char)c) || c == '-' ||
-           c == '.' || c == '_' || c == '~';
-}
-
 enum enc {
     ENC_SEGMENT, /* a path value that must stay one segment: '/' -> %2F */
     ENC_PATH,    /* static text and <path:> values: '/' kept */
@@ -1070,38 +1060,16 @@ enum enc {
 /* Werkzeug's safe sets: path values are quoted with "!$&'()*+,/:;=@" kept
  * (the WHATWG path-segment set); query pairs go through urllib's urlencode
  * (quote_plus) with "!$'()*,/:;?@" kept. Unreserved characters always stay. */
-static bool is_safe(unsigned char c, enum enc e)
-{
-    if (is_unreserved(c))
-        return true;
-    if (!c)
-        return false;
-    switch (e) {
-    case ENC_SEGMENT:
-        return strchr("!$&'()*+,:;=@", c) != NULL;
-    case ENC_PATH:
-        return strchr("!$&'()*+,/:;=@", c) != NULL;
-    case ENC_QUERY:
-        return strchr("!$'()*,/:;?@", c) != NULL;
-    }
-    return false;
-}
+static const char *const enc_safe[] = {
+    [ENC_SEGMENT] = "!$&'()*+,:;=@",
+    [ENC_PATH] = "!$&'()*+,/:;=@",
+    [ENC_QUERY] = "!$'()*,/:;?@",
+};
 
 static void put_encoded(out *o, const char *s, size_t n, enum enc e)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (is_safe(c, e)) {
-            put(o, (char)c);
-        } else if (e == ENC_QUERY && c == ' ') {
-            put(o, '+');
-        } else {
-            put(o, '%');
-            put(o, hex[c >> 4]);
-            put(o, hex[c & 15]);
-        }
-    }
+    o->n += vial_pct_encode(o->p ? o->p + o->n : NULL, s, n, enc_safe[e],
+                            e == ENC_QUERY ? VIAL_PCT_PLUS : 0);
 }
 
 /* Whether v is an acceptable value for spec (what matching would accept,

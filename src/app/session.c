@@ -19,6 +19,7 @@
  * encrypted: the client can read it. */
 #include "app/session.h"
 #include "app/app.h"
+#include "runtime/codec.h"
 
 #include <errno.h>
 #include <openssl/crypto.h>
@@ -90,138 +91,28 @@ int vial_app_secret_key(vial_app *app, const char *key)
 
 /* --- encodings ------------------------------------------------------------------- */
 
-static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/* Writes base64url of in[0..n) without padding plus a NUL; returns length.
- * out needs (n + 2) / 3 * 4 + 1 bytes. */
-static size_t b64_encode(const unsigned char *in, size_t n, char *out)
-{
-    size_t o = 0, i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = b64url[v >> 18];
-        out[o++] = b64url[(v >> 12) & 63];
-        out[o++] = b64url[(v >> 6) & 63];
-        out[o++] = b64url[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        out[o++] = b64url[v >> 18];
-        out[o++] = b64url[(v >> 12) & 63];
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-        out[o++] = b64url[v >> 18];
-        out[o++] = b64url[(v >> 12) & 63];
-        out[o++] = b64url[(v >> 6) & 63];
-    }
-    out[o] = 0;
-    return o;
-}
-
-static int b64_val(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-/* Strict decoder (no padding, no other characters, canonical trailing
- * bits); out needs n * 3 / 4 + 1 bytes. Returns the length or -1. */
-static long b64_decode(const char *in, size_t n, unsigned char *out)
-{
-    if (n % 4 == 1)
-        return -1;
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64_val(in[i]);
-        if (v < 0)
-            return -1;
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    if (acc) /* non-zero leftover bits: not what the encoder writes */
-        return -1;
-    return (long)o;
-}
-
-static int is_unreserved(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
-}
-
 /* Bytes pct_encode will write for s. */
 static size_t pct_len(const char *s)
 {
-    size_t n = 0;
-    for (; *s; s++)
-        n += is_unreserved((unsigned char)*s) ? 1 : 3;
-    return n;
+    return vial_pct_encode(NULL, s, strlen(s), NULL, 0);
 }
 
 static char *pct_encode(char *o, const char *s)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (is_unreserved(c)) {
-            *o++ = (char)c;
-        } else {
-            *o++ = '%';
-            *o++ = hex[c >> 4];
-            *o++ = hex[c & 15];
-        }
-    }
-    return o;
-}
-
-static int hexv(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
+    return o + vial_pct_encode(o, s, strlen(s), NULL, 0);
 }
 
 /* Strict percent-decoding of s[0..n) into the arena; NULL on a bad escape,
- * a NUL byte, or out of memory. */
+ * a "%00" (it would cut the string), or out of memory. */
 static char *pct_decode(vial_arena *a, const char *s, size_t n)
 {
-    char *out = vial_arena_alloc(a, n + 1), *o = out;
+    char *out = vial_arena_alloc(a, n + 1);
     if (!out)
         return NULL;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] != '%') {
-            *o++ = s[i];
-            continue;
-        }
-        if (i + 2 >= n)
-            return NULL;
-        int hi = hexv(s[i + 1]), lo = hexv(s[i + 2]);
-        if (hi < 0 || lo < 0 || (hi | lo) == 0) /* "%00" would cut the string */
-            return NULL;
-        *o++ = (char)(hi << 4 | lo);
-        i += 2;
-    }
-    *o = 0;
+    ssize_t m = vial_pct_decode(out, s, n, VIAL_PCT_STRICT | VIAL_PCT_NO_NUL);
+    if (m < 0)
+        return NULL;
+    out[m] = 0;
     return out;
 }
 
@@ -298,7 +189,7 @@ static int sign(const struct vial_session_config *cfg, const char *data, size_t 
     if (!HMAC(EVP_sha256(), cfg->key, sizeof cfg->key, (const unsigned char *)data, n, mac, &len) ||
         len != MAC_LEN)
         return -EIO;
-    b64_encode(mac, MAC_LEN, out);
+    vial_base64_encode(out, mac, MAC_LEN, VIAL_B64_URL);
     return 0;
 }
 
@@ -342,7 +233,7 @@ static int decode_cookie(vial_req *rq, const struct vial_session_config *cfg, co
     unsigned char *payload = vial_arena_alloc(&rq->arena, plen * 3 / 4 + 1);
     if (!payload)
         return -1;
-    long m = b64_decode(c, plen, payload);
+    ssize_t m = vial_base64_decode(payload, c, plen, VIAL_B64_URL | VIAL_B64_CANONICAL);
     if (m < 0)
         return -1;
     return parse_payload(&rq->arena, s, (const char *)payload, (size_t)m);
@@ -562,7 +453,7 @@ int vial_session_save(vial_req *rq)
     char *value = vial_alloc(rq, b64len + 1 + 20 + 1 + MAC_B64_LEN + 1);
     if (!value)
         return -ENOMEM;
-    size_t o = b64_encode((const unsigned char *)payload, plen, value);
+    size_t o = vial_base64_encode(value, payload, plen, VIAL_B64_URL);
     o += (size_t)sprintf(value + o, ".%lld", (long long)time(NULL));
     char mac[MAC_B64_LEN + 1];
     if ((r = sign(cfg, value, o, mac)) < 0)

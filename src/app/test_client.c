@@ -298,6 +298,9 @@ vial_response *vial_client_request(vial_client *c, const char *method, const cha
         return NULL;
     }
     c->loop.stopping = 0;
+    /* The loop sat idle since the last request (the test may have slept):
+     * timers this request arms must count from now, not from then. */
+    c->loop.now = vial_clock_ns();
     vial_coro_resume(co);
     while (!run.done)
         vial_loop_run_once(&c->loop, 100);

@@ -1,10 +1,10 @@
 /* Outbound HTTP on libcurl's multi socket API, driven by vial's loop.
  *
  * Shape: one CURLM per loop thread (a per-loop local created on first use
- * and cleaned up by vial_loop_at_exit). A request's coroutine configures an
+ * and cleaned up by vial_drv_local_set). A request's coroutine configures an
  * easy handle, adds it to its thread's multi and parks; curl tells us which
  * sockets to watch (CURLMOPT_SOCKETFUNCTION -> vial_io) and when to call it
- * back (CURLMOPT_TIMERFUNCTION -> vial_timer); the loop calls
+ * back (CURLMOPT_TIMERFUNCTION -> a vial_drv_timer); the loop calls
  * curl_multi_socket_action on readiness, and finished transfers, read with
  * curl_multi_info_read, wake their coroutine. Transfers of every request on
  * the thread share the multi's connection cache and DNS cache.
@@ -23,19 +23,15 @@
  * a network round trip.
  *
  * Lifetimes. Socket records are freed only after the current batch of
- * epoll events (vial_loop_defer), since an event for a removed fd may still
+ * epoll events (vial_drv_defer), since an event for a removed fd may still
  * be queued. The transfer state lives on the awaiting coroutine's stack; the
  * coroutine never returns while its handle is in the multi (cancellation
  * removes it first), so curl never calls back into a dead frame. */
-#include "http/exchange.h"
 #include "vial/http_client.h"
-#include "runtime/coro.h"
-#include "runtime/fdwait.h"
-#include "runtime/loop.h"
+#include "runtime/driver.h"
 
 #include <curl/curl.h>
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -67,9 +63,8 @@ typedef struct http_sock {
 struct http_loop {
     vial_loop *loop;
     CURLM *multi;
-    vial_timer curl_timer; /* what CURLMOPT_TIMERFUNCTION asked for */
-    vial_timer kick_timer; /* re-runs sockets still ready (see above) */
-    vial_msg at_exit;
+    vial_drv_timer curl_timer; /* what CURLMOPT_TIMERFUNCTION asked for */
+    vial_drv_timer kick_timer; /* re-runs sockets still ready (see above) */
     vial_msg reap_msg;     /* frees hl->dead after the batch */
     int reap_queued;
     int exiting;
@@ -128,7 +123,7 @@ static void global_init(void)
         global_err = -EIO;
         return;
     }
-    loop_key = vial_loop_key();
+    loop_key = vial_drv_key();
     if (loop_key < 0 || pthread_key_create(&sync_key, sync_easy_free) != 0)
         global_err = -ENOMEM;
 }
@@ -137,9 +132,9 @@ static void global_init(void)
 
 static void act(http_loop *hl, http_sock *s, int flags);
 
-static void kick_fire(vial_loop *l, vial_timer *t)
+static void kick_fire(vial_drv_timer *t)
 {
-    http_loop *hl = (http_loop *)((char *)t - offsetof(http_loop, kick_timer));
+    http_loop *hl = vial_container_of(t, http_loop, kick_timer);
     http_sock *list = hl->kicks;
     hl->kicks = NULL;
     while (list) {
@@ -157,19 +152,18 @@ static void sock_check(http_loop *hl, http_sock *s)
 {
     if (s->dead || s->kick_queued || !s->what)
         return;
-    struct pollfd p = {.fd = s->io.fd, .events = 0};
+    unsigned want = 0;
     if (s->what & CURL_POLL_IN)
-        p.events |= POLLIN;
+        want |= VIAL_IO_READ;
     if (s->what & CURL_POLL_OUT)
-        p.events |= POLLOUT;
-    if (poll(&p, 1, 0) <= 0 || !p.revents)
-        return;
+        want |= VIAL_IO_WRITE;
+    unsigned ready = vial_drv_poll(s->io.fd, want);
     int flags = 0;
-    if (p.revents & (POLLIN | POLLHUP | POLLERR))
+    if (ready & VIAL_IO_READ)
         flags |= (s->what & CURL_POLL_IN) ? CURL_CSELECT_IN : 0;
-    if (p.revents & (POLLOUT | POLLHUP | POLLERR))
+    if (ready & VIAL_IO_WRITE)
         flags |= (s->what & CURL_POLL_OUT) ? CURL_CSELECT_OUT : 0;
-    if (p.revents & (POLLERR | POLLNVAL))
+    if (ready & VIAL_IO_ERR)
         flags |= CURL_CSELECT_ERR;
     if (!flags)
         return;
@@ -177,10 +171,9 @@ static void sock_check(http_loop *hl, http_sock *s)
     s->kick_queued = 1;
     s->next_kick = hl->kicks;
     hl->kicks = s;
-    uint64_t when = hl->loop->now + (s->kicks < KICK_FAST ? 0 : KICK_BACKOFF_NS);
+    uint64_t after = s->kicks < KICK_FAST ? 0 : KICK_BACKOFF_NS;
     s->kicks++;
-    if (!vial_timer_armed(&hl->kick_timer) || hl->kick_timer.when > when)
-        vial_timer_start(hl->loop, &hl->kick_timer, when);
+    vial_drv_kick(&hl->kick_timer, after);
 }
 
 /* Every finished transfer: out of the multi, its coroutine woken. */
@@ -201,7 +194,7 @@ static void drain_done(http_loop *hl)
         if (x) {
             x->code = code;
             x->done = 1;
-            vial_coro_wake(x->waiter, 0);
+            vial_drv_wake(x->waiter, 0);
         }
     }
 }
@@ -237,7 +230,7 @@ static void on_io(vial_loop *l, vial_io *io, unsigned ev)
 
 static void reap(vial_loop *l, vial_msg *m)
 {
-    http_loop *hl = (http_loop *)((char *)m - offsetof(http_loop, reap_msg));
+    http_loop *hl = vial_container_of(m, http_loop, reap_msg);
     hl->reap_queued = 0;
     while (hl->dead) {
         http_sock *s = hl->dead;
@@ -258,7 +251,7 @@ static void unlink_sock(http_sock **list, http_sock *s, int kick)
 
 static void sock_retire(http_loop *hl, http_sock *s)
 {
-    vial_io_del(hl->loop, &s->io); /* may fail if curl closed it already: fine */
+    vial_drv_io_del(hl->loop, &s->io); /* may fail if curl closed it already: fine */
     unlink_sock(&hl->socks, s, 0);
     if (s->kick_queued) {
         unlink_sock(&hl->kicks, s, 1);
@@ -273,7 +266,7 @@ static void sock_retire(http_loop *hl, http_sock *s)
     hl->dead = s;
     if (!hl->reap_queued) {
         hl->reap_queued = 1;
-        vial_loop_defer(hl->loop, &hl->reap_msg);
+        vial_drv_defer(hl->loop, &hl->reap_msg);
     }
 }
 
@@ -294,10 +287,10 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
         s->io.cb = on_io;
         s->hl = hl;
         s->what = what;
-        int r = vial_io_add(hl->loop, &s->io);
+        int r = vial_drv_io_add(hl->loop, &s->io);
         if (r == -EEXIST) { /* a registration curl never removed: take it over */
-            vial_io_del(hl->loop, &s->io);
-            r = vial_io_add(hl->loop, &s->io);
+            vial_drv_io_del(hl->loop, &s->io);
+            r = vial_drv_io_add(hl->loop, &s->io);
         }
         if (r < 0) {
             free(s);
@@ -318,9 +311,9 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
     return 0;
 }
 
-static void curl_timer_fire(vial_loop *l, vial_timer *t)
+static void curl_timer_fire(vial_drv_timer *t)
 {
-    http_loop *hl = (http_loop *)((char *)t - offsetof(http_loop, curl_timer));
+    http_loop *hl = vial_container_of(t, http_loop, curl_timer);
     int running;
     curl_multi_socket_action(hl->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     drain_done(hl);
@@ -332,15 +325,16 @@ static int on_timer(CURLM *m, long ms, void *userp)
     /* Never call curl from here (it is not reentrant): a 0 ms request fires
      * on the next loop iteration. */
     if (ms < 0)
-        vial_timer_stop(hl->loop, &hl->curl_timer);
+        vial_drv_timer_stop(&hl->curl_timer);
     else
-        vial_timer_start(hl->loop, &hl->curl_timer, hl->loop->now + (uint64_t)ms * 1000000ull);
+        vial_drv_timer_arm(&hl->curl_timer, (uint64_t)ms * 1000000ull);
     return 0;
 }
 
-static void loop_exit(vial_loop *l, vial_msg *m)
+static void loop_exit(void *arg)
 {
-    http_loop *hl = (http_loop *)((char *)m - offsetof(http_loop, at_exit));
+    http_loop *hl = arg;
+    vial_loop *l = hl->loop;
     hl->exiting = 1;
     while (hl->nidle)
         curl_easy_cleanup(hl->idle[--hl->nidle]);
@@ -349,20 +343,19 @@ static void loop_exit(vial_loop *l, vial_msg *m)
     while (hl->socks) {
         http_sock *s = hl->socks;
         hl->socks = s->next;
-        vial_io_del(l, &s->io);
+        vial_drv_io_del(l, &s->io);
         free(s);
     }
     hl->reap_queued = 0;
     reap(l, &hl->reap_msg);
-    vial_timer_stop(l, &hl->curl_timer);
-    vial_timer_stop(l, &hl->kick_timer);
-    vial_loop_set_local(l, loop_key, NULL);
+    vial_drv_timer_stop(&hl->curl_timer);
+    vial_drv_timer_stop(&hl->kick_timer);
     free(hl);
 }
 
 static http_loop *loop_state(vial_loop *loop)
 {
-    http_loop *hl = vial_loop_get_local(loop, loop_key);
+    http_loop *hl = vial_drv_local_get(loop, loop_key);
     if (hl)
         return hl;
     hl = calloc(1, sizeof *hl);
@@ -378,12 +371,14 @@ static http_loop *loop_state(vial_loop *loop)
     curl_multi_setopt(hl->multi, CURLMOPT_SOCKETDATA, hl);
     curl_multi_setopt(hl->multi, CURLMOPT_TIMERFUNCTION, on_timer);
     curl_multi_setopt(hl->multi, CURLMOPT_TIMERDATA, hl);
-    hl->curl_timer.cb = curl_timer_fire;
-    hl->kick_timer.cb = kick_fire;
+    vial_drv_timer_init(&hl->curl_timer, loop, curl_timer_fire);
+    vial_drv_timer_init(&hl->kick_timer, loop, kick_fire);
     hl->reap_msg.cb = reap;
-    hl->at_exit.cb = loop_exit;
-    vial_loop_at_exit(loop, &hl->at_exit);
-    vial_loop_set_local(loop, loop_key, hl);
+    if (vial_drv_local_set(loop, loop_key, hl, loop_exit) < 0) {
+        curl_multi_cleanup(hl->multi);
+        free(hl);
+        return NULL;
+    }
     return hl;
 }
 
@@ -458,7 +453,7 @@ static const char *trimmed(vial_req *rq, const char *s, size_t n)
         s++, n--;
     while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
         n--;
-    return vial_arena_strndup(&rq->arena, s, n);
+    return vial_strndup(rq, s, n);
 }
 
 /* curl calls this once per header line, status lines of every response
@@ -504,7 +499,7 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud)
         r->hdrs = h;
         r->hdrs_cap = cap;
     }
-    const char *name = vial_arena_strndup(&rq->arena, line, (size_t)(colon - line));
+    const char *name = vial_strndup(rq, line, (size_t)(colon - line));
     const char *value = trimmed(rq, colon + 1, end - (size_t)(colon + 1 - line));
     if (!name || !value)
         return 0;
@@ -723,7 +718,7 @@ static int await_xfer(http_loop *hl, xfer *x)
     if (mc != CURLM_OK)
         return mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : -EIO;
     while (!x->done) {
-        int r = vial_coro_wait(0);
+        int r = vial_drv_wait(0);
         if (r < 0 && !x->done) {
             curl_multi_remove_handle(hl->multi, x->easy);
             return r;
@@ -751,13 +746,13 @@ int vial_http_request(vial_req *rq, const char *method, const char *url,
         return set_error(rq, global_err, method, url, "libcurl initialisation failed");
 
     http_loop *hl = NULL;
-    if (!rq->is_sync) {
-        vial_coro *self = vial_coro_current();
+    if (!vial_req_is_sync(rq)) {
+        vial_coro *self = vial_drv_self();
         if (!self)
             return set_error(rq, -EPERM, method, url, NULL);
-        if (self->cancelled)
+        if (vial_drv_cancelled() == -ECANCELED)
             return set_error(rq, -ECANCELED, method, url, NULL);
-        hl = loop_state(self->loop);
+        hl = loop_state(vial_drv_coro_loop(self));
         if (!hl)
             return set_error(rq, -ENOMEM, method, url, NULL);
     }
@@ -768,14 +763,14 @@ int vial_http_request(vial_req *rq, const char *method, const char *url,
     memset(resp, 0, sizeof *resp);
     resp->rq = rq;
     resp->max = opts->max_body ? opts->max_body : DEFAULT_MAX_BODY;
-    if (vial_exchange_defer(rq, response_free, resp) < 0)
+    if (vial_req_on_end(rq, response_free, resp) < 0)
         return set_error(rq, -ENOMEM, method, url, NULL);
 
     xfer x;
     memset(&x, 0, sizeof x);
     x.rq = rq;
     x.resp = resp;
-    x.waiter = vial_coro_current();
+    x.waiter = vial_drv_self();
     x.easy = hl ? easy_get(hl) : sync_easy();
     if (!x.easy)
         return set_error(rq, -ENOMEM, method, url, NULL);

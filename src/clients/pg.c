@@ -25,22 +25,17 @@
  * whose waiter gave up (cancelled, timed out) is "abandoned" and belongs to
  * its connection, which drops its result when it arrives. Connections are
  * reference counted (pool membership, a transaction pinning it, a
- * coroutine cancelling on it) and freed through vial_loop_defer, because an
+ * coroutine cancelling on it) and freed through vial_drv_defer, because an
  * epoll batch may still hold an event for them. */
 #include "vial/pg.h"
 
-#include "http/exchange.h"
-#include "runtime/coro.h"
-#include "runtime/fdwait.h"
-#include "runtime/loop.h"
-#include "runtime/pool.h"
+#include "runtime/driver.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <libpq-fe.h>
 #include <math.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -70,8 +65,6 @@
 #else
 #define pg_sync(pg) PQpipelineSync(pg)
 #endif
-
-#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
 /* --- the shared handle -------------------------------------------------------- */
 
@@ -141,7 +134,7 @@ struct pg_conn {
     unsigned nops;      /* queued + in flight */
     vial_pg_tx *pinned;
     uint64_t prepared;  /* bit i: db->stmts[i] is prepared here */
-    vial_timer connect_timer;
+    vial_drv_timer connect_timer;
     char fatal_state[6]; /* the server's last ERROR/FATAL outside a query */
     char fatal_msg[256];
 };
@@ -172,11 +165,6 @@ struct pg_chan {
     char name[];
 };
 
-typedef struct slot_waiter {
-    struct slot_waiter *next;
-    vial_coro *co;
-} slot_waiter;
-
 struct pg_pool {
     pg_pool *next;
     vial_pg *db;
@@ -186,11 +174,11 @@ struct pg_pool {
     pg_conn *listen;
     unsigned next_gen;
     pg_conn *kick_head;
-    vial_timer kick_timer;
+    vial_drv_timer kick_timer;
     pg_conn *graveyard;
     vial_msg reap_msg;
     int reap_scheduled;
-    slot_waiter *slot_waiters;
+    vial_drv_queue slot_waiters;
     uint64_t grow_blocked_until;
     pg_chan *chans;
     pg_op *op_cache;
@@ -199,7 +187,6 @@ struct pg_pool {
 };
 
 typedef struct pg_local {
-    vial_msg at_exit;
     pg_pool *pools;
     vial_loop *loop;
     int key;
@@ -240,15 +227,7 @@ static void copy_trimmed(char *dst, size_t cap, const char *src)
 
 static int fd_readable(int fd)
 {
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    return poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL));
-}
-
-/* A coroutine's await has already failed (cancelled, or past its deadline)
- * though it may not have run yet to notice. */
-static int coro_doomed(const vial_coro *co, uint64_t now)
-{
-    return co->cancelled || (co->deadline && co->deadline <= now);
+    return (vial_drv_poll(fd, VIAL_IO_READ) & VIAL_IO_READ) != 0;
 }
 
 /* --- operations ------------------------------------------------------------------------- */
@@ -318,20 +297,19 @@ static void op_fail(pg_op *op, int err, const char *state, const char *msg)
     }
     op->done = 1;
     if (op->waiter)
-        vial_coro_wake(op->waiter, 0);
+        vial_drv_wake(op->waiter, 0);
 }
 
 /* --- connections: lifetime --------------------------------------------------------------- */
 
 static void slot_wake(pg_pool *p)
 {
-    for (slot_waiter *w = p->slot_waiters; w; w = w->next)
-        vial_coro_wake(w->co, 0);
+    vial_drv_queue_wake_all(&p->slot_waiters);
 }
 
 static void reap_cb(vial_loop *l, vial_msg *m)
 {
-    pg_pool *p = container_of(m, pg_pool, reap_msg);
+    pg_pool *p = vial_container_of(m, pg_pool, reap_msg);
     p->reap_scheduled = 0;
     while (p->graveyard) {
         pg_conn *c = p->graveyard;
@@ -350,13 +328,13 @@ static void conn_unref(pg_conn *c)
     if (!p->reap_scheduled) {
         p->reap_scheduled = 1;
         p->reap_msg.cb = reap_cb;
-        vial_loop_defer(p->loop, &p->reap_msg);
+        vial_drv_defer(p->loop, &p->reap_msg);
     }
 }
 
-static void connect_timeout_cb(vial_loop *l, vial_timer *t)
+static void connect_timeout_cb(vial_drv_timer *t)
 {
-    pg_conn *c = container_of(t, pg_conn, connect_timer);
+    pg_conn *c = vial_container_of(t, pg_conn, connect_timer);
     char msg[96];
     snprintf(msg, sizeof msg, "timed out after %u ms while connecting to PostgreSQL",
              c->pool->db->connect_ms);
@@ -375,7 +353,7 @@ static pg_conn *conn_new(pg_pool *p, int is_listen)
     c->refs = 1; /* the pool's */
     c->io.fd = -1;
     c->io.cb = conn_io_cb;
-    c->connect_timer.cb = connect_timeout_cb;
+    vial_drv_timer_init(&c->connect_timer, p->loop, connect_timeout_cb);
     c->is_listen = is_listen;
     if (is_listen) {
         if (++p->next_gen == 0) /* 0 means "not subscribed" */
@@ -398,13 +376,13 @@ static int conn_register(pg_conn *c)
 {
     vial_loop *l = c->pool->loop;
     if (c->registered) {
-        vial_io_del(l, &c->io);
+        vial_drv_io_del(l, &c->io);
         c->registered = 0;
     }
     c->io.fd = PQsocket(c->pg);
     if (c->io.fd < 0)
         return -EBADF;
-    int r = vial_io_add(l, &c->io);
+    int r = vial_drv_io_add(l, &c->io);
     c->registered = r == 0;
     return r;
 }
@@ -445,7 +423,7 @@ static void conn_start(pg_conn *c, vial_req *rq)
     c->refs++;
     PGconn *pg = NULL;
     struct start_job job = {p->db->conninfo, NULL};
-    if (p->db->needs_dns && rq->pool && vial_pool_run(rq->pool, start_job_fn, &job) == 0)
+    if (p->db->needs_dns && vial_offload_wait(rq, start_job_fn, NULL, &job) == 0)
         pg = job.pg;
     else
         pg = PQconnectStart(p->db->conninfo);
@@ -461,8 +439,7 @@ static void conn_start(pg_conn *c, vial_req *rq)
         conn_close(c, -ECONNREFUSED, PQerrorMessage(pg));
     } else {
         PQsetNoticeReceiver(pg, notice_cb, c);
-        vial_timer_start(p->loop, &c->connect_timer,
-                         p->loop->now + (uint64_t)p->db->connect_ms * 1000000ull);
+        vial_drv_timer_arm(&c->connect_timer, (uint64_t)p->db->connect_ms * 1000000ull);
         c->want = PGRES_POLLING_WRITING; /* libpq's rule for the first poll */
         if (conn_register(c) < 0)
             conn_close(c, -ECONNREFUSED, "cannot register the connection's socket");
@@ -473,7 +450,7 @@ static void conn_start(pg_conn *c, vial_req *rq)
 static void conn_ready(pg_conn *c)
 {
     pg_pool *p = c->pool;
-    vial_timer_stop(p->loop, &c->connect_timer);
+    vial_drv_timer_stop(&c->connect_timer);
     if (PQsetnonblocking(c->pg, 1) != 0 || !PQenterPipelineMode(c->pg)) {
         conn_close(c, -ECONNREFUSED, PQerrorMessage(c->pg));
         return;
@@ -524,9 +501,9 @@ static void conn_close(pg_conn *c, int code, const char *msg)
     pg_pool *p = c->pool;
     int was_ready = c->state == C_READY;
     c->state = C_CLOSED;
-    vial_timer_stop(p->loop, &c->connect_timer);
+    vial_drv_timer_stop(&c->connect_timer);
     if (c->registered) {
-        vial_io_del(p->loop, &c->io);
+        vial_drv_io_del(p->loop, &c->io);
         c->registered = 0;
     }
     if (was_ready && code != -ECANCELED)
@@ -552,7 +529,7 @@ static void conn_close(pg_conn *c, int code, const char *msg)
     for (pg_conn *o = p->conns; o; o = o->next)
         others |= o->state == C_READY;
     if (!was_ready && others)
-        p->grow_blocked_until = p->loop->now + PG_GROW_BACKOFF_NS;
+        p->grow_blocked_until = vial_drv_now(p->loop) + PG_GROW_BACKOFF_NS;
 
     char text[512];
     const char *state;
@@ -576,8 +553,9 @@ static void conn_close(pg_conn *c, int code, const char *msg)
             continue;
         }
         int e = inflight_err;
-        if (code == -ECANCELED && op->waiter && coro_doomed(op->waiter, p->loop->now))
-            e = op->waiter->cancelled ? -ECANCELED : -ETIMEDOUT;
+        int doomed = code == -ECANCELED && op->waiter ? vial_drv_doomed(op->waiter) : 0;
+        if (doomed)
+            e = doomed;
         op_fail(op, e, state, text);
     }
     c->f_tail = NULL;
@@ -736,7 +714,7 @@ static void op_finish(pg_conn *c, pg_op *op)
         }
         op->done = 1;
         if (op->waiter)
-            vial_coro_wake(op->waiter, 0);
+            vial_drv_wake(op->waiter, 0);
     }
 }
 
@@ -857,9 +835,9 @@ static void conn_io_cb(vial_loop *l, vial_io *io, unsigned ev)
         conn_flush_out(c);
 }
 
-static void kick_cb(vial_loop *l, vial_timer *t)
+static void kick_cb(vial_drv_timer *t)
 {
-    pg_pool *p = container_of(t, pg_pool, kick_timer);
+    pg_pool *p = vial_container_of(t, pg_pool, kick_timer);
     pg_conn *list = p->kick_head;
     p->kick_head = NULL;
     while (list) {
@@ -884,8 +862,7 @@ static void conn_kick(pg_conn *c)
     c->refs++;
     c->next_kick = p->kick_head;
     p->kick_head = c;
-    if (!vial_timer_armed(&p->kick_timer))
-        vial_timer_start(p->loop, &p->kick_timer, p->loop->now);
+    vial_drv_kick(&p->kick_timer, 0);
 }
 
 /* --- per-thread pools ------------------------------------------------------------------------ */
@@ -895,20 +872,19 @@ static int loop_key = -1;
 
 static void key_init(void)
 {
-    loop_key = vial_loop_key();
+    loop_key = vial_drv_key();
 }
 
 static void pool_destroy(pg_pool *p);
 
-static void local_exit(vial_loop *l, vial_msg *m)
+static void local_exit(void *arg)
 {
-    pg_local *L = container_of(m, pg_local, at_exit);
+    pg_local *L = arg;
     while (L->pools) {
         pg_pool *p = L->pools;
         L->pools = p->next;
         pool_destroy(p);
     }
-    vial_loop_set_local(l, L->key, NULL);
     free(L);
 }
 
@@ -930,23 +906,24 @@ static int pool_get(vial_req *rq, vial_pg *db, pg_pool **out)
 {
     if (!rq || !db)
         return -EINVAL;
-    vial_coro *co = vial_coro_current();
-    if (rq->is_sync || !co)
+    vial_coro *co = vial_drv_self();
+    if (vial_req_is_sync(rq) || !co)
         return -EPERM;
     pthread_once(&key_once, key_init);
     if (loop_key < 0)
         return -ENOSPC;
-    vial_loop *l = co->loop;
-    pg_local *L = vial_loop_get_local(l, loop_key);
+    vial_loop *l = vial_drv_coro_loop(co);
+    pg_local *L = vial_drv_local_get(l, loop_key);
     if (!L) {
         L = calloc(1, sizeof *L);
         if (!L)
             return -ENOMEM;
         L->loop = l;
         L->key = loop_key;
-        L->at_exit.cb = local_exit;
-        vial_loop_set_local(l, loop_key, L);
-        vial_loop_at_exit(l, &L->at_exit);
+        if (vial_drv_local_set(l, loop_key, L, local_exit) < 0) {
+            free(L);
+            return -ENOMEM;
+        }
     }
     for (pg_pool *p = L->pools; p; p = p->next) {
         if (p->db == db) {
@@ -960,33 +937,16 @@ static int pool_get(vial_req *rq, vial_pg *db, pg_pool **out)
     p->db = db;
     atomic_fetch_add(&db->refs, 1);
     p->loop = l;
-    p->kick_timer.cb = kick_cb;
+    vial_drv_timer_init(&p->kick_timer, l, kick_cb);
     p->next = L->pools;
     L->pools = p;
     *out = p;
     return 0;
 }
 
-/* Takes m off the loop's deferred list (the pool holding it is going away). */
-static void defer_forget(vial_loop *l, vial_msg *m)
-{
-    vial_msg *prev = NULL;
-    for (vial_msg *it = l->deferred_head; it; prev = it, it = it->next) {
-        if (it != m)
-            continue;
-        if (prev)
-            prev->next = it->next;
-        else
-            l->deferred_head = it->next;
-        if (l->deferred_tail == it)
-            l->deferred_tail = prev;
-        return;
-    }
-}
-
 static void pool_destroy(pg_pool *p)
 {
-    vial_timer_stop(p->loop, &p->kick_timer);
+    vial_drv_timer_stop(&p->kick_timer);
     while (p->kick_head) {
         pg_conn *c = p->kick_head;
         p->kick_head = c->next_kick;
@@ -1000,7 +960,7 @@ static void pool_destroy(pg_pool *p)
     /* Nothing runs on this loop any more: free what waits for the reaper,
      * whatever still refers to it. */
     if (p->reap_scheduled)
-        defer_forget(p->loop, &p->reap_msg);
+        vial_drv_defer_cancel(p->loop, &p->reap_msg);
     while (p->graveyard) {
         pg_conn *c = p->graveyard;
         p->graveyard = c->next;
@@ -1023,16 +983,7 @@ static void pool_destroy(pg_pool *p)
 /* Waits until a connection is unpinned or closed (cancellable). */
 static int slot_wait(pg_pool *p)
 {
-    slot_waiter w = {p->slot_waiters, vial_coro_current()};
-    p->slot_waiters = &w;
-    int r = vial_coro_wait(0);
-    for (slot_waiter **pp = &p->slot_waiters; *pp; pp = &(*pp)->next) {
-        if (*pp == &w) {
-            *pp = w.next;
-            break;
-        }
-    }
-    return r < 0 ? r : 0;
+    return vial_drv_queue_wait(&p->slot_waiters, 0, NULL);
 }
 
 /* Chooses a connection for a new operation: an idle one; else a new one
@@ -1058,7 +1009,7 @@ static int pool_pick(pg_pool *p, pg_conn **out)
             }
         }
         if (p->nconns < p->db->max_conns &&
-            (!p->nconns || p->loop->now >= p->grow_blocked_until)) {
+            (!p->nconns || vial_drv_now(p->loop) >= p->grow_blocked_until)) {
             *out = conn_new(p, 0);
             return *out ? 0 : -ENOMEM;
         }
@@ -1088,10 +1039,10 @@ static void op_enqueue(pg_conn *c, pg_op *op)
 
 static int op_await(pg_op *op)
 {
-    vial_coro *self = vial_coro_current();
+    vial_coro *self = vial_drv_self();
     while (!op->done) {
         op->waiter = self;
-        int r = vial_coro_wait(0);
+        int r = vial_drv_wait(0);
         op->waiter = NULL;
         if (r < 0 && !op->done)
             return r;
@@ -1132,7 +1083,7 @@ static void send_cancel(vial_req *rq, pg_pool *p, PGcancel *pc)
         return;
     p->stats.cancels++;
     struct cancel_job job = {pc, 0, ""};
-    if (rq->pool && vial_pool_run(rq->pool, cancel_fn, &job) == 0)
+    if (vial_offload_wait(rq, cancel_fn, NULL, &job) == 0)
         return;
     pthread_t t;
     pthread_attr_t a;
@@ -1192,7 +1143,7 @@ static void op_abandon(vial_req *rq, pg_op *op)
         others++;
         if (o->kind == OP_PREPARE || o->kind == OP_INTERNAL)
             live = 1; /* a transaction's ROLLBACK, a LISTEN: never cancel those */
-        else if (!o->abandoned && (!o->waiter || !coro_doomed(o->waiter, p->loop->now)))
+        else if (!o->abandoned && (!o->waiter || !vial_drv_doomed(o->waiter)))
             live = 1;
     }
     if (live)
@@ -1223,11 +1174,10 @@ enum { T_POOL, T_TX, T_LISTEN };
  * no longer the caller's. */
 static int op_exec(vial_req *rq, pg_pool *p, int target, vial_pg_tx *tx, pg_op *op)
 {
-    vial_coro *self = vial_coro_current();
-    if (self->cancelled || (self->deadline && self->deadline <= p->loop->now)) {
-        int r = self->cancelled ? -ECANCELED : -ETIMEDOUT;
+    int doomed = vial_drv_cancelled();
+    if (doomed) {
         op_free(op);
-        return r;
+        return doomed;
     }
     for (int attempt = 0;; attempt++) {
         pg_conn *c;
@@ -1291,7 +1241,7 @@ static vial_pg_result *result_new(vial_req *rq, PGresult *pg, int code, const ch
                                   const char *msg)
 {
     vial_pg_result *r = vial_alloc(rq, sizeof *r);
-    if (!r || vial_exchange_defer(rq, result_cleanup, r) < 0) {
+    if (!r || vial_req_on_end(rq, result_cleanup, r) < 0) {
         PQclear(pg);
         return NULL;
     }
@@ -1407,7 +1357,7 @@ static int run_statement(vial_req *rq, vial_pg *db, int target, vial_pg_tx *tx,
     if (target == T_TX) {
         if (!tx || !tx->open)
             return -EINVAL;
-        if (rq->is_sync || !vial_coro_current())
+        if (vial_req_is_sync(rq) || !vial_drv_self())
             return -EPERM;
         p = tx->pool;
     } else if ((e = pool_get(rq, db, &p)) < 0) {
@@ -1475,9 +1425,8 @@ int vial_pg_query_all(vial_req *rq, vial_pg *db, vial_pg_stmt *stmts, size_t n)
     pg_op **ops = vial_alloc(rq, n * sizeof *ops);
     if (!ops)
         return -ENOMEM;
-    vial_coro *self = vial_coro_current();
-    int stop = self->cancelled ? -ECANCELED
-               : self->deadline && self->deadline <= p->loop->now ? -ETIMEDOUT : 0;
+    vial_coro *self = vial_drv_self();
+    int stop = vial_drv_cancelled();
     /* Queue them all before anything is written: the kick timer sends them
      * as one batch per connection. */
     for (size_t i = 0; i < n; i++) {
@@ -1549,7 +1498,7 @@ int vial_pg_query_all(vial_req *rq, vial_pg *db, vial_pg_stmt *stmts, size_t n)
         for (size_t i = 0; i < n; i++)
             if (ops[i] && !ops[i]->done)
                 ops[i]->waiter = self;
-        int r = vial_coro_wait(0);
+        int r = vial_drv_wait(0);
         for (size_t i = 0; i < n; i++)
             if (ops[i])
                 ops[i]->waiter = NULL;
@@ -1737,7 +1686,7 @@ int vial_pg_begin(vial_req *rq, vial_pg *db, vial_pg_tx **txp, vial_pg_result **
     if (e < 0)
         return e;
     vial_pg_tx *tx = vial_alloc(rq, sizeof *tx);
-    if (!tx || vial_exchange_defer(rq, tx_cleanup, tx) < 0)
+    if (!tx || vial_req_on_end(rq, tx_cleanup, tx) < 0)
         return -ENOMEM;
     memset(tx, 0, sizeof *tx);
     tx->pool = p;
@@ -1896,7 +1845,7 @@ static void deliver_notify(pg_pool *p, const PGnotify *n)
         l->tail = note;
         l->count++;
         if (l->waiter)
-            vial_coro_wake(l->waiter, 0);
+            vial_drv_wake(l->waiter, 0);
     }
 }
 
@@ -1908,7 +1857,7 @@ static void listeners_lost(pg_pool *p, unsigned gen)
                 l->gen = 0;
                 l->lost = 1;
                 if (l->waiter)
-                    vial_coro_wake(l->waiter, 0);
+                    vial_drv_wake(l->waiter, 0);
             }
         }
     }
@@ -2007,7 +1956,7 @@ int vial_pg_listen(vial_req *rq, vial_pg *db, const char *channel, vial_pg_liste
     if (l->next)
         l->next->prev = l;
     ch->listeners = l;
-    if (vial_exchange_defer(rq, listener_cleanup, l) < 0) {
+    if (vial_req_on_end(rq, listener_cleanup, l) < 0) {
         listener_detach(l);
         return -ENOMEM;
     }
@@ -2024,7 +1973,7 @@ int vial_pg_next_notify(vial_req *rq, vial_pg_listener *l, vial_pg_notify *n)
 {
     if (!l || !n || l->closed)
         return -EINVAL;
-    if (rq->is_sync || !vial_coro_current())
+    if (vial_req_is_sync(rq) || !vial_drv_self())
         return -EPERM;
     free(l->current);
     l->current = NULL;
@@ -2056,8 +2005,8 @@ int vial_pg_next_notify(vial_req *rq, vial_pg_listener *l, vial_pg_notify *n)
                 return e;
             continue;
         }
-        l->waiter = vial_coro_current();
-        int r = vial_coro_wait(0);
+        l->waiter = vial_drv_self();
+        int r = vial_drv_wait(0);
         l->waiter = NULL;
         if (r < 0)
             return r;

@@ -22,7 +22,7 @@
  *     coroutine that ran has queued its commands: the commands of a whole
  *     vial_gather leave in one write(2). A write the kernel only partly took
  *     waits for the write edge (the socket buffer draining);
- *   - a timer, not vial_loop_defer, because deferred work runs after the
+ *   - a timer, not vial_drv_defer, because deferred work runs after the
  *     loop already decided how long to sleep: a command queued before the
  *     poll would sit there until some unrelated event. A due timer makes
  *     the poll return at once.
@@ -35,17 +35,14 @@
  *     is freed), frees it without touching the coroutine.
  *   - hiredis frees its context itself on errors (inside HandleRead/Write);
  *     our cleanup hook marks the connection dead (ac = NULL) and the struct
- *     is freed later (vial_loop_defer), never while an event for its fd may
+ *     is freed later (vial_drv_defer), never while an event for its fd may
  *     still be in the batch being dispatched or a caller up the stack still
  *     holds it.
  *   - Replies are copied out of hiredis (which frees its own after the
  *     callback) into one malloc'd block, freed at request end through
- *     vial_exchange_defer or earlier by vial_redis_reply_free. */
+ *     vial_req_on_end or earlier by vial_redis_reply_free. */
 #include "vial/redis.h"
-#include "http/exchange.h"
-#include "runtime/coro.h"
-#include "runtime/fdwait.h"
-#include "runtime/loop.h"
+#include "runtime/driver.h"
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -54,7 +51,6 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -63,8 +59,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-
-#define container_of(p, type, field) ((type *)((char *)(p) - offsetof(type, field)))
 
 /* Reads per readiness edge before yielding the loop to others (each up to
  * 16 KiB); the rest is picked up by the kick timer next iteration. */
@@ -117,8 +111,8 @@ struct vial_redis_conn {
     unsigned live;         /* of those, awaited by a coroutine that has not given up */
     unsigned abandoned;
     uint64_t last_used;    /* loop ns */
-    vial_timer kick;       /* zero-delay: flush writes, resume reads, close when retired */
-    vial_timer ctimer;     /* connect timeout */
+    vial_drv_timer kick;   /* zero-delay: flush writes, resume reads, close when retired */
+    vial_drv_timer ctimer; /* connect timeout */
     rconn *next, *prev;    /* the pool's list of live connections */
     rconn *idle_next;      /* the pool's idle exclusive connections */
     rconn *grave_next;     /* dead, waiting to be freed */
@@ -129,13 +123,6 @@ struct vial_redis_conn {
         in_multi : 1, watching : 1;
 };
 
-typedef struct lwait {
-    struct lwait *next, *prev;
-    vial_coro *co;
-    rconn *got; /* a connection handed over by vial_redis_release */
-    int queued;
-} lwait;
-
 struct rpool {
     rpool *next;
     vial_redis *r;
@@ -144,14 +131,13 @@ struct rpool {
     rconn *idle;
     unsigned nexcl;   /* exclusive connections counted against max_exclusive */
     rconn *all;
-    lwait *wait_head, *wait_tail;
+    vial_drv_queue waiters; /* for an exclusive connection; vial_redis_release hands one over */
     int closing;
 };
 
 /* Per loop thread (a loop-local slot). Lives until the loop ends, so the
  * deferred reaper message it embeds can never outlive it. */
 struct lstate {
-    vial_msg at_exit;
     vial_msg reap;
     int reap_queued;
     int closing;
@@ -198,21 +184,14 @@ static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 
 static void key_init(void)
 {
-    g_key = vial_loop_key();
+    g_key = vial_drv_key();
 }
 
 /* --- small helpers ------------------------------------------------------------- */
 
-static short poll_fd(int fd, short events)
-{
-    struct pollfd p = {.fd = fd, .events = events};
-    return poll(&p, 1, 0) > 0 ? p.revents : 0;
-}
-
 static void kick(rconn *c)
 {
-    if (!vial_timer_armed(&c->kick))
-        vial_timer_start(c->loop, &c->kick, c->loop->now);
+    vial_drv_kick(&c->kick, 0);
 }
 
 /* hiredis error class (+ errno at the failure) -> negative errno. */
@@ -255,9 +234,9 @@ static int conn_error(rconn *c)
 
 static vial_coro *self_coro(vial_req *rq)
 {
-    if (rq && rq->is_sync)
+    if (rq && vial_req_is_sync(rq))
         return NULL;
-    return vial_coro_current();
+    return vial_drv_self();
 }
 
 /* --- request-end cleanup --------------------------------------------------------- */
@@ -295,7 +274,7 @@ static track *track_add(vial_req *rq, void *obj, int kind)
         return NULL;
     t->obj = obj;
     t->kind = kind;
-    if (vial_exchange_defer(rq, track_run, t) < 0)
+    if (vial_req_on_end(rq, track_run, t) < 0)
         return NULL;
     return t;
 }
@@ -426,7 +405,7 @@ static void lease_wake_one(rpool *p);
 
 static void reap_cb(vial_loop *l, vial_msg *m)
 {
-    lstate *ls = container_of(m, lstate, reap);
+    lstate *ls = vial_container_of(m, lstate, reap);
     ls->reap_queued = 0;
     while (ls->grave) {
         rconn *c = ls->grave;
@@ -443,7 +422,7 @@ static void grave_add(rconn *c)
     if (!ls->reap_queued && !ls->closing) {
         ls->reap_queued = 1;
         ls->reap.cb = reap_cb;
-        vial_loop_defer(ls->loop, &ls->reap);
+        vial_drv_defer(ls->loop, &ls->reap);
     }
 }
 
@@ -469,21 +448,20 @@ static void pool_destroy(rpool *p)
     }
 }
 
-static void lstate_exit(vial_loop *l, vial_msg *m)
+static void lstate_exit(void *arg)
 {
-    lstate *ls = container_of(m, lstate, at_exit);
+    lstate *ls = arg;
     ls->closing = 1;
     while (ls->pools)
         pool_destroy(ls->pools);
     /* the loop will not run its deferred list again: free the dead now */
-    reap_cb(l, &ls->reap);
-    vial_loop_set_local(l, g_key, NULL);
+    reap_cb(ls->loop, &ls->reap);
     free(ls);
 }
 
 static rpool *pool_get(vial_redis *r, vial_loop *l, int create)
 {
-    lstate *ls = vial_loop_get_local(l, g_key);
+    lstate *ls = vial_drv_local_get(l, g_key);
     if (!ls) {
         if (!create)
             return NULL;
@@ -491,9 +469,10 @@ static rpool *pool_get(vial_redis *r, vial_loop *l, int create)
         if (!ls)
             return NULL;
         ls->loop = l;
-        ls->at_exit.cb = lstate_exit;
-        vial_loop_at_exit(l, &ls->at_exit);
-        vial_loop_set_local(l, g_key, ls);
+        if (vial_drv_local_set(l, g_key, ls, lstate_exit) < 0) {
+            free(ls);
+            return NULL;
+        }
     }
     for (rpool *p = ls->pools; p; p = p->next)
         if (p->r == r)
@@ -523,7 +502,7 @@ static void conn_read(rconn *c)
         redisAsyncHandleRead(c->ac); /* may free the context: then c->ac is NULL */
         if (!c->ac || c->paused)
             return;
-        if (!(poll_fd(c->io.fd, POLLIN | POLLRDHUP) & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)))
+        if (!(vial_drv_poll(c->io.fd, VIAL_IO_READ) & VIAL_IO_READ))
             return;
     }
     c->read_more = 1; /* more pending: continue next iteration, let others run */
@@ -537,7 +516,7 @@ static void conn_write(rconn *c)
     /* Before the connect completed, hiredis would take "no error yet" for
      * success; wait for the write edge that ends the connect instead. */
     if (!(c->ac->c.flags & REDIS_CONNECTED) &&
-        !(poll_fd(c->io.fd, POLLOUT) & (POLLOUT | POLLERR | POLLHUP)))
+        !(vial_drv_poll(c->io.fd, VIAL_IO_WRITE) & VIAL_IO_WRITE))
         return;
     c->in_write = 1;
     redisAsyncHandleWrite(c->ac); /* may free the context */
@@ -548,16 +527,16 @@ static void conn_write(rconn *c)
 
 static void conn_io(vial_loop *l, vial_io *io, unsigned ev)
 {
-    rconn *c = container_of(io, rconn, io);
+    rconn *c = vial_container_of(io, rconn, io);
     if (c->ac && c->want_write && (ev & (VIAL_IO_WRITE | VIAL_IO_HUP | VIAL_IO_ERR)))
         conn_write(c);
     if (c->ac && (ev & (VIAL_IO_READ | VIAL_IO_HUP | VIAL_IO_ERR)))
         conn_read(c);
 }
 
-static void conn_kick(vial_loop *l, vial_timer *t)
+static void conn_kick(vial_drv_timer *t)
 {
-    rconn *c = container_of(t, rconn, kick);
+    rconn *c = vial_container_of(t, rconn, kick);
     if (!c->ac)
         return;
     if (c->retired && c->live == 0 && !c->leased) {
@@ -572,9 +551,9 @@ static void conn_kick(vial_loop *l, vial_timer *t)
     }
 }
 
-static void conn_connect_timeout(vial_loop *l, vial_timer *t)
+static void conn_connect_timeout(vial_drv_timer *t)
 {
-    rconn *c = container_of(t, rconn, ctimer);
+    rconn *c = vial_container_of(t, rconn, ctimer);
     if (c->ac && !c->connected)
         conn_close(c, -ETIMEDOUT);
 }
@@ -638,11 +617,11 @@ static void ev_cleanup(void *d)
         c->err = -ECONNRESET;
     c->ac = NULL;
     if (c->registered) {
-        vial_io_del(c->loop, &c->io); /* the fd is still open: hiredis closes it next */
+        vial_drv_io_del(c->loop, &c->io); /* the fd is still open: hiredis closes it next */
         c->registered = 0;
     }
-    vial_timer_stop(c->loop, &c->kick);
-    vial_timer_stop(c->loop, &c->ctimer);
+    vial_drv_timer_stop(&c->kick);
+    vial_drv_timer_stop(&c->ctimer);
     conn_detach(c);
     if (c->sub) {
         vial_redis_sub *s = c->sub;
@@ -650,7 +629,7 @@ static void ev_cleanup(void *d)
         if (!s->err)
             s->err = c->err;
         if (s->waiter)
-            vial_coro_wake(s->waiter, 0);
+            vial_drv_wake(s->waiter, 0);
         c->sub = NULL;
     }
     rpool *p = c->pool;
@@ -672,7 +651,7 @@ static void ev_cleanup(void *d)
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     rconn *c = ac->data;
-    vial_timer_stop(c->loop, &c->ctimer);
+    vial_drv_timer_stop(&c->ctimer);
     if (status == REDIS_OK) {
         c->connected = 1;
     } else if (!c->err) {
@@ -731,10 +710,10 @@ static rconn *conn_new(rpool *p, int kind, int *err)
     c->kind = kind;
     c->io.fd = ac->c.fd;
     c->io.cb = conn_io;
-    c->kick.cb = conn_kick;
-    c->ctimer.cb = conn_connect_timeout;
-    c->last_used = c->loop->now;
-    int rc = vial_io_add(c->loop, &c->io);
+    vial_drv_timer_init(&c->kick, c->loop, conn_kick);
+    vial_drv_timer_init(&c->ctimer, c->loop, conn_connect_timeout);
+    c->last_used = vial_drv_now(c->loop);
+    int rc = vial_drv_io_add(c->loop, &c->io);
     if (rc < 0) {
         redisAsyncFree(ac);
         free(c);
@@ -755,7 +734,7 @@ static rconn *conn_new(rpool *p, int kind, int *err)
     p->all = c;
     if (kind == CONN_EXCL)
         p->nexcl++;
-    vial_timer_start(c->loop, &c->ctimer, c->loop->now + (uint64_t)r->connect_timeout_ms * 1000000u);
+    vial_drv_timer_arm(&c->ctimer, (uint64_t)r->connect_timeout_ms * 1000000u);
     redisAsyncSetConnectCallback(ac, on_connect); /* asks for the write edge */
     if (r->password) {
         const char *argv[3] = {"AUTH", r->username ? r->username : r->password, r->password};
@@ -799,10 +778,10 @@ static int conn_stale(rconn *c)
         return 1;
     if (c->pending || c->want_write || !c->connected)
         return 0;
-    if (c->loop->now - c->last_used < STALE_PROBE_NS)
+    if (vial_drv_now(c->loop) - c->last_used < STALE_PROBE_NS)
         return 0;
     /* With no reply owed, anything readable is EOF or garbage. */
-    return poll_fd(c->io.fd, POLLIN | POLLRDHUP) != 0;
+    return vial_drv_poll(c->io.fd, VIAL_IO_READ) != 0;
 }
 
 /* --- commands ---------------------------------------------------------------------------- */
@@ -812,7 +791,7 @@ static void call_cb(redisAsyncContext *ac, void *reply, void *priv)
     rconn *c = ac->data;
     rcall *k = priv;
     c->pending--;
-    c->last_used = c->loop->now;
+    c->last_used = vial_drv_now(c->loop);
     if (k->abandoned) { /* its coroutine gave up: drop the reply */
         c->abandoned--;
         free(k);
@@ -829,7 +808,7 @@ static void call_cb(redisAsyncContext *ac, void *reply, void *priv)
     }
     k->done = 1;
     if (k->waiter)
-        vial_coro_wake(k->waiter, 0);
+        vial_drv_wake(k->waiter, 0);
     if (c->retired && c->live == 0 && c->ac && !c->leased)
         kick(c); /* close it, outside this callback */
 }
@@ -838,7 +817,7 @@ static void ff_cb(redisAsyncContext *ac, void *reply, void *priv)
 {
     rconn *c = ac->data;
     c->pending--;
-    c->last_used = c->loop->now;
+    c->last_used = vial_drv_now(c->loop);
 }
 
 /* Sends one formatted command on c and awaits its reply. */
@@ -848,10 +827,9 @@ static int run_cmd(vial_req *rq, vial_coro *self, rconn *c, vial_redis_reply **o
     if (!c->ac)
         return c->err ? c->err : -ECONNRESET;
     /* Do not send what we could not wait for. */
-    if (self->cancelled)
-        return -ECANCELED;
-    if (self->deadline && self->deadline <= self->loop->now)
-        return -ETIMEDOUT;
+    int doomed = vial_drv_doomed(self);
+    if (doomed)
+        return doomed;
     rcall *k = calloc(1, sizeof *k);
     if (!k)
         return -ENOMEM;
@@ -862,10 +840,10 @@ static int run_cmd(vial_req *rq, vial_coro *self, rconn *c, vial_redis_reply **o
     }
     c->pending++;
     c->live++;
-    c->last_used = c->loop->now;
+    c->last_used = vial_drv_now(c->loop);
     while (!k->done) {
         k->waiter = self;
-        int rc = vial_coro_wait(0);
+        int rc = vial_drv_wait(0);
         k->waiter = NULL;
         if (rc < 0 && !k->done) {
             /* No reply yet, so c is alive: hiredis still owes k a callback,
@@ -1076,28 +1054,9 @@ static int shared_conn(rpool *p, rconn **out)
 
 /* --- exclusive connections ------------------------------------------------------------- */
 
-static void lwait_unlink(rpool *p, lwait *w)
-{
-    if (!w->queued)
-        return;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        p->wait_head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        p->wait_tail = w->prev;
-    w->queued = 0;
-}
-
 static void lease_wake_one(rpool *p)
 {
-    lwait *w = p->wait_head;
-    if (!w)
-        return;
-    lwait_unlink(p, w);
-    vial_coro_wake(w->co, 0);
+    vial_drv_queue_wake_one(&p->waiters, NULL);
 }
 
 static int lease(vial_coro *self, rpool *p, rconn **out)
@@ -1124,21 +1083,10 @@ static int lease(vial_coro *self, rpool *p, rconn **out)
             *out = c;
             return 0;
         }
-        lwait w = {.co = self, .queued = 1};
-        w.prev = p->wait_tail;
-        if (p->wait_tail)
-            p->wait_tail->next = &w;
-        else
-            p->wait_head = &w;
-        p->wait_tail = &w;
-        int rc = vial_coro_wait(0);
-        lwait_unlink(p, &w); /* still queued when the wait was cancelled */
-        if (w.got) {
-            if (rc < 0) { /* handed over, but too late */
-                vial_redis_release(w.got);
-                return rc;
-            }
-            *out = w.got;
+        void *got;
+        int rc = vial_drv_queue_wait(&p->waiters, 0, &got);
+        if (got) {
+            *out = got;
             return 0;
         }
         if (rc < 0)
@@ -1166,14 +1114,10 @@ void vial_redis_release(vial_redis_conn *c)
             conn_close(c, -ECONNABORTED);
         return;
     }
-    lwait *w = p->wait_head;
-    if (w) { /* hand it straight to the longest waiter */
-        lwait_unlink(p, w);
-        w->got = c;
-        c->leased = 1;
-        vial_coro_wake(w->co, 0);
+    c->leased = 1; /* hand it straight to the longest waiter, if any */
+    if (vial_drv_queue_wake_one(&p->waiters, c))
         return;
-    }
+    c->leased = 0;
     c->idle = 1;
     c->idle_next = p->idle; /* LIFO: the warmest connection goes out first */
     p->idle = c;
@@ -1188,7 +1132,7 @@ int vial_redis_acquire(vial_req *rq, vial_redis *r, vial_redis_conn **out)
     vial_coro *self = self_coro(rq);
     if (!self)
         return -EPERM;
-    rpool *p = pool_get(r, self->loop, 1);
+    rpool *p = pool_get(r, vial_drv_coro_loop(self), 1);
     if (!p)
         return -ENOMEM;
     rconn *c;
@@ -1221,7 +1165,7 @@ static int dispatch(vial_req *rq, vial_coro *self, vial_redis *r, rconn *lc, via
     }
     if (kind == K_STATE)
         return -EINVAL; /* would change the shared connection for everyone */
-    rpool *p = pool_get(r, self->loop, 1);
+    rpool *p = pool_get(r, vial_drv_coro_loop(self), 1);
     if (!p)
         return -ENOMEM;
     rconn *c;
@@ -1387,7 +1331,7 @@ static void sub_cb(redisAsyncContext *ac, void *reply, void *priv)
         if (!s->err)
             s->err = conn_error(c);
         if (s->waiter)
-            vial_coro_wake(s->waiter, 0);
+            vial_drv_wake(s->waiter, 0);
         return;
     }
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 || !is_str(r->element[0]))
@@ -1404,7 +1348,7 @@ static void sub_cb(redisAsyncContext *ac, void *reply, void *priv)
         return;
     }
     if (s->waiter)
-        vial_coro_wake(s->waiter, 0);
+        vial_drv_wake(s->waiter, 0);
 }
 
 static void sub_destroy(vial_redis_sub *s)
@@ -1448,10 +1392,9 @@ static int subscribe(vial_req *rq, vial_redis *r, vial_redis_sub **out, const ch
     vial_coro *self = self_coro(rq);
     if (!self)
         return -EPERM;
-    if (self->cancelled)
-        return -ECANCELED;
-    if (self->deadline && self->deadline <= self->loop->now)
-        return -ETIMEDOUT;
+    int doomed = vial_drv_doomed(self);
+    if (doomed)
+        return doomed;
     size_t n = 1;
     va_list aq;
     va_copy(aq, ap);
@@ -1469,7 +1412,7 @@ static int subscribe(vial_req *rq, vial_redis *r, vial_redis_sub **out, const ch
         argv[i] = va_arg(ap, const char *);
 
     int rc = 0;
-    rpool *p = pool_get(r, self->loop, 1);
+    rpool *p = pool_get(r, vial_drv_coro_loop(self), 1);
     vial_redis_sub *s = p ? calloc(1, sizeof *s) : NULL;
     if (!s) {
         free(argv);
@@ -1493,7 +1436,7 @@ static int subscribe(vial_req *rq, vial_redis *r, vial_redis_sub **out, const ch
     }
     while (s->confirmed < s->nsubs && !s->err) {
         s->waiter = self;
-        rc = vial_coro_wait(0);
+        rc = vial_drv_wait(0);
         s->waiter = NULL;
         if (rc < 0 && s->confirmed < s->nsubs && !s->err) {
             sub_destroy(s);
@@ -1562,7 +1505,7 @@ int vial_redis_next_message(vial_req *rq, vial_redis_sub *s, vial_redis_msg *msg
         if (!s->c)
             return -ECONNRESET;
         s->waiter = self;
-        int rc = vial_coro_wait(0);
+        int rc = vial_drv_wait(0);
         s->waiter = NULL;
         if (rc < 0 && !s->head)
             return rc;
@@ -1577,7 +1520,7 @@ int vial_redis_publish(vial_redis *r, const char *channel, const void *data, siz
         return -EINVAL;
     const char *argv[3] = {"PUBLISH", channel, data ? (const char *)data : ""};
     size_t lens[3] = {7, strlen(channel), len};
-    if (vial_coro_current()) {
+    if (vial_drv_self()) {
         vial_redis_reply *rep;
         int rc = cmd_argv(NULL, r, NULL, &rep, 3, argv, lens);
         if (rc == 0) {
@@ -1589,7 +1532,7 @@ int vial_redis_publish(vial_redis *r, const char *channel, const void *data, siz
     }
     /* On the loop's own stack (a timer, a mailbox message): nobody can
      * await, so queue it and let the reply be dropped. */
-    vial_loop *l = vial_loop_current();
+    vial_loop *l = vial_drv_loop();
     if (!l)
         return -EPERM;
     rpool *p = pool_get(r, l, 1);
@@ -1685,8 +1628,8 @@ void vial_redis_free(vial_redis *r)
 {
     if (!r)
         return;
-    vial_coro *co = vial_coro_current();
-    vial_loop *l = co ? co->loop : vial_loop_current();
+    vial_coro *co = vial_drv_self();
+    vial_loop *l = co ? vial_drv_coro_loop(co) : vial_drv_loop();
     rpool *p = l ? pool_get(r, l, 0) : NULL;
     if (p)
         pool_destroy(p); /* drops the pool's reference */

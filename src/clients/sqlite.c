@@ -24,9 +24,7 @@
  * loop thread, it cannot race with the statement's start, and it needs no
  * lock around the connection's ownership. */
 #include "vial/sqlite.h"
-#include "http/exchange.h"
-#include "runtime/coro.h"
-#include "runtime/pool.h"
+#include "runtime/driver.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -643,7 +641,6 @@ static int run_script(vial_sqlite_conn *cx, const char *sql)
 enum { J_QUERY, J_EXEC, J_SCRIPT, J_WITH, J_TX };
 
 typedef struct job {
-    vial_job base; /* first: the pool hands us &base, the loop &base.done */
     int kind;
     const char *sql;
     int nargs;
@@ -654,8 +651,6 @@ typedef struct job {
     vial_sqlite_conn cx;
     int rc;
     atomic_int cancel;
-    vial_coro *waiter;
-    int finished;
 } job;
 
 static int run_tx(vial_sqlite_conn *cx, vial_sqlite_fn fn, void *arg)
@@ -713,16 +708,17 @@ static void job_run(job *j)
     cx->c = NULL;
 }
 
-static void job_work(vial_job *b)
+static void job_work(void *arg)
 {
-    job_run((job *)b);
+    job_run(arg);
 }
 
-static void job_done(vial_loop *l, vial_msg *m)
+/* The first cancellation or timeout sets the flag the statement's progress
+ * handler watches. */
+static void job_interrupt(void *arg)
 {
-    job *j = (job *)m;
-    j->finished = 1;
-    vial_coro_wake(j->waiter, 0);
+    job *j = arg;
+    atomic_store(&j->cancel, 1);
 }
 
 /* Records a failure for vial_sqlite_errcode/errmsg (the request's g). */
@@ -738,36 +734,22 @@ static int record(vial_req *rq, int rc, int code, const char *msg)
  * in use by its own tasks on the loop, so touching it would race. */
 static int run_job(vial_req *rq, job *j)
 {
-    vial_coro *self = vial_coro_current();
-    if (!rq->is_sync && !self) /* e.g. a vial_offload'ed function: the request is not ours */
+    int sync = vial_req_is_sync(rq);
+    if (!sync && !vial_drv_self()) /* e.g. a vial_offload'ed function: the request is not ours */
         return record(rq, -EPERM, 0, "called outside a coroutine and outside a sync view");
-    if (rq->is_sync || !rq->pool) {
+    if (!sync && vial_drv_cancelled() == -ECANCELED)
+        return record(rq, -ECANCELED, 0, "cancelled before it ran");
+    /* The job lives on this stack: vial_offload_wait waits for it whatever
+     * happens. */
+    int why = sync ? -ENOSYS : vial_offload_wait(rq, job_work, job_interrupt, j);
+    if (why == -ENOSYS) { /* already on a worker, or no pool to use */
         job_run(j);
-    } else {
-        if (self->cancelled)
-            return record(rq, -ECANCELED, 0, "cancelled before it ran");
-        j->base.work = job_work;
-        j->base.loop = self->loop;
-        j->base.done.cb = job_done;
-        j->waiter = self;
-        if (vial_pool_submit(rq->pool, &j->base) < 0)
-            return record(rq, -EAGAIN, 0, "worker pool queue full");
-        /* The job lives on this stack: wait for it whatever happens. The
-         * first cancellation or timeout sets the flag the statement's
-         * progress handler watches; later wakes are absorbed. */
-        int why = 0;
-        while (!j->finished) {
-            int w = why ? vial_coro_park() : vial_coro_wait(0);
-            if (w < 0 && !j->finished && !why) {
-                why = w;
-                atomic_store(&j->cancel, 1);
-            }
-        }
-        if (why && j->rc == -ECANCELED) {
-            j->rc = why;
-            if (why == -ETIMEDOUT)
-                fail(&j->cx, why, SQLITE_INTERRUPT, "deadline or vial_timeout passed; statement interrupted");
-        }
+    } else if (why == -EAGAIN) {
+        return record(rq, -EAGAIN, 0, "worker pool queue full");
+    } else if (why && j->rc == -ECANCELED) {
+        j->rc = why;
+        if (why == -ETIMEDOUT)
+            fail(&j->cx, why, SQLITE_INTERRUPT, "deadline or vial_timeout passed; statement interrupted");
     }
     if (j->rc < 0)
         record(rq, j->rc, j->cx.errcode, j->cx.errmsg);
@@ -886,7 +868,7 @@ static int with_conn(vial_req *rq, vial_sqlite *db, vial_sqlite_fn fn, void *arg
     if (!hd)
         return record(rq, -ENOMEM, SQLITE_NOMEM, "out of memory");
     hd->head = NULL;
-    if (vial_exchange_defer(rq, holder_free, hd) < 0)
+    if (vial_req_on_end(rq, holder_free, hd) < 0)
         return record(rq, -ENOMEM, SQLITE_NOMEM, "out of memory");
     job j;
     job_init(&j, db, kind);

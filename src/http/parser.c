@@ -13,6 +13,7 @@
  * request never depends on the order of its fields.
  */
 #include "parser.h"
+#include "runtime/codec.h"
 
 #include <string.h>
 
@@ -58,14 +59,6 @@ static const uint8_t host_ok[256] = {
     ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1, ['0' ... '9'] = 1, ['-'] = 1, ['.'] = 1,
     ['_'] = 1, ['~'] = 1, ['%'] = 1, ['!'] = 1, ['$'] = 1, ['&'] = 1, ['\''] = 1,
     ['('] = 1, [')'] = 1, ['*'] = 1, ['+'] = 1, [','] = 1, [';'] = 1, ['='] = 1,
-};
-
-/* Hex digit value + 1, so 0 means "not a hex digit". */
-static const uint8_t hexval1[256] = {
-    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7,
-    ['7'] = 8, ['8'] = 9, ['9'] = 10, ['A'] = 11, ['B'] = 12, ['C'] = 13,
-    ['D'] = 14, ['E'] = 15, ['F'] = 16, ['a'] = 11, ['b'] = 12, ['c'] = 13,
-    ['d'] = 14, ['e'] = 15, ['f'] = 16,
 };
 
 static inline uint8_t lower(uint8_t c)
@@ -742,11 +735,11 @@ static int chunk_framing_byte(vial_chunked *d, uint8_t c, uint64_t max_body)
     switch (d->state) {
     case CK_SIZE_START:
     case CK_SIZE: {
-        unsigned h = hexval1[c];
-        if (h) {
+        int h = vial_hex_val(c);
+        if (h >= 0) {
             if (++d->digits > 16)
                 return CK_ERR_400;
-            d->remaining = d->remaining << 4 | (h - 1); /* 16 digits fit */
+            d->remaining = d->remaining << 4 | (unsigned)h; /* 16 digits fit */
             return CK_SIZE;
         }
         if (d->state == CK_SIZE_START)

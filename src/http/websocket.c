@@ -2,10 +2,10 @@
  * incremental frame parser. Sessions and groups, which run the app's
  * handlers, are app/websocket.c. */
 #include "http/websocket.h"
+#include "runtime/codec.h"
 
 #include <errno.h>
 #ifndef VIAL_WS_PARSER_ONLY
-#include <openssl/evp.h>
 #include <openssl/sha.h>
 #endif
 #include <stdlib.h>
@@ -14,21 +14,11 @@
 
 /* --- handshake ----------------------------------------------------------------- */
 
-static int b64_char(unsigned char ch)
-{
-    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-           ch == '+' || ch == '/';
-}
-
 /* base64 of exactly 16 bytes: 22 symbols and "==" (RFC 6455 4.1). */
 static int key_valid(const char *key)
 {
-    if (!key || strlen(key) != 24 || key[22] != '=' || key[23] != '=')
-        return 0;
-    for (int i = 0; i < 22; i++)
-        if (!b64_char((unsigned char)key[i]))
-            return 0;
-    return 1;
+    unsigned char raw[18];
+    return key && strlen(key) == 24 && vial_base64_decode(raw, key, 24, 0) == 16;
 }
 
 int vial_ws_handshake_check(const vial_http_head *h, const char *key, const char *version)
@@ -58,8 +48,7 @@ void vial_ws_accept_value(const char *key, size_t len, char out[29])
     SHA1_Update(&ctx, guid, sizeof guid - 1);
     SHA1_Final(digest, &ctx);
 #pragma GCC diagnostic pop
-    EVP_EncodeBlock((unsigned char *)out, digest, SHA_DIGEST_LENGTH);
-    out[28] = 0;
+    vial_base64_encode(out, digest, SHA_DIGEST_LENGTH, 0);
 }
 
 #endif

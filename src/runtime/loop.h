@@ -84,7 +84,7 @@ struct vial_loop {
 
     struct vial_coro_pool *coro_pool;
     void *data; /* owner (the server thread) */
-    void *locals[16]; /* per-loop module state (fdwait.h: vial_loop_key) */
+    void *locals[16]; /* per-loop module state (driver.h: vial_drv_key) */
     /* Stall watchdog: a coroutine that runs longer than this without
      * yielding is reported with its label (0: off). */
     uint64_t stall_ns;

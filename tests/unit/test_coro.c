@@ -16,22 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static vial_loop loop;
-
-static int setup(void **state)
-{
-    assert_int_equal(vial_loop_init(&loop, 0), 0);
-    loop.coro_pool = vial_coro_pool_new(64 * 1024, 4);
-    assert_non_null(loop.coro_pool);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    vial_coro_pool_free(loop.coro_pool);
-    vial_loop_fini(&loop);
-    return 0;
-}
+#include "tloop.h"
 
 static int trace[16], ntrace;
 
