@@ -201,20 +201,21 @@ char *vial_url_for(vial_req *rq, const char *endpoint, ...) __attribute__((senti
  *   static int verbose;
  *   static const vial_option opts[] = {
  *       {"db", "PATH", "database file", &db_path},
- *       {"verbose", NULL, "log every query", NULL, &verbose},
+ *       {"verbose", NULL, "log every query", &verbose},
  *       {0},
  *   };
  *   cfg.options = opts;
  *
- * With `arg` set the option takes a value (--db x.db or --db=x.db) and
- * *value points into argv afterwards; with `arg` NULL it is a flag and
- * *flag becomes 1. Names must differ from vial's own. */
+ * With `arg` set, the option takes a value (--db x.db or --db=x.db) and
+ * `dest` is a `const char **` that receives it (a pointer into argv; its
+ * value before parsing is the default --help shows). With `arg` NULL it is
+ * a flag and `dest` is an `int *` set to 1. Names must differ from vial's
+ * own (vial_config_args refuses the table otherwise). */
 typedef struct vial_option {
-    const char *name;   /* "db" for --db */
-    const char *arg;    /* what the value is, for --help ("PATH"); NULL: a flag */
-    const char *help;   /* one line for --help */
-    const char **value; /* valued option: receives the value (holds the default) */
-    int *flag;          /* flag: set to 1 when given */
+    const char *name; /* "db" for --db */
+    const char *arg;  /* what the value is, for --help ("PATH"); NULL: a flag */
+    const char *help; /* one line for --help */
+    void *dest;       /* const char ** (valued option) or int * (flag) */
 } vial_option;
 
 typedef struct vial_config {

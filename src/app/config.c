@@ -155,8 +155,8 @@ static void print_help(const vial_config *cfg, const char *prog)
                 snprintf(left, sizeof left, "--%s %s", o->name, o->arg);
             else
                 snprintf(left, sizeof left, "--%s", o->name);
-            help_line(left, o->help ? o->help : "",
-                      o->arg && o->value && *o->value ? *o->value : NULL);
+            const char *const *sv = o->arg ? (const char *const *)o->dest : NULL;
+            help_line(left, o->help ? o->help : "", sv && *sv ? *sv : NULL);
         }
     }
     fflush(stdout);
@@ -230,9 +230,8 @@ int vial_config_args(vial_config *cfg, int argc, char **argv)
                 !strcmp(o->name, "help"))
                 return usage_error(prog, "the app's option --%s%s is one of vial's", o->name, "");
         }
-        if ((o->arg && !o->value) || (!o->arg && !o->flag))
-            return usage_error(prog, "the app's option --%s%s has nowhere to store it", o->name,
-                               o->arg ? " value" : "");
+        if (!o->dest)
+            return usage_error(prog, "the app's option --%s%s has nowhere to store it", o->name, "");
     }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -284,7 +283,7 @@ int vial_config_args(vial_config *cfg, int argc, char **argv)
         if (!ao->arg) {
             if (eq)
                 return usage_error(prog, "--%s takes no value%s", ao->name, "");
-            *ao->flag = 1;
+            *(int *)ao->dest = 1;
             continue;
         }
         const char *v = eq ? eq + 1 : next;
@@ -292,7 +291,7 @@ int vial_config_args(vial_config *cfg, int argc, char **argv)
             return usage_error(prog, "--%s needs %s", ao->name, ao->arg);
         if (!eq)
             i++;
-        *ao->value = v;
+        *(const char **)ao->dest = v;
     }
     return 0;
 }
