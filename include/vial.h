@@ -230,10 +230,11 @@ typedef struct vial_config {
     size_t max_body;        /* request body limit, 413 beyond; 0: 1 MiB */
     int stall_ms;           /* log async code holding the loop longer; 0: 100, -1: off */
     const vial_option *options; /* the app's own command-line options, or NULL */
-    /* Called once by vial_run on its thread when every loop thread listens,
-     * with the bound port (the real one for port 0), before the first
-     * request is served. NULL: none. The log line "vial: listening on
-     * http://HOST:PORT ..." on stderr carries the same port. */
+    /* Called once by vial_run on its thread when every loop thread's
+     * listener is bound, with the port (the real one for port 0), before
+     * the loops start: connections wait in the backlog until it returns.
+     * NULL: none. The log line "vial: listening on http://HOST:PORT ..." on
+     * stderr carries the same port. */
     void (*on_ready)(int port, void *data);
     void *ready_data;       /* passed to on_ready */
 } vial_config;

@@ -283,6 +283,11 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, void *data)
         if (thread_init(&s, &s.threads[i], (int)i, &addr, &err) < 0)
             goto stop;
     }
+    /* Every listener is bound: the port is known for good. Connections wait
+     * in the backlog until the loops start, so on_ready runs before any
+     * request is served. */
+    if (cfg->on_ready)
+        cfg->on_ready(s.cfg.port, cfg->ready_data);
     for (; started < s.nthreads; started++) {
         if (pthread_create(&s.threads[started].tid, NULL, thread_main, &s.threads[started]) != 0) {
             err = -EAGAIN;
@@ -291,8 +296,6 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, void *data)
     }
     fprintf(stderr, "vial: listening on http://%s:%d (%u loop threads, %u workers)\n", addr.text,
             s.cfg.port, s.nthreads, vial_pool_threads(s.pool));
-    if (cfg->on_ready)
-        cfg->on_ready(s.cfg.port, cfg->ready_data);
 
     int sig = 0;
     sigwait(&stopset, &sig);
