@@ -68,7 +68,13 @@ typedef int (*vial_handler)(vial_req *rq, vial_res *rs);
 #define VIAL_ASYNC 0
 #define VIAL_SYNC 1
 
-/* --- application ---------------------------------------------------------- */
+/* --- application ----------------------------------------------------------
+ * Set the app up, then run it: every registration function in this header
+ * (routes, views, converters, hooks, error handlers, blueprints and theirs,
+ * middleware, vial_static, vial_ws_route, vial_app_secret_key) returns
+ * -EBUSY once vial_run has started, from any thread, handlers included
+ * (vial_blueprint returns NULL): requests read these tables without locks.
+ * Flask refuses the same ("setup method ... can no longer be called"). */
 
 /* Creates an empty application. Returns NULL when out of memory. */
 vial_app *vial_app_new(void);
@@ -84,7 +90,8 @@ void vial_app_free(vial_app *app);
  * <uuid:name>, <path:name> (may contain '/'), or a converter registered
  * with vial_converter. flags: VIAL_ASYNC or VIAL_SYNC.
  * Returns 0, -EINVAL for a malformed rule or unknown converter, -EEXIST if
- * the same method and path, or the endpoint, is registered already, -ENOMEM. */
+ * the same method and path, or the endpoint, is registered already, -ENOMEM,
+ * -EBUSY once vial_run has started. */
 int vial_route_as(vial_app *app, const char *rule, vial_handler fn, const char *endpoint, int flags);
 
 /* Flask's @app.route: the endpoint is the function's name. */

@@ -449,6 +449,8 @@ void vial_app_set_data(vial_app *app, void *data)
 
 int vial_run(vial_app *app, const vial_config *cfg)
 {
+    if (!app)
+        return -EINVAL;
     vial_config c = cfg ? *cfg : vial_config_default();
     vial_config d = vial_config_default();
     if (!c.host)
@@ -465,8 +467,6 @@ int vial_run(vial_app *app, const vial_config *cfg)
         c.max_body = d.max_body;
     if (!c.stall_ms)
         c.stall_ms = d.stall_ms;
-    if (!app)
-        return -EINVAL;
     /* Set before the first listener exists, so no request can see the app
      * change under it. */
     __atomic_store_n(&app->running, 1, __ATOMIC_RELEASE);

@@ -111,8 +111,9 @@ static int open_first_listener(const vial_config *cfg, listen_addr *a)
         if (fd >= 0) {
             a->len = sizeof a->sa;
             if (getsockname(fd, (struct sockaddr *)&a->sa, &a->len) < 0) {
+                int e = -errno;
                 close(fd);
-                fd = -errno;
+                fd = e;
             }
             break;
         }
