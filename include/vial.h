@@ -115,7 +115,13 @@ const char *vial_strerror(int code);
 #define VIAL_ASYNC 0
 #define VIAL_SYNC 1
 
-/* --- application ---------------------------------------------------------- */
+/* --- application ----------------------------------------------------------
+ * Set the app up, then run it: every registration function in this header
+ * (routes, views, converters, hooks, error handlers, blueprints and theirs,
+ * middleware, vial_static, vial_ws_route, vial_app_secret_key) returns
+ * -EBUSY once vial_run has started, from any thread, handlers included
+ * (vial_blueprint returns NULL): requests read these tables without locks.
+ * Flask refuses the same ("setup method ... can no longer be called"). */
 
 /* Creates an empty application. Returns NULL when out of memory. */
 vial_app *vial_app_new(void);
@@ -131,7 +137,8 @@ void vial_app_free(vial_app *app);
  * <uuid:name>, <path:name> (may contain '/'), or a converter registered
  * with vial_converter. flags: VIAL_ASYNC or VIAL_SYNC.
  * Returns 0, -EINVAL for a malformed rule or unknown converter, -EEXIST if
- * the same method and path, or the endpoint, is registered already, -ENOMEM. */
+ * the same method and path, or the endpoint, is registered already, -ENOMEM,
+ * -EBUSY once vial_run has started. */
 int vial_route_as(vial_app *app, const char *rule, vial_handler fn, const char *endpoint, int flags);
 
 /* Flask's @app.route: the endpoint is the function's name. */
@@ -246,9 +253,34 @@ char *vial_url_for(vial_req *rq, const char *endpoint, ...) __attribute__((senti
 
 /* --- running -------------------------------------------------------------- */
 
+/* An option of the app's own, parsed by vial_config_args beside vial's and
+ * listed by --help (Flask's click options, allocation-free): a table ending
+ * with a zero entry, in static storage, that cfg.options points to.
+ *
+ *   static const char *db_path = "app.db";            (the default)
+ *   static int verbose;
+ *   static const vial_option opts[] = {
+ *       {"db", "PATH", "database file", &db_path},
+ *       {"verbose", NULL, "log every query", &verbose},
+ *       {0},
+ *   };
+ *   cfg.options = opts;
+ *
+ * With `arg` set, the option takes a value (--db x.db or --db=x.db) and
+ * `dest` is a `const char **` that receives it (a pointer into argv; its
+ * value before parsing is the default --help shows). With `arg` NULL it is
+ * a flag and `dest` is an `int *` set to 1. Names must differ from vial's
+ * own (vial_config_args refuses the table otherwise). */
+typedef struct vial_option {
+    const char *name; /* "db" for --db */
+    const char *arg;  /* what the value is, for --help ("PATH"); NULL: a flag */
+    const char *help; /* one line for --help */
+    void *dest;       /* const char ** (valued option) or int * (flag) */
+} vial_option;
+
 typedef struct vial_config {
-    const char *host;       /* listen address (default "127.0.0.1") */
-    int port;               /* listen port (default 8080) */
+    const char *host;       /* listen address (default "127.0.0.1"); "::1" for IPv6 */
+    int port;               /* listen port (default 8080); 0: any free port, one for all threads */
     int threads;            /* loop threads; 0: one per core */
     int workers;            /* worker-pool threads for sync handlers; 0: 16 */
     int queue_max;          /* jobs waiting for the pool before 503; 0: 4096 */
@@ -269,18 +301,44 @@ typedef struct vial_config {
      * reading its body until others finish (the client is held back by
      * TCP). 0: 256 MiB. */
     size_t body_memory_max;
+    const vial_option *options; /* the app's own command-line options, or NULL */
+    /* Called once by vial_run on its thread when every loop thread's
+     * listener is bound, with the port (the real one for port 0), before
+     * the loops start: connections wait in the backlog until it returns.
+     * NULL: none. The log line "vial: listening on http://HOST:PORT ..." on
+     * stderr carries the same port. */
+    void (*on_ready)(int port, void *data);
+    void *ready_data;       /* passed to on_ready */
 } vial_config;
 
 /* The defaults above, filled in. */
 vial_config vial_config_default(void);
 
-/* Reads --host H, --port P, --threads N, --workers N from argv into cfg.
- * Returns 0, or -EINVAL after printing usage to stderr. */
+/* Reads vial's options and the app's (cfg->options) from argv[1..argc):
+ *   --host ADDR  --port N  --threads N  --workers N  --queue-max N
+ *   --stack-size BYTES  --grace-ms MS  --max-body BYTES  --stall-ms MS
+ *   --server-header  --no-server-header  -h/--help
+ * Each takes "--opt value" or "--opt=value"; sizes accept a K, M or G
+ * suffix (KiB, MiB, GiB). Values are range-checked. --help (or -h) prints
+ * every option with its description and default (the value cfg holds) to
+ * stdout and exits the process with status 0, like Python's argparse.
+ * Returns 0, or -EINVAL after printing to stderr what was wrong ("vial:
+ * unknown option --frob", "vial: --port needs a number 0-65535") and a hint
+ * to --help; apps exit with status 2 then. Stores pointers into argv, so
+ * argv must outlive cfg. */
 int vial_config_args(vial_config *cfg, int argc, char **argv);
 
 /* Serves app until SIGTERM or SIGINT, then stops accepting, lets in-flight
- * requests finish for grace_ms, closes everything and returns 0. Returns a
- * negative errno when it cannot listen. Logs go to stderr. */
+ * requests finish for grace_ms, closes everything and returns 0. Every loop
+ * thread listens on the one port with SO_REUSEPORT (the kernel spreads the
+ * connections); a port some other socket already holds, SO_REUSEPORT or
+ * not, another vial included, is refused: "vial: 127.0.0.1:8080 is already
+ * in use" and -EADDRINUSE. Returns a negative errno when it cannot listen.
+ * From the moment vial_run starts, the app is set up for good: every
+ * registration function (routes, views, hooks, error handlers, blueprints,
+ * converters, middleware, static, websocket routes, the secret key) refuses
+ * with -EBUSY (Flask's setup-method check), vial_blueprint with NULL.
+ * Logs go to stderr. */
 int vial_run(vial_app *app, const vial_config *cfg);
 
 /* --- request ---------------------------------------------------------------- */

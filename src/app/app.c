@@ -77,6 +77,15 @@ static int valid_flags(int flags)
     return flags == VIAL_ASYNC || flags == VIAL_SYNC;
 }
 
+int vial_app_setup_check(const vial_app *app)
+{
+    if (!app)
+        return -EINVAL;
+    /* Acquire pairs with vial_run's release: a thread that sees the flag
+     * clear registers before the server could have read the tables. */
+    return __atomic_load_n(&app->running, __ATOMIC_ACQUIRE) ? -EBUSY : 0;
+}
+
 /* --- routes ---------------------------------------------------------------------- */
 
 static vial_rule *find_endpoint(vial_app *app, const char *endpoint)
@@ -103,8 +112,13 @@ static int split_rule(const char *rule, char *buf, size_t cap, const char **meth
         return -EINVAL;
     memcpy(buf, rule, (size_t)(sp - rule));
     buf[sp - rule] = 0;
+    /* Cut in place at each ',' (strtok's static state would be shared by
+     * every thread that registers). */
     unsigned n = 0;
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+    for (char *tok = buf, *next; tok; tok = next) {
+        next = strchr(tok, ',');
+        if (next)
+            *next++ = 0;
         while (*tok == ' ')
             tok++;
         char *end = tok + strlen(tok);
@@ -168,11 +182,14 @@ static int add_rule(vial_app *app, vial_bp *bp, const char *path, const char *co
 static int route_as(vial_app *app, vial_bp *bp, const char *rule, vial_handler fn,
                     const char *endpoint, int flags)
 {
-    if (!app || !rule || !fn || !valid_flags(flags))
+    int rc = vial_app_setup_check(app);
+    if (rc < 0)
+        return rc;
+    if (!rule || !fn || !valid_flags(flags))
         return -EINVAL;
     char buf[256];
     const char *methods[32], *path;
-    int rc = split_rule(rule, buf, sizeof buf, methods, 32, &path);
+    rc = split_rule(rule, buf, sizeof buf, methods, 32, &path);
     if (rc < 0)
         return rc;
     vial_rule *r;
@@ -191,7 +208,10 @@ int vial_route_as(vial_app *app, const char *rule, vial_handler fn, const char *
 
 int vial_converter(vial_app *app, const char *name, vial_converter_fn match, void *arg)
 {
-    if (!app || !name || !match)
+    int rc = vial_app_setup_check(app);
+    if (rc < 0)
+        return rc;
+    if (!name || !match)
         return -EINVAL;
     return vial_router_add_converter(app->router, name, match, arg);
 }
@@ -199,7 +219,10 @@ int vial_converter(vial_app *app, const char *name, vial_converter_fn match, voi
 static int add_view(vial_app *app, vial_bp *bp, const char *path, const char *endpoint,
                     const vial_view_method *tbl, void *data)
 {
-    if (!app || !tbl)
+    int rc = vial_app_setup_check(app);
+    if (rc < 0)
+        return rc;
+    if (!tbl)
         return -EINVAL;
     unsigned n = 0;
     const char *methods[33];
@@ -216,7 +239,7 @@ static int add_view(vial_app *app, vial_bp *bp, const char *path, const char *en
         return -ENOMEM;
     memcpy(copy, tbl, n * sizeof *copy);
     vial_rule *r;
-    int rc = add_rule(app, bp, path, methods, endpoint, &r);
+    rc = add_rule(app, bp, path, methods, endpoint, &r);
     if (rc < 0) {
         free(copy);
         return rc;
@@ -283,29 +306,33 @@ static int add_errh(vial_hooks *h, int code, vial_handler fn, int flags)
 
 int vial_before_request(vial_app *app, vial_handler fn, int flags)
 {
-    return app ? add_fn(&app->hooks.before, &app->hooks.nbefore, fn, flags) : -EINVAL;
+    int rc = vial_app_setup_check(app);
+    return rc < 0 ? rc : add_fn(&app->hooks.before, &app->hooks.nbefore, fn, flags);
 }
 
 int vial_after_request(vial_app *app, vial_handler fn, int flags)
 {
-    return app ? add_fn(&app->hooks.after, &app->hooks.nafter, fn, flags) : -EINVAL;
+    int rc = vial_app_setup_check(app);
+    return rc < 0 ? rc : add_fn(&app->hooks.after, &app->hooks.nafter, fn, flags);
 }
 
 int vial_teardown_request(vial_app *app, vial_teardown_fn fn, int flags)
 {
-    return app ? add_teardown(&app->hooks, fn, flags) : -EINVAL;
+    int rc = vial_app_setup_check(app);
+    return rc < 0 ? rc : add_teardown(&app->hooks, fn, flags);
 }
 
 int vial_errorhandler(vial_app *app, int code, vial_handler fn, int flags)
 {
-    return app ? add_errh(&app->hooks, code, fn, flags) : -EINVAL;
+    int rc = vial_app_setup_check(app);
+    return rc < 0 ? rc : add_errh(&app->hooks, code, fn, flags);
 }
 
 /* --- blueprints ------------------------------------------------------------------------ */
 
 vial_bp *vial_blueprint(vial_app *app, const char *name, const char *url_prefix)
 {
-    if (!app || !name || !*name || strchr(name, '.'))
+    if (vial_app_setup_check(app) < 0 || !name || !*name || strchr(name, '.'))
         return NULL;
     for (vial_bp *b = app->bps; b; b = b->next)
         if (!strcmp(b->name, name))
@@ -346,29 +373,44 @@ int vial_bp_add_view(vial_bp *bp, const char *path, const char *endpoint,
 
 int vial_bp_before_request(vial_bp *bp, vial_handler fn, int flags)
 {
-    return bp ? add_fn(&bp->hooks.before, &bp->hooks.nbefore, fn, flags) : -EINVAL;
+    if (!bp)
+        return -EINVAL;
+    int rc = vial_app_setup_check(bp->app);
+    return rc < 0 ? rc : add_fn(&bp->hooks.before, &bp->hooks.nbefore, fn, flags);
 }
 
 int vial_bp_after_request(vial_bp *bp, vial_handler fn, int flags)
 {
-    return bp ? add_fn(&bp->hooks.after, &bp->hooks.nafter, fn, flags) : -EINVAL;
+    if (!bp)
+        return -EINVAL;
+    int rc = vial_app_setup_check(bp->app);
+    return rc < 0 ? rc : add_fn(&bp->hooks.after, &bp->hooks.nafter, fn, flags);
 }
 
 int vial_bp_teardown_request(vial_bp *bp, vial_teardown_fn fn, int flags)
 {
-    return bp ? add_teardown(&bp->hooks, fn, flags) : -EINVAL;
+    if (!bp)
+        return -EINVAL;
+    int rc = vial_app_setup_check(bp->app);
+    return rc < 0 ? rc : add_teardown(&bp->hooks, fn, flags);
 }
 
 int vial_bp_errorhandler(vial_bp *bp, int code, vial_handler fn, int flags)
 {
-    return bp ? add_errh(&bp->hooks, code, fn, flags) : -EINVAL;
+    if (!bp)
+        return -EINVAL;
+    int rc = vial_app_setup_check(bp->app);
+    return rc < 0 ? rc : add_errh(&bp->hooks, code, fn, flags);
 }
 
 /* --- middleware -------------------------------------------------------------------------- */
 
 int vial_use(vial_app *app, vial_middleware mw, void *arg)
 {
-    if (!app || !mw)
+    int rc = vial_app_setup_check(app);
+    if (rc < 0)
+        return rc;
+    if (!mw)
         return -EINVAL;
     vial_mw *a = push(app->mws, &app->nmws, sizeof *a);
     if (!a)
@@ -380,7 +422,10 @@ int vial_use(vial_app *app, vial_middleware mw, void *arg)
 
 int vial_wrap(vial_app *app, const char *endpoint, vial_middleware mw, void *arg)
 {
-    if (!app || !endpoint || !mw)
+    int rc = vial_app_setup_check(app);
+    if (rc < 0)
+        return rc;
+    if (!endpoint || !mw)
         return -EINVAL;
     vial_rule *r = find_endpoint(app, endpoint);
     if (!r)
@@ -402,72 +447,10 @@ void vial_app_set_data(vial_app *app, void *data)
 
 /* --- running ----------------------------------------------------------------------------------- */
 
-vial_config vial_config_default(void)
-{
-    return (vial_config){
-        .host = "127.0.0.1",
-        .port = 8080,
-        .threads = 0,
-        .workers = 16,
-        .queue_max = 4096,
-        .stack_size = 128 * 1024,
-        .grace_ms = 2000,
-        .server_header = 0,
-        .max_body = 1024 * 1024,
-        .stall_ms = 100,
-        .body_grace_ms = 30000,
-        .body_min_rate = 1024,
-        .body_memory_max = (size_t)256 << 20,
-    };
-}
-
-static int parse_int_arg(const char *s, int lo, int hi, int *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi)
-        return -EINVAL;
-    *out = (int)v;
-    return 0;
-}
-
-int vial_config_args(vial_config *cfg, int argc, char **argv)
-{
-    for (int i = 1; i < argc; i += 2) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
-        if (!strcmp(a, "--host") && v)
-            cfg->host = v;
-        else if (!strcmp(a, "--port") && v)
-            bad = parse_int_arg(v, 0, 65535, &cfg->port);
-        else if (!strcmp(a, "--threads") && v)
-            bad = parse_int_arg(v, 0, 1024, &cfg->threads);
-        else if (!strcmp(a, "--workers") && v)
-            bad = parse_int_arg(v, 1, 4096, &cfg->workers);
-        else if (!strcmp(a, "--body-grace-ms") && v)
-            bad = parse_int_arg(v, -1, 3600000, &cfg->body_grace_ms);
-        else if (!strcmp(a, "--body-min-rate") && v)
-            bad = parse_int_arg(v, -1, 1 << 30, &cfg->body_min_rate);
-        else if (!strcmp(a, "--body-memory-max") && v) {
-            int mib = 0;
-            bad = parse_int_arg(v, 1, 1 << 20, &mib);
-            cfg->body_memory_max = (size_t)mib << 20;
-        }
-        else
-            bad = -EINVAL;
-        if (bad) {
-            fprintf(stderr, "usage: %s [--host ADDR] [--port N] [--threads N] [--workers N]\n"
-                            "  bad or unknown argument: %s\n",
-                    argv[0], a);
-            return -EINVAL;
-        }
-    }
-    return 0;
-}
-
 int vial_run(vial_app *app, const vial_config *cfg)
 {
+    if (!app)
+        return -EINVAL;
     vial_config c = cfg ? *cfg : vial_config_default();
     vial_config d = vial_config_default();
     if (!c.host)
@@ -490,5 +473,8 @@ int vial_run(vial_app *app, const vial_config *cfg)
         c.body_min_rate = d.body_min_rate;
     if (!c.body_memory_max)
         c.body_memory_max = d.body_memory_max;
+    /* Set before the first listener exists, so no request can see the app
+     * change under it. */
+    __atomic_store_n(&app->running, 1, __ATOMIC_RELEASE);
     return vial_server_run(&c, vial_app_serve, app);
 }

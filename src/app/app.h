@@ -80,7 +80,12 @@ struct vial_app {
     unsigned nmws;
     void *data;
     struct vial_session_config *session_cfg;
+    int running; /* set by vial_run: registering is refused from then on */
 };
+
+/* 0 while app may still be set up; -EBUSY once vial_run has started (Flask's
+ * setup-method check), -EINVAL for NULL. Every registration calls it first. */
+int vial_app_setup_check(const vial_app *app);
 
 /* Runs a view, hook or handler the way it was registered: directly on the
  * loop coroutine (VIAL_ASYNC) or on the worker pool (VIAL_SYNC). */

@@ -64,8 +64,9 @@ static struct vial_session_config *config_of(vial_req *rq)
 
 int vial_app_secret_key(vial_app *app, const char *key)
 {
-    if (!app)
-        return -EINVAL;
+    int rc = vial_app_setup_check(app);
+    if (rc < 0)
+        return rc;
     if (!key) { /* NULL: sessions off again */
         free(app->session_cfg);
         app->session_cfg = NULL;

@@ -507,7 +507,10 @@ static const vial_view_method static_methods[] = {
 
 int vial_static(vial_app *app, const char *url_prefix, const char *directory)
 {
-    if (!app || !url_prefix || url_prefix[0] != '/' || !directory || !*directory)
+    int rc = vial_app_setup_check(app);
+    if (rc < 0)
+        return rc;
+    if (!url_prefix || url_prefix[0] != '/' || !directory || !*directory)
         return -EINVAL;
     size_t plen = strlen(url_prefix);
     while (plen && url_prefix[plen - 1] == '/')

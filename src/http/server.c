@@ -1,7 +1,8 @@
 /* Server threads, listeners and shutdown.
  *
- * Each loop thread owns a listener bound with SO_REUSEPORT, so the kernel
- * spreads connections across threads and no accept lock exists. The main
+ * Each loop thread owns a listener bound with SO_REUSEPORT to one port (for
+ * --port 0, the one the kernel gave the first), so the kernel spreads
+ * connections across threads and no accept lock exists. The main
  * thread only waits for SIGTERM/SIGINT (blocked everywhere else, taken with
  * sigwait) and then drives the shutdown: stop accepting, let in-flight
  * requests finish for the grace period, cancel what is left, exit. */
@@ -29,7 +30,68 @@
  * stack count towards RSS. */
 #define CORO_CACHE 1024
 
-static int open_listener(const vial_config *cfg, int *err)
+/* The listen address, resolved once: every loop thread binds the same one. */
+typedef struct listen_addr {
+    struct sockaddr_storage sa;
+    socklen_t len;
+    char text[INET6_ADDRSTRLEN + 2]; /* "127.0.0.1" or "[::1]" */
+} listen_addr;
+
+static int addr_port(const listen_addr *a)
+{
+    const struct sockaddr *sa = (const struct sockaddr *)&a->sa;
+    return ntohs(sa->sa_family == AF_INET6 ? ((const struct sockaddr_in6 *)sa)->sin6_port
+                                           : ((const struct sockaddr_in *)sa)->sin_port);
+}
+
+static void addr_text(listen_addr *a)
+{
+    char buf[INET6_ADDRSTRLEN] = "?";
+    const struct sockaddr *sa = (const struct sockaddr *)&a->sa;
+    if (sa->sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, sizeof buf);
+        snprintf(a->text, sizeof a->text, "[%s]", buf);
+    } else {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, sizeof buf);
+        snprintf(a->text, sizeof a->text, "%s", buf);
+    }
+}
+
+static int bind_listen(const struct sockaddr *sa, socklen_t len, int reuseport_before_bind)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuseport_before_bind)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (bind(fd, sa, len) < 0)
+        goto fail;
+    /* The first listener binds without SO_REUSEPORT, so the bind fails when
+     * any other socket holds the port, SO_REUSEPORT or not (another vial, a
+     * python server, nginx). Only then does it open the port to its sibling
+     * threads: the kernel checks SO_REUSEPORT again at each later bind, and
+     * the group that spreads connections forms at listen(). No window is
+     * left for a second vial: its own first bind, without the option, keeps
+     * failing for as long as this socket lives. A foreign process that sets
+     * SO_REUSEPORT and binds after us cannot be stopped by anyone. */
+    if (!reuseport_before_bind && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
+        goto fail;
+    if (listen(fd, 4096) < 0)
+        goto fail;
+    return fd;
+fail:;
+    int e = -errno;
+    close(fd);
+    return e;
+}
+
+/* Binds the first listener: resolves cfg->host, takes the first address that
+ * binds, and fills *a with it (the port the kernel chose for port 0 included).
+ * A port in use ends the search: a later address of the same name would
+ * serve on a different interface than the one asked for. */
+static int open_first_listener(const vial_config *cfg, listen_addr *a)
 {
     char port[16];
     snprintf(port, sizeof port, "%d", cfg->port);
@@ -39,24 +101,38 @@ static int open_listener(const vial_config *cfg, int *err)
     int gai = getaddrinfo(cfg->host, port, &hints, &res);
     if (gai != 0) {
         fprintf(stderr, "vial: cannot resolve %s: %s\n", cfg->host, gai_strerror(gai));
-        *err = -EINVAL;
-        return -1;
+        return -EINVAL;
     }
-    int fd = -1;
+    int fd = -EADDRNOTAVAIL;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0)
+        if (ai->ai_addrlen > sizeof a->sa)
             continue;
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 4096) == 0)
+        fd = bind_listen(ai->ai_addr, ai->ai_addrlen, 0);
+        if (fd >= 0) {
+            a->len = sizeof a->sa;
+            if (getsockname(fd, (struct sockaddr *)&a->sa, &a->len) < 0) {
+                int e = -errno;
+                close(fd);
+                fd = e;
+            }
             break;
-        *err = -errno;
-        close(fd);
-        fd = -1;
+        }
+        if (fd == -EADDRINUSE) {
+            memcpy(&a->sa, ai->ai_addr, ai->ai_addrlen);
+            break;
+        }
     }
     freeaddrinfo(res);
+    if (fd == -EADDRINUSE) {
+        addr_text(a);
+        fprintf(stderr, "vial: %s:%d is already in use\n", a->text, cfg->port);
+    } else if (fd < 0) {
+        char eb[128];
+        fprintf(stderr, "vial: cannot listen on %s:%d: %s\n", cfg->host, cfg->port,
+                strerror_r(-fd, eb, sizeof eb));
+    } else {
+        addr_text(a);
+    }
     return fd;
 }
 
@@ -158,7 +234,7 @@ static void raise_fd_limit(void)
     }
 }
 
-static int thread_init(vial_server *s, vial_server_thread *t, int id, int *err)
+static int thread_init(vial_server *s, vial_server_thread *t, int id, const listen_addr *a, int *err)
 {
     t->server = s;
     t->listen_io.fd = -1;
@@ -175,9 +251,17 @@ static int thread_init(vial_server *s, vial_server_thread *t, int id, int *err)
         *err = -ENOMEM;
         return -1;
     }
-    int fd = open_listener(&s->cfg, err);
-    if (fd < 0)
+    /* Thread 0 takes the first listener; the others join its port. */
+    int fd = id == 0 ? s->first_fd : bind_listen((const struct sockaddr *)&a->sa, a->len, 1);
+    if (id == 0)
+        s->first_fd = -1;
+    if (fd < 0) {
+        char eb[128];
+        fprintf(stderr, "vial: cannot listen on %s:%d: %s\n", a->text, addr_port(a),
+                strerror_r(-fd, eb, sizeof eb));
+        *err = fd;
         return -1;
+    }
     t->listen_io.fd = fd;
     t->listen_io.cb = listen_cb;
     r = vial_io_add(&t->loop, &t->listen_io);
@@ -208,6 +292,7 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, void *data)
     s.cfg = *cfg;
     s.serve = serve;
     s.serve_data = data;
+    s.first_fd = -1;
     s.nthreads = cfg->threads > 0 ? (unsigned)cfg->threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
     if (s.nthreads == 0)
         s.nthreads = 1;
@@ -228,20 +313,31 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, void *data)
         goto out;
     }
     unsigned started = 0;
-    for (unsigned i = 0; i < s.nthreads; i++) {
-        if (thread_init(&s, &s.threads[i], (int)i, &err) < 0) {
-            fprintf(stderr, "vial: cannot listen on %s:%d: %s\n", cfg->host, cfg->port, strerror(-err));
-            goto stop;
-        }
+    listen_addr addr;
+    memset(&addr, 0, sizeof addr);
+    s.first_fd = open_first_listener(cfg, &addr);
+    if (s.first_fd < 0) {
+        err = s.first_fd;
+        goto stop;
     }
+    s.cfg.port = addr_port(&addr);
+    for (unsigned i = 0; i < s.nthreads; i++) {
+        if (thread_init(&s, &s.threads[i], (int)i, &addr, &err) < 0)
+            goto stop;
+    }
+    /* Every listener is bound: the port is known for good. Connections wait
+     * in the backlog until the loops start, so on_ready runs before any
+     * request is served. */
+    if (cfg->on_ready)
+        cfg->on_ready(s.cfg.port, cfg->ready_data);
     for (; started < s.nthreads; started++) {
         if (pthread_create(&s.threads[started].tid, NULL, thread_main, &s.threads[started]) != 0) {
             err = -EAGAIN;
             goto stop;
         }
     }
-    fprintf(stderr, "vial: listening on http://%s:%d (%u loop threads, %u workers)\n", cfg->host,
-            cfg->port, s.nthreads, vial_pool_threads(s.pool));
+    fprintf(stderr, "vial: listening on http://%s:%d (%u loop threads, %u workers)\n", addr.text,
+            s.cfg.port, s.nthreads, vial_pool_threads(s.pool));
 
     int sig = 0;
     sigwait(&stopset, &sig);
@@ -273,6 +369,8 @@ stop:
         _exit(err ? 1 : 0);
     }
 out:
+    if (s.first_fd >= 0)
+        close(s.first_fd);
     if (s.threads)
         for (unsigned i = 0; i < s.nthreads; i++)
             if (s.threads[i].loop.backend)

@@ -1,4 +1,5 @@
-/* The HTTP/1.1 server: loop threads with their own SO_REUSEPORT listeners,
+/* The HTTP/1.1 server: loop threads with their own SO_REUSEPORT listeners
+ * on one port (the first bound without the option, to refuse a port in use),
  * connections, the worker pool, and graceful shutdown. The app plugs in one
  * function that turns a request into a response. */
 #ifndef VIAL_HTTP_SERVER_H
@@ -54,6 +55,7 @@ struct vial_server {
     vial_pool *pool;
     unsigned nthreads;
     vial_server_thread *threads;
+    int first_fd; /* the port's first listener until thread 0 takes it */
 };
 
 /* Timeouts and sizes of spec section 7. */

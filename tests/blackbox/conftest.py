@@ -6,6 +6,7 @@ Raw-socket client helpers live in httpkit.py (imported by the test modules).
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -34,10 +35,8 @@ def conformance_binary():
     return build / "examples" / "conformance"
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# The server picks its port (--port 0) and names it in this line.
+LISTENING = re.compile(rb"vial: listening on http://[^ ]*:([0-9]+) ")
 
 
 class ServerProcess:
@@ -85,15 +84,15 @@ class ServerProcess:
         last_err = None
         for _attempt in range(3):
             self.generation += 1
-            self.port = free_port()
-            fd, name = tempfile.mkstemp(prefix="vial-conformance-%d-" % self.port, suffix=".log",
+            self.port = None
+            fd, name = tempfile.mkstemp(prefix="vial-conformance-%d-" % self.generation, suffix=".log",
                                         dir=str(self.logdir))
             os.close(fd)
             self.log_path = Path(name)
             self.log_file = open(self.log_path, "wb")
             t0 = time.monotonic()
             self.proc = subprocess.Popen(
-                [str(binary), "--host", self.host, "--port", str(self.port)] + self.args,
+                [str(binary), "--host", self.host, "--port", "0"] + self.args,
                 stdin=subprocess.DEVNULL, stdout=self.log_file, stderr=self.log_file,
                 preexec_fn=self.preexec,
             )
@@ -103,7 +102,7 @@ class ServerProcess:
                 return self
             last_err = err
             self.kill()
-            if "address" not in self.log_text().lower():  # only retry port clashes
+            if "in use" not in self.log_text().lower():  # only retry port clashes
                 break
         pytest.fail("conformance server did not start: %s\n--- server stderr ---\n%s"
                     % (last_err, self.log_text()), pytrace=False)
@@ -113,12 +112,19 @@ class ServerProcess:
             rc = self.proc.poll()
             if rc is not None:
                 return "exited with status %s before accepting connections" % rc
+            if self.port is None:
+                with open(self.log_path, "rb") as f:
+                    m = LISTENING.search(f.read())
+                if not m:
+                    time.sleep(0.02)
+                    continue
+                self.port = int(m.group(1))
             try:
                 with socket.create_connection(self.addr, timeout=0.5):
                     return None
             except OSError:
                 time.sleep(0.02)
-        return "not accepting connections on %s:%d after %.1f s" % (self.host, self.port, READY_LIMIT)
+        return "not accepting connections on %s:%s after %.1f s" % (self.host, self.port, READY_LIMIT)
 
     def rss_kib(self):
         with open("/proc/%d/status" % self.proc.pid) as f:

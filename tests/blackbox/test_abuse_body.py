@@ -51,7 +51,7 @@ def test_body_memory_is_bounded_and_returned(spawn_server):
     # 24 uploads of 1 MiB each stop one byte short; a budget of 4 MiB of
     # bodies must keep the server's memory far below 24 MiB, and every upload
     # must still be served once the clients finish.
-    srv = spawn_server(["--body-memory-max", "4", "--threads", "1"])
+    srv = spawn_server(["--body-memory-max", "4M", "--threads", "1"])
     base = srv.rss_kib()
     size = 1 << 20
     socks = []

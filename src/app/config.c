@@ -1,0 +1,306 @@
+/* The server's configuration: defaults, and the command line (vial's options
+ * and the app's own, --help). Runs before vial_run, on the main thread. */
+#include "vial.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+vial_config vial_config_default(void)
+{
+    return (vial_config){
+        .host = "127.0.0.1",
+        .port = 8080,
+        .threads = 0,
+        .workers = 16,
+        .queue_max = 4096,
+        .stack_size = 128 * 1024,
+        .grace_ms = 2000,
+        .server_header = 0,
+        .max_body = 1024 * 1024,
+        .stall_ms = 100,
+        .body_grace_ms = 30000,
+        .body_min_rate = 1024,
+        .body_memory_max = (size_t)256 << 20,
+    };
+}
+
+enum { OPT_STR, OPT_INT, OPT_SIZE, OPT_BOOL };
+
+/* One of vial's options: where it lands in vial_config and its range. A
+ * BOOL option also answers to --no-NAME. */
+typedef struct server_opt {
+    const char *name, *arg, *help;
+    int kind;
+    size_t off;
+    long long lo, hi;
+} server_opt;
+
+#define KIB 1024LL
+#define MIB (1024LL * 1024)
+#define GIB (1024LL * 1024 * 1024)
+
+static const server_opt server_opts[] = {
+    {"host", "ADDR", "listen address; IPv6 too (::1)", OPT_STR, offsetof(vial_config, host), 0, 0},
+    {"port", "N", "listen port; 0: any free one, logged", OPT_INT, offsetof(vial_config, port), 0,
+     65535},
+    {"threads", "N", "event-loop threads; 0: one per core", OPT_INT, offsetof(vial_config, threads),
+     0, 1024},
+    {"workers", "N", "worker-pool threads for sync views", OPT_INT, offsetof(vial_config, workers), 1,
+     4096},
+    {"queue-max", "N", "sync jobs waiting for a worker before 503", OPT_INT,
+     offsetof(vial_config, queue_max), 1, 1 << 20},
+    {"stack-size", "BYTES", "coroutine stack size", OPT_SIZE, offsetof(vial_config, stack_size),
+     16 * KIB, 256 * MIB},
+    {"grace-ms", "MS", "shutdown grace for in-flight requests", OPT_INT,
+     offsetof(vial_config, grace_ms), 1, 3600000},
+    {"max-body", "BYTES", "request body limit, 413 beyond", OPT_SIZE, offsetof(vial_config, max_body),
+     1, 1024 * GIB},
+    {"stall-ms", "MS", "log async code holding a loop longer; -1: off", OPT_INT,
+     offsetof(vial_config, stall_ms), -1, 60000},
+    {"body-grace-ms", "MS", "time a request body may take before its minimum rate applies; -1: off",
+     OPT_INT, offsetof(vial_config, body_grace_ms), -1, 3600000},
+    {"body-min-rate", "BYTES", "bytes/s a body must average after the grace time (else 408); -1: off",
+     OPT_INT, offsetof(vial_config, body_min_rate), -1, 1 << 30},
+    {"body-memory-max", "BYTES", "request-body bytes held in memory at once, server-wide", OPT_SIZE,
+     offsetof(vial_config, body_memory_max), 64 * KIB, 1024 * GIB},
+    {"server-header", NULL, "send \"Server: vial\" on every response", OPT_BOOL,
+     offsetof(vial_config, server_header), 0, 1},
+};
+#define NOPTS (sizeof server_opts / sizeof server_opts[0])
+
+/* "16K", "1024G", "1000": sizes as --help and the errors show them. */
+static void fmt_size(char *out, size_t cap, long long v)
+{
+    static const char units[] = "GMK";
+    static const long long mult[] = {GIB, MIB, KIB};
+    for (int i = 0; i < 3; i++)
+        if (v && v % mult[i] == 0) {
+            snprintf(out, cap, "%lld%c", v / mult[i], units[i]);
+            return;
+        }
+    snprintf(out, cap, "%lld", v);
+}
+
+/* Decimal, optionally signed, with a K/M/G suffix for sizes. strtoll is used
+ * in base 10 with no locale-dependent part (no grouping, no decimals). */
+static int parse_number(const char *s, int sizes, long long lo, long long hi, long long *out)
+{
+    if (!s || !*s)
+        return -EINVAL;
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || errno)
+        return -EINVAL;
+    if (sizes && *end) {
+        long long m = *end == 'K' || *end == 'k'   ? KIB
+                      : *end == 'M' || *end == 'm' ? MIB
+                      : *end == 'G' || *end == 'g' ? GIB
+                                                   : 0;
+        if (!m || end[1] || v > hi / m)
+            return -EINVAL;
+        v *= m;
+        end++;
+    }
+    if (*end || v < lo || v > hi)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+static const char *prog_name(const char *argv0)
+{
+    const char *slash = argv0 ? strrchr(argv0, '/') : NULL;
+    return slash ? slash + 1 : argv0 ? argv0 : "app";
+}
+
+static void help_line(const char *left, const char *help, const char *def)
+{
+    if (strlen(left) < 24)
+        printf("  %-24s%s", left, help);
+    else
+        printf("  %s\n  %-24s%s", left, "", help);
+    if (def)
+        printf(" (default: %s)", def);
+    printf("\n");
+}
+
+static void print_help(const vial_config *cfg, const char *prog)
+{
+    char left[96], def[64];
+    printf("usage: %s [options]\n\nServer options:\n", prog);
+    for (size_t i = 0; i < NOPTS; i++) {
+        const server_opt *o = &server_opts[i];
+        const char *field = (const char *)cfg + o->off;
+        const char *d = def;
+        switch (o->kind) {
+        case OPT_STR:
+            d = *(const char *const *)field;
+            break;
+        case OPT_INT:
+            snprintf(def, sizeof def, "%d", *(const int *)field);
+            break;
+        case OPT_SIZE:
+            fmt_size(def, sizeof def, (long long)*(const size_t *)field);
+            break;
+        case OPT_BOOL:
+            d = *(const int *)field ? "on" : "off";
+            break;
+        }
+        if (o->kind == OPT_BOOL)
+            snprintf(left, sizeof left, "--[no-]%s", o->name);
+        else
+            snprintf(left, sizeof left, "--%s %s", o->name, o->arg);
+        help_line(left, o->help, d);
+    }
+    help_line("-h, --help", "print this help and exit", NULL);
+    if (cfg->options && cfg->options[0].name) {
+        printf("\nOptions of %s:\n", prog);
+        for (const vial_option *o = cfg->options; o->name; o++) {
+            if (o->arg)
+                snprintf(left, sizeof left, "--%s %s", o->name, o->arg);
+            else
+                snprintf(left, sizeof left, "--%s", o->name);
+            const char *const *sv = o->arg ? (const char *const *)o->dest : NULL;
+            help_line(left, o->help ? o->help : "", sv && *sv ? *sv : NULL);
+        }
+    }
+    fflush(stdout);
+}
+
+/* The error and the hint, on stderr. Always -EINVAL. */
+static int usage_error(const char *prog, const char *fmt, const char *a, const char *b)
+{
+    fprintf(stderr, "vial: ");
+    fprintf(stderr, fmt, a, b);
+    fprintf(stderr, "\nTry '%s --help' for the options.\n", prog);
+    return -EINVAL;
+}
+
+static int bad_value(const char *prog, const server_opt *o)
+{
+    char what[96], lo[32], hi[32];
+    switch (o->kind) {
+    case OPT_STR:
+        snprintf(what, sizeof what, "an address");
+        break;
+    case OPT_INT:
+        snprintf(what, sizeof what, "a number %lld-%lld", o->lo, o->hi);
+        break;
+    default:
+        fmt_size(lo, sizeof lo, o->lo);
+        fmt_size(hi, sizeof hi, o->hi);
+        snprintf(what, sizeof what, "a size %s-%s (bytes, or K, M, G)", lo, hi);
+        break;
+    }
+    return usage_error(prog, "--%s needs %s", o->name, what);
+}
+
+static int set_server_opt(vial_config *cfg, const server_opt *o, const char *v)
+{
+    char *field = (char *)cfg + o->off;
+    long long n;
+    switch (o->kind) {
+    case OPT_STR:
+        if (!v || !*v)
+            return -EINVAL;
+        *(const char **)field = v;
+        return 0;
+    case OPT_INT:
+        if (parse_number(v, 0, o->lo, o->hi, &n) < 0)
+            return -EINVAL;
+        *(int *)field = (int)n;
+        return 0;
+    case OPT_SIZE:
+        if (parse_number(v, 1, o->lo, o->hi, &n) < 0)
+            return -EINVAL;
+        *(size_t *)field = (size_t)n;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+/* Whether the option's name (opt[0..len), before any '=') is name. */
+static int match(const char *opt, size_t len, const char *name)
+{
+    return strlen(name) == len && !memcmp(opt, name, len);
+}
+
+int vial_config_args(vial_config *cfg, int argc, char **argv)
+{
+    const char *prog = prog_name(argc > 0 ? argv[0] : NULL);
+    for (const vial_option *o = cfg->options; o && o->name; o++) {
+        for (size_t k = 0; k < NOPTS; k++) {
+            const char *n = server_opts[k].name;
+            if (!strcmp(o->name, n) || (!strncmp(o->name, "no-", 3) && !strcmp(o->name + 3, n)) ||
+                !strcmp(o->name, "help"))
+                return usage_error(prog, "the app's option --%s%s is one of vial's", o->name, "");
+        }
+        if (!o->dest)
+            return usage_error(prog, "the app's option --%s%s has nowhere to store it", o->name, "");
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            print_help(cfg, prog);
+            exit(0);
+        }
+        if (strncmp(a, "--", 2) || !a[2])
+            return usage_error(prog, "unexpected argument %s%s", a, "");
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        /* A value comes after '=' or as the next argument, unless that looks
+         * like the next option: "--host --port 80" is a missing host. */
+        const char *next = i + 1 < argc && strncmp(argv[i + 1], "--", 2) ? argv[i + 1] : NULL;
+
+        const server_opt *so = NULL;
+        int negated = 0;
+        for (size_t k = 0; k < NOPTS && !so; k++) {
+            if (match(name, len, server_opts[k].name))
+                so = &server_opts[k];
+            else if (server_opts[k].kind == OPT_BOOL && len > 3 && !memcmp(name, "no-", 3) &&
+                     match(name + 3, len - 3, server_opts[k].name))
+                so = &server_opts[k], negated = 1;
+        }
+        if (so && so->kind == OPT_BOOL) {
+            if (eq)
+                return usage_error(prog, "--%s%s takes no value", negated ? "no-" : "", so->name);
+            *(int *)((char *)cfg + so->off) = !negated;
+            continue;
+        }
+        if (so) {
+            const char *v = eq ? eq + 1 : next;
+            if (!eq && v)
+                i++;
+            if (set_server_opt(cfg, so, v) < 0)
+                return bad_value(prog, so);
+            continue;
+        }
+        const vial_option *ao = NULL;
+        for (const vial_option *o = cfg->options; o && o->name && !ao; o++)
+            if (match(name, len, o->name))
+                ao = o;
+        if (!ao) {
+            char shown[64];
+            snprintf(shown, sizeof shown, "--%.*s", (int)(len < 48 ? len : 48), name);
+            return usage_error(prog, "unknown option %s%s", shown, "");
+        }
+        if (!ao->arg) {
+            if (eq)
+                return usage_error(prog, "--%s takes no value%s", ao->name, "");
+            *(int *)ao->dest = 1;
+            continue;
+        }
+        const char *v = eq ? eq + 1 : next;
+        if (!v)
+            return usage_error(prog, "--%s needs %s", ao->name, ao->arg);
+        if (!eq)
+            i++;
+        *(const char **)ao->dest = v;
+    }
+    return 0;
+}
