@@ -12,6 +12,7 @@
 #include "app/multipart.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -254,11 +255,21 @@ static int write_all(int fd, const char *p, size_t n)
  * memory already, so this costs a write to the page cache; a streaming
  * version would offload it. The unlink is registered before anything can
  * fail, so no file outlives the request. */
+static const char *tmpdir;
+static pthread_once_t tmpdir_once = PTHREAD_ONCE_INIT;
+
+/* Read once: getenv while another thread calls setenv is undefined, and
+ * every upload would otherwise ask again. */
+static void read_tmpdir(void)
+{
+    const char *d = getenv("TMPDIR");
+    tmpdir = d && *d ? strdup(d) : NULL;
+}
+
 static int spill(part_ctx *c)
 {
-    const char *dir = getenv("TMPDIR");
-    if (!dir || !*dir)
-        dir = "/tmp";
+    pthread_once(&tmpdir_once, read_tmpdir);
+    const char *dir = tmpdir ? tmpdir : "/tmp";
     size_t dl = strlen(dir);
     char *path = vial_arena_alloc(&c->rq->arena, dl + sizeof "/vial-upload-XXXXXX");
     if (!path)

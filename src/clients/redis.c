@@ -46,6 +46,7 @@
 #include "runtime/coro.h"
 #include "runtime/fdwait.h"
 #include "runtime/loop.h"
+#include "runtime/numfmt.h"
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -1249,7 +1250,12 @@ static int cmd_fmt(vial_req *rq, vial_redis *r, rconn *lc, vial_redis_reply **ou
     if (!self)
         return -EPERM;
     char *cmd = NULL;
+    /* hiredis formats %f, %g... with vsnprintf: in the C locale, so a
+     * 3.25 reaches Redis as "3.25" whatever the app's setlocale said */
+    locale_t c = vial_c_locale(), old = c ? uselocale(c) : (locale_t)0;
     int len = redisvFormatCommand(&cmd, fmt, ap);
+    if (c)
+        uselocale(old);
     if (len < 0)
         return -EINVAL; /* a bad format (or no memory, which hiredis does not tell apart) */
     int rc = dispatch(rq, self, r, lc, out, cmd, (size_t)len);
