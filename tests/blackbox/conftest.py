@@ -43,8 +43,9 @@ def free_port():
 class ServerProcess:
     """One running `conformance` instance with its stderr captured to a file."""
 
-    def __init__(self, logdir):
+    def __init__(self, logdir, env=None):
         self.logdir = Path(logdir)
+        self.env = env  # the process environment, None: this one's
         self.proc = None
         self.port = None
         self.host = "127.0.0.1"
@@ -92,7 +93,7 @@ class ServerProcess:
             t0 = time.monotonic()
             self.proc = subprocess.Popen(
                 [str(binary), "--host", self.host, "--port", str(self.port)],
-                stdin=subprocess.DEVNULL, stdout=self.log_file, stderr=self.log_file,
+                stdin=subprocess.DEVNULL, stdout=self.log_file, stderr=self.log_file, env=self.env,
             )
             err = self._wait_ready(t0)
             if err is None:
@@ -200,8 +201,8 @@ def spawn_server(server_logdir):
     """Factory for private server instances (for shutdown tests). Killed at teardown."""
     started = []
 
-    def spawn():
-        s = ServerProcess(server_logdir).start()
+    def spawn(env=None):
+        s = ServerProcess(server_logdir, env).start()
         started.append(s)
         return s
 
