@@ -371,6 +371,9 @@ const vial_jv *vial_jv_value_at(const vial_jv *v, size_t i);         /* object v
  * response. NULL when out of memory. */
 void *vial_alloc(vial_req *rq, size_t size);
 char *vial_strdup(vial_req *rq, const char *s);
+/* vial_sprintf, vial_text and vial_stream_printf format in the C locale:
+ * "%.2f" writes "3.25" (as a Python f-string would) even after the
+ * application called setlocale(LC_ALL, "") under a comma-decimal locale. */
 char *vial_sprintf(vial_req *rq, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* --- response --------------------------------------------------------------- */

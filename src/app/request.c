@@ -4,6 +4,7 @@
 #include "app/utf8.h"
 #include "runtime/loop.h"
 #include "runtime/coro.h"
+#include "runtime/numfmt.h"
 #include "http/server.h"
 
 #include <errno.h>
@@ -323,11 +324,11 @@ char *vial_sprintf(vial_req *rq, const char *fmt, ...)
     va_list ap, ap2;
     va_start(ap, fmt);
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vial_vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
     char *out = n >= 0 ? vial_arena_alloc(&rq->arena, (size_t)n + 1) : NULL;
     if (out)
-        vsnprintf(out, (size_t)n + 1, fmt, ap2);
+        vial_vsnprintf(out, (size_t)n + 1, fmt, ap2);
     va_end(ap2);
     return out;
 }

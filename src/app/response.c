@@ -3,6 +3,7 @@
 #include "app/app.h"
 #include "http/server.h"
 #include "runtime/coro.h"
+#include "runtime/numfmt.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -143,14 +144,14 @@ static int res_vprintf(vial_res *rs, const char *fmt, va_list ap)
     va_list ap2;
     va_copy(ap2, ap);
     char small[256];
-    int n = vsnprintf(small, sizeof small, fmt, ap);
+    int n = vial_vsnprintf(small, sizeof small, fmt, ap);
     int r = 0;
     if (n < 0)
         r = -EINVAL;
     else if ((size_t)n < sizeof small)
         r = vial_res_append(rs, small, (size_t)n);
     else if ((r = body_reserve(rs, (size_t)n + 1)) == 0) {
-        vsnprintf(rs->body + rs->body_len, (size_t)n + 1, fmt, ap2);
+        vial_vsnprintf(rs->body + rs->body_len, (size_t)n + 1, fmt, ap2);
         rs->body_len += (size_t)n;
     }
     va_end(ap2);
@@ -220,7 +221,7 @@ int vial_stream_printf(vial_res *rs, const char *fmt, ...)
     char small[512];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
+    int n = vial_vsnprintf(small, sizeof small, fmt, ap);
     va_end(ap);
     if (n < 0)
         return -EINVAL;
@@ -230,7 +231,7 @@ int vial_stream_printf(vial_res *rs, const char *fmt, ...)
     if (!big)
         return -ENOMEM;
     va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    vial_vsnprintf(big, (size_t)n + 1, fmt, ap);
     va_end(ap);
     return vial_stream_write(rs, big, (size_t)n);
 }

@@ -10,7 +10,7 @@
 
 /* --- integers ------------------------------------------------------------------ */
 
-size_t vial_fmt_u64(char out[VIAL_FMT_INT_SIZE], uint64_t v)
+static size_t digits(char *out, uint64_t v)
 {
     char tmp[VIAL_FMT_INT_SIZE];
     size_t n = 0;
@@ -24,13 +24,18 @@ size_t vial_fmt_u64(char out[VIAL_FMT_INT_SIZE], uint64_t v)
     return n;
 }
 
+size_t vial_fmt_u64(char out[VIAL_FMT_INT_SIZE], uint64_t v)
+{
+    return digits(out, v);
+}
+
 size_t vial_fmt_i64(char out[VIAL_FMT_INT_SIZE], int64_t v)
 {
     if (v >= 0)
-        return vial_fmt_u64(out, (uint64_t)v);
+        return digits(out, (uint64_t)v);
     out[0] = '-';
     /* 0 - (uint64_t)v: INT64_MIN has no positive int64 */
-    return 1 + vial_fmt_u64(out + 1, 0 - (uint64_t)v);
+    return 1 + digits(out + 1, 0 - (uint64_t)v);
 }
 
 /* --- the C locale ------------------------------------------------------------------ */
@@ -47,6 +52,15 @@ locale_t vial_c_locale(void)
 {
     pthread_once(&c_once, make_c_locale);
     return c_loc;
+}
+
+int vial_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
+{
+    locale_t c = vial_c_locale(), old = c ? uselocale(c) : (locale_t)0;
+    int n = vsnprintf(buf, size, fmt, ap);
+    if (c)
+        uselocale(old);
+    return n;
 }
 
 double vial_parse_double(const char *s, char **end)

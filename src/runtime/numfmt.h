@@ -11,6 +11,7 @@
 #define VIAL_RUNTIME_NUMFMT_H
 
 #include <locale.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +35,12 @@ size_t vial_fmt_double(char out[VIAL_FMT_DOUBLE_SIZE], double v);
 
 /* strtod with '.' as the decimal point whatever the locale says. */
 double vial_parse_double(const char *s, char **end);
+
+/* vsnprintf in the C locale: what vial's printf-style APIs (vial_text,
+ * vial_sprintf, vial_stream_printf) format with, so "%.2f" is "3.25" as in
+ * Python's f-strings, whatever the process locale. */
+int vial_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 /* The C locale as a locale_t, for code vial does not own that formats with
  * printf (hiredis's %f): `locale_t old = uselocale(vial_c_locale()); ...;

@@ -90,6 +90,22 @@ static void check_parse(void)
     assert_string_equal(end, ",25");
 }
 
+static int vfmt(char *buf, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int r = vial_vsnprintf(buf, n, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+static void check_printf(void)
+{
+    char buf[64];
+    assert_int_equal(vfmt(buf, sizeof buf, "%.2f|%g|%s|%d", 3.25, 0.5, "x", 7), 12);
+    assert_string_equal(buf, "3.25|0.5|x|7");
+}
+
 static void check_ints(void)
 {
     char buf[VIAL_FMT_INT_SIZE];
@@ -147,6 +163,7 @@ static void test_c_locale(void **state)
     check_round_trips();
     check_parse();
     check_dates();
+    check_printf();
 }
 
 /* de_DE.UTF-8 from the system, or compiled by scripts/de-locale.sh into a
@@ -190,6 +207,7 @@ static void test_comma_locale(void **state)
     check_round_trips();
     check_parse();
     check_dates();
+    check_printf();
     /* and the thread's locale is given back */
     snprintf(probe, sizeof probe, "%.2f", 3.25);
     assert_string_equal(probe, "3,25");
