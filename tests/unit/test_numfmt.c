@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "runtime/numfmt.h"
+#include "de_locale.h"
 
 static void fmt_is(double v, const char *want)
 {
@@ -166,35 +167,10 @@ static void test_c_locale(void **state)
     check_printf();
 }
 
-/* de_DE.UTF-8 from the system, or compiled by scripts/de-locale.sh into a
- * directory then named by LOCPATH. */
-static int german_numeric(void)
-{
-    if (setlocale(LC_ALL, "de_DE.UTF-8"))
-        return 1;
-    char cmd[4096], dir[4096] = "";
-    const char *src = __FILE__; /* .../tests/unit/test_numfmt.c */
-    const char *cut = strstr(src, "tests/unit/");
-    if (!cut)
-        return 0;
-    snprintf(cmd, sizeof cmd, "sh '%.*sscripts/de-locale.sh'", (int)(cut - src), src);
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return 0;
-    if (!fgets(dir, sizeof dir, p))
-        dir[0] = 0;
-    if (pclose(p) != 0)
-        return 0;
-    dir[strcspn(dir, "\n")] = 0;
-    if (dir[0])
-        setenv("LOCPATH", dir, 1);
-    return setlocale(LC_ALL, "de_DE.UTF-8") != NULL;
-}
-
 static void test_comma_locale(void **state)
 {
     (void)state;
-    if (!german_numeric()) {
+    if (!vial_test_german_locale()) {
         fprintf(stderr, "de_DE.UTF-8 unavailable (see scripts/de-locale.sh): skipped\n");
         skip();
     }
