@@ -6,6 +6,7 @@
  * a cookie or Location the caller did not mean (split by a CR/LF, a stray ';'
  * starting a bogus attribute) is a bug to report, not to repair. */
 #include "app/session.h"
+#include "runtime/ascii.h"
 #include "app/app.h"
 #include "http/server.h"
 
@@ -171,7 +172,7 @@ static const char *canonical_same_site(const char *s)
 {
     static const char *const names[] = {"Lax", "Strict", "None"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (!strcasecmp(s, names[i]))
+        if (!vial_ascii_casecmp(s, names[i]))
             return names[i];
     return NULL;
 }
@@ -248,7 +249,7 @@ int vial_redirect(vial_res *rs, const char *location, int status)
     /* A second redirect replaces the first: one Location only. */
     int r = 0;
     uint32_t i = 0;
-    while (i < rs->nheaders && strcasecmp(rs->headers[i].name, "Location"))
+    while (i < rs->nheaders && vial_ascii_casecmp(rs->headers[i].name, "Location"))
         i++;
     if (i < rs->nheaders) {
         size_t n = strlen(location);

@@ -30,6 +30,7 @@
  * (through yajl_alloc_funcs), so nothing needs freeing after a parse except
  * the scratch stack, freed before returning. */
 #include "app/app.h"
+#include "runtime/ascii.h"
 #include "app/utf8.h"
 #include "runtime/numfmt.h"
 
@@ -523,12 +524,12 @@ static int json_media_type(const vial_http_field *h)
         v++, n--;
     while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
         n--;
-    if (n < 16 || strncasecmp(v, "application/", 12))
+    if (n < 16 || vial_ascii_ncasecmp(v, "application/", 12))
         return 0;
     if (n == 16)
-        return !strncasecmp(v + 12, "json", 4);
+        return !vial_ascii_ncasecmp(v + 12, "json", 4);
     /* application/<x>+json: a non-empty x without '/' or whitespace */
-    if (n < 18 || strncasecmp(v + n - 5, "+json", 5))
+    if (n < 18 || vial_ascii_ncasecmp(v + n - 5, "+json", 5))
         return 0;
     for (size_t i = 12; i < n - 5; i++)
         if (v[i] == '/' || v[i] == ' ' || v[i] == '\t')

@@ -1,6 +1,7 @@
 /* The request object: lazily decoded views of the parsed head. Everything is
  * computed on first use and kept in the request's arena. */
 #include "app/app.h"
+#include "runtime/ascii.h"
 #include "app/utf8.h"
 #include "runtime/loop.h"
 #include "runtime/coro.h"
@@ -116,7 +117,7 @@ const char *vial_req_header(vial_req *rq, const char *name)
     unsigned count = 0;
     for (unsigned i = 0; i < rq->head.nheaders; i++) {
         const vial_http_field *h = &rq->head.headers[i];
-        if (h->name.len == nlen && !strncasecmp(h->name.p, name, nlen)) {
+        if (h->name.len == nlen && !vial_ascii_ncasecmp(h->name.p, name, nlen)) {
             if (!first)
                 first = h;
             total += h->value.len + 2;
@@ -132,7 +133,7 @@ const char *vial_req_header(vial_req *rq, const char *name)
         return NULL;
     for (unsigned i = 0; i < rq->head.nheaders; i++) {
         const vial_http_field *h = &rq->head.headers[i];
-        if (h->name.len == nlen && !strncasecmp(h->name.p, name, nlen)) {
+        if (h->name.len == nlen && !vial_ascii_ncasecmp(h->name.p, name, nlen)) {
             if (o != out) {
                 *o++ = ',';
                 *o++ = ' ';

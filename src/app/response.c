@@ -1,6 +1,7 @@
 /* The response object: status, headers and a body in the request's arena,
  * plus the streaming calls that hand bytes to the connection at once. */
 #include "app/app.h"
+#include "runtime/ascii.h"
 #include "http/server.h"
 #include "runtime/coro.h"
 #include "runtime/numfmt.h"
@@ -31,7 +32,7 @@ int vial_res_header(vial_res *rs, const char *name, const char *value)
     size_t vl = strcspn(value, "\r\n"); /* one pass: length and injection check */
     if (value[vl])
         return -EINVAL; /* header injection is never what the caller meant */
-    if (!strcasecmp(name, "Content-Type")) {
+    if (!vial_ascii_casecmp(name, "Content-Type")) {
         rs->content_type = vial_arena_strndup(res_arena(rs), value, vl);
         return rs->content_type ? 0 : -ENOMEM;
     }
@@ -60,11 +61,11 @@ int vial_res_header(vial_res *rs, const char *name, const char *value)
 
 int vial_res_set_header(vial_res *rs, const char *name, const char *value)
 {
-    if (!strcasecmp(name, "Content-Type"))
+    if (!vial_ascii_casecmp(name, "Content-Type"))
         return vial_res_header(rs, name, value);
     uint32_t o = 0;
     for (uint32_t i = 0; i < rs->nheaders; i++)
-        if (strcasecmp(rs->headers[i].name, name))
+        if (vial_ascii_casecmp(rs->headers[i].name, name))
             rs->headers[o++] = rs->headers[i];
     rs->nheaders = o;
     return vial_res_header(rs, name, value);
@@ -72,10 +73,10 @@ int vial_res_set_header(vial_res *rs, const char *name, const char *value)
 
 const char *vial_res_get_header(vial_res *rs, const char *name)
 {
-    if (!strcasecmp(name, "Content-Type"))
+    if (!vial_ascii_casecmp(name, "Content-Type"))
         return rs->content_type;
     for (uint32_t i = 0; i < rs->nheaders; i++)
-        if (!strcasecmp(rs->headers[i].name, name))
+        if (!vial_ascii_casecmp(rs->headers[i].name, name))
             return rs->headers[i].value;
     return NULL;
 }

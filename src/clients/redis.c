@@ -42,6 +42,7 @@
  *     callback) into one malloc'd block, freed at request end through
  *     vial_exchange_defer or earlier by vial_redis_reply_free. */
 #include "vial/redis.h"
+#include "runtime/ascii.h"
 #include "http/exchange.h"
 #include "runtime/coro.h"
 #include "runtime/fdwait.h"
@@ -914,7 +915,7 @@ typedef struct span {
 static int span_is(span s, const char *word)
 {
     size_t n = strlen(word);
-    return s.n == n && strncasecmp(s.p, word, n) == 0;
+    return s.n == n && vial_ascii_ncasecmp(s.p, word, n) == 0;
 }
 
 /* Iterates the arguments of a RESP-formatted command ("*N\r\n$len\r\n...").
@@ -1399,11 +1400,11 @@ static void sub_cb(redisAsyncContext *ac, void *reply, void *priv)
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 || !is_str(r->element[0]))
         return;
     const char *what = r->element[0]->str;
-    if (!strcasecmp(what, "subscribe") || !strcasecmp(what, "psubscribe")) {
+    if (!vial_ascii_casecmp(what, "subscribe") || !vial_ascii_casecmp(what, "psubscribe")) {
         s->confirmed++;
-    } else if (!strcasecmp(what, "message") && is_str(r->element[1]) && is_str(r->element[2])) {
+    } else if (!vial_ascii_casecmp(what, "message") && is_str(r->element[1]) && is_str(r->element[2])) {
         sub_enqueue(s, NULL, r->element[1], r->element[2]);
-    } else if (!strcasecmp(what, "pmessage") && r->elements >= 4 && is_str(r->element[1]) &&
+    } else if (!vial_ascii_casecmp(what, "pmessage") && r->elements >= 4 && is_str(r->element[1]) &&
                is_str(r->element[2]) && is_str(r->element[3])) {
         sub_enqueue(s, r->element[1], r->element[2], r->element[3]);
     } else {

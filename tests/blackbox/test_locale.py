@@ -3,7 +3,9 @@
 The conformance app calls setlocale(LC_ALL, "") first thing, as many C
 programs do. Run under LC_ALL=de_DE.UTF-8 (decimal comma, German day and
 month names), every byte vial writes must still be the same: the Date header,
-Last-Modified, a cookie's Expires, and JSON numbers.
+Last-Modified, a cookie's Expires, and JSON numbers. Under tr_TR.UTF-8
+(whose 'I' is not the capital of 'i'), header names and media types must
+still match case-insensitively.
 """
 
 import email.utils
@@ -20,19 +22,24 @@ from httpkit import IMF_FIXDATE, check_common, connect, req
 MTIME = 1700000000  # Tue, 14 Nov 2023 22:13:20 GMT
 
 
-@pytest.fixture(scope="module")
-def german_env():
-    """The environment that makes de_DE.UTF-8 the server's locale, or a skip."""
-    run = subprocess.run(["sh", str(REPO_ROOT / "scripts" / "de-locale.sh")], capture_output=True, text=True)
+def locale_env(name):
+    """The environment that makes <name>.UTF-8 the server's locale, or a skip."""
+    run = subprocess.run(["sh", str(REPO_ROOT / "scripts" / "mklocale.sh"), name], capture_output=True, text=True)
     if run.returncode != 0:
-        pytest.skip("de_DE.UTF-8 cannot be made here (scripts/de-locale.sh; Debian package `locales`)")
+        pytest.skip("%s.UTF-8 cannot be made here (scripts/mklocale.sh; Debian package `locales`)" % name)
     env = dict(os.environ)
     for k in list(env):
         if k.startswith("LC_") or k in ("LANG", "LANGUAGE"):
             del env[k]
-    env["LC_ALL"] = "de_DE.UTF-8"
+    env["LC_ALL"] = name + ".UTF-8"
     if run.stdout.strip():
         env["LOCPATH"] = run.stdout.strip()
+    return env
+
+
+@pytest.fixture(scope="module")
+def german_env():
+    env = locale_env("de_DE")
     # The test means something only if a C program really gets German names
     # and a decimal comma under this environment.
     probe = subprocess.run(["date", "-u", "-d", "@0", "+%a %b"], env=env, capture_output=True, text=True)
@@ -56,6 +63,17 @@ def german_server(german_env, static_dir, server_logdir):
     from conftest import ServerProcess
 
     env = dict(german_env, CONFORMANCE_STATIC_DIR=str(static_dir))
+    srv = ServerProcess(server_logdir, env).start()
+    yield srv.addr
+    srv.kill()
+
+
+@pytest.fixture(scope="module")
+def turkish_server(static_dir, server_logdir):
+    """Under tr_TR.UTF-8, glibc's strcasecmp does not fold 'I' to 'i'."""
+    from conftest import ServerProcess
+
+    env = dict(locale_env("tr_TR"), CONFORMANCE_STATIC_DIR=str(static_dir))
     srv = ServerProcess(server_logdir, env).start()
     yield srv.addr
     srv.kill()
@@ -109,3 +127,21 @@ def test_cookie_expires_is_english(german_server):
     cookies = r.header_list("set-cookie")
     assert len(cookies) == 1, r
     assert "; Expires=Thu, 01 Jan 1970 00:00:00 GMT" in cookies[0], cookies
+
+
+# Header names and media types are ASCII case-insensitive whatever LC_CTYPE
+# says (vial used strcasecmp, which in tr_TR.UTF-8 does not match 'I' and 'i').
+
+def test_turkish_header_names_match(turkish_server):
+    want = email.utils.formatdate(MTIME, usegmt=True)
+    r = get(turkish_server, "/static/hello.txt", headers=[("IF-MODIFIED-SINCE", want)])
+    assert r.status == 304, r
+    r = get(turkish_server, "/static/hello.txt", headers=[("if-modified-since", want)])
+    assert r.status == 304, r
+
+
+def test_turkish_media_type_matches(turkish_server):
+    r = get(turkish_server, "/json", "POST", b'{"i": 1.5}', [("Content-Type", "APPLICATION/JSON")])
+    assert r.status == 200, r
+    assert r.body == b'{"json":{"i":1.5}}', r.body
+    check_common(r)

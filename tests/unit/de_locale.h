@@ -1,6 +1,6 @@
 /* For tests that check vial's output does not follow the process locale:
  * switches the whole process to de_DE.UTF-8 (decimal comma, German names),
- * from the system or compiled by scripts/de-locale.sh into a directory named
+ * from the system or compiled by scripts/mklocale.sh into a directory named
  * by LOCPATH. Returns 0 when the locale cannot be had (the test then skips).
  * Undo with setlocale(LC_ALL, "C"). */
 #ifndef VIAL_TEST_DE_LOCALE_H
@@ -20,7 +20,7 @@ static int vial_test_german_locale(void)
     const char *cut = strstr(src, "tests/unit/");
     if (!cut)
         return 0;
-    snprintf(cmd, sizeof cmd, "sh '%.*sscripts/de-locale.sh'", (int)(cut - src), src);
+    snprintf(cmd, sizeof cmd, "sh '%.*sscripts/mklocale.sh'", (int)(cut - src), src);
     FILE *p = popen(cmd, "r");
     if (!p)
         return 0;

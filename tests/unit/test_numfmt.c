@@ -171,7 +171,7 @@ static void test_comma_locale(void **state)
 {
     (void)state;
     if (!vial_test_german_locale()) {
-        fprintf(stderr, "de_DE.UTF-8 unavailable (see scripts/de-locale.sh): skipped\n");
+        fprintf(stderr, "de_DE.UTF-8 unavailable (see scripts/mklocale.sh): skipped\n");
         skip();
     }
     /* the locale really is comma-decimal, or this test proves nothing */
