@@ -13,8 +13,8 @@
 #include "app/multipart.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,10 +252,6 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-/* Moves the current part's bytes to a new temporary file. The body is in
- * memory already, so this costs a write to the page cache; a streaming
- * version would offload it. The unlink is registered before anything can
- * fail, so no file outlives the request. */
 static const char *tmpdir;
 static pthread_once_t tmpdir_once = PTHREAD_ONCE_INIT;
 
@@ -267,6 +263,10 @@ static void read_tmpdir(void)
     tmpdir = d && *d ? strdup(d) : NULL;
 }
 
+/* Moves the current part's bytes to a new temporary file. The body is in
+ * memory already, so this costs a write to the page cache; a streaming
+ * version would offload it. The unlink is registered before anything can
+ * fail, so no file outlives the request. */
 static int spill(part_ctx *c)
 {
     pthread_once(&tmpdir_once, read_tmpdir);
