@@ -112,6 +112,10 @@ static int equal(const vial_jv *a, const vial_jv *b)
         return vial_jv_int(a) == vial_jv_int(b);
     case VIAL_JREAL:
         return vial_jv_real(a) == vial_jv_real(b);
+    case VIAL_JBIGINT: {
+        const char *sa = vial_jv_bigint(a, &la), *sb = vial_jv_bigint(b, &lb);
+        return la == lb && !memcmp(sa, sb, la);
+    }
     case VIAL_JSTRING: {
         const char *sa = vial_jv_str(a, &la), *sb = vial_jv_str(b, &lb);
         return la == lb && !memcmp(sa, sb, la) && sa[la] == 0;

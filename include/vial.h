@@ -448,9 +448,19 @@ const vial_file *vial_req_file(vial_req *rq, const char *field);
  * makes a file. */
 int vial_req_parse_form(vial_req *rq);
 
-/* Parsed JSON (RFC 8259, strict). */
+/* Parsed JSON (RFC 8259, strict). Numbers keep what they are:
+ *   VIAL_JINT     an integer (no '.', no exponent) that fits int64, exact;
+ *   VIAL_JREAL    a number with a fraction or an exponent ("1.0", "2e3"):
+ *                 the correctly rounded double, written back by
+ *                 vial_json_value as a float ("1.0" stays "1.0"); a
+ *                 magnitude beyond the double range (1e400) is a 400;
+ *   VIAL_JBIGINT  an integer beyond int64: kept as its source text
+ *                 (vial_jv_bigint) and written back byte for byte, never
+ *                 rounded to a double behind the app's back.
+ * Numbers are read with '.' whatever the application's locale. */
 typedef enum vial_jtype {
-    VIAL_JNULL, VIAL_JFALSE, VIAL_JTRUE, VIAL_JINT, VIAL_JREAL, VIAL_JSTRING, VIAL_JARRAY, VIAL_JOBJECT
+    VIAL_JNULL, VIAL_JFALSE, VIAL_JTRUE, VIAL_JINT, VIAL_JREAL, VIAL_JSTRING, VIAL_JARRAY, VIAL_JOBJECT,
+    VIAL_JBIGINT
 } vial_jtype;
 
 /* Parses the body as JSON. Returns 0 with *out set; VIAL_EHTTP(415) when the
@@ -464,8 +474,17 @@ int vial_req_json(vial_req *rq, const vial_jv **out);
 const char *vial_req_json_error(vial_req *rq);
 
 vial_jtype vial_jv_type(const vial_jv *v);
-int64_t vial_jv_int(const vial_jv *v);          /* VIAL_JINT */
-double vial_jv_real(const vial_jv *v);          /* VIAL_JREAL (or JINT, converted) */
+/* VIAL_JINT; a VIAL_JREAL in range truncated like a C cast; 0 for anything
+ * else, a VIAL_JBIGINT included (check the type when it matters). */
+int64_t vial_jv_int(const vial_jv *v);
+/* VIAL_JREAL; a VIAL_JINT or VIAL_JBIGINT converted to the nearest double
+ * (±HUGE_VAL beyond the double range): asking for a double is asking for
+ * the rounding. 0 for anything else. */
+double vial_jv_real(const vial_jv *v);
+/* VIAL_JBIGINT: its decimal text exactly as in the body ('-'? digits,
+ * NUL-terminated), e.g. for a bignum library or a NUMERIC parameter; NULL
+ * (and *len 0) for any other type. */
+const char *vial_jv_bigint(const vial_jv *v, size_t *len);
 const char *vial_jv_str(const vial_jv *v, size_t *len); /* VIAL_JSTRING; NUL-terminated copy, may hold NULs */
 /* The accessors accept NULL and read it as JSON null, so lookups chain:
  * vial_jv_int(vial_jv_get(vial_jv_get(doc, "a"), "b")). Duplicate object keys
@@ -483,6 +502,9 @@ const vial_jv *vial_jv_value_at(const vial_jv *v, size_t i);         /* object v
  * response. NULL when out of memory. */
 void *vial_alloc(vial_req *rq, size_t size);
 char *vial_strdup(vial_req *rq, const char *s);
+/* vial_sprintf, vial_text and vial_stream_printf format in the C locale:
+ * "%.2f" writes "3.25" (as a Python f-string would) even after the
+ * application called setlocale(LC_ALL, "") under a comma-decimal locale. */
 char *vial_sprintf(vial_req *rq, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Copies n bytes of s into the arena and adds a NUL (s need not end at n). */
 char *vial_strndup(vial_req *rq, const char *s, size_t n);
@@ -613,10 +635,17 @@ void vial_json_keyn(vial_json *j, const char *key, size_t len);
 void vial_json_str(vial_json *j, const char *s);
 void vial_json_strn(vial_json *j, const char *s, size_t len);
 void vial_json_int(vial_json *j, int64_t v);
+/* The shortest text that reads back as exactly v, as Python's repr and
+ * Flask's jsonify write it: 3.25, 0.1, 1.0 (an integral double stays a
+ * float), 1e+300, 1e-05, -0.0. Always '.', whatever setlocale said. NaN and
+ * the infinities have no JSON form: they stick -EDOM in the writer
+ * (vial_json_finish returns it) instead of writing something invalid. */
 void vial_json_double(vial_json *j, double v);
 void vial_json_bool(vial_json *j, int v);
 void vial_json_null(vial_json *j);
-/* Returns 0 when the document is complete and was written, -EINVAL/-ENOMEM. */
+/* Returns 0 when the document is complete and was written, -EINVAL (a
+ * misplaced key or value, an unclosed level), -EDOM (a NaN or infinite
+ * double) or -ENOMEM. */
 int vial_json_finish(vial_json *j);
 
 /* Writes a parsed JSON value (see vial_req_json) as the next value. */

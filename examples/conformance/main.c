@@ -6,6 +6,7 @@
 #include <vial.h>
 
 #include <errno.h>
+#include <locale.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -1044,6 +1045,11 @@ static vial_app *build_app(void)
         e |= vial_bp_route_as(api, "GET /lifecycle", api_lifecycle, "lifecycle", VIAL_ASYNC);
         e |= vial_bp_route_as(api, "GET /forbidden", api_forbidden, "forbidden", VIAL_SYNC);
     }
+    /* Static files (Last-Modified, ETag, ranges) when the test names a
+     * directory; read here, before vial_run, like any setting. */
+    const char *static_dir = getenv("CONFORMANCE_STATIC_DIR");
+    if (static_dir && *static_dir)
+        e |= vial_static(app, "/static", static_dir);
     if (e) {
         fprintf(stderr, "conformance: registering the app failed\n");
         vial_app_free(app);
@@ -1054,6 +1060,10 @@ static vial_app *build_app(void)
 
 int main(int argc, char **argv)
 {
+    /* What many C programs do first, and what must not change a byte vial
+     * writes: under LC_ALL=de_DE.UTF-8 printf's decimal point is a comma and
+     * strftime's day names are German (tests/blackbox/test_locale.py). */
+    setlocale(LC_ALL, "");
     vial_config cfg = vial_config_default();
     if (vial_config_args(&cfg, argc, argv) != 0)
         return 2;

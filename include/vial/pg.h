@@ -123,7 +123,9 @@ void vial_pg_free(vial_pg *db);
  * awaits its result. One statement per call (several separated by ';' are an
  * error in the extended protocol: 42601). out may be NULL when the rows are
  * not wanted. Returns 0 with *out set, or a negative error (see above).
- * params must stay valid until the call returns (they may be on the stack). */
+ * params must stay valid until the call returns (they may be on the stack).
+ * Write numbers with vial_sprintf (C locale: "3.25" always), not snprintf,
+ * which follows the application's setlocale ("3,25" is not a float8). */
 int vial_pg_query(vial_req *rq, vial_pg *db, vial_pg_result **out, const char *sql, int nparams,
                   const char *const *params);
 

@@ -126,4 +126,8 @@ char *vial_url_decode(vial_arena *a, const char *src, size_t n, int plus_space, 
  * changed. Called by dispatch after the after_request hooks. */
 int vial_session_save(vial_req *rq);
 
+/* JSON writer (json_writer.c): writes text[0..n), already a valid JSON
+ * number (a VIAL_JBIGINT's source text), as the next value. */
+void vial_json_raw_number(vial_json *j, const char *text, size_t n);
+
 #endif

@@ -1,11 +1,12 @@
 /* Response helpers that write headers with exact formats: Set-Cookie (set and
  * delete), redirects, aborts with a message, reason phrases, and the
- * HTTP-date (IMF-fixdate) formatter and parser shared with static.c.
+ * HTTP-date parser shared with static.c.
  *
  * Every value that ends up in a header is validated here rather than escaped:
  * a cookie or Location the caller did not mean (split by a CR/LF, a stray ';'
  * starting a bogus attribute) is a bug to report, not to repair. */
 #include "app/session.h"
+#include "runtime/ascii.h"
 #include "app/app.h"
 #include "http/server.h"
 
@@ -17,29 +18,11 @@
 
 /* --- HTTP dates --------------------------------------------------------------- */
 
-static const char wdays[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
 static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
-/* Written by hand instead of strftime: %a/%b follow the process locale, and
- * HTTP dates must be English whatever the application did with setlocale. */
-size_t vial_http_date(int64_t t, char out[VIAL_HTTP_DATE_SIZE])
-{
-    /* Four year digits: clamp to 0000-01-01 .. 9999-12-31 23:59:59, so a
-     * huge Expires stays far in the future instead of wrapping. */
-    if (t < -62167219200LL)
-        t = -62167219200LL;
-    if (t > 253402300799LL)
-        t = 253402300799LL;
-    time_t tt = (time_t)t;
-    struct tm tm;
-    if (!gmtime_r(&tt, &tm))
-        memset(&tm, 0, sizeof tm);
-    int n = snprintf(out, VIAL_HTTP_DATE_SIZE, "%s, %02d %s %04d %02d:%02d:%02d GMT",
-                     wdays[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
-                     tm.tm_hour, tm.tm_min, tm.tm_sec);
-    return n > 0 ? (size_t)n : 0;
-}
+/* Formatting (vial_http_date) lives in runtime/numfmt.c, shared with the
+ * Date header. */
 
 static int parse_digits(const char **pp, int min_digits, int max_digits, int *out)
 {
@@ -134,7 +117,10 @@ int vial_http_date_parse(const char *s, int64_t *out)
     if (*p || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 ||
         tm.tm_sec > 60)
         return -1;
-    *out = (int64_t)timegm(&tm);
+    /* not timegm: glibc's keeps a shared cache and takes the time-zone lock;
+     * out-of-range fields carry over the same way (Feb 30 = Mar 2) */
+    *out = vial_days_from_civil((int64_t)tm.tm_year + 1900, (unsigned)tm.tm_mon + 1, 1) * 86400 +
+           ((int64_t)tm.tm_mday - 1) * 86400 + (int64_t)tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec;
     return 0;
 }
 
@@ -186,7 +172,7 @@ static const char *canonical_same_site(const char *s)
 {
     static const char *const names[] = {"Lax", "Strict", "None"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (!strcasecmp(s, names[i]))
+        if (!vial_ascii_casecmp(s, names[i]))
             return names[i];
     return NULL;
 }
@@ -263,7 +249,7 @@ int vial_redirect(vial_res *rs, const char *location, int status)
     /* A second redirect replaces the first: one Location only. */
     int r = 0;
     uint32_t i = 0;
-    while (i < rs->nheaders && strcasecmp(rs->headers[i].name, "Location"))
+    while (i < rs->nheaders && vial_ascii_casecmp(rs->headers[i].name, "Location"))
         i++;
     if (i < rs->nheaders) {
         size_t n = strlen(location);

@@ -9,6 +9,7 @@
  * sent by HTTP/1.1 clients, but legal to receive) are read in order, as if
  * joined with "; " rather than the ", " that vial_req_header would use. */
 #include "app/app.h"
+#include "runtime/ascii.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -28,7 +29,7 @@ static int is_ows(char c)
 
 static int is_cookie_header(const vial_http_field *h)
 {
-    return h->name.len == 6 && !strncasecmp(h->name.p, "Cookie", 6);
+    return h->name.len == 6 && !vial_ascii_ncasecmp(h->name.p, "Cookie", 6);
 }
 
 static uint32_t hash_bytes(const char *s, size_t n)

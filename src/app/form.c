@@ -8,11 +8,13 @@
  * that grows past VIAL_FORM_SPILL bytes is written to a temporary file
  * instead, unlinked when the request ends. */
 #include "app/app.h"
+#include "runtime/ascii.h"
 #include "app/utf8.h"
 #include "app/multipart.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +62,7 @@ static int media_type_is(const char *v, size_t n, const char *type)
         v++, len--;
     while (len && is_ows(v[len - 1]))
         len--;
-    return len == strlen(type) && !strncasecmp(v, type, len);
+    return len == strlen(type) && !vial_ascii_ncasecmp(v, type, len);
 }
 
 /* Parameters of a header value "token *( ; name=value )", value a token or
@@ -145,7 +147,7 @@ static int next_param(vial_arena *a, const char **pp, const char *end, param *ou
 
 static int param_is(const param *pr, const char *name)
 {
-    return pr->name_len == strlen(name) && !strncasecmp(pr->name, name, pr->name_len);
+    return pr->name_len == strlen(name) && !vial_ascii_ncasecmp(pr->name, name, pr->name_len);
 }
 
 /* --- the form --------------------------------------------------------------- */
@@ -250,15 +252,25 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
+static const char *tmpdir;
+static pthread_once_t tmpdir_once = PTHREAD_ONCE_INIT;
+
+/* Read once: getenv while another thread calls setenv is undefined, and
+ * every upload would otherwise ask again. */
+static void read_tmpdir(void)
+{
+    const char *d = getenv("TMPDIR");
+    tmpdir = d && *d ? strdup(d) : NULL;
+}
+
 /* Moves the current part's bytes to a new temporary file. The body is in
  * memory already, so this costs a write to the page cache; a streaming
  * version would offload it. The unlink is registered before anything can
  * fail, so no file outlives the request. */
 static int spill(part_ctx *c)
 {
-    const char *dir = getenv("TMPDIR");
-    if (!dir || !*dir)
-        dir = "/tmp";
+    pthread_once(&tmpdir_once, read_tmpdir);
+    const char *dir = tmpdir ? tmpdir : "/tmp";
     size_t dl = strlen(dir);
     char *path = vial_arena_alloc(&c->rq->arena, dl + sizeof "/vial-upload-XXXXXX");
     if (!path)
@@ -339,13 +351,13 @@ static int parse_disposition(part_ctx *c, const char *v, size_t n)
 static int mp_header(void *ud, const char *name, size_t nl, const char *value, size_t vl)
 {
     part_ctx *c = ud;
-    if (nl == 19 && !strncasecmp(name, "Content-Disposition", 19)) {
+    if (nl == 19 && !vial_ascii_ncasecmp(name, "Content-Disposition", 19)) {
         if (c->has_disposition) /* the first one counts */
             return 0;
         c->has_disposition = 1;
         return parse_disposition(c, value, vl);
     }
-    if (nl == 12 && !strncasecmp(name, "Content-Type", 12) && !c->content_type) {
+    if (nl == 12 && !vial_ascii_ncasecmp(name, "Content-Type", 12) && !c->content_type) {
         if (!(c->content_type = vial_arena_strndup(&c->rq->arena, value, vl)))
             return FORM_E_NOMEM;
     }

@@ -5,8 +5,9 @@
  * parsers it was the fastest by 2-8x over jansson, it is a push parser
  * (iterative: constant stack on a 128 KiB coroutine stack, whatever the
  * nesting, and ready for bodies streamed from the socket), it hands numbers
- * over as text (so integers stay exact up to int64 and larger ones become
- * doubles instead of errors, which jansson cannot do), and strings with
+ * over as text (so integers stay exact up to int64 and larger ones are kept
+ * as their text, which jansson cannot do; yajl never calls strtod itself
+ * when given a number callback), and strings with
  * their length (\u0000 survives). Its gaps against the spec are closed
  * here: three by one pre-validation pass over the body, before yajl sees
  * it, one by a check after it:
@@ -29,13 +30,14 @@
  * (through yajl_alloc_funcs), so nothing needs freeing after a parse except
  * the scratch stack, freed before returning. */
 #include "app/app.h"
+#include "runtime/ascii.h"
 #include "app/utf8.h"
 #include "runtime/codec.h"
+#include "runtime/numfmt.h"
 
 #include <yajl/yajl_parse.h>
 
 #include <errno.h>
-#include <locale.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -83,7 +85,6 @@ struct vial_json_doc {
 
 static uint64_t sip_k0, sip_k1;
 static pthread_once_t sip_once = PTHREAD_ONCE_INIT;
-static locale_t c_locale;
 
 static void init_once(void)
 {
@@ -95,9 +96,6 @@ static void init_once(void)
     }
     sip_k0 = k[0];
     sip_k1 = k[1];
-    /* strtod follows LC_NUMERIC; JSON's '.' must not depend on the app's
-     * locale. */
-    c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
 }
 
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
@@ -338,14 +336,16 @@ static int cb_bool(void *ctx, int v)
 }
 
 /* Numbers arrive as validated JSON number text. Integers that fit int64 are
- * kept exactly; others (fractions, exponents, larger integers) become the
- * correctly rounded double (glibc's strtod), as Python's json does for
- * floats. A magnitude beyond the double range has no JSON representation to
- * send back, so it is rejected rather than turned into Infinity. */
+ * kept exactly; fractions and exponents become the correctly rounded double,
+ * as Python's json does for floats. A magnitude beyond the double range has
+ * no JSON representation to send back, so it is rejected rather than turned
+ * into Infinity. Integers beyond int64 are kept as their text (VIAL_JBIGINT):
+ * rounding them to a double would silently change an id or an amount. */
 static int cb_number(void *ctx, const char *s, size_t n)
 {
     builder *b = ctx;
-    if (!memchr(s, '.', n) && !memchr(s, 'e', n) && !memchr(s, 'E', n)) {
+    int integral = !memchr(s, '.', n) && !memchr(s, 'e', n) && !memchr(s, 'E', n);
+    if (integral) {
         int neg = s[0] == '-';
         uint64_t x = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
         size_t i = (size_t)neg;
@@ -359,13 +359,17 @@ static int cb_number(void *ctx, const char *s, size_t n)
             int64_t v = neg ? (int64_t)(0 - x) : (int64_t)x;
             return push(b, (vial_jv){.type = VIAL_JINT, .u.i = v});
         }
+        char *t = vial_arena_strndup(b->a, s, n);
+        if (!t)
+            return stop(b, "out of memory", 500);
+        return push(b, (vial_jv){.type = VIAL_JBIGINT, .n = n, .u.s = t});
     }
     char small[64], *z = small;
     if (n >= sizeof small && !(z = vial_arena_alloc(b->a, n + 1)))
         return stop(b, "out of memory", 500);
     memcpy(z, s, n);
     z[n] = 0;
-    double d = c_locale ? strtod_l(z, NULL, c_locale) : strtod(z, NULL);
+    double d = vial_parse_double(z, NULL);
     if (isinf(d))
         return stop(b, "number out of range", 400);
     return push(b, (vial_jv){.type = VIAL_JREAL, .u.d = d});
@@ -517,12 +521,12 @@ static int json_media_type(const vial_http_field *h)
         v++, n--;
     while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
         n--;
-    if (n < 16 || strncasecmp(v, "application/", 12))
+    if (n < 16 || vial_ascii_ncasecmp(v, "application/", 12))
         return 0;
     if (n == 16)
-        return !strncasecmp(v + 12, "json", 4);
+        return !vial_ascii_ncasecmp(v + 12, "json", 4);
     /* application/<x>+json: a non-empty x without '/' or whitespace */
-    if (n < 18 || strncasecmp(v + n - 5, "+json", 5))
+    if (n < 18 || vial_ascii_ncasecmp(v + n - 5, "+json", 5))
         return 0;
     for (size_t i = 12; i < n - 5; i++)
         if (v[i] == '/' || v[i] == ' ' || v[i] == '\t')
@@ -690,7 +694,8 @@ int64_t vial_jv_int(const vial_jv *v)
         return 0;
     if (v->type == VIAL_JINT)
         return v->u.i;
-    /* a real in range is truncated, like a C cast; others give 0 */
+    /* a real in range is truncated, like a C cast; others (a VIAL_JBIGINT
+     * too: it is beyond int64 by definition) give 0 */
     if (v->type == VIAL_JREAL && v->u.d >= -9223372036854775808.0 && v->u.d < 9223372036854775808.0)
         return (int64_t)v->u.d;
     return 0;
@@ -704,7 +709,21 @@ double vial_jv_real(const vial_jv *v)
         return v->u.d;
     if (v->type == VIAL_JINT)
         return (double)v->u.i;
+    if (v->type == VIAL_JBIGINT)
+        return vial_parse_double(v->u.s, NULL); /* the caller asked for a double */
     return 0;
+}
+
+const char *vial_jv_bigint(const vial_jv *v, size_t *len)
+{
+    if (!v || v->type != VIAL_JBIGINT) {
+        if (len)
+            *len = 0;
+        return NULL;
+    }
+    if (len)
+        *len = v->n;
+    return v->u.s;
 }
 
 const char *vial_jv_str(const vial_jv *v, size_t *len)
@@ -793,6 +812,9 @@ static void write_scalar(vial_json *j, const vial_jv *v)
         break;
     case VIAL_JREAL:
         vial_json_double(j, v->u.d);
+        break;
+    case VIAL_JBIGINT:
+        vial_json_raw_number(j, v->u.s, v->n);
         break;
     case VIAL_JSTRING:
         vial_json_strn(j, v->u.s, v->n);

@@ -2,11 +2,9 @@
  * only nesting and commas, so writing JSON costs what printing it costs. */
 #include "app/app.h"
 #include "runtime/codec.h"
+#include "runtime/numfmt.h"
 
 #include <errno.h>
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #define MAX_DEPTH 520
@@ -152,27 +150,30 @@ void vial_json_str(vial_json *j, const char *s)
 
 void vial_json_int(vial_json *j, int64_t v)
 {
-    char buf[24];
+    char buf[VIAL_FMT_INT_SIZE];
     value_prefix(j);
-    int n = snprintf(buf, sizeof buf, "%lld", (long long)v);
-    put(j, buf, (size_t)n);
+    put(j, buf, vial_fmt_i64(buf, v));
 }
 
 void vial_json_double(vial_json *j, double v)
 {
-    char buf[32];
+    char buf[VIAL_FMT_DOUBLE_SIZE];
     value_prefix(j);
-    if (!isfinite(v)) {
-        put(j, "null", 4); /* JSON has no NaN or Infinity */
+    size_t n = vial_fmt_double(buf, v);
+    if (!n) {
+        /* JSON has no NaN or Infinity; writing null would hide the bug
+         * (and Python's NaN is not JSON either) */
+        if (!j->err)
+            j->err = -EDOM;
         return;
     }
-    /* 17 significant digits round-trip every double; try shorter first. */
-    for (int prec = 15; prec <= 17; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, v);
-        if (strtod(buf, NULL) == v)
-            break;
-    }
-    put(j, buf, strlen(buf));
+    put(j, buf, n);
+}
+
+void vial_json_raw_number(vial_json *j, const char *text, size_t n)
+{
+    value_prefix(j);
+    put(j, text, n);
 }
 
 void vial_json_bool(vial_json *j, int v)

@@ -1,10 +1,12 @@
 /* The request object: lazily decoded views of the parsed head. Everything is
  * computed on first use and kept in the request's arena. */
 #include "app/app.h"
+#include "runtime/ascii.h"
 #include "app/utf8.h"
 #include "runtime/loop.h"
 #include "runtime/coro.h"
 #include "runtime/codec.h"
+#include "runtime/numfmt.h"
 #include "http/server.h"
 
 #include <errno.h>
@@ -89,7 +91,7 @@ const char *vial_req_header(vial_req *rq, const char *name)
     unsigned count = 0;
     for (unsigned i = 0; i < rq->head.nheaders; i++) {
         const vial_http_field *h = &rq->head.headers[i];
-        if (h->name.len == nlen && !strncasecmp(h->name.p, name, nlen)) {
+        if (h->name.len == nlen && !vial_ascii_ncasecmp(h->name.p, name, nlen)) {
             if (!first)
                 first = h;
             total += h->value.len + 2;
@@ -105,7 +107,7 @@ const char *vial_req_header(vial_req *rq, const char *name)
         return NULL;
     for (unsigned i = 0; i < rq->head.nheaders; i++) {
         const vial_http_field *h = &rq->head.headers[i];
-        if (h->name.len == nlen && !strncasecmp(h->name.p, name, nlen)) {
+        if (h->name.len == nlen && !vial_ascii_ncasecmp(h->name.p, name, nlen)) {
             if (o != out) {
                 *o++ = ',';
                 *o++ = ' ';
@@ -297,11 +299,11 @@ char *vial_sprintf(vial_req *rq, const char *fmt, ...)
     va_list ap, ap2;
     va_start(ap, fmt);
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vial_vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
     char *out = n >= 0 ? vial_arena_alloc(&rq->arena, (size_t)n + 1) : NULL;
     if (out)
-        vsnprintf(out, (size_t)n + 1, fmt, ap2);
+        vial_vsnprintf(out, (size_t)n + 1, fmt, ap2);
     va_end(ap2);
     return out;
 }

@@ -1,8 +1,10 @@
 /* The response object: status, headers and a body in the request's arena,
  * plus the streaming calls that hand bytes to the connection at once. */
 #include "app/app.h"
+#include "runtime/ascii.h"
 #include "http/server.h"
 #include "runtime/coro.h"
+#include "runtime/numfmt.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -31,7 +33,7 @@ int vial_res_header(vial_res *rs, const char *name, const char *value)
     size_t vl = strcspn(value, "\r\n"); /* one pass: length and injection check */
     if (value[vl])
         return -EINVAL; /* header injection is never what the caller meant */
-    if (!strcasecmp(name, "Content-Type")) {
+    if (!vial_ascii_casecmp(name, "Content-Type")) {
         rs->content_type = vial_arena_strndup(res_arena(rs), value, vl);
         return rs->content_type ? 0 : -ENOMEM;
     }
@@ -60,11 +62,11 @@ int vial_res_header(vial_res *rs, const char *name, const char *value)
 
 int vial_res_set_header(vial_res *rs, const char *name, const char *value)
 {
-    if (!strcasecmp(name, "Content-Type"))
+    if (!vial_ascii_casecmp(name, "Content-Type"))
         return vial_res_header(rs, name, value);
     uint32_t o = 0;
     for (uint32_t i = 0; i < rs->nheaders; i++)
-        if (strcasecmp(rs->headers[i].name, name))
+        if (vial_ascii_casecmp(rs->headers[i].name, name))
             rs->headers[o++] = rs->headers[i];
     rs->nheaders = o;
     return vial_res_header(rs, name, value);
@@ -72,10 +74,10 @@ int vial_res_set_header(vial_res *rs, const char *name, const char *value)
 
 const char *vial_res_get_header(vial_res *rs, const char *name)
 {
-    if (!strcasecmp(name, "Content-Type"))
+    if (!vial_ascii_casecmp(name, "Content-Type"))
         return rs->content_type;
     for (uint32_t i = 0; i < rs->nheaders; i++)
-        if (!strcasecmp(rs->headers[i].name, name))
+        if (!vial_ascii_casecmp(rs->headers[i].name, name))
             return rs->headers[i].value;
     return NULL;
 }
@@ -146,14 +148,14 @@ static int res_vprintf(vial_res *rs, const char *fmt, va_list ap)
     va_list ap2;
     va_copy(ap2, ap);
     char small[256];
-    int n = vsnprintf(small, sizeof small, fmt, ap);
+    int n = vial_vsnprintf(small, sizeof small, fmt, ap);
     int r = 0;
     if (n < 0)
         r = -EINVAL;
     else if ((size_t)n < sizeof small)
         r = vial_res_append(rs, small, (size_t)n);
     else if ((r = body_reserve(rs, (size_t)n + 1)) == 0) {
-        vsnprintf(rs->body + rs->body_len, (size_t)n + 1, fmt, ap2);
+        vial_vsnprintf(rs->body + rs->body_len, (size_t)n + 1, fmt, ap2);
         rs->body_len += (size_t)n;
     }
     va_end(ap2);
@@ -239,7 +241,7 @@ int vial_stream_printf(vial_res *rs, const char *fmt, ...)
     char small[512];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
+    int n = vial_vsnprintf(small, sizeof small, fmt, ap);
     va_end(ap);
     if (n < 0)
         return -EINVAL;
@@ -249,7 +251,7 @@ int vial_stream_printf(vial_res *rs, const char *fmt, ...)
     if (!big)
         return -ENOMEM;
     va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    vial_vsnprintf(big, (size_t)n + 1, fmt, ap);
     va_end(ap);
     return vial_stream_write(rs, big, (size_t)n);
 }

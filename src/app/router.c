@@ -26,9 +26,9 @@
 #endif
 #include "app/router.h"
 #include "runtime/codec.h"
+#include "runtime/numfmt.h"
 
 #include <errno.h>
-#include <locale.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,7 +98,6 @@ struct vial_router {
     node root; /* empty edge; its static children start with '/' */
     user_conv *convs;
     vial_router_rule *rules;
-    locale_t c_locale; /* <float:> values parse the same whatever setlocale says */
 };
 
 /* --- small helpers --------------------------------------------------------- */
@@ -648,11 +647,6 @@ vial_router *vial_router_new(void)
     vial_router *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
-    r->c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
-    if (!r->c_locale) {
-        free(r);
-        return NULL;
-    }
     return r;
 }
 
@@ -670,7 +664,6 @@ void vial_router_free(vial_router *r)
         free(c->name);
         free(c);
     }
-    freelocale(r->c_locale);
     free(r);
 }
 
@@ -952,7 +945,7 @@ static int fill_match(const vial_router *r, const walk *w, vial_arena *a, vial_m
         p->value = buf;
         p->len = sl->len;
         p->ival = sl->ival;
-        p->dval = rule->specs[i].kind == CONV_FLOAT ? strtod_l(buf, NULL, r->c_locale) : 0;
+        p->dval = rule->specs[i].kind == CONV_FLOAT ? vial_parse_double(buf, NULL) : 0; /* '.' in any locale */
         buf += sl->len + 1;
     }
     return VIAL_MATCH_OK;

@@ -18,6 +18,7 @@
  * turn a forged cookie into an error page. The data is signed, not
  * encrypted: the client can read it. */
 #include "app/session.h"
+#include "runtime/ascii.h"
 #include "app/app.h"
 #include "runtime/codec.h"
 
@@ -418,7 +419,7 @@ static char *encode_payload(vial_req *rq, const struct vial_session *s, size_t *
 static int has_vary_cookie(const vial_res *rs)
 {
     for (uint32_t i = 0; i < rs->nheaders; i++)
-        if (!strcasecmp(rs->headers[i].name, "Vary") &&
+        if (!vial_ascii_casecmp(rs->headers[i].name, "Vary") &&
             (strcasestr(rs->headers[i].value, "cookie") || strchr(rs->headers[i].value, '*')))
             return 1;
     return 0;

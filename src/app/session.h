@@ -5,6 +5,7 @@
 #define VIAL_APP_SESSION_H
 
 #include "vial.h"
+#include "runtime/numfmt.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -42,10 +43,7 @@ void vial_static_release(vial_app *app);
 
 /* --- HTTP dates (cookie_out.c) ----------------------------------------------------- */
 
-/* "Sun, 06 Nov 1994 08:49:37 GMT" plus NUL. */
-#define VIAL_HTTP_DATE_SIZE 30
-/* Formats Unix time t as an IMF-fixdate; returns its length (29). */
-size_t vial_http_date(int64_t t, char out[VIAL_HTTP_DATE_SIZE]);
+/* Formatting (vial_http_date, VIAL_HTTP_DATE_SIZE) is in runtime/numfmt.h. */
 /* Parses an HTTP-date (IMF-fixdate, RFC 850 or asctime form) into Unix
  * time. Returns 0, or -1 when s is not one. */
 int vial_http_date_parse(const char *s, int64_t *out);

@@ -16,6 +16,7 @@
  * download managers, media players) cope. An invalid Range is ignored.
  * HEAD answers exactly what GET would, Range included, without the body. */
 #include "app/session.h"
+#include "runtime/ascii.h"
 #include "app/app.h"
 
 #include <errno.h>
@@ -86,7 +87,7 @@ static const char *type_for(const char *path)
     const char *dot = strrchr(base, '.');
     if (dot && dot != base)
         for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
-            if (!strcasecmp(dot + 1, types[i].ext))
+            if (!vial_ascii_casecmp(dot + 1, types[i].ext))
                 return types[i].type;
     return "application/octet-stream";
 }
@@ -160,7 +161,7 @@ static const char *skip_ows(const char *p)
 static int parse_range(const char *h, uint64_t size, uint64_t *start, uint64_t *len)
 {
     const char *p = skip_ows(h);
-    if (strncasecmp(p, "bytes", 5))
+    if (vial_ascii_ncasecmp(p, "bytes", 5))
         return RANGE_NONE; /* another unit: ignored */
     p = skip_ows(p + 5);
     if (*p++ != '=')

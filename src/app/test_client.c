@@ -7,6 +7,7 @@
  * worker pool, and streamed bodies are collected. Cookies the app sets are
  * kept in a jar and sent back, so sessions work across requests. */
 #include "app/app.h"
+#include "runtime/ascii.h"
 #include "http/server.h"
 #include "runtime/coro.h"
 #include "runtime/pool.h"
@@ -182,7 +183,7 @@ static void collect(vial_client *c, vial_req *rq, vial_response *r)
         header_add(r, "Content-Type", rs->content_type);
     for (uint32_t i = 0; i < rs->nheaders; i++) {
         header_add(r, rs->headers[i].name, rs->headers[i].value);
-        if (!strcasecmp(rs->headers[i].name, "Set-Cookie"))
+        if (!vial_ascii_casecmp(rs->headers[i].name, "Set-Cookie"))
             jar_update(c, rs->headers[i].value);
     }
     if (rs->streaming) {
@@ -237,8 +238,8 @@ vial_response *vial_client_request(vial_client *c, const char *method, const cha
     int has_host = 0, has_cookie = 0;
     for (const char *const *h = headers; h && *h; h++) {
         cap += strlen(*h) + 2;
-        has_host |= !strncasecmp(*h, "Host:", 5);
-        has_cookie |= !strncasecmp(*h, "Cookie:", 7);
+        has_host |= !vial_ascii_ncasecmp(*h, "Host:", 5);
+        has_cookie |= !vial_ascii_ncasecmp(*h, "Cookie:", 7);
     }
     for (unsigned i = 0; i < c->njar; i++)
         cap += strlen(c->jar[i].name) + strlen(c->jar[i].value) + 2;
@@ -331,14 +332,14 @@ unsigned vial_response_header_count(const vial_response *r, const char *name)
 {
     unsigned n = 0;
     for (unsigned i = 0; i < r->nheaders; i++)
-        n += !strcasecmp(r->headers[i].name, name);
+        n += !vial_ascii_casecmp(r->headers[i].name, name);
     return n;
 }
 
 const char *vial_response_header_nth(const vial_response *r, const char *name, unsigned nth)
 {
     for (unsigned i = 0; i < r->nheaders; i++)
-        if (!strcasecmp(r->headers[i].name, name) && nth-- == 0)
+        if (!vial_ascii_casecmp(r->headers[i].name, name) && nth-- == 0)
             return r->headers[i].value;
     return NULL;
 }

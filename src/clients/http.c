@@ -27,6 +27,7 @@
  * be queued. The transfer state lives on the awaiting coroutine's stack; the
  * coroutine never returns while its handle is in the multi (cancellation
  * removes it first), so curl never calls back into a dead frame. */
+#include "runtime/ascii.h"
 #include "vial/http_client.h"
 #include "runtime/driver.h"
 
@@ -622,7 +623,7 @@ static int has_header(const char *const *headers, const char *name)
 {
     size_t n = strlen(name);
     for (const char *const *h = headers; h && *h; h++)
-        if (!strncasecmp(*h, name, n) && (*h)[n] == ':')
+        if (!vial_ascii_ncasecmp(*h, name, n) && (*h)[n] == ':')
             return 1;
     return 0;
 }
@@ -915,7 +916,7 @@ const char *vial_http_header(const vial_http_response *r, const char *name)
     if (!r || !name)
         return NULL;
     for (unsigned i = 0; i < r->nhdrs; i++)
-        if (!strcasecmp(r->hdrs[i].name, name))
+        if (!vial_ascii_casecmp(r->hdrs[i].name, name))
             return r->hdrs[i].value;
     return NULL;
 }

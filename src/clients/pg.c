@@ -30,6 +30,7 @@
 #include "vial/pg.h"
 
 #include "runtime/driver.h"
+#include "runtime/numfmt.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -1307,7 +1308,9 @@ static int op_result(vial_req *rq, pg_op *op, vial_pg_result **out)
     }
     if (code && !res && !op->errmsg) {
         char m[96];
-        snprintf(m, sizeof m, "PostgreSQL client error: %s", strerror(-code));
+        /* strerror may share one buffer between threads; this does not */
+        const char *why = strerrordesc_np(-code);
+        snprintf(m, sizeof m, "PostgreSQL client error: %s", why ? why : "unknown error");
         *out = result_new(rq, NULL, code, state, m);
     } else {
         *out = result_new(rq, res, code, res ? "" : state, res ? NULL : op->errmsg);
@@ -2212,7 +2215,7 @@ int vial_pg_getdouble(const vial_pg_result *r, int row, int col, double *out)
         return -EINVAL;
     char *end;
     errno = 0;
-    double v = strtod(s, &end);
+    double v = vial_parse_double(s, &end); /* the server's '.', not the app's locale */
     if (*end)
         return -EINVAL;
     if (errno == ERANGE && (v == HUGE_VAL || v == -HUGE_VAL))

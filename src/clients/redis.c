@@ -43,6 +43,8 @@
  *     vial_req_on_end or earlier by vial_redis_reply_free. */
 #include "vial/redis.h"
 #include "runtime/driver.h"
+#include "runtime/ascii.h"
+#include "runtime/numfmt.h"
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -891,7 +893,7 @@ typedef struct span {
 static int span_is(span s, const char *word)
 {
     size_t n = strlen(word);
-    return s.n == n && strncasecmp(s.p, word, n) == 0;
+    return s.n == n && vial_ascii_ncasecmp(s.p, word, n) == 0;
 }
 
 /* Iterates the arguments of a RESP-formatted command ("*N\r\n$len\r\n...").
@@ -1193,7 +1195,12 @@ static int cmd_fmt(vial_req *rq, vial_redis *r, rconn *lc, vial_redis_reply **ou
     if (!self)
         return -EPERM;
     char *cmd = NULL;
+    /* hiredis formats %f, %g... with vsnprintf: in the C locale, so a
+     * 3.25 reaches Redis as "3.25" whatever the app's setlocale said */
+    locale_t c = vial_c_locale(), old = c ? uselocale(c) : (locale_t)0;
     int len = redisvFormatCommand(&cmd, fmt, ap);
+    if (c)
+        uselocale(old);
     if (len < 0)
         return -EINVAL; /* a bad format (or no memory, which hiredis does not tell apart) */
     int rc = dispatch(rq, self, r, lc, out, cmd, (size_t)len);
@@ -1337,11 +1344,11 @@ static void sub_cb(redisAsyncContext *ac, void *reply, void *priv)
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 || !is_str(r->element[0]))
         return;
     const char *what = r->element[0]->str;
-    if (!strcasecmp(what, "subscribe") || !strcasecmp(what, "psubscribe")) {
+    if (!vial_ascii_casecmp(what, "subscribe") || !vial_ascii_casecmp(what, "psubscribe")) {
         s->confirmed++;
-    } else if (!strcasecmp(what, "message") && is_str(r->element[1]) && is_str(r->element[2])) {
+    } else if (!vial_ascii_casecmp(what, "message") && is_str(r->element[1]) && is_str(r->element[2])) {
         sub_enqueue(s, NULL, r->element[1], r->element[2]);
-    } else if (!strcasecmp(what, "pmessage") && r->elements >= 4 && is_str(r->element[1]) &&
+    } else if (!vial_ascii_casecmp(what, "pmessage") && r->elements >= 4 && is_str(r->element[1]) &&
                is_str(r->element[2]) && is_str(r->element[3])) {
         sub_enqueue(s, r->element[1], r->element[2], r->element[3]);
     } else {

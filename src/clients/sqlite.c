@@ -25,6 +25,7 @@
  * lock around the connection's ownership. */
 #include "vial/sqlite.h"
 #include "runtime/driver.h"
+#include "runtime/ascii.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -1048,7 +1049,7 @@ vial_sqlite *vial_sqlite_open(const char *path, int flags)
         if (sqlite3_prepare_v2(c->h, "PRAGMA journal_mode=WAL", -1, &st, NULL) == SQLITE_OK &&
             sqlite3_step(st) == SQLITE_ROW)
             mode = (const char *)sqlite3_column_text(st, 0);
-        if (!mode || strcasecmp(mode, "wal"))
+        if (!mode || vial_ascii_casecmp(mode, "wal"))
             fprintf(stderr, "vial: sqlite: %s: WAL mode unavailable (%s); using journal mode %s\n",
                     path, sqlite3_errmsg(c->h), mode ? mode : "?");
         sqlite3_finalize(st);
@@ -1155,7 +1156,7 @@ int vial_sqlite_colindex(const vial_sqlite_result *r, const char *name)
     if (!r || !name)
         return -1;
     for (int i = 0; i < r->ncols; i++)
-        if (!strcasecmp(r->names[i], name))
+        if (!vial_ascii_casecmp(r->names[i], name))
             return i;
     return -1;
 }

@@ -1,6 +1,7 @@
 /* Response heads: status line, the cached Date header, framing headers.
  * Plain memcpy into the connection's output buffer; no allocation. */
 #include "http/server.h"
+#include "runtime/numfmt.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -76,9 +77,11 @@ static const char *date_header(size_t *len)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME_COARSE, &ts);
     if (ts.tv_sec != date_sec) {
-        struct tm tm;
-        gmtime_r(&ts.tv_sec, &tm);
-        date_len = strftime(date_line, sizeof date_line, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        /* not strftime: its %a and %b follow the application's locale */
+        memcpy(date_line, "Date: ", 6);
+        size_t n = 6 + vial_http_date(ts.tv_sec, date_line + 6);
+        memcpy(date_line + n, "\r\n", 2);
+        date_len = n + 2;
         date_sec = ts.tv_sec;
     }
     *len = date_len;

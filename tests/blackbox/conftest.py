@@ -42,10 +42,11 @@ LISTENING = re.compile(rb"vial: listening on http://[^ ]*:([0-9]+) ")
 class ServerProcess:
     """One running `conformance` instance with its stderr captured to a file."""
 
-    def __init__(self, logdir, args=(), preexec=None):
+    def __init__(self, logdir, args=(), preexec=None, env=None):
         self.logdir = Path(logdir)
         self.args = list(args)        # extra command-line options
         self.preexec = preexec        # e.g. a resource limit, run in the child
+        self.env = env                # the process environment, None: this one's
         self.proc = None
         self.port = None
         self.host = "127.0.0.1"
@@ -94,7 +95,7 @@ class ServerProcess:
             self.proc = subprocess.Popen(
                 [str(binary), "--host", self.host, "--port", "0"] + self.args,
                 stdin=subprocess.DEVNULL, stdout=self.log_file, stderr=self.log_file,
-                preexec_fn=self.preexec,
+                preexec_fn=self.preexec, env=self.env,
             )
             err = self._wait_ready(t0)
             if err is None:
@@ -216,8 +217,8 @@ def spawn_server(server_logdir):
     """Factory for private server instances (for shutdown tests). Killed at teardown."""
     started = []
 
-    def spawn(args=(), preexec=None):
-        s = ServerProcess(server_logdir, args, preexec).start()
+    def spawn(args=(), preexec=None, env=None):
+        s = ServerProcess(server_logdir, args, preexec, env).start()
         started.append(s)
         return s
 

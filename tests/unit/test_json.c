@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -366,6 +367,21 @@ static void expect_real(const char *text, double want)
     freereq(rq);
 }
 
+static void expect_bigint(const char *text, double real)
+{
+    vial_req *rq;
+    const vial_jv *v = ok(&rq, text);
+    assert_int_equal(vial_jv_type(v), VIAL_JBIGINT);
+    size_t n;
+    const char *t = vial_jv_bigint(v, &n);
+    assert_non_null(t);
+    assert_int_equal(n, strlen(text));
+    assert_string_equal(t, text);
+    assert_true(vial_jv_int(v) == 0); /* does not fit: 0, as documented */
+    assert_true(vial_jv_real(v) == real);
+    freereq(rq);
+}
+
 static void test_integers_exact(void **state)
 {
     (void)state;
@@ -378,11 +394,11 @@ static void test_integers_exact(void **state)
     expect_int("9007199254740993", 9007199254740993LL);
     expect_int("9223372036854775807", INT64_MAX);
     expect_int("-9223372036854775808", INT64_MIN);
-    /* beyond int64: the nearest double */
-    expect_real("9223372036854775808", 9223372036854775808.0);
-    expect_real("-9223372036854775809", -9223372036854775808.0);
-    expect_real("18446744073709551616", 18446744073709551616.0);
-    expect_real("123456789012345678901234567890", 123456789012345678901234567890.0);
+    /* beyond int64: kept as text, never silently a double */
+    expect_bigint("9223372036854775808", 9223372036854775808.0);
+    expect_bigint("-9223372036854775809", -9223372036854775808.0);
+    expect_bigint("18446744073709551616", 18446744073709551616.0);
+    expect_bigint("123456789012345678901234567890", 123456789012345678901234567890.0);
 }
 
 static void test_reals_same_double(void **state)
@@ -637,7 +653,11 @@ static int jv_equal(const vial_jv *a, const vial_jv *b)
     case VIAL_JINT:
         return vial_jv_int(a) == vial_jv_int(b);
     case VIAL_JREAL:
-        return vial_jv_real(a) == vial_jv_real(b);
+        return vial_jv_real(a) == vial_jv_real(b) && signbit(vial_jv_real(a)) == signbit(vial_jv_real(b));
+    case VIAL_JBIGINT: {
+        const char *sa = vial_jv_bigint(a, &la), *sb = vial_jv_bigint(b, &lb);
+        return la == lb && !memcmp(sa, sb, la);
+    }
     case VIAL_JSTRING: {
         const char *sa = vial_jv_str(a, &la), *sb = vial_jv_str(b, &lb);
         return la == lb && !memcmp(sa, sb, la);
@@ -701,6 +721,12 @@ static void test_roundtrip(void **state)
     roundtrip("\"a\\u0000b\\u001f\"", "\"a\\u0000b\\u001f\"");
     roundtrip("[0.1, 1e300, -2.5e-300, 5e-324, 1.7976931348623157e308, 0.30000000000000004, 123.456]", NULL);
     roundtrip("\"\xf0\x9f\x98\x80 \\ud83d\\ude00 caf\xc3\xa9\"", NULL);
+    /* numbers keep what they are: a float stays a float, an integer beyond
+     * int64 comes back byte for byte */
+    roundtrip("[1.0, 3.25, 0.1, 1e300, -0.0, 2.50, 1E2, 1e-5, 5e-324, 9223372036854775807]",
+              "[1.0,3.25,0.1,1e+300,-0.0,2.5,100.0,1e-05,5e-324,9223372036854775807]");
+    roundtrip("[9223372036854775808,-9223372036854775809,123456789012345678901234567890123]",
+              "[9223372036854775808,-9223372036854775809,123456789012345678901234567890123]");
     roundtrip("42", "42");
     roundtrip("null", "null");
     roundtrip(" [ { \"deep\" : [ [ [ { } ] ] ] } ] ", "[{\"deep\":[[[{}]]]}]");
@@ -709,6 +735,36 @@ static void test_roundtrip(void **state)
     char *t = nested(60, 1);
     roundtrip(t, t);
     free(t);
+}
+
+/* NaN and the infinities have no JSON form: the writer refuses them (an
+ * error that sticks) instead of writing null or NaN. */
+static void test_write_non_finite_refused(void **state)
+{
+    (void)state;
+    double bad[] = {NAN, INFINITY, -INFINITY};
+    for (size_t i = 0; i < 3; i++) {
+        vial_req *rq = mkreq_ct(NULL, "", 0);
+        vial_json *j = vial_json_begin(&rq->res, 200);
+        vial_json_arr(j);
+        vial_json_double(j, 1.5);
+        vial_json_double(j, bad[i]);
+        vial_json_double(j, 2.5);
+        vial_json_end(j);
+        assert_int_equal(vial_json_finish(j), -EDOM);
+        freereq(rq);
+    }
+    vial_req *rq = mkreq_ct(NULL, "", 0);
+    vial_json *j = vial_json_begin(&rq->res, 200);
+    vial_json_arr(j);
+    vial_json_double(j, 1.0);
+    vial_json_double(j, 3.25);
+    vial_json_int(j, INT64_MIN);
+    vial_json_end(j);
+    assert_int_equal(vial_json_finish(j), 0);
+    assert_int_equal(rq->res.body_len, strlen("[1.0,3.25,-9223372036854775808]"));
+    assert_memory_equal(rq->res.body, "[1.0,3.25,-9223372036854775808]", rq->res.body_len);
+    freereq(rq);
 }
 
 static void test_write_null_value(void **state)
@@ -773,6 +829,7 @@ int main(void)
         cmocka_unit_test(test_depth_limit),
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_write_null_value),
+        cmocka_unit_test(test_write_non_finite_refused),
         cmocka_unit_test(test_big_document),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

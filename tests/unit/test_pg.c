@@ -29,6 +29,8 @@
 #include <vial/pg.h>
 #include <libpq-fe.h>
 
+#include "de_locale.h"
+
 #define APP_NAME "vial_test_pg"
 
 static char conninfo[1024];
@@ -218,6 +220,24 @@ static int v_simple(vial_req *rq, vial_res *rs)
     CHECK_EQ(vial_pg_ntuples(r), 5000);
     CHECK_EQ(vial_pg_getint(r, 4999, 1, &i), 0);
     CHECK_EQ(i, 10000);
+    return vial_text(rs, 200, "ok");
+}
+
+/* Run under a decimal-comma locale (test_locale): a float parameter written
+ * with vial_sprintf and floats read with vial_pg_getdouble keep the '.'. */
+static int v_locale(vial_req *rq, vial_res *rs)
+{
+    const char *p[1] = {vial_sprintf(rq, "%.2f", 3.25)};
+    CHECK_STR(p[0], "3.25");
+    vial_pg_result *r;
+    CHECK_EQ(vial_pg_query(rq, db, &r, "select $1::float8 * 2, 2.5::float8, 12.25::numeric", 1, p), 0);
+    double d = 0;
+    CHECK_EQ(vial_pg_getdouble(r, 0, 0, &d), 0);
+    CHECK(d == 6.5);
+    CHECK_EQ(vial_pg_getdouble(r, 0, 1, &d), 0);
+    CHECK(d == 2.5);
+    CHECK_EQ(vial_pg_getdouble(r, 0, 2, &d), 0);
+    CHECK(d == 12.25);
     return vial_text(rs, 200, "ok");
 }
 
@@ -858,6 +878,14 @@ static int v_stats(vial_req *rq, vial_res *rs)
 
 static void test_simple(void **state) { get_ok("/simple"); }
 static void test_params(void **state) { get_ok("/params"); }
+static void test_locale(void **state)
+{
+    (void)state;
+    if (!vial_test_german_locale())
+        skip();
+    get_ok("/locale");
+    setlocale(LC_ALL, "C");
+}
 static void test_errors(void **state) { get_ok("/errors"); }
 static void test_errors_pipelined(void **state) { get_ok("/errors_pipelined"); }
 static void test_prepared(void **state) { get_ok("/prepared"); }
@@ -1169,6 +1197,7 @@ static int setup(void **state)
     app = vial_app_new();
     vial_route(app, "GET /simple", v_simple);
     vial_route(app, "GET /params", v_params);
+    vial_route(app, "GET /locale", v_locale);
     vial_route(app, "GET /errors", v_errors);
     vial_route(app, "GET /errors_pipelined", v_errors_pipelined);
     vial_route(app, "GET /prepared", v_prepared);
@@ -1228,6 +1257,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_simple),
         cmocka_unit_test(test_params),
+        cmocka_unit_test(test_locale),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_errors_pipelined),
         cmocka_unit_test(test_prepared),

@@ -28,6 +28,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "de_locale.h"
+
 static vial_redis *R;     /* default options */
 static vial_redis *Rsmall; /* tiny subscription queue: exercises backpressure */
 static vial_redis *Rdown;  /* a port nobody listens on */
@@ -56,6 +58,17 @@ static int str_is(const vial_redis_reply *r, const char *s)
 }
 
 /* --- basics ------------------------------------------------------------------------ */
+
+/* Run under a decimal-comma locale (test_locale): hiredis formats %f with
+ * vsnprintf, which must not write "3,25" into the command. */
+static int v_locale(vial_req *rq, vial_res *rs)
+{
+    vial_redis_reply *rep;
+    CHECK_RC(vial_redis_cmd(rq, R, NULL, "SET vt:loc %.2f", 3.25), 0);
+    CHECK_RC(vial_redis_cmd(rq, R, &rep, "INCRBYFLOAT vt:loc %g", 0.5), 0);
+    CHECK(vial_redis_reply_type(rep) == VIAL_REDIS_STRING && str_is(rep, "3.75"));
+    return vial_text(rs, 200, "ok");
+}
 
 static int v_basic(vial_req *rq, vial_res *rs)
 {
@@ -815,6 +828,14 @@ static void expect_ok(const char *path)
 }
 
 static void test_basic(void **state) { expect_ok("/basic"); }
+static void test_locale(void **state)
+{
+    (void)state;
+    if (!vial_test_german_locale())
+        skip();
+    expect_ok("/locale");
+    setlocale(LC_ALL, "C");
+}
 static void test_errors(void **state) { expect_ok("/errors"); }
 static void test_sync_view(void **state) { expect_ok("/sync"); }
 static void test_arrays(void **state) { expect_ok("/arrays"); }
@@ -911,6 +932,7 @@ int main(void)
         return 1;
     }
     vial_route(A, "GET /basic", v_basic);
+    vial_route(A, "GET /locale", v_locale);
     vial_route(A, "GET /errors", v_errors);
     vial_route_sync(A, "GET /sync", v_sync);
     vial_route(A, "GET /arrays", v_arrays);
@@ -932,6 +954,7 @@ int main(void)
 
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_basic),
+        cmocka_unit_test(test_locale),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_sync_view),
         cmocka_unit_test(test_arrays),
