@@ -60,6 +60,8 @@ typedef struct vial_req_state {
     int failed;                /* vial_fail was called */
     int helper_code;
     int built;                 /* a response-building call ran (status, body, json...) */
+    int shed;                  /* shutting down: the pool refused its sync work; the
+                                * rest of its sync functions are skipped */
     int finalized;
     unsigned nparams;
 
@@ -93,6 +95,7 @@ static inline void vial_req_state_init(vial_req *rq, vial_req_state *st, struct 
     st->failed = 0;
     st->helper_code = 0;
     st->built = 0;
+    st->shed = 0;
     st->finalized = 0;
     st->nparams = 0;
     rq->app_data = st;
