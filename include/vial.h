@@ -301,6 +301,10 @@ typedef struct vial_config {
      * reading its body until others finish (the client is held back by
      * TCP). 0: 256 MiB. */
     size_t body_memory_max;
+    /* Most query arguments, form fields (urlencoded) and multipart parts a
+     * request may carry (Werkzeug's max_form_parts); more is a 413 naming
+     * the limit. 0: 1000. */
+    int max_fields;
     const vial_option *options; /* the app's own command-line options, or NULL */
     /* Called once by vial_run on its thread when every loop thread's
      * listener is bound, with the port (the real one for port 0), before
@@ -387,7 +391,15 @@ const char *vial_req_arg_n(vial_req *rq, const char *name, size_t *len);
 int vial_req_arg_int(vial_req *rq, const char *name, int64_t def, int64_t min, int64_t max,
                      int64_t *out);
 
-/* Number of query arguments (repeated keys count each time), and the i-th. */
+/* Every value of a query argument, in order (Werkzeug's getlist): fills
+ * values[0..cap) and returns how many there are (which may exceed cap).
+ * Lookups by name use a hash index built at the first one, so asking for
+ * every argument by name stays linear in their number. */
+unsigned vial_req_arg_list(vial_req *rq, const char *name, const char **values, unsigned cap);
+
+/* Number of query arguments (repeated keys count each time), and the i-th.
+ * A request with more than vial_config.max_fields arguments is answered 413
+ * before its view runs. */
 unsigned vial_req_arg_count(vial_req *rq);
 int vial_req_arg_at(vial_req *rq, unsigned i, const char **name, const char **value);
 int vial_req_arg_at_n(vial_req *rq, unsigned i, const char **name, size_t *name_len,
@@ -418,6 +430,8 @@ int vial_req_cookie_at(vial_req *rq, unsigned i, const char **name, const char *
  * value in order). Other content types have no fields. */
 const char *vial_req_form(vial_req *rq, const char *name);
 unsigned vial_req_form_count(vial_req *rq);
+/* Every value of a form field, in order (getlist); as vial_req_arg_list. */
+unsigned vial_req_form_list(vial_req *rq, const char *name, const char **values, unsigned cap);
 int vial_req_form_at(vial_req *rq, unsigned i, const char **name, const char **value);
 
 /* Uploaded files (multipart parts with a filename parameter). Parts larger
@@ -438,7 +452,8 @@ const vial_file *vial_req_file(vial_req *rq, const char *field);
 /* Parses the form now and reports errors: 0 (also for a request without a
  * body), or VIAL_EHTTP(400) for a multipart body without boundary, not valid
  * multipart, or with a part header line over 8 KiB; VIAL_EHTTP(413) for more
- * than 1000 parts; VIAL_EHTTP(415) for a body whose Content-Type is neither
+ * than vial_config.max_fields (1000) multipart parts or urlencoded fields;
+ * VIAL_EHTTP(415) for a body whose Content-Type is neither
  * application/x-www-form-urlencoded nor multipart/form-data; -ENOMEM or -EIO
  * (an upload could not be spilled). Returned from a view, the 4xx goes
  * through the error handlers with the reason as vial_error_message; the

@@ -295,75 +295,114 @@ static int url_for_view(vial_req *rq, vial_res *rs) /* sync */
 
 /* --- 4.2 request data ------------------------------------------------------------------ */
 
-typedef int (*pair_at_fn)(vial_req *, unsigned, const char **, const char **);
+/* One pair of a multi-dict, with lengths (keys and values may hold decoded
+ * NULs), and the link to the next pair with the same key. */
+typedef struct md_pair {
+    const char *k, *v;
+    size_t kl, vl;
+    unsigned next; /* index + 1 of the next pair with this key; 0: none */
+} md_pair;
 
-/* {"<key>": [values...]} for a multi-dict, keys in first-seen order. */
-static void json_multidict(vial_json *j, vial_req *rq, unsigned n, pair_at_fn at)
+static unsigned md_hash(const char *s, size_t n)
 {
+    unsigned h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+/* {"<key>": [values...]} for a multi-dict, keys in first-seen order. Linear
+ * in the number of pairs (a hash of the keys), so a request with tens of
+ * thousands of fields costs no more per field than one with ten. */
+static int json_multidict(vial_json *j, vial_req *rq, md_pair *pr, unsigned n)
+{
+    unsigned size = 16;
+    while (size < 2 * n)
+        size <<= 1;
+    unsigned *slot = vial_alloc(rq, size * sizeof *slot);  /* first pair of a key + 1 */
+    unsigned *tail = vial_alloc(rq, (n ? n : 1) * sizeof *tail); /* last pair of a key */
+    if (!slot || !tail)
+        return -ENOMEM;
+    memset(slot, 0, size * sizeof *slot);
+    for (unsigned i = 0; i < n; i++) {
+        pr[i].next = 0;
+        for (unsigned h = md_hash(pr[i].k, pr[i].kl) & (size - 1);; h = (h + 1) & (size - 1)) {
+            md_pair *f = slot[h] ? &pr[slot[h] - 1] : NULL;
+            if (!f) {
+                slot[h] = i + 1;
+                tail[i] = i;
+                break;
+            }
+            if (f->kl == pr[i].kl && !memcmp(f->k, pr[i].k, pr[i].kl)) {
+                pr[tail[slot[h] - 1]].next = i + 1;
+                tail[slot[h] - 1] = i;
+                tail[i] = (unsigned)-1; /* not the first: emitted with its key's first */
+                break;
+            }
+        }
+    }
     vial_json_obj(j);
     for (unsigned i = 0; i < n; i++) {
-        const char *k, *v;
-        at(rq, i, &k, &v);
-        int seen = 0;
-        for (unsigned p = 0; p < i && !seen; p++) {
-            const char *pk;
-            at(rq, p, &pk, NULL);
-            seen = !strcmp(pk, k);
-        }
-        if (seen)
+        if (tail[i] == (unsigned)-1)
             continue;
-        vial_json_key(j, k);
+        vial_json_keyn(j, pr[i].k, pr[i].kl);
         vial_json_arr(j);
-        for (unsigned q = i; q < n; q++) {
-            const char *qk, *qv;
-            at(rq, q, &qk, &qv);
-            if (!strcmp(qk, k))
-                vial_json_str(j, qv);
-        }
+        for (unsigned q = i + 1; q; q = pr[q - 1].next)
+            vial_json_strn(j, pr[q - 1].v, pr[q - 1].vl);
         vial_json_end(j);
     }
     vial_json_end(j);
+    return 0;
 }
 
 static int args(vial_req *rq, vial_res *rs) /* sync */
 {
-    /* with lengths: keys and values may hold decoded NULs */
     unsigned n = vial_req_arg_count(rq);
+    md_pair *pr = vial_alloc(rq, (n ? n : 1) * sizeof *pr);
+    if (!pr)
+        return -ENOMEM;
+    for (unsigned i = 0; i < n; i++)
+        vial_req_arg_at_n(rq, i, &pr[i].k, &pr[i].kl, &pr[i].v, &pr[i].vl);
     vial_json *j = vial_json_begin(rs, 200);
     vial_json_obj(j);
     vial_json_key(j, "args");
-    vial_json_obj(j);
-    for (unsigned i = 0; i < n; i++) {
-        const char *k, *v, *pk;
-        size_t kl, vl, pkl;
-        vial_req_arg_at_n(rq, i, &k, &kl, &v, &vl);
-        int seen = 0;
-        for (unsigned p = 0; p < i && !seen; p++) {
-            vial_req_arg_at_n(rq, p, &pk, &pkl, NULL, NULL);
-            seen = pkl == kl && !memcmp(pk, k, kl);
-        }
-        if (seen)
-            continue;
-        vial_json_keyn(j, k, kl);
-        vial_json_arr(j);
-        for (unsigned q = i; q < n; q++) {
-            vial_req_arg_at_n(rq, q, &pk, &pkl, &v, &vl);
-            if (pkl == kl && !memcmp(pk, k, kl))
-                vial_json_strn(j, v, vl);
-        }
-        vial_json_end(j);
-    }
-    vial_json_end(j);
+    int e = json_multidict(j, rq, pr, n);
+    if (e)
+        return e;
     vial_json_end(j);
     return vial_json_finish(j);
 }
 
+/* The form's fields as multi-dict pairs. */
+static md_pair *form_pairs(vial_req *rq, unsigned *n)
+{
+    *n = vial_req_form_count(rq);
+    md_pair *pr = vial_alloc(rq, (*n ? *n : 1) * sizeof *pr);
+    for (unsigned i = 0; pr && i < *n; i++) {
+        vial_req_form_at(rq, i, &pr[i].k, &pr[i].v);
+        pr[i].kl = strlen(pr[i].k);
+        pr[i].vl = strlen(pr[i].v);
+    }
+    return pr;
+}
+
 static int form(vial_req *rq, vial_res *rs) /* sync */
 {
+    /* Other content types and malformed bodies read as an empty form (spec
+     * 4.2); a form over the field limit is refused (413). */
+    int st = vial_req_parse_form(rq);
+    if (vial_http_status_of(st) == 413 || (st < 0 && !vial_http_status_of(st)))
+        return st;
+    unsigned n;
+    md_pair *pr = form_pairs(rq, &n);
+    if (!pr)
+        return -ENOMEM;
     vial_json *j = vial_json_begin(rs, 200);
     vial_json_obj(j);
     vial_json_key(j, "form");
-    json_multidict(j, rq, vial_req_form_count(rq), vial_req_form_at);
+    int e = json_multidict(j, rq, pr, n);
+    if (e)
+        return e;
     vial_json_end(j);
     return vial_json_finish(j);
 }
@@ -425,7 +464,10 @@ static int upload(vial_req *rq, vial_res *rs) /* async */
     }
     vial_json_end(j);
     vial_json_key(j, "form");
-    json_multidict(j, rq, vial_req_form_count(rq), vial_req_form_at);
+    unsigned n;
+    md_pair *pr = form_pairs(rq, &n);
+    if (!pr || json_multidict(j, rq, pr, n) != 0)
+        return -ENOMEM;
     vial_json_end(j);
     return vial_json_finish(j);
 }

@@ -473,6 +473,8 @@ int vial_run(vial_app *app, const vial_config *cfg)
         c.body_min_rate = d.body_min_rate;
     if (!c.body_memory_max)
         c.body_memory_max = d.body_memory_max;
+    if (c.max_fields <= 0)
+        c.max_fields = d.max_fields;
     /* Set before the first listener exists, so no request can see the app
      * change under it. */
     __atomic_store_n(&app->running, 1, __ATOMIC_RELEASE);

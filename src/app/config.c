@@ -24,6 +24,7 @@ vial_config vial_config_default(void)
         .body_grace_ms = 30000,
         .body_min_rate = 1024,
         .body_memory_max = (size_t)256 << 20,
+        .max_fields = 1000,
     };
 }
 
@@ -66,6 +67,8 @@ static const server_opt server_opts[] = {
      OPT_INT, offsetof(vial_config, body_min_rate), -1, 1 << 30},
     {"body-memory-max", "BYTES", "request-body bytes held in memory at once, server-wide", OPT_SIZE,
      offsetof(vial_config, body_memory_max), 64 * KIB, 1024 * GIB},
+    {"max-fields", "N", "query arguments, form fields or multipart parts per request (413 beyond)",
+     OPT_INT, offsetof(vial_config, max_fields), 1, 1000000},
     {"server-header", NULL, "send \"Server: vial\" on every response", OPT_BOOL,
      offsetof(vial_config, server_header), 0, 1},
 };

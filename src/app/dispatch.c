@@ -430,8 +430,14 @@ void vial_app_serve(void *data, vial_req *rq)
     if (rc == 0 && lc.bp)
         rc = run_before(rq, &lc.bp->hooks);
     int routing_redirect = 0;
+    unsigned nargs = rq->head.has_query ? vial_req_arg_total(rq) : 0;
     if (rc == 0) {
-        if (options) {
+        if (nargs > vial_req_max_fields(rq)) {
+            /* Raised where routing errors are, after the before hooks, as
+             * Werkzeug raises its form limits when the data is read. */
+            rc = vial_abort_msg(rs, 413, vial_sprintf(rq, "too many query arguments (%u; the limit is %u)",
+                                                      nargs, vial_req_max_fields(rq)));
+        } else if (options) {
             rs->status = 200;
             rs->body_len = 0;
             vial_res_header(rs, "Allow", allow);
