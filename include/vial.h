@@ -700,7 +700,7 @@ int vial_offload(vial_req *rq, void (*fn)(void *arg), void *arg);
  * hand in a unit test); -EPERM outside an async view's coroutine. */
 int vial_offload_wait(vial_req *rq, void (*fn)(void *arg), void (*interrupt)(void *arg), void *arg);
 
-/* Monotonic milliseconds (the loop's clock). */
+/* Monotonic milliseconds (CLOCK_MONOTONIC, read now). */
 uint64_t vial_now_ms(void);
 
 /* --- tasks -------------------------------------------------------------------
