@@ -163,6 +163,9 @@ class Migrator:
                 return None
             f = strip_parens(args[4])
             if f not in ASYNC_FLAGS and f not in SYNC_FLAGS:
+                if "flag" in f.lower() or "sync" in f.lower():
+                    self.note(text, m.start(), "%s: last argument '%s' looks like flags; 0.2 takes "
+                              "data there: call %s or %s_sync by hand" % (name, f, name, name))
                 return None  # already 0.2's data argument
             kind = "" if f in ASYNC_FLAGS else "_sync"
             a, b = spans[4]
