@@ -2,7 +2,7 @@
  *
  * Built when pkg-config finds hiredis (then VIAL_HAVE_REDIS is defined).
  *
- *   static vial_redis *redis;      (vial_redis_new at startup, shared by all threads)
+ *   static vial_redis *redis;      (vial_redis_open at startup, shared by all threads)
  *
  *   static int counter(vial_req *rq, vial_res *rs)
  *   {

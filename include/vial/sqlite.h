@@ -22,7 +22,7 @@
  * Built when pkg-config finds sqlite3 (VIAL_HAVE_SQLITE is then defined).
  *
  * A database handle owns a small pool of connections (created on demand,
- * up to vial_sqlite_max_connections; one statement runs on one connection
+ * up to vial_sqlite_options.max_connections; one statement runs on one connection
  * at a time) in WAL mode, so readers run in parallel with each other and
  * with one writer. Each connection caches its prepared statements, keyed by
  * the SQL text: use parameters, not printf'd values, and a hot query is

@@ -1,7 +1,7 @@
 /* The Redis client: hiredis's async API driven by vial's loop.
  *
  * Shape
- *   vial_redis (process-wide, immutable after vial_redis_new)
+ *   vial_redis (process-wide, immutable after vial_redis_open)
  *     -> per loop thread: an lstate (loop-local slot) holding one rpool per
  *        vial_redis used on that thread
  *          -> rpool: the shared connection (ordinary commands, multiplexed),

@@ -98,6 +98,13 @@ static int bp_after(vial_req *rq, vial_res *rs) { mark("bpa"); return 0; }
 static int bp_403(vial_req *rq, vial_res *rs) { return vial_text(rs, 403, "bp forbidden"); }
 static int app_403(vial_req *rq, vial_res *rs) { return vial_text(rs, 403, "app forbidden"); }
 
+/* A route's data, and where it ran: "<data> sync|async". */
+static int with_data(vial_req *rq, vial_res *rs)
+{
+    const char *d = vial_route_data(rq);
+    return vial_text(rs, 200, "%s %s", d ? d : "(null)", vial_req_is_sync(rq) ? "sync" : "async");
+}
+
 static int mv_get(vial_req *rq, vial_res *rs) { return vial_text(rs, 200, "get %d", *(int *)vial_route_data(rq)); }
 static int mv_post(vial_req *rq, vial_res *rs) { (*(int *)vial_route_data(rq))++; return vial_text(rs, 201, "posted"); }
 
@@ -183,6 +190,10 @@ static int setup(void **s)
     assert_int_equal(vial_route(app, "GET /dir/", view), -EEXIST); /* endpoint "view" taken */
     assert_int_equal(vial_route_as(app, "GET /dir/", view, "dir", NULL), 0);
     assert_int_equal(vial_route_as(app, "BAD RULE", view, "x", NULL), -EINVAL);
+    static char data_a[] = "a", data_s[] = "s";
+    assert_int_equal(vial_route_as(app, "GET /data/a", with_data, "data_a", data_a), 0);
+    assert_int_equal(vial_route_as_sync(app, "GET /data/s", with_data, "data_s", data_s), 0);
+    assert_int_equal(vial_route(app, "GET /data/none", with_data), 0);
 
     vial_bp *bp = vial_blueprint(app, "shop", "/shop/");
     assert_non_null(bp);
@@ -272,6 +283,17 @@ static void test_sync_view_and_middleware(void **s)
     assert_string_equal(order, "b1,b2,outer,inner,view,a2,a1,t2,t1");
     assert_string_equal(vial_test_response_header(r, "X-Wrapped"), "outer");
     vial_test_response_free(r);
+}
+
+static void test_route_data_and_sync(void **s)
+{
+    const char *want[][2] = {{"/data/a", "a async"}, {"/data/s", "s sync"}, {"/data/none", "(null) async"}};
+    for (size_t i = 0; i < 3; i++) {
+        vial_test_response *r = get(want[i][0], NULL);
+        assert_int_equal(vial_test_response_status(r), 200);
+        assert_body(r, want[i][1]);
+        vial_test_response_free(r);
+    }
 }
 
 static void test_not_found_runs_hooks_and_handler(void **s)
@@ -489,6 +511,7 @@ int main(void)
         cmocka_unit_test(test_hook_order),
         cmocka_unit_test(test_before_short_circuits),
         cmocka_unit_test(test_sync_view_and_middleware),
+        cmocka_unit_test(test_route_data_and_sync),
         cmocka_unit_test(test_not_found_runs_hooks_and_handler),
         cmocka_unit_test(test_unhandled_error),
         cmocka_unit_test(test_fallback_handler_and_message),

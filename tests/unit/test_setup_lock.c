@@ -59,6 +59,17 @@ static int try_all(void)
     bad += vial_static(app, "/static", ".") != -EBUSY;
     bad += vial_app_set_secret_key(app, "late secret") != -EBUSY;
     bad += vial_ws_route_as(app, "/ws-late", ws, "ws_late", NULL) != -EBUSY;
+    bad += vial_ws_route(app, "/ws-late2", ws) != -EBUSY;
+    bad += vial_route_as_sync(app, "GET /late3", view, "late3", NULL) != -EBUSY;
+    bad += vial_before_request_sync(app, view) != -EBUSY;
+    bad += vial_after_request(app, view) != -EBUSY;
+    bad += vial_teardown_request_sync(app, teardown) != -EBUSY;
+    bad += vial_errorhandler_sync(app, 404, view) != -EBUSY;
+    bad += vial_bp_route_as_sync(bp, "GET /late3", view, "late3", NULL) != -EBUSY;
+    bad += vial_bp_before_request_sync(bp, view) != -EBUSY;
+    bad += vial_bp_after_request_sync(bp, view) != -EBUSY;
+    bad += vial_bp_teardown_request_sync(bp, teardown) != -EBUSY;
+    bad += vial_bp_errorhandler_sync(bp, 500, view) != -EBUSY;
     return bad;
 }
 
