@@ -20,13 +20,13 @@
  * Built when pkg-config finds libcurl (VIAL_HAVE_HTTP is then defined).
  *
  * Where it can be called:
- *   - async code (views, hooks, tasks registered VIAL_ASYNC): the call awaits
+ *   - async code (vial_route, vial_before_request, ..., tasks): the call awaits
  *     the transfer; the loop serves other requests meanwhile. The request's
  *     deadline (vial_set_deadline), a vial_timeout scope and cancellation
  *     (client gone, a failed gather, vial_task_cancel) abort the transfer:
  *     its handle is removed from the multi, the connection closed, and the
  *     call returns -ETIMEDOUT / -ECANCELED.
- *   - sync code (VIAL_SYNC, already on a worker thread): the transfer runs
+ *   - sync code (the _sync registrations, on a worker thread): the transfer runs
  *     blocking on that thread (only opts.timeout_ms bounds it).
  *
  * Results: a request that got any HTTP response returns 0, whatever the
