@@ -195,7 +195,7 @@ static int http_error(vial_req *rq, vial_res *rs)
      * (e.g. the JSON parser's) where they can see it. */
     const char *msg = vial_error_message(rq);
     if (msg && !strncmp(vial_req_path(rq), "/contract/", 10))
-        vial_res_header(rs, "X-Error-Message", msg);
+        vial_res_add_header(rs, "X-Error-Message", msg);
     vial_json *j = vial_json_begin(rs, code);
     vial_json_obj(j);
     json_kv_str(j, "error", name);
@@ -216,8 +216,8 @@ static int hello(vial_req *rq, vial_res *rs) /* async */
     size_t len; /* the name may hold a decoded NUL: keep its length */
     const char *name = vial_req_param_n(rq, "name", &len);
     vial_text(rs, 200, "Hello, ");
-    vial_res_append(rs, name, len);
-    return vial_res_append(rs, "!", 1);
+    vial_res_append_body(rs, name, len);
+    return vial_res_append_body(rs, "!", 1);
 }
 
 static int user(vial_req *rq, vial_res *rs) /* sync */
@@ -262,7 +262,7 @@ static int status(vial_req *rq, vial_res *rs) /* sync */
 {
     int code = (int)vial_req_param_int(rq, "code");
     if (code == 204 || code == 205 || code == 304) {
-        vial_res_status(rs, code);
+        vial_res_set_status(rs, code);
         return 0;
     }
     return vial_text(rs, code, "status %d", code);
@@ -594,8 +594,8 @@ static int echo_body(vial_req *rq, vial_res *rs) /* async */
 {
     size_t len;
     const void *body = vial_req_body(rq, &len);
-    vial_res_header(rs, "Content-Type", "application/octet-stream");
-    return vial_res_body(rs, body, len);
+    vial_res_add_header(rs, "Content-Type", "application/octet-stream");
+    return vial_res_set_body(rs, body, len);
 }
 
 /* --- 4.3 responses ------------------------------------------------------------------------ */
@@ -706,7 +706,7 @@ static int sse(vial_req *rq, vial_res *rs) /* async */
     if (last && *last && strspn(last, "0123456789") == strlen(last))
         /* any id past n means nothing is left to send, however many digits */
         start = strlen(last) < 18 ? strtoll(last, NULL, 10) + 1 : n + 1;
-    vial_res_header(rs, "Cache-Control", "no-cache");
+    vial_res_add_header(rs, "Cache-Control", "no-cache");
     if (vial_stream_begin(rs, 200, "text/event-stream; charset=utf-8") != 0)
         return 0;
     for (int64_t i = start; i <= n; i++) {
@@ -1005,31 +1005,31 @@ static vial_app *build_app(void)
     if (!app)
         return NULL;
     int e = 0;
-    e |= vial_before_request(app, before_sync, VIAL_SYNC);
-    e |= vial_before_request(app, before_async, VIAL_ASYNC);
-    e |= vial_after_request(app, after_sync, VIAL_SYNC);
-    e |= vial_after_request(app, after_async, VIAL_ASYNC);
-    e |= vial_teardown_request(app, teardown_sync, VIAL_SYNC);
-    e |= vial_teardown_request(app, teardown_async, VIAL_ASYNC);
+    e |= vial_before_request_sync(app, before_sync);
+    e |= vial_before_request(app, before_async);
+    e |= vial_after_request_sync(app, after_sync);
+    e |= vial_after_request(app, after_async);
+    e |= vial_teardown_request_sync(app, teardown_sync);
+    e |= vial_teardown_request(app, teardown_async);
 
-    e |= vial_errorhandler(app, 404, not_found, VIAL_SYNC);
-    e |= vial_errorhandler(app, 403, forbidden_handler, VIAL_ASYNC);
-    e |= vial_errorhandler(app, 500, server_error, VIAL_ASYNC);
-    e |= vial_errorhandler(app, VIAL_HTTP_ERRORS, http_error, VIAL_ASYNC);
+    e |= vial_errorhandler_sync(app, 404, not_found);
+    e |= vial_errorhandler(app, 403, forbidden_handler);
+    e |= vial_errorhandler(app, 500, server_error);
+    e |= vial_errorhandler(app, VIAL_HTTP_ERRORS, http_error);
 
-    e |= vial_route_as(app, "GET /", index_view, "index", VIAL_SYNC);
+    e |= vial_route_as_sync(app, "GET /", index_view, "index", NULL);
     e |= vial_route(app, "GET /hello/<name>", hello);
     e |= vial_route_sync(app, "GET /users/<int:id>", user);
     e |= vial_route_sync(app, "GET /files/<path:p>", files);
     e |= vial_route_sync(app, "GET /dir/", dir);
     e |= vial_route_sync(app, "GET,POST /methods", methods);
     e |= vial_route_sync(app, "GET /status/<int(min=200,max=599):code>", status);
-    e |= vial_route_as(app, "GET /url-for", url_for_view, "url_for", VIAL_SYNC);
+    e |= vial_route_as_sync(app, "GET /url-for", url_for_view, "url_for", NULL);
 
     e |= vial_route_sync(app, "GET /args", args);
     e |= vial_route_sync(app, "POST /form", form);
     e |= vial_route(app, "POST /upload", upload);
-    e |= vial_route_as(app, "POST /json", json_view, "json", VIAL_ASYNC);
+    e |= vial_route_as(app, "POST /json", json_view, "json", NULL);
     e |= vial_route_sync(app, "GET /headers", headers);
     e |= vial_route_sync(app, "GET /header/<name>", header);
     e |= vial_route_sync(app, "GET /cookies", cookies);
@@ -1038,7 +1038,7 @@ static vial_app *build_app(void)
     e |= vial_route(app, "POST,PUT /echo/body", echo_body);
 
     e |= vial_route_sync(app, "GET /redirect", redirect);
-    e |= vial_route_as(app, "POST /contract/json", json_view, "contract_json", VIAL_ASYNC);
+    e |= vial_route_as(app, "POST /contract/json", json_view, "contract_json", NULL);
     e |= vial_route_sync(app, "POST /contract/form", contract_form);
     e |= vial_route(app, "POST /contract/form-recover", contract_form_recover);
     e |= vial_route(app, "GET /contract/unbuilt", contract_unbuilt);
@@ -1073,19 +1073,19 @@ static vial_app *build_app(void)
 
     chat_room = vial_ws_group_new();
     e |= chat_room ? 0 : -1;
-    e |= vial_ws_route(app, "/ws/echo", ws_echo, "ws_echo");
-    e |= vial_ws_route(app, "/ws/chat", ws_chat, "ws_chat");
+    e |= vial_ws_route(app, "/ws/echo", ws_echo);
+    e |= vial_ws_route(app, "/ws/chat", ws_chat);
 
     vial_bp *api = vial_blueprint(app, "api", "/api/v1");
     if (!api)
         e |= -1;
     else {
-        e |= vial_bp_before_request(api, bp_before, VIAL_ASYNC);
-        e |= vial_bp_after_request(api, bp_after, VIAL_SYNC);
-        e |= vial_bp_errorhandler(api, 403, api_forbidden_handler, VIAL_SYNC);
-        e |= vial_bp_route_as(api, "GET /items/<int:id>", api_item, "item", VIAL_ASYNC);
-        e |= vial_bp_route_as(api, "GET /lifecycle", api_lifecycle, "lifecycle", VIAL_ASYNC);
-        e |= vial_bp_route_as(api, "GET /forbidden", api_forbidden, "forbidden", VIAL_SYNC);
+        e |= vial_bp_before_request(api, bp_before);
+        e |= vial_bp_after_request_sync(api, bp_after);
+        e |= vial_bp_errorhandler_sync(api, 403, api_forbidden_handler);
+        e |= vial_bp_route_as(api, "GET /items/<int:id>", api_item, "item", NULL);
+        e |= vial_bp_route_as(api, "GET /lifecycle", api_lifecycle, "lifecycle", NULL);
+        e |= vial_bp_route_as_sync(api, "GET /forbidden", api_forbidden, "forbidden", NULL);
     }
     /* Static files (Last-Modified, ETag, ranges) when the test names a
      * directory; read here, before vial_run, like any setting. */

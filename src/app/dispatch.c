@@ -80,7 +80,7 @@ int vial_call(vial_req *rq, vial_handler fn, int flags)
     }
     if (r == -EAGAIN) {
         /* The pool's queue is full: shed load rather than queue forever. */
-        vial_res_header(&rq->res, "Retry-After", "1");
+        vial_res_add_header(&rq->res, "Retry-After", "1");
         return vial_abort_msg(&rq->res, 503, "worker pool saturated");
     }
     return r < 0 ? vial_fail(&rq->res, "worker pool unavailable") : sc.result;
@@ -355,7 +355,7 @@ static void redirect_slash(vial_req *rq)
     rs->status = 308;
     rs->body_len = 0;
     if (loc)
-        vial_res_header(rs, "Location", loc);
+        vial_res_add_header(rs, "Location", loc);
 }
 
 void vial_app_serve(void *data, vial_req *rq)
@@ -414,7 +414,7 @@ void vial_app_serve(void *data, vial_req *rq)
             vial_tasks_reap(rq);
         }
         if (st == 426)
-            vial_res_header(rs, "Sec-WebSocket-Version", "13");
+            vial_res_add_header(rs, "Sec-WebSocket-Version", "13");
         if (st)
             handle_error(app, rq, rule->bp, st, NULL);
         if (co)
@@ -440,7 +440,7 @@ void vial_app_serve(void *data, vial_req *rq)
         } else if (options) {
             rs->status = 200;
             rs->body_len = 0;
-            vial_res_header(rs, "Allow", allow);
+            vial_res_add_header(rs, "Allow", allow);
         } else if (mr == VIAL_MATCH_OK && rq->head.upgrade_websocket) {
             rc = vial_abort(rs, 400); /* not a websocket route: not upgraded */
         } else if (mr == VIAL_MATCH_OK) {
@@ -455,7 +455,7 @@ void vial_app_serve(void *data, vial_req *rq)
             }
         } else if (mr == VIAL_MATCH_METHOD) {
             if (allow)
-                vial_res_header(rs, "Allow", allow);
+                vial_res_add_header(rs, "Allow", allow);
             rc = vial_abort(rs, 405);
         } else if (mr == VIAL_MATCH_REDIRECT) {
             redirect_slash(rq);
