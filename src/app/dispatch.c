@@ -466,7 +466,7 @@ void vial_app_serve(void *data, vial_req *rq)
     }
     if (rc == -ESHUTDOWN) {
         /* A before hook or the view was refused by the draining pool. */
-        vial_res_header(rs, "Retry-After", "1");
+        vial_res_add_header(rs, "Retry-After", "1");
         rc = vial_abort_msg(rs, 503, "server shutting down");
     }
     rc = outcome(rs, rc);
