@@ -379,8 +379,9 @@ def attack_trickle(binary, q):
         for c in alive:
             c.setblocking(False)
             try:
-                if c.recv(4096) == b"":
-                    closed += 1
+                data = c.recv(4096)
+                if data == b"" or data.startswith(b"HTTP/1.1 408"):
+                    closed += 1  # refused (408, then closed) or closed outright
             except BlockingIOError:
                 pass
             except OSError:
