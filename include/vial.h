@@ -668,6 +668,32 @@ int vial_session_set(vial_req *rq, const char *key, const char *value);
 int vial_session_del(vial_req *rq, const char *key);
 void vial_session_clear(vial_req *rq);
 
+/* --- passwords -----------------------------------------------------------------------
+ * Password hashes in Werkzeug's formats, so a Flask application's user table
+ * moves over unchanged and back: "scrypt:N:r:p$SALT$HEX" (the default,
+ * scrypt:32768:8:1 with a 16-character salt and a 64-byte key) and
+ * "pbkdf2:HASH:ITERATIONS$SALT$HEX" (HASH sha1, sha224, sha256, sha384 or
+ * sha512). Hashing is slow by design (tens of milliseconds, 32 MiB for
+ * scrypt): call these from a sync view or through vial_offload, never from
+ * async code on the loop. Thread-safe. */
+
+/* Hashes password with the default method into out[0..cap) (NUL-terminated;
+ * 163 bytes are enough). Returns 0, -ENOSPC when cap is too small, -EIO when
+ * no random salt could be had, -ENOMEM. */
+int vial_password_hash(const char *password, char *out, size_t cap);
+
+/* The same with a method of Werkzeug's: "scrypt", "scrypt:N:r:p", "pbkdf2",
+ * "pbkdf2:HASH" or "pbkdf2:HASH:ITERATIONS" (600000 when not given).
+ * Returns -EINVAL for a malformed or out-of-bounds method (scrypt N a power
+ * of two up to 2^24, r and p up to 64, at most 1 GiB; up to 10 million
+ * iterations), -ENOTSUP for an unknown one. */
+int vial_password_hash_with(const char *password, const char *method, char *out, size_t cap);
+
+/* Checks password against a stored hash, in constant time: 1 when it
+ * matches, 0 when not, -EINVAL for a malformed hash (or a work factor beyond
+ * the bounds above), -ENOTSUP for a method vial does not know, -ENOMEM. */
+int vial_password_verify(const char *hash, const char *password);
+
 /* Flask's flash(): a one-shot message for the next request that asks. */
 int vial_flash(vial_req *rq, const char *category, const char *message);
 /* Takes the flashed messages (and removes them from the session): returns

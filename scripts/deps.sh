@@ -8,7 +8,7 @@ PKGS=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
   libssl-dev zlib1g-dev
   libcmocka-dev libyajl-dev locales
-  python3-pytest python3-requests python3-websockets
+  python3-pytest python3-requests python3-websockets python3-werkzeug
   curl nginx-light wrk node-llhttp
   libpq-dev postgresql libhiredis-dev redis-server libcurl4-openssl-dev libsqlite3-dev
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
