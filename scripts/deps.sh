@@ -10,10 +10,12 @@
 set -euo pipefail
 
 # Building: the compiler and build tools, OpenSSL (session signing), yajl
-# (request JSON), zlib, and SQLite, the embedded database the demo runs on.
-# The other clients are optional: the library builds without them (see
-# CMakeLists.txt, vial_client), except libpq: the demo switches to PostgreSQL
-# when DATABASE_URL is set, so its client library (not the server) is here.
+# (request JSON), zlib (response compression), and SQLite, the embedded
+# database the demo runs on.
+# The clients' libraries (libpq, hiredis, libcurl) are optional: the library
+# builds without them (CMakeLists.txt, vial_client). libpq is here all the
+# same because the demo switches to PostgreSQL when DATABASE_URL is set; its
+# client library only, not the server.
 BUILD=(
   build-essential cmake ninja-build pkg-config
   libssl-dev zlib1g-dev libyajl-dev libsqlite3-dev libpq-dev
