@@ -450,7 +450,7 @@ def selftest(args):
             sub = argparse.Namespace(**vars(args))
             sub.root, sub.out = tmp, os.path.join(tmp, "out")
             p = subprocess.run([sys.executable, __file__, "--root", tmp, "--out", sub.out,
-                                "--cc", args.cc, "--cflags", args.cflags]
+                                "--cc", args.cc, "--cflags=" + args.cflags]
                                + ["-I" + d for d in args.include]
                                + (["--lib", args.lib] if args.lib else []) + [page],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
