@@ -30,7 +30,8 @@ what a fragment needs:
 `needs` lists headers to include, `given` is C placed at file scope before
 the fragment: the declarations the surrounding text implies. The generated
 file carries #line directives, so a compiler error points at the page and
-line of the guide itself. Output: one line per block; failures with the
+line of the guide itself. The page's relative links are checked too: the
+file must exist, and an anchor must be one of its headings. Output: one line per block; failures with the
 compiler's messages. Exit status 1 when any block fails.
 """
 
@@ -333,6 +334,49 @@ def check_block(block, args, outdir, n, built):
     return status == 0, kind + " (ran --test)", out
 
 
+def slug(heading):
+    """GitHub's anchor for a heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def prose_lines(path):
+    """(line number, text) of a markdown file outside its code blocks."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    fence = None
+    for n, line in enumerate(lines, 1):
+        m = re.match(r"^(`{3,}|~{3,})", line)
+        if fence:
+            if line.startswith(fence):
+                fence = None
+        elif m:
+            fence = m.group(1)
+        elif not line.startswith("    "):
+            yield n, line
+
+
+def check_links(root, page):
+    """Relative links of a page must name a file that exists, and an anchor
+    in a markdown file one of its headings: a renamed page or section would
+    leave the guide pointing nowhere."""
+    bad = []
+    rel = os.path.relpath(page, root)
+    for n, line in prose_lines(page):
+        for target in re.findall(r"\]\(([^)\s]+)\)", re.sub(r"`[^`]*`", "", line)):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            dest = os.path.normpath(os.path.join(os.path.dirname(page), path)) if path else page
+            if not os.path.exists(dest):
+                bad.append("%s:%d: broken link %s" % (rel, n, target))
+            elif anchor and dest.endswith(".md"):
+                heads = {slug(l.lstrip("#")) for _, l in prose_lines(dest) if l.startswith("#")}
+                if anchor not in heads:
+                    bad.append("%s:%d: no heading #%s in %s" % (rel, n, anchor, path or rel))
+    return bad
+
+
 def check_pages(pages, args):
     outdir = os.path.abspath(args.out)
     os.makedirs(outdir, exist_ok=True)
@@ -346,6 +390,9 @@ def check_pages(pages, args):
             print("FAIL %s" % e)
             failed += 1
             continue
+        for msg in check_links(args.root, os.path.abspath(page)):
+            print("FAIL " + msg)
+            failed += 1
         if not blocks:
             print("%s: no C blocks" % os.path.relpath(page, args.root))
         for n, block in enumerate(blocks):
@@ -431,6 +478,12 @@ int main(int argc, char **argv)
 
 Text.
 """, "stale.md:2: compile hint not followed"),
+    "links.md": ("""# Links
+See [the other page](nowhere.md) and [this one](#links).
+""", "links.md:2: broken link nowhere.md"),
+    "anchors.md": ("""# Anchors
+See [a section](#no-such-section), not [this one](#anchors).
+""", "anchors.md:2: no heading #no-such-section"),
     "reasonless.md": ("""<!-- compile: skip -->
 ```c
 nothing
