@@ -296,7 +296,7 @@ def run(cmd, cwd, timeout=120):
     return p.returncode, p.stdout.decode("utf-8", "replace")
 
 
-def check_block(block, args, outdir, n, built):
+def check_block(block, args, outdir, built):
     """Compiles (and maybe links and runs) one block: (ok, kind, message)."""
     kind = block.hint["kind"] if block.hint else None
     if kind == "skip":
@@ -395,9 +395,9 @@ def check_pages(pages, args):
             failed += 1
         if not blocks:
             print("%s: no C blocks" % os.path.relpath(page, args.root))
-        for n, block in enumerate(blocks):
+        for block in blocks:
             count += 1
-            ok, kind, msg = check_block(block, args, outdir, n, built)
+            ok, kind, msg = check_block(block, args, outdir, built)
             if ok:
                 print("ok   %s: %s%s" % (block.where(), kind,
                                          " (%s)" % msg if kind == "skip" else ""))
@@ -500,9 +500,8 @@ def selftest(args):
             page = os.path.join(tmp, name)
             with open(page, "w", encoding="utf-8") as f:
                 f.write(text)
-            sub = argparse.Namespace(**vars(args))
-            sub.root, sub.out = tmp, os.path.join(tmp, "out")
-            p = subprocess.run([sys.executable, __file__, "--root", tmp, "--out", sub.out,
+            p = subprocess.run([sys.executable, __file__, "--root", tmp,
+                                "--out", os.path.join(tmp, "out"),
                                 "--cc", args.cc, "--cflags=" + args.cflags]
                                + ["-I" + d for d in args.include]
                                + (["--lib", args.lib] if args.lib else []) + [page],
