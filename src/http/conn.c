@@ -354,6 +354,8 @@ static uint64_t body_deadline(vial_conn *c, size_t got)
  * budget may proceed when nothing else is held, so no request is starved
  * for good. The wait is not the client's fault: it does not count against
  * its minimum rate. */
+#define BODY_BUDGET_STEP (64 * 1024)
+
 static int body_reserve(vial_conn *c, size_t n)
 {
     vial_server *s = c->thr->server;
@@ -406,16 +408,29 @@ static int read_body_length(vial_conn *c, vial_req *rq, int *status)
         c->rpos += (uint32_t)need;
         return 0;
     }
-    char *body = body_reserve(c, need) == 0 ? vial_arena_alloc(&rq->arena, need) : NULL;
-    if (!body) {
+    /* A block this large is mapped (arena.c): its pages cost memory only
+     * once written. So the budget is taken as the body arrives, a step
+     * ahead of it, not for the whole Content-Length at once: a client that
+     * announces 1 MiB and trickles holds a step, not a megabyte. */
+    size_t got = have < need ? have : need;
+    size_t held = 0;
+    char *body = vial_arena_alloc(&rq->arena, need);
+    if (!body || body_reserve(c, held = got + BODY_BUDGET_STEP < need ? got + BODY_BUDGET_STEP : need) < 0) {
         *status = 503;
         return -1;
     }
-    size_t got = have < need ? have : need;
     memcpy(body, c->rbuf + c->rpos, got);
     c->rpos += (uint32_t)got;
     while (got < need) {
-        ssize_t n = conn_read(c, body + got, need - got, body_deadline(c, got));
+        if (got == held) {
+            size_t more = need - held < BODY_BUDGET_STEP ? need - held : BODY_BUDGET_STEP;
+            if (body_reserve(c, more) < 0) {
+                *status = 0;
+                return -1;
+            }
+            held += more;
+        }
+        ssize_t n = conn_read(c, body + got, held - got, body_deadline(c, got));
         if (n <= 0) {
             *status = n == -ETIMEDOUT ? 408 : 0;
             return -1;
