@@ -11,7 +11,13 @@
  * refcounted blob (server frames are unmasked, so every member sends the
  * same bytes), and one small delivery per member is posted to the member's
  * loop. Mailboxes are FIFO, so one sender's messages reach each member in
- * order. */
+ * order.
+ *
+ * Nothing here may hold a loop or grow without bound (vial.h: "what a slow
+ * or flooding member gets"): the pump yields after a slice's budget; the
+ * publisher charges each member's queue with atomics before posting, and
+ * drops a member that is too far behind right there; and a session whose
+ * broadcasts are queued beyond a bound is not read until they drain. */
 #include "app/app.h"
 #include "http/server.h"
 #include "http/websocket.h"
@@ -360,6 +366,11 @@ int vial_ws_recv(vial_ws *ws, vial_ws_msg *msg)
     ws->in_app = 0;
     ws->msg_len = 0;
     for (;;) {
+        /* A session whose input never runs dry never reaches the wait that
+         * would see a cancellation (shutdown): look after every slice. */
+        vial_coro *self = vial_coro_current();
+        if (self && self->cancelled)
+            return ws_end(ws, 1001, NULL, 0, -ECANCELED);
         r = sender_hold(ws);
         if (r < 0)
             return ws_end(ws, r == -EPIPE ? -1 : 1001, NULL, 0, r);

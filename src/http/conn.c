@@ -605,6 +605,10 @@ int vial_conn_stream_write(vial_req *rq, const void *data, size_t len)
         r = conn_out(c, "\r\n", 2);
     if (r == 0)
         r = conn_flush(c);
+    /* Each write is a system call: a stream of small pieces to a client
+     * that keeps up yields as often as one of large pieces. */
+    if (r == 0)
+        vial_coro_spend(VIAL_SLICE_ITEM);
     return r;
 }
 
