@@ -510,6 +510,7 @@ int vial_ws_serve(vial_req *rq, vial_ws_handler fn)
     ws.c = rq->conn;
     ws.loop = vial_loop_current();
     ws.window = vial_conn_ws_window(ws.c);
+    ws.in_app = 1; /* the handler runs first */
     vial_ws_parser_init(&ws.p, 0);
     ws.sess = calloc(1, sizeof *ws.sess);
     if (!ws.sess)

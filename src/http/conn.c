@@ -184,11 +184,7 @@ static int conn_send(vial_conn *c, const char *extra, size_t extra_len, int may_
         struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
         ssize_t w = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL);
         if (w > 0) {
-            /* A fast reader never makes this wait: a large body or stream
-             * yields after a slice's budget (not from the on_park flush,
-             * which runs as the coroutine parks anyway). */
-            if (may_wait)
-                vial_coro_spend((size_t)w);
+            size_t sent = (size_t)w;
             size_t fromw = c->wlen - c->wpos;
             if ((size_t)w >= fromw) {
                 c->wpos = c->wlen = 0;
@@ -200,6 +196,11 @@ static int conn_send(vial_conn *c, const char *extra, size_t extra_len, int may_
             } else {
                 c->wpos += (uint32_t)w;
             }
+            /* A fast reader never makes this wait: a large body or stream
+             * yields after a slice's budget (not from the on_park flush,
+             * which runs as the coroutine parks anyway). */
+            if (may_wait)
+                vial_coro_spend(sent);
             continue;
         }
         if (w < 0 && errno == EINTR)
