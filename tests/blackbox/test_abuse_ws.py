@@ -270,5 +270,51 @@ def test_chat_flooder_is_not_read_while_its_broadcasts_are_queued(spawn_server):
     assert sent < 48 << 20, "the server read %.1f MiB from a member that never reads" % (sent / 2**20)
 
 
+class SlowReader(Reader):
+    """Reads at most `rate` bytes a second."""
+
+    def __init__(self, sock, pending, rate):
+        super().__init__(sock, pending)
+        self.rate = rate
+
+    def run(self):
+        t0 = time.monotonic()
+        while not self.halt.is_set():
+            if self.bytes > self.rate * (time.monotonic() - t0):
+                time.sleep(0.01)
+                continue
+            try:
+                chunk = self.sock.recv(16384)
+            except socket.timeout:
+                continue
+            except OSError:
+                self.closed = True
+                return
+            if not chunk:
+                self.closed = True
+                return
+            self.bytes += len(chunk)
+
+
+def test_chat_slow_reader_paces_the_sender_instead_of_being_dropped(spawn_server):
+    # A member that reads, but slower than another member floods (and reads
+    # its own echoes at full speed): the flooder is throttled to the pace of
+    # the slow reader, which stays in the room. Before, the slow reader's
+    # queue passed 4 MiB within a second and it was dropped.
+    srv = spawn_server(["--threads", "1"])
+    ss, spend = ws_connect(srv.addr, "/ws/chat")
+    ss.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    slow = SlowReader(ss, spend, rate=1 << 20)
+    slow.start()
+    flood = start_flood(srv.addr, "/ws/chat", read=True)
+    sent, echoed = finish(flood)
+    time.sleep(0.5)
+    slow.stop()
+    ss.close()
+    assert not slow.closed, "the member that reads slowly was dropped (got %d bytes)" % slow.bytes
+    assert slow.bytes > 512 << 10, slow.bytes
+    assert sent > 512 << 10, sent
+
+
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "flood":
     flood_main(*sys.argv[2:])
