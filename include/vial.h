@@ -85,7 +85,7 @@ typedef struct vial_jv vial_jv; /* a parsed JSON value (vial_req_json) */
  * vial_abort and vial_fail are sticky: the response is that error even when
  * their result is dropped and the view returns 0 (the latest of the two
  * stands; a negative code the function returns wins). A view that returns 0
- * without building a response (no vial_res_status, _body, _append, vial_text,
+ * without building a response (no vial_res_set_status, _body, _append, vial_text,
  * vial_json_begin, vial_redirect, vial_send_file or vial_stream_begin,
  * neither by it nor by a middleware) is a 500 and a log line naming its
  * endpoint (Flask: "the view function did not return a valid response");
@@ -118,7 +118,7 @@ const char *vial_strerror(int code);
 /* --- application ----------------------------------------------------------
  * Set the app up, then run it: every registration function in this header
  * (routes, views, converters, hooks, error handlers, blueprints and theirs,
- * middleware, vial_static, vial_ws_route, vial_app_secret_key) returns
+ * middleware, vial_static, vial_ws_route, vial_app_set_secret_key) returns
  * -EBUSY once vial_run has started, from any thread, handlers included
  * (vial_blueprint returns NULL): requests read these tables without locks.
  * Flask refuses the same ("setup method ... can no longer be called"). */
@@ -142,8 +142,8 @@ void vial_app_free(vial_app *app);
 int vial_route_as(vial_app *app, const char *rule, vial_handler fn, const char *endpoint, int flags);
 
 /* Flask's @app.route: the endpoint is the function's name. */
-#define vial_route(app, rule, fn) vial_route_as((app), (rule), (fn), #fn, VIAL_ASYNC)
-#define vial_route_sync(app, rule, fn) vial_route_as((app), (rule), (fn), #fn, VIAL_SYNC)
+#define vial_route(app, rule, fn) vial_route_as((app), (rule), (fn), #fn, NULL)
+#define vial_route_sync(app, rule, fn) vial_route_as_sync((app), (rule), (fn), #fn, NULL)
 
 /* A user-defined converter <name:param>: match() says whether the segment
  * s[0..len) (never containing '/') is acceptable. Register before the routes
@@ -154,7 +154,7 @@ int vial_converter(vial_app *app, const char *name, vial_converter_fn match, voi
 /* Method views (Flask's MethodView): one resource, one handler per method.
  * The table ends with a zero entry. HEAD (when GET exists) and OPTIONS are
  * automatic, other methods get 405 with Allow. `data` is the view's own
- * state, returned by vial_view_data(rq). */
+ * state, returned by vial_route_data(rq). */
 typedef struct vial_view_method {
     const char *method; /* "GET", "POST", ... */
     vial_handler fn;
@@ -162,7 +162,7 @@ typedef struct vial_view_method {
 } vial_view_method;
 int vial_add_view(vial_app *app, const char *path, const char *endpoint,
                   const vial_view_method *methods, void *data);
-void *vial_view_data(vial_req *rq);
+void *vial_route_data(vial_req *rq);
 
 /* --- hooks and error handlers ----------------------------------------------
  * Flask's order: before_request functions run in registration order before
@@ -203,8 +203,8 @@ const char *vial_error_message(vial_req *rq);
 typedef struct vial_bp vial_bp;
 vial_bp *vial_blueprint(vial_app *app, const char *name, const char *url_prefix);
 int vial_bp_route_as(vial_bp *bp, const char *rule, vial_handler fn, const char *endpoint, int flags);
-#define vial_bp_route(bp, rule, fn) vial_bp_route_as((bp), (rule), (fn), #fn, VIAL_ASYNC)
-#define vial_bp_route_sync(bp, rule, fn) vial_bp_route_as((bp), (rule), (fn), #fn, VIAL_SYNC)
+#define vial_bp_route(bp, rule, fn) vial_bp_route_as((bp), (rule), (fn), #fn, NULL)
+#define vial_bp_route_sync(bp, rule, fn) vial_bp_route_as_sync((bp), (rule), (fn), #fn, NULL)
 int vial_bp_add_view(vial_bp *bp, const char *path, const char *endpoint,
                      const vial_view_method *methods, void *data);
 int vial_bp_before_request(vial_bp *bp, vial_handler fn, int flags);
@@ -240,7 +240,7 @@ int vial_g_set_str(vial_req *rq, const char *key, const char *value);
  * the pointer set here, returned to any request. Thread safety is the
  * owner's: requests run on several threads. */
 void vial_app_set_data(vial_app *app, void *data);
-void *vial_app_data(vial_req *rq);
+void *vial_app_get_data(vial_req *rq);
 
 /* Reverse routing (Flask's url_for): builds the URL of an endpoint from
  * key/value string pairs ending with NULL. Pairs that are not parameters of
@@ -522,11 +522,11 @@ int vial_req_is_sync(const vial_req *rq);
 /* --- response --------------------------------------------------------------- */
 
 /* Sets the status code (default 200). */
-int vial_res_status(vial_res *rs, int status);
+int vial_res_set_status(vial_res *rs, int status);
 
 /* Adds a header (the value is copied). Content-Length, Date,
  * Transfer-Encoding and Connection are the server's to set. */
-int vial_res_header(vial_res *rs, const char *name, const char *value);
+int vial_res_add_header(vial_res *rs, const char *name, const char *value);
 
 /* Replaces every header of that name with one (the value is copied). */
 int vial_res_set_header(vial_res *rs, const char *name, const char *value);
@@ -538,14 +538,14 @@ const char *vial_res_get_header(vial_res *rs, const char *name);
 int vial_res_get_status(vial_res *rs);
 
 /* Replaces the body with a copy of data[0..len). */
-int vial_res_body(vial_res *rs, const void *data, size_t len);
+int vial_res_set_body(vial_res *rs, const void *data, size_t len);
 
 /* Uses data as the body without copying; it must outlive the response
  * (a string literal, a static buffer). */
-int vial_res_body_static(vial_res *rs, const void *data, size_t len);
+int vial_res_set_body_static(vial_res *rs, const void *data, size_t len);
 
 /* Appends to the body. */
-int vial_res_append(vial_res *rs, const void *data, size_t len);
+int vial_res_append_body(vial_res *rs, const void *data, size_t len);
 
 /* Sets status, Content-Type: text/plain; charset=utf-8, and the formatted
  * body. Returns 0 (or -ENOMEM). */
@@ -607,7 +607,7 @@ int vial_send_file(vial_req *rq, vial_res *rs, const char *path, const char *con
  * Flask's: the data travels in the "session" cookie, readable by the client
  * but not forgeable. A cookie that fails verification gives an empty
  * session, never an error. Without a secret key, setting fails (-EPERM). */
-int vial_app_secret_key(vial_app *app, const char *key);
+int vial_app_set_secret_key(vial_app *app, const char *key);
 const char *vial_session_get(vial_req *rq, const char *key);
 int vial_session_set(vial_req *rq, const char *key, const char *value);
 int vial_session_del(vial_req *rq, const char *key);
@@ -617,7 +617,7 @@ void vial_session_clear(vial_req *rq);
 int vial_flash(vial_req *rq, const char *category, const char *message);
 /* Takes the flashed messages (and removes them from the session): returns
  * the count; the arrays live in the request's arena. */
-unsigned vial_flashed(vial_req *rq, const char ***categories, const char ***messages);
+unsigned vial_get_flashed_messages(vial_req *rq, const char ***categories, const char ***messages);
 
 /* --- JSON writer -------------------------------------------------------------
  * Writes JSON straight into the response body, no tree:
@@ -776,7 +776,7 @@ void vial_sem_release(vial_sem *s);
  *           vial_ws_send(ws, m.type, m.data, m.len);
  *       return 0;
  *   }
- *   vial_ws_route(app, "/ws/echo", echo, "echo");
+ *   vial_ws_route(app, "/ws/echo", echo);
  *
  * A websocket route answers GET upgrade requests (a plain request to it is a
  * 400; a bad key 400, a version other than 13 a 426 with
@@ -886,29 +886,29 @@ int vial_ws_group_broadcast(vial_ws_group *g, int type, const void *data, size_t
  * and the finished response can be inspected. Cookies set by responses are
  * kept and sent with later requests (a session survives between requests).
  * One client is used from one thread at a time. */
-typedef struct vial_client vial_client;
-typedef struct vial_response vial_response;
+typedef struct vial_test_client vial_test_client;
+typedef struct vial_test_response vial_test_response;
 
-vial_client *vial_client_new(vial_app *app);
-void vial_client_free(vial_client *c);
+vial_test_client *vial_test_client_new(vial_app *app);
+void vial_test_client_free(vial_test_client *c);
 
 /* Runs one request. headers: "Name: value" strings ending with NULL (may be
  * NULL). target: path with optional query. Returns the response (free it
- * with vial_response_free) or NULL when out of memory. */
-vial_response *vial_client_request(vial_client *c, const char *method, const char *target,
+ * with vial_test_response_free) or NULL when out of memory. */
+vial_test_response *vial_test_client_request(vial_test_client *c, const char *method, const char *target,
                                    const char *const *headers, const void *body, size_t len);
 /* GET target, no headers. */
-vial_response *vial_client_get(vial_client *c, const char *target);
+vial_test_response *vial_test_client_get(vial_test_client *c, const char *target);
 
-int vial_response_status(const vial_response *r);
+int vial_test_response_status(const vial_test_response *r);
 /* First header with this name (case-insensitive), or NULL. */
-const char *vial_response_header(const vial_response *r, const char *name);
+const char *vial_test_response_header(const vial_test_response *r, const char *name);
 /* Number of headers with this name (e.g. Set-Cookie), and the i-th of them. */
-unsigned vial_response_header_count(const vial_response *r, const char *name);
-const char *vial_response_header_nth(const vial_response *r, const char *name, unsigned i);
+unsigned vial_test_response_header_count(const vial_test_response *r, const char *name);
+const char *vial_test_response_header_nth(const vial_test_response *r, const char *name, unsigned i);
 /* The body (streamed bodies are collected whole); NUL-terminated. */
-const char *vial_response_body(const vial_response *r, size_t *len);
-void vial_response_free(vial_response *r);
+const char *vial_test_response_body(const vial_test_response *r, size_t *len);
+void vial_test_response_free(vial_test_response *r);
 
 #pragma GCC visibility pop
 

@@ -281,9 +281,9 @@ int vial_ws_accept(vial_ws *ws)
     rs->status = 101;
     rs->upgraded = 1;
     rs->content_type = NULL;
-    if (vial_res_header(rs, "Upgrade", "websocket") < 0 ||
-        vial_res_header(rs, "Connection", "Upgrade") < 0 ||
-        vial_res_header(rs, "Sec-WebSocket-Accept", accept) < 0)
+    if (vial_res_add_header(rs, "Upgrade", "websocket") < 0 ||
+        vial_res_add_header(rs, "Connection", "Upgrade") < 0 ||
+        vial_res_add_header(rs, "Sec-WebSocket-Accept", accept) < 0)
         return ws->result = -ENOMEM;
     char head[2048];
     int n = vial_write_head(rq, head, sizeof head, 1, 0, rq->server->cfg.server_header);
@@ -554,7 +554,7 @@ int vial_ws_route(vial_app *app, const char *path, vial_ws_handler fn, const cha
     char rule[1100];
     if ((size_t)snprintf(rule, sizeof rule, "GET %s", path) >= sizeof rule)
         return -EINVAL;
-    int r = vial_route_as(app, rule, ws_route_view, endpoint, VIAL_ASYNC);
+    int r = vial_route_as(app, rule, ws_route_view, endpoint, NULL);
     if (r == 0)
         app->rules_tail->ws = fn; /* the rule just added */
     return r;
