@@ -736,8 +736,11 @@ void vial_json_value(vial_json *j, const vial_jv *v);
  * Async views only. vial_stream_begin sends the head at once (chunked for
  * HTTP/1.1, close-delimited for HTTP/1.0); each vial_stream_write sends its
  * bytes before returning (awaiting the socket), so nothing buffers the whole
- * body. Returns 0, or a negative errno when the client is gone or the
- * request was cancelled: stop writing then. */
+ * body. A stream (or a file or a large body) to a client that keeps up
+ * yields the loop after each slice's budget (1 MiB or 64 writes), so other
+ * connections of the thread are not held while it goes out. Returns 0, or a
+ * negative errno when the client is gone or the request was cancelled: stop
+ * writing then. */
 int vial_stream_begin(vial_res *rs, int status, const char *content_type);
 int vial_stream_write(vial_res *rs, const void *data, size_t len);
 int vial_stream_printf(vial_res *rs, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -867,7 +870,13 @@ void vial_sem_release(vial_sem *s);
  * extension is negotiated. Messages are limited to 1 MiB (1009 beyond);
  * protocol errors (1002) and invalid UTF-8 text (1007) fail the connection:
  * a close frame with the code, then the TCP connection is closed at once.
- * WebSocket connections have no idle timeout. */
+ * WebSocket connections have no idle timeout.
+ *
+ * Fairness: a session shares its loop thread with every other connection on
+ * it. vial_ws_recv and vial_ws_send yield the loop after a slice's budget
+ * (about 64 frames or 1 MiB, well under a millisecond of work) even while
+ * the peer keeps sending or reading, so a flooding peer delays the other
+ * connections of its loop by one slice at most. */
 typedef struct vial_ws vial_ws;
 typedef int (*vial_ws_handler)(vial_req *rq, vial_ws *ws);
 
@@ -904,8 +913,9 @@ int vial_ws_accept(vial_ws *ws);
  * over: later calls return the same result. */
 int vial_ws_recv(vial_ws *ws, vial_ws_msg *msg);
 
-/* Sends one message (VIAL_WS_TEXT: data must be UTF-8, not checked).
- * Returns 0 or a negative errno (-EPIPE once the session is over). */
+/* Sends one message (VIAL_WS_TEXT: data must be UTF-8, not checked),
+ * awaiting room in the socket. Returns 0 or a negative errno (-EPIPE once
+ * the session is over). */
 int vial_ws_send(vial_ws *ws, int type, const void *data, size_t len);
 
 /* Sends a close frame (code 1000-4999 except 1004-1006 and 1015, or 0 for
@@ -919,10 +929,29 @@ int vial_ws_close_code(const vial_ws *ws);
  * (a chat room). Thread-safe. A broadcast is encoded once and delivered to
  * every member through its loop's mailbox, so each member receives one
  * sender's messages in the order sent. A member is sent its queued messages
- * while its handler awaits vial_ws_recv; one that falls more than 4 MiB
- * behind is dropped (its connection is closed at once), and one that vanishes
- * leaves without affecting the others. A session leaves its groups when it
- * ends. */
+ * while its handler awaits vial_ws_recv; one that vanishes leaves without
+ * affecting the others. A session leaves its groups when it ends.
+ *
+ * What a slow or flooding member gets (the bounds hold per session, so a
+ * group's memory is at most members x 4 MiB, mailboxes included):
+ * - Its outbound queue (published to it, not yet written to its socket,
+ *   counted from the moment of the broadcast) holds up to 4 MiB. The
+ *   broadcast that finds it fuller, or finds its queue has not moved for 5 s
+ *   (its socket takes nothing), drops it: it receives nothing more, and its
+ *   vial_ws_recv returns -ENOBUFS with the connection closed at once (a
+ *   close frame could not get through). A single message larger than the
+ *   bound still goes to a member whose queue is empty. The decision is the
+ *   publisher's: a member's loop never holds more than the bound.
+ * - A sender is throttled instead of its readers being flooded: while more
+ *   than 1 MiB of a session's broadcasts are still queued at members, its
+ *   vial_ws_recv stops reading its socket (the peer's sends wait in TCP) and
+ *   only writes its own queue, until they fall to 512 KiB. It never waits
+ *   more than 5 s on a member that takes nothing: it then reads on, and its
+ *   next broadcast drops that member. Broadcasts made by the session's
+ *   handler (or a task it spawned) count as its own; those from other
+ *   threads or timers count for no session.
+ * - A handler busy with its own awaits between vial_ws_recv calls is not
+ *   slow for that; only its 4 MiB bound applies meanwhile. */
 typedef struct vial_ws_group vial_ws_group;
 vial_ws_group *vial_ws_group_new(void);
 /* Only once no session is a member any more. */
@@ -931,7 +960,8 @@ void vial_ws_group_free(vial_ws_group *g);
 int vial_ws_group_join(vial_ws_group *g, vial_ws *ws);
 void vial_ws_group_leave(vial_ws_group *g, vial_ws *ws);
 /* Sends one message to every member (the sender too, when it is one). From
- * any thread. Returns the number of members it was queued for, or -errno. */
+ * any thread; it never waits. Returns the number of members it was queued
+ * for (members found too slow are dropped and not counted), or -errno. */
 int vial_ws_group_broadcast(vial_ws_group *g, int type, const void *data, size_t len);
 
 /* --- test client --------------------------------------------------------------------

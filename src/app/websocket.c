@@ -11,7 +11,13 @@
  * refcounted blob (server frames are unmasked, so every member sends the
  * same bytes), and one small delivery per member is posted to the member's
  * loop. Mailboxes are FIFO, so one sender's messages reach each member in
- * order. */
+ * order.
+ *
+ * Nothing here may hold a loop or grow without bound (vial.h: "what a slow
+ * or flooding member gets"): the pump yields after a slice's budget; the
+ * publisher charges each member's queue with atomics before posting, and
+ * drops a member that is too far behind right there; and a session whose
+ * broadcasts are queued beyond a bound is not read until they drain. */
 #include "app/app.h"
 #include "http/server.h"
 #include "http/websocket.h"
@@ -32,24 +38,41 @@ typedef struct ws_blob {
     uint8_t bytes[]; /* one complete server frame */
 } ws_blob;
 
-typedef struct ws_member ws_member;
+/* The part of a session that publishers on other threads see; it outlives
+ * the session while deliveries to or from it are in flight. */
+typedef struct ws_sess {
+    atomic_uint refs;        /* the session + deliveries to or from it + a posted wake */
+    /* Its outbound queue: bytes published to it (charged by the publisher,
+     * before the delivery travels) and not yet written to its socket. */
+    atomic_size_t queued;
+    /* Bytes of its own broadcasts still queued at members. */
+    atomic_size_t produced;
+    atomic_uint_fast64_t moved; /* clock ns its queue last moved or was empty */
+    atomic_int slow;         /* a publisher found it too far behind: it ends */
+    atomic_int waiting;      /* its reading waits for produced to fall */
+    atomic_int wake_posted;
+    vial_loop *loop;
+    vial_ws *ws;             /* NULL once over; read and written on its loop only */
+    vial_msg wake;
+} ws_sess;
 
 /* A broadcast on its way to one member; once delivered, an item of the
  * member's send queue. */
 typedef struct ws_delivery {
     vial_msg msg;
-    ws_member *mb;
+    ws_sess *to;
+    ws_sess *from;  /* the session that published it, or NULL */
     ws_blob *blob;
+    size_t cost;    /* charged to to->queued and from->produced */
     struct ws_delivery *next;
 } ws_delivery;
 
-struct ws_member {
-    atomic_uint refs;     /* the group's entry + deliveries in flight */
-    vial_ws *ws;          /* NULL once it left; read and written on ws's loop only */
-    vial_loop *loop;
+/* A session's entry in one group; used under the group's lock only. */
+typedef struct ws_member {
+    ws_sess *sess;
     vial_ws_group *group;
-    ws_member *next_of_ws;
-};
+    struct ws_member *next_of_ws;
+} ws_member;
 
 struct vial_ws_group {
     pthread_mutex_t lock;
@@ -64,14 +87,15 @@ struct vial_ws {
     uint32_t window;        /* input is kept after the upgrade request */
     vial_ws_parser p;
     unsigned accepted : 1;
-    unsigned overflow : 1;  /* fell too far behind its broadcasts */
+    unsigned in_app : 1;    /* the handler runs its own code (not in recv/send) */
     int result;             /* nonzero once the session is over */
     int close_code;         /* the peer's */
     uint8_t *msg;           /* reassembly of fragmented messages */
     size_t msg_len, msg_cap;
+    ws_sess *sess;
     ws_member *members;
     ws_delivery *qhead, *qtail;
-    size_t qbytes, qoff;    /* queued bytes; bytes of the head already written */
+    size_t qoff;            /* bytes of the head already written */
 };
 
 static void blob_unref(ws_blob *b)
@@ -80,15 +104,53 @@ static void blob_unref(ws_blob *b)
         free(b);
 }
 
-static void member_unref(ws_member *m)
+static void sess_unref(ws_sess *s)
 {
-    if (atomic_fetch_sub(&m->refs, 1) == 1)
-        free(m);
+    if (atomic_fetch_sub(&s->refs, 1) == 1)
+        free(s);
 }
 
-static void delivery_free(ws_delivery *d)
+static void sess_wake_cb(vial_loop *l, vial_msg *m)
 {
+    ws_sess *s = (ws_sess *)((char *)m - offsetof(ws_sess, wake));
+    atomic_store(&s->wake_posted, 0);
+    if (s->ws)
+        vial_conn_ws_kick(s->ws->c);
+    sess_unref(s);
+}
+
+/* From any thread: makes s's session, if it waits in recv, look at its
+ * state again (it became slow, or its broadcasts drained). */
+static void sess_wake(ws_sess *s)
+{
+    if (s->loop == vial_loop_current()) {
+        if (s->ws)
+            vial_conn_ws_kick(s->ws->c);
+        return;
+    }
+    if (atomic_exchange(&s->wake_posted, 1))
+        return; /* one in flight does it */
+    atomic_fetch_add(&s->refs, 1);
+    s->wake.cb = sess_wake_cb;
+    vial_loop_post(s->loop, &s->wake);
+}
+
+/* A delivery leaves its member's queue (written, or dropped): the member's
+ * queue and the publisher's count shrink, and a publisher waiting for that
+ * is told. On the member's loop (or the publisher's, if it never left). */
+static void delivery_retire(ws_delivery *d)
+{
+    ws_sess *to = d->to, *from = d->from;
+    atomic_fetch_sub(&to->queued, d->cost);
+    if (from) {
+        size_t left = atomic_fetch_sub(&from->produced, d->cost) - d->cost;
+        if (left <= VIAL_WS_SENDER_MAX / 2 && atomic_load(&from->waiting) &&
+            atomic_exchange(&from->waiting, 0))
+            sess_wake(from);
+        sess_unref(from);
+    }
     blob_unref(d->blob);
+    sess_unref(to);
     free(d);
 }
 
@@ -97,10 +159,21 @@ static void queue_drop(vial_ws *ws)
     while (ws->qhead) {
         ws_delivery *d = ws->qhead;
         ws->qhead = d->next;
-        delivery_free(d);
+        delivery_retire(d);
     }
     ws->qtail = NULL;
-    ws->qbytes = ws->qoff = 0;
+    ws->qoff = 0;
+}
+
+/* The head of the queue went out whole. */
+static void queue_pop(vial_ws *ws)
+{
+    ws_delivery *d = ws->qhead;
+    ws->qoff = 0;
+    ws->qhead = d->next;
+    if (!ws->qhead)
+        ws->qtail = NULL;
+    delivery_retire(d);
 }
 
 static void leave_all(vial_ws *ws)
@@ -128,20 +201,18 @@ static int queue_finish_head(vial_ws *ws)
         return 0;
     ws_delivery *d = ws->qhead;
     int r = vial_conn_ws_out(ws->c, d->blob->bytes + ws->qoff, d->blob->len - ws->qoff);
-    ws->qbytes -= d->blob->len;
-    ws->qoff = 0;
-    ws->qhead = d->next;
-    if (!ws->qhead)
-        ws->qtail = NULL;
-    delivery_free(d);
+    queue_pop(ws);
     return r;
 }
 
 /* Moves queued frames into the output buffer and sends what the socket
- * takes, never waiting. Returns 0, or < 0 when the socket is broken. */
+ * takes, never waiting (it may yield: a long queue to a fast reader is a
+ * slice's work like any other). Returns 0, or < 0 when the socket is
+ * broken. */
 static int queue_pump(vial_ws *ws)
 {
     for (;;) {
+        size_t moved = 0;
         while (ws->qhead) {
             size_t room = vial_conn_ws_room(ws->c);
             if (!room)
@@ -152,15 +223,12 @@ static int queue_pump(vial_ws *ws)
                 n = room;
             vial_conn_ws_out(ws->c, d->blob->bytes + ws->qoff, n); /* fits: no wait */
             ws->qoff += n;
-            if (ws->qoff == d->blob->len) {
-                ws->qbytes -= d->blob->len;
-                ws->qoff = 0;
-                ws->qhead = d->next;
-                if (!ws->qhead)
-                    ws->qtail = NULL;
-                delivery_free(d);
-            }
+            moved += n;
+            if (ws->qoff == d->blob->len)
+                queue_pop(ws);
         }
+        if (moved)
+            atomic_store(&ws->sess->moved, ws->loop->now);
         if (!vial_conn_ws_pending(ws->c))
             return 0;
         int r = vial_conn_ws_flush(ws->c, 0);
@@ -170,11 +238,10 @@ static int queue_pump(vial_ws *ws)
             return r;
         if (!ws->qhead)
             return 0;
+        vial_coro_spend(moved);
     }
 }
 
-/* Ends the session: a close frame (code 0: without payload; -1: none at
- * all), FIN at once, and no more membership. Returns result. */
 static int ws_end(vial_ws *ws, int code, const uint8_t *reason, size_t reason_len, int result)
 {
     if (ws->result)
@@ -247,16 +314,69 @@ static int msg_append(vial_ws *ws, const uint8_t *d, size_t n)
     return 0;
 }
 
+/* Backpressure to a sender: while more of its broadcasts are queued at
+ * members than VIAL_WS_SENDER_MAX, its input is not read (the peer's sends
+ * stall in TCP) until they fall to half, its own queue still being written.
+ * A member that takes nothing cannot hold it for ever: after
+ * VIAL_WS_STALL_NS it reads on, and its next publish drops the members
+ * whose queues have not moved for that long. Returns 0 or < 0 (cancelled,
+ * broken). */
+static int sender_hold(vial_ws *ws)
+{
+    ws_sess *s = ws->sess;
+    if (atomic_load(&s->produced) <= VIAL_WS_SENDER_MAX)
+        return 0;
+    uint64_t until = ws->loop->now + VIAL_WS_STALL_NS;
+    for (;;) {
+        if (atomic_load(&s->slow))
+            return 0;
+        if (queue_pump(ws) < 0)
+            return -EPIPE;
+        /* Announce the wait, then look again: a retire in between either
+         * sees the flag or left a count this load sees. */
+        atomic_store(&s->waiting, 1);
+        if (atomic_load(&s->produced) <= VIAL_WS_SENDER_MAX / 2) {
+            atomic_store(&s->waiting, 0);
+            return 0;
+        }
+        int want = ws->qhead != NULL || vial_conn_ws_pending(ws->c);
+        int r = vial_conn_ws_wait(ws->c, want ? VIAL_IO_WRITE : 0, until);
+        atomic_store(&s->waiting, 0);
+        if (r == -ETIMEDOUT)
+            return 0;
+        if (r < 0)
+            return r;
+    }
+}
+
+/* A message for the handler: from here on it runs its own code. */
+static int ws_deliver_msg(vial_ws *ws, vial_ws_msg *msg, int opcode, const uint8_t *data, size_t len)
+{
+    *msg = (vial_ws_msg){opcode, data, len};
+    ws->in_app = 1;
+    return 0;
+}
+
 int vial_ws_recv(vial_ws *ws, vial_ws_msg *msg)
 {
     int r = vial_ws_accept(ws);
     if (r < 0)
         return r;
     struct vial_conn *c = ws->c;
+    ws->in_app = 0;
     ws->msg_len = 0;
     for (;;) {
-        if (ws->overflow) {
-            /* Its socket is full: a close frame would never get through. */
+        /* A session whose input never runs dry never reaches the wait that
+         * would see a cancellation (shutdown): look after every slice. */
+        vial_coro *self = vial_coro_current();
+        if (self && self->cancelled)
+            return ws_end(ws, 1001, NULL, 0, -ECANCELED);
+        r = sender_hold(ws);
+        if (r < 0)
+            return ws_end(ws, r == -EPIPE ? -1 : 1001, NULL, 0, r);
+        if (atomic_load(&ws->sess->slow)) {
+            /* Too far behind its broadcasts: its socket is full, a close
+             * frame would never get through. */
             ws->result = -ENOBUFS;
             leave_all(ws);
             queue_drop(ws);
@@ -265,6 +385,7 @@ int vial_ws_recv(vial_ws *ws, vial_ws_msg *msg)
         }
         uint8_t *in;
         size_t n;
+        int held = 0;
         vial_conn_ws_input(c, &in, &n);
         while (n) {
             size_t used;
@@ -277,18 +398,17 @@ int vial_ws_recv(vial_ws *ws, vial_ws_msg *msg)
                 return ws_end(ws, -pr, NULL, 0, pr == -1009 ? -EMSGSIZE : -EPROTO);
             if (pr == 0)
                 break;
+            /* Input that keeps coming must not hold the loop: a frame is a
+             * slice's item (the read buffer is this coroutine's alone, so
+             * ev.data stays valid across the yield). */
+            vial_coro_spend(VIAL_SLICE_ITEM + ev.len);
             if (ev.kind == VIAL_WS_EV_DATA) {
-                if (ev.fin && ws->msg_len == 0) {
-                    /* The whole message is in the read buffer: no copy. */
-                    *msg = (vial_ws_msg){ev.opcode, ev.data, ev.len};
-                    return 0;
-                }
+                if (ev.fin && ws->msg_len == 0) /* whole in the read buffer: no copy */
+                    return ws_deliver_msg(ws, msg, ev.opcode, ev.data, ev.len);
                 if (msg_append(ws, ev.data, ev.len) < 0)
                     return ws_end(ws, 1011, NULL, 0, -ENOMEM);
-                if (ev.fin) {
-                    *msg = (vial_ws_msg){ev.opcode, ws->msg, ws->msg_len};
-                    return 0;
-                }
+                if (ev.fin)
+                    return ws_deliver_msg(ws, msg, ev.opcode, ws->msg, ws->msg_len);
             } else if (ev.opcode == VIAL_WS_OP_PING) {
                 r = queue_finish_head(ws);
                 if (r == 0)
@@ -301,15 +421,22 @@ int vial_ws_recv(vial_ws *ws, vial_ws_msg *msg)
                 return ws_end(ws, ev.close_code, NULL, 0, VIAL_WS_CLOSED);
             }
             /* pongs are ignored */
+            if (atomic_load(&ws->sess->produced) > VIAL_WS_SENDER_MAX || atomic_load(&ws->sess->slow)) {
+                held = 1;
+                break;
+            }
         }
         if (queue_pump(ws) < 0)
             return ws_end(ws, -1, NULL, 0, -EPIPE);
+        if (held)
+            continue; /* input left for after sender_hold */
         ssize_t got = vial_conn_ws_fill(c, ws->window);
         if (got > 0)
             continue;
         if (got != -EAGAIN)
             return ws_end(ws, -1, NULL, 0, got == 0 ? -ECONNRESET : (int)got);
-        r = vial_conn_ws_wait(c, ws->qhead != NULL || vial_conn_ws_pending(c));
+        int want = ws->qhead != NULL || vial_conn_ws_pending(c);
+        r = vial_conn_ws_wait(c, VIAL_IO_READ | (want ? VIAL_IO_WRITE : 0), 0);
         if (r < 0)
             return ws_end(ws, 1001, NULL, 0, r);
     }
@@ -324,14 +451,21 @@ int vial_ws_send(vial_ws *ws, int type, const void *data, size_t len)
         return r;
     if (ws->result)
         return -EPIPE;
+    ws->in_app = 0;
     r = queue_finish_head(ws);
     if (r == 0)
         r = send_frame(ws, type, data, len);
     if (r == 0)
         r = vial_conn_ws_flush(ws->c, 1);
-    if (r < 0)
+    if (r < 0) {
         ws_end(ws, -1, NULL, 0, r);
-    return r;
+        return r;
+    }
+    /* A handler that only sends, to a reader that keeps up, never waits:
+     * each message is a slice's item. */
+    vial_coro_spend(VIAL_SLICE_ITEM);
+    ws->in_app = 1;
+    return 0;
 }
 
 int vial_ws_close(vial_ws *ws, int code, const char *reason)
@@ -355,6 +489,17 @@ int vial_ws_close_code(const vial_ws *ws)
     return ws->close_code;
 }
 
+/* The session is over: nothing reaches it any more. */
+static void ws_fini(vial_ws *ws, vial_coro *co, void *prev_local)
+{
+    leave_all(ws);
+    queue_drop(ws);
+    co->local = prev_local;
+    ws->sess->ws = NULL;
+    sess_unref(ws->sess);
+    free(ws->msg);
+}
+
 int vial_ws_serve(vial_req *rq, vial_ws_handler fn)
 {
     if (!rq->conn)
@@ -365,20 +510,30 @@ int vial_ws_serve(vial_req *rq, vial_ws_handler fn)
     ws.c = rq->conn;
     ws.loop = vial_loop_current();
     ws.window = vial_conn_ws_window(ws.c);
+    ws.in_app = 1; /* the handler runs first */
     vial_ws_parser_init(&ws.p, 0);
+    ws.sess = calloc(1, sizeof *ws.sess);
+    if (!ws.sess)
+        return 503;
+    atomic_init(&ws.sess->refs, 1);
+    atomic_init(&ws.sess->moved, ws.loop->now);
+    ws.sess->loop = ws.loop;
+    ws.sess->ws = &ws;
+    /* Broadcasts made on this coroutine (or its tasks) are this session's:
+     * they count against its sender bound. */
+    vial_coro *co = vial_coro_current();
+    void *prev_local = co->local;
+    co->local = ws.sess;
     int r = fn(rq, &ws);
     if (!ws.accepted) {
-        leave_all(&ws);
-        queue_drop(&ws);
+        ws_fini(&ws, co, prev_local);
         return 403;
     }
     /* A handler that returns with the session open closes it normally; a
      * failing one with 1011. */
     ws_end(&ws, r < 0 ? 1011 : 1000, NULL, 0, VIAL_WS_CLOSED);
-    /* Members point at this stack frame: none may outlive it. */
-    leave_all(&ws);
-    queue_drop(&ws);
-    free(ws.msg);
+    /* Deliveries in flight find no session (sess->ws) and are dropped. */
+    ws_fini(&ws, co, prev_local);
     rq->res.status = 101;
     rq->res.upgraded = 1;
     return 0;
@@ -435,9 +590,7 @@ int vial_ws_group_join(vial_ws_group *g, vial_ws *ws)
     ws_member *m = calloc(1, sizeof *m);
     if (!m)
         return -ENOMEM;
-    atomic_init(&m->refs, 1);
-    m->ws = ws;
-    m->loop = ws->loop;
+    m->sess = ws->sess;
     m->group = g;
     pthread_mutex_lock(&g->lock);
     if (g->n == g->cap) {
@@ -475,34 +628,42 @@ void vial_ws_group_leave(vial_ws_group *g, vial_ws *ws)
         }
     }
     pthread_mutex_unlock(&g->lock);
-    /* Deliveries still in flight find no session and drop their message. */
-    m->ws = NULL;
-    member_unref(m);
+    /* Publishers use members under the lock only; deliveries hold the
+     * session, not the member. */
+    free(m);
 }
 
 /* On the member's loop thread. */
 static void deliver(vial_loop *l, vial_msg *msg)
 {
     ws_delivery *d = (ws_delivery *)msg;
-    ws_member *m = d->mb;
-    vial_ws *ws = m->ws;
-    if (ws && !ws->result && !ws->overflow) {
-        d->next = NULL;
-        if (ws->qtail)
-            ws->qtail->next = d;
-        else
-            ws->qhead = d;
-        ws->qtail = d;
-        ws->qbytes += d->blob->len;
-        /* A member that does not read is dropped rather than buffered
-         * without bound; its session ends at its next wake. */
-        if (ws->qbytes > VIAL_WS_QUEUE_MAX)
-            ws->overflow = 1;
-        vial_conn_ws_kick(ws->c);
-    } else {
-        delivery_free(d);
+    vial_ws *ws = d->to->ws;
+    if (!ws || ws->result || atomic_load(&d->to->slow)) {
+        delivery_retire(d);
+        return;
     }
-    member_unref(m);
+    d->next = NULL;
+    if (ws->qtail)
+        ws->qtail->next = d;
+    else
+        ws->qhead = d;
+    ws->qtail = d;
+    /* A handler busy with its own work (not in recv) cannot write its queue
+     * meanwhile; its socket is not the one stuck. Only the byte bound
+     * judges it then. */
+    if (ws->in_app)
+        atomic_store(&d->to->moved, l->now);
+    vial_conn_ws_kick(ws->c);
+}
+
+/* The session whose coroutine (or an ancestor of it: a task it spawned)
+ * publishes, or NULL (a worker thread, a timer of the app's). */
+static ws_sess *publishing_session(void)
+{
+    for (vial_coro *c = vial_coro_current(); c; c = c->parent)
+        if (c->local)
+            return c->local;
+    return NULL;
 }
 
 int vial_ws_group_broadcast(vial_ws_group *g, int type, const void *data, size_t len)
@@ -519,21 +680,48 @@ int vial_ws_group_broadcast(vial_ws_group *g, int type, const void *data, size_t
     memcpy(b->bytes, h, hl);
     if (len)
         memcpy(b->bytes + hl, data, len);
+    ws_sess *from = publishing_session();
+    size_t cost = sizeof(ws_delivery) + b->len;
+    uint64_t now = vial_clock_ns();
     int sent = 0;
     /* Posting under the lock keeps the member list stable; the mailbox lock
      * nests inside it and is never held while taking this one. */
     pthread_mutex_lock(&g->lock);
     for (size_t i = 0; i < g->n; i++) {
-        ws_member *m = g->members[i];
-        ws_delivery *d = malloc(sizeof *d);
-        if (!d)
+        ws_sess *to = g->members[i]->sess;
+        if (atomic_load(&to->slow))
             continue;
+        /* The member's queue is charged here, before the delivery travels,
+         * so its bound also bounds what waits in its loop's mailbox. A
+         * member too far behind is dropped now: its queue (or a single
+         * message into an empty one) never grows past the bound. */
+        size_t old = atomic_fetch_add(&to->queued, cost);
+        if (old == 0) {
+            atomic_store(&to->moved, now);
+        } else if (old + cost > VIAL_WS_QUEUE_MAX ||
+                   (int64_t)(now - atomic_load(&to->moved)) > (int64_t)VIAL_WS_STALL_NS) {
+            atomic_fetch_sub(&to->queued, cost);
+            if (!atomic_exchange(&to->slow, 1))
+                sess_wake(to);
+            continue;
+        }
+        ws_delivery *d = malloc(sizeof *d);
+        if (!d) {
+            atomic_fetch_sub(&to->queued, cost);
+            continue;
+        }
         d->msg.cb = deliver;
-        d->mb = m;
+        d->to = to;
+        d->from = from;
         d->blob = b;
-        atomic_fetch_add(&m->refs, 1);
+        d->cost = cost;
+        atomic_fetch_add(&to->refs, 1);
         atomic_fetch_add(&b->refs, 1);
-        vial_loop_post(m->loop, &d->msg);
+        if (from) {
+            atomic_fetch_add(&from->refs, 1);
+            atomic_fetch_add(&from->produced, cost);
+        }
+        vial_loop_post(to->loop, &d->msg);
         sent++;
     }
     pthread_mutex_unlock(&g->lock);

@@ -123,6 +123,10 @@ static void conn_destroy(vial_conn *c)
 
 static int conn_flush(vial_conn *c);
 
+/* Not an I/O event: marks a wait that vial_conn_ws_kick may end (a
+ * websocket session that waits for its queue or its senders). */
+#define CONN_WAIT_KICK 0x100u
+
 static int conn_wait(vial_conn *c, unsigned ev, uint64_t deadline)
 {
     vial_loop *l = &c->thr->loop;
@@ -181,6 +185,7 @@ static int conn_send(vial_conn *c, const char *extra, size_t extra_len, int may_
         struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
         ssize_t w = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL);
         if (w > 0) {
+            size_t sent = (size_t)w;
             size_t fromw = c->wlen - c->wpos;
             if ((size_t)w >= fromw) {
                 c->wpos = c->wlen = 0;
@@ -192,6 +197,11 @@ static int conn_send(vial_conn *c, const char *extra, size_t extra_len, int may_
             } else {
                 c->wpos += (uint32_t)w;
             }
+            /* A fast reader never makes this wait: a large body or stream
+             * yields after a slice's budget (not from the on_park flush,
+             * which runs as the coroutine parks anyway). */
+            if (may_wait)
+                vial_coro_spend(sent);
             continue;
         }
         if (w < 0 && errno == EINTR)
@@ -509,9 +519,12 @@ static int conn_sendfile(vial_conn *c, int fd, int64_t off, size_t len)
         return r;
     off_t pos = (off_t)off;
     while (len) {
-        ssize_t n = sendfile(c->io.fd, fd, &pos, len > (1u << 30) ? (1u << 30) : len);
+        /* At most a slice's budget per call, then the loop's other work
+         * (a 1 GiB file to a fast client held a loop for 192 ms). */
+        ssize_t n = sendfile(c->io.fd, fd, &pos, len > VIAL_SLICE_BUDGET ? VIAL_SLICE_BUDGET : len);
         if (n > 0) {
             len -= (size_t)n;
+            vial_coro_spend((size_t)n);
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -609,6 +622,10 @@ int vial_conn_stream_write(vial_req *rq, const void *data, size_t len)
         r = conn_out(c, "\r\n", 2);
     if (r == 0)
         r = conn_flush(c);
+    /* Each write is a system call: a stream of small pieces to a client
+     * that keeps up yields as often as one of large pieces. */
+    if (r == 0)
+        vial_coro_spend(VIAL_SLICE_ITEM);
     return r;
 }
 
@@ -755,6 +772,9 @@ static void conn_main(void *arg)
                 c->closing = 1;
             break;
         }
+        /* Pipelined requests that keep coming share the loop like any
+         * other input: a slice serves at most VIAL_SLICE_BUDGET's worth. */
+        vial_coro_spend(VIAL_SLICE_ITEM + (size_t)n);
         if (c->wlen > VIAL_WBUF_SIZE && conn_flush(c) < 0) {
             c->closing = 1;
             break;
@@ -982,14 +1002,14 @@ ssize_t vial_conn_ws_fill(vial_conn *c, uint32_t window)
     }
 }
 
-int vial_conn_ws_wait(vial_conn *c, int want_write)
+int vial_conn_ws_wait(vial_conn *c, unsigned events, uint64_t deadline)
 {
     if (c->coro->cancelled)
         return -ECANCELED;
     /* An edge that came while the coroutine was busy will not come again. */
-    if (c->in_ready || (want_write && c->out_ready))
+    if (((events & VIAL_IO_READ) && c->in_ready) || ((events & VIAL_IO_WRITE) && c->out_ready))
         return 0;
-    return conn_wait(c, VIAL_IO_READ | (want_write ? VIAL_IO_WRITE : 0), 0);
+    return conn_wait(c, events | CONN_WAIT_KICK, deadline);
 }
 
 void vial_conn_ws_kick(vial_conn *c)

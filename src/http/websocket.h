@@ -95,8 +95,9 @@ struct vial_conn;
 /* conn.c: unconsumed input, consuming it, reading more without waiting
  * (> 0 bytes, 0 at end of stream, -EAGAIN, < 0 error; input is kept from
  * `window` on so the request head before it stays valid), waiting for
- * input (and for room to write, with want_write) with no time limit, or
- * until vial_conn_ws_kick; buffered output (may await room), room left in
+ * the VIAL_IO_READ / VIAL_IO_WRITE readiness in `events` (neither: only a
+ * kick or the deadline) until `deadline` (loop ns, 0: none; -ETIMEDOUT),
+ * or until vial_conn_ws_kick; buffered output (may await room), room left in
  * the output buffer, flushing (may_wait 0: what the socket takes now,
  * -EAGAIN for the rest), half-closing after a flush, and dropping the
  * connection without writing more. */
@@ -104,7 +105,7 @@ void vial_conn_ws_input(struct vial_conn *c, uint8_t **p, size_t *n);
 void vial_conn_ws_consume(struct vial_conn *c, size_t n);
 uint32_t vial_conn_ws_window(struct vial_conn *c);
 ssize_t vial_conn_ws_fill(struct vial_conn *c, uint32_t window);
-int vial_conn_ws_wait(struct vial_conn *c, int want_write);
+int vial_conn_ws_wait(struct vial_conn *c, unsigned events, uint64_t deadline);
 void vial_conn_ws_kick(struct vial_conn *c);
 int vial_conn_ws_out(struct vial_conn *c, const void *p, size_t n);
 size_t vial_conn_ws_room(struct vial_conn *c);

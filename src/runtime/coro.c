@@ -250,6 +250,7 @@ void vial_coro_resume(vial_coro *c)
      * blocks or computes for long stalls every connection of this thread. */
     uint64_t t0 = loop->stall_ns ? coarse_ns() : 0;
     c->slice_label = c->label;
+    c->spent = 0;
     switch_into(c);
     if (loop->stall_ns) {
         uint64_t dt = coarse_ns() - t0;
@@ -332,6 +333,18 @@ void vial_coro_yield(void)
     c->parked = 0;
     /* queued; park without the on_park hook semantics of a real wait */
     switch_out(c, 0);
+}
+
+int vial_coro_spend(size_t cost)
+{
+    vial_coro *c = tls_current;
+    if (!c)
+        return 0;
+    c->spent += cost;
+    if (c->spent < VIAL_SLICE_BUDGET)
+        return 0;
+    vial_coro_yield();
+    return 1;
 }
 
 vial_coro *vial_coro_current(void)

@@ -48,6 +48,13 @@ struct vial_coro {
      * vial_coro_wait returns -ETIMEDOUT once it passes. */
     uint64_t deadline;
     vial_timer wait_timer; /* armed by vial_coro_wait */
+    /* Work charged to the current slice (vial_coro_spend); every resume
+     * starts a fresh slice. */
+    size_t spent;
+    /* One value the layers above hang on the coroutine: the websocket
+     * session it runs (app/websocket.c), so a broadcast made from it is
+     * charged to that session. */
+    void *local;
     void *sanitizer_fiber;   /* TSan fiber handle */
     void *asan_fake_stack;   /* ASan fake-stack save slot while switched out */
 };
@@ -98,8 +105,26 @@ void vial_coro_abandon(vial_coro *c);
 /* 1 when c or one of its ancestors was abandoned. */
 int vial_coro_is_abandoned(const vial_coro *c);
 
-/* Puts the running coroutine at the back of the ready queue. */
+/* Puts the running coroutine at the back of the ready queue. The loop polls
+ * for I/O (and drains its mailbox) before it resumes it, so the connections
+ * whose events came meanwhile run first. */
 void vial_coro_yield(void);
+
+/* The fairness budget of one slice: what a coroutine may do without
+ * waiting before it must let the loop's other work in. Charged in bytes
+ * moved (read, parsed, written, sent from a file); a message or request
+ * costs VIAL_SLICE_ITEM besides its bytes, so a flood of tiny frames yields
+ * as often as one of large ones (1 MiB / 16 KiB: at most 64 per slice). A
+ * slice of that size takes well under a millisecond. */
+#define VIAL_SLICE_BUDGET (1024u * 1024)
+#define VIAL_SLICE_ITEM (16u * 1024)
+
+/* Charges cost to the running coroutine's slice; once the slice has spent
+ * VIAL_SLICE_BUDGET it yields (vial_coro_yield) and the next slice starts
+ * fresh. For loops that may never wait because their input or output never
+ * runs dry (a flooding websocket peer, a fast client downloading a large
+ * file). Returns 1 when it yielded, 0 otherwise; a no-op off a coroutine. */
+int vial_coro_spend(size_t cost);
 
 /* The running coroutine of this thread, or NULL on a loop's own stack. */
 vial_coro *vial_coro_current(void);

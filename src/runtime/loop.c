@@ -255,7 +255,10 @@ static void run_ready(vial_loop *l)
 int vial_loop_run_once(vial_loop *l, int timeout_ms)
 {
     tls_loop = l;
-    run_ready(l);
+    /* Coroutines woken or yielded since the last pass run after the poll,
+     * never before it: a coroutine that yields because it spent its slice
+     * (vial_coro_spend) resumes only once the I/O events and mailbox
+     * messages that came meanwhile were handled. */
     if (l->ready_head || l->stopping)
         timeout_ms = 0; /* work is waiting, or the owner asked to stop: don't sleep */
     if (l->nheap) {

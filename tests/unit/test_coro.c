@@ -232,6 +232,78 @@ static void test_stall_report_names_the_route(void **state)
     assert_non_null(strstr(out, "stall: GET /spin (spin) held the event loop"));
 }
 
+/* --- the fairness budget (vial_coro_spend) ------------------------------------- */
+
+static int spends, slices_seen, spender_stop;
+
+static void spender_fn(void *arg)
+{
+    while (!spender_stop) {
+        spends++;
+        if (vial_coro_spend(VIAL_SLICE_ITEM))
+            slices_seen++;
+    }
+}
+
+/* A coroutine whose work never runs dry yields once per budget, and only
+ * then: the slice is VIAL_SLICE_BUDGET / VIAL_SLICE_ITEM items. */
+static void test_spend_yields_once_per_budget(void **state)
+{
+    spends = slices_seen = spender_stop = 0;
+    vial_coro *c = vial_coro_new(&loop, spender_fn, NULL);
+    vial_coro_resume(c);
+    assert_int_equal(spends, VIAL_SLICE_BUDGET / VIAL_SLICE_ITEM);
+    assert_true(c->queued);
+    vial_loop_run_once(&loop, 0);
+    assert_int_equal(slices_seen, 1);
+    assert_int_equal(spends, 2 * (VIAL_SLICE_BUDGET / VIAL_SLICE_ITEM));
+    spender_stop = 1;
+    vial_loop_run_once(&loop, 0);
+    assert_true(vial_coro_spend(VIAL_SLICE_BUDGET) == 0); /* off a coroutine: no-op */
+}
+
+static int io_saw_spends = -1, msg_saw_spends = -1;
+
+static void fair_io_cb(vial_loop *l, vial_io *io, unsigned ev)
+{
+    char b[8];
+    (void)!read(io->fd, b, sizeof b);
+    io_saw_spends = spends;
+}
+
+static void fair_msg_cb(vial_loop *l, vial_msg *m)
+{
+    msg_saw_spends = spends;
+}
+
+/* A yielding coroutine resumes only after the loop handled the I/O events
+ * and mailbox messages that came during its slice: yielding lets the other
+ * connections in, and does not just run it again. */
+static void test_yield_lets_io_and_mailbox_in_first(void **state)
+{
+    spends = slices_seen = spender_stop = 0;
+    io_saw_spends = msg_saw_spends = -1;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    vial_io io = {.fd = fds[0], .cb = fair_io_cb};
+    assert_int_equal(vial_io_add(&loop, &io), 0);
+    vial_coro *c = vial_coro_new(&loop, spender_fn, NULL);
+    vial_coro_resume(c); /* the first slice; it yielded */
+    int first = spends;
+    assert_int_equal(write(fds[1], "x", 1), 1);
+    vial_msg m = {.cb = fair_msg_cb};
+    vial_loop_post(&loop, &m);
+    vial_loop_run_once(&loop, 0);
+    assert_int_equal(io_saw_spends, first);
+    assert_int_equal(msg_saw_spends, first);
+    assert_true(spends > first); /* and then it ran again */
+    spender_stop = 1;
+    vial_loop_run_once(&loop, 0);
+    vial_io_del(&loop, &io);
+    close(fds[0]);
+    close(fds[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -244,6 +316,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deep_stack_use_fits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_coroutines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stall_report_names_the_route, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spend_yields_once_per_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_yield_lets_io_and_mailbox_in_first, setup, teardown),
 #if !defined(VIAL_SANITIZE)
         cmocka_unit_test_setup_teardown(test_overflow_is_reported, setup, teardown),
 #endif
