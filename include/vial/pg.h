@@ -297,11 +297,17 @@ typedef struct vial_pg_stats {
     uint64_t connects;         /* connections established */
     uint64_t connect_failures; /* connection attempts that failed */
     uint64_t broken;           /* established connections found broken */
-    uint64_t queries;          /* statements sent (internal ones included) */
+    uint64_t queries;          /* statements sent (internal ones included; Parses
+                                  and re-sends after a failed batch not) */
     uint64_t batches;          /* pipeline batches written */
     uint64_t max_batch;        /* most statements in one batch */
     uint64_t cancels;          /* cancel requests sent to the server */
     uint64_t retries;          /* unsent queries moved to a fresh connection */
+    uint64_t syncs;            /* Syncs sent: one per batch (+2 per solo statement) */
+    uint64_t batch_retries;    /* statements sent again because another statement
+                                  of their batch failed (rolled back or skipped) */
+    uint64_t auto_prepares;    /* SQL texts prepared automatically (one Parse each) */
+    uint64_t prepared_hits;    /* vial_pg_query runs that reused such a statement */
 } vial_pg_stats;
 int vial_pg_stats_get(vial_req *rq, vial_pg *db, vial_pg_stats *out);
 
