@@ -27,9 +27,14 @@
  * failing statement gets its error and every other statement of the batch
  * is queued again, at the front, for the next batch (batch_settle). Each
  * such round completes at least the failing statement, so it ends.
- * Statements that must not share a transaction with strangers (a
- * transaction's, LISTEN's, internal ROLLBACKs) are "solo": a Sync before
- * and after them.
+ * Statements that must not share a transaction with strangers are
+ * "solo", a Sync before and after them: a transaction's, LISTEN's,
+ * internal ROLLBACKs, and every statement that may write (anything but a
+ * plain SELECT / VALUES / TABLE / SHOW without FOR UPDATE/SHARE, see
+ * sql_reads): batched writers would hold their row locks until the
+ * batch's end and deadlock each other (detected only after
+ * deadlock_timeout), and a write must not be rolled back by a stranger's
+ * error. Reads are what batching is for (/db, /queries, /fortunes).
  *
  * Automatic prepared statements. Each connection keeps a cache keyed by
  * SQL text (pg_auto): the first time a text runs there, its Parse goes in
@@ -44,6 +49,7 @@
  * epoll batch may still hold an event for them. */
 #include "vial/pg.h"
 
+#include "runtime/ascii.h"
 #include "runtime/driver.h"
 #include "runtime/numfmt.h"
 
@@ -89,6 +95,7 @@
 
 typedef struct pg_stmt {
     char *name, *sql;
+    int reads; /* sql_reads(sql) */
 } pg_stmt;
 
 struct vial_pg {
@@ -142,6 +149,7 @@ typedef struct pg_auto {
     uint32_t hash;
     unsigned name;
     int ready;
+    int reads; /* sql_reads(sql) */
 } pg_auto;
 
 struct pg_conn {
@@ -264,6 +272,67 @@ static void copy_trimmed(char *dst, size_t cap, const char *src)
 static int fd_readable(int fd)
 {
     return (vial_drv_poll(fd, VIAL_IO_READ) & VIAL_IO_READ) != 0;
+}
+
+/* Whether sql only reads, so it may share a batch's implicit transaction
+ * with strangers' statements: it starts with SELECT, VALUES, TABLE or
+ * SHOW (after blanks, comments and parentheses) and locks no rows (no
+ * FOR UPDATE / FOR SHARE / FOR NO KEY UPDATE / FOR KEY SHARE). Functions
+ * called by a SELECT may still write; such a write can then be rolled
+ * back by a stranger's error and re-run, or deadlock (retried alone). */
+/* ASCII classes: the C library's follow the application's locale. */
+static int blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+static int word_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           (unsigned char)c >= 0x80;
+}
+
+static int sql_reads(const char *sql)
+{
+    const char *s = sql;
+    for (;;) {
+        while (blank(*s) || *s == '(')
+            s++;
+        if (s[0] == '-' && s[1] == '-') {
+            while (*s && *s != '\n')
+                s++;
+        } else if (s[0] == '/' && s[1] == '*') {
+            const char *e = strstr(s + 2, "*/");
+            if (!e)
+                return 0;
+            s = e + 2;
+        } else {
+            break;
+        }
+    }
+    static const char *const verbs[] = {"select", "values", "table", "show"};
+    int ok = 0;
+    for (size_t i = 0; i < sizeof verbs / sizeof *verbs && !ok; i++) {
+        size_t n = strlen(verbs[i]);
+        ok = !vial_ascii_ncasecmp(s, verbs[i], n) && !word_char(s[n]);
+    }
+    if (!ok)
+        return 0;
+    /* " for " followed by update/share/no key/key share: a locking clause */
+    for (const char *f = s; *f; f++) {
+        if (vial_ascii_lower((unsigned char)*f) != 'f' || vial_ascii_ncasecmp(f, "for", 3) ||
+            f == s || word_char(f[-1]))
+            continue;
+        const char *w = f + 3;
+        if (!blank(*w))
+            continue;
+        while (blank(*w))
+            w++;
+        if (!vial_ascii_ncasecmp(w, "update", 6) || !vial_ascii_ncasecmp(w, "share", 5) ||
+            !vial_ascii_ncasecmp(w, "no", 2) || !vial_ascii_ncasecmp(w, "key", 3))
+            return 0;
+    }
+    return 1;
 }
 
 /* --- operations ------------------------------------------------------------------------- */
@@ -663,6 +732,7 @@ static int auto_slot(pg_conn *c, const char *sql)
             if (c->nautos >= PG_AUTO_MAX || !(a->sql = strdup(sql)))
                 return -1;
             a->hash = h;
+            a->reads = sql_reads(sql);
             c->nautos++;
             return (int)i;
         }
@@ -747,7 +817,7 @@ static int prepare_for(pg_conn *c, pg_op *op)
         if (c->prepared & (1ull << op->stmt))
             return 0;
     } else if (op->kind == OP_QUERY) {
-        if ((op->slot = slot = auto_slot(c, op->sql)) < 0 || c->autos[slot].ready) {
+        if ((slot = op->slot) < 0 || c->autos[slot].ready) {
             p->stats.prepared_hits += slot >= 0;
             return 0;
         }
@@ -798,7 +868,15 @@ static void conn_send(pg_conn *c)
     unsigned open = 0; /* statements since the last Sync */
     while (c->q_head) {
         pg_op *op = c->q_head;
-        if (op->solo && open) {
+        int reads;
+        if (op->kind == OP_QUERY) {
+            op->slot = auto_slot(c, op->sql);
+            reads = op->slot >= 0 ? c->autos[op->slot].reads : sql_reads(op->sql);
+        } else {
+            reads = op->kind == OP_PREPARED && p->db->stmts[op->stmt].reads;
+        }
+        int alone = op->solo || !reads;
+        if (alone && open) {
             if (!group_end(c)) {
                 conn_close(c, -ECONNRESET, PQerrorMessage(c->pg));
                 return;
@@ -825,7 +903,7 @@ static void conn_send(pg_conn *c)
         }
         n++;
         open++;
-        if (op->solo) {
+        if (alone) {
             if (!group_end(c)) {
                 conn_close(c, -ECONNRESET, PQerrorMessage(c->pg));
                 return;
@@ -855,7 +933,8 @@ static const char *op_sqlstate(const pg_op *op)
 
 /* Whether the statement that failed its batch deserves another go on its
  * own rather than its error: it could not run inside a transaction block
- * shared with strangers (25001), or the connection's prepared statements
+ * shared with strangers (25001), or sharing one made it deadlock or fail
+ * to serialize (40P01, 40001: a SELECT whose function writes), or the connection's prepared statements
  * went stale under it (0A000 cached plan must not change result type;
  * 26000 a DEALLOCATE ALL / DISCARD ALL removed them). Once only. */
 static int retry_alone(pg_conn *c, pg_op *op, unsigned statements)
@@ -863,7 +942,7 @@ static int retry_alone(pg_conn *c, pg_op *op, unsigned statements)
     if (op->solo || op->kind == OP_INTERNAL)
         return 0;
     const char *st = op_sqlstate(op);
-    if (!strcmp(st, "25001"))
+    if (!strcmp(st, "25001") || !strcmp(st, "40P01") || !strcmp(st, "40001"))
         return statements > 1;
     if (!strcmp(st, "26000")) {
         c->prepared = 0;
@@ -1812,6 +1891,7 @@ int vial_pg_prepare(vial_pg *db, const char *name, const char *sql)
     }
     db->stmts[n].name = strdup(name);
     db->stmts[n].sql = strdup(sql);
+    db->stmts[n].reads = sql_reads(sql);
     if (!db->stmts[n].name || !db->stmts[n].sql) {
         free(db->stmts[n].name);
         free(db->stmts[n].sql);
