@@ -10,7 +10,10 @@
  * MODE: db       a unit is SELECT id, randomNumber FROM World WHERE id = $1
  *       fortunes a unit is SELECT id, message FROM Fortune
  *       updates  a unit is what /updates?queries=20 does: 20 world reads
- *                and one UPDATE of those 20 rows
+ *                and one UPDATE of those 20 rows. Each UPDATE has a Sync
+ *                of its own (as vial gives every write): updates sharing
+ *                one implicit transaction hold their row locks until its
+ *                end and deadlock with the other connections'.
  * Prints "units/s <n>" (and the totals). Uses the statements of
  * bench/techempower_db.c, prepared once per connection. */
 #include <libpq-fe.h>
@@ -25,7 +28,7 @@ enum { M_DB, M_FORTUNES, M_UPDATES };
 
 typedef struct {
     PGconn *pg;
-    int in_flight; /* a batch awaits its Sync */
+    int in_flight; /* Syncs of the batch still to come */
     long results;  /* non-NULL results of the batch so far */
 } conn;
 
@@ -85,7 +88,8 @@ static int send_unit(PGconn *pg, int mode)
         nums[nl] = 0;
         p[0] = ids;
         p[1] = nums;
-        return PQsendQueryPrepared(pg, "world_update", 2, p, NULL, NULL, 0);
+        return PQpipelineSync(pg) && PQsendQueryPrepared(pg, "world_update", 2, p, NULL, NULL, 0) &&
+               PQpipelineSync(pg);
     }
     }
 }
@@ -95,9 +99,9 @@ static void send_batch(conn *c, int mode, int depth)
     for (int i = 0; i < depth; i++)
         if (!send_unit(c->pg, mode))
             goto fail;
-    if (!PQpipelineSync(c->pg)) /* libpq 15: also flushes */
+    if (mode != M_UPDATES && !PQpipelineSync(c->pg)) /* libpq 15: also flushes */
         goto fail;
-    c->in_flight = 1;
+    c->in_flight = mode == M_UPDATES ? 2 * depth : 1;
     c->results = 0;
     return;
 fail:
@@ -171,13 +175,12 @@ int main(int argc, char **argv)
                     continue; /* the end of one statement's results */
                 ExecStatusType st = PQresultStatus(r);
                 PQclear(r);
-                if (st == PGRES_PIPELINE_SYNC) {
-                    c->in_flight = 0;
+                if (st == PGRES_PIPELINE_SYNC && --c->in_flight == 0) {
                     units += depth;
                     batches++;
                     if (!stopping)
                         send_batch(c, mode, depth);
-                } else if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+                } else if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && st != PGRES_PIPELINE_SYNC) {
                     fprintf(stderr, "pg-raw-limit: statement failed: %s", PQerrorMessage(c->pg));
                     return 1;
                 }

@@ -870,7 +870,8 @@ static void conn_send(pg_conn *c)
         pg_op *op = c->q_head;
         int reads;
         if (op->kind == OP_QUERY) {
-            op->slot = auto_slot(c, op->sql);
+            /* LISTEN's statements name channels: texts that rarely repeat */
+            op->slot = c->is_listen ? -1 : auto_slot(c, op->sql);
             reads = op->slot >= 0 ? c->autos[op->slot].reads : sql_reads(op->sql);
         } else {
             reads = op->kind == OP_PREPARED && p->db->stmts[op->stmt].reads;
