@@ -23,7 +23,8 @@
 # Environment [defaults]: DURATION [8] (seconds per run), RUNS [3],
 # CONNECTIONS [256] (wrk), SERVER_CPU [0], CLIENT_CPU [1], PORT [18090],
 # RAW_CONNS [4], RAW_DEPTH [32], VIAL_BUILD_DIR [<repo>/build],
-# TESTS ["db queries fortunes updates"], RESULTS [unset: a TSV of every run],
+# TESTS ["db queries fortunes updates plaintext"] (plaintext: no database,
+# the ceiling of the HTTP side with this wrk on this machine), RESULTS [unset: a TSV of every run],
 # BASE_BUILD_DIR [unset]: another build (e.g. main's) whose techempower runs
 # too, on PORT+1, interleaved with the others: a "before" column.
 set -euo pipefail
@@ -39,7 +40,7 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 PORT=${PORT:-18090}
 RAW_CONNS=${RAW_CONNS:-4}
 RAW_DEPTH=${RAW_DEPTH:-32}
-TESTS=${TESTS:-"db queries fortunes updates"}
+TESTS=${TESTS:-"db queries fortunes updates plaintext"}
 HZ=$(getconf CLK_TCK)
 PG=${PG:?set PG to the conninfo of a local PostgreSQL (tests/services/pg.sh start)}
 
@@ -143,16 +144,17 @@ for round in $(seq "$RUNS"); do
       queries) run_vial queries "/queries?queries=20" 20 ;;
       fortunes) run_raw fortunes "$RAW_DEPTH"; run_vial fortunes /fortunes 1 ;;
       updates) run_raw updates 1; run_vial updates "/updates?queries=20" 1 ;;
+      plaintext) run_vial plaintext /plaintext 1 ;;
     esac
   done
   echo "round $round done" >&2
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR] = $1} END {if (!NR) {print "-"; exit} print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 m() { echo "${VALS[$1]:-}" | median; }
 
 echo
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b ? a / b : 0}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b + 0) printf "%.2f", a / b; else printf "-"}'; }
 echo "| test | raw units/s | vial units/s | vial/raw | PG us/unit raw | PG us/unit vial | runs (vial) | base units/s | base/raw | PG us/unit base |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 line() { # LABEL RAWKEY NAME
@@ -168,5 +170,6 @@ for t in $TESTS; do
     queries) line "/queries?queries=20 (queries/s)" raw_db queries ;;
     fortunes) line "/fortunes" raw_fortunes fortunes ;;
     updates) line "/updates?queries=20 (20 reads + 1 update)" raw_updates updates ;;
+    plaintext) line "/plaintext (the HTTP side's ceiling, no database)" none plaintext ;;
   esac
 done
