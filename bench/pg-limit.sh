@@ -17,8 +17,9 @@
 #
 # Columns: units/s (raw: statements/s, or /updates units of 20 reads + 1
 # update; vial: req/s, and for /queries?queries=20 statements/s = 20 x
-# req/s), ratio vial / raw, and PostgreSQL's CPU per unit in us (utime +
-# stime of the postmaster's children, backends that exited included).
+# req/s), ratio vial / raw, PostgreSQL's CPU per unit in us (utime +
+# stime of the postmaster's children, backends that exited included) and
+# the vial server's own CPU per unit.
 #
 # Environment [defaults]: DURATION [8] (seconds per run), RUNS [3],
 # CONNECTIONS [256] (wrk), SERVER_CPU [0], CLIENT_CPU [1], PORT [18090],
@@ -80,13 +81,14 @@ start_vial() { # BINARY PORT
     sleep 0.1
   done
   rm -f /tmp/pg-limit-vial.$$.log
+  STARTED=$pid
 }
 start_vial "$VIAL" "$PORT"
-SERVERS="vial:$PORT"
+SERVERS="vial:$PORT:$STARTED"
 if [ -n "${BASE_BUILD_DIR:-}" ]; then
   ninja -C "$BASE_BUILD_DIR" techempower >/dev/null || die "base build failed"
   start_vial "$BASE_BUILD_DIR/bench/techempower" $((PORT + 1))
-  SERVERS="$SERVERS base:$((PORT + 1))"
+  SERVERS="$SERVERS base:$((PORT + 1)):$STARTED"
 fi
 
 pg_ticks() { # the postmaster's own + reaped children's + live children's CPU ticks
@@ -119,21 +121,27 @@ run_raw() { # MODE DEPTH -> units/s and PG us/unit recorded under raw_MODE
 run_vial() { # NAME PATH PER_REQUEST: every server in $SERVERS
   local s
   for s in $SERVERS; do
-    run_one "${s%%:*}" "${s#*:}" "$@"
+    IFS=: read -r who port pid <<<"$s"
+    run_one "$who" "$port" "$pid" "$@"
   done
 }
 
-run_one() { # WHO PORT NAME PATH PER_REQUEST
-  local who=$1 port=$2 name=$3 path=$4 per=$5 t0 t1 out rps
+proc_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+
+run_one() { # WHO PORT PID NAME PATH PER_REQUEST
+  local who=$1 port=$2 pid=$3 name=$4 path=$5 per=$6 t0 t1 s0 s1 out rps
+  s0=$(proc_ticks "$pid")
   t0=$(pg_ticks)
   out=$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" \
     "http://127.0.0.1:$port$path")
   t1=$(pg_ticks)
+  s1=$(proc_ticks "$pid")
   echo "$out" | grep -q "Non-2xx" && echo "pg-limit: $path: $(echo "$out" | grep Non-2xx)" >&2
   rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
   local n
   n=$(echo "$out" | awk '/requests in/ {print $1}')
   record "${who}_$name" "$(awk -v r="$rps" -v p="$per" 'BEGIN {printf "%.0f", r * p}')"
+  record "${who}_${name}_srvus" "$(awk -v t=$((s1 - s0)) -v n="$n" -v p="$per" -v hz="$HZ" 'BEGIN {printf "%.1f", t * 1e6 / hz / (n * p)}')"
   record "${who}_${name}_pgus" "$(awk -v t=$((t1 - t0)) -v n="$n" -v p="$per" -v hz="$HZ" 'BEGIN {printf "%.1f", t * 1e6 / hz / (n * p)}')"
 }
 
@@ -150,19 +158,19 @@ for round in $(seq "$RUNS"); do
   echo "round $round done" >&2
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR] = $1} END {if (!NR) {print "-"; exit} print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+median() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -n | awk '{a[NR] = $1} END {if (!NR) {print "-"; exit} print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 m() { echo "${VALS[$1]:-}" | median; }
 
 echo
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b + 0) printf "%.2f", a / b; else printf "-"}'; }
-echo "| test | raw units/s | vial units/s | vial/raw | PG us/unit raw | PG us/unit vial | runs (vial) | base units/s | base/raw | PG us/unit base |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| test | raw units/s | vial units/s | vial/raw | PG us/unit raw | PG us/unit vial | vial us/unit | runs (vial) | base units/s | base/raw | PG us/unit base | base us/unit |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 line() { # LABEL RAWKEY NAME
   local r v b=""
   r=$(m "$2")
   v=$(m "vial_$3")
   [ -z "${BASE_BUILD_DIR:-}" ] || b=$(m "base_$3")
-  echo "| $1 | $r | $v | $(ratio "$v" "$r") | $(m "${2}_pgus") | $(m "vial_${3}_pgus") |${VALS[vial_$3]} | $b | ${b:+$(ratio "$b" "$r")} | ${b:+$(m "base_${3}_pgus")} |"
+  echo "| $1 | $r | $v | $(ratio "$v" "$r") | $(m "${2}_pgus") | $(m "vial_${3}_pgus") | $(m "vial_${3}_srvus") |${VALS[vial_$3]} | $b | ${b:+$(ratio "$b" "$r")} | ${b:+$(m "base_${3}_pgus")} | ${b:+$(m "base_${3}_srvus")} |"
 }
 for t in $TESTS; do
   case $t in
