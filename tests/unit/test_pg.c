@@ -498,7 +498,7 @@ static int v_batch_cancel(vial_req *rq, vial_res *rs)
     CHECK_EQ(vial_pg_query(rq, db_one, NULL, "select 1", 0, NULL), 0);
     vial_pg_stats s0, s1;
     CHECK_EQ(vial_pg_stats_get(rq, db_one, &s0), 0);
-    t[0] = vial_pg_spawn_query(rq, db_one, &r[0], "select pg_sleep(0.2)::text || 'a'", 0, NULL);
+    t[0] = vial_pg_spawn_query(rq, db_one, &r[0], "select pg_sleep(0.5)::text || 'a'", 0, NULL);
     t[1] = vial_pg_spawn_query(rq, db_one, &r[1], "select 'b'", 0, NULL);
     t[2] = vial_pg_spawn_query(rq, db_one, &r[2], "select 'c'", 0, NULL);
     CHECK_EQ(vial_sleep(rq, 50), 0); /* the batch is out; pg_sleep runs */
