@@ -24,12 +24,24 @@
  * and the loop serves other requests meanwhile. Connections run in libpq's
  * pipeline mode: every query issued on a thread during one turn of its loop
  * (the tasks of a vial_gather, other requests' queries) is written in one
- * batch, each connection taking several, so N concurrent queries cost one
- * round trip, not N. A new query goes to an idle connection if there is one,
- * else to a new connection while the pool is below max_conns, else it is
- * pipelined behind the least busy connection. Each query is its own implicit
- * transaction (a Sync follows it), so one failing query never aborts another
- * task's.
+ * batch per connection, one Sync per batch, one write, so N concurrent
+ * queries cost one round trip, not N; a lone query is written at once (at
+ * the end of the loop turn, no timer). A new query joins a batch forming on
+ * a connection (fewer than 8 queued, nothing in flight), else goes to an
+ * idle connection, else to a new connection while the pool is below
+ * max_conns, else is pipelined behind the least busy connection.
+ *
+ * Errors stay each query's own. The reads of a batch share one implicit
+ * transaction; when one fails, the server aborts the others up to the Sync,
+ * and vial sends them again in the next batch: only the failing query sees
+ * an error. Writes (anything but SELECT / VALUES / TABLE / SHOW without FOR
+ * UPDATE/SHARE) are their own transaction (a Sync before and after), as if
+ * sent alone. See docs/guide/postgres.md.
+ *
+ * Prepared automatically. vial_pg_query's SQL text is prepared on each
+ * connection the first time it runs there (the Parse is pipelined with that
+ * execution) and reused afterwards: up to 256 texts per connection, the
+ * rest run unnamed. Put values in parameters, not in the text.
  *
  * Async code only. Every function taking a vial_req awaits and must be called
  * from an async view, hook or task; from a sync function it returns -EPERM.
@@ -165,8 +177,8 @@ vial_task *vial_pg_spawn_prepared(vial_req *rq, vial_pg *db, vial_pg_result **ou
  * without a task each (a task costs a coroutine and its stack; this costs
  * nothing per statement beyond the statement): they are queued together,
  * spread over the thread's connections and pipelined exactly as n
- * vial_pg_query tasks in a vial_gather would be, and each is its own
- * implicit transaction. Every item gets its own result and error (the
+ * vial_pg_query tasks in a vial_gather would be, and each acts as its own
+ * implicit transaction (see "Errors stay each query's own"). Every item gets its own result and error (the
  * contract of vial_pg_query: result may be NULL only for -EINVAL, -ENOMEM).
  * Returns 0 when all succeeded, else the error of the first failed item in
  * array order. A cancelled or timed-out call abandons (and cancels on the
@@ -299,17 +311,24 @@ void vial_pg_unlisten(vial_pg_listener *l);
 
 /* Counters of the calling thread's pool for db (since the thread's loop
  * started). batches counts writes of queued queries to a connection: a
- * gather of 20 queries on one connection is 1 batch of 20. */
+ * gather of 20 queries on one connection is 1 batch of 20, with 1 Sync. */
 typedef struct vial_pg_stats {
     unsigned conns;            /* open query connections now */
     uint64_t connects;         /* connections established */
     uint64_t connect_failures; /* connection attempts that failed */
     uint64_t broken;           /* established connections found broken */
-    uint64_t queries;          /* statements sent (internal ones included) */
+    uint64_t queries;          /* statements sent (internal ones and re-sends
+                                  included, Parses not) */
     uint64_t batches;          /* pipeline batches written */
     uint64_t max_batch;        /* most statements in one batch */
     uint64_t cancels;          /* cancel requests sent to the server */
     uint64_t retries;          /* unsent queries moved to a fresh connection */
+    uint64_t syncs;            /* Syncs sent: one per batch, plus one before and
+                                  after each write or transaction statement */
+    uint64_t batch_retries;    /* statements sent again because another statement
+                                  of their batch failed (rolled back or skipped) */
+    uint64_t auto_prepares;    /* SQL texts prepared automatically (one Parse each) */
+    uint64_t prepared_hits;    /* vial_pg_query runs that reused such a statement */
 } vial_pg_stats;
 int vial_pg_stats_get(vial_req *rq, vial_pg *db, vial_pg_stats *out);
 

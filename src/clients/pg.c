@@ -17,9 +17,29 @@
  * the ready queue queues first, the timer fires right after the next
  * (non-blocking) poll, and each connection writes all it has in one batch.
  *
- * Every statement is followed by a Sync, so it is its own implicit
- * transaction and its own error scope: one task's failing query never
- * aborts another's pipelined behind it.
+ * One Sync per batch. A batch (everything queued on a connection when the
+ * kick fires) is written as its statements followed by a single Sync:
+ * libpq 15's PQpipelineSync flushes, so one Sync means one send, and the
+ * server answers a whole batch with one send too. The statements between
+ * two Syncs are one implicit transaction: when one fails, those before it
+ * are rolled back and those after it are skipped (PGRES_PIPELINE_ABORTED).
+ * So results are handed out only when the batch's Sync arrives; then the
+ * failing statement gets its error and every other statement of the batch
+ * is queued again, at the front, for the next batch (batch_settle). Each
+ * such round completes at least the failing statement, so it ends.
+ * Statements that must not share a transaction with strangers are
+ * "solo", a Sync before and after them: a transaction's, LISTEN's,
+ * internal ROLLBACKs, and every statement that may write (anything but a
+ * plain SELECT / VALUES / TABLE / SHOW without FOR UPDATE/SHARE, see
+ * sql_reads): batched writers would hold their row locks until the
+ * batch's end and deadlock each other (detected only after
+ * deadlock_timeout), and a write must not be rolled back by a stranger's
+ * error. Reads are what batching is for (/db, /queries, /fortunes).
+ *
+ * Automatic prepared statements. Each connection keeps a cache keyed by
+ * SQL text (pg_auto): the first time a text runs there, its Parse goes in
+ * the same batch as its execution under a name of the cache's; afterwards
+ * only Bind/Execute are sent and the server reuses the plan.
  *
  * Lifetimes. Operations with a waiter belong to the waiter; an operation
  * whose waiter gave up (cancelled, timed out) is "abandoned" and belongs to
@@ -29,6 +49,7 @@
  * epoll batch may still hold an event for them. */
 #include "vial/pg.h"
 
+#include "runtime/ascii.h"
 #include "runtime/driver.h"
 #include "runtime/numfmt.h"
 
@@ -53,6 +74,9 @@
 #define PG_OP_CACHE 64
 #define PG_MAX_RETRIES 3
 #define PG_NAME_MAX 63       /* NAMEDATALEN - 1 */
+#define PG_AUTO_MAX 256      /* SQL texts prepared automatically per connection */
+#define PG_AUTO_SLOTS 512    /* their hash table (a power of 2, > PG_AUTO_MAX) */
+#define PG_JOIN_MAX 8        /* statements a forming batch takes before others spread out */
 
 /* Internal: the operation was never sent and its connection is gone; the
  * caller may run it on another connection. Never returned to users. */
@@ -71,6 +95,7 @@
 
 typedef struct pg_stmt {
     char *name, *sql;
+    int reads; /* sql_reads(sql) */
 } pg_stmt;
 
 struct vial_pg {
@@ -97,6 +122,9 @@ struct pg_op {
     pg_conn *conn;      /* where it is queued or in flight; NULL once detached */
     unsigned char kind;
     unsigned char sent, done, abandoned, got_null;
+    unsigned char sync_after; /* the last statement before a Sync */
+    unsigned char solo;       /* in a Sync group of its own */
+    int slot;           /* OP_QUERY, OP_PREPARE: its entry in conn->autos, or -1 */
     const char *sql;    /* statement text (OP_QUERY, OP_INTERNAL) */
     char *owned;        /* malloc'd sql this op frees */
     int stmt;           /* OP_PREPARED / OP_PREPARE: index in db->stmts */
@@ -112,6 +140,17 @@ struct pg_op {
 };
 
 enum { C_NEW, C_CONNECTING, C_READY, C_CLOSED };
+
+/* An automatically prepared statement: sql is prepared on the connection
+ * as "vial_auto_<name>" when ready. A failed or invalidated preparation
+ * takes a new name next time, so it never collides with a leftover. */
+typedef struct pg_auto {
+    char *sql;
+    uint32_t hash;
+    unsigned name;
+    int ready;
+    int reads; /* sql_reads(sql) */
+} pg_auto;
 
 struct pg_conn {
     vial_io io;         /* first: the loop hands the callback &io */
@@ -132,6 +171,9 @@ struct pg_conn {
     int out_pending;    /* PQflush left bytes: wait for writability */
     pg_op *q_head, *q_tail; /* queued, not sent */
     pg_op *f_head, *f_tail; /* sent, results pending, in order */
+    pg_op *f_cur;       /* the first whose results are not all in */
+    struct pg_auto *autos; /* PG_AUTO_SLOTS, allocated on first use */
+    unsigned nautos, auto_seq;
     unsigned nops;      /* queued + in flight */
     vial_pg_tx *pinned;
     uint64_t prepared;  /* bit i: db->stmts[i] is prepared here */
@@ -210,6 +252,7 @@ static void conn_close(pg_conn *c, int code, const char *msg);
 static void conn_send(pg_conn *c);
 static void conn_read(pg_conn *c);
 static void conn_kick(pg_conn *c);
+static void autos_free(pg_conn *c);
 
 /* --- small helpers ------------------------------------------------------------------ */
 
@@ -231,6 +274,67 @@ static int fd_readable(int fd)
     return (vial_drv_poll(fd, VIAL_IO_READ) & VIAL_IO_READ) != 0;
 }
 
+/* Whether sql only reads, so it may share a batch's implicit transaction
+ * with strangers' statements: it starts with SELECT, VALUES, TABLE or
+ * SHOW (after blanks, comments and parentheses) and locks no rows (no
+ * FOR UPDATE / FOR SHARE / FOR NO KEY UPDATE / FOR KEY SHARE). Functions
+ * called by a SELECT may still write; such a write can then be rolled
+ * back by a stranger's error and re-run, or deadlock (retried alone). */
+/* ASCII classes: the C library's follow the application's locale. */
+static int blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+static int word_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           (unsigned char)c >= 0x80;
+}
+
+static int sql_reads(const char *sql)
+{
+    const char *s = sql;
+    for (;;) {
+        while (blank(*s) || *s == '(')
+            s++;
+        if (s[0] == '-' && s[1] == '-') {
+            while (*s && *s != '\n')
+                s++;
+        } else if (s[0] == '/' && s[1] == '*') {
+            const char *e = strstr(s + 2, "*/");
+            if (!e)
+                return 0;
+            s = e + 2;
+        } else {
+            break;
+        }
+    }
+    static const char *const verbs[] = {"select", "values", "table", "show"};
+    int ok = 0;
+    for (size_t i = 0; i < sizeof verbs / sizeof *verbs && !ok; i++) {
+        size_t n = strlen(verbs[i]);
+        ok = !vial_ascii_ncasecmp(s, verbs[i], n) && !word_char(s[n]);
+    }
+    if (!ok)
+        return 0;
+    /* " for " followed by update/share/no key/key share: a locking clause */
+    for (const char *f = s; *f; f++) {
+        if (vial_ascii_lower((unsigned char)*f) != 'f' || vial_ascii_ncasecmp(f, "for", 3) ||
+            f == s || word_char(f[-1]))
+            continue;
+        const char *w = f + 3;
+        if (!blank(*w))
+            continue;
+        while (blank(*w))
+            w++;
+        if (!vial_ascii_ncasecmp(w, "update", 6) || !vial_ascii_ncasecmp(w, "share", 5) ||
+            !vial_ascii_ncasecmp(w, "no", 2) || !vial_ascii_ncasecmp(w, "key", 3))
+            return 0;
+    }
+    return 1;
+}
+
 /* --- operations ------------------------------------------------------------------------- */
 
 static pg_op *op_new(pg_pool *p, int kind)
@@ -248,6 +352,7 @@ static pg_op *op_new(pg_pool *p, int kind)
     op->pool = p;
     op->kind = (unsigned char)kind;
     op->stmt = -1;
+    op->slot = -1;
     return op;
 }
 
@@ -279,7 +384,8 @@ static void op_reset(pg_op *op)
 {
     op_clear(op);
     op->conn = NULL;
-    op->sent = op->done = op->abandoned = op->got_null = 0;
+    op->sent = op->done = op->abandoned = op->got_null = op->sync_after = 0;
+    op->slot = -1;
     op->err = 0;
     op->errstate[0] = 0;
 }
@@ -559,7 +665,7 @@ static void conn_close(pg_conn *c, int code, const char *msg)
             e = doomed;
         op_fail(op, e, state, text);
     }
-    c->f_tail = NULL;
+    c->f_tail = c->f_cur = NULL;
     while (c->q_head) {
         pg_op *op = c->q_head;
         c->q_head = op->next;
@@ -578,6 +684,7 @@ static void conn_close(pg_conn *c, int code, const char *msg)
         PQfinish(c->pg);
         c->pg = NULL;
     }
+    autos_free(c);
     if (c->is_listen)
         listeners_lost(p, c->gen);
     slot_wake(p);
@@ -602,16 +709,75 @@ static void conn_flush_out(pg_conn *c)
     conn_dispatch(c);
 }
 
+/* --- automatic prepared statements ---------------------------------------------------------- */
+
+static uint32_t sql_hash(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+/* The cache entry for sql on c, made if there is room; -1 when the cache
+ * is full (the statement then runs unnamed) or out of memory. */
+static int auto_slot(pg_conn *c, const char *sql)
+{
+    if (!c->autos && !(c->autos = calloc(PG_AUTO_SLOTS, sizeof *c->autos)))
+        return -1;
+    uint32_t h = sql_hash(sql);
+    for (unsigned i = h & (PG_AUTO_SLOTS - 1);; i = (i + 1) & (PG_AUTO_SLOTS - 1)) {
+        pg_auto *a = &c->autos[i];
+        if (!a->sql) {
+            if (c->nautos >= PG_AUTO_MAX || !(a->sql = strdup(sql)))
+                return -1;
+            a->hash = h;
+            a->reads = sql_reads(sql);
+            c->nautos++;
+            return (int)i;
+        }
+        if (a->hash == h && !strcmp(a->sql, sql))
+            return (int)i;
+    }
+}
+
+static void auto_name(const pg_conn *c, int slot, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "vial_auto_%u", c->autos[slot].name);
+}
+
+static void autos_free(pg_conn *c)
+{
+    if (!c->autos)
+        return;
+    for (unsigned i = 0; i < PG_AUTO_SLOTS; i++)
+        free(c->autos[i].sql);
+    free(c->autos);
+    c->autos = NULL;
+    c->nautos = 0;
+}
+
+/* --- connections: sending ---------------------------------------------------------------- */
+
 static int op_send(pg_conn *c, pg_op *op)
 {
     const vial_pg *db = c->pool->db;
+    char name[32];
     switch (op->kind) {
     case OP_PREPARE:
+        if (op->slot >= 0) {
+            auto_name(c, op->slot, name, sizeof name);
+            return PQsendPrepare(c->pg, name, c->autos[op->slot].sql, 0, NULL);
+        }
         return PQsendPrepare(c->pg, db->stmts[op->stmt].name, db->stmts[op->stmt].sql, 0, NULL);
     case OP_PREPARED:
         return PQsendQueryPrepared(c->pg, db->stmts[op->stmt].name, op->nparams, op->params, NULL,
                                    NULL, 0);
     default:
+        if (op->slot >= 0) {
+            auto_name(c, op->slot, name, sizeof name);
+            return PQsendQueryPrepared(c->pg, name, op->nparams, op->params, NULL, NULL, 0);
+        }
         return PQsendQueryParams(c->pg, op->sql, op->nparams, NULL, op->params, NULL, NULL, 0);
     }
 }
@@ -620,14 +786,71 @@ static void flight_push(pg_conn *c, pg_op *op)
 {
     op->next = NULL;
     op->sent = 1;
+    op->got_null = 0;
+    op->sync_after = 0;
     if (c->f_tail)
         c->f_tail->next = op;
     else
         c->f_head = op;
     c->f_tail = op;
+    if (!c->f_cur)
+        c->f_cur = op;
 }
 
-/* Writes every queued operation: one batch, one round trip. */
+/* Ends the open Sync group: its last statement learns that a Sync follows. */
+static int group_end(pg_conn *c)
+{
+    c->f_tail->sync_after = 1;
+    c->pool->stats.syncs++;
+    return pg_sync(c->pg);
+}
+
+/* Queues the Parse that op's execution needs on c, if it needs one:
+ * a declared statement not yet prepared here, or SQL text whose cache
+ * entry is not ready. Returns 1 when a Parse was sent, 0 when none was
+ * needed, -1 when sending failed (c is closed), -2 out of memory. */
+static int prepare_for(pg_conn *c, pg_op *op)
+{
+    pg_pool *p = c->pool;
+    int slot = -1;
+    if (op->kind == OP_PREPARED) {
+        if (c->prepared & (1ull << op->stmt))
+            return 0;
+    } else if (op->kind == OP_QUERY) {
+        if ((slot = op->slot) < 0 || c->autos[slot].ready) {
+            p->stats.prepared_hits += slot >= 0;
+            return 0;
+        }
+        c->autos[slot].name = ++c->auto_seq;
+    } else {
+        return 0;
+    }
+    pg_op *prep = op_new(p, OP_PREPARE);
+    if (!prep) {
+        op->slot = -1;
+        return -2;
+    }
+    prep->stmt = op->stmt;
+    prep->slot = slot;
+    prep->pair = op;
+    prep->conn = c;
+    c->nops++;
+    flight_push(c, prep);
+    if (!op_send(c, prep)) {
+        conn_close(c, -ECONNRESET, PQerrorMessage(c->pg));
+        return -1;
+    }
+    if (slot >= 0) {
+        c->autos[slot].ready = 1;
+        p->stats.auto_prepares++;
+    } else {
+        c->prepared |= 1ull << op->stmt;
+    }
+    return 1;
+}
+
+/* Writes every queued operation: one batch, one Sync, one send (solo
+ * operations add Syncs around themselves). */
 static void conn_send(pg_conn *c)
 {
     if (c->state != C_READY || c->hold || !c->q_head)
@@ -642,41 +865,56 @@ static void conn_send(pg_conn *c)
             return;
     }
     uint64_t n = 0;
+    unsigned open = 0; /* statements since the last Sync */
     while (c->q_head) {
         pg_op *op = c->q_head;
-        uint64_t bit = op->stmt >= 0 ? 1ull << op->stmt : 0;
-        if (op->kind == OP_PREPARED && !(c->prepared & bit)) {
-            pg_op *prep = op_new(p, OP_PREPARE);
-            if (!prep) {
-                c->q_head = op->next;
-                if (!c->q_head)
-                    c->q_tail = NULL;
-                c->nops--;
-                op->conn = NULL;
-                op_fail(op, -ENOMEM, "", "out of memory");
-                continue;
-            }
-            prep->stmt = op->stmt;
-            prep->pair = op;
-            prep->conn = c;
-            c->nops++;
-            flight_push(c, prep);
-            if (!op_send(c, prep) || !pg_sync(c->pg)) {
+        int reads;
+        if (op->kind == OP_QUERY) {
+            /* LISTEN's statements name channels: texts that rarely repeat */
+            op->slot = c->is_listen ? -1 : auto_slot(c, op->sql);
+            reads = op->slot >= 0 ? c->autos[op->slot].reads : sql_reads(op->sql);
+        } else {
+            reads = op->kind == OP_PREPARED && p->db->stmts[op->stmt].reads;
+        }
+        int alone = op->solo || !reads;
+        if (alone && open) {
+            if (!group_end(c)) {
                 conn_close(c, -ECONNRESET, PQerrorMessage(c->pg));
                 return;
             }
-            c->prepared |= bit;
-            n++;
+            open = 0;
         }
+        int r = prepare_for(c, op);
+        if (r == -1)
+            return;
         c->q_head = op->next;
         if (!c->q_head)
             c->q_tail = NULL;
+        if (r == -2) {
+            c->nops--;
+            op->conn = NULL;
+            op_fail(op, -ENOMEM, "", "out of memory");
+            continue;
+        }
+        open += (unsigned)r; /* a Parse is not counted as a statement */
         flight_push(c, op);
-        if (!op_send(c, op) || !pg_sync(c->pg)) {
+        if (!op_send(c, op)) {
             conn_close(c, -ECONNRESET, PQerrorMessage(c->pg));
             return;
         }
         n++;
+        open++;
+        if (alone) {
+            if (!group_end(c)) {
+                conn_close(c, -ECONNRESET, PQerrorMessage(c->pg));
+                return;
+            }
+            open = 0;
+        }
+    }
+    if (open && !group_end(c)) {
+        conn_close(c, -ECONNRESET, PQerrorMessage(c->pg));
+        return;
     }
     p->stats.batches++;
     p->stats.queries += n;
@@ -685,61 +923,149 @@ static void conn_send(pg_conn *c)
     conn_flush_out(c);
 }
 
-/* An operation's results are complete (its Sync arrived). */
-static void op_finish(pg_conn *c, pg_op *op)
+/* --- connections: results ------------------------------------------------------------------ */
+
+static const char *op_sqlstate(const pg_op *op)
 {
-    c->f_head = op->next;
-    if (!c->f_head)
-        c->f_tail = NULL;
+    const PGresult *r = op->prep_err ? op->prep_err : op->res;
+    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    return st ? st : "";
+}
+
+/* Whether the statement that failed its batch deserves another go on its
+ * own rather than its error: it could not run inside a transaction block
+ * shared with strangers (25001), or sharing one made it deadlock or fail
+ * to serialize (40P01, 40001: a SELECT whose function writes), or the connection's prepared statements
+ * went stale under it (0A000 cached plan must not change result type;
+ * 26000 a DEALLOCATE ALL / DISCARD ALL removed them). Once only. */
+static int retry_alone(pg_conn *c, pg_op *op, unsigned statements)
+{
+    if (op->solo || op->kind == OP_INTERNAL)
+        return 0;
+    const char *st = op_sqlstate(op);
+    if (!strcmp(st, "25001") || !strcmp(st, "40P01") || !strcmp(st, "40001"))
+        return statements > 1;
+    if (!strcmp(st, "26000")) {
+        c->prepared = 0;
+        for (unsigned i = 0; c->autos && i < PG_AUTO_SLOTS; i++)
+            c->autos[i].ready = 0;
+        return 1;
+    }
+    if (!strcmp(st, "0A000") && op->slot >= 0 && c->autos) {
+        c->autos[op->slot].ready = 0;
+        return 1;
+    }
+    return 0;
+}
+
+static void op_complete(pg_conn *c, pg_op *op)
+{
     c->nops--;
-    switch (op->kind) {
-    case OP_PREPARE: {
-        PGresult *r = op->res;
-        if (r && PQresultStatus(r) != PGRES_COMMAND_OK) {
-            c->prepared &= ~(1ull << op->stmt);
-            if (!op->pair->abandoned) { /* the execution, behind it, reports this */
-                op->pair->prep_err = r;
-                op->res = NULL;
-            }
-        }
+    if (op->abandoned || op->kind == OP_INTERNAL) {
         op_free(op);
         return;
     }
-    case OP_INTERNAL:
-        op_free(op);
-        return;
-    default:
-        if (op->abandoned) {
+    op->done = 1;
+    if (op->waiter)
+        vial_drv_wake(op->waiter, 0);
+}
+
+/* The Sync after `last` arrived: every statement from f_head to last has
+ * all its results. Without an error they are handed out. With one, the
+ * statement that failed (for a failed Parse: the execution it was for)
+ * gets its error; the others were rolled back or skipped, and go back to
+ * the front of the queue, in order, for the next batch. */
+static void batch_settle(pg_conn *c, pg_op *last)
+{
+    pg_pool *p = c->pool;
+    pg_op *first = c->f_head;
+    c->f_head = c->f_cur = last->next;
+    if (!c->f_head)
+        c->f_tail = NULL;
+    last->next = NULL;
+
+    pg_op *bad = NULL;
+    unsigned statements = 0;
+    for (pg_op *op = first; op; op = op->next) {
+        statements += op->kind != OP_PREPARE;
+        if (!bad && op->res && PQresultStatus(op->res) == PGRES_FATAL_ERROR)
+            bad = op;
+    }
+    pg_op *blame = bad && bad->kind == OP_PREPARE ? bad->pair : bad;
+    pg_op *rh = NULL, *rt = NULL; /* to send again */
+    for (pg_op *op = first, *next; op; op = next) {
+        next = op->next;
+        if (op->kind == OP_PREPARE) {
+            if (!op->res || PQresultStatus(op->res) != PGRES_COMMAND_OK) {
+                if (op->slot >= 0)
+                    c->autos[op->slot].ready = 0;
+                else
+                    c->prepared &= ~(1ull << op->stmt);
+                if (op == bad && !op->pair->abandoned) { /* the execution reports it */
+                    op->pair->prep_err = op->res;
+                    op->res = NULL;
+                }
+            }
+            c->nops--;
             op_free(op);
-            return;
+            continue;
         }
-        op->done = 1;
-        if (op->waiter)
-            vial_drv_wake(op->waiter, 0);
+        if (!bad || op->abandoned || op->kind == OP_INTERNAL ||
+            (op == blame && !retry_alone(c, op, statements))) {
+            op_complete(c, op);
+            continue;
+        }
+        if (op == blame)
+            op->solo = 1;
+        op_clear(op);
+        op->sent = op->got_null = op->sync_after = 0;
+        op->slot = -1;
+        op->next = NULL;
+        if (rt)
+            rt->next = op;
+        else
+            rh = op;
+        rt = op;
+        p->stats.batch_retries++;
+    }
+    if (rh) {
+        rt->next = c->q_head;
+        c->q_head = rh;
+        if (!c->q_tail)
+            c->q_tail = rt;
+        conn_kick(c);
     }
 }
 
-/* Hands complete results to their operations, in order. libpq's pipeline
- * sequence per statement: its result(s), a NULL, then PGRES_PIPELINE_SYNC
- * for the Sync that follows it (no NULL after a sync). PQgetResult would
- * block while busy, so it is only called when PQisBusy says it will not. */
+/* Hands complete results to their operations. libpq's pipeline sequence
+ * per statement: its result(s) (PGRES_PIPELINE_ABORTED for one skipped
+ * after an error), then a NULL; after the last statement of a Sync group,
+ * PGRES_PIPELINE_SYNC (no NULL after it). PQgetResult would block while
+ * busy, so it is only called when PQisBusy says it will not. */
 static void conn_dispatch(pg_conn *c)
 {
-    while (c->state == C_READY && c->f_head) {
+    while (c->state == C_READY && c->f_cur) {
         if (PQisBusy(c->pg))
             return;
         PGresult *r = PQgetResult(c->pg);
-        pg_op *op = c->f_head;
+        pg_op *op = c->f_cur;
         if (!op->got_null) {
             if (!r) {
                 op->got_null = 1;
+                if (!op->sync_after)
+                    c->f_cur = op->next;
                 continue;
             }
             ExecStatusType st = PQresultStatus(r);
-            if (st == PGRES_PIPELINE_SYNC) { /* no NULL came: tolerate */
+            if (st == PGRES_PIPELINE_SYNC && op->sync_after) { /* no NULL came: tolerate */
                 PQclear(r);
-                op_finish(c, op);
+                batch_settle(c, op);
                 continue;
+            }
+            if (st == PGRES_PIPELINE_SYNC) {
+                PQclear(r);
+                conn_close(c, -ECONNRESET, "PostgreSQL pipeline out of step");
+                return;
             }
             if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
                 PQclear(r);
@@ -768,7 +1094,7 @@ static void conn_dispatch(pg_conn *c)
         }
         if (r && PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
             PQclear(r);
-            op_finish(c, op);
+            batch_settle(c, op);
             continue;
         }
         /* Anything else means our queue and libpq's disagree: the
@@ -987,14 +1313,24 @@ static int slot_wait(pg_pool *p)
     return vial_drv_queue_wait(&p->slot_waiters, 0, NULL);
 }
 
-/* Chooses a connection for a new operation: an idle one; else a new one
- * while the pool may grow (slow queries then run side by side); else the
- * least busy, to pipeline behind. Connections pinned by transactions are
- * not shared; when all are, wait. */
+/* Chooses a connection for a new operation: one whose batch is forming
+ * (queued this turn or while connecting, nothing in flight) while it holds fewer than
+ * PG_JOIN_MAX, so a burst leaves in few batches; else an idle one; else a
+ * new one while the pool may grow (slow queries then run side by side);
+ * else the least busy, to pipeline behind. Connections pinned by
+ * transactions are not shared; when all are, wait. */
 static int pool_pick(pg_pool *p, pg_conn **out)
 {
     for (;;) {
         pg_conn *best = NULL, *pending = NULL;
+        for (pg_conn *c = p->conns; c; c = c->next) {
+            if (c->state == C_CLOSED || c->pinned || c->retiring)
+                continue;
+            if (c->q_head && !c->f_head && !c->hold && c->nops < PG_JOIN_MAX) {
+                *out = c;
+                return 0;
+            }
+        }
         for (pg_conn *c = p->conns; c; c = c->next) {
             if (c->state == C_CLOSED || c->pinned || c->retiring)
                 continue;
@@ -1180,6 +1516,7 @@ static int op_exec(vial_req *rq, pg_pool *p, int target, vial_pg_tx *tx, pg_op *
         op_free(op);
         return doomed;
     }
+    op->solo = target != T_POOL; /* never in a stranger's implicit transaction */
     for (int attempt = 0;; attempt++) {
         pg_conn *c;
         if (target == T_TX) {
@@ -1555,6 +1892,7 @@ int vial_pg_prepare(vial_pg *db, const char *name, const char *sql)
     }
     db->stmts[n].name = strdup(name);
     db->stmts[n].sql = strdup(sql);
+    db->stmts[n].reads = sql_reads(sql);
     if (!db->stmts[n].name || !db->stmts[n].sql) {
         free(db->stmts[n].name);
         free(db->stmts[n].sql);
@@ -1643,6 +1981,7 @@ static void conn_fire(pg_conn *c, const char *sql, char *owned)
     }
     op->sql = sql;
     op->owned = owned;
+    op->solo = 1;
     op_enqueue(c, op);
     if (c->state == C_READY && !c->hold)
         conn_send(c);

@@ -339,6 +339,190 @@ static int v_errors_pipelined(vial_req *rq, vial_res *rs)
     return vial_text(rs, 200, "ok");
 }
 
+/* --- batching across requests: one Sync per batch -------------------------------- */
+
+/* 50 coroutines query at once: they leave in few batches, one Sync each
+ * (a Sync per statement would make syncs == 50). */
+static int v_batch_many(vial_req *rq, vial_res *rs)
+{
+    vial_pg *d = vial_req_arg(rq, "one") ? db_one : db;
+    enum { N = 50 };
+    vial_pg_result *r[N];
+    vial_task *t[N];
+    char num[N][8];
+    const char *pp[N];
+    CHECK_EQ(vial_pg_query(rq, d, NULL, "select 1", 0, NULL), 0); /* connected */
+    vial_pg_stats s0, s1;
+    CHECK_EQ(vial_pg_stats_get(rq, d, &s0), 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(num[i], sizeof num[i], "%d", i);
+        pp[i] = num[i];
+        t[i] = vial_pg_spawn_query(rq, d, &r[i], "select $1::int * 3", 1, &pp[i]);
+        CHECK(t[i] != NULL);
+    }
+    CHECK_EQ(vial_gather(rq, t, N, 0), 0);
+    for (int i = 0; i < N; i++) {
+        int64_t v;
+        CHECK_EQ(vial_pg_getint(r[i], 0, 0, &v), 0);
+        CHECK_EQ(v, i * 3);
+    }
+    CHECK_EQ(vial_pg_stats_get(rq, d, &s1), 0);
+    uint64_t batches = s1.batches - s0.batches, syncs = s1.syncs - s0.syncs;
+    CHECK_EQ(syncs, batches);
+    CHECK_EQ(s1.queries - s0.queries, N);
+    if (d == db_one)
+        CHECK_EQ(batches, 1);
+    else
+        CHECK(batches <= (N + 7) / 8);
+    return vial_text(rs, 200, "ok %llu batches", (unsigned long long)batches);
+}
+
+/* A statement failing mid-batch aborts the batch's implicit transaction:
+ * the reads before it were rolled back, those after it skipped. Only the
+ * failing one reports an error; the others are sent again, together.
+ * Writes never share a batch's transaction (each has its own Sync): each
+ * row is there exactly once. */
+static int v_batch_error(vial_req *rq, vial_res *rs)
+{
+    CHECK_EQ(vial_pg_query(rq, db_one, NULL, "create table if not exists vial_batch_err (v int)", 0, NULL), 0);
+    CHECK_EQ(vial_pg_query(rq, db_one, NULL, "truncate vial_batch_err", 0, NULL), 0);
+    enum { N = 8, READS = 5, BAD = 2 };
+    vial_pg_result *r[N];
+    vial_task *t[N];
+    char num[N][8];
+    const char *pp[N];
+    vial_pg_stats s0, s1;
+    CHECK_EQ(vial_pg_stats_get(rq, db_one, &s0), 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(num[i], sizeof num[i], "%d", i);
+        pp[i] = num[i];
+        const char *sql = i == BAD     ? "select 1 / ($1::int - 2)"
+                          : i < READS ? "select $1::int * 2"
+                                      : "insert into vial_batch_err values ($1::int)";
+        t[i] = vial_pg_spawn_query(rq, db_one, &r[i], sql, 1, &pp[i]);
+    }
+    CHECK_EQ(vial_gather(rq, t, N, VIAL_GATHER_ALL), 0);
+    CHECK_EQ(vial_pg_stats_get(rq, db_one, &s1), 0);
+    for (int i = 0; i < N; i++) {
+        if (i == BAD) {
+            CHECK_EQ(vial_task_result(t[i]), VIAL_PG_ESQL);
+            CHECK_STR(vial_pg_sqlstate(r[i]), "22012");
+        } else if (i < READS) {
+            CHECK_EQ(vial_task_result(t[i]), 0);
+            CHECK_STR(vial_pg_getvalue(r[i], 0, 0), vial_sprintf(rq, "%d", i * 2));
+        } else {
+            CHECK_EQ(vial_task_result(t[i]), 0);
+            CHECK_EQ(vial_pg_cmd_tuples(r[i]), 1);
+        }
+    }
+    CHECK_EQ(s1.batches - s0.batches, 2);
+    CHECK_EQ(s1.batch_retries - s0.batch_retries, READS - 1);
+    /* the reads' group, one per insert, the re-sent reads */
+    CHECK_EQ(s1.syncs - s0.syncs, 1 + (N - READS) + 1);
+    vial_pg_result *c;
+    CHECK_EQ(vial_pg_query(rq, db_one, &c,
+                           "select count(*), count(distinct v), coalesce(sum(v), 0) from vial_batch_err",
+                           0, NULL), 0);
+    CHECK_STR(vial_pg_getvalue(c, 0, 0), "3");
+    CHECK_STR(vial_pg_getvalue(c, 0, 1), "3");
+    CHECK_STR(vial_pg_getvalue(c, 0, 2), "18"); /* 5+6+7 */
+    return vial_text(rs, 200, "ok");
+}
+
+/* Repeated SQL runs as a prepared statement: one Parse per connection,
+ * then Bind/Execute only; it survives DEALLOCATE ALL and a table change
+ * that alters the statement's result type. */
+static int v_auto_prepared(vial_req *rq, vial_res *rs)
+{
+    static const char sql[] = "select $1::int + 100 as auto_probe";
+    const char *p[1] = {"1"};
+    vial_pg_result *r;
+    vial_pg_stats s0, s1;
+    CHECK_EQ(vial_pg_query(rq, db_one, NULL, "select 1", 0, NULL), 0);
+    CHECK_EQ(vial_pg_stats_get(rq, db_one, &s0), 0);
+    for (int i = 0; i < 5; i++) {
+        CHECK_EQ(vial_pg_query(rq, db_one, &r, sql, 1, p), 0);
+        CHECK_STR(vial_pg_getvalue(r, 0, 0), "101");
+    }
+    CHECK_EQ(vial_pg_stats_get(rq, db_one, &s1), 0);
+    CHECK_EQ(s1.auto_prepares - s0.auto_prepares, 1);
+    CHECK_EQ(s1.prepared_hits - s0.prepared_hits, 4);
+    const char *q[1] = {sql};
+    CHECK_EQ(vial_pg_query(rq, db_one, &r, "select count(*) from pg_prepared_statements where statement = $1",
+                           1, q), 0);
+    CHECK_STR(vial_pg_getvalue(r, 0, 0), "1");
+
+    /* someone dropped every prepared statement: prepared again, no error */
+    CHECK_EQ(vial_pg_query(rq, db_one, NULL, "deallocate all", 0, NULL), 0);
+    CHECK_EQ(vial_pg_query(rq, db_one, &r, sql, 1, p), 0);
+    CHECK_STR(vial_pg_getvalue(r, 0, 0), "101");
+
+    /* the table changed shape under a cached plan */
+    CHECK_EQ(vial_pg_query(rq, db_one, NULL, "drop table if exists vial_auto_shape", 0, NULL), 0);
+    CHECK_EQ(vial_pg_query(rq, db_one, NULL, "create table vial_auto_shape (a int)", 0, NULL), 0);
+    CHECK_EQ(vial_pg_query(rq, db_one, NULL, "insert into vial_auto_shape values (1)", 0, NULL), 0);
+    CHECK_EQ(vial_pg_query(rq, db_one, &r, "select * from vial_auto_shape", 0, NULL), 0);
+    CHECK_EQ(vial_pg_nfields(r), 1);
+    CHECK_EQ(vial_pg_query(rq, db_one, NULL, "alter table vial_auto_shape add column b int", 0, NULL), 0);
+    int e = vial_pg_query(rq, db_one, &r, "select * from vial_auto_shape", 0, NULL);
+    if (e)
+        return vial_text(rs, 500, "after alter: %d %s %s", e, vial_pg_sqlstate(r), vial_pg_errmsg(r));
+    CHECK_EQ(vial_pg_nfields(r), 2);
+    return vial_text(rs, 200, "ok");
+}
+
+/* A lone query goes at once: no batching delay, one Sync each. */
+static int v_lone(vial_req *rq, vial_res *rs)
+{
+    CHECK_EQ(vial_pg_query(rq, db_one, NULL, "select 1", 0, NULL), 0);
+    vial_pg_stats s0, s1;
+    CHECK_EQ(vial_pg_stats_get(rq, db_one, &s0), 0);
+    enum { N = 50 };
+    double best = 1e9;
+    for (int i = 0; i < N; i++) {
+        double t0 = now_ms();
+        CHECK_EQ(vial_pg_query(rq, db_one, NULL, "select 1", 0, NULL), 0);
+        double el = now_ms() - t0;
+        if (el < best)
+            best = el;
+    }
+    CHECK_EQ(vial_pg_stats_get(rq, db_one, &s1), 0);
+    CHECK_EQ(s1.syncs - s0.syncs, N);
+    CHECK_EQ(s1.batches - s0.batches, N);
+    vial_res_set_header(rs, "X-Best-Us", vial_sprintf(rq, "%llu", (unsigned long long)(best * 1000)));
+    return vial_text(rs, 200, "ok");
+}
+
+/* Cancelling one task whose query shares a batch with live ones: the
+ * others are answered, the cancelled one is not cancelled on the server
+ * (a cancel could hit a live statement) and its result is dropped. */
+static int v_batch_cancel(vial_req *rq, vial_res *rs)
+{
+    vial_pg_result *r[3] = {NULL, NULL, NULL};
+    vial_task *t[3];
+    CHECK_EQ(vial_pg_query(rq, db_one, NULL, "select 1", 0, NULL), 0);
+    vial_pg_stats s0, s1;
+    CHECK_EQ(vial_pg_stats_get(rq, db_one, &s0), 0);
+    t[0] = vial_pg_spawn_query(rq, db_one, &r[0], "select pg_sleep(0.5)::text || 'a'", 0, NULL);
+    t[1] = vial_pg_spawn_query(rq, db_one, &r[1], "select 'b'", 0, NULL);
+    t[2] = vial_pg_spawn_query(rq, db_one, &r[2], "select 'c'", 0, NULL);
+    CHECK_EQ(vial_sleep(rq, 50), 0); /* the batch is out; pg_sleep runs */
+    vial_task_cancel(t[1]);
+    CHECK_EQ(vial_gather(rq, t, 3, VIAL_GATHER_ALL), 0);
+    CHECK_EQ(vial_task_result(t[0]), 0);
+    CHECK_STR(vial_pg_getvalue(r[0], 0, 0), "a");
+    CHECK_EQ(vial_task_result(t[1]), -ECANCELED);
+    CHECK_EQ(vial_task_result(t[2]), 0);
+    CHECK_STR(vial_pg_getvalue(r[2], 0, 0), "c");
+    CHECK_EQ(vial_pg_stats_get(rq, db_one, &s1), 0);
+    CHECK_EQ(s1.batches - s0.batches, 1);
+    CHECK_EQ(s1.cancels - s0.cancels, 0);
+    /* the connection goes on */
+    CHECK_EQ(vial_pg_query(rq, db_one, &r[0], "select 'd'", 0, NULL), 0);
+    CHECK_STR(vial_pg_getvalue(r[0], 0, 0), "d");
+    return vial_text(rs, 200, "ok");
+}
+
 static int v_prepared(vial_req *rq, vial_res *rs)
 {
     vial_pg_result *r;
@@ -819,7 +1003,11 @@ static int v_all(vial_req *rq, vial_res *rs)
     CHECK_EQ(st[4].error, 0);
     CHECK_EQ(vial_pg_ntuples(st[4].result), 3);
     CHECK_EQ(st[5].error, -EINVAL);
-    CHECK_EQ(s1.batches - s0.batches, 1); /* one write for all of them */
+    /* one batch, one Sync for all of them; 1/0 aborted the batch (one
+     * implicit transaction): the three others were sent again, together */
+    CHECK_EQ(s1.batches - s0.batches, 2);
+    CHECK_EQ(s1.syncs - s0.syncs, 2);
+    CHECK_EQ(s1.batch_retries - s0.batch_retries, 3);
     /* nothing at all */
     CHECK_EQ(vial_pg_query_all(rq, db_one, NULL, 0), 0);
 
@@ -980,6 +1168,40 @@ static void test_gather_is_concurrent(void **state)
 static void test_pipeline_one_batch(void **state)
 {
     get_ok("/pipeline");
+}
+
+static void test_batch_many(void **state)
+{
+    for (int one = 0; one < 2; one++) {
+        vial_test_response *r = get(one ? "/batch_many?one=1" : "/batch_many", 200);
+        printf("50 concurrent queries (%s): %s\n", one ? "1 connection" : "default pool",
+               vial_test_response_body(r, NULL));
+        assert_non_null(strstr(vial_test_response_body(r, NULL), "ok"));
+        vial_test_response_free(r);
+    }
+}
+
+static void test_batch_error(void **state) { get_ok("/batch_error"); }
+static void test_auto_prepared(void **state) { get_ok("/auto_prepared"); }
+static void test_batch_cancel(void **state) { get_ok("/batch_cancel"); }
+
+static void test_lone_query_not_delayed(void **state)
+{
+    double raw = 1e9;
+    for (int i = 0; i < 50; i++) {
+        double t0 = now_ms();
+        PQclear(PQexec(side, "select 1"));
+        double el = now_ms() - t0;
+        if (el < raw)
+            raw = el;
+    }
+    vial_test_response *r = get("/lone", 200);
+    assert_string_equal(vial_test_response_body(r, NULL), "ok");
+    double best = atof(vial_test_response_header(r, "X-Best-Us")) / 1000;
+    printf("lone query: %.3f ms in vial (best of 50), %.3f ms a blocking PQexec round trip\n", best,
+           raw);
+    assert_true(best < raw * 3 + 0.3);
+    vial_test_response_free(r);
 }
 
 static void test_timeout_cancels_on_server(void **state)
@@ -1225,6 +1447,11 @@ static int setup(void **state)
     vial_route(app, "GET /dns", v_dns);
     vial_route(app, "GET /hang", v_hang);
     vial_route(app, "GET /all", v_all);
+    vial_route(app, "GET /batch_many", v_batch_many);
+    vial_route(app, "GET /batch_error", v_batch_error);
+    vial_route(app, "GET /auto_prepared", v_auto_prepared);
+    vial_route(app, "GET /lone", v_lone);
+    vial_route(app, "GET /batch_cancel", v_batch_cancel);
     vial_route(app, "GET /all_timeout", v_all_timeout);
     vial_route_sync(app, "GET /sync", v_sync);
     client = vial_test_client_new(app);
@@ -1270,6 +1497,11 @@ int main(void)
         cmocka_unit_test(test_transactions),
         cmocka_unit_test(test_listen_notify),
         cmocka_unit_test(test_pipeline_one_batch),
+        cmocka_unit_test(test_batch_many),
+        cmocka_unit_test(test_batch_error),
+        cmocka_unit_test(test_auto_prepared),
+        cmocka_unit_test(test_lone_query_not_delayed),
+        cmocka_unit_test(test_batch_cancel),
         cmocka_unit_test(test_query_all),
         cmocka_unit_test(test_gather_is_concurrent),
         cmocka_unit_test(test_timeout_cancels_on_server),

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# vial's database tests against PostgreSQL's own limit on this machine.
+#
+# The raw limit is bench/pg-raw-limit (a plain libpq client pipelining
+# RAW_CONNS connections, one Sync per batch of RAW_DEPTH statements) on the
+# server's core; vial is bench/techempower (--threads 1) on that same core,
+# loaded by wrk on the other. PostgreSQL (postmaster and every backend) is
+# pinned to the server's core too, so raw client + PostgreSQL and vial +
+# PostgreSQL compete for the same CPU. Rounds are interleaved (raw, vial,
+# raw, vial, ...); medians are printed.
+#
+#   PG="host=127.0.0.1 port=P user=postgres dbname=postgres" bench/pg-limit.sh
+#
+# PG must be a server on this machine whose postmaster.pid this user can
+# read (tests/services/pg.sh start makes one). The script loads
+# bench/techempower.sql into it (drops and recreates World and Fortune).
+#
+# Columns: units/s (raw: statements/s, or /updates units of 20 reads + 1
+# update; vial: req/s, and for /queries?queries=20 statements/s = 20 x
+# req/s), ratio vial / raw, PostgreSQL's CPU per unit in us (utime +
+# stime of the postmaster's children, backends that exited included) and
+# the vial server's own CPU per unit.
+#
+# Environment [defaults]: DURATION [8] (seconds per run), RUNS [3],
+# CONNECTIONS [256] (wrk), SERVER_CPU [0], CLIENT_CPU [1], PORT [18090],
+# RAW_CONNS [4], RAW_DEPTH [32], VIAL_BUILD_DIR [<repo>/build],
+# TESTS ["db queries fortunes updates plaintext"] (plaintext: no database,
+# the ceiling of the HTTP side with this wrk on this machine), RESULTS [unset: a TSV of every run],
+# BASE_BUILD_DIR [unset]: another build (e.g. main's) whose techempower runs
+# too, on PORT+1, interleaved with the others: a "before" column.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+BUILD=${VIAL_BUILD_DIR:-$ROOT/build}
+DURATION=${DURATION:-8}
+RUNS=${RUNS:-3}
+CONNECTIONS=${CONNECTIONS:-256}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+PORT=${PORT:-18090}
+RAW_CONNS=${RAW_CONNS:-4}
+RAW_DEPTH=${RAW_DEPTH:-32}
+TESTS=${TESTS:-"db queries fortunes updates plaintext"}
+HZ=$(getconf CLK_TCK)
+PG=${PG:?set PG to the conninfo of a local PostgreSQL (tests/services/pg.sh start)}
+
+die() { echo "pg-limit: $*" >&2; exit 1; }
+for tool in wrk taskset psql curl; do
+  command -v "$tool" >/dev/null || die "$tool not found"
+done
+ninja -C "$BUILD" techempower pg-raw-limit >/dev/null || die "build failed"
+VIAL=$BUILD/bench/techempower
+RAW=$BUILD/bench/pg-raw-limit
+
+DATA=$(psql "$PG" -Atc "show data_directory")
+PM=$(head -1 "$DATA/postmaster.pid") || die "cannot read $DATA/postmaster.pid"
+# Pin PostgreSQL to the server's core: the postmaster (new backends inherit
+# it) and what already runs.
+for pid in $PM $(pgrep -P "$PM"); do
+  taskset -a -p -c "$SERVER_CPU" "$pid" >/dev/null
+done
+psql "$PG" -v ON_ERROR_STOP=1 -q -f "$HERE/techempower.sql" 2>/dev/null
+
+PIDS=""
+cleanup() {
+  for pid in $PIDS; do
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+start_vial() { # BINARY PORT
+  TECHEMPOWER_PG="$PG" taskset -c "$SERVER_CPU" "$1" --host 127.0.0.1 --port "$2" \
+    --threads 1 2>/tmp/pg-limit-vial.$$.log &
+  local pid=$!
+  PIDS="$PIDS $pid"
+  for _ in $(seq 100); do
+    curl -sf -o /dev/null "http://127.0.0.1:$2/db" && break
+    kill -0 "$pid" 2>/dev/null || die "$1 exited: $(cat /tmp/pg-limit-vial.$$.log)"
+    sleep 0.1
+  done
+  rm -f /tmp/pg-limit-vial.$$.log
+  STARTED=$pid
+}
+start_vial "$VIAL" "$PORT"
+SERVERS="vial:$PORT:$STARTED"
+if [ -n "${BASE_BUILD_DIR:-}" ]; then
+  ninja -C "$BASE_BUILD_DIR" techempower >/dev/null || die "base build failed"
+  start_vial "$BASE_BUILD_DIR/bench/techempower" $((PORT + 1))
+  SERVERS="$SERVERS base:$((PORT + 1)):$STARTED"
+fi
+
+pg_ticks() { # the postmaster's own + reaped children's + live children's CPU ticks
+  local t
+  t=$(sed 's/^.*) //' "/proc/$PM/stat" | awk '{print $12 + $13 + $14 + $15}')
+  for c in $(pgrep -P "$PM"); do
+    t=$((t + $(sed 's/^.*) //' "/proc/$c/stat" 2>/dev/null | awk '{print $12 + $13}' || echo 0)))
+  done
+  echo "$t"
+}
+
+declare -A VALS
+record() { # KEY VALUE
+  VALS[$1]="${VALS[$1]:-} $2"
+  [ -z "${RESULTS:-}" ] || printf '%s\t%s\n' "$1" "$2" >>"$RESULTS"
+}
+
+run_raw() { # MODE DEPTH -> units/s and PG us/unit recorded under raw_MODE
+  local mode=$1 depth=$2 t0 t1 out u
+  t0=$(pg_ticks)
+  out=$(taskset -c "$SERVER_CPU" "$RAW" "$PG" "$mode" "$RAW_CONNS" "$depth" "$DURATION")
+  t1=$(pg_ticks)
+  u=$(echo "$out" | awk '/^units\/s/ {print $2}')
+  local n
+  n=$(echo "$out" | awk '/^units / {print $2}')
+  record "raw_$mode" "$u"
+  record "raw_${mode}_pgus" "$(awk -v t=$((t1 - t0)) -v n="$n" -v hz="$HZ" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}')"
+}
+
+run_vial() { # NAME PATH PER_REQUEST: every server in $SERVERS
+  local s
+  for s in $SERVERS; do
+    IFS=: read -r who port pid <<<"$s"
+    run_one "$who" "$port" "$pid" "$@"
+  done
+}
+
+proc_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+
+run_one() { # WHO PORT PID NAME PATH PER_REQUEST
+  local who=$1 port=$2 pid=$3 name=$4 path=$5 per=$6 t0 t1 s0 s1 out rps
+  s0=$(proc_ticks "$pid")
+  t0=$(pg_ticks)
+  out=$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" \
+    "http://127.0.0.1:$port$path")
+  t1=$(pg_ticks)
+  s1=$(proc_ticks "$pid")
+  echo "$out" | grep -q "Non-2xx" && echo "pg-limit: $path: $(echo "$out" | grep Non-2xx)" >&2
+  rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
+  local n
+  n=$(echo "$out" | awk '/requests in/ {print $1}')
+  record "${who}_$name" "$(awk -v r="$rps" -v p="$per" 'BEGIN {printf "%.0f", r * p}')"
+  record "${who}_${name}_srvus" "$(awk -v t=$((s1 - s0)) -v n="$n" -v p="$per" -v hz="$HZ" 'BEGIN {printf "%.1f", t * 1e6 / hz / (n * p)}')"
+  record "${who}_${name}_pgus" "$(awk -v t=$((t1 - t0)) -v n="$n" -v p="$per" -v hz="$HZ" 'BEGIN {printf "%.1f", t * 1e6 / hz / (n * p)}')"
+}
+
+for round in $(seq "$RUNS"); do
+  for t in $TESTS; do
+    case $t in
+      db) run_raw db "$RAW_DEPTH"; run_vial db /db 1 ;;
+      queries) run_vial queries "/queries?queries=20" 20 ;;
+      fortunes) run_raw fortunes "$RAW_DEPTH"; run_vial fortunes /fortunes 1 ;;
+      updates) run_raw updates 1; run_vial updates "/updates?queries=20" 1 ;;
+      plaintext) run_vial plaintext /plaintext 1 ;;
+    esac
+  done
+  echo "round $round done" >&2
+done
+
+median() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -n | awk '{a[NR] = $1} END {if (!NR) {print "-"; exit} print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+m() { echo "${VALS[$1]:-}" | median; }
+
+echo
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b + 0) printf "%.2f", a / b; else printf "-"}'; }
+echo "| test | raw units/s | vial units/s | vial/raw | PG us/unit raw | PG us/unit vial | vial us/unit | runs (vial) | base units/s | base/raw | PG us/unit base | base us/unit |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+line() { # LABEL RAWKEY NAME
+  local r v b=""
+  r=$(m "$2")
+  v=$(m "vial_$3")
+  [ -z "${BASE_BUILD_DIR:-}" ] || b=$(m "base_$3")
+  echo "| $1 | $r | $v | $(ratio "$v" "$r") | $(m "${2}_pgus") | $(m "vial_${3}_pgus") | $(m "vial_${3}_srvus") |${VALS[vial_$3]} | $b | ${b:+$(ratio "$b" "$r")} | ${b:+$(m "base_${3}_pgus")} | ${b:+$(m "base_${3}_srvus")} |"
+}
+for t in $TESTS; do
+  case $t in
+    db) line "/db (queries/s)" raw_db db ;;
+    queries) line "/queries?queries=20 (queries/s)" raw_db queries ;;
+    fortunes) line "/fortunes" raw_fortunes fortunes ;;
+    updates) line "/updates?queries=20 (20 reads + 1 update)" raw_updates updates ;;
+    plaintext) line "/plaintext (the HTTP side's ceiling, no database)" none plaintext ;;
+  esac
+done
