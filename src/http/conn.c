@@ -16,6 +16,7 @@
 #include "runtime/coro.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,14 +64,40 @@ static char *buf_get(vial_server_thread *t)
     return malloc(VIAL_RBUF_SIZE);
 }
 
+/* Freed buffers past this many bytes trigger one malloc_trim: 32 KiB buffers
+ * come from malloc's heap, which keeps freed pages resident, so a burst of
+ * connections would otherwise leave the process at its peak RSS. */
+#define TRIM_AFTER_BYTES (16u << 20)
+
+static void trim_heap(vial_loop *l, vial_msg *m)
+{
+    vial_server_thread *t = (vial_server_thread *)((char *)m - offsetof(vial_server_thread, trim_msg));
+    t->trim_pending = 0;
+    t->freed_since_trim = 0;
+    malloc_trim(0);
+}
+
+static void schedule_trim(vial_server_thread *t)
+{
+    if (t->trim_pending || t->draining)
+        return;
+    t->trim_pending = 1;
+    t->trim_msg.cb = trim_heap;
+    vial_loop_defer(&t->loop, &t->trim_msg); /* after this iteration's events */
+}
+
 static void buf_put(vial_server_thread *t, char *b)
 {
     if (!b)
         return;
-    if (t->nfree_bufs < MAX_CACHED_BUFS)
+    if (t->nfree_bufs < MAX_CACHED_BUFS) {
         t->free_bufs[t->nfree_bufs++] = b;
-    else
-        free(b);
+        return;
+    }
+    free(b);
+    t->freed_since_trim += VIAL_RBUF_SIZE;
+    if (t->freed_since_trim >= TRIM_AFTER_BYTES)
+        schedule_trim(t);
 }
 
 static void conn_release_buffers(vial_conn *c)
@@ -115,6 +142,9 @@ static void conn_destroy(vial_conn *c)
     t->nconns--;
     c->free_msg.cb = conn_free_deferred;
     vial_loop_defer(l, &c->free_msg);
+    /* The burst is over on this thread: give back what it left in the heap. */
+    if (t->nconns == 0 && t->freed_since_trim)
+        schedule_trim(t);
     if (t->draining && t->nconns == 0)
         vial_loop_stop(l);
 }

@@ -41,6 +41,11 @@ struct vial_server_thread {
     /* small caches so steady state allocates nothing */
     char **free_bufs;
     unsigned nfree_bufs;
+    /* Buffers freed past the cache since the heap was last trimmed: after a
+     * burst, malloc keeps them unless asked (conn.c, buf_put). */
+    size_t freed_since_trim;
+    vial_msg trim_msg;
+    int trim_pending;
     vial_conn *free_conns;
     unsigned nfree_conns;
 };

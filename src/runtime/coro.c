@@ -131,12 +131,20 @@ static vial_coro *stack_get(vial_coro_pool *p)
     return c;
 }
 
+/* Stacks kept warm in the cache; beyond these, a cached stack's pages are
+ * given back (MADV_DONTNEED) so that a burst of connections does not leave
+ * the process at its peak RSS — the mapping stays, and the next use faults
+ * fresh zero pages in. */
+#define WARM_STACKS 64
+
 static void stack_put(vial_coro_pool *p, vial_coro *c)
 {
     if (p->cached >= p->max_cached) {
         stack_unmap(p, c);
         return;
     }
+    if (p->cached >= WARM_STACKS)
+        madvise(c->stack, c->stack_size, MADV_DONTNEED);
     c->next_ready = p->free_list;
     p->free_list = c;
     p->cached++;
