@@ -3,6 +3,7 @@
 #include "app/app.h"
 #include "app/session.h"
 #include "http/server.h"
+#include "runtime/log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -473,8 +474,28 @@ int vial_run(vial_app *app, const vial_config *cfg)
         c.body_min_rate = d.body_min_rate;
     if (!c.body_memory_max)
         c.body_memory_max = d.body_memory_max;
+    if (!c.access_log_format)
+        c.access_log_format = d.access_log_format;
+    int level = vial_log_level_parse(c.log_level ? c.log_level : d.log_level);
+    if (level < 0) {
+        vial_log(VIAL_LOG_ERROR, "log level %s is not error, warn, info or debug", c.log_level);
+        return -EINVAL;
+    }
+    vial_log_set_level(level);
+    int r = vial_accesslog_open(&c);
+    if (r < 0)
+        return r;
+    app->ops = (vial_ops){
+        .access_log = c.access_log && *c.access_log,
+        .metrics = c.metrics_path && *c.metrics_path,
+        .request_id = c.request_id,
+        .metrics_path = c.metrics_path && *c.metrics_path ? c.metrics_path : NULL,
+        .health_path = c.health_path && *c.health_path ? c.health_path : NULL,
+    };
     /* Set before the first listener exists, so no request can see the app
      * change under it. */
     __atomic_store_n(&app->running, 1, __ATOMIC_RELEASE);
-    return vial_server_run(&c, vial_app_serve, app);
+    r = vial_server_run(&c, vial_app_serve, app);
+    vial_accesslog_close();
+    return r;
 }

@@ -4,6 +4,7 @@
 #define VIAL_APP_APP_H
 
 #include "vial.h"
+#include "app/ops.h"
 #include "app/request_state.h"
 #include "app/router.h"
 #include "http/exchange.h"
@@ -81,6 +82,7 @@ struct vial_app {
     void *data;
     struct vial_session_config *session_cfg;
     int running; /* set by vial_run: registering is refused from then on */
+    vial_ops ops; /* access log, metrics, health, request ids (vial_run) */
 };
 
 /* 0 while app may still be set up; -EBUSY once vial_run has started (Flask's

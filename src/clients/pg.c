@@ -30,6 +30,7 @@
 #include "vial/pg.h"
 
 #include "runtime/driver.h"
+#include "runtime/log.h"
 #include "runtime/numfmt.h"
 
 #include <arpa/inet.h>
@@ -2071,7 +2072,7 @@ vial_pg *vial_pg_new(const char *conninfo, const vial_pg_options *opts)
     PQconninfoOption *parsed = PQconninfoParse(conninfo, &err);
     if (!parsed) {
         if (err) {
-            fprintf(stderr, "vial_pg_new: %s", err);
+            vial_log(VIAL_LOG_ERROR, "vial_pg_new: %.*s", (int)strcspn(err, "\n"), err);
             PQfreemem(err);
             errno = EINVAL;
         } else {

@@ -56,6 +56,7 @@ struct vial_server {
     unsigned nthreads;
     vial_server_thread *threads;
     int first_fd; /* the port's first listener until thread 0 takes it */
+    _Atomic int draining; /* SIGTERM/SIGINT received: the health check says 503 */
 };
 
 /* Timeouts and sizes of spec section 7. */

@@ -16,6 +16,7 @@ struct vial_job {
     vial_job *next, *prev;    /* queue links (prev: a waiting job can be withdrawn) */
     void (*work)(vial_job *); /* runs on a worker thread */
     vial_loop *loop;          /* where completion is delivered */
+    uint64_t queued_ns;       /* when it entered the queue (the wait figures) */
 };
 
 /* Starts `threads` workers with room for `queue_max` waiting jobs. */
@@ -46,5 +47,9 @@ int vial_pool_run_cancellable(vial_pool *pool, void (*fn)(void *), void *arg);
 unsigned vial_pool_queued(vial_pool *pool);
 
 unsigned vial_pool_threads(const vial_pool *pool);
+
+/* Jobs taken from the queue so far and their total time waiting in it (ns),
+ * for the metrics. Counted under the queue's lock, which is held anyway. */
+void vial_pool_wait_stats(vial_pool *pool, uint64_t *jobs, uint64_t *wait_ns);
 
 #endif
