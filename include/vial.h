@@ -310,7 +310,10 @@ typedef struct vial_config {
      * metrics_path: where Prometheus text is served ("/metrics"), NULL:
      * nowhere. health_path: answers 200 while serving, 503 while draining
      * ("/healthz"), NULL: nowhere. Both are answered before routing, by no
-     * hook. request_id: each response carries X-Request-ID, the request's
+     * hook. drain_delay_ms: after SIGTERM/SIGINT, keep serving (listener
+     * open) this long while the health check says 503, so a load balancer
+     * stops sending before connections are refused (default 0; a second
+     * signal cuts it short). request_id: each response carries X-Request-ID, the request's
      * own when sane (visible ASCII, at most 200 bytes) else a generated one
      * (vial_req_id); default on. */
     const char *access_log;
@@ -318,6 +321,7 @@ typedef struct vial_config {
     const char *log_level;
     const char *metrics_path;
     const char *health_path;
+    int drain_delay_ms;
     int request_id;
     const vial_option *options; /* the app's own command-line options, or NULL */
     /* Called once by vial_run on its thread when every loop thread's
@@ -338,7 +342,7 @@ vial_config vial_config_default(void);
  *   --body-grace-ms MS  --body-min-rate BYTES  --body-memory-max BYTES
  *   --access-log PATH  --access-log-format combined|json
  *   --log-level error|warn|info|debug  --metrics-path PATH
- *   --health-path PATH  --[no-]request-id  --[no-]server-header
+ *   --health-path PATH  --drain-delay-ms MS  --[no-]request-id  --[no-]server-header
  *   --config FILE  -h/--help
  * Before the flags it reads --config FILE (or $VIAL_CONFIG): "name = value"
  * lines with the options' long names ("port = 8080", "access-log = -"),

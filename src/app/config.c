@@ -81,6 +81,8 @@ static const server_opt server_opts[] = {
      offsetof(vial_config, metrics_path), 0, 0},
     {"health-path", "PATH", "answer 200 here while serving, 503 while draining (e.g. /healthz)",
      OPT_STR, offsetof(vial_config, health_path), 0, 0},
+    {"drain-delay-ms", "MS", "after SIGTERM, keep serving this long with the health check at 503",
+     OPT_INT, offsetof(vial_config, drain_delay_ms), 0, 3600000},
     {"request-id", NULL, "echo X-Request-ID (the client's, or a generated one)", OPT_BOOL,
      offsetof(vial_config, request_id), 0, 1},
     {"server-header", NULL, "send \"Server: vial\" on every response", OPT_BOOL,

@@ -350,6 +350,41 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, void *data)
     }
     atomic_store(&s.draining, 1);
     vial_log(VIAL_LOG_INFO, "%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    if (cfg->drain_delay_ms > 0) {
+        /* Still serving, the health check already failing: the load
+         * balancer takes this instance out of rotation before its listener
+         * closes. A second SIGTERM/SIGINT cuts the wait short. */
+        vial_log(VIAL_LOG_INFO, "serving %d ms more while the health check reports draining",
+                 cfg->drain_delay_ms);
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += cfg->drain_delay_ms / 1000;
+        until.tv_nsec += (long)(cfg->drain_delay_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        for (;;) {
+            struct timespec now, left;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            left.tv_sec = until.tv_sec - now.tv_sec;
+            left.tv_nsec = until.tv_nsec - now.tv_nsec;
+            if (left.tv_nsec < 0) {
+                left.tv_sec--;
+                left.tv_nsec += 1000000000L;
+            }
+            if (left.tv_sec < 0)
+                break;
+            int got = sigtimedwait(&stopset, NULL, &left);
+            if (got == SIGUSR1) {
+                vial_log_reopen();
+                continue;
+            }
+            if (got < 0 && errno == EINTR)
+                continue;
+            break; /* timed out, or asked again */
+        }
+    }
 
 stop:
     for (unsigned i = 0; i < started; i++)
