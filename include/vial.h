@@ -315,7 +315,9 @@ typedef struct vial_config {
      * stops sending before connections are refused (default 0; a second
      * signal cuts it short). request_id: each response carries X-Request-ID, the request's
      * own when sane (visible ASCII, at most 200 bytes) else a generated one
-     * (vial_req_id); default on. */
+     * (vial_req_id); 1: on, 0: off, -1 (the default): on when the access
+     * log is, which records the id (generating and echoing it is a
+     * measurable share of a minimal request's CPU time). */
     const char *access_log;
     const char *access_log_format;
     const char *log_level;
@@ -551,7 +553,7 @@ int vial_req_on_end(vial_req *rq, void (*fn)(void *arg), void *arg);
 /* The request's id: its X-Request-ID header when sane (visible ASCII, at
  * most 200 bytes), else 32 random hex digits generated once per request
  * (per-thread generator, no lock). The same id is echoed in the response's
- * X-Request-ID (unless cfg.request_id is 0) and written to the access log,
+ * X-Request-ID (as cfg.request_id says) and written to the access log,
  * so a handler's own log lines can carry it. Lives as long as the request;
  * never NULL. */
 const char *vial_req_id(vial_req *rq);

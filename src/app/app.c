@@ -488,9 +488,12 @@ int vial_run(vial_app *app, const vial_config *cfg)
     app->ops = (vial_ops){
         .access_log = c.access_log && *c.access_log,
         .metrics = c.metrics_path && *c.metrics_path,
-        .request_id = c.request_id,
-        .metrics_path = c.metrics_path && *c.metrics_path ? c.metrics_path : NULL,
-        .health_path = c.health_path && *c.health_path ? c.health_path : NULL,
+        /* auto (-1): with the access log, which the id ties responses to */
+        .request_id = c.request_id < 0 ? c.access_log && *c.access_log : c.request_id,
+        .metrics_path = c.metrics_path,
+        .metrics_len = c.metrics_path ? strlen(c.metrics_path) : 0,
+        .health_path = c.health_path,
+        .health_len = c.health_path ? strlen(c.health_path) : 0,
     };
     /* Set before the first listener exists, so no request can see the app
      * change under it. */

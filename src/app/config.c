@@ -27,7 +27,7 @@ vial_config vial_config_default(void)
         .body_memory_max = (size_t)256 << 20,
         .access_log_format = "combined",
         .log_level = "info",
-        .request_id = 1,
+        .request_id = -1,
     };
 }
 
@@ -167,7 +167,7 @@ static void print_help(const vial_config *cfg, const char *prog)
             fmt_size(def, sizeof def, (long long)*(const size_t *)field);
             break;
         case OPT_BOOL:
-            d = *(const int *)field ? "on" : "off";
+            d = *(const int *)field < 0 ? "with --access-log" : *(const int *)field ? "on" : "off";
             break;
         }
         if (o->kind == OPT_BOOL)

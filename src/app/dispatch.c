@@ -482,9 +482,8 @@ static void serve(vial_app *app, vial_req *rq)
 /* --metrics-path and --health-path are answered before routing and hooks:
  * a probe must not depend on the app's before_request (an auth hook would
  * make the load balancer think the server is down). */
-static int ops_path(const vial_req *rq, const char *want)
+static int ops_path(const vial_req *rq, const char *want, size_t n)
 {
-    size_t n = want ? strlen(want) : 0;
     return n && rq->head.path.len == n && !memcmp(rq->head.path.p, want, n);
 }
 
@@ -504,19 +503,23 @@ void vial_app_serve(void *data, vial_req *rq)
     vial_req_state state;
     vial_req_state_init(rq, &state, app);
     const vial_ops *ops = &app->ops;
-    if (!(ops->access_log | ops->metrics | ops->request_id) && !ops->health_path) {
+    if (!(ops->access_log | ops->metrics | ops->request_id | (ops->health_len != 0))) {
         serve(app, rq); /* nothing to measure: the fast path of old */
         return;
     }
-    uint64_t t0 = ops->access_log | ops->metrics ? vial_clock_ns() : 0;
+    /* The start is when the loop woke up with the request's bytes (its
+     * cached clock): no clock read, and time spent behind other requests
+     * of the same wake-up counts, as the client saw it. */
+    vial_loop *loop = vial_loop_current();
+    uint64_t t0 = !(ops->access_log | ops->metrics) ? 0 : loop ? loop->now : vial_clock_ns();
     if (ops->metrics)
         vial_metrics_begin();
     /* The probes count under endpoints of their own, in parentheses so no
      * app endpoint (an identifier) can share their series. */
     const char *probe = NULL;
-    if (!rq->reject_status && ops_path(rq, ops->health_path))
+    if (!rq->reject_status && ops_path(rq, ops->health_path, ops->health_len))
         probe = "(health)";
-    else if (!rq->reject_status && ops_path(rq, ops->metrics_path))
+    else if (!rq->reject_status && ops_path(rq, ops->metrics_path, ops->metrics_len))
         probe = "(metrics)";
     if (probe) {
         rq->is_head = !strcmp(vial_req_method(rq), "HEAD");

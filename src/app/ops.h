@@ -14,6 +14,7 @@ typedef struct vial_ops {
     int metrics;     /* counters are kept */
     int request_id;  /* X-Request-ID is echoed */
     const char *metrics_path, *health_path;
+    size_t metrics_len, health_len; /* 0: not served */
 } vial_ops;
 
 /* --- access log ---------------------------------------------------------- */

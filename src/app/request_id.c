@@ -66,10 +66,11 @@ const char *vial_req_id(vial_req *rq)
         char *out = vial_arena_alloc(&rq->arena, 33);
         if (!out)
             return "";
-        uint64_t a = next64(), b = next64();
+        uint64_t w[2] = {next64(), next64()};
         for (int i = 0; i < 16; i++) {
-            out[i] = hex[(a >> (60 - 4 * i)) & 15];
-            out[16 + i] = hex[(b >> (60 - 4 * i)) & 15];
+            unsigned byte = (unsigned)(w[i >> 3] >> (8 * (i & 7))) & 0xff;
+            out[2 * i] = hex[byte >> 4];
+            out[2 * i + 1] = hex[byte & 15];
         }
         out[32] = 0;
         id = out;

@@ -147,7 +147,7 @@ def test_access_log_reopened_on_sigusr1(spawn_server, tmp_path):
 
 
 def test_request_id(spawn_server):
-    srv = spawn_server()
+    srv = spawn_server(["--request-id"])
     with Client(*srv.addr) as c:
         r = c.request(req("GET", "/request-id", headers=[("X-Request-ID", "abc-DEF_123.x")]))
         assert r.status == 200 and r.body == b"abc-DEF_123.x" and r.header("X-Request-ID") == "abc-DEF_123.x"
@@ -171,11 +171,17 @@ def test_request_id(spawn_server):
         assert r.status == 500 and r.header("X-Request-ID") == "e500"
 
 
-def test_request_id_off(spawn_server):
-    srv = spawn_server(["--no-request-id"])
-    with Client(*srv.addr) as c:
-        r = c.request(req("GET", "/hello/x"))
-        assert r.status == 200 and not r.has("X-Request-ID")
+def test_request_id_defaults_to_the_access_log(spawn_server, tmp_path):
+    for args, echoed in [([], False), (["--access-log", str(tmp_path / "a.log")], True),
+                         (["--access-log", str(tmp_path / "b.log"), "--no-request-id"], False)]:
+        srv = spawn_server(args)
+        with Client(*srv.addr) as c:
+            r = c.request(req("GET", "/hello/x"))
+            assert r.status == 200 and r.has("X-Request-ID") == echoed, (args, r)
+            # Handlers can read it whether it is echoed or not.
+            r = c.request(req("GET", "/request-id", headers=[("X-Request-ID", "h1")]))
+            assert r.body == b"h1"
+        srv.stop()
 
 
 def _own_lines(text):
