@@ -209,13 +209,15 @@ typedef struct out {
     char *p, *end;
 } out;
 
-static void put(out *o, const char *s, size_t n)
+static inline void put(out *o, const char *s, size_t n)
 {
     if ((size_t)(o->end - o->p) < n)
         n = (size_t)(o->end - o->p);
     memcpy(o->p, s, n);
     o->p += n;
 }
+
+#define PUTL(o, lit) put(o, lit, sizeof lit - 1)
 
 static void puts_(out *o, const char *s)
 {
@@ -228,21 +230,34 @@ static void put_u64(out *o, uint64_t v)
     put(o, b, vial_fmt_u64(b, v));
 }
 
+/* Bytes written as they are: printable ASCII but the quote and backslash. */
+static const unsigned char plain[256] = {
+    [' ' ... '!'] = 1, ['#' ... '['] = 1, [']' ... '~'] = 1,
+};
+
 /* A field from the client, escaped so it cannot break the line or the
  * format: quotes, backslashes and bytes outside printable ASCII as \xHH
  * (combined, as nginx does) or \u00HH (JSON). */
 static void put_esc(out *o, const char *s, size_t n, int json)
 {
     static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < n && o->p < o->end; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-            *o->p++ = (char)c;
-        } else if (json && (c == '"' || c == '\\')) {
+    size_t i = 0;
+    while (i < n && o->p < o->end) {
+        /* The common case, a run of plain bytes, is copied at once. */
+        size_t run = i;
+        while (run < n && plain[(unsigned char)s[run]])
+            run++;
+        if (run > i) {
+            put(o, s + i, run - i);
+            i = run;
+            continue;
+        }
+        unsigned char c = (unsigned char)s[i++];
+        if (json && (c == '"' || c == '\\')) {
             char e[2] = {'\\', (char)c};
             put(o, e, 2);
         } else if (json && c >= 0x80) {
-            *o->p++ = (char)c; /* UTF-8 passes; invalid bytes stay the reader's problem */
+            put(o, (const char *)&c, 1); /* UTF-8 passes; invalid bytes stay the reader's problem */
         } else if (json) {
             char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
             put(o, e, 6);
@@ -299,43 +314,48 @@ void vial_accesslog_request(vial_req *rq, uint64_t body_bytes, uint64_t duration
     if (L.json) {
         char ts[VIAL_ISO8601_SIZE];
         vial_iso8601_ms((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, ts);
-        puts_(&o, "{\"time\":\"");
+        PUTL(&o, "{\"time\":\"");
         puts_(&o, ts);
-        puts_(&o, "\",\"remote_addr\":");
+        PUTL(&o, "\",\"remote_addr\":");
         put_str(&o, addr, 1);
-        puts_(&o, ",\"method\":");
+        PUTL(&o, ",\"method\":");
         put_str(&o, method, 1);
-        puts_(&o, ",\"target\":\"");
+        PUTL(&o, ",\"target\":\"");
         put_esc(&o, h->path.p, h->path.len, 1);
         if (h->has_query) {
             put(&o, "?", 1);
             put_esc(&o, h->query.p, h->query.len, 1);
         }
-        puts_(&o, "\",\"protocol\":\"");
+        PUTL(&o, "\",\"protocol\":\"");
         puts_(&o, proto);
-        puts_(&o, "\",\"status\":");
+        PUTL(&o, "\",\"status\":");
         put_u64(&o, (uint64_t)status);
-        puts_(&o, ",\"bytes\":");
+        PUTL(&o, ",\"bytes\":");
         put_u64(&o, body_bytes);
-        puts_(&o, ",\"duration_s\":");
+        PUTL(&o, ",\"duration_s\":");
         put_seconds(&o, duration_ns);
-        puts_(&o, ",\"request_id\":");
+        PUTL(&o, ",\"request_id\":");
         put_str(&o, rid, 1);
-        puts_(&o, ",\"referer\":");
+        PUTL(&o, ",\"referer\":");
         put_str(&o, ref, 1);
-        puts_(&o, ",\"user_agent\":");
+        PUTL(&o, ",\"user_agent\":");
         put_str(&o, ua, 1);
-        puts_(&o, "}");
+        PUTL(&o, "}");
     } else {
         /* Apache's combined format, then the duration (s) and the id:
          * 127.0.0.1 - - [06/Dec/2026:06:22:20 +0000] "GET / HTTP/1.1" 200 5
          *   "-" "curl/8.0" 0.000123 "3f2a..." */
-        char ts[VIAL_CLF_DATE_SIZE];
-        vial_clf_date((int64_t)now.tv_sec, ts);
+        /* The date changes once a second: formatted then, per thread. */
+        static __thread int64_t clf_sec = -1;
+        static __thread char ts[VIAL_CLF_DATE_SIZE];
+        if (clf_sec != (int64_t)now.tv_sec) {
+            clf_sec = (int64_t)now.tv_sec;
+            vial_clf_date(clf_sec, ts);
+        }
         put_esc(&o, addr, strlen(addr), 0);
-        puts_(&o, " - - [");
+        PUTL(&o, " - - [");
         puts_(&o, ts);
-        puts_(&o, "] \"");
+        PUTL(&o, "] \"");
         put_esc(&o, method, strlen(method), 0);
         put(&o, " ", 1);
         put_esc(&o, h->path.p, h->path.len, 0);
@@ -345,7 +365,7 @@ void vial_accesslog_request(vial_req *rq, uint64_t body_bytes, uint64_t duration
         }
         put(&o, " ", 1);
         puts_(&o, proto);
-        puts_(&o, "\" ");
+        PUTL(&o, "\" ");
         put_u64(&o, (uint64_t)status);
         put(&o, " ", 1);
         if (body_bytes)

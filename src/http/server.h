@@ -83,7 +83,8 @@ void vial_conn_close_all(vial_server_thread *thr);
 /* Frees the thread's cache of connection structs (at thread exit). */
 void vial_conn_cache_free(vial_server_thread *thr);
 
-/* The peer's address as text, in rq's arena (getpeername on demand). */
+/* The peer's address as text (getpeername once per connection; the text
+ * lives as long as the connection). */
 const char *vial_conn_peer(vial_req *rq);
 
 /* Streaming, called by the app's response functions from a handler. */
