@@ -171,6 +171,7 @@ static int add_rule(vial_app *app, vial_bp *bp, const char *path, const char *co
         return rc;
     }
     snprintf(r->label, ll, "%s (%s)", pattern, full_ep);
+    r->stats_id = VIAL_STATS_RULES + app->nrules++;
     if (app->rules_tail)
         app->rules_tail->next = r;
     else
@@ -482,6 +483,7 @@ int vial_run(vial_app *app, const vial_config *cfg)
         return -EINVAL;
     }
     vial_log_set_level(level);
+    vial_metrics_init(VIAL_STATS_RULES + app->nrules);
     int r = vial_accesslog_open(&c);
     if (r < 0)
         return r;

@@ -67,6 +67,7 @@ typedef struct vial_rule {
     unsigned nmws;
     vial_router_rule *rrule;
     vial_ws_handler ws;  /* websocket route (vial_ws_route): no hooks, see dispatch */
+    unsigned stats_id;   /* its slot in the metrics (ops.h) */
     struct vial_rule *next;
 } vial_rule;
 
@@ -77,6 +78,7 @@ struct vial_app {
     vial_hooks hooks;
     vial_bp *bps;
     vial_rule *rules, *rules_tail;
+    unsigned nrules;
     vial_mw *mws; /* vial_use: wraps every view, outermost first */
     unsigned nmws;
     void *data;

@@ -536,7 +536,9 @@ void vial_app_serve(void *data, vial_req *rq)
     if (ops->access_log | ops->metrics) {
         uint64_t dur = vial_clock_ns() - t0;
         if (ops->metrics)
-            vial_metrics_end(rq, probe ? probe : state.route ? state.route->endpoint : "", dur);
+            vial_metrics_end(rq, probe ? (probe[1] == 'h' ? VIAL_STATS_HEALTH : VIAL_STATS_METRICS)
+                                 : state.route ? state.route->stats_id : VIAL_STATS_NONE,
+                             probe ? probe : state.route ? state.route->endpoint : "", dur);
         if (ops->access_log)
             vial_accesslog_request(rq, body_bytes(rq, &state), dur);
     }

@@ -3,6 +3,8 @@
  * Each thread that finishes requests counts them in a table of its own
  * (found through a thread-local pointer; only that thread writes it, with
  * relaxed stores), so the hot path takes no lock and shares no cache line.
+ * The table is an array indexed by the endpoint's stats id (vial_run numbers
+ * the rules), so counting is an index, not a lookup.
  * A scrape walks every thread's table and adds them up; it may see a count
  * one request old, never a torn one. Gauges (connections, the pool, loop
  * lag, coroutines) are read from the server's own structures at scrape
@@ -29,40 +31,43 @@ static const char *const bucket_le[] = {"0.0005", "0.001", "0.0025", "0.005", "0
                                         "0.1",    "0.25",  "0.5",    "1",     "2.5",  "5",    "10"};
 #define NBUCKETS 15
 
-#define NCOUNTERS 512 /* (endpoint, method, status) per thread */
-#define NHISTS 256    /* endpoints per thread */
+/* Per endpoint and thread: the histogram, and the requests by (method,
+ * status), a few pairs (an endpoint sees one or two); more go to overflow. */
+#define NPAIRS 8
 
-typedef struct counter {
-    const char *endpoint; /* NULL: free slot */
-    uint16_t status;
-    uint8_t method;
-    uint64_t n;
-} counter;
-
-typedef struct hist {
-    const char *endpoint;
+typedef struct ep_stats {
+    const char *endpoint; /* NULL: no request yet */
     uint64_t count, sum_ns;
     uint64_t buckets[NBUCKETS];
-} hist;
+    uint32_t pair_key[NPAIRS]; /* method << 16 | status; 0: free */
+    uint64_t pair_n[NPAIRS];
+} ep_stats;
 
 typedef struct mthread {
     struct mthread *next;
     uint64_t started, finished, ws_opened, ws_closed, overflow;
-    counter counters[NCOUNTERS];
-    hist hists[NHISTS];
+    unsigned n; /* entries of eps (neps when it was made) */
+    ep_stats eps[]; /* indexed by the endpoint's stats id */
 } mthread;
 
 static pthread_mutex_t threads_mu = PTHREAD_MUTEX_INITIALIZER;
 static mthread *threads;
+static unsigned neps; /* set by vial_metrics_init before serving */
 static __thread mthread *tls_m;
+
+void vial_metrics_init(unsigned nids)
+{
+    neps = nids;
+}
 
 static mthread *me(void)
 {
     if (tls_m)
         return tls_m;
-    mthread *m = calloc(1, sizeof *m);
+    mthread *m = calloc(1, sizeof *m + neps * sizeof(ep_stats));
     if (!m)
         return NULL;
+    m->n = neps;
     pthread_mutex_lock(&threads_mu);
     m->next = threads;
     __atomic_store_n(&threads, m, __ATOMIC_RELEASE);
@@ -99,57 +104,38 @@ static unsigned method_index(const char *m)
     return NMETHODS - 1;
 }
 
-static size_t hash_ptr(const void *p, unsigned a, unsigned b)
-{
-    uint64_t x = (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ull ^ ((uint64_t)a << 16 | b);
-    return (size_t)(x ^ (x >> 29));
-}
-
-void vial_metrics_end(vial_req *rq, const char *endpoint, uint64_t dur)
+void vial_metrics_end(vial_req *rq, unsigned id, const char *endpoint, uint64_t dur)
 {
     mthread *m = me();
     if (!m)
         return;
     BUMP(m->finished, 1);
-    unsigned mi = method_index(vial_req_method(rq));
-    unsigned st = (unsigned)rq->res.status;
-    /* Endpoint names are the rules' own strings (or one static ""): the
-     * pointer identifies the endpoint. A full table counts in overflow. */
-    size_t i = hash_ptr(endpoint, mi, st) % NCOUNTERS;
-    for (unsigned probe = 0; probe < NCOUNTERS; probe++, i = (i + 1) % NCOUNTERS) {
-        counter *c = &m->counters[i];
-        if (!c->endpoint) {
-            c->status = (uint16_t)st;
-            c->method = (uint8_t)mi;
-            c->n = 1;
-            __atomic_store_n(&c->endpoint, endpoint, __ATOMIC_RELEASE);
-            break;
-        }
-        if (c->endpoint == endpoint && c->method == mi && c->status == st) {
-            BUMP(c->n, 1);
-            break;
-        }
-        if (probe == NCOUNTERS - 1)
-            BUMP(m->overflow, 1);
+    if (id >= m->n) {
+        BUMP(m->overflow, 1);
+        return;
     }
-    i = hash_ptr(endpoint, 0, 0) % NHISTS;
-    for (unsigned probe = 0; probe < NHISTS; probe++, i = (i + 1) % NHISTS) {
-        hist *h = &m->hists[i];
-        if (!h->endpoint) {
-            memset(h->buckets, 0, sizeof h->buckets);
-            h->count = h->sum_ns = 0;
-            __atomic_store_n(&h->endpoint, endpoint, __ATOMIC_RELEASE);
-        } else if (h->endpoint != endpoint) {
-            continue;
+    ep_stats *e = &m->eps[id];
+    if (!e->endpoint)
+        __atomic_store_n(&e->endpoint, endpoint, __ATOMIC_RELEASE);
+    unsigned b = 0;
+    while (b < NBUCKETS - 1 && dur > bucket_ns[b])
+        b++;
+    BUMP(e->buckets[b], 1);
+    BUMP(e->sum_ns, dur);
+    BUMP(e->count, 1);
+    uint32_t key = method_index(vial_req_method(rq)) << 16 | (uint32_t)rq->res.status;
+    for (unsigned i = 0; i < NPAIRS; i++) {
+        if (e->pair_key[i] == key) {
+            BUMP(e->pair_n[i], 1);
+            return;
         }
-        unsigned b = 0;
-        while (b < NBUCKETS - 1 && dur > bucket_ns[b])
-            b++;
-        BUMP(h->buckets[b], 1);
-        BUMP(h->sum_ns, dur);
-        BUMP(h->count, 1);
-        break;
+        if (!e->pair_key[i]) {
+            e->pair_n[i] = 1;
+            __atomic_store_n(&e->pair_key[i], key, __ATOMIC_RELEASE);
+            return;
+        }
     }
+    BUMP(m->overflow, 1);
 }
 
 /* --- the scrape ---------------------------------------------------------- */
@@ -205,36 +191,20 @@ static void gauge(vial_res *rs, const char *name, const char *help, uint64_t v)
     out_s(rs, "\n");
 }
 
-/* Merged figures of one (endpoint, method, status) or one endpoint. */
+/* One endpoint's figures, all threads added up. */
 typedef struct merged {
     const char *endpoint;
-    unsigned method, status;
-    uint64_t n, sum_ns, buckets[NBUCKETS];
+    uint64_t count, sum_ns, buckets[NBUCKETS];
+    uint32_t pair_key[NPAIRS * 4];
+    uint64_t pair_n[NPAIRS * 4];
+    unsigned npairs;
 } merged;
-
-static merged *find_or_add(merged *arr, size_t *n, size_t cap, const char *ep, unsigned mi, unsigned st)
-{
-    for (size_t i = 0; i < *n; i++)
-        if (arr[i].endpoint == ep && arr[i].method == mi && arr[i].status == st)
-            return &arr[i];
-    if (*n == cap)
-        return NULL;
-    merged *m = &arr[(*n)++];
-    memset(m, 0, sizeof *m);
-    m->endpoint = ep;
-    m->method = mi;
-    m->status = st;
-    return m;
-}
 
 void vial_metrics_render(vial_req *rq)
 {
     vial_res *rs = &rq->res;
-    size_t cap = NCOUNTERS + NHISTS, nc = 0, nh = 0;
-    merged *cs = calloc(cap, sizeof *cs), *hs = calloc(cap, sizeof *hs);
-    if (!cs || !hs) {
-        free(cs);
-        free(hs);
+    merged *ms = calloc(neps ? neps : 1, sizeof *ms);
+    if (!ms) {
         vial_text(rs, 500, "out of memory\n");
         return;
     }
@@ -245,48 +215,63 @@ void vial_metrics_render(vial_req *rq)
         wso += LOAD(t->ws_opened);
         wsc += LOAD(t->ws_closed);
         overflow += LOAD(t->overflow);
-        for (unsigned i = 0; i < NCOUNTERS; i++) {
-            const counter *c = &t->counters[i];
-            const char *ep = __atomic_load_n(&c->endpoint, __ATOMIC_ACQUIRE);
-            merged *m = ep ? find_or_add(cs, &nc, cap, ep, c->method, c->status) : NULL;
-            if (m)
-                m->n += LOAD(c->n);
-        }
-        for (unsigned i = 0; i < NHISTS; i++) {
-            const hist *h = &t->hists[i];
-            const char *ep = __atomic_load_n(&h->endpoint, __ATOMIC_ACQUIRE);
-            merged *m = ep ? find_or_add(hs, &nh, cap, ep, 0, 0) : NULL;
-            if (!m)
+        for (unsigned id = 0; id < neps && id < t->n; id++) {
+            const ep_stats *e = &t->eps[id];
+            const char *ep = __atomic_load_n(&e->endpoint, __ATOMIC_ACQUIRE);
+            if (!ep)
                 continue;
-            m->n += LOAD(h->count);
-            m->sum_ns += LOAD(h->sum_ns);
+            merged *m = &ms[id];
+            m->endpoint = ep;
+            m->count += LOAD(e->count);
+            m->sum_ns += LOAD(e->sum_ns);
             for (unsigned b = 0; b < NBUCKETS; b++)
-                m->buckets[b] += LOAD(h->buckets[b]);
+                m->buckets[b] += LOAD(e->buckets[b]);
+            for (unsigned i = 0; i < NPAIRS; i++) {
+                uint32_t key = __atomic_load_n(&e->pair_key[i], __ATOMIC_ACQUIRE);
+                if (!key)
+                    break;
+                unsigned j = 0;
+                while (j < m->npairs && m->pair_key[j] != key)
+                    j++;
+                if (j == m->npairs) {
+                    if (j == NPAIRS * 4) {
+                        overflow += LOAD(e->pair_n[i]);
+                        continue;
+                    }
+                    m->pair_key[m->npairs++] = key;
+                }
+                m->pair_n[j] += LOAD(e->pair_n[i]);
+            }
         }
     }
     vial_res_status(rs, 200);
     vial_res_set_header(rs, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     out_s(rs, "# HELP vial_requests_total Requests answered, by endpoint, method and status.\n"
               "# TYPE vial_requests_total counter\n");
-    for (size_t i = 0; i < nc; i++) {
-        out_s(rs, "vial_requests_total{endpoint=\"");
-        out_label(rs, cs[i].endpoint);
-        out_s(rs, "\",method=\"");
-        out_s(rs, methods[cs[i].method]);
-        out_s(rs, "\",status=\"");
-        out_u64(rs, cs[i].status);
-        out_s(rs, "\"} ");
-        out_u64(rs, cs[i].n);
-        out_s(rs, "\n");
+    for (unsigned id = 0; id < neps; id++) {
+        for (unsigned j = 0; j < ms[id].npairs; j++) {
+            out_s(rs, "vial_requests_total{endpoint=\"");
+            out_label(rs, ms[id].endpoint);
+            out_s(rs, "\",method=\"");
+            out_s(rs, methods[ms[id].pair_key[j] >> 16]);
+            out_s(rs, "\",status=\"");
+            out_u64(rs, ms[id].pair_key[j] & 0xffff);
+            out_s(rs, "\"} ");
+            out_u64(rs, ms[id].pair_n[j]);
+            out_s(rs, "\n");
+        }
     }
     out_s(rs, "# HELP vial_request_duration_seconds Time from the request's head to its response, "
               "by endpoint.\n# TYPE vial_request_duration_seconds histogram\n");
-    for (size_t i = 0; i < nh; i++) {
+    for (unsigned id = 0; id < neps; id++) {
+        const merged *m = &ms[id];
+        if (!m->endpoint)
+            continue;
         uint64_t cum = 0;
         for (unsigned b = 0; b < NBUCKETS; b++) {
-            cum += hs[i].buckets[b];
+            cum += m->buckets[b];
             out_s(rs, "vial_request_duration_seconds_bucket{endpoint=\"");
-            out_label(rs, hs[i].endpoint);
+            out_label(rs, m->endpoint);
             out_s(rs, "\",le=\"");
             out_s(rs, b < NBUCKETS - 1 ? bucket_le[b] : "+Inf");
             out_s(rs, "\"} ");
@@ -294,17 +279,16 @@ void vial_metrics_render(vial_req *rq)
             out_s(rs, "\n");
         }
         out_s(rs, "vial_request_duration_seconds_sum{endpoint=\"");
-        out_label(rs, hs[i].endpoint);
+        out_label(rs, m->endpoint);
         out_s(rs, "\"} ");
-        out_secs(rs, hs[i].sum_ns);
+        out_secs(rs, m->sum_ns);
         out_s(rs, "\nvial_request_duration_seconds_count{endpoint=\"");
-        out_label(rs, hs[i].endpoint);
+        out_label(rs, m->endpoint);
         out_s(rs, "\"} ");
-        out_u64(rs, hs[i].n);
+        out_u64(rs, m->count);
         out_s(rs, "\n");
     }
-    free(cs);
-    free(hs);
+    free(ms);
     /* This scrape itself is in flight. */
     gauge(rs, "vial_requests_in_flight", "Requests being served now.", started > finished ? started - finished : 0);
     gauge(rs, "vial_websocket_sessions", "Websocket sessions open now.", wso > wsc ? wso - wsc : 0);

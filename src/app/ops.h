@@ -30,10 +30,15 @@ void vial_accesslog_request(vial_req *rq, uint64_t body_bytes, uint64_t duration
 
 /* --- metrics and health -------------------------------------------------- */
 
-/* A request began / ended with rq->res.status after duration_ns (endpoint:
- * the matched rule's, or "" when none matched). Per-thread counters. */
+/* Stats ids: 0 for requests no rule matched, 1 and 2 for the health and
+ * metrics probes, then each rule's (vial_rule.stats_id). */
+enum { VIAL_STATS_NONE, VIAL_STATS_HEALTH, VIAL_STATS_METRICS, VIAL_STATS_RULES };
+/* How many ids there are; before the first request. */
+void vial_metrics_init(unsigned nids);
+/* A request began / ended with rq->res.status after duration_ns, counted
+ * under stats id `id` named `endpoint`. Per-thread counters. */
 void vial_metrics_begin(void);
-void vial_metrics_end(vial_req *rq, const char *endpoint, uint64_t duration_ns);
+void vial_metrics_end(vial_req *rq, unsigned id, const char *endpoint, uint64_t duration_ns);
 void vial_metrics_ws(int delta);
 /* Fills rq->res with the Prometheus text of every thread's figures. */
 void vial_metrics_render(vial_req *rq);
