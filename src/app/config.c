@@ -326,6 +326,26 @@ static int set_named(vial_config *cfg, const char *prog, const char *name, const
     return usage_error(prog, "%s: unknown option %s", origin, name);
 }
 
+/* Values read from a config file, kept (and reachable) for the life of the
+ * process, as argv's strings are. */
+struct kept {
+    struct kept *next;
+    char s[];
+};
+static struct kept *kept_values;
+
+static char *keep_string(const char *v)
+{
+    size_t n = strlen(v);
+    struct kept *k = malloc(sizeof *k + n + 1);
+    if (!k)
+        return NULL;
+    memcpy(k->s, v, n + 1);
+    k->next = kept_values;
+    kept_values = k;
+    return k->s;
+}
+
 /* --config FILE: "name = value" per line (the option's long name), blank
  * lines and # comments skipped, spaces around both trimmed. The values
  * live for the rest of the process, as argv does. */
@@ -359,7 +379,7 @@ static int read_config_file(vial_config *cfg, const char *prog, const char *path
         size_t vl = strlen(v);
         while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
             v[--vl] = 0;
-        char *keep = strdup(v);
+        char *keep = keep_string(v);
         if (!keep) {
             r = -ENOMEM;
             break;
