@@ -23,7 +23,7 @@ int main(int argc, char **argv)
     const char *conninfo = getenv("VIAL_PG");
     if (!conninfo)
         return 2;
-    db = vial_pg_new(conninfo, NULL);
+    db = vial_pg_open(conninfo, NULL);
     vial_app *app = vial_app_new();
     vial_route(app, "GET /slow", slow);
     vial_config cfg = vial_config_default();
@@ -31,6 +31,6 @@ int main(int argc, char **argv)
         return 2;
     int rc = vial_run(app, &cfg);
     vial_app_free(app);
-    vial_pg_free(db);
+    vial_pg_close(db);
     return rc ? 1 : 0;
 }

@@ -45,7 +45,7 @@ HZ=$(getconf CLK_TCK)
 die() { echo "run-techempower: $*" >&2; exit 1; }
 
 for tool in wrk taskset curl "$NGINX" "$PY"; do
-  command -v "$tool" >/dev/null 2>&1 || die "$tool not found (scripts/deps.sh installs it)"
+  command -v "$tool" >/dev/null 2>&1 || die "$tool not found (scripts/deps.sh test installs it)"
 done
 if [ "$(nproc)" -lt 2 ]; then
   echo "run-techempower: warning: only $(nproc) CPU; server and wrk share it" >&2

@@ -41,8 +41,8 @@ static const char hello[] = "Hello, World!";
 
 static int plaintext_view(vial_req *rq, vial_res *rs)
 {
-    vial_res_header(rs, "Content-Type", "text/plain");
-    return vial_res_body_static(rs, hello, sizeof hello - 1);
+    vial_res_add_header(rs, "Content-Type", "text/plain");
+    return vial_res_set_body_static(rs, hello, sizeof hello - 1);
 }
 
 /* --- the application ------------------------------------------------------------ */
@@ -78,8 +78,8 @@ int main(int argc, char **argv)
         return 1;
     }
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        int r = vial_route_as(app, routes[i].rule, routes[i].fn, routes[i].endpoint,
-                              routes[i].flags);
+        int r = (routes[i].flags == VIAL_SYNC ? vial_route_as_sync : vial_route_as)(
+            app, routes[i].rule, routes[i].fn, routes[i].endpoint, NULL);
         if (r != 0) {
             fprintf(stderr, "techempower: cannot register %s: %s\n", routes[i].rule, strerror(-r));
             return 1;

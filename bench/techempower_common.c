@@ -62,14 +62,14 @@ static void append_escaped(vial_res *rs, const char *s)
         case '\'': rep = "&#39;"; break;
         default: continue;
         }
-        vial_res_append(rs, run, (size_t)(s - run));
-        vial_res_append(rs, rep, strlen(rep));
+        vial_res_append_body(rs, run, (size_t)(s - run));
+        vial_res_append_body(rs, rep, strlen(rep));
         run = s + 1;
     }
-    vial_res_append(rs, run, (size_t)(s - run));
+    vial_res_append_body(rs, run, (size_t)(s - run));
 }
 
-#define LIT(rs, s) vial_res_append((rs), (s), sizeof(s) - 1)
+#define LIT(rs, s) vial_res_append_body((rs), (s), sizeof(s) - 1)
 
 int te_fortunes_page(vial_res *rs, te_fortune *f, size_t n)
 {
@@ -77,15 +77,15 @@ int te_fortunes_page(vial_res *rs, te_fortune *f, size_t n)
     f[n].message = "Additional fortune added at request time.";
     n++;
     qsort(f, n, sizeof *f, by_message);
-    vial_res_status(rs, 200);
-    vial_res_header(rs, "Content-Type", "text/html; charset=utf-8");
+    vial_res_set_status(rs, 200);
+    vial_res_add_header(rs, "Content-Type", "text/html; charset=utf-8");
     LIT(rs, "<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table>"
             "<tr><th>id</th><th>message</th></tr>");
     for (size_t i = 0; i < n; i++) {
         char id[24];
         int len = snprintf(id, sizeof id, "%lld", (long long)f[i].id);
         LIT(rs, "<tr><td>");
-        vial_res_append(rs, id, (size_t)len);
+        vial_res_append_body(rs, id, (size_t)len);
         LIT(rs, "</td><td>");
         append_escaped(rs, f[i].message);
         LIT(rs, "</td></tr>");

@@ -251,7 +251,7 @@ int techempower_db_register(vial_app *app, const char *conninfo)
         return -EEXIST;
     /* Pipelining makes a few connections per thread enough; with one loop
      * thread per core this stays far below max_connections. */
-    db = vial_pg_new(conninfo, &(vial_pg_options){.max_conns = 4});
+    db = vial_pg_open(conninfo, &(vial_pg_options){.max_conns = 4});
     if (!db)
         return -errno;
     int e;
@@ -271,7 +271,7 @@ int techempower_db_register(vial_app *app, const char *conninfo)
 
 void techempower_db_free(void)
 {
-    vial_pg_free(db);
+    vial_pg_close(db);
     db = NULL;
 }
 

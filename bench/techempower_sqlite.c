@@ -64,7 +64,7 @@ static int db_error(vial_req *rq, vial_res *rs, int rc)
 {
     /* busy or saturated: tell the client to come back; else a server error */
     int status = rc == -EAGAIN || rc == -EBUSY ? 503 : 500;
-    return vial_abort_msg(rs, status, vial_sqlite_errmsg(rq));
+    return vial_abort_msg(rs, status, vial_sqlite_error(rq));
 }
 
 /* --- /db ------------------------------------------------------------------------------------- */
@@ -224,7 +224,7 @@ int techempower_sqlite_register(vial_app *app, const char *path)
 {
     if (!app || !path)
         return -EINVAL;
-    vial_sqlite *db = vial_sqlite_open(path, 0);
+    vial_sqlite *db = vial_sqlite_open(path, NULL);
     if (!db)
         return -errno;
     char err[512] = "count query failed";
@@ -266,7 +266,7 @@ int techempower_sqlite_register(vial_app *app, const char *path)
         {"GET /updates", te_updates_view, "te_sqlite_updates"},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        rc = vial_route_as(app, routes[i].rule, routes[i].fn, routes[i].endpoint, VIAL_ASYNC);
+        rc = vial_route_as(app, routes[i].rule, routes[i].fn, routes[i].endpoint, NULL);
         if (rc < 0) {
             fprintf(stderr, "techempower: cannot register %s: %d\n", routes[i].rule, rc);
             vial_sqlite_close(db);

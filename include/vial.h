@@ -25,6 +25,26 @@
  * Memory: everything a request allocates (vial_alloc, strings returned by
  * vial_req_*) lives in a per-request arena freed after the response; nothing
  * returned by vial must be freed by the caller unless documented.
+ *
+ * Names (the same rule in every header of vial):
+ * - A read-only object's property is read by a noun: vial_req_method,
+ *   vial_req_header, vial_jv_int, vial_test_response_status, vial_pg_ntuples.
+ * - Mutable things take verbs: _set_ replaces (vial_res_set_status,
+ *   vial_res_set_header), _add_ adds one more (vial_res_add_header), _append_
+ *   extends (vial_res_append_body), _get_ reads back what was set
+ *   (vial_res_get_header, vial_app_get_data), _del / _clear remove.
+ * - Registration: vial_<thing>(app, ...) registers an async function (a
+ *   coroutine on the connection's loop thread: it may await, must not
+ *   block); vial_<thing>_sync(app, ...) registers the same kind of function
+ *   to run on the worker pool (it may block, must not await):
+ *   vial_route / vial_route_sync, vial_before_request /
+ *   vial_before_request_sync, vial_errorhandler / vial_errorhandler_sync.
+ *   The only other place sync or async is said is a method view's table
+ *   (vial_view_method.flags: VIAL_ASYNC or VIAL_SYNC).
+ * - _new / _free for objects in memory (vial_app_new, vial_test_client_new);
+ *   _open / _close for handles that connect to something (vial_pg_open,
+ *   vial_redis_open, vial_sqlite_open).
+ * scripts/migrate-0.2.py rewrites code written for vial 0.1's names.
  */
 #ifndef VIAL_H
 #define VIAL_H
@@ -85,7 +105,7 @@ typedef struct vial_jv vial_jv; /* a parsed JSON value (vial_req_json) */
  * vial_abort and vial_fail are sticky: the response is that error even when
  * their result is dropped and the view returns 0 (the latest of the two
  * stands; a negative code the function returns wins). A view that returns 0
- * without building a response (no vial_res_status, _body, _append, vial_text,
+ * without building a response (no vial_res_set_status, _set_body, _append_body, vial_text,
  * vial_json_begin, vial_redirect, vial_send_file or vial_stream_begin,
  * neither by it nor by a middleware) is a 500 and a log line naming its
  * endpoint (Flask: "the view function did not return a valid response");
@@ -109,16 +129,18 @@ int vial_http_status_of(int code);
  * the thread's next such call. */
 const char *vial_strerror(int code);
 
-/* How a function is called (Flask's ensure_sync, decided at registration):
- * VIAL_ASYNC: as a coroutine on the connection's loop thread (must not block;
- * may await); VIAL_SYNC: on the worker pool (may block; must not await). */
+/* How a method view's function is called (vial_view_method.flags; Flask's
+ * ensure_sync, decided at registration): VIAL_ASYNC: as a coroutine on the
+ * connection's loop thread (must not block; may await); VIAL_SYNC: on the
+ * worker pool (may block; must not await). Every other registration says it
+ * by its name: vial_route / vial_route_sync and so on. */
 #define VIAL_ASYNC 0
 #define VIAL_SYNC 1
 
 /* --- application ----------------------------------------------------------
  * Set the app up, then run it: every registration function in this header
  * (routes, views, converters, hooks, error handlers, blueprints and theirs,
- * middleware, vial_static, vial_ws_route, vial_app_secret_key) returns
+ * middleware, vial_static, vial_ws_route, vial_app_set_secret_key) returns
  * -EBUSY once vial_run has started, from any thread, handlers included
  * (vial_blueprint returns NULL): requests read these tables without locks.
  * Flask refuses the same ("setup method ... can no longer be called"). */
@@ -135,15 +157,19 @@ void vial_app_free(vial_app *app);
  * characters without '/'), <int:name> (ASCII digits, 0..2^63-1;
  * <int(min=200,max=599):name> bounds it), <float:name> (digits '.' digits),
  * <uuid:name>, <path:name> (may contain '/'), or a converter registered
- * with vial_converter. flags: VIAL_ASYNC or VIAL_SYNC.
+ * with vial_converter. data: the route's own state, returned by
+ * vial_route_data(rq) (may be NULL). vial_route_as registers an async view,
+ * vial_route_as_sync a sync one (run on the worker pool).
  * Returns 0, -EINVAL for a malformed rule or unknown converter, -EEXIST if
  * the same method and path, or the endpoint, is registered already, -ENOMEM,
  * -EBUSY once vial_run has started. */
-int vial_route_as(vial_app *app, const char *rule, vial_handler fn, const char *endpoint, int flags);
+int vial_route_as(vial_app *app, const char *rule, vial_handler fn, const char *endpoint, void *data);
+int vial_route_as_sync(vial_app *app, const char *rule, vial_handler fn, const char *endpoint,
+                       void *data);
 
-/* Flask's @app.route: the endpoint is the function's name. */
-#define vial_route(app, rule, fn) vial_route_as((app), (rule), (fn), #fn, VIAL_ASYNC)
-#define vial_route_sync(app, rule, fn) vial_route_as((app), (rule), (fn), #fn, VIAL_SYNC)
+/* Flask's @app.route: the endpoint is the function's name, no data. */
+#define vial_route(app, rule, fn) vial_route_as((app), (rule), (fn), #fn, NULL)
+#define vial_route_sync(app, rule, fn) vial_route_as_sync((app), (rule), (fn), #fn, NULL)
 
 /* A user-defined converter <name:param>: match() says whether the segment
  * s[0..len) (never containing '/') is acceptable. Register before the routes
@@ -154,7 +180,7 @@ int vial_converter(vial_app *app, const char *name, vial_converter_fn match, voi
 /* Method views (Flask's MethodView): one resource, one handler per method.
  * The table ends with a zero entry. HEAD (when GET exists) and OPTIONS are
  * automatic, other methods get 405 with Allow. `data` is the view's own
- * state, returned by vial_view_data(rq). */
+ * state, returned by vial_route_data(rq). */
 typedef struct vial_view_method {
     const char *method; /* "GET", "POST", ... */
     vial_handler fn;
@@ -162,7 +188,9 @@ typedef struct vial_view_method {
 } vial_view_method;
 int vial_add_view(vial_app *app, const char *path, const char *endpoint,
                   const vial_view_method *methods, void *data);
-void *vial_view_data(vial_req *rq);
+/* The data of the matched route, method view or websocket route (NULL when
+ * none was given). */
+void *vial_route_data(vial_req *rq);
 
 /* --- hooks and error handlers ----------------------------------------------
  * Flask's order: before_request functions run in registration order before
@@ -171,11 +199,16 @@ void *vial_view_data(vial_req *rq);
  * VIAL_DONE or a negative code (or aborts/fails) ends that phase. after_request functions run on
  * every response the app produces, in reverse registration order, the
  * blueprint's first; they edit rs. teardown functions run after every
- * request, in reverse order, with the unhandled error's message or NULL. */
-int vial_before_request(vial_app *app, vial_handler fn, int flags);
-int vial_after_request(vial_app *app, vial_handler fn, int flags);
+ * request, in reverse order, with the unhandled error's message or NULL.
+ * The plain names register async functions, the _sync ones functions run on
+ * the worker pool. Each returns 0, -EINVAL (fn NULL), -ENOMEM, -EBUSY. */
+int vial_before_request(vial_app *app, vial_handler fn);
+int vial_before_request_sync(vial_app *app, vial_handler fn);
+int vial_after_request(vial_app *app, vial_handler fn);
+int vial_after_request_sync(vial_app *app, vial_handler fn);
 typedef void (*vial_teardown_fn)(vial_req *rq, const char *error);
-int vial_teardown_request(vial_app *app, vial_teardown_fn fn, int flags);
+int vial_teardown_request(vial_app *app, vial_teardown_fn fn);
+int vial_teardown_request_sync(vial_app *app, vial_teardown_fn fn);
 
 /* Error handlers. code: an HTTP status (404, 405, 500, ...), or
  * VIAL_HTTP_ERRORS for any HTTP error without a code-specific handler
@@ -188,7 +221,8 @@ int vial_teardown_request(vial_app *app, vial_teardown_fn fn, int flags);
  * The handler builds the response in rs (the error's headers, e.g. Allow,
  * are kept); vial_error_code and vial_error_message describe the error. */
 #define VIAL_HTTP_ERRORS 0
-int vial_errorhandler(vial_app *app, int code, vial_handler fn, int flags);
+int vial_errorhandler(vial_app *app, int code, vial_handler fn);
+int vial_errorhandler_sync(vial_app *app, int code, vial_handler fn);
 
 /* Inside an error handler: the HTTP status being handled, and the message
  * (vial_abort_msg's, vial_fail's, or that of the helper whose VIAL_EHTTP code
@@ -202,15 +236,21 @@ const char *vial_error_message(vial_req *rq);
  * The blueprint belongs to the app. */
 typedef struct vial_bp vial_bp;
 vial_bp *vial_blueprint(vial_app *app, const char *name, const char *url_prefix);
-int vial_bp_route_as(vial_bp *bp, const char *rule, vial_handler fn, const char *endpoint, int flags);
-#define vial_bp_route(bp, rule, fn) vial_bp_route_as((bp), (rule), (fn), #fn, VIAL_ASYNC)
-#define vial_bp_route_sync(bp, rule, fn) vial_bp_route_as((bp), (rule), (fn), #fn, VIAL_SYNC)
+int vial_bp_route_as(vial_bp *bp, const char *rule, vial_handler fn, const char *endpoint, void *data);
+int vial_bp_route_as_sync(vial_bp *bp, const char *rule, vial_handler fn, const char *endpoint,
+                          void *data);
+#define vial_bp_route(bp, rule, fn) vial_bp_route_as((bp), (rule), (fn), #fn, NULL)
+#define vial_bp_route_sync(bp, rule, fn) vial_bp_route_as_sync((bp), (rule), (fn), #fn, NULL)
 int vial_bp_add_view(vial_bp *bp, const char *path, const char *endpoint,
                      const vial_view_method *methods, void *data);
-int vial_bp_before_request(vial_bp *bp, vial_handler fn, int flags);
-int vial_bp_after_request(vial_bp *bp, vial_handler fn, int flags);
-int vial_bp_teardown_request(vial_bp *bp, vial_teardown_fn fn, int flags);
-int vial_bp_errorhandler(vial_bp *bp, int code, vial_handler fn, int flags);
+int vial_bp_before_request(vial_bp *bp, vial_handler fn);
+int vial_bp_before_request_sync(vial_bp *bp, vial_handler fn);
+int vial_bp_after_request(vial_bp *bp, vial_handler fn);
+int vial_bp_after_request_sync(vial_bp *bp, vial_handler fn);
+int vial_bp_teardown_request(vial_bp *bp, vial_teardown_fn fn);
+int vial_bp_teardown_request_sync(vial_bp *bp, vial_teardown_fn fn);
+int vial_bp_errorhandler(vial_bp *bp, int code, vial_handler fn);
+int vial_bp_errorhandler_sync(vial_bp *bp, int code, vial_handler fn);
 
 /* --- extensions ------------------------------------------------------------------
  * Middleware wraps views the way a Flask decorator does, written once for sync
@@ -240,7 +280,7 @@ int vial_g_set_str(vial_req *rq, const char *key, const char *value);
  * the pointer set here, returned to any request. Thread safety is the
  * owner's: requests run on several threads. */
 void vial_app_set_data(vial_app *app, void *data);
-void *vial_app_data(vial_req *rq);
+void *vial_app_get_data(vial_req *rq);
 
 /* Reverse routing (Flask's url_for): builds the URL of an endpoint from
  * key/value string pairs ending with NULL. Pairs that are not parameters of
@@ -301,6 +341,10 @@ typedef struct vial_config {
      * reading its body until others finish (the client is held back by
      * TCP). 0: 256 MiB. */
     size_t body_memory_max;
+    /* Most query arguments, form fields (urlencoded) and multipart parts a
+     * request may carry (Werkzeug's max_form_parts); more is a 413 naming
+     * the limit. 0: 1000. */
+    int max_fields;
     /* Operations (docs/guide/deploy.md). access_log: a file appended one
      * line per request (client address, method, target, protocol, status,
      * body bytes, duration, request id), "-" for stderr, NULL: none; written
@@ -422,7 +466,15 @@ const char *vial_req_arg_n(vial_req *rq, const char *name, size_t *len);
 int vial_req_arg_int(vial_req *rq, const char *name, int64_t def, int64_t min, int64_t max,
                      int64_t *out);
 
-/* Number of query arguments (repeated keys count each time), and the i-th. */
+/* Every value of a query argument, in order (Werkzeug's getlist): fills
+ * values[0..cap) and returns how many there are (which may exceed cap).
+ * Lookups by name use a hash index built at the first one, so asking for
+ * every argument by name stays linear in their number. */
+unsigned vial_req_arg_list(vial_req *rq, const char *name, const char **values, unsigned cap);
+
+/* Number of query arguments (repeated keys count each time), and the i-th.
+ * A request with more than vial_config.max_fields arguments is answered 413
+ * before its view runs. */
 unsigned vial_req_arg_count(vial_req *rq);
 int vial_req_arg_at(vial_req *rq, unsigned i, const char **name, const char **value);
 int vial_req_arg_at_n(vial_req *rq, unsigned i, const char **name, size_t *name_len,
@@ -453,6 +505,8 @@ int vial_req_cookie_at(vial_req *rq, unsigned i, const char **name, const char *
  * value in order). Other content types have no fields. */
 const char *vial_req_form(vial_req *rq, const char *name);
 unsigned vial_req_form_count(vial_req *rq);
+/* Every value of a form field, in order (getlist); as vial_req_arg_list. */
+unsigned vial_req_form_list(vial_req *rq, const char *name, const char **values, unsigned cap);
 int vial_req_form_at(vial_req *rq, unsigned i, const char **name, const char **value);
 
 /* Uploaded files (multipart parts with a filename parameter). Parts larger
@@ -473,7 +527,8 @@ const vial_file *vial_req_file(vial_req *rq, const char *field);
 /* Parses the form now and reports errors: 0 (also for a request without a
  * body), or VIAL_EHTTP(400) for a multipart body without boundary, not valid
  * multipart, or with a part header line over 8 KiB; VIAL_EHTTP(413) for more
- * than 1000 parts; VIAL_EHTTP(415) for a body whose Content-Type is neither
+ * than vial_config.max_fields (1000) multipart parts or urlencoded fields;
+ * VIAL_EHTTP(415) for a body whose Content-Type is neither
  * application/x-www-form-urlencoded nor multipart/form-data; -ENOMEM or -EIO
  * (an upload could not be spilled). Returned from a view, the 4xx goes
  * through the error handlers with the reason as vial_error_message; the
@@ -565,11 +620,11 @@ int vial_req_is_sync(const vial_req *rq);
 /* --- response --------------------------------------------------------------- */
 
 /* Sets the status code (default 200). */
-int vial_res_status(vial_res *rs, int status);
+int vial_res_set_status(vial_res *rs, int status);
 
 /* Adds a header (the value is copied). Content-Length, Date,
  * Transfer-Encoding and Connection are the server's to set. */
-int vial_res_header(vial_res *rs, const char *name, const char *value);
+int vial_res_add_header(vial_res *rs, const char *name, const char *value);
 
 /* Replaces every header of that name with one (the value is copied). */
 int vial_res_set_header(vial_res *rs, const char *name, const char *value);
@@ -581,14 +636,14 @@ const char *vial_res_get_header(vial_res *rs, const char *name);
 int vial_res_get_status(vial_res *rs);
 
 /* Replaces the body with a copy of data[0..len). */
-int vial_res_body(vial_res *rs, const void *data, size_t len);
+int vial_res_set_body(vial_res *rs, const void *data, size_t len);
 
 /* Uses data as the body without copying; it must outlive the response
  * (a string literal, a static buffer). */
-int vial_res_body_static(vial_res *rs, const void *data, size_t len);
+int vial_res_set_body_static(vial_res *rs, const void *data, size_t len);
 
 /* Appends to the body. */
-int vial_res_append(vial_res *rs, const void *data, size_t len);
+int vial_res_append_body(vial_res *rs, const void *data, size_t len);
 
 /* Sets status, Content-Type: text/plain; charset=utf-8, and the formatted
  * body. Returns 0 (or -ENOMEM). */
@@ -650,17 +705,43 @@ int vial_send_file(vial_req *rq, vial_res *rs, const char *path, const char *con
  * Flask's: the data travels in the "session" cookie, readable by the client
  * but not forgeable. A cookie that fails verification gives an empty
  * session, never an error. Without a secret key, setting fails (-EPERM). */
-int vial_app_secret_key(vial_app *app, const char *key);
+int vial_app_set_secret_key(vial_app *app, const char *key);
 const char *vial_session_get(vial_req *rq, const char *key);
 int vial_session_set(vial_req *rq, const char *key, const char *value);
 int vial_session_del(vial_req *rq, const char *key);
 void vial_session_clear(vial_req *rq);
 
+/* --- passwords -----------------------------------------------------------------------
+ * Password hashes in Werkzeug's formats, so a Flask application's user table
+ * moves over unchanged and back: "scrypt:N:r:p$SALT$HEX" (the default,
+ * scrypt:32768:8:1 with a 16-character salt and a 64-byte key) and
+ * "pbkdf2:HASH:ITERATIONS$SALT$HEX" (HASH sha1, sha224, sha256, sha384 or
+ * sha512). Hashing is slow by design (tens of milliseconds, 32 MiB for
+ * scrypt): call these from a sync view or through vial_offload, never from
+ * async code on the loop. Thread-safe. */
+
+/* Hashes password with the default method into out[0..cap) (NUL-terminated;
+ * 163 bytes are enough). Returns 0, -ENOSPC when cap is too small, -EIO when
+ * no random salt could be had, -ENOMEM. */
+int vial_password_hash(const char *password, char *out, size_t cap);
+
+/* The same with a method of Werkzeug's: "scrypt", "scrypt:N:r:p", "pbkdf2",
+ * "pbkdf2:HASH" or "pbkdf2:HASH:ITERATIONS" (600000 when not given).
+ * Returns -EINVAL for a malformed or out-of-bounds method (scrypt N a power
+ * of two up to 2^24, r and p up to 64, at most 1 GiB; up to 10 million
+ * iterations), -ENOTSUP for an unknown one. */
+int vial_password_hash_with(const char *password, const char *method, char *out, size_t cap);
+
+/* Checks password against a stored hash, in constant time: 1 when it
+ * matches, 0 when not, -EINVAL for a malformed hash (or a work factor beyond
+ * the bounds above), -ENOTSUP for a method vial does not know, -ENOMEM. */
+int vial_password_verify(const char *hash, const char *password);
+
 /* Flask's flash(): a one-shot message for the next request that asks. */
 int vial_flash(vial_req *rq, const char *category, const char *message);
 /* Takes the flashed messages (and removes them from the session): returns
  * the count; the arrays live in the request's arena. */
-unsigned vial_flashed(vial_req *rq, const char ***categories, const char ***messages);
+unsigned vial_get_flashed_messages(vial_req *rq, const char ***categories, const char ***messages);
 
 /* --- JSON writer -------------------------------------------------------------
  * Writes JSON straight into the response body, no tree:
@@ -728,7 +809,7 @@ int vial_offload(vial_req *rq, void (*fn)(void *arg), void *arg);
  * hand in a unit test); -EPERM outside an async view's coroutine. */
 int vial_offload_wait(vial_req *rq, void (*fn)(void *arg), void (*interrupt)(void *arg), void *arg);
 
-/* Monotonic milliseconds (the loop's clock). */
+/* Monotonic milliseconds (CLOCK_MONOTONIC, read now). */
 uint64_t vial_now_ms(void);
 
 /* --- tasks -------------------------------------------------------------------
@@ -816,7 +897,7 @@ void vial_sem_release(vial_sem *s);
  *           vial_ws_send(ws, m.type, m.data, m.len);
  *       return 0;
  *   }
- *   vial_ws_route(app, "/ws/echo", echo, "echo");
+ *   vial_ws_route(app, "/ws/echo", echo);
  *
  * A websocket route answers GET upgrade requests (a plain request to it is a
  * 400; a bad key 400, a version other than 13 a 426 with
@@ -845,8 +926,12 @@ typedef struct vial_ws_msg {
 } vial_ws_msg;
 
 /* Registers fn for GET upgrade requests to path (converters allowed, see
- * vial_route_as). Returns 0, -EINVAL, -EEXIST, -ENOMEM. */
-int vial_ws_route(vial_app *app, const char *path, vial_ws_handler fn, const char *endpoint);
+ * vial_route_as) under an endpoint name (for url_for), with data for
+ * vial_route_data. Returns 0, -EINVAL, -EEXIST, -ENOMEM, -EBUSY. */
+int vial_ws_route_as(vial_app *app, const char *path, vial_ws_handler fn, const char *endpoint,
+                     void *data);
+/* Like vial_route: the endpoint is the function's name, no data. */
+#define vial_ws_route(app, path, fn) vial_ws_route_as((app), (path), (fn), #fn, NULL)
 
 /* Writes the 101 now (the other calls do it when needed). Returns 0 or a
  * negative errno. */
@@ -899,29 +984,29 @@ int vial_ws_group_broadcast(vial_ws_group *g, int type, const void *data, size_t
  * and the finished response can be inspected. Cookies set by responses are
  * kept and sent with later requests (a session survives between requests).
  * One client is used from one thread at a time. */
-typedef struct vial_client vial_client;
-typedef struct vial_response vial_response;
+typedef struct vial_test_client vial_test_client;
+typedef struct vial_test_response vial_test_response;
 
-vial_client *vial_client_new(vial_app *app);
-void vial_client_free(vial_client *c);
+vial_test_client *vial_test_client_new(vial_app *app);
+void vial_test_client_free(vial_test_client *c);
 
 /* Runs one request. headers: "Name: value" strings ending with NULL (may be
  * NULL). target: path with optional query. Returns the response (free it
- * with vial_response_free) or NULL when out of memory. */
-vial_response *vial_client_request(vial_client *c, const char *method, const char *target,
+ * with vial_test_response_free) or NULL when out of memory. */
+vial_test_response *vial_test_client_request(vial_test_client *c, const char *method, const char *target,
                                    const char *const *headers, const void *body, size_t len);
 /* GET target, no headers. */
-vial_response *vial_client_get(vial_client *c, const char *target);
+vial_test_response *vial_test_client_get(vial_test_client *c, const char *target);
 
-int vial_response_status(const vial_response *r);
+int vial_test_response_status(const vial_test_response *r);
 /* First header with this name (case-insensitive), or NULL. */
-const char *vial_response_header(const vial_response *r, const char *name);
+const char *vial_test_response_header(const vial_test_response *r, const char *name);
 /* Number of headers with this name (e.g. Set-Cookie), and the i-th of them. */
-unsigned vial_response_header_count(const vial_response *r, const char *name);
-const char *vial_response_header_nth(const vial_response *r, const char *name, unsigned i);
+unsigned vial_test_response_header_count(const vial_test_response *r, const char *name);
+const char *vial_test_response_header_nth(const vial_test_response *r, const char *name, unsigned i);
 /* The body (streamed bodies are collected whole); NUL-terminated. */
-const char *vial_response_body(const vial_response *r, size_t *len);
-void vial_response_free(vial_response *r);
+const char *vial_test_response_body(const vial_test_response *r, size_t *len);
+void vial_test_response_free(vial_test_response *r);
 
 #pragma GCC visibility pop
 

@@ -1,18 +1,43 @@
 #!/usr/bin/env bash
-# Installs the Debian packages vial needs to build, test and benchmark.
-# Idempotent and quiet when everything is present: it only calls apt-get for
-# packages that dpkg does not already report as installed.
+# Installs the Debian packages vial needs, for one purpose:
+#   scripts/deps.sh build   building the library and the examples, running
+#                           them (scripts/build.sh, scripts/demo.sh)
+#   scripts/deps.sh test    the above, plus everything the test suite and the
+#                           benchmarks use (scripts/test.sh)
+# Without an argument: test. Idempotent and quiet when everything is present:
+# it only calls apt-get for packages that dpkg does not already report as
+# installed.
 set -euo pipefail
 
-PKGS=(
-  build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
-  libssl-dev zlib1g-dev
-  libcmocka-dev libyajl-dev locales
-  python3-pytest python3-requests python3-websockets
+# Building: the compiler and build tools, OpenSSL (session signing), yajl
+# (request JSON), zlib (response compression), and SQLite, the embedded
+# database the demo runs on.
+# The clients' libraries (libpq, hiredis, libcurl) are optional: the library
+# builds without them (CMakeLists.txt, vial_client). libpq is here all the
+# same because the demo switches to PostgreSQL when DATABASE_URL is set; its
+# client library only, not the server.
+BUILD=(
+  build-essential cmake ninja-build pkg-config
+  libssl-dev zlib1g-dev libyajl-dev libsqlite3-dev libpq-dev
+)
+# The test suite and the benchmarks: unit tests (cmocka), the black-box tests
+# (pytest, requests, websockets), the other clients and throwaway servers for
+# their tests, the sanitizer and fuzzer builds (clang), locales for the
+# locale tests, the llhttp differential test, the AArch64 context switch
+# under qemu, curl for the install test, nginx and wrk for the benchmarks.
+TEST=(
+  libcmocka-dev python3 clang libclang-rt-14-dev locales
+  python3-pytest python3-requests python3-websockets python3-werkzeug
   curl nginx-light wrk node-llhttp
-  libpq-dev postgresql libhiredis-dev redis-server libcurl4-openssl-dev libsqlite3-dev
+  postgresql libhiredis-dev redis-server libcurl4-openssl-dev
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 )
+
+case "${1:-test}" in
+  build) PKGS=("${BUILD[@]}") ;;
+  test) PKGS=("${BUILD[@]}" "${TEST[@]}") ;;
+  *) echo "usage: scripts/deps.sh [build|test]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -8,7 +8,7 @@
 # Options (environment): FUZZ_SECONDS (default 60), SKIP_SANITIZERS=1, SKIP_FUZZ=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/deps.sh
+./scripts/deps.sh test
 PY=/usr/bin/python3
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 fail=0

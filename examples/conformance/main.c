@@ -195,7 +195,7 @@ static int http_error(vial_req *rq, vial_res *rs)
      * (e.g. the JSON parser's) where they can see it. */
     const char *msg = vial_error_message(rq);
     if (msg && !strncmp(vial_req_path(rq), "/contract/", 10))
-        vial_res_header(rs, "X-Error-Message", msg);
+        vial_res_add_header(rs, "X-Error-Message", msg);
     vial_json *j = vial_json_begin(rs, code);
     vial_json_obj(j);
     json_kv_str(j, "error", name);
@@ -216,8 +216,8 @@ static int hello(vial_req *rq, vial_res *rs) /* async */
     size_t len; /* the name may hold a decoded NUL: keep its length */
     const char *name = vial_req_param_n(rq, "name", &len);
     vial_text(rs, 200, "Hello, ");
-    vial_res_append(rs, name, len);
-    return vial_res_append(rs, "!", 1);
+    vial_res_append_body(rs, name, len);
+    return vial_res_append_body(rs, "!", 1);
 }
 
 static int user(vial_req *rq, vial_res *rs) /* sync */
@@ -262,7 +262,7 @@ static int status(vial_req *rq, vial_res *rs) /* sync */
 {
     int code = (int)vial_req_param_int(rq, "code");
     if (code == 204 || code == 205 || code == 304) {
-        vial_res_status(rs, code);
+        vial_res_set_status(rs, code);
         return 0;
     }
     return vial_text(rs, code, "status %d", code);
@@ -295,75 +295,114 @@ static int url_for_view(vial_req *rq, vial_res *rs) /* sync */
 
 /* --- 4.2 request data ------------------------------------------------------------------ */
 
-typedef int (*pair_at_fn)(vial_req *, unsigned, const char **, const char **);
+/* One pair of a multi-dict, with lengths (keys and values may hold decoded
+ * NULs), and the link to the next pair with the same key. */
+typedef struct md_pair {
+    const char *k, *v;
+    size_t kl, vl;
+    unsigned next; /* index + 1 of the next pair with this key; 0: none */
+} md_pair;
 
-/* {"<key>": [values...]} for a multi-dict, keys in first-seen order. */
-static void json_multidict(vial_json *j, vial_req *rq, unsigned n, pair_at_fn at)
+static unsigned md_hash(const char *s, size_t n)
 {
+    unsigned h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+/* {"<key>": [values...]} for a multi-dict, keys in first-seen order. Linear
+ * in the number of pairs (a hash of the keys), so a request with tens of
+ * thousands of fields costs no more per field than one with ten. */
+static int json_multidict(vial_json *j, vial_req *rq, md_pair *pr, unsigned n)
+{
+    unsigned size = 16;
+    while (size < 2 * n)
+        size <<= 1;
+    unsigned *slot = vial_alloc(rq, size * sizeof *slot);  /* first pair of a key + 1 */
+    unsigned *tail = vial_alloc(rq, (n ? n : 1) * sizeof *tail); /* last pair of a key */
+    if (!slot || !tail)
+        return -ENOMEM;
+    memset(slot, 0, size * sizeof *slot);
+    for (unsigned i = 0; i < n; i++) {
+        pr[i].next = 0;
+        for (unsigned h = md_hash(pr[i].k, pr[i].kl) & (size - 1);; h = (h + 1) & (size - 1)) {
+            md_pair *f = slot[h] ? &pr[slot[h] - 1] : NULL;
+            if (!f) {
+                slot[h] = i + 1;
+                tail[i] = i;
+                break;
+            }
+            if (f->kl == pr[i].kl && !memcmp(f->k, pr[i].k, pr[i].kl)) {
+                pr[tail[slot[h] - 1]].next = i + 1;
+                tail[slot[h] - 1] = i;
+                tail[i] = (unsigned)-1; /* not the first: emitted with its key's first */
+                break;
+            }
+        }
+    }
     vial_json_obj(j);
     for (unsigned i = 0; i < n; i++) {
-        const char *k, *v;
-        at(rq, i, &k, &v);
-        int seen = 0;
-        for (unsigned p = 0; p < i && !seen; p++) {
-            const char *pk;
-            at(rq, p, &pk, NULL);
-            seen = !strcmp(pk, k);
-        }
-        if (seen)
+        if (tail[i] == (unsigned)-1)
             continue;
-        vial_json_key(j, k);
+        vial_json_keyn(j, pr[i].k, pr[i].kl);
         vial_json_arr(j);
-        for (unsigned q = i; q < n; q++) {
-            const char *qk, *qv;
-            at(rq, q, &qk, &qv);
-            if (!strcmp(qk, k))
-                vial_json_str(j, qv);
-        }
+        for (unsigned q = i + 1; q; q = pr[q - 1].next)
+            vial_json_strn(j, pr[q - 1].v, pr[q - 1].vl);
         vial_json_end(j);
     }
     vial_json_end(j);
+    return 0;
 }
 
 static int args(vial_req *rq, vial_res *rs) /* sync */
 {
-    /* with lengths: keys and values may hold decoded NULs */
     unsigned n = vial_req_arg_count(rq);
+    md_pair *pr = vial_alloc(rq, (n ? n : 1) * sizeof *pr);
+    if (!pr)
+        return -ENOMEM;
+    for (unsigned i = 0; i < n; i++)
+        vial_req_arg_at_n(rq, i, &pr[i].k, &pr[i].kl, &pr[i].v, &pr[i].vl);
     vial_json *j = vial_json_begin(rs, 200);
     vial_json_obj(j);
     vial_json_key(j, "args");
-    vial_json_obj(j);
-    for (unsigned i = 0; i < n; i++) {
-        const char *k, *v, *pk;
-        size_t kl, vl, pkl;
-        vial_req_arg_at_n(rq, i, &k, &kl, &v, &vl);
-        int seen = 0;
-        for (unsigned p = 0; p < i && !seen; p++) {
-            vial_req_arg_at_n(rq, p, &pk, &pkl, NULL, NULL);
-            seen = pkl == kl && !memcmp(pk, k, kl);
-        }
-        if (seen)
-            continue;
-        vial_json_keyn(j, k, kl);
-        vial_json_arr(j);
-        for (unsigned q = i; q < n; q++) {
-            vial_req_arg_at_n(rq, q, &pk, &pkl, &v, &vl);
-            if (pkl == kl && !memcmp(pk, k, kl))
-                vial_json_strn(j, v, vl);
-        }
-        vial_json_end(j);
-    }
-    vial_json_end(j);
+    int e = json_multidict(j, rq, pr, n);
+    if (e)
+        return e;
     vial_json_end(j);
     return vial_json_finish(j);
 }
 
+/* The form's fields as multi-dict pairs. */
+static md_pair *form_pairs(vial_req *rq, unsigned *n)
+{
+    *n = vial_req_form_count(rq);
+    md_pair *pr = vial_alloc(rq, (*n ? *n : 1) * sizeof *pr);
+    for (unsigned i = 0; pr && i < *n; i++) {
+        vial_req_form_at(rq, i, &pr[i].k, &pr[i].v);
+        pr[i].kl = strlen(pr[i].k);
+        pr[i].vl = strlen(pr[i].v);
+    }
+    return pr;
+}
+
 static int form(vial_req *rq, vial_res *rs) /* sync */
 {
+    /* Other content types and malformed bodies read as an empty form (spec
+     * 4.2); a form over the field limit is refused (413). */
+    int st = vial_req_parse_form(rq);
+    if (vial_http_status_of(st) == 413 || (st < 0 && !vial_http_status_of(st)))
+        return st;
+    unsigned n;
+    md_pair *pr = form_pairs(rq, &n);
+    if (!pr)
+        return -ENOMEM;
     vial_json *j = vial_json_begin(rs, 200);
     vial_json_obj(j);
     vial_json_key(j, "form");
-    json_multidict(j, rq, vial_req_form_count(rq), vial_req_form_at);
+    int e = json_multidict(j, rq, pr, n);
+    if (e)
+        return e;
     vial_json_end(j);
     return vial_json_finish(j);
 }
@@ -425,7 +464,10 @@ static int upload(vial_req *rq, vial_res *rs) /* async */
     }
     vial_json_end(j);
     vial_json_key(j, "form");
-    json_multidict(j, rq, vial_req_form_count(rq), vial_req_form_at);
+    unsigned n;
+    md_pair *pr = form_pairs(rq, &n);
+    if (!pr || json_multidict(j, rq, pr, n) != 0)
+        return -ENOMEM;
     vial_json_end(j);
     return vial_json_finish(j);
 }
@@ -552,8 +594,8 @@ static int echo_body(vial_req *rq, vial_res *rs) /* async */
 {
     size_t len;
     const void *body = vial_req_body(rq, &len);
-    vial_res_header(rs, "Content-Type", "application/octet-stream");
-    return vial_res_body(rs, body, len);
+    vial_res_add_header(rs, "Content-Type", "application/octet-stream");
+    return vial_res_set_body(rs, body, len);
 }
 
 /* --- 4.3 responses ------------------------------------------------------------------------ */
@@ -671,7 +713,7 @@ static int sse(vial_req *rq, vial_res *rs) /* async */
     if (last && *last && strspn(last, "0123456789") == strlen(last))
         /* any id past n means nothing is left to send, however many digits */
         start = strlen(last) < 18 ? strtoll(last, NULL, 10) + 1 : n + 1;
-    vial_res_header(rs, "Cache-Control", "no-cache");
+    vial_res_add_header(rs, "Cache-Control", "no-cache");
     if (vial_stream_begin(rs, 200, "text/event-stream; charset=utf-8") != 0)
         return 0;
     for (int64_t i = start; i <= n; i++) {
@@ -970,31 +1012,31 @@ static vial_app *build_app(void)
     if (!app)
         return NULL;
     int e = 0;
-    e |= vial_before_request(app, before_sync, VIAL_SYNC);
-    e |= vial_before_request(app, before_async, VIAL_ASYNC);
-    e |= vial_after_request(app, after_sync, VIAL_SYNC);
-    e |= vial_after_request(app, after_async, VIAL_ASYNC);
-    e |= vial_teardown_request(app, teardown_sync, VIAL_SYNC);
-    e |= vial_teardown_request(app, teardown_async, VIAL_ASYNC);
+    e |= vial_before_request_sync(app, before_sync);
+    e |= vial_before_request(app, before_async);
+    e |= vial_after_request_sync(app, after_sync);
+    e |= vial_after_request(app, after_async);
+    e |= vial_teardown_request_sync(app, teardown_sync);
+    e |= vial_teardown_request(app, teardown_async);
 
-    e |= vial_errorhandler(app, 404, not_found, VIAL_SYNC);
-    e |= vial_errorhandler(app, 403, forbidden_handler, VIAL_ASYNC);
-    e |= vial_errorhandler(app, 500, server_error, VIAL_ASYNC);
-    e |= vial_errorhandler(app, VIAL_HTTP_ERRORS, http_error, VIAL_ASYNC);
+    e |= vial_errorhandler_sync(app, 404, not_found);
+    e |= vial_errorhandler(app, 403, forbidden_handler);
+    e |= vial_errorhandler(app, 500, server_error);
+    e |= vial_errorhandler(app, VIAL_HTTP_ERRORS, http_error);
 
-    e |= vial_route_as(app, "GET /", index_view, "index", VIAL_SYNC);
+    e |= vial_route_as_sync(app, "GET /", index_view, "index", NULL);
     e |= vial_route(app, "GET /hello/<name>", hello);
     e |= vial_route_sync(app, "GET /users/<int:id>", user);
     e |= vial_route_sync(app, "GET /files/<path:p>", files);
     e |= vial_route_sync(app, "GET /dir/", dir);
     e |= vial_route_sync(app, "GET,POST /methods", methods);
     e |= vial_route_sync(app, "GET /status/<int(min=200,max=599):code>", status);
-    e |= vial_route_as(app, "GET /url-for", url_for_view, "url_for", VIAL_SYNC);
+    e |= vial_route_as_sync(app, "GET /url-for", url_for_view, "url_for", NULL);
 
     e |= vial_route_sync(app, "GET /args", args);
     e |= vial_route_sync(app, "POST /form", form);
     e |= vial_route(app, "POST /upload", upload);
-    e |= vial_route_as(app, "POST /json", json_view, "json", VIAL_ASYNC);
+    e |= vial_route_as(app, "POST /json", json_view, "json", NULL);
     e |= vial_route_sync(app, "GET /headers", headers);
     e |= vial_route_sync(app, "GET /header/<name>", header);
     e |= vial_route_sync(app, "GET /cookies", cookies);
@@ -1003,7 +1045,7 @@ static vial_app *build_app(void)
     e |= vial_route(app, "POST,PUT /echo/body", echo_body);
 
     e |= vial_route_sync(app, "GET /redirect", redirect);
-    e |= vial_route_as(app, "POST /contract/json", json_view, "contract_json", VIAL_ASYNC);
+    e |= vial_route_as(app, "POST /contract/json", json_view, "contract_json", NULL);
     e |= vial_route_sync(app, "POST /contract/form", contract_form);
     e |= vial_route(app, "POST /contract/form-recover", contract_form_recover);
     e |= vial_route(app, "GET /contract/unbuilt", contract_unbuilt);
@@ -1039,19 +1081,19 @@ static vial_app *build_app(void)
 
     chat_room = vial_ws_group_new();
     e |= chat_room ? 0 : -1;
-    e |= vial_ws_route(app, "/ws/echo", ws_echo, "ws_echo");
-    e |= vial_ws_route(app, "/ws/chat", ws_chat, "ws_chat");
+    e |= vial_ws_route(app, "/ws/echo", ws_echo);
+    e |= vial_ws_route(app, "/ws/chat", ws_chat);
 
     vial_bp *api = vial_blueprint(app, "api", "/api/v1");
     if (!api)
         e |= -1;
     else {
-        e |= vial_bp_before_request(api, bp_before, VIAL_ASYNC);
-        e |= vial_bp_after_request(api, bp_after, VIAL_SYNC);
-        e |= vial_bp_errorhandler(api, 403, api_forbidden_handler, VIAL_SYNC);
-        e |= vial_bp_route_as(api, "GET /items/<int:id>", api_item, "item", VIAL_ASYNC);
-        e |= vial_bp_route_as(api, "GET /lifecycle", api_lifecycle, "lifecycle", VIAL_ASYNC);
-        e |= vial_bp_route_as(api, "GET /forbidden", api_forbidden, "forbidden", VIAL_SYNC);
+        e |= vial_bp_before_request(api, bp_before);
+        e |= vial_bp_after_request_sync(api, bp_after);
+        e |= vial_bp_errorhandler_sync(api, 403, api_forbidden_handler);
+        e |= vial_bp_route_as(api, "GET /items/<int:id>", api_item, "item", NULL);
+        e |= vial_bp_route_as(api, "GET /lifecycle", api_lifecycle, "lifecycle", NULL);
+        e |= vial_bp_route_as_sync(api, "GET /forbidden", api_forbidden, "forbidden", NULL);
     }
     /* Static files (Last-Modified, ETag, ranges) when the test names a
      * directory; read here, before vial_run, like any setting. */

@@ -20,13 +20,13 @@
  * Built when pkg-config finds libcurl (VIAL_HAVE_HTTP is then defined).
  *
  * Where it can be called:
- *   - async code (views, hooks, tasks registered VIAL_ASYNC): the call awaits
+ *   - async code (vial_route, vial_before_request, ..., tasks): the call awaits
  *     the transfer; the loop serves other requests meanwhile. The request's
  *     deadline (vial_set_deadline), a vial_timeout scope and cancellation
  *     (client gone, a failed gather, vial_task_cancel) abort the transfer:
  *     its handle is removed from the multi, the connection closed, and the
  *     call returns -ETIMEDOUT / -ECANCELED.
- *   - sync code (VIAL_SYNC, already on a worker thread): the transfer runs
+ *   - sync code (the _sync registrations, on a worker thread): the transfer runs
  *     blocking on that thread (only opts.timeout_ms bounds it).
  *
  * Results: a request that got any HTTP response returns 0, whatever the
@@ -63,7 +63,7 @@ extern "C" {
 #pragma GCC visibility push(default)
 
 /* Per-request options; NULL or a zeroed struct means the defaults. */
-typedef struct vial_http_opts {
+typedef struct vial_http_options {
     long timeout_ms;          /* the whole transfer, connect included; 0: no
                                  limit of its own (deadlines still apply) */
     long connect_timeout_ms;  /* TCP (+TLS) connect; 0: 10000 */
@@ -76,7 +76,7 @@ typedef struct vial_http_opts {
     int compressed;           /* 1: send Accept-Encoding (gzip, br, zstd,
                                  deflate) and decode the body */
     const char *user_agent;   /* NULL: "vial/<version>" */
-} vial_http_opts;
+} vial_http_options;
 
 typedef struct vial_http_response vial_http_response;
 
@@ -93,16 +93,16 @@ typedef struct vial_http_response vial_http_response;
  * and a negative errno (above) is returned. */
 int vial_http_request(vial_req *rq, const char *method, const char *url,
                       const char *const *headers, const void *body, size_t len,
-                      const vial_http_opts *opts, vial_http_response **out);
+                      const vial_http_options *opts, vial_http_response **out);
 
 /* GET url. */
-int vial_http_get(vial_req *rq, const char *url, const vial_http_opts *opts,
+int vial_http_get(vial_req *rq, const char *url, const vial_http_options *opts,
                   vial_http_response **out);
 
 /* POST a JSON document (a NUL-terminated string) with
  * Content-Type: application/json and Accept: application/json. */
 int vial_http_post_json(vial_req *rq, const char *url, const char *json,
-                        const vial_http_opts *opts, vial_http_response **out);
+                        const vial_http_options *opts, vial_http_response **out);
 
 /* Starts vial_http_request as a child task (vial_spawn) and returns it, for
  * concurrent fetches with vial_gather/vial_join; the task's result is the
@@ -112,7 +112,7 @@ int vial_http_post_json(vial_req *rq, const char *url, const char *json,
  * memory or not called from async code. */
 vial_task *vial_http_spawn(vial_req *rq, const char *method, const char *url,
                            const char *const *headers, const void *body, size_t len,
-                           const vial_http_opts *opts, vial_http_response **out);
+                           const vial_http_options *opts, vial_http_response **out);
 
 /* --- the response ------------------------------------------------------------- */
 

@@ -1,6 +1,6 @@
 /* vial/pg.h — an awaitable PostgreSQL client (libpq, non-blocking, pipelined).
  *
- *   static vial_pg *db;     (vial_pg_new at startup, shared by every thread)
+ *   static vial_pg *db;     (vial_pg_open at startup, shared by every thread)
  *
  *   static int user(vial_req *rq, vial_res *rs)
  *   {
@@ -103,18 +103,26 @@ typedef struct vial_pg_options {
     unsigned notify_queue_max;
 } vial_pg_options;
 
-/* Creates a handle for the database described by conninfo (libpq's
+/* Opens a handle for the database described by conninfo (libpq's
  * "host=... port=... dbname=..." or "postgresql://..." syntax). Nothing is
  * connected yet: every loop thread opens its connections on first use.
  * opts may be NULL (defaults). Thread-safe to use from every loop thread.
  * Returns NULL with errno EINVAL (malformed conninfo; libpq's reason is
  * printed to stderr) or ENOMEM. */
-vial_pg *vial_pg_new(const char *conninfo, const vial_pg_options *opts);
+vial_pg *vial_pg_open(const char *conninfo, const vial_pg_options *opts);
 
-/* Releases the handle. Connections still held by loop threads are closed
- * when those loops end (vial_run returning, vial_client_free); the handle's
- * memory lives until then. No query may use it afterwards. NULL is ignored. */
-void vial_pg_free(vial_pg *db);
+/* Closes the handle. Connections still held by loop threads are closed
+ * when those loops end (vial_run returning, vial_test_client_free); the
+ * handle's memory lives until then. No query may use it afterwards. NULL is
+ * ignored. */
+void vial_pg_close(vial_pg *db);
+
+/* The message of this request's most recent failed vial_pg_* call (the
+ * server's error, e.g. "ERROR 23505: duplicate key value ...", or the
+ * connection's), or NULL if none failed. Read it right after the failing
+ * call returns: no other task of the request runs in between. Lives in the
+ * request's memory. The code the call returned is named by vial_strerror. */
+const char *vial_pg_error(vial_req *rq);
 
 /* --- queries ---------------------------------------------------------------------- */
 

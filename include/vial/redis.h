@@ -2,7 +2,7 @@
  *
  * Built when pkg-config finds hiredis (then VIAL_HAVE_REDIS is defined).
  *
- *   static vial_redis *redis;      (vial_redis_new at startup, shared by all threads)
+ *   static vial_redis *redis;      (vial_redis_open at startup, shared by all threads)
  *
  *   static int counter(vial_req *rq, vial_res *rs)
  *   {
@@ -82,20 +82,28 @@ typedef struct vial_redis_options {
                                client-output-buffer-limit). 0: 1024 */
 } vial_redis_options;
 
-/* Describes a server: host is an IPv4/IPv6 address or a name (resolved once,
- * here, so that no connect ever blocks a loop on DNS), or a path starting
- * with '/' for a Unix socket (port ignored). host NULL: "127.0.0.1"; port 0:
- * 6379; opts NULL: defaults. Connects nothing yet. Thread-safe to use from
+/* Opens a handle for a server at address: "host:port" ("[v6addr]:port" for
+ * an IPv6 address), "host" (port 6379), or "unix:/path" (or "/path") for a
+ * Unix socket. host is an address or a name, resolved once, here, so that no
+ * connect ever blocks a loop on DNS. address NULL: "127.0.0.1:6379"; opts
+ * NULL: defaults. Connects nothing yet. Thread-safe to use from
  * every loop thread. Ignores SIGPIPE if it is at its default action (hiredis
  * writes with write(2); a server that goes away must not kill the process).
- * Returns NULL with errno set (EINVAL, ENOMEM, EHOSTUNREACH when the name
- * does not resolve). */
-vial_redis *vial_redis_new(const char *host, int port, const vial_redis_options *opts);
+ * Returns NULL with errno set (EINVAL for a malformed address or port,
+ * ENOMEM, EHOSTUNREACH when the name does not resolve). */
+vial_redis *vial_redis_open(const char *address, const vial_redis_options *opts);
 
-/* Drops the handle. Connections of the calling loop thread are closed now;
+/* The message of this request's most recent failed vial_redis_* call (an
+ * error reply's text, e.g. "WRONGTYPE ...", or the connection's), or NULL if
+ * none failed. Read it right after the failing call returns: no other task
+ * of the request runs in between. Lives in the request's memory. The code
+ * the call returned is named by vial_strerror. */
+const char *vial_redis_error(vial_req *rq);
+
+/* Closes the handle. Connections of the calling loop thread are closed now;
  * those of other loop threads when those loops end. Call it after the
  * server stopped (vial_run returned) or the test client is done with it. */
-void vial_redis_free(vial_redis *r);
+void vial_redis_close(vial_redis *r);
 
 /* --- commands -----------------------------------------------------------------
  * fmt is hiredis's format: words separated by spaces, %s for a C string, %b

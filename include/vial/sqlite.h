@@ -6,14 +6,14 @@
  * directly. Rows are copied out of SQLite before the call returns and live
  * in the request's memory until the request ends: nothing to free.
  *
- *   static vial_sqlite *db;   // vial_sqlite_open("app.db", 0) in main()
+ *   static vial_sqlite *db;   // vial_sqlite_open("app.db", NULL) in main()
  *
  *   static int user(vial_req *rq, vial_res *rs)
  *   {
  *       vial_sqlite_result *r;
  *       const char *p[] = {vial_req_param(rq, "id")};
  *       if (vial_sqlite_query(rq, db, &r, "SELECT name FROM users WHERE id = ?", 1, p) < 0)
- *           return vial_abort_msg(rs, 500, vial_sqlite_errmsg(rq));
+ *           return vial_abort_msg(rs, 500, vial_sqlite_error(rq));
  *       if (vial_sqlite_nrows(r) == 0)
  *           return vial_abort(rs, 404);
  *       return vial_text(rs, 200, "%s", vial_sqlite_text(r, 0, 0));
@@ -22,14 +22,14 @@
  * Built when pkg-config finds sqlite3 (VIAL_HAVE_SQLITE is then defined).
  *
  * A database handle owns a small pool of connections (created on demand,
- * up to vial_sqlite_max_connections; one statement runs on one connection
+ * up to vial_sqlite_options.max_connections; one statement runs on one connection
  * at a time) in WAL mode, so readers run in parallel with each other and
  * with one writer. Each connection caches its prepared statements, keyed by
  * the SQL text: use parameters, not printf'd values, and a hot query is
  * parsed once per connection.
  *
  * Return values: 0 (or a count, where said) on success, else a negative
- * errno; vial_sqlite_errcode(rq) / vial_sqlite_errmsg(rq) then give
+ * errno; vial_sqlite_errcode(rq) / vial_sqlite_error(rq) then give
  * SQLite's extended result code and message:
  *   -EINVAL     SQLite rejected the statement or its data: SQL error (syntax,
  *               no such table), constraint violation (UNIQUE, NOT NULL,
@@ -68,7 +68,7 @@ struct sqlite3;
 
 /* --- the database ---------------------------------------------------------------- */
 
-/* vial_sqlite_open flags (0: read-write, create the file if missing). */
+/* vial_sqlite_options.flags (0: read-write, create the file if missing). */
 #define VIAL_SQLITE_READONLY 1 /* open read-only (no WAL switch) */
 #define VIAL_SQLITE_NOCREATE 2 /* fail when the file does not exist */
 
@@ -76,23 +76,24 @@ struct sqlite3;
  * connection is opened now, so a bad path fails here: NULL is returned,
  * errno set, and the reason logged to stderr. The database is switched to
  * WAL mode (persistent in the file); each connection gets synchronous=NORMAL,
- * foreign_keys=ON and a 5 s busy timeout. ":memory:" is one private
- * database, so it gets a single connection (statements take turns). */
-vial_sqlite *vial_sqlite_open(const char *path, int flags);
+ * foreign_keys=ON and the busy timeout. ":memory:" is one private
+ * database, so it gets a single connection (statements take turns).
+ * opts may be NULL (defaults). */
+typedef struct vial_sqlite_options {
+    int flags;           /* VIAL_SQLITE_READONLY, VIAL_SQLITE_NOCREATE; 0: neither */
+    /* How long a statement waits for a lock held by another connection or
+     * process before failing with -EBUSY, ms. 0: 5000; < 0: no wait. */
+    int busy_timeout_ms;
+    /* Most connections open at once (match the worker count: more cannot be
+     * used at once). A statement waits for a free connection when all are
+     * in use. 0: 16 (":memory:": always 1). */
+    unsigned max_connections;
+} vial_sqlite_options;
+vial_sqlite *vial_sqlite_open(const char *path, const vial_sqlite_options *opts);
 
 /* Closes every connection. Call when no request uses it any more (after
  * vial_run returned). NULL is ignored. */
 void vial_sqlite_close(vial_sqlite *db);
-
-/* How long a statement waits for a lock held by another connection or
- * process before failing with -EBUSY (default 5000 ms). Applies to
- * connections opened from now on and to idle ones. */
-int vial_sqlite_busy_timeout(vial_sqlite *db, int ms);
-
-/* Most connections open at once (default 16; match the worker count: more
- * cannot be used at once). A statement waits for a free connection when all
- * are in use. Returns 0 or -EINVAL. */
-int vial_sqlite_max_connections(vial_sqlite *db, unsigned n);
 
 /* --- parameters ------------------------------------------------------------------ */
 
@@ -259,10 +260,12 @@ int64_t vial_sqlite_last_insert_rowid(const vial_sqlite_result *r);
  * vial_sqlite_* call (e.g. 2067, SQLITE_CONSTRAINT_UNIQUE), 0 when it was
  * not SQLite's (pool full, cancelled) or none failed. */
 int vial_sqlite_errcode(vial_req *rq);
-/* Its message, e.g. "UNIQUE constraint failed: users.email (SQLite 2067) in
- * \"INSERT INTO users ...\"", or NULL. Read it right after the failing call
- * (no other task of the request runs in between). */
-const char *vial_sqlite_errmsg(vial_req *rq);
+/* The message of this request's most recent failed vial_sqlite_* call, e.g.
+ * "UNIQUE constraint failed: users.email (SQLite 2067) in \"INSERT INTO
+ * users ...\"", or NULL if none failed. Read it right after the failing call
+ * (no other task of the request runs in between). Lives in the request's
+ * memory. The code the call returned is named by vial_strerror. */
+const char *vial_sqlite_error(vial_req *rq);
 
 #pragma GCC visibility pop
 

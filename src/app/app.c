@@ -182,7 +182,7 @@ static int add_rule(vial_app *app, vial_bp *bp, const char *path, const char *co
 }
 
 static int route_as(vial_app *app, vial_bp *bp, const char *rule, vial_handler fn,
-                    const char *endpoint, int flags)
+                    const char *endpoint, void *data, int flags)
 {
     int rc = vial_app_setup_check(app);
     if (rc < 0)
@@ -200,12 +200,19 @@ static int route_as(vial_app *app, vial_bp *bp, const char *rule, vial_handler f
         return rc;
     r->fn = fn;
     r->flags = flags;
+    r->view_data = data;
     return 0;
 }
 
-int vial_route_as(vial_app *app, const char *rule, vial_handler fn, const char *endpoint, int flags)
+int vial_route_as(vial_app *app, const char *rule, vial_handler fn, const char *endpoint, void *data)
 {
-    return route_as(app, NULL, rule, fn, endpoint, flags);
+    return route_as(app, NULL, rule, fn, endpoint, data, VIAL_ASYNC);
+}
+
+int vial_route_as_sync(vial_app *app, const char *rule, vial_handler fn, const char *endpoint,
+                       void *data)
+{
+    return route_as(app, NULL, rule, fn, endpoint, data, VIAL_SYNC);
 }
 
 int vial_converter(vial_app *app, const char *name, vial_converter_fn match, void *arg)
@@ -258,7 +265,7 @@ int vial_add_view(vial_app *app, const char *path, const char *endpoint,
     return add_view(app, NULL, path, endpoint, methods, data);
 }
 
-void *vial_view_data(vial_req *rq)
+void *vial_route_data(vial_req *rq)
 {
     return vial_rqs(rq)->route ? vial_rqs(rq)->route->view_data : NULL;
 }
@@ -306,28 +313,68 @@ static int add_errh(vial_hooks *h, int code, vial_handler fn, int flags)
     return 0;
 }
 
-int vial_before_request(vial_app *app, vial_handler fn, int flags)
+static int before_request(vial_app *app, vial_handler fn, int flags)
 {
     int rc = vial_app_setup_check(app);
     return rc < 0 ? rc : add_fn(&app->hooks.before, &app->hooks.nbefore, fn, flags);
 }
 
-int vial_after_request(vial_app *app, vial_handler fn, int flags)
+int vial_before_request(vial_app *app, vial_handler fn)
+{
+    return before_request(app, fn, VIAL_ASYNC);
+}
+
+int vial_before_request_sync(vial_app *app, vial_handler fn)
+{
+    return before_request(app, fn, VIAL_SYNC);
+}
+
+static int after_request(vial_app *app, vial_handler fn, int flags)
 {
     int rc = vial_app_setup_check(app);
     return rc < 0 ? rc : add_fn(&app->hooks.after, &app->hooks.nafter, fn, flags);
 }
 
-int vial_teardown_request(vial_app *app, vial_teardown_fn fn, int flags)
+int vial_after_request(vial_app *app, vial_handler fn)
+{
+    return after_request(app, fn, VIAL_ASYNC);
+}
+
+int vial_after_request_sync(vial_app *app, vial_handler fn)
+{
+    return after_request(app, fn, VIAL_SYNC);
+}
+
+static int teardown_request(vial_app *app, vial_teardown_fn fn, int flags)
 {
     int rc = vial_app_setup_check(app);
     return rc < 0 ? rc : add_teardown(&app->hooks, fn, flags);
 }
 
-int vial_errorhandler(vial_app *app, int code, vial_handler fn, int flags)
+int vial_teardown_request(vial_app *app, vial_teardown_fn fn)
+{
+    return teardown_request(app, fn, VIAL_ASYNC);
+}
+
+int vial_teardown_request_sync(vial_app *app, vial_teardown_fn fn)
+{
+    return teardown_request(app, fn, VIAL_SYNC);
+}
+
+static int errorhandler(vial_app *app, int code, vial_handler fn, int flags)
 {
     int rc = vial_app_setup_check(app);
     return rc < 0 ? rc : add_errh(&app->hooks, code, fn, flags);
+}
+
+int vial_errorhandler(vial_app *app, int code, vial_handler fn)
+{
+    return errorhandler(app, code, fn, VIAL_ASYNC);
+}
+
+int vial_errorhandler_sync(vial_app *app, int code, vial_handler fn)
+{
+    return errorhandler(app, code, fn, VIAL_SYNC);
 }
 
 /* --- blueprints ------------------------------------------------------------------------ */
@@ -362,9 +409,15 @@ vial_bp *vial_blueprint(vial_app *app, const char *name, const char *url_prefix)
     return bp;
 }
 
-int vial_bp_route_as(vial_bp *bp, const char *rule, vial_handler fn, const char *endpoint, int flags)
+int vial_bp_route_as(vial_bp *bp, const char *rule, vial_handler fn, const char *endpoint, void *data)
 {
-    return bp ? route_as(bp->app, bp, rule, fn, endpoint, flags) : -EINVAL;
+    return bp ? route_as(bp->app, bp, rule, fn, endpoint, data, VIAL_ASYNC) : -EINVAL;
+}
+
+int vial_bp_route_as_sync(vial_bp *bp, const char *rule, vial_handler fn, const char *endpoint,
+                          void *data)
+{
+    return bp ? route_as(bp->app, bp, rule, fn, endpoint, data, VIAL_SYNC) : -EINVAL;
 }
 
 int vial_bp_add_view(vial_bp *bp, const char *path, const char *endpoint,
@@ -373,7 +426,7 @@ int vial_bp_add_view(vial_bp *bp, const char *path, const char *endpoint,
     return bp ? add_view(bp->app, bp, path, endpoint, methods, data) : -EINVAL;
 }
 
-int vial_bp_before_request(vial_bp *bp, vial_handler fn, int flags)
+static int bp_before_request(vial_bp *bp, vial_handler fn, int flags)
 {
     if (!bp)
         return -EINVAL;
@@ -381,7 +434,17 @@ int vial_bp_before_request(vial_bp *bp, vial_handler fn, int flags)
     return rc < 0 ? rc : add_fn(&bp->hooks.before, &bp->hooks.nbefore, fn, flags);
 }
 
-int vial_bp_after_request(vial_bp *bp, vial_handler fn, int flags)
+int vial_bp_before_request(vial_bp *bp, vial_handler fn)
+{
+    return bp_before_request(bp, fn, VIAL_ASYNC);
+}
+
+int vial_bp_before_request_sync(vial_bp *bp, vial_handler fn)
+{
+    return bp_before_request(bp, fn, VIAL_SYNC);
+}
+
+static int bp_after_request(vial_bp *bp, vial_handler fn, int flags)
 {
     if (!bp)
         return -EINVAL;
@@ -389,7 +452,17 @@ int vial_bp_after_request(vial_bp *bp, vial_handler fn, int flags)
     return rc < 0 ? rc : add_fn(&bp->hooks.after, &bp->hooks.nafter, fn, flags);
 }
 
-int vial_bp_teardown_request(vial_bp *bp, vial_teardown_fn fn, int flags)
+int vial_bp_after_request(vial_bp *bp, vial_handler fn)
+{
+    return bp_after_request(bp, fn, VIAL_ASYNC);
+}
+
+int vial_bp_after_request_sync(vial_bp *bp, vial_handler fn)
+{
+    return bp_after_request(bp, fn, VIAL_SYNC);
+}
+
+static int bp_teardown_request(vial_bp *bp, vial_teardown_fn fn, int flags)
 {
     if (!bp)
         return -EINVAL;
@@ -397,12 +470,32 @@ int vial_bp_teardown_request(vial_bp *bp, vial_teardown_fn fn, int flags)
     return rc < 0 ? rc : add_teardown(&bp->hooks, fn, flags);
 }
 
-int vial_bp_errorhandler(vial_bp *bp, int code, vial_handler fn, int flags)
+int vial_bp_teardown_request(vial_bp *bp, vial_teardown_fn fn)
+{
+    return bp_teardown_request(bp, fn, VIAL_ASYNC);
+}
+
+int vial_bp_teardown_request_sync(vial_bp *bp, vial_teardown_fn fn)
+{
+    return bp_teardown_request(bp, fn, VIAL_SYNC);
+}
+
+static int bp_errorhandler(vial_bp *bp, int code, vial_handler fn, int flags)
 {
     if (!bp)
         return -EINVAL;
     int rc = vial_app_setup_check(bp->app);
     return rc < 0 ? rc : add_errh(&bp->hooks, code, fn, flags);
+}
+
+int vial_bp_errorhandler(vial_bp *bp, int code, vial_handler fn)
+{
+    return bp_errorhandler(bp, code, fn, VIAL_ASYNC);
+}
+
+int vial_bp_errorhandler_sync(vial_bp *bp, int code, vial_handler fn)
+{
+    return bp_errorhandler(bp, code, fn, VIAL_SYNC);
 }
 
 /* --- middleware -------------------------------------------------------------------------- */
@@ -475,6 +568,8 @@ int vial_run(vial_app *app, const vial_config *cfg)
         c.body_min_rate = d.body_min_rate;
     if (!c.body_memory_max)
         c.body_memory_max = d.body_memory_max;
+    if (c.max_fields <= 0)
+        c.max_fields = d.max_fields;
     if (!c.access_log_format)
         c.access_log_format = d.access_log_format;
     int level = vial_log_level_parse(c.log_level ? c.log_level : d.log_level);

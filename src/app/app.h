@@ -97,6 +97,10 @@ int vial_call(vial_req *rq, vial_handler fn, int flags);
 /* The same for blocking work with any signature (used for teardown). */
 int vial_call_blocking(vial_req *rq, void (*fn)(void *), void *arg, int flags);
 
+/* Query arguments the request carries (request.c), counted from the raw
+ * query without parsing it: dispatch holds it to vial_config.max_fields. */
+unsigned vial_req_arg_total(vial_req *rq);
+
 /* The whole request lifecycle (dispatch.c): before hooks, routing, the view
  * through its middleware, error handlers, after hooks, session save,
  * teardown. Fills rq->res. Installed as the server's serve function. */

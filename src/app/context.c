@@ -49,7 +49,7 @@ int vial_g_set_str(vial_req *rq, const char *key, const char *value)
     return vial_g_set(rq, key, copy);
 }
 
-void *vial_app_data(vial_req *rq)
+void *vial_app_get_data(vial_req *rq)
 {
     return vial_rqs(rq)->app ? vial_rqs(rq)->app->data : NULL;
 }

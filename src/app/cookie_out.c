@@ -218,7 +218,7 @@ static int cookie_header(vial_res *rs, const char *name, const char *value,
                            same_site ? "; SameSite=" : "", same_site ? same_site : "");
     if (!h)
         return -ENOMEM;
-    return vial_res_header(rs, "Set-Cookie", h);
+    return vial_res_add_header(rs, "Set-Cookie", h);
 }
 
 int vial_set_cookie(vial_res *rs, const char *name, const char *value, const vial_cookie_opts *opts)
@@ -258,7 +258,7 @@ int vial_redirect(vial_res *rs, const char *location, int status)
             return -ENOMEM;
         rs->headers[i].value = copy;
         rs->headers[i].value_len = (uint32_t)n;
-    } else if ((r = vial_res_header(rs, "Location", location)) < 0) {
+    } else if ((r = vial_res_add_header(rs, "Location", location)) < 0) {
         return r;
     }
     rs->status = status;
@@ -266,9 +266,9 @@ int vial_redirect(vial_res *rs, const char *location, int status)
      * Plain text, so the location needs no escaping. */
     rs->content_type = "text/plain; charset=utf-8";
     rs->body_len = 0;
-    r = vial_res_append(rs, "Redirecting to ", 15);
+    r = vial_res_append_body(rs, "Redirecting to ", 15);
     if (r == 0)
-        r = vial_res_append(rs, location, strlen(location));
+        r = vial_res_append_body(rs, location, strlen(location));
     return r;
 }
 

@@ -49,6 +49,8 @@ int vial_call_blocking(vial_req *rq, void (*fn)(void *), void *arg, int flags)
         fn(arg);
         return 0;
     }
+    if (rq->app_data && vial_rqs(rq)->shed)
+        return 0; /* shutting down with the pool refusing work: skipped (see vial_call) */
     rq->is_sync = 1;
     int r = vial_pool_run(rq->pool, fn, arg);
     rq->is_sync = 0;
@@ -59,6 +61,11 @@ int vial_call(vial_req *rq, vial_handler fn, int flags)
 {
     if (flags != VIAL_SYNC || !rq->pool)
         return fn(rq, &rq->res);
+    /* Shutting down, and the pool refused this request's sync work: its
+     * remaining sync functions are skipped, so it answers within the grace
+     * period instead of waiting behind blocked workers. */
+    if (vial_rqs(rq)->shed)
+        return 0;
     struct sync_call sc = {fn, rq, 0};
     /* A sync handler whose client left while it waited in the queue is
      * withdrawn, never run: departed clients must not fill the pool. */
@@ -67,9 +74,15 @@ int vial_call(vial_req *rq, vial_handler fn, int flags)
     rq->is_sync = 0;
     if (r == -ECANCELED)
         return vial_fail(&rq->res, "request cancelled before its sync handler ran");
+    if (r == -ESHUTDOWN) {
+        /* The caller decides what a refusal means: before the view, a 503;
+         * after it (after_request), the hook is skipped. */
+        vial_rqs(rq)->shed = 1;
+        return -ESHUTDOWN;
+    }
     if (r == -EAGAIN) {
         /* The pool's queue is full: shed load rather than queue forever. */
-        vial_res_header(&rq->res, "Retry-After", "1");
+        vial_res_add_header(&rq->res, "Retry-After", "1");
         return vial_abort_msg(&rq->res, 503, "worker pool saturated");
     }
     return r < 0 ? vial_fail(&rq->res, "worker pool unavailable") : sc.result;
@@ -156,6 +169,8 @@ static int run_after(vial_req *rq, const vial_hooks *h)
 {
     for (unsigned i = h->nafter; i-- > 0;) {
         int r = vial_call(rq, h->after[i].fn, h->after[i].flags);
+        if (r == -ESHUTDOWN)
+            continue; /* shutting down: the view's response stands */
         if (r < 0)
             return r;
         if (vial_rqs(rq)->failed)
@@ -224,11 +239,15 @@ static const char *handle_error(vial_app *app, vial_req *rq, const vial_bp *bp, 
     vial_res_drop_file(rs);
     rs->body_len = 0;
     rs->content_type = NULL;
-    if (!eh) {
+    if (!eh || (eh->flags == VIAL_SYNC && vial_rqs(rq)->shed)) {
         render_default(rq, code);
         return NULL;
     }
     int r = outcome(rs, vial_call(rq, eh->fn, eh->flags));
+    if (r == -ESHUTDOWN) {
+        render_default(rq, code);
+        return NULL;
+    }
     if (r == 0 || r == VIAL_DONE)
         return NULL;
     /* A failing error handler: Flask gives up on handlers and sends a bare 500. */
@@ -340,7 +359,7 @@ static void redirect_slash(vial_req *rq)
     rs->status = 308;
     rs->body_len = 0;
     if (loc)
-        vial_res_header(rs, "Location", loc);
+        vial_res_add_header(rs, "Location", loc);
 }
 
 static void serve(vial_app *app, vial_req *rq)
@@ -402,7 +421,7 @@ static void serve(vial_app *app, vial_req *rq)
             vial_tasks_reap(rq);
         }
         if (st == 426)
-            vial_res_header(rs, "Sec-WebSocket-Version", "13");
+            vial_res_add_header(rs, "Sec-WebSocket-Version", "13");
         if (st)
             handle_error(app, rq, rule->bp, st, NULL);
         if (co)
@@ -418,11 +437,17 @@ static void serve(vial_app *app, vial_req *rq)
     if (rc == 0 && lc.bp)
         rc = run_before(rq, &lc.bp->hooks);
     int routing_redirect = 0;
+    unsigned nargs = rq->head.has_query ? vial_req_arg_total(rq) : 0;
     if (rc == 0) {
-        if (options) {
+        if (nargs > vial_req_max_fields(rq)) {
+            /* Raised where routing errors are, after the before hooks, as
+             * Werkzeug raises its form limits when the data is read. */
+            rc = vial_abort_msg(rs, 413, vial_sprintf(rq, "too many query arguments (%u; the limit is %u)",
+                                                      nargs, vial_req_max_fields(rq)));
+        } else if (options) {
             rs->status = 200;
             rs->body_len = 0;
-            vial_res_header(rs, "Allow", allow);
+            vial_res_add_header(rs, "Allow", allow);
         } else if (mr == VIAL_MATCH_OK && rq->head.upgrade_websocket) {
             rc = vial_abort(rs, 400); /* not a websocket route: not upgraded */
         } else if (mr == VIAL_MATCH_OK) {
@@ -437,7 +462,7 @@ static void serve(vial_app *app, vial_req *rq)
             }
         } else if (mr == VIAL_MATCH_METHOD) {
             if (allow)
-                vial_res_header(rs, "Allow", allow);
+                vial_res_add_header(rs, "Allow", allow);
             rc = vial_abort(rs, 405);
         } else if (mr == VIAL_MATCH_REDIRECT) {
             redirect_slash(rq);
@@ -445,6 +470,11 @@ static void serve(vial_app *app, vial_req *rq)
         } else {
             rc = vial_abort(rs, 404);
         }
+    }
+    if (rc == -ESHUTDOWN) {
+        /* A before hook or the view was refused by the draining pool. */
+        vial_res_add_header(rs, "Retry-After", "1");
+        rc = vial_abort_msg(rs, 503, "server shutting down");
     }
     rc = outcome(rs, rc);
     int http_status = vial_http_status_of(rc);

@@ -11,6 +11,7 @@
 #include "runtime/ascii.h"
 #include "app/utf8.h"
 #include "app/multipart.h"
+#include "app/kvindex.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,7 +25,6 @@
 #ifndef VIAL_FORM_SPILL /* the fuzzer lowers it to exercise spilling */
 #define VIAL_FORM_SPILL (64 * 1024) /* file parts above this go to disk */
 #endif
-#define VIAL_FORM_MAX_PARTS 1000
 /* Too many parts is Werkzeug's RequestEntityTooLarge (max_form_parts). */
 #define VIAL_FORM_PARTS_STATUS 413
 
@@ -34,6 +34,7 @@ struct vial_form {
     int is_form;       /* the Content-Type is a form's */
     vial_kv *fields;
     unsigned nfields, fields_cap;
+    vial_kv_index ix; /* over fields, built at the first lookup by name */
     vial_file *files;
     unsigned nfiles, files_cap;
 };
@@ -163,7 +164,9 @@ static int add_field(vial_arena *a, struct vial_form *f, const char *name, const
         f->fields_cap = cap;
     }
     f->fields[f->nfields].name = name;
+    f->fields[f->nfields].name_len = strlen(name);
     f->fields[f->nfields].value = value;
+    f->fields[f->nfields].value_len = strlen(value);
     f->nfields++;
     return 0;
 }
@@ -182,16 +185,21 @@ static int add_file(vial_arena *a, struct vial_form *f, const vial_file *file)
     return 0;
 }
 
+#define FORM_TOO_MANY (-2)
+
 /* Same rules as the query string (request.c parse_args): split at '&',
  * empty pieces skipped, split at the first '=', '+' is a space, then
  * percent-decoding with UTF-8 repair. */
 static int parse_urlencoded(vial_req *rq, struct vial_form *f)
 {
     const char *p = rq->body, *end = p + rq->body_len;
+    unsigned max = vial_req_max_fields(rq);
     while (p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
         const char *e = amp ? amp : end;
         if (e > p) {
+            if (f->nfields >= max)
+                return FORM_TOO_MANY;
             const char *eq = memchr(p, '=', (size_t)(e - p));
             const char *ke = eq ? eq : e;
             const char *k = vial_url_decode(&rq->arena, p, (size_t)(ke - p), 1, NULL);
@@ -208,7 +216,7 @@ static int parse_urlencoded(vial_req *rq, struct vial_form *f)
 
 /* Callback errors, mapped to a status and message by mp_error(). */
 enum {
-    FORM_E_PARTS = -2001,  /* more than VIAL_FORM_MAX_PARTS parts */
+    FORM_E_PARTS = -2001,  /* more than vial_config.max_fields parts */
     FORM_E_DISP = -2002,   /* Content-Disposition not form-data or malformed */
     FORM_E_NONAME = -2003, /* part without Content-Disposition name */
     FORM_E_NOMEM = -2004,
@@ -296,7 +304,7 @@ static int spill(part_ctx *c)
 static int mp_part_begin(void *ud)
 {
     part_ctx *c = ud;
-    if (++c->nparts > VIAL_FORM_MAX_PARTS)
+    if (++c->nparts > vial_req_max_fields(c->rq))
         return FORM_E_PARTS;
     c->has_disposition = 0;
     c->name = c->filename = c->content_type = NULL;
@@ -445,7 +453,7 @@ static int mp_error(int rc, const char **msg)
 {
     switch (rc) {
     case FORM_E_PARTS:
-        *msg = "too many multipart parts";
+        *msg = "too many multipart parts (more than vial_config.max_fields)";
         return VIAL_FORM_PARTS_STATUS;
     case FORM_E_DISP:
         *msg = "part Content-Disposition is not form-data or is malformed";
@@ -515,7 +523,13 @@ static struct vial_form *form_get(vial_req *rq)
     int status = 0;
     if (media_type_is(ct, n, "application/x-www-form-urlencoded")) {
         f->is_form = 1;
-        if (parse_urlencoded(rq, f) < 0) {
+        int r = parse_urlencoded(rq, f);
+        if (r == FORM_TOO_MANY) {
+            status = 413;
+            f->error = vial_sprintf(rq, "too many form fields (the limit is %u)", vial_req_max_fields(rq));
+            if (!f->error)
+                f->error = "too many form fields";
+        } else if (r < 0) {
             status = 500;
             f->error = "out of memory";
         }
@@ -548,10 +562,21 @@ int vial_req_parse_form(vial_req *rq)
 const char *vial_req_form(vial_req *rq, const char *name)
 {
     struct vial_form *f = form_get(rq);
-    for (unsigned i = 0; i < f->nfields; i++)
-        if (!strcmp(f->fields[i].name, name))
-            return f->fields[i].value;
-    return NULL;
+    int i = vial_kv_find(&f->ix, f->fields, f->nfields, name, strlen(name), &rq->arena);
+    return i < 0 ? NULL : f->fields[i].value;
+}
+
+unsigned vial_req_form_list(vial_req *rq, const char *name, const char **values, unsigned cap)
+{
+    struct vial_form *f = form_get(rq);
+    unsigned n = 0;
+    for (int i = vial_kv_find(&f->ix, f->fields, f->nfields, name, strlen(name), &rq->arena); i >= 0;
+         i = vial_kv_next(&f->ix, f->fields, f->nfields, (unsigned)i, &rq->arena)) {
+        if (n < cap)
+            values[n] = f->fields[i].value;
+        n++;
+    }
+    return n;
 }
 
 unsigned vial_req_form_count(vial_req *rq)

@@ -26,7 +26,7 @@ vial_json *vial_json_begin(vial_res *rs, int status)
 }
 
 /* Appends in place when the body has room: a JSON document is many tiny
- * pieces, and the call chain vial_res_append -> body_reserve per piece cost
+ * pieces, and the call chain vial_res_append_body -> body_reserve per piece cost
  * more than the bytes. */
 static inline void put(vial_json *j, const char *s, size_t n)
 {
@@ -38,7 +38,7 @@ static inline void put(vial_json *j, const char *s, size_t n)
         rs->body_len += n;
         return;
     }
-    if (vial_res_append(rs, s, n) < 0)
+    if (vial_res_append_body(rs, s, n) < 0)
         j->err = -ENOMEM;
 }
 

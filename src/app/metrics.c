@@ -143,12 +143,12 @@ void vial_metrics_end(vial_req *rq, unsigned id, const char *endpoint, uint64_t 
 static void out_u64(vial_res *rs, uint64_t v)
 {
     char b[VIAL_FMT_INT_SIZE];
-    vial_res_append(rs, b, vial_fmt_u64(b, v));
+    vial_res_append_body(rs, b, vial_fmt_u64(b, v));
 }
 
 static void out_s(vial_res *rs, const char *s)
 {
-    vial_res_append(rs, s, strlen(s));
+    vial_res_append_body(rs, s, strlen(s));
 }
 
 /* Seconds from ns, "12.345678901" without floating point. */
@@ -168,11 +168,11 @@ static void out_label(vial_res *rs, const char *v)
 {
     for (; *v; v++) {
         if (*v == '\\' || *v == '"')
-            vial_res_append(rs, "\\", 1);
+            vial_res_append_body(rs, "\\", 1);
         if (*v == '\n')
             out_s(rs, "\\n");
         else
-            vial_res_append(rs, v, 1);
+            vial_res_append_body(rs, v, 1);
     }
 }
 
@@ -244,7 +244,7 @@ void vial_metrics_render(vial_req *rq)
             }
         }
     }
-    vial_res_status(rs, 200);
+    vial_res_set_status(rs, 200);
     vial_res_set_header(rs, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     out_s(rs, "# HELP vial_requests_total Requests answered, by endpoint, method and status.\n"
               "# TYPE vial_requests_total counter\n");

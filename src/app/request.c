@@ -193,11 +193,38 @@ static const vial_kv *find_arg(vial_req *rq, const char *name)
 {
     if (!rq->args_parsed)
         parse_args(rq);
-    size_t n = strlen(name);
-    for (unsigned i = 0; i < rq->nargs; i++)
-        if (rq->args[i].name_len == n && !memcmp(rq->args[i].name, name, n))
-            return &rq->args[i];
-    return NULL;
+    int i = vial_kv_find(&vial_rqs(rq)->args_ix, rq->args, rq->nargs, name, strlen(name), &rq->arena);
+    return i < 0 ? NULL : &rq->args[i];
+}
+
+unsigned vial_req_arg_list(vial_req *rq, const char *name, const char **values, unsigned cap)
+{
+    if (!rq->args_parsed)
+        parse_args(rq);
+    vial_kv_index *ix = &vial_rqs(rq)->args_ix;
+    unsigned n = 0;
+    for (int i = vial_kv_find(ix, rq->args, rq->nargs, name, strlen(name), &rq->arena); i >= 0;
+         i = vial_kv_next(ix, rq->args, rq->nargs, (unsigned)i, &rq->arena)) {
+        if (n < cap)
+            values[n] = rq->args[i].value;
+        n++;
+    }
+    return n;
+}
+
+unsigned vial_req_arg_total(vial_req *rq)
+{
+    /* Counted from the raw query without parsing it: dispatch checks the
+     * limit on every request that has a query. */
+    const char *q = rq->head.query.p, *end = q + rq->head.query.len;
+    unsigned n = 0;
+    for (const char *p = q; p < end;) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *e = amp ? amp : end;
+        n += e > p; /* empty pieces are skipped, as parse_args does */
+        p = e + 1;
+    }
+    return n;
 }
 
 const char *vial_req_arg_n(vial_req *rq, const char *name, size_t *len)
@@ -327,6 +354,7 @@ int vial_offload(vial_req *rq, void (*fn)(void *arg), void *arg)
 
 uint64_t vial_now_ms(void)
 {
-    vial_loop *l = vial_loop_current();
-    return (l ? l->now : vial_clock_ns()) / 1000000ull;
+    /* The clock itself (a vDSO read), not the loop's now cached at the start
+     * of its iteration, which lags behind a coroutine that has run a while. */
+    return vial_clock_ns() / 1000000ull;
 }

@@ -82,5 +82,5 @@ const char *vial_req_id(vial_req *rq)
 
 void vial_request_id_echo(vial_req *rq)
 {
-    vial_res_header(&rq->res, "X-Request-ID", vial_req_id(rq));
+    vial_res_add_header(&rq->res, "X-Request-ID", vial_req_id(rq));
 }

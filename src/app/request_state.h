@@ -9,8 +9,10 @@
 #define VIAL_APP_REQUEST_STATE_H
 
 #include "vial.h"
+#include "app/kvindex.h"
 #include "app/router.h"
 #include "http/exchange.h"
+#include "http/server.h"
 
 #include <stdint.h>
 
@@ -62,6 +64,8 @@ typedef struct vial_req_state {
     int failed;                /* vial_fail was called */
     int helper_code;
     int built;                 /* a response-building call ran (status, body, json...) */
+    int shed;                  /* shutting down: the pool refused its sync work; the
+                                * rest of its sync functions are skipped */
     int finalized;
     unsigned nparams;
 
@@ -70,7 +74,15 @@ typedef struct vial_req_state {
     int64_t param_ints[VIAL_MAX_PARAMS];
     double param_doubles[VIAL_MAX_PARAMS];
     vial_json json_out;
+    vial_kv_index args_ix; /* over rq->args, built at the first lookup by name */
 } vial_req_state;
+
+/* The request's limit on query arguments, form fields and multipart parts
+ * (vial_config.max_fields; the default under the test client). */
+static inline unsigned vial_req_max_fields(const vial_req *rq)
+{
+    return rq->server && rq->server->cfg.max_fields > 0 ? (unsigned)rq->server->cfg.max_fields : 1000u;
+}
 
 /* Clears st for app and hangs it on rq. vial_app_serve keeps it in its own
  * frame, which outlives everything that reads it. */
@@ -97,8 +109,11 @@ static inline void vial_req_state_init(vial_req *rq, vial_req_state *st, struct 
     st->failed = 0;
     st->helper_code = 0;
     st->built = 0;
+    st->shed = 0;
     st->finalized = 0;
     st->nparams = 0;
+    st->args_ix.built = 0;
+    st->args_ix.failed = 0;
     rq->app_data = st;
 }
 

@@ -17,7 +17,7 @@ static vial_arena *res_arena(vial_res *rs)
     return &rs->rq->arena;
 }
 
-int vial_res_status(vial_res *rs, int status)
+int vial_res_set_status(vial_res *rs, int status)
 {
     if (status < 100 || status > 999)
         return -EINVAL;
@@ -26,7 +26,7 @@ int vial_res_status(vial_res *rs, int status)
     return 0;
 }
 
-int vial_res_header(vial_res *rs, const char *name, const char *value)
+int vial_res_add_header(vial_res *rs, const char *name, const char *value)
 {
     if (!name || !value || !*name)
         return -EINVAL;
@@ -63,13 +63,13 @@ int vial_res_header(vial_res *rs, const char *name, const char *value)
 int vial_res_set_header(vial_res *rs, const char *name, const char *value)
 {
     if (!vial_ascii_casecmp(name, "Content-Type"))
-        return vial_res_header(rs, name, value);
+        return vial_res_add_header(rs, name, value);
     uint32_t o = 0;
     for (uint32_t i = 0; i < rs->nheaders; i++)
         if (vial_ascii_casecmp(rs->headers[i].name, name))
             rs->headers[o++] = rs->headers[i];
     rs->nheaders = o;
-    return vial_res_header(rs, name, value);
+    return vial_res_add_header(rs, name, value);
 }
 
 const char *vial_res_get_header(vial_res *rs, const char *name)
@@ -95,7 +95,7 @@ void vial_res_drop_file(vial_res *rs)
     }
 }
 
-int vial_res_body_static(vial_res *rs, const void *data, size_t len)
+int vial_res_set_body_static(vial_res *rs, const void *data, size_t len)
 {
     vial_res_drop_file(rs); /* a body replaces a file body */
     vial_rqs(rs->rq)->built = 1;
@@ -124,7 +124,7 @@ static int body_reserve(vial_res *rs, size_t extra)
     return 0;
 }
 
-int vial_res_append(vial_res *rs, const void *data, size_t len)
+int vial_res_append_body(vial_res *rs, const void *data, size_t len)
 {
     vial_res_drop_file(rs); /* a body replaces a file body */
     vial_rqs(rs->rq)->built = 1;
@@ -135,12 +135,12 @@ int vial_res_append(vial_res *rs, const void *data, size_t len)
     return 0;
 }
 
-int vial_res_body(vial_res *rs, const void *data, size_t len)
+int vial_res_set_body(vial_res *rs, const void *data, size_t len)
 {
     rs->body_len = 0;
     if (rs->body_cap == 0)
         rs->body = NULL;
-    return vial_res_append(rs, data, len);
+    return vial_res_append_body(rs, data, len);
 }
 
 static int res_vprintf(vial_res *rs, const char *fmt, va_list ap)
@@ -153,7 +153,7 @@ static int res_vprintf(vial_res *rs, const char *fmt, va_list ap)
     if (n < 0)
         r = -EINVAL;
     else if ((size_t)n < sizeof small)
-        r = vial_res_append(rs, small, (size_t)n);
+        r = vial_res_append_body(rs, small, (size_t)n);
     else if ((r = body_reserve(rs, (size_t)n + 1)) == 0) {
         vial_vsnprintf(rs->body + rs->body_len, (size_t)n + 1, fmt, ap2);
         rs->body_len += (size_t)n;

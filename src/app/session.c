@@ -50,7 +50,7 @@ typedef struct kvlist {
 struct vial_session {
     kvlist items;   /* user data, in insertion order */
     kvlist flashes; /* name = category, value = message */
-    kvlist taken;   /* what vial_flashed returned this request */
+    kvlist taken;   /* what vial_get_flashed_messages returned this request */
     int flashes_taken;
     int modified;
     int had_cookie; /* the request carried a session cookie (valid or not) */
@@ -64,7 +64,7 @@ static struct vial_session_config *config_of(vial_req *rq)
 
 /* --- secret key ------------------------------------------------------------------ */
 
-int vial_app_secret_key(vial_app *app, const char *key)
+int vial_app_set_secret_key(vial_app *app, const char *key)
 {
     int rc = vial_app_setup_check(app);
     if (rc < 0)
@@ -350,7 +350,7 @@ int vial_flash(vial_req *rq, const char *category, const char *message)
     return 0;
 }
 
-unsigned vial_flashed(vial_req *rq, const char ***categories, const char ***messages)
+unsigned vial_get_flashed_messages(vial_req *rq, const char ***categories, const char ***messages)
 {
     if (categories)
         *categories = NULL;
@@ -436,7 +436,7 @@ int vial_session_save(vial_req *rq)
     int r;
     /* The response depends on the cookie: shared caches must not serve it
      * to another client. */
-    if (!has_vary_cookie(rs) && (r = vial_res_header(rs, "Vary", "Cookie")) < 0)
+    if (!has_vary_cookie(rs) && (r = vial_res_add_header(rs, "Vary", "Cookie")) < 0)
         return r;
     if (!s->modified)
         return 0;

@@ -269,11 +269,11 @@ static int serve_fd(vial_req *rq, vial_res *rs, int fd, const struct stat *st, c
     }
 
     int r;
-    if ((r = vial_res_header(rs, "ETag", etag)) < 0 ||
-        (r = vial_res_header(rs, "Last-Modified", lastmod)) < 0 ||
+    if ((r = vial_res_add_header(rs, "ETag", etag)) < 0 ||
+        (r = vial_res_add_header(rs, "Last-Modified", lastmod)) < 0 ||
         /* Flask's default: caches keep the file but revalidate each use,
          * which the validators above make cheap. */
-        (r = vial_res_header(rs, "Cache-Control", "no-cache")) < 0) {
+        (r = vial_res_add_header(rs, "Cache-Control", "no-cache")) < 0) {
         close(fd);
         return r;
     }
@@ -301,14 +301,14 @@ static int serve_fd(vial_req *rq, vial_res *rs, int fd, const struct stat *st, c
         if (honour)
             range = parse_range(h, size, &start, &len);
     }
-    if ((r = vial_res_header(rs, "Accept-Ranges", "bytes")) < 0) {
+    if ((r = vial_res_add_header(rs, "Accept-Ranges", "bytes")) < 0) {
         close(fd);
         return r;
     }
     if (range == RANGE_UNSATISFIABLE) {
         char cr[48];
         snprintf(cr, sizeof cr, "bytes */%" PRIu64, size);
-        if ((r = vial_res_header(rs, "Content-Range", cr)) < 0) {
+        if ((r = vial_res_add_header(rs, "Content-Range", cr)) < 0) {
             close(fd);
             return r;
         }
@@ -317,7 +317,7 @@ static int serve_fd(vial_req *rq, vial_res *rs, int fd, const struct stat *st, c
     if (range == RANGE_ONE) {
         char cr[80];
         snprintf(cr, sizeof cr, "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, start, start + len - 1, size);
-        if ((r = vial_res_header(rs, "Content-Range", cr)) < 0) {
+        if ((r = vial_res_add_header(rs, "Content-Range", cr)) < 0) {
             close(fd);
             return r;
         }
@@ -483,7 +483,7 @@ static int open_beneath(int dfd, const char *rel)
 
 static int static_get(vial_req *rq, vial_res *rs)
 {
-    const static_mount *m = vial_view_data(rq);
+    const static_mount *m = vial_route_data(rq);
     const char *name = vial_req_param(rq, "filename");
     if (!m || !name || !safe_name(rq, name))
         return vial_abort(rs, 404);

@@ -174,7 +174,7 @@ int vial_cancelled(vial_req *rq)
 
 static uint64_t deadline_in(vial_coro *c, uint64_t ms)
 {
-    uint64_t d = c->loop->now + ms * 1000000ull;
+    uint64_t d = vial_clock_ns() + ms * 1000000ull; /* not the cached now: never early */
     return c->deadline && c->deadline < d ? c->deadline : d;
 }
 

@@ -23,7 +23,7 @@ typedef struct kv {
     char *name, *value;
 } kv;
 
-struct vial_client {
+struct vial_test_client {
     vial_app *app;
     vial_loop loop;
     vial_pool *pool;
@@ -31,7 +31,7 @@ struct vial_client {
     unsigned njar;
 };
 
-struct vial_response {
+struct vial_test_response {
     int status;
     kv *headers;
     unsigned nheaders;
@@ -39,9 +39,9 @@ struct vial_response {
     size_t body_len, body_cap;
 };
 
-vial_client *vial_client_new(vial_app *app)
+vial_test_client *vial_test_client_new(vial_app *app)
 {
-    vial_client *c = calloc(1, sizeof *c);
+    vial_test_client *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
     c->app = app;
@@ -52,13 +52,13 @@ vial_client *vial_client_new(vial_app *app)
     c->loop.coro_pool = vial_coro_pool_new(128 * 1024, 8);
     c->pool = vial_pool_new(4, 256);
     if (!c->loop.coro_pool || !c->pool) {
-        vial_client_free(c);
+        vial_test_client_free(c);
         return NULL;
     }
     return c;
 }
 
-static void jar_clear(vial_client *c)
+static void jar_clear(vial_test_client *c)
 {
     for (unsigned i = 0; i < c->njar; i++) {
         free(c->jar[i].name);
@@ -69,7 +69,7 @@ static void jar_clear(vial_client *c)
     c->njar = 0;
 }
 
-void vial_client_free(vial_client *c)
+void vial_test_client_free(vial_test_client *c)
 {
     if (!c)
         return;
@@ -82,7 +82,7 @@ void vial_client_free(vial_client *c)
 
 /* --- response building ----------------------------------------------------------- */
 
-static int body_append(vial_response *r, const void *data, size_t len)
+static int body_append(vial_test_response *r, const void *data, size_t len)
 {
     if (r->body_cap - r->body_len < len + 1) {
         size_t cap = r->body_cap ? r->body_cap : 256;
@@ -100,7 +100,7 @@ static int body_append(vial_response *r, const void *data, size_t len)
     return 0;
 }
 
-static int header_add(vial_response *r, const char *name, const char *value)
+static int header_add(vial_test_response *r, const char *name, const char *value)
 {
     kv *h = realloc(r->headers, (r->nheaders + 1) * sizeof *h);
     if (!h)
@@ -118,9 +118,9 @@ static int header_add(vial_response *r, const char *name, const char *value)
 }
 
 struct run {
-    vial_client *client;
+    vial_test_client *client;
     vial_req *rq;
-    vial_response *resp;
+    vial_test_response *resp;
     int done;
 };
 
@@ -146,7 +146,7 @@ static void run_request(void *arg)
 
 /* Remembers Set-Cookie values: "name=value; attrs". Max-Age=0 or an
  * Expires in 1970 deletes. */
-static void jar_update(vial_client *c, const char *set_cookie)
+static void jar_update(vial_test_client *c, const char *set_cookie)
 {
     const char *eq = strchr(set_cookie, '=');
     if (!eq)
@@ -175,7 +175,7 @@ static void jar_update(vial_client *c, const char *set_cookie)
         c->njar++;
 }
 
-static void collect(vial_client *c, vial_req *rq, vial_response *r)
+static void collect(vial_test_client *c, vial_req *rq, vial_test_response *r)
 {
     vial_res *rs = &rq->res;
     r->status = rs->status;
@@ -216,7 +216,7 @@ static void collect(vial_client *c, vial_req *rq, vial_response *r)
 }
 
 /* A response for a request the HTTP layer itself rejects. */
-static vial_response *rejected(vial_response *r, int status)
+static vial_test_response *rejected(vial_test_response *r, int status)
 {
     r->status = status;
     const char *reason = vial_status_reason(status);
@@ -226,10 +226,10 @@ static vial_response *rejected(vial_response *r, int status)
     return r;
 }
 
-vial_response *vial_client_request(vial_client *c, const char *method, const char *target,
+vial_test_response *vial_test_client_request(vial_test_client *c, const char *method, const char *target,
                                    const char *const *headers, const void *body, size_t len)
 {
-    vial_response *r = calloc(1, sizeof *r);
+    vial_test_response *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
     body_append(r, "", 0);
@@ -245,7 +245,7 @@ vial_response *vial_client_request(vial_client *c, const char *method, const cha
         cap += strlen(c->jar[i].name) + strlen(c->jar[i].value) + 2;
     char *raw = malloc(cap);
     if (!raw) {
-        vial_response_free(r);
+        vial_test_response_free(r);
         return NULL;
     }
     size_t n = (size_t)snprintf(raw, cap, "%s %s HTTP/1.1\r\n", method, target);
@@ -266,7 +266,7 @@ vial_response *vial_client_request(vial_client *c, const char *method, const cha
     vial_req *rq = calloc(1, sizeof *rq);
     if (!rq) {
         free(raw);
-        vial_response_free(r);
+        vial_test_response_free(r);
         return NULL;
     }
     int status = 0;
@@ -295,7 +295,7 @@ vial_response *vial_client_request(vial_client *c, const char *method, const cha
         vial_exchange_fini(rq);
         free(rq);
         free(raw);
-        vial_response_free(r);
+        vial_test_response_free(r);
         return NULL;
     }
     c->loop.stopping = 0;
@@ -313,22 +313,22 @@ vial_response *vial_client_request(vial_client *c, const char *method, const cha
     return r;
 }
 
-vial_response *vial_client_get(vial_client *c, const char *target)
+vial_test_response *vial_test_client_get(vial_test_client *c, const char *target)
 {
-    return vial_client_request(c, "GET", target, NULL, NULL, 0);
+    return vial_test_client_request(c, "GET", target, NULL, NULL, 0);
 }
 
-int vial_response_status(const vial_response *r)
+int vial_test_response_status(const vial_test_response *r)
 {
     return r->status;
 }
 
-const char *vial_response_header(const vial_response *r, const char *name)
+const char *vial_test_response_header(const vial_test_response *r, const char *name)
 {
-    return vial_response_header_nth(r, name, 0);
+    return vial_test_response_header_nth(r, name, 0);
 }
 
-unsigned vial_response_header_count(const vial_response *r, const char *name)
+unsigned vial_test_response_header_count(const vial_test_response *r, const char *name)
 {
     unsigned n = 0;
     for (unsigned i = 0; i < r->nheaders; i++)
@@ -336,7 +336,7 @@ unsigned vial_response_header_count(const vial_response *r, const char *name)
     return n;
 }
 
-const char *vial_response_header_nth(const vial_response *r, const char *name, unsigned nth)
+const char *vial_test_response_header_nth(const vial_test_response *r, const char *name, unsigned nth)
 {
     for (unsigned i = 0; i < r->nheaders; i++)
         if (!vial_ascii_casecmp(r->headers[i].name, name) && nth-- == 0)
@@ -344,14 +344,14 @@ const char *vial_response_header_nth(const vial_response *r, const char *name, u
     return NULL;
 }
 
-const char *vial_response_body(const vial_response *r, size_t *len)
+const char *vial_test_response_body(const vial_test_response *r, size_t *len)
 {
     if (len)
         *len = r->body_len;
     return r->body ? r->body : "";
 }
 
-void vial_response_free(vial_response *r)
+void vial_test_response_free(vial_test_response *r)
 {
     if (!r)
         return;

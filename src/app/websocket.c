@@ -214,9 +214,9 @@ int vial_ws_accept(vial_ws *ws)
     rs->status = 101;
     rs->upgraded = 1;
     rs->content_type = NULL;
-    if (vial_res_header(rs, "Upgrade", "websocket") < 0 ||
-        vial_res_header(rs, "Connection", "Upgrade") < 0 ||
-        vial_res_header(rs, "Sec-WebSocket-Accept", accept) < 0)
+    if (vial_res_add_header(rs, "Upgrade", "websocket") < 0 ||
+        vial_res_add_header(rs, "Connection", "Upgrade") < 0 ||
+        vial_res_add_header(rs, "Sec-WebSocket-Accept", accept) < 0)
         return ws->result = -ENOMEM;
     char head[2048];
     int n = vial_write_head(rq, head, sizeof head, 1, 0, rq->server->cfg.server_header);
@@ -392,14 +392,15 @@ static int ws_route_view(vial_req *rq, vial_res *rs)
     return vial_abort(rs, 400);
 }
 
-int vial_ws_route(vial_app *app, const char *path, vial_ws_handler fn, const char *endpoint)
+int vial_ws_route_as(vial_app *app, const char *path, vial_ws_handler fn, const char *endpoint,
+                     void *data)
 {
     if (!app || !path || !fn || path[0] != '/')
         return -EINVAL;
     char rule[1100];
     if ((size_t)snprintf(rule, sizeof rule, "GET %s", path) >= sizeof rule)
         return -EINVAL;
-    int r = vial_route_as(app, rule, ws_route_view, endpoint, VIAL_ASYNC);
+    int r = vial_route_as(app, rule, ws_route_view, endpoint, data);
     if (r == 0)
         app->rules_tail->ws = fn; /* the rule just added */
     return r;

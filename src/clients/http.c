@@ -638,7 +638,7 @@ static int add_header(xfer *x, const char *line)
 }
 
 static int setup(xfer *x, const char *method, const char *url, const char *const *headers,
-                 const void *body, size_t len, const vial_http_opts *o)
+                 const void *body, size_t len, const vial_http_options *o)
 {
     CURL *e = x->easy;
     int bad = 0;
@@ -730,9 +730,9 @@ static int await_xfer(http_loop *hl, xfer *x)
 
 int vial_http_request(vial_req *rq, const char *method, const char *url,
                       const char *const *headers, const void *body, size_t len,
-                      const vial_http_opts *opts, vial_http_response **out)
+                      const vial_http_options *opts, vial_http_response **out)
 {
-    static const vial_http_opts defaults;
+    static const vial_http_options defaults;
     if (!out)
         return -EINVAL;
     *out = NULL;
@@ -822,16 +822,16 @@ int vial_http_request(vial_req *rq, const char *method, const char *url,
     return rc;
 }
 
-int vial_http_get(vial_req *rq, const char *url, const vial_http_opts *opts, vial_http_response **out)
+int vial_http_get(vial_req *rq, const char *url, const vial_http_options *opts, vial_http_response **out)
 {
     return vial_http_request(rq, "GET", url, NULL, NULL, 0, opts, out);
 }
 
-int vial_http_post_json(vial_req *rq, const char *url, const char *json, const vial_http_opts *opts,
+int vial_http_post_json(vial_req *rq, const char *url, const char *json, const vial_http_options *opts,
                         vial_http_response **out)
 {
     static const char *const headers[] = {"Accept: application/json", NULL};
-    vial_http_opts o = opts ? *opts : (vial_http_opts){0};
+    vial_http_options o = opts ? *opts : (vial_http_options){0};
     o.content_type = "application/json";
     if (!json) {
         if (out)
@@ -848,7 +848,7 @@ struct spawn_args {
     const char **headers;
     const void *body;
     size_t len;
-    vial_http_opts opts;
+    vial_http_options opts;
     vial_http_response **out;
 };
 
@@ -860,7 +860,7 @@ static int spawn_main(vial_req *rq, void *arg)
 
 vial_task *vial_http_spawn(vial_req *rq, const char *method, const char *url,
                            const char *const *headers, const void *body, size_t len,
-                           const vial_http_opts *opts, vial_http_response **out)
+                           const vial_http_options *opts, vial_http_response **out)
 {
     if (!rq || !method || !url || !out)
         return NULL;

@@ -1385,14 +1385,14 @@ static int run_statement(vial_req *rq, vial_pg *db, int target, vial_pg_tx *tx,
     return op_result(rq, op, out);
 }
 
-int vial_pg_query(vial_req *rq, vial_pg *db, vial_pg_result **out, const char *sql, int nparams,
-                  const char *const *params)
+static int pg_query(vial_req *rq, vial_pg *db, vial_pg_result **out, const char *sql, int nparams,
+                    const char *const *params)
 {
     return run_statement(rq, db, T_POOL, NULL, out, OP_QUERY, sql, nparams, params);
 }
 
-int vial_pg_exec_prepared(vial_req *rq, vial_pg *db, vial_pg_result **out, const char *name,
-                          int nparams, const char *const *params)
+static int pg_exec_prepared(vial_req *rq, vial_pg *db, vial_pg_result **out, const char *name,
+                            int nparams, const char *const *params)
 {
     return run_statement(rq, db, T_POOL, NULL, out, OP_PREPARED, name, nparams, params);
 }
@@ -1412,7 +1412,7 @@ static int op_issue(vial_req *rq, pg_pool *p, pg_op *op)
     return 0;
 }
 
-int vial_pg_query_all(vial_req *rq, vial_pg *db, vial_pg_stmt *stmts, size_t n)
+static int pg_query_all(vial_req *rq, vial_pg *db, vial_pg_stmt *stmts, size_t n)
 {
     if (!n)
         return 0;
@@ -1678,7 +1678,7 @@ static void tx_cleanup(void *arg)
         tx_abort(tx);
 }
 
-int vial_pg_begin(vial_req *rq, vial_pg *db, vial_pg_tx **txp, vial_pg_result **out)
+static int pg_begin(vial_req *rq, vial_pg *db, vial_pg_tx **txp, vial_pg_result **out)
 {
     if (out)
         *out = NULL;
@@ -1734,14 +1734,14 @@ int vial_pg_begin(vial_req *rq, vial_pg *db, vial_pg_tx **txp, vial_pg_result **
     }
 }
 
-int vial_pg_tx_query(vial_req *rq, vial_pg_tx *tx, vial_pg_result **out, const char *sql,
-                     int nparams, const char *const *params)
+static int pg_tx_query(vial_req *rq, vial_pg_tx *tx, vial_pg_result **out, const char *sql,
+                       int nparams, const char *const *params)
 {
     return run_statement(rq, NULL, T_TX, tx, out, OP_QUERY, sql, nparams, params);
 }
 
-int vial_pg_tx_exec_prepared(vial_req *rq, vial_pg_tx *tx, vial_pg_result **out, const char *name,
-                             int nparams, const char *const *params)
+static int pg_tx_exec_prepared(vial_req *rq, vial_pg_tx *tx, vial_pg_result **out, const char *name,
+                               int nparams, const char *const *params)
 {
     return run_statement(rq, NULL, T_TX, tx, out, OP_PREPARED, name, nparams, params);
 }
@@ -1771,12 +1771,12 @@ static int tx_end(vial_req *rq, vial_pg_tx *tx, const char *sql, vial_pg_result 
     return e;
 }
 
-int vial_pg_commit(vial_req *rq, vial_pg_tx *tx, vial_pg_result **out)
+static int pg_commit(vial_req *rq, vial_pg_tx *tx, vial_pg_result **out)
 {
     return tx_end(rq, tx, "COMMIT", out);
 }
 
-int vial_pg_rollback(vial_req *rq, vial_pg_tx *tx)
+static int pg_rollback(vial_req *rq, vial_pg_tx *tx)
 {
     return tx_end(rq, tx, "ROLLBACK", NULL);
 }
@@ -1929,7 +1929,7 @@ static void listener_cleanup(void *arg)
     listener_detach(arg);
 }
 
-int vial_pg_listen(vial_req *rq, vial_pg *db, const char *channel, vial_pg_listener **out)
+static int pg_listen(vial_req *rq, vial_pg *db, const char *channel, vial_pg_listener **out)
 {
     if (!out || !channel || !*channel || strlen(channel) > PG_NAME_MAX)
         return -EINVAL;
@@ -1973,7 +1973,7 @@ int vial_pg_listen(vial_req *rq, vial_pg *db, const char *channel, vial_pg_liste
     return 0;
 }
 
-int vial_pg_next_notify(vial_req *rq, vial_pg_listener *l, vial_pg_notify *n)
+static int pg_next_notify(vial_req *rq, vial_pg_listener *l, vial_pg_notify *n)
 {
     if (!l || !n || l->closed)
         return -EINVAL;
@@ -2062,7 +2062,7 @@ static int conninfo_needs_dns(PQconninfoOption *opts)
     return 0;
 }
 
-vial_pg *vial_pg_new(const char *conninfo, const vial_pg_options *opts)
+vial_pg *vial_pg_open(const char *conninfo, const vial_pg_options *opts)
 {
     if (!conninfo) {
         errno = EINVAL;
@@ -2072,7 +2072,7 @@ vial_pg *vial_pg_new(const char *conninfo, const vial_pg_options *opts)
     PQconninfoOption *parsed = PQconninfoParse(conninfo, &err);
     if (!parsed) {
         if (err) {
-            vial_log(VIAL_LOG_ERROR, "vial_pg_new: %.*s", (int)strcspn(err, "\n"), err);
+            vial_log(VIAL_LOG_ERROR, "vial_pg_open: %.*s", (int)strcspn(err, "\n"), err);
             PQfreemem(err);
             errno = EINVAL;
         } else {
@@ -2098,13 +2098,13 @@ vial_pg *vial_pg_new(const char *conninfo, const vial_pg_options *opts)
     return db;
 }
 
-void vial_pg_free(vial_pg *db)
+void vial_pg_close(vial_pg *db)
 {
     if (db)
         db_unref(db);
 }
 
-int vial_pg_stats_get(vial_req *rq, vial_pg *db, vial_pg_stats *out)
+static int pg_stats_get(vial_req *rq, vial_pg *db, vial_pg_stats *out)
 {
     pg_pool *p;
     int e = pool_get(rq, db, &p);
@@ -2285,4 +2285,83 @@ const char *vial_pg_errdetail(const vial_pg_result *r)
 const char *vial_pg_errhint(const vial_pg_result *r)
 {
     return r && r->pg ? PQresultErrorField(r->pg, PG_DIAG_MESSAGE_HINT) : NULL;
+}
+
+/* --- errors ---------------------------------------------------------------------------------------- */
+
+#define ERROR_KEY "vial.pg.error"
+
+/* Keeps the message of a failed call for vial_pg_error: the result's when
+ * there is one (the server's words), else the code's name. */
+static int note(vial_req *rq, int rc, vial_pg_result **out)
+{
+    if (rc >= 0 || !rq)
+        return rc;
+    const char *m = out && *out ? vial_pg_errmsg(*out) : NULL;
+    vial_g_set(rq, ERROR_KEY, vial_strdup(rq, m && *m ? m : vial_strerror(rc)));
+    return rc;
+}
+
+const char *vial_pg_error(vial_req *rq)
+{
+    return rq ? vial_g_get(rq, ERROR_KEY) : NULL;
+}
+
+int vial_pg_query(vial_req *rq, vial_pg *db, vial_pg_result **out, const char *sql, int nparams,
+                  const char *const *params)
+{
+    return note(rq, pg_query(rq, db, out, sql, nparams, params), out);
+}
+
+int vial_pg_exec_prepared(vial_req *rq, vial_pg *db, vial_pg_result **out, const char *name,
+                          int nparams, const char *const *params)
+{
+    return note(rq, pg_exec_prepared(rq, db, out, name, nparams, params), out);
+}
+
+int vial_pg_query_all(vial_req *rq, vial_pg *db, vial_pg_stmt *stmts, size_t n)
+{
+    return note(rq, pg_query_all(rq, db, stmts, n), NULL);
+}
+
+int vial_pg_begin(vial_req *rq, vial_pg *db, vial_pg_tx **txp, vial_pg_result **out)
+{
+    return note(rq, pg_begin(rq, db, txp, out), out);
+}
+
+int vial_pg_tx_query(vial_req *rq, vial_pg_tx *tx, vial_pg_result **out, const char *sql,
+                     int nparams, const char *const *params)
+{
+    return note(rq, pg_tx_query(rq, tx, out, sql, nparams, params), out);
+}
+
+int vial_pg_tx_exec_prepared(vial_req *rq, vial_pg_tx *tx, vial_pg_result **out, const char *name,
+                             int nparams, const char *const *params)
+{
+    return note(rq, pg_tx_exec_prepared(rq, tx, out, name, nparams, params), out);
+}
+
+int vial_pg_commit(vial_req *rq, vial_pg_tx *tx, vial_pg_result **out)
+{
+    return note(rq, pg_commit(rq, tx, out), out);
+}
+
+int vial_pg_rollback(vial_req *rq, vial_pg_tx *tx)
+{
+    return note(rq, pg_rollback(rq, tx), NULL);
+}
+
+int vial_pg_listen(vial_req *rq, vial_pg *db, const char *channel, vial_pg_listener **out)
+{
+    return note(rq, pg_listen(rq, db, channel, out), NULL);
+}
+
+int vial_pg_next_notify(vial_req *rq, vial_pg_listener *l, vial_pg_notify *n)
+{
+    return note(rq, pg_next_notify(rq, l, n), NULL);
+}
+
+int vial_pg_stats_get(vial_req *rq, vial_pg *db, vial_pg_stats *out)
+{
+    return note(rq, pg_stats_get(rq, db, out), NULL);
 }

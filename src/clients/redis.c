@@ -1,7 +1,7 @@
 /* The Redis client: hiredis's async API driven by vial's loop.
  *
  * Shape
- *   vial_redis (process-wide, immutable after vial_redis_new)
+ *   vial_redis (process-wide, immutable after vial_redis_open)
  *     -> per loop thread: an lstate (loop-local slot) holding one rpool per
  *        vial_redis used on that thread
  *          -> rpool: the shared connection (ordinary commands, multiplexed),
@@ -1125,7 +1125,7 @@ void vial_redis_release(vial_redis_conn *c)
     p->idle = c;
 }
 
-int vial_redis_acquire(vial_req *rq, vial_redis *r, vial_redis_conn **out)
+static int redis_acquire(vial_req *rq, vial_redis *r, vial_redis_conn **out)
 {
     if (out)
         *out = NULL;
@@ -1184,8 +1184,28 @@ static int dispatch(vial_req *rq, vial_coro *self, vial_redis *r, rconn *lc, via
     return run_cmd(rq, self, c, out, cmd, len);
 }
 
-static int cmd_fmt(vial_req *rq, vial_redis *r, rconn *lc, vial_redis_reply **out, const char *fmt,
-                   va_list ap)
+/* --- errors ------------------------------------------------------------------------ */
+
+#define ERROR_KEY "vial.redis.error"
+
+/* Keeps the message of a failed call for vial_redis_error: an error reply's
+ * text, else the code's name. */
+static int note(vial_req *rq, int rc, vial_redis_reply *const *out)
+{
+    if (rc >= 0 || !rq)
+        return rc;
+    const char *m = out && *out ? vial_redis_reply_error(*out) : NULL;
+    vial_g_set(rq, ERROR_KEY, vial_strdup(rq, m && *m ? m : vial_strerror(rc)));
+    return rc;
+}
+
+const char *vial_redis_error(vial_req *rq)
+{
+    return rq ? vial_g_get(rq, ERROR_KEY) : NULL;
+}
+
+static int cmd_fmt_(vial_req *rq, vial_redis *r, rconn *lc, vial_redis_reply **out, const char *fmt,
+                    va_list ap)
 {
     if (out)
         *out = NULL;
@@ -1208,8 +1228,14 @@ static int cmd_fmt(vial_req *rq, vial_redis *r, rconn *lc, vial_redis_reply **ou
     return rc;
 }
 
-static int cmd_argv(vial_req *rq, vial_redis *r, rconn *lc, vial_redis_reply **out, int argc,
-                    const char *const *argv, const size_t *argvlen)
+static int cmd_fmt(vial_req *rq, vial_redis *r, rconn *lc, vial_redis_reply **out, const char *fmt,
+                   va_list ap)
+{
+    return note(rq, cmd_fmt_(rq, r, lc, out, fmt, ap), out);
+}
+
+static int cmd_argv_(vial_req *rq, vial_redis *r, rconn *lc, vial_redis_reply **out, int argc,
+                     const char *const *argv, const size_t *argvlen)
 {
     if (out)
         *out = NULL;
@@ -1230,7 +1256,14 @@ static int cmd_argv(vial_req *rq, vial_redis *r, rconn *lc, vial_redis_reply **o
     return rc;
 }
 
-int vial_redis_cmdv(vial_req *rq, vial_redis *r, vial_redis_reply **out, const char *fmt, va_list ap)
+static int cmd_argv(vial_req *rq, vial_redis *r, rconn *lc, vial_redis_reply **out, int argc,
+                    const char *const *argv, const size_t *argvlen)
+{
+    return note(rq, cmd_argv_(rq, r, lc, out, argc, argv, argvlen), out);
+}
+
+int vial_redis_cmdv(vial_req *rq, vial_redis *r, vial_redis_reply **out, const char *fmt,
+                    va_list ap)
 {
     return cmd_fmt(rq, r, NULL, out, fmt, ap);
 }
@@ -1261,7 +1294,8 @@ int vial_redis_conn_cmdv(vial_req *rq, vial_redis_conn *c, vial_redis_reply **ou
     return cmd_fmt(rq, NULL, c, out, fmt, ap);
 }
 
-int vial_redis_conn_cmd(vial_req *rq, vial_redis_conn *c, vial_redis_reply **out, const char *fmt, ...)
+int vial_redis_conn_cmd(vial_req *rq, vial_redis_conn *c, vial_redis_reply **out, const char *fmt,
+                        ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -1463,25 +1497,27 @@ static int subscribe(vial_req *rq, vial_redis *r, vial_redis_sub **out, const ch
     return 0;
 }
 
-int vial_redis_subscribe(vial_req *rq, vial_redis *r, vial_redis_sub **out, const char *channel, ...)
+int vial_redis_subscribe(vial_req *rq, vial_redis *r, vial_redis_sub **out, const char *channel,
+                         ...)
 {
     va_list ap;
     va_start(ap, channel);
-    int rc = subscribe(rq, r, out, "SUBSCRIBE", channel, ap);
+    int rc = note(rq, subscribe(rq, r, out, "SUBSCRIBE", channel, ap), NULL);
     va_end(ap);
     return rc;
 }
 
-int vial_redis_psubscribe(vial_req *rq, vial_redis *r, vial_redis_sub **out, const char *pattern, ...)
+int vial_redis_psubscribe(vial_req *rq, vial_redis *r, vial_redis_sub **out, const char *pattern,
+                          ...)
 {
     va_list ap;
     va_start(ap, pattern);
-    int rc = subscribe(rq, r, out, "PSUBSCRIBE", pattern, ap);
+    int rc = note(rq, subscribe(rq, r, out, "PSUBSCRIBE", pattern, ap), NULL);
     va_end(ap);
     return rc;
 }
 
-int vial_redis_next_message(vial_req *rq, vial_redis_sub *s, vial_redis_msg *msg)
+static int redis_next_message(vial_req *rq, vial_redis_sub *s, vial_redis_msg *msg)
 {
     if (!s || !msg)
         return -EINVAL;
@@ -1581,19 +1617,70 @@ static char *resolve(const char *host)
     return NULL;
 }
 
-vial_redis *vial_redis_new(const char *host, int port, const vial_redis_options *opts)
+/* "host:port", "[v6]:port", "host", "unix:/path" or "/path" into host (a
+ * path for a Unix socket) and port. */
+static int parse_address(const char *address, char *host, size_t cap, int *port)
+{
+    *port = 6379;
+    if (!strncmp(address, "unix:", 5))
+        address += 5;
+    if (address[0] == '/') {
+        if (strlen(address) >= cap)
+            return -EINVAL;
+        strcpy(host, address);
+        return 0;
+    }
+    const char *end, *colon;
+    if (address[0] == '[') { /* an IPv6 address, which holds ':' itself */
+        const char *close = strchr(address, ']');
+        if (!close || (close[1] && close[1] != ':'))
+            return -EINVAL;
+        address++;
+        end = close;
+        colon = close[1] ? close + 1 : NULL;
+    } else {
+        colon = strrchr(address, ':');
+        if (colon && strchr(address, ':') != colon)
+            return -EINVAL; /* a bare IPv6 address: ambiguous without [] */
+        end = colon ? colon : address + strlen(address);
+    }
+    size_t n = (size_t)(end - address);
+    if (n == 0 || n >= cap)
+        return -EINVAL;
+    memcpy(host, address, n);
+    host[n] = 0;
+    if (colon) {
+        long v = 0;
+        const char *d = colon + 1;
+        if (!*d)
+            return -EINVAL;
+        for (; *d; d++) {
+            if (*d < '0' || *d > '9' || v > 65535)
+                return -EINVAL;
+            v = v * 10 + (*d - '0');
+        }
+        if (v < 1 || v > 65535)
+            return -EINVAL;
+        *port = (int)v;
+    }
+    return 0;
+}
+
+vial_redis *vial_redis_open(const char *address, const vial_redis_options *opts)
 {
     pthread_once(&g_key_once, key_init);
     if (g_key < 0) {
         errno = ENOSPC; /* no loop-local slot left */
         return NULL;
     }
-    if (!host)
-        host = "127.0.0.1";
-    if (port == 0)
-        port = 6379;
+    char host[1024];
+    int port;
+    if (parse_address(address ? address : "127.0.0.1:6379", host, sizeof host, &port) < 0) {
+        errno = EINVAL;
+        return NULL;
+    }
     vial_redis_options o = opts ? *opts : (vial_redis_options){0};
-    if (!*host || port < 0 || port > 65535 || o.connect_timeout_ms < 0 || o.max_exclusive < 0 ||
+    if (o.connect_timeout_ms < 0 || o.max_exclusive < 0 ||
         o.db < 0 || (o.username && !o.password)) {
         errno = EINVAL;
         return NULL;
@@ -1631,7 +1718,7 @@ vial_redis *vial_redis_new(const char *host, int port, const vial_redis_options 
     return r;
 }
 
-void vial_redis_free(vial_redis *r)
+void vial_redis_close(vial_redis *r)
 {
     if (!r)
         return;
@@ -1646,4 +1733,14 @@ void vial_redis_free(vial_redis *r)
         free(r->username);
         free(r);
     }
+}
+
+int vial_redis_acquire(vial_req *rq, vial_redis *r, vial_redis_conn **out)
+{
+    return note(rq, redis_acquire(rq, r, out), NULL);
+}
+
+int vial_redis_next_message(vial_req *rq, vial_redis_sub *s, vial_redis_msg *msg)
+{
+    return note(rq, redis_next_message(rq, s, msg), NULL);
 }

@@ -895,7 +895,7 @@ int vial_sqlite_errcode(vial_req *rq)
     return rq ? (int)(intptr_t)vial_g_get(rq, ERRCODE_KEY) : 0;
 }
 
-const char *vial_sqlite_errmsg(vial_req *rq)
+const char *vial_sqlite_error(vial_req *rq)
 {
     return rq ? vial_g_get(rq, ERRMSG_KEY) : NULL;
 }
@@ -1019,8 +1019,10 @@ struct sqlite3 *vial_sqlite_conn_handle(vial_sqlite_conn *c)
 
 /* --- the database -------------------------------------------------------------------------- */
 
-vial_sqlite *vial_sqlite_open(const char *path, int flags)
+vial_sqlite *vial_sqlite_open(const char *path, const vial_sqlite_options *opts)
 {
+    vial_sqlite_options o = opts ? *opts : (vial_sqlite_options){0};
+    int flags = o.flags;
     if (!path || !*path) {
         errno = EINVAL;
         return NULL;
@@ -1033,8 +1035,8 @@ vial_sqlite *vial_sqlite_open(const char *path, int flags)
     }
     db->flags = flags;
     db->memory = !strcmp(path, ":memory:") || strstr(path, "mode=memory") != NULL;
-    db->max = db->memory ? 1 : DEFAULT_MAX_CONNS;
-    db->busy_ms = DEFAULT_BUSY_MS;
+    db->max = db->memory ? 1 : o.max_connections ? o.max_connections : DEFAULT_MAX_CONNS;
+    db->busy_ms = o.busy_timeout_ms > 0 ? o.busy_timeout_ms : o.busy_timeout_ms < 0 ? 0 : DEFAULT_BUSY_MS;
     pthread_mutex_init(&db->lock, NULL);
     pthread_cond_init(&db->cond, NULL);
 
@@ -1104,28 +1106,6 @@ void vial_sqlite_close(vial_sqlite *db)
     pthread_mutex_destroy(&db->lock);
     free(db->path);
     free(db);
-}
-
-int vial_sqlite_busy_timeout(vial_sqlite *db, int ms)
-{
-    if (!db || ms < 0)
-        return -EINVAL;
-    pthread_mutex_lock(&db->lock);
-    db->busy_ms = ms;
-    pthread_mutex_unlock(&db->lock);
-    return 0;
-}
-
-int vial_sqlite_max_connections(vial_sqlite *db, unsigned n)
-{
-    if (!db || n == 0)
-        return -EINVAL;
-    pthread_mutex_lock(&db->lock);
-    if (!db->memory)
-        db->max = n;
-    pthread_cond_broadcast(&db->cond);
-    pthread_mutex_unlock(&db->lock);
-    return 0;
 }
 
 /* --- results --------------------------------------------------------------------------------- */

@@ -45,6 +45,7 @@ struct vial_conn {
     unsigned broken : 1;     /* a write failed: no further output possible */
     unsigned hup : 1;        /* the peer's FIN (or an error) was seen */
     unsigned reset : 1;      /* the peer reset the connection (an error was seen) */
+    unsigned in_request : 1; /* from a parsed head to its response's end */
     uint64_t body_start;     /* loop ns when the current body began (minimum rate) */
     size_t body_reserved;    /* bytes of the server's body budget this request holds */
     vial_req *rq;
@@ -638,6 +639,7 @@ static void conn_main(void *arg)
         if (c->rpos == c->rlen)
             c->rpos = c->rlen = 0;
         int status;
+        c->in_request = 0;
         rq.head.max_body = s->cfg.max_body;
         int n = read_head(c, &rq.head, &status);
         if (n == 0) {
@@ -659,6 +661,7 @@ static void conn_main(void *arg)
             break;
         }
         c->rpos += (uint32_t)n;
+        c->in_request = 1;
         vial_exchange_init(&rq, c, s);
         rq.pool = s->pool;
         rq.sink_begin = vial_conn_stream_begin;
@@ -723,6 +726,7 @@ static void conn_main(void *arg)
             }
         }
         c->rq = NULL;
+        c->in_request = 0;
         vial_exchange_fini(&rq);
         body_release(c);
 
@@ -870,8 +874,11 @@ void vial_conn_drain_all(vial_server_thread *t)
         vial_conn *next = c->next;
         if (!c->coro)
             conn_destroy(c);
-        else if (!c->in_handler)
+        else if (!c->in_request)
             vial_coro_cancel(c->coro); /* waiting for a request: stop waiting */
+        /* A request under way (its body arriving, its handler running, its
+         * response or file going out) finishes within the grace period;
+         * the connection closes after it (keep-alive ends when draining). */
         c = next;
     }
     if (t->nconns == 0)

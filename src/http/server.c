@@ -389,6 +389,10 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, void *data)
 stop:
     for (unsigned i = 0; i < started; i++)
         vial_loop_post(&s.threads[i].loop, &s.threads[i].stop_msg);
+    /* Sync work still queued would wait behind blocked workers past the
+     * grace period: refuse it, so its requests answer (503) now. */
+    if (s.pool)
+        vial_pool_drain(s.pool);
     /* Threads end when their last connection closes; the grace timer
      * cancels stragglers. A handler that ignores cancellation (a blocking
      * sync view) must not keep the process alive past the deadline. */

@@ -5,6 +5,15 @@
 const char vial_hex_upper[17] = "0123456789ABCDEF";
 const char vial_hex_lower[17] = "0123456789abcdef";
 
+void vial_hex_encode(char *out, const void *in, size_t n)
+{
+    const unsigned char *p = in;
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = vial_hex_lower[p[i] >> 4];
+        out[2 * i + 1] = vial_hex_lower[p[i] & 15];
+    }
+}
+
 const uint8_t vial_hex_table[256] = {
     ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7,
     ['7'] = 8, ['8'] = 9, ['9'] = 10, ['A'] = 11, ['B'] = 12, ['C'] = 13,

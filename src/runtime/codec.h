@@ -23,6 +23,9 @@ static inline int vial_hex_val(unsigned char c)
     return (int)vial_hex_table[c] - 1;
 }
 
+/* Writes n bytes as 2n lowercase hex digits (no NUL). */
+void vial_hex_encode(char *out, const void *in, size_t n);
+
 /* --- percent-encoding ------------------------------------------------------------ */
 
 enum {

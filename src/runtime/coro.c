@@ -386,7 +386,9 @@ int vial_coro_wait(uint64_t until)
 
 int vial_coro_sleep_ns(uint64_t ns)
 {
-    int r = wait_raw(tls_current->loop->now + ns);
+    /* From the clock, not the loop's cached now: a coroutine that ran for a
+     * while in this iteration would otherwise sleep short. */
+    int r = wait_raw(vial_clock_ns() + ns);
     return r == 1 ? 0 : r; /* a sleep's own limit passing is its success */
 }
 

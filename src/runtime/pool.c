@@ -14,6 +14,7 @@ struct vial_pool {
     uint64_t dequeued, wait_ns;
     unsigned nthreads;
     int stopping;
+    int draining; /* vial_pool_drain ran: droppable jobs are refused */
     pthread_t threads[];
 };
 
@@ -90,6 +91,40 @@ unsigned vial_pool_queued(vial_pool *p)
     return n;
 }
 
+void vial_pool_drain(vial_pool *p)
+{
+    vial_job *refused = NULL;
+    pthread_mutex_lock(&p->lock);
+    p->draining = 1;
+    for (vial_job *j = p->head, *next; j; j = next) {
+        next = j->next;
+        if (!j->droppable)
+            continue;
+        if (j->prev)
+            j->prev->next = j->next;
+        else
+            p->head = j->next;
+        if (j->next)
+            j->next->prev = j->prev;
+        else
+            p->tail = j->prev;
+        p->queued--;
+        j->refused = 1;
+        j->prev = NULL;
+        j->next = refused;
+        refused = j;
+    }
+    pthread_mutex_unlock(&p->lock);
+    /* Completed outside the lock: each goes back to its own loop, which
+     * wakes the waiting coroutine as for a finished job. */
+    while (refused) {
+        vial_job *j = refused;
+        refused = j->next;
+        j->next = NULL;
+        vial_loop_post(j->loop, &j->done);
+    }
+}
+
 /* Takes j out of the queue if no worker has taken it yet. Returns 1 when it
  * was withdrawn (it will never run, no completion will be posted). */
 static int pool_withdraw(vial_pool *p, vial_job *j)
@@ -124,7 +159,12 @@ int vial_pool_submit(vial_pool *p, vial_job *j)
 {
     j->next = NULL;
     j->prev = NULL;
+    j->refused = 0;
     pthread_mutex_lock(&p->lock);
+    if (p->draining && j->droppable) {
+        pthread_mutex_unlock(&p->lock);
+        return -ESHUTDOWN;
+    }
     if (p->queued >= p->queue_max || p->stopping) {
         pthread_mutex_unlock(&p->lock);
         return -EAGAIN;
@@ -170,7 +210,8 @@ static int pool_run(vial_pool *p, void (*fn)(void *), void *arg, int cancellable
     if (cancellable && c->cancelled && vial_coro_is_abandoned(c))
         return -ECANCELED;
     struct coro_job cj = {
-        .job = {.done = {.cb = coro_job_done}, .work = coro_job_work, .loop = c->loop},
+        .job = {.done = {.cb = coro_job_done}, .work = coro_job_work, .loop = c->loop,
+                .droppable = (unsigned char)cancellable},
         .fn = fn,
         .arg = arg,
         .coro = c,
@@ -186,7 +227,7 @@ static int pool_run(vial_pool *p, void (*fn)(void *), void *arg, int cancellable
         if (cancellable && c->cancelled && !cj.finished && vial_coro_is_abandoned(c) && pool_withdraw(p, &cj.job))
             return -ECANCELED;
     }
-    return 0;
+    return cj.job.refused ? -ESHUTDOWN : 0;
 }
 
 int vial_pool_run(vial_pool *p, void (*fn)(void *), void *arg)

@@ -16,6 +16,8 @@ struct vial_job {
     vial_job *next, *prev;    /* queue links (prev: a waiting job can be withdrawn) */
     void (*work)(vial_job *); /* runs on a worker thread */
     vial_loop *loop;          /* where completion is delivered */
+    unsigned char droppable;  /* may be refused unrun when the pool drains */
+    unsigned char refused;    /* set when it was refused: work() never ran */
     uint64_t queued_ns;       /* when it entered the queue (the wait figures) */
 };
 
@@ -42,6 +44,15 @@ int vial_pool_run(vial_pool *pool, void (*fn)(void *), void *arg);
  * clients cannot fill the queue. Once a worker has started it, it is awaited
  * to its end as with vial_pool_run. */
 int vial_pool_run_cancellable(vial_pool *pool, void (*fn)(void *), void *arg);
+/* (It returns -ESHUTDOWN once vial_pool_drain has run, queued or not.) */
+
+/* Shutdown: from now on droppable jobs (those of vial_pool_run_cancellable)
+ * are refused — the queued ones are taken out and completed unrun with
+ * job->refused set, later ones fail at submission with -ESHUTDOWN — so
+ * requests still in flight answer at once (503) instead of waiting behind
+ * blocked workers past the grace period. Other jobs (teardown functions,
+ * offloaded client calls) still run. Thread-safe. */
+void vial_pool_drain(vial_pool *pool);
 
 /* Jobs waiting for a worker (not counting running ones). */
 unsigned vial_pool_queued(vial_pool *pool);

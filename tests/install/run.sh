@@ -14,6 +14,7 @@
 # directory, removed at the end, and it stops only the servers it started.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+"$root/scripts/deps.sh" test # cmake, a compiler, pkg-config, curl, python3
 tmp=$(mktemp -d /tmp/vial-install.XXXXXX)
 pids=()
 cleanup() {

@@ -24,7 +24,7 @@ TMPROOT=${TMPDIR:-/tmp}
 
 die() { echo "pg.sh: $*" >&2; exit 1; }
 
-[ -x "$PGBIN/postgres" ] || die "no PostgreSQL binaries in $PGBIN (run scripts/deps.sh)"
+[ -x "$PGBIN/postgres" ] || die "no PostgreSQL binaries in $PGBIN (run scripts/deps.sh test)"
 
 # Runs a command as the server's owner: 'postgres' when we are root.
 as_owner() {

@@ -38,7 +38,7 @@ alive() { # pid: running, and still a redis-server (a stale pidfile's pid may be
 
 case "$cmd" in
 start)
-  command -v redis-server >/dev/null || { echo "redis.sh: redis-server not installed (scripts/deps.sh)" >&2; exit 1; }
+  command -v redis-server >/dev/null || { echo "redis.sh: redis-server not installed (scripts/deps.sh test)" >&2; exit 1; }
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
   for attempt in 1 2 3 4 5; do

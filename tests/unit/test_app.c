@@ -98,8 +98,15 @@ static int bp_after(vial_req *rq, vial_res *rs) { mark("bpa"); return 0; }
 static int bp_403(vial_req *rq, vial_res *rs) { return vial_text(rs, 403, "bp forbidden"); }
 static int app_403(vial_req *rq, vial_res *rs) { return vial_text(rs, 403, "app forbidden"); }
 
-static int mv_get(vial_req *rq, vial_res *rs) { return vial_text(rs, 200, "get %d", *(int *)vial_view_data(rq)); }
-static int mv_post(vial_req *rq, vial_res *rs) { (*(int *)vial_view_data(rq))++; return vial_text(rs, 201, "posted"); }
+/* A route's data, and where it ran: "<data> sync|async". */
+static int with_data(vial_req *rq, vial_res *rs)
+{
+    const char *d = vial_route_data(rq);
+    return vial_text(rs, 200, "%s %s", d ? d : "(null)", vial_req_is_sync(rq) ? "sync" : "async");
+}
+
+static int mv_get(vial_req *rq, vial_res *rs) { return vial_text(rs, 200, "get %d", *(int *)vial_route_data(rq)); }
+static int mv_post(vial_req *rq, vial_res *rs) { (*(int *)vial_route_data(rq))++; return vial_text(rs, 201, "posted"); }
 
 /* Middleware: the same function wraps an async and a sync view. */
 static int timing_mw(vial_req *rq, vial_res *rs, vial_next *next, void *arg)
@@ -134,7 +141,7 @@ static int c_form(vial_req *rq, vial_res *rs)
     return vial_text(rs, 200, "%u", vial_req_form_count(rq));
 }
 static int c_unbuilt(vial_req *rq, vial_res *rs) { return 0; }
-static int c_header_only(vial_req *rq, vial_res *rs) { return vial_res_header(rs, "X-Only", "1"); }
+static int c_header_only(vial_req *rq, vial_res *rs) { return vial_res_add_header(rs, "X-Only", "1"); }
 static int c_faildrop(vial_req *rq, vial_res *rs) { vial_fail(rs, "dropped"); return 0; }
 static int c_abortdrop(vial_req *rq, vial_res *rs)
 {
@@ -155,23 +162,23 @@ static int c_fail_then_abort(vial_req *rq, vial_res *rs)
 }
 
 static vial_app *app;
-static vial_client *client;
+static vial_test_client *client;
 static int mv_state;
 
 static int setup(void **s)
 {
     app = vial_app_new();
     assert_non_null(app);
-    assert_int_equal(vial_before_request(app, b1, VIAL_SYNC), 0);
-    assert_int_equal(vial_before_request(app, b2, VIAL_ASYNC), 0);
-    assert_int_equal(vial_after_request(app, a1, VIAL_SYNC), 0);
-    assert_int_equal(vial_after_request(app, a2, VIAL_ASYNC), 0);
-    assert_int_equal(vial_teardown_request(app, t1, VIAL_SYNC), 0);
-    assert_int_equal(vial_teardown_request(app, t2, VIAL_ASYNC), 0);
-    assert_int_equal(vial_errorhandler(app, 404, on_404, VIAL_SYNC), 0);
-    assert_int_equal(vial_errorhandler(app, 500, on_500, VIAL_ASYNC), 0);
-    assert_int_equal(vial_errorhandler(app, 403, app_403, VIAL_ASYNC), 0);
-    assert_int_equal(vial_errorhandler(app, VIAL_HTTP_ERRORS, on_any, VIAL_ASYNC), 0);
+    assert_int_equal(vial_before_request_sync(app, b1), 0);
+    assert_int_equal(vial_before_request(app, b2), 0);
+    assert_int_equal(vial_after_request_sync(app, a1), 0);
+    assert_int_equal(vial_after_request(app, a2), 0);
+    assert_int_equal(vial_teardown_request_sync(app, t1), 0);
+    assert_int_equal(vial_teardown_request(app, t2), 0);
+    assert_int_equal(vial_errorhandler_sync(app, 404, on_404), 0);
+    assert_int_equal(vial_errorhandler(app, 500, on_500), 0);
+    assert_int_equal(vial_errorhandler(app, 403, app_403), 0);
+    assert_int_equal(vial_errorhandler(app, VIAL_HTTP_ERRORS, on_any), 0);
     assert_int_equal(vial_route(app, "GET /", view), 0);
     assert_int_equal(vial_route_sync(app, "GET,POST /sync", sync_view), 0);
     assert_int_equal(vial_route(app, "GET /boom", boom), 0);
@@ -181,17 +188,21 @@ static int setup(void **s)
     assert_int_equal(vial_route(app, "GET /stream", streamer), 0);
     assert_int_equal(vial_route(app, "GET /urls", urls), 0);
     assert_int_equal(vial_route(app, "GET /dir/", view), -EEXIST); /* endpoint "view" taken */
-    assert_int_equal(vial_route_as(app, "GET /dir/", view, "dir", VIAL_ASYNC), 0);
-    assert_int_equal(vial_route_as(app, "BAD RULE", view, "x", VIAL_ASYNC), -EINVAL);
+    assert_int_equal(vial_route_as(app, "GET /dir/", view, "dir", NULL), 0);
+    assert_int_equal(vial_route_as(app, "BAD RULE", view, "x", NULL), -EINVAL);
+    static char data_a[] = "a", data_s[] = "s";
+    assert_int_equal(vial_route_as(app, "GET /data/a", with_data, "data_a", data_a), 0);
+    assert_int_equal(vial_route_as_sync(app, "GET /data/s", with_data, "data_s", data_s), 0);
+    assert_int_equal(vial_route(app, "GET /data/none", with_data), 0);
 
     vial_bp *bp = vial_blueprint(app, "shop", "/shop/");
     assert_non_null(bp);
     assert_null(vial_blueprint(app, "shop", "/other"));
     assert_int_equal(vial_bp_route(bp, "GET /items/<int:id>", bp_view), 0);
     assert_int_equal(vial_bp_route_sync(bp, "GET /forbid", bp_forbid), 0);
-    assert_int_equal(vial_bp_before_request(bp, bp_before, VIAL_SYNC), 0);
-    assert_int_equal(vial_bp_after_request(bp, bp_after, VIAL_ASYNC), 0);
-    assert_int_equal(vial_bp_errorhandler(bp, 403, bp_403, VIAL_SYNC), 0);
+    assert_int_equal(vial_bp_before_request_sync(bp, bp_before), 0);
+    assert_int_equal(vial_bp_after_request(bp, bp_after), 0);
+    assert_int_equal(vial_bp_errorhandler_sync(bp, 403, bp_403), 0);
 
     static const vial_view_method mv[] = {
         {"GET", mv_get, VIAL_ASYNC}, {"POST", mv_post, VIAL_SYNC}, {0},
@@ -203,7 +214,7 @@ static int setup(void **s)
     assert_int_equal(vial_route_sync(app, "POST /c/form", c_form), 0);
     assert_int_equal(vial_route(app, "GET /c/unbuilt", c_unbuilt), 0);
     assert_int_equal(vial_route_sync(app, "GET /c/unbuilt-sync", c_unbuilt), -EEXIST);
-    assert_int_equal(vial_route_as(app, "GET /c/unbuilt-sync", c_unbuilt, "c_unbuilt_sync", VIAL_SYNC), 0);
+    assert_int_equal(vial_route_as_sync(app, "GET /c/unbuilt-sync", c_unbuilt, "c_unbuilt_sync", NULL), 0);
     assert_int_equal(vial_route(app, "GET /c/header-only", c_header_only), 0);
     assert_int_equal(vial_route_sync(app, "GET /c/faildrop", c_faildrop), 0);
     assert_int_equal(vial_route(app, "GET /c/abortdrop", c_abortdrop), 0);
@@ -218,205 +229,216 @@ static int setup(void **s)
     assert_int_equal(vial_wrap(app, "sync_view", timing_mw, "inner"), 0);
     assert_int_equal(vial_wrap(app, "nope", timing_mw, "inner"), -ENOENT);
 
-    client = vial_client_new(app);
+    client = vial_test_client_new(app);
     assert_non_null(client);
     return 0;
 }
 
 static int teardown(void **s)
 {
-    vial_client_free(client);
+    vial_test_client_free(client);
     vial_app_free(app);
     return 0;
 }
 
-static vial_response *get(const char *target, const char *const *headers)
+static vial_test_response *get(const char *target, const char *const *headers)
 {
     order[0] = 0;
-    return vial_client_request(client, "GET", target, headers, NULL, 0);
+    return vial_test_client_request(client, "GET", target, headers, NULL, 0);
 }
 
-static void assert_body(vial_response *r, const char *want)
+static void assert_body(vial_test_response *r, const char *want)
 {
-    assert_string_equal(vial_response_body(r, NULL), want);
+    assert_string_equal(vial_test_response_body(r, NULL), want);
 }
 
 static void test_hook_order(void **s)
 {
-    vial_response *r = get("/", NULL);
-    assert_int_equal(vial_response_status(r), 200);
+    vial_test_response *r = get("/", NULL);
+    assert_int_equal(vial_test_response_status(r), 200);
     assert_body(r, "hi b2");
     /* before in order; middleware around the view; after and teardown reversed */
     assert_string_equal(order, "b1,b2,outer,view,a2,a1,t2,t1");
-    assert_string_equal(vial_response_header(r, "X-A1"), "1");
-    assert_string_equal(vial_response_header(r, "X-Wrapped"), "outer");
+    assert_string_equal(vial_test_response_header(r, "X-A1"), "1");
+    assert_string_equal(vial_test_response_header(r, "X-Wrapped"), "outer");
     assert_null(last_error);
-    vial_response_free(r);
+    vial_test_response_free(r);
 }
 
 static void test_before_short_circuits(void **s)
 {
     const char *h[] = {"X-Stop: 1", NULL};
-    vial_response *r = get("/", h);
-    assert_int_equal(vial_response_status(r), 403);
+    vial_test_response *r = get("/", h);
+    assert_int_equal(vial_test_response_status(r), 403);
     assert_body(r, "stopped");
     assert_string_equal(order, "b1,b2,a2,a1,t2,t1"); /* no view; after still runs */
-    vial_response_free(r);
+    vial_test_response_free(r);
 }
 
 static void test_sync_view_and_middleware(void **s)
 {
-    vial_response *r = get("/sync", NULL);
-    assert_int_equal(vial_response_status(r), 200);
+    vial_test_response *r = get("/sync", NULL);
+    assert_int_equal(vial_test_response_status(r), 200);
     assert_body(r, "sync");
     assert_string_equal(order, "b1,b2,outer,inner,view,a2,a1,t2,t1");
-    assert_string_equal(vial_response_header(r, "X-Wrapped"), "outer");
-    vial_response_free(r);
+    assert_string_equal(vial_test_response_header(r, "X-Wrapped"), "outer");
+    vial_test_response_free(r);
+}
+
+static void test_route_data_and_sync(void **s)
+{
+    const char *want[][2] = {{"/data/a", "a async"}, {"/data/s", "s sync"}, {"/data/none", "(null) async"}};
+    for (size_t i = 0; i < 3; i++) {
+        vial_test_response *r = get(want[i][0], NULL);
+        assert_int_equal(vial_test_response_status(r), 200);
+        assert_body(r, want[i][1]);
+        vial_test_response_free(r);
+    }
 }
 
 static void test_not_found_runs_hooks_and_handler(void **s)
 {
-    vial_response *r = get("/missing", NULL);
-    assert_int_equal(vial_response_status(r), 404);
+    vial_test_response *r = get("/missing", NULL);
+    assert_int_equal(vial_test_response_status(r), 404);
     assert_body(r, "nothing at /missing");
     assert_string_equal(order, "b1,b2,a2,a1,t2,t1");
-    vial_response_free(r);
+    vial_test_response_free(r);
 }
 
 static void test_unhandled_error(void **s)
 {
-    vial_response *r = get("/boom", NULL);
-    assert_int_equal(vial_response_status(r), 500);
+    vial_test_response *r = get("/boom", NULL);
+    assert_int_equal(vial_test_response_status(r), 500);
     assert_body(r, "oops");
     assert_non_null(last_error);
     assert_string_equal(last_error, "boom");
     last_error = NULL;
-    vial_response_free(r);
+    vial_test_response_free(r);
 }
 
 static void test_fallback_handler_and_message(void **s)
 {
-    vial_response *r = get("/teapot", NULL);
-    assert_int_equal(vial_response_status(r), 418);
+    vial_test_response *r = get("/teapot", NULL);
+    assert_int_equal(vial_test_response_status(r), 418);
     assert_body(r, "error 418: short and stout");
     assert_null(last_error); /* an HTTP error is handled: teardown sees none */
-    vial_response_free(r);
+    vial_test_response_free(r);
     r = get("/gone", NULL);
-    assert_int_equal(vial_response_status(r), 410);
+    assert_int_equal(vial_test_response_status(r), 410);
     assert_body(r, "error 410");
-    vial_response_free(r);
+    vial_test_response_free(r);
 }
 
 static void test_405_keeps_allow(void **s)
 {
     order[0] = 0;
-    vial_response *r = vial_client_request(client, "DELETE", "/sync", NULL, NULL, 0);
-    assert_int_equal(vial_response_status(r), 405);
-    assert_string_equal(vial_response_header(r, "Allow"), "GET, HEAD, OPTIONS, POST");
+    vial_test_response *r = vial_test_client_request(client, "DELETE", "/sync", NULL, NULL, 0);
+    assert_int_equal(vial_test_response_status(r), 405);
+    assert_string_equal(vial_test_response_header(r, "Allow"), "GET, HEAD, OPTIONS, POST");
     assert_body(r, "error 405");
-    vial_response_free(r);
+    vial_test_response_free(r);
 }
 
 static void test_options_and_head(void **s)
 {
-    vial_response *r = vial_client_request(client, "OPTIONS", "/sync", NULL, NULL, 0);
-    assert_int_equal(vial_response_status(r), 200);
-    assert_string_equal(vial_response_header(r, "Allow"), "GET, HEAD, OPTIONS, POST");
+    vial_test_response *r = vial_test_client_request(client, "OPTIONS", "/sync", NULL, NULL, 0);
+    assert_int_equal(vial_test_response_status(r), 200);
+    assert_string_equal(vial_test_response_header(r, "Allow"), "GET, HEAD, OPTIONS, POST");
     assert_body(r, "");
-    assert_string_equal(vial_response_header(r, "Content-Length"), "0");
-    vial_response_free(r);
-    r = vial_client_request(client, "HEAD", "/", NULL, NULL, 0);
-    assert_int_equal(vial_response_status(r), 200);
+    assert_string_equal(vial_test_response_header(r, "Content-Length"), "0");
+    vial_test_response_free(r);
+    r = vial_test_client_request(client, "HEAD", "/", NULL, NULL, 0);
+    assert_int_equal(vial_test_response_status(r), 200);
     assert_body(r, "");
-    assert_string_equal(vial_response_header(r, "Content-Length"), "5");
-    vial_response_free(r);
+    assert_string_equal(vial_test_response_header(r, "Content-Length"), "5");
+    vial_test_response_free(r);
 }
 
 static void test_slash_redirect_not_handled(void **s)
 {
-    vial_response *r = get("/dir?x=1", NULL);
-    assert_int_equal(vial_response_status(r), 308);
-    assert_string_equal(vial_response_header(r, "Location"), "/dir/?x=1");
+    vial_test_response *r = get("/dir?x=1", NULL);
+    assert_int_equal(vial_test_response_status(r), 308);
+    assert_string_equal(vial_test_response_header(r, "Location"), "/dir/?x=1");
     assert_string_equal(order, "b1,b2,a2,a1,t2,t1");
-    vial_response_free(r);
+    vial_test_response_free(r);
 }
 
 static void test_async_view_awaits(void **s)
 {
-    vial_response *r = get("/sleepy", NULL);
+    vial_test_response *r = get("/sleepy", NULL);
     assert_body(r, "slept 0");
-    vial_response_free(r);
+    vial_test_response_free(r);
 }
 
 static void test_streaming_collected(void **s)
 {
-    vial_response *r = get("/stream", NULL);
-    assert_int_equal(vial_response_status(r), 200);
+    vial_test_response *r = get("/stream", NULL);
+    assert_int_equal(vial_test_response_status(r), 200);
     assert_body(r, "line 1\nline 2\nline 3\n");
     /* after_request ran before the head was sent */
-    assert_string_equal(vial_response_header(r, "X-A1"), "1");
-    vial_response_free(r);
+    assert_string_equal(vial_test_response_header(r, "X-A1"), "1");
+    vial_test_response_free(r);
 }
 
 static void test_blueprint_hooks_and_handlers(void **s)
 {
-    vial_response *r = get("/shop/items/7", NULL);
-    assert_int_equal(vial_response_status(r), 200);
+    vial_test_response *r = get("/shop/items/7", NULL);
+    assert_int_equal(vial_test_response_status(r), 200);
     assert_body(r, "bp 7");
     assert_string_equal(order, "b1,b2,bpb,outer,bpa,a2,a1,t2,t1");
-    vial_response_free(r);
+    vial_test_response_free(r);
     r = get("/shop/forbid", NULL);
-    assert_int_equal(vial_response_status(r), 403);
+    assert_int_equal(vial_test_response_status(r), 403);
     assert_body(r, "bp forbidden"); /* the blueprint's handler wins */
-    vial_response_free(r);
+    vial_test_response_free(r);
     r = get("/shop/nothing", NULL);
-    assert_int_equal(vial_response_status(r), 404);
+    assert_int_equal(vial_test_response_status(r), 404);
     assert_string_equal(order, "b1,b2,a2,a1,t2,t1"); /* app-level 404 */
-    vial_response_free(r);
+    vial_test_response_free(r);
 }
 
 static void test_method_view(void **s)
 {
-    vial_response *r = vial_client_request(client, "POST", "/thing", NULL, "", 0);
-    assert_int_equal(vial_response_status(r), 201);
-    vial_response_free(r);
+    vial_test_response *r = vial_test_client_request(client, "POST", "/thing", NULL, "", 0);
+    assert_int_equal(vial_test_response_status(r), 201);
+    vial_test_response_free(r);
     r = get("/thing", NULL);
     assert_body(r, "get 1");
-    vial_response_free(r);
-    r = vial_client_request(client, "PUT", "/thing", NULL, NULL, 0);
-    assert_int_equal(vial_response_status(r), 405);
-    assert_string_equal(vial_response_header(r, "Allow"), "GET, HEAD, OPTIONS, POST");
-    vial_response_free(r);
+    vial_test_response_free(r);
+    r = vial_test_client_request(client, "PUT", "/thing", NULL, NULL, 0);
+    assert_int_equal(vial_test_response_status(r), 405);
+    assert_string_equal(vial_test_response_header(r, "Allow"), "GET, HEAD, OPTIONS, POST");
+    vial_test_response_free(r);
 }
 
 static void test_url_for(void **s)
 {
     const char *h[] = {"Host: example.test:8080", NULL};
-    vial_response *r = get("/urls", h);
+    vial_test_response *r = get("/urls", h);
     assert_body(r, "/ /shop/items/5?q=a+b http://example.test:8080/");
-    vial_response_free(r);
+    vial_test_response_free(r);
 }
 
 static void test_bad_request_rejected_by_parser(void **s)
 {
     const char *h[] = {"Bad Header: x", NULL};
-    vial_response *r = get("/", h);
-    assert_int_equal(vial_response_status(r), 400);
-    vial_response_free(r);
+    vial_test_response *r = get("/", h);
+    assert_int_equal(vial_test_response_status(r), 400);
+    vial_test_response_free(r);
 }
 
-static vial_response *post(const char *target, const char *ctype, const char *body)
+static vial_test_response *post(const char *target, const char *ctype, const char *body)
 {
     const char *h[] = {ctype, NULL};
     order[0] = 0;
-    return vial_client_request(client, "POST", target, ctype ? h : NULL, body, strlen(body));
+    return vial_test_client_request(client, "POST", target, ctype ? h : NULL, body, strlen(body));
 }
 
-static void expect(vial_response *r, int status, const char *body)
+static void expect(vial_test_response *r, int status, const char *body)
 {
-    assert_int_equal(vial_response_status(r), status);
+    assert_int_equal(vial_test_response_status(r), status);
     assert_body(r, body);
-    vial_response_free(r);
+    vial_test_response_free(r);
 }
 
 static void test_contract_json(void **s)
@@ -425,13 +447,13 @@ static void test_contract_json(void **s)
     /* `if (st) return st;` gives the 4xx through the handler, with the
      * parser's reason as vial_error_message; no unhandled error */
     last_error = "unset";
-    vial_response *r = post("/c/json", "Content-Type: application/json", "[1,");
-    assert_int_equal(vial_response_status(r), 400);
-    assert_int_equal(strncmp(vial_response_body(r, NULL), "error 400: ", 11), 0);
-    assert_true(strlen(vial_response_body(r, NULL)) > 12);
+    vial_test_response *r = post("/c/json", "Content-Type: application/json", "[1,");
+    assert_int_equal(vial_test_response_status(r), 400);
+    assert_int_equal(strncmp(vial_test_response_body(r, NULL), "error 400: ", 11), 0);
+    assert_true(strlen(vial_test_response_body(r, NULL)) > 12);
     assert_null(last_error);
-    assert_string_equal(vial_response_header(r, "X-A1"), "1"); /* after hooks ran */
-    vial_response_free(r);
+    assert_string_equal(vial_test_response_header(r, "X-A1"), "1"); /* after hooks ran */
+    vial_test_response_free(r);
     expect(post("/c/json", "Content-Type: text/plain", "42"), 415,
            "error 415: Content-Type is not application/json");
     expect(post("/c/json", NULL, "42"), 415, "error 415: Content-Type is not application/json");
@@ -441,10 +463,10 @@ static void test_contract_form(void **s)
 {
     expect(post("/c/form", "Content-Type: application/x-www-form-urlencoded", "a=1&b=2"), 200, "2");
     expect(post("/c/form", NULL, ""), 200, "0");
-    vial_response *r = post("/c/form", "Content-Type: application/json", "{}");
-    assert_int_equal(vial_response_status(r), 415);
-    assert_int_equal(strncmp(vial_response_body(r, NULL), "error 415: ", 11), 0);
-    vial_response_free(r);
+    vial_test_response *r = post("/c/form", "Content-Type: application/json", "{}");
+    assert_int_equal(vial_test_response_status(r), 415);
+    assert_int_equal(strncmp(vial_test_response_body(r, NULL), "error 415: ", 11), 0);
+    vial_test_response_free(r);
     expect(post("/c/form", "Content-Type: multipart/form-data", "x"), 400,
            "error 400: multipart body without boundary");
 }
@@ -462,9 +484,9 @@ static void test_contract_unbuilt_is_500(void **s)
         assert_string_equal(last_error, want);
     }
     /* HEAD of a GET view that builds its response is no error */
-    vial_response *r = vial_client_request(client, "HEAD", "/", NULL, NULL, 0);
-    assert_int_equal(vial_response_status(r), 200);
-    vial_response_free(r);
+    vial_test_response *r = vial_test_client_request(client, "HEAD", "/", NULL, NULL, 0);
+    assert_int_equal(vial_test_response_status(r), 200);
+    vial_test_response_free(r);
     /* a response built by the view's middleware counts */
     expect(get("/c/by-mw", NULL), 200, "from middleware");
 }
@@ -489,6 +511,7 @@ int main(void)
         cmocka_unit_test(test_hook_order),
         cmocka_unit_test(test_before_short_circuits),
         cmocka_unit_test(test_sync_view_and_middleware),
+        cmocka_unit_test(test_route_data_and_sync),
         cmocka_unit_test(test_not_found_runs_hooks_and_handler),
         cmocka_unit_test(test_unhandled_error),
         cmocka_unit_test(test_fallback_handler_and_message),

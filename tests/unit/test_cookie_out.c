@@ -312,38 +312,38 @@ static void test_end_to_end(void **st)
     assert_int_equal(vial_route_sync(app, "GET /cookies/delete", del_view), 0);
     assert_int_equal(vial_route_sync(app, "GET /redirect", redirect_view), 0);
     assert_int_equal(vial_route(app, "GET /teapot", teapot_view), 0);
-    assert_int_equal(vial_errorhandler(app, 418, teapot_handler, VIAL_ASYNC), 0);
-    vial_client *c = vial_client_new(app);
+    assert_int_equal(vial_errorhandler(app, 418, teapot_handler), 0);
+    vial_test_client *c = vial_test_client_new(app);
     assert_non_null(c);
 
-    vial_response *r = vial_client_get(c, "/cookies/set?a=1&b=x.y");
-    assert_int_equal(vial_response_status(r), 200);
-    assert_int_equal(vial_response_header_count(r, "Set-Cookie"), 2);
-    assert_string_equal(vial_response_header_nth(r, "Set-Cookie", 0), "a=1; Path=/");
-    assert_string_equal(vial_response_header_nth(r, "Set-Cookie", 1), "b=x.y; Path=/");
-    vial_response_free(r);
+    vial_test_response *r = vial_test_client_get(c, "/cookies/set?a=1&b=x.y");
+    assert_int_equal(vial_test_response_status(r), 200);
+    assert_int_equal(vial_test_response_header_count(r, "Set-Cookie"), 2);
+    assert_string_equal(vial_test_response_header_nth(r, "Set-Cookie", 0), "a=1; Path=/");
+    assert_string_equal(vial_test_response_header_nth(r, "Set-Cookie", 1), "b=x.y; Path=/");
+    vial_test_response_free(r);
 
-    r = vial_client_get(c, "/cookies/delete?name=a");
-    assert_int_equal(vial_response_status(r), 200);
-    assert_string_equal(vial_response_header(r, "Set-Cookie"),
+    r = vial_test_client_get(c, "/cookies/delete?name=a");
+    assert_int_equal(vial_test_response_status(r), 200);
+    assert_string_equal(vial_test_response_header(r, "Set-Cookie"),
                         "a=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/");
-    vial_response_free(r);
+    vial_test_response_free(r);
 
-    r = vial_client_get(c, "/redirect?to=/x%3Fy%3D1&code=307");
-    assert_int_equal(vial_response_status(r), 307);
-    assert_string_equal(vial_response_header(r, "Location"), "/x?y=1");
-    vial_response_free(r);
+    r = vial_test_client_get(c, "/redirect?to=/x%3Fy%3D1&code=307");
+    assert_int_equal(vial_test_response_status(r), 307);
+    assert_string_equal(vial_test_response_header(r, "Location"), "/x?y=1");
+    vial_test_response_free(r);
 
-    r = vial_client_get(c, "/redirect?to=/x&code=305");
-    assert_int_equal(vial_response_status(r), 400);
-    vial_response_free(r);
+    r = vial_test_client_get(c, "/redirect?to=/x&code=305");
+    assert_int_equal(vial_test_response_status(r), 400);
+    vial_test_response_free(r);
 
-    r = vial_client_get(c, "/teapot");
-    assert_int_equal(vial_response_status(r), 418);
-    assert_string_equal(vial_response_body(r, NULL), "handled: short and stout");
-    vial_response_free(r);
+    r = vial_test_client_get(c, "/teapot");
+    assert_int_equal(vial_test_response_status(r), 418);
+    assert_string_equal(vial_test_response_body(r, NULL), "handled: short and stout");
+    vial_test_response_free(r);
 
-    vial_client_free(c);
+    vial_test_client_free(c);
     vial_app_free(app);
 }
 

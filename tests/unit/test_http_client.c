@@ -322,7 +322,7 @@ static int v_404(vial_req *rq, vial_res *rs)
 
 static int v_opts_timeout(vial_req *rq, vial_res *rs)
 {
-    vial_http_opts o = {.timeout_ms = 200};
+    vial_http_options o = {.timeout_ms = 200};
     vial_http_response *r;
     uint64_t t0 = vial_now_ms();
     int rc = vial_http_get(rq, url(rq, "/sleep?ms=3000"), &o, &r);
@@ -422,7 +422,7 @@ static int v_sync(vial_req *rq, vial_res *rs)
 
 static int v_sync_timeout(vial_req *rq, vial_res *rs)
 {
-    vial_http_opts o = {.timeout_ms = 150};
+    vial_http_options o = {.timeout_ms = 150};
     vial_http_response *r;
     int rc = vial_http_get(rq, url(rq, "/sleep?ms=3000"), &o, &r);
     return vial_text(rs, 200, "rc=%d", rc);
@@ -440,7 +440,7 @@ static int v_big(vial_req *rq, vial_res *rs)
     size_t bad = 0;
     for (size_t i = 0; i < len; i++)
         bad += b[i] != (char)('a' + i % 26);
-    vial_http_opts small = {.max_body = 1000};
+    vial_http_options small = {.max_body = 1000};
     int rc2 = vial_http_get(rq, url(rq, "/big?n=5000"), &small, &r);
     return vial_text(rs, 200, "len=%zu bad=%zu small=%d err=%s", len, bad, rc2, vial_http_error(rq));
 }
@@ -460,7 +460,7 @@ static int v_redirect(vial_req *rq, vial_res *rs)
 {
     vial_http_response *r1, *r2;
     int rc1 = vial_http_get(rq, url(rq, "/redirect"), NULL, &r1);
-    vial_http_opts o = {.max_redirects = 3};
+    vial_http_options o = {.max_redirects = 3};
     int rc2 = vial_http_get(rq, url(rq, "/redirect"), &o, &r2);
     if (rc1 < 0 || rc2 < 0)
         return vial_text(rs, 200, "rc=%d/%d", rc1, rc2);
@@ -482,16 +482,16 @@ static int v_keepalive(vial_req *rq, vial_res *rs)
 /* --- tests --------------------------------------------------------------------------- */
 
 static vial_app *app;
-static vial_client *client;
+static vial_test_client *client;
 
 static const char *get_body(const char *path)
 {
     static char out[4096];
-    vial_response *r = vial_client_get(client, path);
+    vial_test_response *r = vial_test_client_get(client, path);
     assert_non_null(r);
-    assert_int_equal(vial_response_status(r), 200);
-    snprintf(out, sizeof out, "%s", vial_response_body(r, NULL));
-    vial_response_free(r);
+    assert_int_equal(vial_test_response_status(r), 200);
+    snprintf(out, sizeof out, "%s", vial_test_response_body(r, NULL));
+    vial_test_response_free(r);
     return out;
 }
 
@@ -671,14 +671,14 @@ static int setup(void **state)
     vial_route(app, "GET /drip", v_drip);
     vial_route(app, "GET /redirect", v_redirect);
     vial_route(app, "GET /keepalive", v_keepalive);
-    client = vial_client_new(app);
+    client = vial_test_client_new(app);
     return client ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
     /* the client's loop owns curl's connections: close them before the server */
-    vial_client_free(client);
+    vial_test_client_free(client);
     vial_app_free(app);
     close(refused_fd);
     server_stop();

@@ -46,7 +46,7 @@ static int hang_fd = -1;
 static vial_pg *db_priv;  /* a private server that test_reconnect_after_restart restarts */
 static char priv[512];    /* its conninfo while it runs ("" when stopped) */
 static vial_app *app;
-static vial_client *client;
+static vial_test_client *client;
 static PGconn *side;      /* a plain blocking connection for the test's own checks */
 
 static double now_ms(void)
@@ -129,25 +129,25 @@ static double wait_not_active(const char *prefix, double limit_ms)
     }
 }
 
-static vial_response *get(const char *target, int want_status)
+static vial_test_response *get(const char *target, int want_status)
 {
-    vial_response *r = vial_client_get(client, target);
+    vial_test_response *r = vial_test_client_get(client, target);
     assert_non_null(r);
-    const char *body = vial_response_body(r, NULL);
-    if (vial_response_status(r) != want_status)
-        fprintf(stderr, "%s -> %d: %s\n", target, vial_response_status(r), body);
-    assert_int_equal(vial_response_status(r), want_status);
+    const char *body = vial_test_response_body(r, NULL);
+    if (vial_test_response_status(r) != want_status)
+        fprintf(stderr, "%s -> %d: %s\n", target, vial_test_response_status(r), body);
+    assert_int_equal(vial_test_response_status(r), want_status);
     return r;
 }
 
 static void get_ok(const char *target)
 {
-    vial_response *r = get(target, 200);
-    const char *body = vial_response_body(r, NULL);
+    vial_test_response *r = get(target, 200);
+    const char *body = vial_test_response_body(r, NULL);
     if (strcmp(body, "ok"))
         fprintf(stderr, "%s: %s\n", target, body);
     assert_string_equal(body, "ok");
-    vial_response_free(r);
+    vial_test_response_free(r);
 }
 
 /* --- views ------------------------------------------------------------------------------ */
@@ -271,8 +271,13 @@ static int v_params(vial_req *rq, vial_res *rs)
 static int v_errors(vial_req *rq, vial_res *rs)
 {
     vial_pg_result *r;
+    CHECK(vial_pg_error(rq) == NULL);
     int e = vial_pg_query(rq, db, &r, "select * from no_such_table", 0, NULL);
     CHECK_EQ(e, VIAL_PG_ESQL);
+    /* the request keeps the last failure's message, the server's words */
+    CHECK(vial_pg_error(rq) && strstr(vial_pg_error(rq), "no_such_table"));
+    CHECK_EQ(vial_pg_query(rq, NULL, NULL, "select 1", 0, NULL), -EINVAL);
+    CHECK_STR(vial_pg_error(rq), vial_strerror(-EINVAL));
     CHECK_EQ(vial_pg_result_error(r), VIAL_PG_ESQL);
     CHECK_STR(vial_pg_sqlstate(r), "42P01");
     CHECK(vial_pg_errmsg(r) && strstr(vial_pg_errmsg(r), "no_such_table"));
@@ -940,11 +945,11 @@ static void test_query_all(void **state)
 static double gather_once(const char *target, double *outside)
 {
     double t0 = now_ms();
-    vial_response *r = get(target, 200);
+    vial_test_response *r = get(target, 200);
     *outside = now_ms() - t0;
-    assert_string_equal(vial_response_body(r, NULL), "ok");
-    double el = atof(vial_response_header(r, "X-Elapsed"));
-    vial_response_free(r);
+    assert_string_equal(vial_test_response_body(r, NULL), "ok");
+    double el = atof(vial_test_response_header(r, "X-Elapsed"));
+    vial_test_response_free(r);
     return el;
 }
 
@@ -961,7 +966,7 @@ static void test_gather_is_concurrent(void **state)
             best_outside = outside;
     }
     printf("gather of 20 x pg_sleep(0.05), max_conns 20, warm: %.0f ms in the view, %.1f ms "
-           "around vial_client_get (best of 5)\n", best, best_outside);
+           "around vial_test_client_get (best of 5)\n", best, best_outside);
     assert_true(best < 500);
     gather_once("/gather_sleep?default=1", &outside); /* warm the default pool */
     double def = gather_once("/gather_sleep?default=1", &outside);
@@ -980,15 +985,15 @@ static void test_pipeline_one_batch(void **state)
 static void test_timeout_cancels_on_server(void **state)
 {
     for (int one = 0; one < 2; one++) {
-        vial_response *r = get(one ? "/timeout?one=1" : "/timeout", 200);
-        assert_string_equal(vial_response_body(r, NULL), "ok");
-        const char *el = vial_response_header(r, "X-Elapsed");
+        vial_test_response *r = get(one ? "/timeout?one=1" : "/timeout", 200);
+        assert_string_equal(vial_test_response_body(r, NULL), "ok");
+        const char *el = vial_test_response_header(r, "X-Elapsed");
         double gone = wait_not_active("select pg_sleep(5)", 1000);
         printf("vial_timeout 100 ms around pg_sleep(5)%s: -ETIMEDOUT after %s ms; "
                "gone from pg_stat_activity %.1f ms after the response\n",
                one ? " (1-connection pool)" : "", el ? el : "?", gone);
         assert_true(gone >= 0);
-        vial_response_free(r);
+        vial_test_response_free(r);
     }
 }
 
@@ -1006,9 +1011,9 @@ static void test_deadline_over_gather(void **state)
     double gone = wait_not_active("select pg_sleep(5.02)", 1000);
     printf("deadline over 3 pipelined queries: gone %.1f ms after the response\n", gone);
     assert_true(gone >= 0);
-    vial_response *r = get("/query?one=1", 200); /* the pool replaced it */
-    assert_string_equal(vial_response_body(r, NULL), "0  ");
-    vial_response_free(r);
+    vial_test_response *r = get("/query?one=1", 200); /* the pool replaced it */
+    assert_string_equal(vial_test_response_body(r, NULL), "0  ");
+    vial_test_response_free(r);
 
     get_ok("/gather_deadline"); /* 3 side by side */
     gone = wait_not_active("select pg_sleep(5.02)", 1000);
@@ -1019,14 +1024,14 @@ static void test_deadline_over_gather(void **state)
 static void test_connect_refused(void **state)
 {
     double t0 = now_ms();
-    vial_response *r = get("/query?bad=1", 200);
-    const char *body = vial_response_body(r, NULL);
+    vial_test_response *r = get("/query?bad=1", 200);
+    const char *body = vial_test_response_body(r, NULL);
     printf("connect to a closed port: \"%s\" in %.1f ms\n", body, now_ms() - t0);
     char want[32];
     snprintf(want, sizeof want, "%d 08001 ", -ECONNREFUSED);
     assert_memory_equal(body, want, strlen(want));
     assert_non_null(strstr(body, "refused"));
-    vial_response_free(r);
+    vial_test_response_free(r);
 }
 
 /* After our backends are terminated: the first query either succeeds (it
@@ -1037,20 +1042,20 @@ static void check_recovery(const char *what, const char *query)
     char want_reset[16], target[64];
     snprintf(want_reset, sizeof want_reset, "%d ", -ECONNRESET);
     snprintf(target, sizeof target, "/query%s", query);
-    vial_response *r = get(target, 200);
-    const char *body = vial_response_body(r, NULL);
+    vial_test_response *r = get(target, 200);
+    const char *body = vial_test_response_body(r, NULL);
     printf("%s: first query: \"%s\"\n", what, body);
     assert_true(!strcmp(body, "0  ") || !strncmp(body, want_reset, strlen(want_reset)));
-    vial_response_free(r);
+    vial_test_response_free(r);
     for (int i = 0; i < 3; i++) {
         r = get(target, 200);
-        assert_string_equal(vial_response_body(r, NULL), "0  ");
-        vial_response_free(r);
+        assert_string_equal(vial_test_response_body(r, NULL), "0  ");
+        vial_test_response_free(r);
     }
     snprintf(target, sizeof target, "/stats%s", query);
     r = get(target, 200);
-    printf("%s: %s\n", what, vial_response_body(r, NULL));
-    vial_response_free(r);
+    printf("%s: %s\n", what, vial_test_response_body(r, NULL));
+    vial_test_response_free(r);
 }
 
 static void test_reconnect_after_terminate(void **state)
@@ -1070,10 +1075,10 @@ static void test_reconnect_after_terminate(void **state)
 
 static void test_killed_midquery(void **state)
 {
-    vial_response *r = get("/killed_midquery", 200);
-    assert_string_equal(vial_response_body(r, NULL), "ok");
-    printf("backend killed mid-query: %s\n", vial_response_header(r, "X-Error"));
-    vial_response_free(r);
+    vial_test_response *r = get("/killed_midquery", 200);
+    assert_string_equal(vial_test_response_body(r, NULL), "ok");
+    printf("backend killed mid-query: %s\n", vial_test_response_header(r, "X-Error"));
+    vial_test_response_free(r);
     check_recovery("after a kill mid-query", "");
 }
 
@@ -1109,11 +1114,11 @@ static void test_reconnect_after_restart(void **state)
     double t0 = now_ms();
     assert_int_equal(pg_sh("start", priv, sizeof priv), 0);
     printf("private server for the restart test: %s (%.0f ms to start)\n", priv, now_ms() - t0);
-    db_priv = vial_pg_new(priv, NULL);
+    db_priv = vial_pg_open(priv, NULL);
     assert_non_null(db_priv);
-    vial_response *r = get("/query?priv=1", 200);
-    assert_string_equal(vial_response_body(r, NULL), "0  ");
-    vial_response_free(r);
+    vial_test_response *r = get("/query?priv=1", 200);
+    assert_string_equal(vial_test_response_body(r, NULL), "0  ");
+    vial_test_response_free(r);
     snprintf(args, sizeof args, "restart '%s'", priv);
     t0 = now_ms();
     int rc = pg_sh(args, NULL, 0);
@@ -1126,14 +1131,14 @@ static void test_reconnect_after_restart(void **state)
     assert_int_equal(pg_sh(args, NULL, 0), 0);
     t0 = now_ms();
     r = get("/query?priv=1", 200);
-    const char *body = vial_response_body(r, NULL);
+    const char *body = vial_test_response_body(r, NULL);
     printf("server stopped: \"%s\" in %.1f ms\n", body, now_ms() - t0);
     char want[32];
     snprintf(want, sizeof want, "%d ", -ECONNREFUSED);
     int refused = !strncmp(body, want, strlen(want));
     snprintf(want, sizeof want, "%d ", -ECONNRESET);
     assert_true(refused || !strncmp(body, want, strlen(want)));
-    vial_response_free(r);
+    vial_test_response_free(r);
     assert_int_equal(rc, 0);
 }
 
@@ -1161,17 +1166,17 @@ static int setup(void **state)
     side_exec("drop table if exists vial_test_t");
     side_exec("create table vial_test_t (id serial primary key, tag text not null)");
 
-    db = vial_pg_new(conninfo, NULL);
-    db_wide = vial_pg_new(conninfo, &(vial_pg_options){.max_conns = 20});
-    db_one = vial_pg_new(conninfo, &(vial_pg_options){.max_conns = 1});
-    db_bad = vial_pg_new("host=127.0.0.1 port=1 user=nobody dbname=none", NULL);
+    db = vial_pg_open(conninfo, NULL);
+    db_wide = vial_pg_open(conninfo, &(vial_pg_options){.max_conns = 20});
+    db_one = vial_pg_open(conninfo, &(vial_pg_options){.max_conns = 1});
+    db_bad = vial_pg_open("host=127.0.0.1 port=1 user=nobody dbname=none", NULL);
     /* the same server by name: localhost (::1 refused, then 127.0.0.1) */
     char dns[1100];
     const char *ip = strstr(conninfo, "127.0.0.1");
     if (!ip)
         return -1;
     snprintf(dns, sizeof dns, "%.*slocalhost%s", (int)(ip - conninfo), conninfo, ip + 9);
-    db_dns = vial_pg_new(dns, NULL);
+    db_dns = vial_pg_open(dns, NULL);
     /* a TCP listener nobody accepts from: the handshake completes in the
      * kernel, then the server never answers */
     hang_fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -1182,11 +1187,11 @@ static int setup(void **state)
         return -1;
     char hang[256];
     snprintf(hang, sizeof hang, "host=127.0.0.1 port=%d user=postgres dbname=postgres", ntohs(sa.sin_port));
-    db_hang = vial_pg_new(hang, &(vial_pg_options){.connect_timeout_ms = 300});
-    db_small = vial_pg_new(conninfo, &(vial_pg_options){.notify_queue_max = 2});
+    db_hang = vial_pg_open(hang, &(vial_pg_options){.connect_timeout_ms = 300});
+    db_small = vial_pg_open(conninfo, &(vial_pg_options){.notify_queue_max = 2});
     if (!db || !db_wide || !db_one || !db_bad || !db_dns || !db_hang || !db_small)
         return -1;
-    if (vial_pg_new("host=x nonsense_key=1", NULL) != NULL || errno != EINVAL)
+    if (vial_pg_open("host=x nonsense_key=1", NULL) != NULL || errno != EINVAL)
         return -1;
     vial_pg_prepare(db, "add", "select $1::int + $2::int");
     vial_pg_prepare(db, "broken", "selec 1");
@@ -1222,22 +1227,22 @@ static int setup(void **state)
     vial_route(app, "GET /all", v_all);
     vial_route(app, "GET /all_timeout", v_all_timeout);
     vial_route_sync(app, "GET /sync", v_sync);
-    client = vial_client_new(app);
+    client = vial_test_client_new(app);
     return client ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
-    vial_client_free(client); /* the loop ends: its connections close */
+    vial_test_client_free(client); /* the loop ends: its connections close */
     vial_app_free(app);
-    vial_pg_free(db);
-    vial_pg_free(db_wide);
-    vial_pg_free(db_one);
-    vial_pg_free(db_bad);
-    vial_pg_free(db_dns);
-    vial_pg_free(db_hang);
-    vial_pg_free(db_small);
-    vial_pg_free(db_priv);
+    vial_pg_close(db);
+    vial_pg_close(db_wide);
+    vial_pg_close(db_one);
+    vial_pg_close(db_bad);
+    vial_pg_close(db_dns);
+    vial_pg_close(db_hang);
+    vial_pg_close(db_small);
+    vial_pg_close(db_priv);
     if (priv[0]) { /* a failed assert skipped the test's own stop */
         char args[700];
         snprintf(args, sizeof args, "stop '%s'", priv);

@@ -33,7 +33,7 @@
 static vial_redis *R;     /* default options */
 static vial_redis *Rsmall; /* tiny subscription queue: exercises backpressure */
 static vial_redis *Rdown;  /* a port nobody listens on */
-static vial_client *C;
+static vial_test_client *C;
 static vial_app *A;
 
 #define CHECK(cond)                                                                               \
@@ -110,8 +110,15 @@ static int v_basic(vial_req *rq, vial_res *rs)
 static int v_errors(vial_req *rq, vial_res *rs)
 {
     vial_redis_reply *rep;
+    CHECK(vial_redis_error(rq) == NULL);
     CHECK_RC(vial_redis_cmd(rq, R, NULL, "SET vt:str notanumber"), 0);
     CHECK_RC(vial_redis_cmd(rq, R, &rep, "INCR vt:str"), VIAL_REDIS_EREPLY);
+    /* the request keeps the last failure's message, a success leaves it */
+    CHECK(vial_redis_error(rq) && strncmp(vial_redis_error(rq), "ERR", 3) == 0);
+    CHECK_RC(vial_redis_cmd(rq, R, NULL, "PING"), 0);
+    CHECK(vial_redis_error(rq) && strncmp(vial_redis_error(rq), "ERR", 3) == 0);
+    CHECK_RC(vial_redis_cmd(rq, NULL, NULL, "PING"), -EINVAL);
+    CHECK(vial_redis_error(rq) && !strcmp(vial_redis_error(rq), vial_strerror(-EINVAL)));
     CHECK(vial_redis_reply_type(rep) == VIAL_REDIS_ERROR);
     CHECK(vial_redis_reply_error(rep) && strncmp(vial_redis_reply_error(rep), "ERR", 3) == 0);
     CHECK_RC(vial_redis_cmd(rq, R, &rep, "LPUSH vt:str x"), VIAL_REDIS_EREPLY);
@@ -613,6 +620,7 @@ static int v_bg_receive(vial_req *rq, vial_res *rs)
 
 static char g_host[256];
 static int g_port;
+static const char *g_addr; /* "host:port" */
 
 static int v_options(vial_req *rq, vial_res *rs)
 {
@@ -622,15 +630,15 @@ static int v_options(vial_req *rq, vial_res *rs)
     CHECK(vial_redis_reply_len(rep) == 2);
     const char *path = vial_redis_reply_str(vial_redis_reply_at(rep, 1), NULL);
     CHECK(path && path[0] == '/');
-    vial_redis *ru = vial_redis_new(path, 0, NULL);
+    vial_redis *ru = vial_redis_open(vial_sprintf(rq, "unix:%s", path), NULL);
     CHECK(ru);
     CHECK_RC(vial_redis_cmd(rq, R, NULL, "SET vt:unix via-tcp"), 0);
     CHECK_RC(vial_redis_cmd(rq, ru, &rep, "GET vt:unix"), 0);
     CHECK(str_is(rep, "via-tcp"));
-    vial_redis_free(ru); /* on this loop: its connection closes now */
+    vial_redis_close(ru); /* on this loop: its connection closes now */
 
     /* db: every connection of the handle SELECTs it, exclusive ones too */
-    vial_redis *rdb = vial_redis_new(g_host, g_port, &(vial_redis_options){.db = 3});
+    vial_redis *rdb = vial_redis_open(g_addr, &(vial_redis_options){.db = 3});
     CHECK(rdb);
     CHECK_RC(vial_redis_cmd(rq, R, NULL, "DEL vt:db"), 0);
     CHECK_RC(vial_redis_cmd(rq, rdb, NULL, "SET vt:db three"), 0);
@@ -644,13 +652,13 @@ static int v_options(vial_req *rq, vial_res *rs)
     vial_redis_release(c);
     vial_redis_release(c); /* twice: ignored */
     CHECK_RC(vial_redis_cmd(rq, rdb, NULL, "FLUSHDB"), 0);
-    vial_redis_free(rdb);
+    vial_redis_close(rdb);
 
     /* AUTH: a password on the server's default user */
-    vial_redis *rauth = vial_redis_new(g_host, g_port, &(vial_redis_options){.password = "s3cret"});
-    vial_redis *ruser = vial_redis_new(g_host, g_port,
-                                       &(vial_redis_options){.username = "default", .password = "s3cret"});
-    vial_redis *rbad = vial_redis_new(g_host, g_port, &(vial_redis_options){.password = "wrong"});
+    vial_redis *rauth = vial_redis_open(g_addr, &(vial_redis_options){.password = "s3cret"});
+    vial_redis *ruser = vial_redis_open(g_addr,
+                                        &(vial_redis_options){.username = "default", .password = "s3cret"});
+    vial_redis *rbad = vial_redis_open(g_addr, &(vial_redis_options){.password = "wrong"});
     CHECK(rauth && ruser && rbad);
     CHECK_RC(vial_redis_cmd(rq, R, NULL, "CONFIG SET requirepass s3cret"), 0);
     /* R's shared connection authenticated before: it keeps working */
@@ -670,25 +678,37 @@ static int v_options(vial_req *rq, vial_res *rs)
     CHECK_RC(rc4, -EACCES);
     CHECK_RC(rc5, 0);
     vial_redis_sub_close(s);
-    vial_redis_free(rauth);
-    vial_redis_free(ruser);
-    vial_redis_free(rbad);
+    vial_redis_close(rauth);
+    vial_redis_close(ruser);
+    vial_redis_close(rbad);
 
     /* an ACL user without channel permissions: the subscription is refused */
     CHECK_RC(vial_redis_cmd(rq, R, NULL, "ACL SETUSER vt-nochan on >pw ~* resetchannels +@all"), 0);
-    vial_redis *racl = vial_redis_new(g_host, g_port, &(vial_redis_options){.username = "vt-nochan", .password = "pw"});
+    vial_redis *racl = vial_redis_open(g_addr, &(vial_redis_options){.username = "vt-nochan", .password = "pw"});
     CHECK(racl);
     CHECK_RC(vial_redis_cmd(rq, racl, &rep, "PING"), 0);
     CHECK_RC(vial_redis_subscribe(rq, racl, &s, "vt:forbidden", NULL), -EACCES);
     CHECK_RC(vial_redis_cmd(rq, racl, &rep, "PUBLISH vt:forbidden x"), VIAL_REDIS_EREPLY);
     CHECK(strncmp(vial_redis_reply_error(rep), "NOPERM", 6) == 0);
-    vial_redis_free(racl);
+    vial_redis_close(racl);
     CHECK_RC(vial_redis_cmd(rq, R, NULL, "ACL DELUSER vt-nochan"), 0);
 
     /* bad arguments */
     errno = 0;
-    CHECK(vial_redis_new("127.0.0.1", 70000, NULL) == NULL && errno == EINVAL);
-    CHECK(vial_redis_new("127.0.0.1", 1, &(vial_redis_options){.username = "u"}) == NULL);
+    CHECK(vial_redis_open("127.0.0.1:70000", NULL) == NULL && errno == EINVAL);
+    CHECK(vial_redis_open("127.0.0.1:1", &(vial_redis_options){.username = "u"}) == NULL);
+    const char *bad[] = {"", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:x", "::1", "[::1", "[::1]x", "unix:"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        errno = 0;
+        CHECK(vial_redis_open(bad[i], NULL) == NULL && errno == EINVAL);
+    }
+    /* a path without "unix:", a host without a port (6379), an IPv6 address */
+    vial_redis *ok[] = {vial_redis_open(path, NULL), vial_redis_open("127.0.0.1", NULL),
+                        vial_redis_open("[::1]:6379", NULL), vial_redis_open(NULL, NULL)};
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        CHECK(ok[i]);
+        vial_redis_close(ok[i]);
+    }
     return vial_text(rs, 200, "ok");
 }
 
@@ -698,7 +718,7 @@ static int blackhole_port;
 
 static int v_connect_timeout(vial_req *rq, vial_res *rs)
 {
-    vial_redis *rt = vial_redis_new("127.0.0.1", blackhole_port, &(vial_redis_options){.connect_timeout_ms = 150});
+    vial_redis *rt = vial_redis_open(vial_sprintf(rq, "127.0.0.1:%d", blackhole_port), &(vial_redis_options){.connect_timeout_ms = 150});
     CHECK(rt);
     uint64_t t0 = vial_now_ms();
     CHECK_RC(vial_redis_cmd(rq, rt, NULL, "PING"), -ETIMEDOUT);
@@ -711,7 +731,7 @@ static int v_connect_timeout(vial_req *rq, vial_res *rs)
     CHECK_RC(vial_redis_cmd(rq, rt, NULL, "PING"), -ETIMEDOUT);
     vial_timeout_end(rq, &to);
     CHECK(vial_now_ms() - t0 < 140);
-    vial_redis_free(rt);
+    vial_redis_close(rt);
     return vial_text(rs, 200, "ok");
 }
 
@@ -808,15 +828,15 @@ static int v_recover(vial_req *rq, vial_res *rs)
 
 static char *get_ok(const char *path)
 {
-    vial_response *r = vial_client_get(C, path);
+    vial_test_response *r = vial_test_client_get(C, path);
     assert_non_null(r);
     size_t len;
-    const char *body = vial_response_body(r, &len);
-    if (vial_response_status(r) != 200)
-        print_error("%s -> %d: %s\n", path, vial_response_status(r), body);
-    assert_int_equal(vial_response_status(r), 200);
+    const char *body = vial_test_response_body(r, &len);
+    if (vial_test_response_status(r) != 200)
+        print_error("%s -> %d: %s\n", path, vial_test_response_status(r), body);
+    assert_int_equal(vial_test_response_status(r), 200);
     char *copy = strdup(body);
-    vial_response_free(r);
+    vial_test_response_free(r);
     return copy;
 }
 
@@ -920,13 +940,14 @@ int main(void)
     host[colon - addr] = 0;
     snprintf(g_host, sizeof g_host, "%s", host);
     g_port = port;
+    g_addr = addr;
 
-    R = vial_redis_new(host, port, NULL);
-    Rsmall = vial_redis_new(host, port, &(vial_redis_options){.sub_queue_max = 8});
-    Rtwo = vial_redis_new(host, port, &(vial_redis_options){.max_exclusive = 2});
-    Rdown = vial_redis_new("127.0.0.1", 1, NULL); /* port 1: nothing listens (tcpmux) */
+    R = vial_redis_open(addr, NULL);
+    Rsmall = vial_redis_open(addr, &(vial_redis_options){.sub_queue_max = 8});
+    Rtwo = vial_redis_open(addr, &(vial_redis_options){.max_exclusive = 2});
+    Rdown = vial_redis_open("127.0.0.1:1", NULL); /* port 1: nothing listens (tcpmux) */
     A = vial_app_new();
-    C = A ? vial_client_new(A) : NULL;
+    C = A ? vial_test_client_new(A) : NULL;
     if (!R || !Rsmall || !Rtwo || !Rdown || !C) {
         fprintf(stderr, "test_redis: setup failed\n");
         return 1;
@@ -972,11 +993,11 @@ int main(void)
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     if (bg_sub) /* a failed test may have left it */
         vial_redis_sub_close(bg_sub);
-    vial_redis_free(R); /* the client's loop is this thread's: closes its connections now */
-    vial_redis_free(Rsmall);
-    vial_redis_free(Rtwo);
-    vial_redis_free(Rdown);
-    vial_client_free(C);
+    vial_redis_close(R); /* the client's loop is this thread's: closes its connections now */
+    vial_redis_close(Rsmall);
+    vial_redis_close(Rtwo);
+    vial_redis_close(Rdown);
+    vial_test_client_free(C);
     vial_app_free(A);
     return failed;
 }

@@ -61,7 +61,7 @@ static vial_app *keyed_app(void)
 {
     vial_app *app = vial_app_new();
     assert_non_null(app);
-    assert_int_equal(vial_app_secret_key(app, SECRET), 0);
+    assert_int_equal(vial_app_set_secret_key(app, SECRET), 0);
     return app;
 }
 
@@ -113,7 +113,7 @@ static void test_without_secret_key(void **st)
     assert_int_equal(vial_session_del(t.rq, "a"), -EPERM);
     assert_int_equal(vial_flash(t.rq, NULL, "hi"), -EPERM);
     const char **c, **m;
-    assert_int_equal(vial_flashed(t.rq, &c, &m), 0);
+    assert_int_equal(vial_get_flashed_messages(t.rq, &c, &m), 0);
     vial_session_clear(t.rq);
     assert_int_equal(vial_session_save(t.rq), 0);
     assert_int_equal(res_header_count(t.rq, "Set-Cookie"), 0);
@@ -128,14 +128,14 @@ static void test_without_secret_key(void **st)
 static void test_secret_key_api(void **st)
 {
     vial_app *app = vial_app_new();
-    assert_int_equal(vial_app_secret_key(app, ""), -EINVAL);
-    assert_int_equal(vial_app_secret_key(NULL, "k"), -EINVAL);
-    assert_int_equal(vial_app_secret_key(app, "k1"), 0);
-    assert_int_equal(vial_app_secret_key(app, "k2"), 0); /* replaced, not leaked */
+    assert_int_equal(vial_app_set_secret_key(app, ""), -EINVAL);
+    assert_int_equal(vial_app_set_secret_key(NULL, "k"), -EINVAL);
+    assert_int_equal(vial_app_set_secret_key(app, "k1"), 0);
+    assert_int_equal(vial_app_set_secret_key(app, "k2"), 0); /* replaced, not leaked */
     assert_non_null(app->session_cfg);
-    assert_int_equal(vial_app_secret_key(app, NULL), 0);
+    assert_int_equal(vial_app_set_secret_key(app, NULL), 0);
     assert_null(app->session_cfg);
-    assert_int_equal(vial_app_secret_key(app, "k3"), 0);
+    assert_int_equal(vial_app_set_secret_key(app, "k3"), 0);
     vial_app_free(app);
 }
 
@@ -185,7 +185,7 @@ static void test_round_trip(void **st)
     assert_string_equal(vial_session_get(t.rq, "empty"), "");
     assert_null(vial_session_get(t.rq, "nope"));
     const char **cats;
-    assert_int_equal(vial_flashed(t.rq, &cats, NULL), 0);
+    assert_int_equal(vial_get_flashed_messages(t.rq, &cats, NULL), 0);
     /* read only: no new cookie, but Vary */
     assert_int_equal(vial_session_save(t.rq), 0);
     assert_int_equal(res_header_count(t.rq, "Set-Cookie"), 0);
@@ -234,7 +234,7 @@ static void expect_empty(vial_app *app, const char *cookie)
     if (vial_session_get(t.rq, "a"))
         fail_msg("accepted: %.80s", cookie);
     const char **c;
-    assert_int_equal(vial_flashed(t.rq, &c, NULL), 0);
+    assert_int_equal(vial_get_flashed_messages(t.rq, &c, NULL), 0);
     /* never an error, never a cookie written for a read */
     assert_int_equal(vial_session_save(t.rq), 0);
     assert_int_equal(res_header_count(t.rq, "Set-Cookie"), 0);
@@ -285,7 +285,7 @@ static void test_tampering_gives_empty_session(void **st)
     free(big);
     /* another app's key */
     vial_app *other = vial_app_new();
-    assert_int_equal(vial_app_secret_key(other, "another secret"), 0);
+    assert_int_equal(vial_app_set_secret_key(other, "another secret"), 0);
     expect_empty(other, good);
     vial_app_free(other);
     /* no key at all: cannot verify, so empty */
@@ -306,7 +306,7 @@ static void test_forged_with_right_key(void **st)
     assert_string_equal(vial_session_get(t.rq, "a"), "1");
     assert_string_equal(vial_session_get(t.rq, "b"), "x y");
     const char **cats, **msgs;
-    assert_int_equal(vial_flashed(t.rq, &cats, &msgs), 1);
+    assert_int_equal(vial_get_flashed_messages(t.rq, &cats, &msgs), 1);
     assert_string_equal(cats[0], "warn");
     assert_string_equal(msgs[0], "careful");
     req_free(&t);
@@ -413,13 +413,13 @@ static void test_flash(void **st)
      * same list; flashing meanwhile waits for the next request */
     t = req_new(app, c1);
     const char **cats, **msgs;
-    assert_int_equal(vial_flashed(t.rq, &cats, &msgs), 2);
+    assert_int_equal(vial_get_flashed_messages(t.rq, &cats, &msgs), 2);
     assert_string_equal(cats[0], "error");
     assert_string_equal(msgs[0], "bad & wrong = 100%");
     assert_string_equal(cats[1], "message");
     assert_string_equal(msgs[1], "plain");
     assert_int_equal(vial_flash(t.rq, "info", "later"), 0);
-    assert_int_equal(vial_flashed(t.rq, &cats, NULL), 2);
+    assert_int_equal(vial_get_flashed_messages(t.rq, &cats, NULL), 2);
     assert_string_equal(cats[1], "message");
     assert_string_equal(vial_session_get(t.rq, "user"), "alice");
     assert_int_equal(vial_session_save(t.rq), 0);
@@ -428,7 +428,7 @@ static void test_flash(void **st)
     req_free(&t);
 
     t = req_new(app, c2);
-    assert_int_equal(vial_flashed(t.rq, &cats, &msgs), 1);
+    assert_int_equal(vial_get_flashed_messages(t.rq, &cats, &msgs), 1);
     assert_string_equal(cats[0], "info");
     assert_string_equal(msgs[0], "later");
     assert_int_equal(vial_session_save(t.rq), 0);
@@ -437,7 +437,7 @@ static void test_flash(void **st)
 
     /* only the user data is left */
     t = req_new(app, c3);
-    assert_int_equal(vial_flashed(t.rq, NULL, NULL), 0);
+    assert_int_equal(vial_get_flashed_messages(t.rq, NULL, NULL), 0);
     assert_string_equal(vial_session_get(t.rq, "user"), "alice");
     req_free(&t);
 
@@ -448,7 +448,7 @@ static void test_flash(void **st)
     char *c4 = saved_cookie(&t);
     req_free(&t);
     t = req_new(app, c4);
-    assert_int_equal(vial_flashed(t.rq, NULL, NULL), 1);
+    assert_int_equal(vial_get_flashed_messages(t.rq, NULL, NULL), 1);
     vial_session_save(t.rq);
     assert_string_equal(res_header(t.rq, "Set-Cookie", 0),
                         "session=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/; HttpOnly");
@@ -464,13 +464,13 @@ static void test_vary_merges(void **st)
 {
     vial_app *app = keyed_app();
     treq t = req_new(app, NULL);
-    vial_res_header(&t.rq->res, "Vary", "Accept-Encoding, Cookie");
+    vial_res_add_header(&t.rq->res, "Vary", "Accept-Encoding, Cookie");
     vial_session_get(t.rq, "a");
     vial_session_save(t.rq);
     assert_int_equal(res_header_count(t.rq, "Vary"), 1);
     req_free(&t);
     t = req_new(app, NULL);
-    vial_res_header(&t.rq->res, "Vary", "Accept-Encoding");
+    vial_res_add_header(&t.rq->res, "Vary", "Accept-Encoding");
     vial_session_get(t.rq, "a");
     vial_session_save(t.rq);
     assert_int_equal(res_header_count(t.rq, "Vary"), 2);
@@ -519,7 +519,7 @@ static int whoami(vial_req *rq, vial_res *rs)
 {
     const char *u = vial_session_get(rq, "user");
     const char **cats, **msgs;
-    unsigned n = vial_flashed(rq, &cats, &msgs);
+    unsigned n = vial_get_flashed_messages(rq, &cats, &msgs);
     return vial_text(rs, 200, "%s|%s", u ? u : "-", n ? msgs[0] : "");
 }
 
@@ -552,49 +552,49 @@ static void test_end_to_end(void **st)
     assert_int_equal(vial_route(app, "GET /whoami", whoami), 0);
     assert_int_equal(vial_route(app, "GET /logout", logout), 0);
     assert_int_equal(vial_route(app, "GET /plain", nosession), 0);
-    vial_client *c = vial_client_new(app);
+    vial_test_client *c = vial_test_client_new(app);
     assert_non_null(c);
 
-    vial_response *r = vial_client_get(c, "/whoami");
-    assert_int_equal(vial_response_status(r), 200);
-    assert_string_equal(vial_response_body(r, NULL), "-|");
-    assert_null(vial_response_header(r, "Set-Cookie"));
-    assert_string_equal(vial_response_header(r, "Vary"), "Cookie");
-    vial_response_free(r);
+    vial_test_response *r = vial_test_client_get(c, "/whoami");
+    assert_int_equal(vial_test_response_status(r), 200);
+    assert_string_equal(vial_test_response_body(r, NULL), "-|");
+    assert_null(vial_test_response_header(r, "Set-Cookie"));
+    assert_string_equal(vial_test_response_header(r, "Vary"), "Cookie");
+    vial_test_response_free(r);
 
-    r = vial_client_get(c, "/login?user=ada");
-    assert_int_equal(vial_response_status(r), 303);
-    assert_string_equal(vial_response_header(r, "Location"), "/whoami");
-    assert_non_null(strstr(vial_response_header(r, "Set-Cookie"), "; Path=/; HttpOnly"));
-    vial_response_free(r);
+    r = vial_test_client_get(c, "/login?user=ada");
+    assert_int_equal(vial_test_response_status(r), 303);
+    assert_string_equal(vial_test_response_header(r, "Location"), "/whoami");
+    assert_non_null(strstr(vial_test_response_header(r, "Set-Cookie"), "; Path=/; HttpOnly"));
+    vial_test_response_free(r);
 
-    r = vial_client_get(c, "/whoami");
-    assert_string_equal(vial_response_body(r, NULL), "ada|welcome");
-    vial_response_free(r);
-    r = vial_client_get(c, "/whoami"); /* the flash was consumed */
-    assert_string_equal(vial_response_body(r, NULL), "ada|");
-    vial_response_free(r);
+    r = vial_test_client_get(c, "/whoami");
+    assert_string_equal(vial_test_response_body(r, NULL), "ada|welcome");
+    vial_test_response_free(r);
+    r = vial_test_client_get(c, "/whoami"); /* the flash was consumed */
+    assert_string_equal(vial_test_response_body(r, NULL), "ada|");
+    vial_test_response_free(r);
 
-    r = vial_client_get(c, "/plain"); /* untouched: no cookie, no Vary */
-    assert_null(vial_response_header(r, "Set-Cookie"));
-    assert_null(vial_response_header(r, "Vary"));
-    vial_response_free(r);
+    r = vial_test_client_get(c, "/plain"); /* untouched: no cookie, no Vary */
+    assert_null(vial_test_response_header(r, "Set-Cookie"));
+    assert_null(vial_test_response_header(r, "Vary"));
+    vial_test_response_free(r);
 
     /* a forged cookie sent instead of the jar's */
     const char *forged[] = {"Cookie: session=eyJ1c2VyIjoicm9vdCJ9.1.AAAA", NULL};
-    r = vial_client_request(c, "GET", "/whoami", forged, NULL, 0);
-    assert_int_equal(vial_response_status(r), 200);
-    assert_string_equal(vial_response_body(r, NULL), "-|");
-    vial_response_free(r);
+    r = vial_test_client_request(c, "GET", "/whoami", forged, NULL, 0);
+    assert_int_equal(vial_test_response_status(r), 200);
+    assert_string_equal(vial_test_response_body(r, NULL), "-|");
+    vial_test_response_free(r);
 
-    r = vial_client_get(c, "/logout");
-    assert_non_null(strstr(vial_response_header(r, "Set-Cookie"), "Max-Age=0"));
-    vial_response_free(r);
-    r = vial_client_get(c, "/whoami");
-    assert_string_equal(vial_response_body(r, NULL), "-|");
-    vial_response_free(r);
+    r = vial_test_client_get(c, "/logout");
+    assert_non_null(strstr(vial_test_response_header(r, "Set-Cookie"), "Max-Age=0"));
+    vial_test_response_free(r);
+    r = vial_test_client_get(c, "/whoami");
+    assert_string_equal(vial_test_response_body(r, NULL), "-|");
+    vial_test_response_free(r);
 
-    vial_client_free(c);
+    vial_test_client_free(c);
     vial_app_free(app);
 }
 
@@ -603,22 +603,22 @@ static void test_after_request_hook_changes_session(void **st)
     vial_app *app = keyed_app();
     assert_int_equal(vial_route_sync(app, "GET /login", login), 0);
     assert_int_equal(vial_route(app, "GET /whoami", whoami), 0);
-    assert_int_equal(vial_after_request(app, count_hook, VIAL_ASYNC), 0);
-    vial_client *c = vial_client_new(app);
-    vial_response_free(vial_client_get(c, "/login?user=ada"));
+    assert_int_equal(vial_after_request(app, count_hook), 0);
+    vial_test_client *c = vial_test_client_new(app);
+    vial_test_response_free(vial_test_client_get(c, "/login?user=ada"));
     for (int i = 0; i < 3; i++)
-        vial_response_free(vial_client_get(c, "/whoami"));
+        vial_test_response_free(vial_test_client_get(c, "/whoami"));
     /* read the counter through a fresh request with the jar's cookie */
-    vial_response *r = vial_client_get(c, "/whoami");
-    const char *sc = vial_response_header(r, "Set-Cookie");
+    vial_test_response *r = vial_test_client_get(c, "/whoami");
+    const char *sc = vial_test_response_header(r, "Set-Cookie");
     assert_non_null(sc);
     char *cookie = strndup(sc, (size_t)(strchr(sc, ';') - sc));
-    vial_response_free(r);
+    vial_test_response_free(r);
     treq t = req_new(app, cookie);
     assert_string_equal(vial_session_get(t.rq, "hits"), "5");
     req_free(&t);
     free(cookie);
-    vial_client_free(c);
+    vial_test_client_free(c);
     vial_app_free(app);
 }
 

@@ -39,32 +39,43 @@ static const vial_view_method methods[] = {{"GET", view, VIAL_ASYNC}, {NULL, NUL
 static int try_all(void)
 {
     int bad = 0;
-    bad += vial_route_as(app, "GET /late", view, "late", VIAL_ASYNC) != -EBUSY;
+    bad += vial_route_as(app, "GET /late", view, "late", NULL) != -EBUSY;
     bad += vial_route_sync(app, "GET /late2", view) != -EBUSY;
     bad += vial_converter(app, "late", conv, NULL) != -EBUSY;
     bad += vial_add_view(app, "/late-view", "late_view", methods, NULL) != -EBUSY;
-    bad += vial_before_request(app, view, VIAL_ASYNC) != -EBUSY;
-    bad += vial_after_request(app, view, VIAL_SYNC) != -EBUSY;
-    bad += vial_teardown_request(app, teardown, VIAL_ASYNC) != -EBUSY;
-    bad += vial_errorhandler(app, 404, view, VIAL_ASYNC) != -EBUSY;
+    bad += vial_before_request(app, view) != -EBUSY;
+    bad += vial_after_request_sync(app, view) != -EBUSY;
+    bad += vial_teardown_request(app, teardown) != -EBUSY;
+    bad += vial_errorhandler(app, 404, view) != -EBUSY;
     bad += vial_blueprint(app, "late", "/late") != NULL;
-    bad += vial_bp_route_as(bp, "GET /late", view, "late", VIAL_ASYNC) != -EBUSY;
+    bad += vial_bp_route_as(bp, "GET /late", view, "late", NULL) != -EBUSY;
     bad += vial_bp_add_view(bp, "/v", "v", methods, NULL) != -EBUSY;
-    bad += vial_bp_before_request(bp, view, VIAL_ASYNC) != -EBUSY;
-    bad += vial_bp_after_request(bp, view, VIAL_ASYNC) != -EBUSY;
-    bad += vial_bp_teardown_request(bp, teardown, VIAL_ASYNC) != -EBUSY;
-    bad += vial_bp_errorhandler(bp, 500, view, VIAL_ASYNC) != -EBUSY;
+    bad += vial_bp_before_request(bp, view) != -EBUSY;
+    bad += vial_bp_after_request(bp, view) != -EBUSY;
+    bad += vial_bp_teardown_request(bp, teardown) != -EBUSY;
+    bad += vial_bp_errorhandler(bp, 500, view) != -EBUSY;
     bad += vial_use(app, mw, NULL) != -EBUSY;
     bad += vial_wrap(app, "view", mw, NULL) != -EBUSY;
     bad += vial_static(app, "/static", ".") != -EBUSY;
-    bad += vial_app_secret_key(app, "late secret") != -EBUSY;
-    bad += vial_ws_route(app, "/ws-late", ws, "ws_late") != -EBUSY;
+    bad += vial_app_set_secret_key(app, "late secret") != -EBUSY;
+    bad += vial_ws_route_as(app, "/ws-late", ws, "ws_late", NULL) != -EBUSY;
+    bad += vial_ws_route(app, "/ws-late2", ws) != -EBUSY;
+    bad += vial_route_as_sync(app, "GET /late3", view, "late3", NULL) != -EBUSY;
+    bad += vial_before_request_sync(app, view) != -EBUSY;
+    bad += vial_after_request(app, view) != -EBUSY;
+    bad += vial_teardown_request_sync(app, teardown) != -EBUSY;
+    bad += vial_errorhandler_sync(app, 404, view) != -EBUSY;
+    bad += vial_bp_route_as_sync(bp, "GET /late3", view, "late3", NULL) != -EBUSY;
+    bad += vial_bp_before_request_sync(bp, view) != -EBUSY;
+    bad += vial_bp_after_request_sync(bp, view) != -EBUSY;
+    bad += vial_bp_teardown_request_sync(bp, teardown) != -EBUSY;
+    bad += vial_bp_errorhandler_sync(bp, 500, view) != -EBUSY;
     return bad;
 }
 
 static int register_from_handler(vial_req *rq, vial_res *rs)
 {
-    handler_rc = vial_route_as(app, "GET /from-handler", view, "from_handler", VIAL_ASYNC);
+    handler_rc = vial_route_as(app, "GET /from-handler", view, "from_handler", NULL);
     return vial_text(rs, 200, "%d", handler_rc);
 }
 

@@ -25,7 +25,7 @@
 static char dir[64], path[128];
 static vial_sqlite *db;
 static vial_app *app;
-static vial_client *client;
+static vial_test_client *client;
 
 static uint64_t now_ms(void)
 {
@@ -60,14 +60,14 @@ static int v_select(vial_req *rq, vial_res *rs)
     const char *p[] = {vial_req_arg(rq, "min")};
     int rc = vial_sqlite_query(rq, db, &r, "SELECT id, name FROM people WHERE id >= ? ORDER BY id", 1, p);
     if (rc < 0)
-        return vial_text(rs, 500, "rc=%d %s", rc, vial_sqlite_errmsg(rq));
-    vial_res_status(rs, 200);
+        return vial_text(rs, 500, "rc=%d %s", rc, vial_sqlite_error(rq));
+    vial_res_set_status(rs, 200);
     char line[128];
     snprintf(line, sizeof line, "%s,%s:", vial_sqlite_colname(r, 0), vial_sqlite_colname(r, 1));
-    vial_res_append(rs, line, strlen(line));
+    vial_res_append_body(rs, line, strlen(line));
     for (size_t i = 0; i < vial_sqlite_nrows(r); i++) {
         snprintf(line, sizeof line, " %lld=%s", (long long)vial_sqlite_int64(r, i, 0), vial_sqlite_text(r, i, 1));
-        vial_res_append(rs, line, strlen(line));
+        vial_res_append_body(rs, line, strlen(line));
     }
     return 0;
 }
@@ -81,7 +81,7 @@ static int v_types(vial_req *rq, vial_res *rs)
     int rc = vial_sqlite_query_args(rq, db, &r, "SELECT ? AS i, ? AS d, ? AS t, ? AS b, ? AS n, '42abc' AS s",
                                     5, a);
     if (rc < 0)
-        return vial_text(rs, 500, "rc=%d %s", rc, vial_sqlite_errmsg(rq));
+        return vial_text(rs, 500, "rc=%d %s", rc, vial_sqlite_error(rq));
     size_t blen = 0;
     const unsigned char *b = vial_sqlite_blob(r, 0, 3, &blen);
     return vial_text(rs, 200,
@@ -106,7 +106,7 @@ static int v_null_param(vial_req *rq, vial_res *rs)
     int rc = vial_sqlite_query(rq, db, &r, "SELECT email IS NULL, typeof(email) FROM people WHERE name = 'nobody'",
                                0, NULL);
     if (rc < 0)
-        return vial_text(rs, 500, "rc=%d %s", rc, vial_sqlite_errmsg(rq));
+        return vial_text(rs, 500, "rc=%d %s", rc, vial_sqlite_error(rq));
     return vial_text(rs, 200, "changes=%d null=%lld type=%s", ch, (long long)vial_sqlite_int64(r, 0, 0),
                      vial_sqlite_text(r, 0, 1));
 }
@@ -117,7 +117,7 @@ static int v_insert(vial_req *rq, vial_res *rs)
     const char *p[] = {vial_req_arg(rq, "name"), vial_req_arg(rq, "email")};
     int rc = vial_sqlite_query(rq, db, &r, "INSERT INTO people(name, email) VALUES (?, ?)", 2, p);
     if (rc < 0)
-        return vial_text(rs, 200, "rc=%d code=%d msg=%s", rc, vial_sqlite_errcode(rq), vial_sqlite_errmsg(rq));
+        return vial_text(rs, 200, "rc=%d code=%d msg=%s", rc, vial_sqlite_errcode(rq), vial_sqlite_error(rq));
     vial_sqlite_result *r2;
     rc = vial_sqlite_query(rq, db, &r2, "SELECT count(*) FROM people", 0, NULL);
     return vial_text(rs, 200, "rowid=%lld changes=%lld rows=%zu ro_changes=%lld", (long long)vial_sqlite_last_insert_rowid(r),
@@ -131,14 +131,14 @@ static int v_errors(vial_req *rq, vial_res *rs)
     size_t n = 0;
     int rc = vial_sqlite_query(rq, db, &r, "SELEC 1", 0, NULL);
     n += (size_t)snprintf(out + n, sizeof out - n, "syntax rc=%d code=%d null=%d msg=%s\n", rc,
-                          vial_sqlite_errcode(rq), r == NULL, vial_sqlite_errmsg(rq));
+                          vial_sqlite_errcode(rq), r == NULL, vial_sqlite_error(rq));
     rc = vial_sqlite_query(rq, db, &r, "SELECT * FROM nowhere", 0, NULL);
     n += (size_t)snprintf(out + n, sizeof out - n, "table rc=%d code=%d msg=%s\n", rc, vial_sqlite_errcode(rq),
-                          vial_sqlite_errmsg(rq));
+                          vial_sqlite_error(rq));
     const char *p[] = {"1"};
     rc = vial_sqlite_query(rq, db, &r, "SELECT ?, ?", 1, p);
     n += (size_t)snprintf(out + n, sizeof out - n, "params rc=%d code=%d msg=%s\n", rc, vial_sqlite_errcode(rq),
-                          vial_sqlite_errmsg(rq));
+                          vial_sqlite_error(rq));
     rc = vial_sqlite_exec(rq, db, "INSERT INTO people(name) VALUES (NULL)", 0, NULL);
     n += (size_t)snprintf(out + n, sizeof out - n, "notnull rc=%d code=%d\n", rc, vial_sqlite_errcode(rq));
     rc = vial_sqlite_query(rq, db, &r, "SELECT 1; SELECT 2", 0, NULL);
@@ -278,7 +278,7 @@ static int v_timeout(vial_req *rq, vial_res *rs)
     int rc = vial_sqlite_query(rq, db, &r, ENDLESS, 0, NULL);
     vial_timeout_end(rq, &t);
     return vial_text(rs, 200, "rc=%d ms=%llu msg=%s", rc, (unsigned long long)(vial_now_ms() - t0),
-                     vial_sqlite_errmsg(rq));
+                     vial_sqlite_error(rq));
 }
 
 static int v_sync(vial_req *rq, vial_res *rs)
@@ -288,7 +288,7 @@ static int v_sync(vial_req *rq, vial_res *rs)
     const char *p[] = {"2"};
     int rc = vial_sqlite_query(rq, db, &r, "SELECT name FROM people WHERE id = ?", 1, p);
     if (rc < 0)
-        return vial_text(rs, 500, "rc=%d %s", rc, vial_sqlite_errmsg(rq));
+        return vial_text(rs, 500, "rc=%d %s", rc, vial_sqlite_error(rq));
     struct tx_arg a = {"dave", 0, 0};
     int rtx = vial_sqlite_transaction(rq, db, tx_body, &a);
     int bad = vial_sqlite_exec(rq, db, "UPDATE nowhere SET x = 1", 0, NULL);
@@ -319,7 +319,7 @@ static int v_counter(vial_req *rq, vial_res *rs)
     vial_sqlite_result *r;
     int rc2 = vial_sqlite_query(rq, db, &r, "SELECT n FROM counter WHERE id = 1", 0, NULL);
     if (rc != 1 || rc2 < 0)
-        return vial_text(rs, 500, "rc=%d rc2=%d %s", rc, rc2, vial_sqlite_errmsg(rq));
+        return vial_text(rs, 500, "rc=%d rc2=%d %s", rc, rc2, vial_sqlite_error(rq));
     return vial_text(rs, 200, "%lld", (long long)vial_sqlite_int64(r, 0, 0));
 }
 
@@ -328,13 +328,13 @@ static int v_counter(vial_req *rq, vial_res *rs)
 static const char *get_body(const char *target)
 {
     static char out[4096];
-    vial_response *r = vial_client_get(client, target);
+    vial_test_response *r = vial_test_client_get(client, target);
     assert_non_null(r);
-    snprintf(out, sizeof out, "%s", vial_response_body(r, NULL));
-    if (vial_response_status(r) != 200)
-        print_message("%s -> %d %s\n", target, vial_response_status(r), out);
-    assert_int_equal(vial_response_status(r), 200);
-    vial_response_free(r);
+    snprintf(out, sizeof out, "%s", vial_test_response_body(r, NULL));
+    if (vial_test_response_status(r) != 200)
+        print_message("%s -> %d %s\n", target, vial_test_response_status(r), out);
+    assert_int_equal(vial_test_response_status(r), 200);
+    vial_test_response_free(r);
     return out;
 }
 
@@ -441,17 +441,17 @@ static void test_many_rows(void **state)
 /* Several clients (each its own loop thread and pool) on one file at once. */
 static void *hammer(void *arg)
 {
-    vial_client *c = vial_client_new(app);
+    vial_test_client *c = vial_test_client_new(app);
     int *ok = arg;
     for (int i = 0; i < 25; i++) {
-        vial_response *r = vial_client_get(c, "/counter");
-        if (r && vial_response_status(r) == 200)
+        vial_test_response *r = vial_test_client_get(c, "/counter");
+        if (r && vial_test_response_status(r) == 200)
             (*ok)++;
         else if (r)
-            fprintf(stderr, "counter: %s\n", vial_response_body(r, NULL));
-        vial_response_free(r);
+            fprintf(stderr, "counter: %s\n", vial_test_response_body(r, NULL));
+        vial_test_response_free(r);
     }
-    vial_client_free(c);
+    vial_test_client_free(c);
     return NULL;
 }
 
@@ -478,11 +478,11 @@ static void test_concurrent_requests(void **state)
 static void test_open_errors(void **state)
 {
     errno = 0;
-    assert_null(vial_sqlite_open("/nonexistent-dir-vial/x.db", 0));
+    assert_null(vial_sqlite_open("/nonexistent-dir-vial/x.db", NULL));
     assert_int_not_equal(errno, 0);
     char p[160];
     snprintf(p, sizeof p, "%s/missing.db", dir);
-    assert_null(vial_sqlite_open(p, VIAL_SQLITE_NOCREATE));
+    assert_null(vial_sqlite_open(p, &(vial_sqlite_options){.flags = VIAL_SQLITE_NOCREATE}));
     snprintf(p, sizeof p, "%s/not-a-db", dir);
     FILE *f = fopen(p, "w");
     assert_non_null(f);
@@ -490,7 +490,7 @@ static void test_open_errors(void **state)
           "................................................................................",
           f);
     fclose(f);
-    assert_null(vial_sqlite_open(p, 0));
+    assert_null(vial_sqlite_open(p, NULL));
     unlink(p);
 }
 
@@ -508,7 +508,16 @@ static void test_wal_and_memory(void **state)
     char mode[16] = "";
     assert_int_equal(vial_sqlite_run(db, wal_fn, mode), 0);
     assert_string_equal(mode, "wal");
-    vial_sqlite *m = vial_sqlite_open(":memory:", 0);
+    /* options: a read-only second handle on the same file */
+    vial_sqlite *ro = vial_sqlite_open(path, &(vial_sqlite_options){.flags = VIAL_SQLITE_READONLY,
+                                                                     .busy_timeout_ms = 100,
+                                                                     .max_connections = 2});
+    assert_non_null(ro);
+    char err0[256] = "";
+    assert_true(vial_sqlite_script(ro, "CREATE TABLE ro_t(x)", err0, sizeof err0) < 0);
+    assert_non_null(strstr(err0, "readonly"));
+    vial_sqlite_close(ro);
+    vial_sqlite *m = vial_sqlite_open(":memory:", NULL);
     assert_non_null(m);
     char err[256] = "";
     assert_int_equal(vial_sqlite_script(m, "CREATE TABLE t(x); INSERT INTO t VALUES (1), (2);", err, sizeof err), 2);
@@ -524,7 +533,7 @@ static int setup(void **state)
     if (!mkdtemp(dir))
         return -1;
     snprintf(path, sizeof path, "%s/test.db", dir);
-    db = vial_sqlite_open(path, 0);
+    db = vial_sqlite_open(path, NULL);
     if (!db)
         return -1;
     char err[256];
@@ -553,13 +562,13 @@ static int setup(void **state)
     vial_route_sync(app, "GET /sync", v_sync);
     vial_route(app, "GET /many", v_many_rows);
     vial_route(app, "GET /counter", v_counter);
-    client = vial_client_new(app);
+    client = vial_test_client_new(app);
     return client ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
-    vial_client_free(client);
+    vial_test_client_free(client);
     vial_app_free(app);
     vial_sqlite_close(db);
     char p[160];

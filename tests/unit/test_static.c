@@ -416,19 +416,19 @@ static vial_app *static_app(void)
     return app;
 }
 
-static int get_status(vial_client *c, const char *method, const char *target,
+static int get_status(vial_test_client *c, const char *method, const char *target,
                       const char *const *headers, const char *want_body)
 {
-    vial_response *r = vial_client_request(c, method, target, headers, NULL, 0);
+    vial_test_response *r = vial_test_client_request(c, method, target, headers, NULL, 0);
     assert_non_null(r);
-    int s = vial_response_status(r);
+    int s = vial_test_response_status(r);
     if (want_body && s == 200) {
         size_t n;
-        const char *b = vial_response_body(r, &n);
+        const char *b = vial_test_response_body(r, &n);
         if (strcmp(b, want_body))
             fail_msg("%s: body '%s', want '%s'", target, b, want_body);
     }
-    vial_response_free(r);
+    vial_test_response_free(r);
     return s;
 }
 
@@ -461,7 +461,7 @@ static const char *const traversals[] = {
     "/static/%2e",
 };
 
-static void check_traversals(vial_client *c)
+static void check_traversals(vial_test_client *c)
 {
     for (size_t i = 0; i < sizeof traversals / sizeof traversals[0]; i++) {
         int s = get_status(c, "GET", traversals[i], NULL, NULL);
@@ -473,18 +473,18 @@ static void check_traversals(vial_client *c)
 static void test_static_serves(void **st)
 {
     vial_app *app = static_app();
-    vial_client *c = vial_client_new(app);
+    vial_test_client *c = vial_test_client_new(app);
     assert_non_null(c);
 
-    vial_response *r = vial_client_get(c, "/static/hello.txt");
-    assert_int_equal(vial_response_status(r), 200);
-    assert_string_equal(vial_response_body(r, NULL), "hello world\n");
-    assert_string_equal(vial_response_header(r, "Content-Type"), "text/plain; charset=utf-8");
-    assert_string_equal(vial_response_header(r, "Content-Length"), "12");
-    assert_string_equal(vial_response_header(r, "Last-Modified"), LASTMOD);
+    vial_test_response *r = vial_test_client_get(c, "/static/hello.txt");
+    assert_int_equal(vial_test_response_status(r), 200);
+    assert_string_equal(vial_test_response_body(r, NULL), "hello world\n");
+    assert_string_equal(vial_test_response_header(r, "Content-Type"), "text/plain; charset=utf-8");
+    assert_string_equal(vial_test_response_header(r, "Content-Length"), "12");
+    assert_string_equal(vial_test_response_header(r, "Last-Modified"), LASTMOD);
     char etag[64];
-    snprintf(etag, sizeof etag, "%s", vial_response_header(r, "ETag"));
-    vial_response_free(r);
+    snprintf(etag, sizeof etag, "%s", vial_test_response_header(r, "ETag"));
+    vial_test_response_free(r);
 
     assert_int_equal(get_status(c, "GET", "/static/sub/a.css", NULL, "a{}"), 200);
     assert_int_equal(get_status(c, "GET", "/static/a%20b.txt", NULL, "spaced"), 200);
@@ -494,46 +494,46 @@ static void test_static_serves(void **st)
     assert_int_equal(get_status(c, "GET", "/static/link_in", NULL, "hello world\n"), 200);
 
     /* HEAD: the headers of GET, no body */
-    r = vial_client_request(c, "HEAD", "/static/hello.txt", NULL, NULL, 0);
-    assert_int_equal(vial_response_status(r), 200);
-    assert_string_equal(vial_response_header(r, "Content-Length"), "12");
+    r = vial_test_client_request(c, "HEAD", "/static/hello.txt", NULL, NULL, 0);
+    assert_int_equal(vial_test_response_status(r), 200);
+    assert_string_equal(vial_test_response_header(r, "Content-Length"), "12");
     size_t n;
-    vial_response_body(r, &n);
+    vial_test_response_body(r, &n);
     assert_int_equal(n, 0);
-    vial_response_free(r);
+    vial_test_response_free(r);
 
     /* revalidation */
     char inm[96];
     snprintf(inm, sizeof inm, "If-None-Match: %s", etag);
     const char *h[] = {inm, NULL};
-    r = vial_client_request(c, "GET", "/static/hello.txt", h, NULL, 0);
-    assert_int_equal(vial_response_status(r), 304);
-    assert_null(vial_response_header(r, "Content-Length"));
-    vial_response_body(r, &n);
+    r = vial_test_client_request(c, "GET", "/static/hello.txt", h, NULL, 0);
+    assert_int_equal(vial_test_response_status(r), 304);
+    assert_null(vial_test_response_header(r, "Content-Length"));
+    vial_test_response_body(r, &n);
     assert_int_equal(n, 0);
-    vial_response_free(r);
+    vial_test_response_free(r);
 
     /* a range */
     const char *rh[] = {"Range: bytes=6-10", NULL};
-    r = vial_client_request(c, "GET", "/static/hello.txt", rh, NULL, 0);
-    assert_int_equal(vial_response_status(r), 206);
-    assert_string_equal(vial_response_body(r, NULL), "world");
-    assert_string_equal(vial_response_header(r, "Content-Range"), "bytes 6-10/12");
-    assert_string_equal(vial_response_header(r, "Content-Length"), "5");
-    vial_response_free(r);
+    r = vial_test_client_request(c, "GET", "/static/hello.txt", rh, NULL, 0);
+    assert_int_equal(vial_test_response_status(r), 206);
+    assert_string_equal(vial_test_response_body(r, NULL), "world");
+    assert_string_equal(vial_test_response_header(r, "Content-Range"), "bytes 6-10/12");
+    assert_string_equal(vial_test_response_header(r, "Content-Length"), "5");
+    vial_test_response_free(r);
 
     /* 416 goes through the error handling and keeps Content-Range */
     const char *bad[] = {"Range: bytes=50-", NULL};
-    r = vial_client_request(c, "GET", "/static/hello.txt", bad, NULL, 0);
-    assert_int_equal(vial_response_status(r), 416);
-    assert_string_equal(vial_response_header(r, "Content-Range"), "bytes */12");
-    vial_response_free(r);
+    r = vial_test_client_request(c, "GET", "/static/hello.txt", bad, NULL, 0);
+    assert_int_equal(vial_test_response_status(r), 416);
+    assert_string_equal(vial_test_response_header(r, "Content-Range"), "bytes */12");
+    vial_test_response_free(r);
 
     /* GET only (HEAD and OPTIONS automatic) */
     assert_int_equal(get_status(c, "POST", "/static/hello.txt", NULL, NULL), 405);
 
     check_traversals(c);
-    vial_client_free(c);
+    vial_test_client_free(c);
     vial_static_release(app);
     vial_app_free(app);
 }
@@ -557,11 +557,11 @@ static void test_static_registration(void **st)
     assert_int_equal(chdir(cwd), 0);
     /* one "static" endpoint per app */
     assert_int_not_equal(vial_static(app, "/other", root), 0);
-    vial_client *c = vial_client_new(app);
+    vial_test_client *c = vial_test_client_new(app);
     assert_int_equal(get_status(c, "GET", "/hello.txt", NULL, "hello world\n"), 200);
     assert_int_equal(get_status(c, "GET", "/sub/a.css", NULL, "a{}"), 200);
     assert_int_equal(get_status(c, "GET", "/../secret.txt", NULL, NULL), 404);
-    vial_client_free(c);
+    vial_test_client_free(c);
     vial_static_release(app);
     vial_app_free(app);
 }
@@ -608,7 +608,7 @@ static void test_static_without_openat2(void **st)
         if (block_openat2() < 0)
             _exit(77);
         vial_app *app = static_app();
-        vial_client *c = vial_client_new(app);
+        vial_test_client *c = vial_test_client_new(app);
         int bad = 0;
         if (get_status(c, "GET", "/static/hello.txt", NULL, "hello world\n") != 200)
             bad |= 1;
@@ -622,7 +622,7 @@ static void test_static_without_openat2(void **st)
         for (size_t i = 0; i < sizeof traversals / sizeof traversals[0]; i++)
             if (get_status(c, "GET", traversals[i], NULL, NULL) != 404)
                 bad |= 16;
-        vial_client_free(c);
+        vial_test_client_free(c);
         vial_static_release(app);
         vial_app_free(app);
         _exit(bad);
@@ -676,11 +676,11 @@ static void test_no_fd_leaks(void **st)
         req_free(&t);
     }
     vial_app *app = static_app();
-    vial_client *c = vial_client_new(app);
+    vial_test_client *c = vial_test_client_new(app);
     get_status(c, "GET", "/static/hello.txt", NULL, NULL);
     get_status(c, "GET", "/static/sub/a.css", NULL, NULL);
     check_traversals(c);
-    vial_client_free(c);
+    vial_test_client_free(c);
     vial_static_release(app);
     vial_app_free(app);
     assert_int_equal(count_fds(), before);

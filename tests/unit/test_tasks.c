@@ -213,7 +213,7 @@ static int v_sync_spawn(vial_req *rq, vial_res *rs) /* registered sync */
 }
 
 static vial_app *app;
-static vial_client *client;
+static vial_test_client *client;
 
 static int setup(void **s)
 {
@@ -232,23 +232,23 @@ static int setup(void **s)
     vial_route(app, "GET /event", v_event);
     vial_route(app, "GET /sem", v_sem);
     vial_route_sync(app, "GET /sync-spawn", v_sync_spawn);
-    client = vial_client_new(app);
+    client = vial_test_client_new(app);
     return client ? 0 : -1;
 }
 
 static int teardown(void **s)
 {
-    vial_client_free(client);
+    vial_test_client_free(client);
     vial_app_free(app);
     return 0;
 }
 
 static void expect(const char *target, const char *body)
 {
-    vial_response *r = vial_client_get(client, target);
-    assert_int_equal(vial_response_status(r), 200);
-    assert_string_equal(vial_response_body(r, NULL), body);
-    vial_response_free(r);
+    vial_test_response *r = vial_test_client_get(client, target);
+    assert_int_equal(vial_test_response_status(r), 200);
+    assert_string_equal(vial_test_response_body(r, NULL), body);
+    vial_test_response_free(r);
 }
 
 static char buf[64];

@@ -64,13 +64,13 @@ static vial_app *make_app(void)
     return app;
 }
 
-static int expect(vial_client *c, const char *target, int status, const char *body)
+static int expect(vial_test_client *c, const char *target, int status, const char *body)
 {
-    vial_response *r = vial_client_get(c, target);
-    int ok = vial_response_status(r) == status && !strcmp(vial_response_body(r, NULL), body);
+    vial_test_response *r = vial_test_client_get(c, target);
+    int ok = vial_test_response_status(r) == status && !strcmp(vial_test_response_body(r, NULL), body);
     if (!ok)
-        fprintf(stderr, "%s: %d %s\n", target, vial_response_status(r), vial_response_body(r, NULL));
-    vial_response_free(r);
+        fprintf(stderr, "%s: %d %s\n", target, vial_test_response_status(r), vial_test_response_body(r, NULL));
+    vial_test_response_free(r);
     return ok;
 }
 
@@ -79,10 +79,10 @@ int main(int argc, char **argv)
     vial_app *app = make_app();
     int rc;
     if (argc > 1 && !strcmp(argv[1], "--test")) {
-        vial_client *c = vial_client_new(app);
+        vial_test_client *c = vial_test_client_new(app);
         rc = !(expect(c, "/dashboard", 200, "sum 6") && expect(c, "/impatient", 504, "too slow") &&
                expect(c, "/offloaded", 200, "checksum 42"));
-        vial_client_free(c);
+        vial_test_client_free(c);
     } else {
         vial_config cfg = vial_config_default();
         rc = vial_config_args(&cfg, argc, argv) ? 2 : vial_run(app, &cfg);

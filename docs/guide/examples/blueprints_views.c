@@ -37,13 +37,13 @@ typedef struct stock {
 
 static int stock_get(vial_req *rq, vial_res *rs)
 {
-    stock *s = vial_view_data(rq);
+    stock *s = vial_route_data(rq);
     return vial_text(rs, 200, "%d", atomic_load(&s->count));
 }
 
 static int stock_post(vial_req *rq, vial_res *rs) /* registered sync */
 {
-    stock *s = vial_view_data(rq);
+    stock *s = vial_route_data(rq);
     return vial_text(rs, 201, "%d", atomic_fetch_add(&s->count, 1) + 1);
 }
 
@@ -64,8 +64,8 @@ static vial_app *make_app(void)
 {
     vial_app *app = vial_app_new();
     vial_bp *api = vial_blueprint(app, "api", "/api/v2");
-    vial_bp_after_request(api, api_version, VIAL_ASYNC);
-    vial_bp_errorhandler(api, 403, api_403, VIAL_ASYNC);
+    vial_bp_after_request(api, api_version);
+    vial_bp_errorhandler(api, 403, api_403);
     vial_bp_route(api, "GET /ping", api_ping);
     vial_bp_route(api, "GET /secret", api_not_allowed);
 
@@ -84,24 +84,24 @@ int main(int argc, char **argv)
     vial_app *app = make_app();
     int rc = 0;
     if (argc > 1 && !strcmp(argv[1], "--test")) {
-        vial_client *c = vial_client_new(app);
-        vial_response *r = vial_client_get(c, "/api/v2/ping");
-        rc |= strcmp(vial_response_body(r, NULL), "pong") || strcmp(vial_response_header(r, "X-Api"), "2");
-        rc |= !vial_response_header(r, "Server-Timing");
-        vial_response_free(r);
-        r = vial_client_get(c, "/api/v2/secret");
-        rc |= vial_response_status(r) != 403 || strcmp(vial_response_body(r, NULL), "api says no");
-        vial_response_free(r);
-        r = vial_client_request(c, "POST", "/stock", NULL, "", 0);
-        rc |= vial_response_status(r) != 201 || !vial_response_header(r, "Server-Timing");
-        vial_response_free(r);
-        r = vial_client_get(c, "/stock");
-        rc |= strcmp(vial_response_body(r, NULL), "1");
-        vial_response_free(r);
-        r = vial_client_request(c, "PATCH", "/stock", NULL, NULL, 0);
-        rc |= vial_response_status(r) != 405;
-        vial_response_free(r);
-        vial_client_free(c);
+        vial_test_client *c = vial_test_client_new(app);
+        vial_test_response *r = vial_test_client_get(c, "/api/v2/ping");
+        rc |= strcmp(vial_test_response_body(r, NULL), "pong") || strcmp(vial_test_response_header(r, "X-Api"), "2");
+        rc |= !vial_test_response_header(r, "Server-Timing");
+        vial_test_response_free(r);
+        r = vial_test_client_get(c, "/api/v2/secret");
+        rc |= vial_test_response_status(r) != 403 || strcmp(vial_test_response_body(r, NULL), "api says no");
+        vial_test_response_free(r);
+        r = vial_test_client_request(c, "POST", "/stock", NULL, "", 0);
+        rc |= vial_test_response_status(r) != 201 || !vial_test_response_header(r, "Server-Timing");
+        vial_test_response_free(r);
+        r = vial_test_client_get(c, "/stock");
+        rc |= strcmp(vial_test_response_body(r, NULL), "1");
+        vial_test_response_free(r);
+        r = vial_test_client_request(c, "PATCH", "/stock", NULL, NULL, 0);
+        rc |= vial_test_response_status(r) != 405;
+        vial_test_response_free(r);
+        vial_test_client_free(c);
     } else {
         vial_config cfg = vial_config_default();
         rc = vial_config_args(&cfg, argc, argv) ? 2 : vial_run(app, &cfg);

@@ -53,11 +53,11 @@ static int self_test(vial_app *app)
     if (vial_config_args(&cfg, 3, bad) != -EINVAL)
         return 1;
 
-    vial_client *c = vial_client_new(app);
-    vial_response *r = vial_client_get(c, "/");
-    int ok = vial_response_status(r) == 200 && !strcmp(vial_response_body(r, NULL), "BONJOUR!");
-    vial_response_free(r);
-    vial_client_free(c);
+    vial_test_client *c = vial_test_client_new(app);
+    vial_test_response *r = vial_test_client_get(c, "/");
+    int ok = vial_test_response_status(r) == 200 && !strcmp(vial_test_response_body(r, NULL), "BONJOUR!");
+    vial_test_response_free(r);
+    vial_test_client_free(c);
     return ok ? 0 : 1;
 }
 

@@ -62,11 +62,11 @@ static int internal(vial_req *rq, vial_res *rs)
 static vial_app *make_app(void)
 {
     vial_app *app = vial_app_new();
-    vial_before_request(app, load_user, VIAL_SYNC);
-    vial_after_request(app, add_header, VIAL_ASYNC);
-    vial_teardown_request(app, log_request, VIAL_ASYNC);
-    vial_errorhandler(app, 403, forbidden, VIAL_ASYNC);
-    vial_errorhandler(app, 500, internal, VIAL_ASYNC);
+    vial_before_request_sync(app, load_user);
+    vial_after_request(app, add_header);
+    vial_teardown_request(app, log_request);
+    vial_errorhandler(app, 403, forbidden);
+    vial_errorhandler(app, 500, internal);
     vial_route(app, "GET /me", me);
     vial_route(app, "GET /admin", admin);
     vial_route(app, "GET /crash", crash);
@@ -78,23 +78,23 @@ int main(int argc, char **argv)
     vial_app *app = make_app();
     int rc = 0;
     if (argc > 1 && !strcmp(argv[1], "--test")) {
-        vial_client *c = vial_client_new(app);
+        vial_test_client *c = vial_test_client_new(app);
         const char *auth[] = {"Authorization: Bearer ada", NULL};
-        vial_response *r = vial_client_request(c, "GET", "/me", auth, NULL, 0);
-        rc |= strcmp(vial_response_body(r, NULL), "you are ada") != 0;
-        rc |= strcmp(vial_response_header(r, "X-Served-By"), "vial") != 0;
-        vial_response_free(r);
-        r = vial_client_get(c, "/me");
-        rc |= vial_response_status(r) != 401 || !vial_response_header(r, "X-Served-By");
-        vial_response_free(r);
-        r = vial_client_request(c, "GET", "/admin", auth, NULL, 0);
-        rc |= vial_response_status(r) != 403 ||
-              strcmp(vial_response_body(r, NULL), "{\"error\":\"admins only\"}") != 0;
-        vial_response_free(r);
-        r = vial_client_request(c, "GET", "/crash", auth, NULL, 0);
-        rc |= vial_response_status(r) != 500 || strcmp(vial_response_body(r, NULL), "sorry") != 0;
-        vial_response_free(r);
-        vial_client_free(c);
+        vial_test_response *r = vial_test_client_request(c, "GET", "/me", auth, NULL, 0);
+        rc |= strcmp(vial_test_response_body(r, NULL), "you are ada") != 0;
+        rc |= strcmp(vial_test_response_header(r, "X-Served-By"), "vial") != 0;
+        vial_test_response_free(r);
+        r = vial_test_client_get(c, "/me");
+        rc |= vial_test_response_status(r) != 401 || !vial_test_response_header(r, "X-Served-By");
+        vial_test_response_free(r);
+        r = vial_test_client_request(c, "GET", "/admin", auth, NULL, 0);
+        rc |= vial_test_response_status(r) != 403 ||
+              strcmp(vial_test_response_body(r, NULL), "{\"error\":\"admins only\"}") != 0;
+        vial_test_response_free(r);
+        r = vial_test_client_request(c, "GET", "/crash", auth, NULL, 0);
+        rc |= vial_test_response_status(r) != 500 || strcmp(vial_test_response_body(r, NULL), "sorry") != 0;
+        vial_test_response_free(r);
+        vial_test_client_free(c);
     } else {
         vial_config cfg = vial_config_default();
         rc = vial_config_args(&cfg, argc, argv) ? 2 : vial_run(app, &cfg);

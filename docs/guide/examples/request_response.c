@@ -69,7 +69,7 @@ static int visits(vial_req *rq, vial_res *rs) /* a signed-cookie session */
 static vial_app *make_app(void)
 {
     vial_app *app = vial_app_new();
-    vial_app_secret_key(app, "change me: a long random secret");
+    vial_app_set_secret_key(app, "change me: a long random secret");
     vial_route(app, "GET /search", search);
     vial_route_sync(app, "POST /signup", signup);
     vial_route(app, "GET /welcome", welcome);
@@ -91,35 +91,35 @@ int main(int argc, char **argv)
     vial_app *app = make_app();
     int rc = 0;
     if (argc > 1 && !strcmp(argv[1], "--test")) {
-        vial_client *c = vial_client_new(app);
-        vial_response *r = vial_client_get(c, "/search?q=c+lang&page=2");
-        rc |= check(!strcmp(vial_response_body(r, NULL), "q=c lang page=2"), "args");
-        vial_response_free(r);
+        vial_test_client *c = vial_test_client_new(app);
+        vial_test_response *r = vial_test_client_get(c, "/search?q=c+lang&page=2");
+        rc |= check(!strcmp(vial_test_response_body(r, NULL), "q=c lang page=2"), "args");
+        vial_test_response_free(r);
         const char *form[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
-        r = vial_client_request(c, "POST", "/signup", form, "name=ada", 8);
-        rc |= check(vial_response_status(r) == 303 && !strcmp(vial_response_header(r, "Location"), "/welcome"), "form+redirect");
-        vial_response_free(r);
-        r = vial_client_get(c, "/welcome"); /* the client kept the cookie */
-        rc |= check(!strcmp(vial_response_body(r, NULL), "welcome ada"), "cookie");
-        vial_response_free(r);
+        r = vial_test_client_request(c, "POST", "/signup", form, "name=ada", 8);
+        rc |= check(vial_test_response_status(r) == 303 && !strcmp(vial_test_response_header(r, "Location"), "/welcome"), "form+redirect");
+        vial_test_response_free(r);
+        r = vial_test_client_get(c, "/welcome"); /* the client kept the cookie */
+        rc |= check(!strcmp(vial_test_response_body(r, NULL), "welcome ada"), "cookie");
+        vial_test_response_free(r);
         const char *json[] = {"Content-Type: application/json", NULL};
-        r = vial_client_request(c, "POST", "/add", json, "{\"a\": 2, \"b\": 40}", 17);
-        rc |= check(!strcmp(vial_response_body(r, NULL), "{\"sum\":42}"), "json");
-        vial_response_free(r);
-        r = vial_client_request(c, "POST", "/add", json, "{\"a\": 2,}", 9);
-        rc |= check(vial_response_status(r) == 400, "bad json");
-        vial_response_free(r);
-        r = vial_client_get(c, "/countdown");
-        rc |= check(!strcmp(vial_response_body(r, NULL), "3\n2\n1\nliftoff\n"), "stream");
-        vial_response_free(r);
+        r = vial_test_client_request(c, "POST", "/add", json, "{\"a\": 2, \"b\": 40}", 17);
+        rc |= check(!strcmp(vial_test_response_body(r, NULL), "{\"sum\":42}"), "json");
+        vial_test_response_free(r);
+        r = vial_test_client_request(c, "POST", "/add", json, "{\"a\": 2,}", 9);
+        rc |= check(vial_test_response_status(r) == 400, "bad json");
+        vial_test_response_free(r);
+        r = vial_test_client_get(c, "/countdown");
+        rc |= check(!strcmp(vial_test_response_body(r, NULL), "3\n2\n1\nliftoff\n"), "stream");
+        vial_test_response_free(r);
         for (int i = 1; i <= 2; i++) {
-            r = vial_client_get(c, "/visits");
+            r = vial_test_client_get(c, "/visits");
             char want[16];
             snprintf(want, sizeof want, "visit %d", i);
-            rc |= check(!strcmp(vial_response_body(r, NULL), want), "session");
-            vial_response_free(r);
+            rc |= check(!strcmp(vial_test_response_body(r, NULL), want), "session");
+            vial_test_response_free(r);
         }
-        vial_client_free(c);
+        vial_test_client_free(c);
     } else {
         vial_config cfg = vial_config_default();
         rc = vial_config_args(&cfg, argc, argv) ? 2 : vial_run(app, &cfg);

@@ -56,13 +56,13 @@ static vial_app *make_app(void)
     return app;
 }
 
-static int expect(vial_client *c, const char *method, const char *target, int status, const char *body)
+static int expect(vial_test_client *c, const char *method, const char *target, int status, const char *body)
 {
-    vial_response *r = vial_client_request(c, method, target, NULL, NULL, 0);
-    int ok = vial_response_status(r) == status && (!body || !strcmp(vial_response_body(r, NULL), body));
+    vial_test_response *r = vial_test_client_request(c, method, target, NULL, NULL, 0);
+    int ok = vial_test_response_status(r) == status && (!body || !strcmp(vial_test_response_body(r, NULL), body));
     if (!ok)
-        fprintf(stderr, "%s %s: got %d %s\n", method, target, vial_response_status(r), vial_response_body(r, NULL));
-    vial_response_free(r);
+        fprintf(stderr, "%s %s: got %d %s\n", method, target, vial_test_response_status(r), vial_test_response_body(r, NULL));
+    vial_test_response_free(r);
     return ok;
 }
 
@@ -71,7 +71,7 @@ int main(int argc, char **argv)
     vial_app *app = make_app();
     int rc;
     if (argc > 1 && !strcmp(argv[1], "--test")) {
-        vial_client *c = vial_client_new(app);
+        vial_test_client *c = vial_test_client_new(app);
         int ok = expect(c, "GET", "/users/42", 200, "user 42") &&
                  expect(c, "GET", "/users/x", 404, NULL) &&
                  expect(c, "GET", "/files/a/b.txt", 200, "file a/b.txt") &&
@@ -81,7 +81,7 @@ int main(int argc, char **argv)
                  expect(c, "GET", "/color/00ff7F", 200, "#00ff7F") &&
                  expect(c, "GET", "/color/red", 404, NULL) &&
                  expect(c, "GET", "/links", 200, "/users/7 /files/a%20b/c.txt?dl=1");
-        vial_client_free(c);
+        vial_test_client_free(c);
         rc = ok ? 0 : 1;
     } else {
         vial_config cfg = vial_config_default();
