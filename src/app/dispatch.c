@@ -533,24 +533,28 @@ void vial_app_serve(void *data, vial_req *rq)
     vial_req_state state;
     vial_req_state_init(rq, &state, app);
     const vial_ops *ops = &app->ops;
-    if (!(ops->access_log | ops->metrics | ops->request_id | (ops->health_len != 0))) {
-        serve(app, rq); /* nothing to measure: the fast path of old */
-        return;
-    }
-    /* The start is when the loop woke up with the request's bytes (its
-     * cached clock): no clock read, and time spent behind other requests
-     * of the same wake-up counts, as the client saw it. */
-    vial_loop *loop = vial_loop_current();
-    uint64_t t0 = !(ops->access_log | ops->metrics) ? 0 : loop ? loop->now : vial_clock_ns();
-    if (ops->metrics)
-        vial_metrics_begin();
-    /* The probes count under endpoints of their own, in parentheses so no
-     * app endpoint (an identifier) can share their series. */
+    /* One call site for the lifecycle, so it stays inlined: with every
+     * operations feature off, serving costs one test of the flags. */
+    int timed = ops->access_log | ops->metrics;
     const char *probe = NULL;
-    if (!rq->reject_status && ops_path(rq, ops->health_path, ops->health_len))
-        probe = "(health)";
-    else if (!rq->reject_status && ops_path(rq, ops->metrics_path, ops->metrics_len))
-        probe = "(metrics)";
+    uint64_t t0 = 0;
+    if (__builtin_expect(timed | ops->request_id | (ops->health_len != 0), 0)) {
+        /* The start is when the loop woke up with the request's bytes (its
+         * cached clock): no clock read, and time spent behind other
+         * requests of the same wake-up counts, as the client saw it. */
+        if (timed) {
+            vial_loop *loop = vial_loop_current();
+            t0 = loop ? loop->now : vial_clock_ns();
+        }
+        if (ops->metrics)
+            vial_metrics_begin();
+        /* The probes count under endpoints of their own, in parentheses so
+         * no app endpoint (an identifier) can share their series. */
+        if (!rq->reject_status && ops_path(rq, ops->health_path, ops->health_len))
+            probe = "(health)";
+        else if (!rq->reject_status && ops_path(rq, ops->metrics_path, ops->metrics_len))
+            probe = "(metrics)";
+    }
     if (probe) {
         rq->is_head = !strcmp(vial_req_method(rq), "HEAD");
         if (probe[1] == 'h')
@@ -563,7 +567,9 @@ void vial_app_serve(void *data, vial_req *rq)
     } else {
         serve(app, rq);
     }
-    if (ops->access_log | ops->metrics) {
+    if (!timed)
+        return;
+    {
         uint64_t dur = vial_clock_ns() - t0;
         if (ops->metrics)
             vial_metrics_end(rq, probe ? (probe[1] == 'h' ? VIAL_STATS_HEALTH : VIAL_STATS_METRICS)
