@@ -345,6 +345,30 @@ typedef struct vial_config {
      * request may carry (Werkzeug's max_form_parts); more is a 413 naming
      * the limit. 0: 1000. */
     int max_fields;
+    /* Operations (docs/guide/deploy.md). access_log: a file appended one
+     * line per request (client address, method, target, protocol, status,
+     * body bytes, duration, request id), "-" for stderr, NULL: none; written
+     * by a background thread, reopened on SIGUSR1. access_log_format:
+     * "combined" (default) or "json". log_level: vial's own messages at
+     * this level and above, "error", "warn", "info" (default) or "debug".
+     * metrics_path: where Prometheus text is served ("/metrics"), NULL:
+     * nowhere. health_path: answers 200 while serving, 503 while draining
+     * ("/healthz"), NULL: nowhere. Both are answered before routing, by no
+     * hook. drain_delay_ms: after SIGTERM/SIGINT, keep serving (listener
+     * open) this long while the health check says 503, so a load balancer
+     * stops sending before connections are refused (default 0; a second
+     * signal cuts it short). request_id: each response carries X-Request-ID, the request's
+     * own when sane (visible ASCII, at most 200 bytes) else a generated one
+     * (vial_req_id); 1: on, 0: off, -1 (the default): on when the access
+     * log is, which records the id (generating and echoing it is a
+     * measurable share of a minimal request's CPU time). */
+    const char *access_log;
+    const char *access_log_format;
+    const char *log_level;
+    const char *metrics_path;
+    const char *health_path;
+    int drain_delay_ms;
+    int request_id;
     const vial_option *options; /* the app's own command-line options, or NULL */
     /* Called once by vial_run on its thread when every loop thread's
      * listener is bound, with the port (the real one for port 0), before
@@ -361,7 +385,18 @@ vial_config vial_config_default(void);
 /* Reads vial's options and the app's (cfg->options) from argv[1..argc):
  *   --host ADDR  --port N  --threads N  --workers N  --queue-max N
  *   --stack-size BYTES  --grace-ms MS  --max-body BYTES  --stall-ms MS
- *   --server-header  --no-server-header  -h/--help
+ *   --body-grace-ms MS  --body-min-rate BYTES  --body-memory-max BYTES
+ *   --access-log PATH  --access-log-format combined|json
+ *   --log-level error|warn|info|debug  --metrics-path PATH
+ *   --health-path PATH  --drain-delay-ms MS  --[no-]request-id  --[no-]server-header
+ *   --config FILE  -h/--help
+ * Before the flags it reads --config FILE (or $VIAL_CONFIG): "name = value"
+ * lines with the options' long names ("port = 8080", "access-log = -"),
+ * blank lines and # comments skipped; then every VIAL_<NAME> environment
+ * variable (VIAL_ACCESS_LOG for --access-log, the app's options too). So
+ * the file is overridden by the environment, and both by flags. Booleans
+ * there take 1/0, on/off, yes/no, true/false. Values read from the file
+ * are kept for the life of the process.
  * Each takes "--opt value" or "--opt=value"; sizes accept a K, M or G
  * suffix (KiB, MiB, GiB). Values are range-checked. --help (or -h) prints
  * every option with its description and default (the value cfg holds) to
@@ -569,6 +604,14 @@ char *vial_strndup(vial_req *rq, const char *s, size_t n);
  * call_on_close). For objects a library hands out per request: a result
  * set, a leased connection. Returns 0 or -ENOMEM. */
 int vial_req_on_end(vial_req *rq, void (*fn)(void *arg), void *arg);
+
+/* The request's id: its X-Request-ID header when sane (visible ASCII, at
+ * most 200 bytes), else 32 random hex digits generated once per request
+ * (per-thread generator, no lock). The same id is echoed in the response's
+ * X-Request-ID (as cfg.request_id says) and written to the access log,
+ * so a handler's own log lines can carry it. Lives as long as the request;
+ * never NULL. */
+const char *vial_req_id(vial_req *rq);
 
 /* 1 when rq is served by a sync view (on a worker thread, where blocking is
  * allowed), 0 for an async one (on its loop thread, in a coroutine). */

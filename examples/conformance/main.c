@@ -628,6 +628,13 @@ static int fail(vial_req *rq, vial_res *rs) /* sync */
     return vial_fail(rs, "boom");
 }
 
+/* The request id the handler sees (the access log and X-Request-ID carry
+ * the same). */
+static int request_id(vial_req *rq, vial_res *rs) /* async */
+{
+    return vial_text(rs, 200, "%s", vial_req_id(rq));
+}
+
 static int async_fail(vial_req *rq, vial_res *rs) /* async */
 {
     return vial_fail(rs, "boom");
@@ -1049,6 +1056,7 @@ static vial_app *build_app(void)
     e |= vial_route_sync(app, "GET /forbidden", forbidden);
     e |= vial_route_sync(app, "GET /fail", fail);
     e |= vial_route(app, "GET /async/fail", async_fail);
+    e |= vial_route(app, "GET /request-id", request_id);
     e |= vial_route(app, "GET /stream", stream);
     e |= vial_route(app, "GET /sse", sse);
 

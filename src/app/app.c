@@ -3,6 +3,7 @@
 #include "app/app.h"
 #include "app/session.h"
 #include "http/server.h"
+#include "runtime/log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -170,6 +171,7 @@ static int add_rule(vial_app *app, vial_bp *bp, const char *path, const char *co
         return rc;
     }
     snprintf(r->label, ll, "%s (%s)", pattern, full_ep);
+    r->stats_id = VIAL_STATS_RULES + app->nrules++;
     if (app->rules_tail)
         app->rules_tail->next = r;
     else
@@ -568,8 +570,32 @@ int vial_run(vial_app *app, const vial_config *cfg)
         c.body_memory_max = d.body_memory_max;
     if (c.max_fields <= 0)
         c.max_fields = d.max_fields;
+    if (!c.access_log_format)
+        c.access_log_format = d.access_log_format;
+    int level = vial_log_level_parse(c.log_level ? c.log_level : d.log_level);
+    if (level < 0) {
+        vial_log(VIAL_LOG_ERROR, "log level %s is not error, warn, info or debug", c.log_level);
+        return -EINVAL;
+    }
+    vial_log_set_level(level);
+    vial_metrics_init(VIAL_STATS_RULES + app->nrules);
+    int r = vial_accesslog_open(&c);
+    if (r < 0)
+        return r;
+    app->ops = (vial_ops){
+        .access_log = c.access_log && *c.access_log,
+        .metrics = c.metrics_path && *c.metrics_path,
+        /* auto (-1): with the access log, which the id ties responses to */
+        .request_id = c.request_id < 0 ? c.access_log && *c.access_log : c.request_id,
+        .metrics_path = c.metrics_path,
+        .metrics_len = c.metrics_path ? strlen(c.metrics_path) : 0,
+        .health_path = c.health_path,
+        .health_len = c.health_path ? strlen(c.health_path) : 0,
+    };
     /* Set before the first listener exists, so no request can see the app
      * change under it. */
     __atomic_store_n(&app->running, 1, __ATOMIC_RELEASE);
-    return vial_server_run(&c, vial_app_serve, app);
+    r = vial_server_run(&c, vial_app_serve, app);
+    vial_accesslog_close();
+    return r;
 }

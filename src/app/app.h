@@ -4,6 +4,7 @@
 #define VIAL_APP_APP_H
 
 #include "vial.h"
+#include "app/ops.h"
 #include "app/request_state.h"
 #include "app/router.h"
 #include "http/exchange.h"
@@ -66,6 +67,7 @@ typedef struct vial_rule {
     unsigned nmws;
     vial_router_rule *rrule;
     vial_ws_handler ws;  /* websocket route (vial_ws_route): no hooks, see dispatch */
+    unsigned stats_id;   /* its slot in the metrics (ops.h) */
     struct vial_rule *next;
 } vial_rule;
 
@@ -76,11 +78,13 @@ struct vial_app {
     vial_hooks hooks;
     vial_bp *bps;
     vial_rule *rules, *rules_tail;
+    unsigned nrules;
     vial_mw *mws; /* vial_use: wraps every view, outermost first */
     unsigned nmws;
     void *data;
     struct vial_session_config *session_cfg;
     int running; /* set by vial_run: registering is refused from then on */
+    vial_ops ops; /* access log, metrics, health, request ids (vial_run) */
 };
 
 /* 0 while app may still be set up; -EBUSY once vial_run has started (Flask's

@@ -1,6 +1,7 @@
 /* The server's configuration: defaults, and the command line (vial's options
  * and the app's own, --help). Runs before vial_run, on the main thread. */
 #include "vial.h"
+#include "runtime/log.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -25,13 +26,17 @@ vial_config vial_config_default(void)
         .body_min_rate = 1024,
         .body_memory_max = (size_t)256 << 20,
         .max_fields = 1000,
+        .access_log_format = "combined",
+        .log_level = "info",
+        .request_id = -1,
     };
 }
 
-enum { OPT_STR, OPT_INT, OPT_SIZE, OPT_BOOL };
+enum { OPT_STR, OPT_INT, OPT_SIZE, OPT_BOOL, OPT_CHOICE };
 
 /* One of vial's options: where it lands in vial_config and its range. A
- * BOOL option also answers to --no-NAME. */
+ * BOOL option also answers to --no-NAME; a CHOICE is a string among the
+ * '|'-separated words of `arg`. */
 typedef struct server_opt {
     const char *name, *arg, *help;
     int kind;
@@ -69,6 +74,20 @@ static const server_opt server_opts[] = {
      offsetof(vial_config, body_memory_max), 64 * KIB, 1024 * GIB},
     {"max-fields", "N", "query arguments, form fields or multipart parts per request (413 beyond)",
      OPT_INT, offsetof(vial_config, max_fields), 1, 1000000},
+    {"access-log", "PATH", "one line per request to PATH (appended; reopened on SIGUSR1); -: stderr",
+     OPT_STR, offsetof(vial_config, access_log), 0, 0},
+    {"access-log-format", "combined|json", "access log line format", OPT_CHOICE,
+     offsetof(vial_config, access_log_format), 0, 0},
+    {"log-level", "error|warn|info|debug", "vial's own messages at this level and above", OPT_CHOICE,
+     offsetof(vial_config, log_level), 0, 0},
+    {"metrics-path", "PATH", "serve Prometheus metrics at this path (e.g. /metrics)", OPT_STR,
+     offsetof(vial_config, metrics_path), 0, 0},
+    {"health-path", "PATH", "answer 200 here while serving, 503 while draining (e.g. /healthz)",
+     OPT_STR, offsetof(vial_config, health_path), 0, 0},
+    {"drain-delay-ms", "MS", "after SIGTERM, keep serving this long with the health check at 503",
+     OPT_INT, offsetof(vial_config, drain_delay_ms), 0, 3600000},
+    {"request-id", NULL, "echo X-Request-ID (the client's, or a generated one)", OPT_BOOL,
+     offsetof(vial_config, request_id), 0, 1},
     {"server-header", NULL, "send \"Server: vial\" on every response", OPT_BOOL,
      offsetof(vial_config, server_header), 0, 1},
 };
@@ -141,6 +160,7 @@ static void print_help(const vial_config *cfg, const char *prog)
         const char *d = def;
         switch (o->kind) {
         case OPT_STR:
+        case OPT_CHOICE:
             d = *(const char *const *)field;
             break;
         case OPT_INT:
@@ -150,7 +170,7 @@ static void print_help(const vial_config *cfg, const char *prog)
             fmt_size(def, sizeof def, (long long)*(const size_t *)field);
             break;
         case OPT_BOOL:
-            d = *(const int *)field ? "on" : "off";
+            d = *(const int *)field < 0 ? "with --access-log" : *(const int *)field ? "on" : "off";
             break;
         }
         if (o->kind == OPT_BOOL)
@@ -159,6 +179,8 @@ static void print_help(const vial_config *cfg, const char *prog)
             snprintf(left, sizeof left, "--%s %s", o->name, o->arg);
         help_line(left, o->help, d);
     }
+    help_line("--config FILE", "read options from FILE: \"name = value\" lines, # comments; "
+              "VIAL_NAME variables override it, flags override both", NULL);
     help_line("-h, --help", "print this help and exit", NULL);
     if (cfg->options && cfg->options[0].name) {
         printf("\nOptions of %s:\n", prog);
@@ -177,18 +199,22 @@ static void print_help(const vial_config *cfg, const char *prog)
 /* The error and the hint, on stderr. Always -EINVAL. */
 static int usage_error(const char *prog, const char *fmt, const char *a, const char *b)
 {
-    fprintf(stderr, "vial: ");
-    fprintf(stderr, fmt, a, b);
-    fprintf(stderr, "\nTry '%s --help' for the options.\n", prog);
+    char msg[1024];
+    snprintf(msg, sizeof msg, fmt, a, b);
+    vial_log(VIAL_LOG_ERROR, "%s", msg);
+    fprintf(stderr, "Try '%s --help' for the options.\n", prog);
     return -EINVAL;
 }
 
-static int bad_value(const char *prog, const server_opt *o)
+static int bad_value(const char *prog, const server_opt *o, const char *origin)
 {
     char what[96], lo[32], hi[32];
     switch (o->kind) {
     case OPT_STR:
-        snprintf(what, sizeof what, "an address");
+        snprintf(what, sizeof what, !strcmp(o->name, "host") ? "an address" : "a value");
+        break;
+    case OPT_CHOICE:
+        snprintf(what, sizeof what, "one of %s", o->arg);
         break;
     case OPT_INT:
         snprintf(what, sizeof what, "a number %lld-%lld", o->lo, o->hi);
@@ -199,7 +225,21 @@ static int bad_value(const char *prog, const server_opt *o)
         snprintf(what, sizeof what, "a size %s-%s (bytes, or K, M, G)", lo, hi);
         break;
     }
-    return usage_error(prog, "--%s needs %s", o->name, what);
+    char name[96];
+    snprintf(name, sizeof name, "%s--%s", origin, o->name);
+    return usage_error(prog, "%s needs %s", name, what);
+}
+
+static int choice_ok(const char *choices, const char *v)
+{
+    size_t n = strlen(v);
+    for (const char *p = choices; *p;) {
+        size_t w = strcspn(p, "|");
+        if (w == n && !memcmp(p, v, n))
+            return 1;
+        p += w + (p[w] == '|');
+    }
+    return 0;
 }
 
 static int set_server_opt(vial_config *cfg, const server_opt *o, const char *v)
@@ -209,6 +249,11 @@ static int set_server_opt(vial_config *cfg, const server_opt *o, const char *v)
     switch (o->kind) {
     case OPT_STR:
         if (!v || !*v)
+            return -EINVAL;
+        *(const char **)field = v;
+        return 0;
+    case OPT_CHOICE:
+        if (!v || !choice_ok(o->arg, v))
             return -EINVAL;
         *(const char **)field = v;
         return 0;
@@ -232,6 +277,160 @@ static int match(const char *opt, size_t len, const char *name)
     return strlen(name) == len && !memcmp(opt, name, len);
 }
 
+static int parse_bool(const char *v)
+{
+    static const char *const yes[] = {"1", "on", "yes", "true"}, *const no[] = {"0", "off", "no", "false"};
+    for (int i = 0; i < 4; i++) {
+        if (!strcmp(v, yes[i]))
+            return 1;
+        if (!strcmp(v, no[i]))
+            return 0;
+    }
+    return -1;
+}
+
+/* An option given by name with its value from the config file or the
+ * environment (`origin` names where, for the error). Booleans and the app's
+ * flags take 1/0, on/off, yes/no, true/false. */
+static int set_named(vial_config *cfg, const char *prog, const char *name, const char *v,
+                     const char *origin)
+{
+    for (size_t k = 0; k < NOPTS; k++) {
+        const server_opt *o = &server_opts[k];
+        if (strcmp(name, o->name))
+            continue;
+        if (o->kind == OPT_BOOL) {
+            int b = parse_bool(v);
+            if (b < 0)
+                return usage_error(prog, "%s needs on or off", origin, "");
+            *(int *)((char *)cfg + o->off) = b;
+            return 0;
+        }
+        if (set_server_opt(cfg, o, v) < 0) {
+            char where[160];
+            snprintf(where, sizeof where, "%s: ", origin);
+            return bad_value(prog, o, where);
+        }
+        return 0;
+    }
+    for (const vial_option *o = cfg->options; o && o->name; o++) {
+        if (strcmp(name, o->name))
+            continue;
+        if (o->arg) {
+            *(const char **)o->dest = v;
+            return 0;
+        }
+        int b = parse_bool(v);
+        if (b < 0)
+            return usage_error(prog, "%s needs on or off", origin, "");
+        *(int *)o->dest = b;
+        return 0;
+    }
+    return usage_error(prog, "%s: unknown option %s", origin, name);
+}
+
+/* Values read from a config file, kept (and reachable) for the life of the
+ * process, as argv's strings are. */
+struct kept {
+    struct kept *next;
+    char s[];
+};
+static struct kept *kept_values;
+
+static char *keep_string(const char *v)
+{
+    size_t n = strlen(v);
+    struct kept *k = malloc(sizeof *k + n + 1);
+    if (!k)
+        return NULL;
+    memcpy(k->s, v, n + 1);
+    k->next = kept_values;
+    kept_values = k;
+    return k->s;
+}
+
+/* --config FILE: "name = value" per line (the option's long name), blank
+ * lines and # comments skipped, spaces around both trimmed. The values
+ * live for the rest of the process, as argv does. */
+static int read_config_file(vial_config *cfg, const char *prog, const char *path)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        char eb[128];
+        return usage_error(prog, "cannot read --config %s: %s", path, strerror_r(errno, eb, sizeof eb));
+    }
+    char line[4096], origin[600];
+    int lineno = 0, r = 0;
+    while (r == 0 && fgets(line, sizeof line, f)) {
+        lineno++;
+        char *p = line + strspn(line, " \t");
+        p[strcspn(p, "\r\n")] = 0;
+        if (!*p || *p == '#')
+            continue;
+        snprintf(origin, sizeof origin, "%s:%d", path, lineno);
+        char *eq = strchr(p, '=');
+        if (!eq) {
+            r = usage_error(prog, "%s: expected \"name = value\"%s", origin, "");
+            break;
+        }
+        char *k_end = eq;
+        while (k_end > p && (k_end[-1] == ' ' || k_end[-1] == '\t'))
+            k_end--;
+        *k_end = 0;
+        char *v = eq + 1;
+        v += strspn(v, " \t");
+        size_t vl = strlen(v);
+        while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+            v[--vl] = 0;
+        char *keep = keep_string(v);
+        if (!keep) {
+            r = -ENOMEM;
+            break;
+        }
+        r = set_named(cfg, prog, p, keep, origin);
+    }
+    fclose(f);
+    return r;
+}
+
+/* VIAL_ACCESS_LOG for access-log. */
+static void env_name(char *out, size_t cap, const char *opt)
+{
+    size_t n = (size_t)snprintf(out, cap, "VIAL_");
+    for (; *opt && n + 1 < cap; opt++)
+        out[n++] = *opt == '-' ? '_' : (char)(*opt >= 'a' && *opt <= 'z' ? *opt - 32 : *opt);
+    out[n] = 0;
+}
+
+static int read_env_one(vial_config *cfg, const char *prog, const char *name)
+{
+    char var[96];
+    env_name(var, sizeof var, name);
+    const char *v = getenv(var);
+    return v ? set_named(cfg, prog, name, v, var) : 0;
+}
+
+/* Precedence: the config file, then VIAL_<NAME> variables, then flags. */
+static int read_file_and_env(vial_config *cfg, const char *prog, int argc, char **argv)
+{
+    const char *file = getenv("VIAL_CONFIG");
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--config")) {
+            if (i + 1 >= argc)
+                return usage_error(prog, "--config needs %s%s", "FILE", "");
+            file = argv[++i];
+        } else if (!strncmp(argv[i], "--config=", 9)) {
+            file = argv[i] + 9;
+        }
+    }
+    int r = file && *file ? read_config_file(cfg, prog, file) : 0;
+    for (size_t k = 0; k < NOPTS && r == 0; k++)
+        r = read_env_one(cfg, prog, server_opts[k].name);
+    for (const vial_option *o = cfg->options; o && o->name && r == 0; o++)
+        r = read_env_one(cfg, prog, o->name);
+    return r;
+}
+
 int vial_config_args(vial_config *cfg, int argc, char **argv)
 {
     const char *prog = prog_name(argc > 0 ? argv[0] : NULL);
@@ -244,6 +443,17 @@ int vial_config_args(vial_config *cfg, int argc, char **argv)
         }
         if (!o->dest)
             return usage_error(prog, "the app's option --%s%s has nowhere to store it", o->name, "");
+        if (!strcmp(o->name, "config"))
+            return usage_error(prog, "the app's option --%s%s is one of vial's", o->name, "");
+    }
+    /* A broken config file must not hide --help. */
+    int help = 0;
+    for (int i = 1; i < argc; i++)
+        help |= !strcmp(argv[i], "-h") || !strcmp(argv[i], "--help");
+    if (!help) {
+        int r = read_file_and_env(cfg, prog, argc, argv);
+        if (r < 0)
+            return r;
     }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -253,6 +463,12 @@ int vial_config_args(vial_config *cfg, int argc, char **argv)
         }
         if (strncmp(a, "--", 2) || !a[2])
             return usage_error(prog, "unexpected argument %s%s", a, "");
+        if (!strcmp(a, "--config")) {
+            i++; /* read first, by read_file_and_env */
+            continue;
+        }
+        if (!strncmp(a, "--config=", 9))
+            continue;
         const char *name = a + 2;
         const char *eq = strchr(name, '=');
         size_t len = eq ? (size_t)(eq - name) : strlen(name);
@@ -280,7 +496,7 @@ int vial_config_args(vial_config *cfg, int argc, char **argv)
             if (!eq && v)
                 i++;
             if (set_server_opt(cfg, so, v) < 0)
-                return bad_value(prog, so);
+                return bad_value(prog, so, "");
             continue;
         }
         const vial_option *ao = NULL;

@@ -15,10 +15,12 @@
  * Each function runs the way it was registered: VIAL_ASYNC on this
  * coroutine, VIAL_SYNC on the worker pool. */
 #include "app/app.h"
+#include "app/ops.h"
 #include "app/tasks.h"
 #include "http/server.h"
 #include "http/websocket.h"
 #include "runtime/coro.h"
+#include "runtime/log.h"
 #include "runtime/pool.h"
 
 #include <errno.h>
@@ -253,7 +255,7 @@ static const char *handle_error(vial_app *app, vial_req *rq, const vial_bp *bp, 
                                                      : vial_strdup(rq, vial_strerror(r));
     if (!err)
         err = "error handler failed";
-    fprintf(stderr, "vial: error handler for %d failed: %s\n", code, err);
+    vial_log(VIAL_LOG_ERROR, "error handler for %d failed: %s", code, err);
     rs->nheaders = 0;
     render_default(rq, 500);
     return err;
@@ -297,7 +299,7 @@ static void finalize(vial_req *rq)
         /* A failing after_request hook: the response becomes the 500 and the
          * hooks run again on it, their failures ignored (as Flask does). */
         lc->error = failure_message(rq, r);
-        fprintf(stderr, "vial: after_request failed: %s\n", lc->error);
+        vial_log(VIAL_LOG_ERROR, "after_request failed: %s", lc->error);
         rq->res.nheaders = 0;
         handle_error(lc->app, rq, lc->bp, 500, lc->error);
         if (lc->bp)
@@ -306,6 +308,8 @@ static void finalize(vial_req *rq)
     }
     if (vial_rqs(rq)->session)
         vial_session_save(rq);
+    if (lc->app->ops.request_id)
+        vial_request_id_echo(rq);
 }
 
 static void copy_params(vial_req *rq, const vial_match *m)
@@ -358,12 +362,9 @@ static void redirect_slash(vial_req *rq)
         vial_res_add_header(rs, "Location", loc);
 }
 
-void vial_app_serve(void *data, vial_req *rq)
+static void serve(vial_app *app, vial_req *rq)
 {
-    vial_app *app = data;
     vial_res *rs = &rq->res;
-    vial_req_state state;
-    vial_req_state_init(rq, &state, app);
     size_t path_len;
     const char *path = vial_req_path_n(rq, &path_len);
     const char *method = vial_req_method(rq);
@@ -375,6 +376,8 @@ void vial_app_serve(void *data, vial_req *rq)
          * app's handler renders the error, but the request never reached the
          * app proper, so no hook runs (spec 3.2, 9). */
         handle_error(app, rq, NULL, rq->reject_status, NULL);
+        if (app->ops.request_id)
+            vial_request_id_echo(rq);
         return;
     }
 
@@ -410,7 +413,11 @@ void vial_app_serve(void *data, vial_req *rq)
         int st = vial_ws_handshake_check(&rq->head, vial_req_header(rq, "Sec-WebSocket-Key"),
                                          vial_req_header(rq, "Sec-WebSocket-Version"));
         if (st == 0) {
+            if (app->ops.metrics)
+                vial_metrics_ws(1);
             st = vial_ws_serve(rq, rule->ws);
+            if (app->ops.metrics)
+                vial_metrics_ws(-1);
             vial_tasks_reap(rq);
         }
         if (st == 426)
@@ -483,7 +490,7 @@ void vial_app_serve(void *data, vial_req *rq)
             lc.error = handle_error(app, rq, lc.bp, http_status, msg);
     } else if (rc < 0 || rc > VIAL_DONE) {
         lc.error = failure_message(rq, rc);
-        fprintf(stderr, "vial: %s %s: unhandled error: %s\n", method, path, lc.error);
+        vial_log(VIAL_LOG_ERROR, "%s %s: unhandled error: %s", method, path, lc.error);
         if (!rs->streaming) {
             rs->nheaders = 0;
             const char *again = handle_error(app, rq, lc.bp, 500, lc.error);
@@ -500,4 +507,75 @@ void vial_app_serve(void *data, vial_req *rq)
         run_teardown(rq, &lc.bp->hooks, lc.error);
     run_teardown(rq, &app->hooks, lc.error);
     vial_rqs(rq)->lifecycle = NULL;
+}
+
+/* --metrics-path and --health-path are answered before routing and hooks:
+ * a probe must not depend on the app's before_request (an auth hook would
+ * make the load balancer think the server is down). */
+static int ops_path(const vial_req *rq, const char *want, size_t n)
+{
+    return n && rq->head.path.len == n && !memcmp(rq->head.path.p, want, n);
+}
+
+static uint64_t body_bytes(const vial_req *rq, const vial_req_state *st)
+{
+    const vial_res *rs = &rq->res;
+    if (rs->streaming)
+        return st->streamed;
+    if (rq->is_head || rs->upgraded || rs->status < 200 || rs->status == 204 || rs->status == 304)
+        return 0;
+    return rs->body_len;
+}
+
+void vial_app_serve(void *data, vial_req *rq)
+{
+    vial_app *app = data;
+    vial_req_state state;
+    vial_req_state_init(rq, &state, app);
+    const vial_ops *ops = &app->ops;
+    /* One call site for the lifecycle, so it stays inlined: with every
+     * operations feature off, serving costs one test of the flags. */
+    int timed = ops->access_log | ops->metrics;
+    const char *probe = NULL;
+    uint64_t t0 = 0;
+    if (__builtin_expect(timed | ops->request_id | (ops->health_len != 0), 0)) {
+        /* The start is when the loop woke up with the request's bytes (its
+         * cached clock): no clock read, and time spent behind other
+         * requests of the same wake-up counts, as the client saw it. */
+        if (timed) {
+            vial_loop *loop = vial_loop_current();
+            t0 = loop ? loop->now : vial_clock_ns();
+        }
+        if (ops->metrics)
+            vial_metrics_begin();
+        /* The probes count under endpoints of their own, in parentheses so
+         * no app endpoint (an identifier) can share their series. */
+        if (!rq->reject_status && ops_path(rq, ops->health_path, ops->health_len))
+            probe = "(health)";
+        else if (!rq->reject_status && ops_path(rq, ops->metrics_path, ops->metrics_len))
+            probe = "(metrics)";
+    }
+    if (probe) {
+        rq->is_head = !strcmp(vial_req_method(rq), "HEAD");
+        if (probe[1] == 'h')
+            vial_health_render(rq);
+        else
+            vial_metrics_render(rq);
+        vial_res_set_header(&rq->res, "Cache-Control", "no-store");
+        if (ops->request_id)
+            vial_request_id_echo(rq);
+    } else {
+        serve(app, rq);
+    }
+    if (!timed)
+        return;
+    {
+        uint64_t dur = vial_clock_ns() - t0;
+        if (ops->metrics)
+            vial_metrics_end(rq, probe ? (probe[1] == 'h' ? VIAL_STATS_HEALTH : VIAL_STATS_METRICS)
+                                 : state.route ? state.route->stats_id : VIAL_STATS_NONE,
+                             probe ? probe : state.route ? state.route->endpoint : "", dur);
+        if (ops->access_log)
+            vial_accesslog_request(rq, body_bytes(rq, &state), dur);
+    }
 }

@@ -57,6 +57,8 @@ typedef struct vial_req_state {
     /* The last helper that returned VIAL_EHTTP (vial_req_json...): its
      * message, used if that code comes back out of the view. */
     const char *helper_msg;
+    const char *req_id;        /* vial_req_id's answer, once asked */
+    uint64_t streamed;         /* body bytes sent by vial_stream_write (access log) */
     int error_code;            /* error being handled (vial_error_code) */
     int aborted;               /* vial_abort's status, or 0 */
     int failed;                /* vial_fail was called */
@@ -100,6 +102,8 @@ static inline void vial_req_state_init(vial_req *rq, vial_req_state *st, struct 
     st->error_msg = NULL;
     st->error_message = NULL;
     st->helper_msg = NULL;
+    st->req_id = NULL;
+    st->streamed = 0;
     st->error_code = 0;
     st->aborted = 0;
     st->failed = 0;

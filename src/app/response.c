@@ -233,7 +233,10 @@ int vial_stream_write(vial_res *rs, const void *data, size_t len)
     vial_coro *c = vial_coro_current();
     if (c && c->cancelled)
         return -ECANCELED;
-    return rs->rq->sink_write(rs->rq, data, len);
+    int r = rs->rq->sink_write(rs->rq, data, len);
+    if (r == 0 && vial_rqs(rs->rq) && !rs->rq->is_head)
+        vial_rqs(rs->rq)->streamed += len;
+    return r;
 }
 
 int vial_stream_printf(vial_res *rs, const char *fmt, ...)

@@ -18,6 +18,7 @@
  * turn a forged cookie into an error page. The data is signed, not
  * encrypted: the client can read it. */
 #include "app/session.h"
+#include "runtime/log.h"
 #include "runtime/ascii.h"
 #include "app/app.h"
 #include "runtime/codec.h"
@@ -469,8 +470,8 @@ int vial_session_save(vial_req *rq)
          * process, not once per request. */
         static atomic_int warned;
         if (!atomic_exchange(&warned, 1))
-            fprintf(stderr, "vial: session cookie is %zu bytes; browsers ignore cookies over "
-                            "about 4 KiB, keep less data in the session\n", o);
+            vial_log(VIAL_LOG_WARN, "session cookie is %zu bytes; browsers ignore cookies over "
+                            "about 4 KiB, keep less data in the session", o);
     }
     return vial_set_cookie(rs, VIAL_SESSION_COOKIE, value, &opts);
 }

@@ -51,6 +51,7 @@
 
 #include "runtime/ascii.h"
 #include "runtime/driver.h"
+#include "runtime/log.h"
 #include "runtime/numfmt.h"
 
 #include <arpa/inet.h>
@@ -2410,7 +2411,7 @@ vial_pg *vial_pg_open(const char *conninfo, const vial_pg_options *opts)
     PQconninfoOption *parsed = PQconninfoParse(conninfo, &err);
     if (!parsed) {
         if (err) {
-            fprintf(stderr, "vial_pg_open: %s", err);
+            vial_log(VIAL_LOG_ERROR, "vial_pg_open: %.*s", (int)strcspn(err, "\n"), err);
             PQfreemem(err);
             errno = EINVAL;
         } else {

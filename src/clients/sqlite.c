@@ -26,6 +26,7 @@
 #include "vial/sqlite.h"
 #include "runtime/driver.h"
 #include "runtime/ascii.h"
+#include "runtime/log.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -1052,7 +1053,7 @@ vial_sqlite *vial_sqlite_open(const char *path, const vial_sqlite_options *opts)
             sqlite3_step(st) == SQLITE_ROW)
             mode = (const char *)sqlite3_column_text(st, 0);
         if (!mode || vial_ascii_casecmp(mode, "wal"))
-            fprintf(stderr, "vial: sqlite: %s: WAL mode unavailable (%s); using journal mode %s\n",
+            vial_log(VIAL_LOG_WARN, "sqlite: %s: WAL mode unavailable (%s); using journal mode %s",
                     path, sqlite3_errmsg(c->h), mode ? mode : "?");
         sqlite3_finalize(st);
     }
@@ -1066,7 +1067,7 @@ vial_sqlite *vial_sqlite_open(const char *path, const vial_sqlite_options *opts)
         }
     }
     if (!c) {
-        fprintf(stderr, "vial: sqlite: cannot open %s: %s\n", path, err);
+        vial_log(VIAL_LOG_ERROR, "sqlite: cannot open %s: %s", path, err);
         pthread_cond_destroy(&db->cond);
         pthread_mutex_destroy(&db->lock);
         free(db->path);
@@ -1097,7 +1098,7 @@ void vial_sqlite_close(vial_sqlite *db)
     if (closed != db->open) {
         /* a statement still runs somewhere: its connection would be
          * returned to freed memory. Refuse loudly rather than corrupt. */
-        fprintf(stderr, "vial: sqlite: %s closed with %u connection(s) still in use; leaking them\n",
+        vial_log(VIAL_LOG_ERROR, "sqlite: %s closed with %u connection(s) still in use; leaking them",
                 db->path, db->open - closed);
         return;
     }

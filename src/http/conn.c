@@ -36,6 +36,7 @@ struct vial_conn {
     vial_conn *prev, *next;
     char *rbuf, *wbuf;
     uint32_t rpos, rlen; /* unconsumed input is rbuf[rpos..rlen) */
+    char peer[INET6_ADDRSTRLEN]; /* the peer's address as text, once asked ("" until then) */
     uint32_t wpos, wlen; /* unsent output is wbuf[wpos..wlen) */
     unsigned wait;       /* VIAL_IO_* the coroutine is parked on */
     unsigned in_ready : 1, out_ready : 1;
@@ -966,18 +967,26 @@ void vial_conn_cache_free(vial_server_thread *t)
     t->nfree_conns = 0;
 }
 
+/* Once per connection (the access log asks on every request): the text is
+ * kept in the connection, which outlives its requests. */
 const char *vial_conn_peer(vial_req *rq)
 {
+    vial_conn *c = rq->conn;
+    if (!c)
+        return NULL;
+    if (c->peer[0])
+        return c->peer;
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    if (!rq->conn || getpeername(rq->conn->io.fd, (struct sockaddr *)&ss, &len) != 0)
+    if (getpeername(c->io.fd, (struct sockaddr *)&ss, &len) != 0)
         return NULL;
-    char host[INET6_ADDRSTRLEN];
     const void *addr = ss.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
                                                 : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
-    if (!inet_ntop(ss.ss_family, addr, host, sizeof host))
+    if (!inet_ntop(ss.ss_family, addr, c->peer, sizeof c->peer)) {
+        c->peer[0] = 0;
         return NULL;
-    return vial_arena_strndup(&rq->arena, host, strlen(host));
+    }
+    return c->peer;
 }
 
 /* --- websocket sessions (websocket.c) ---------------------------------------------

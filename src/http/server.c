@@ -8,6 +8,7 @@
  * requests finish for the grace period, cancel what is left, exit. */
 #include "http/server.h"
 #include "runtime/coro.h"
+#include "runtime/log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -100,7 +101,7 @@ static int open_first_listener(const vial_config *cfg, listen_addr *a)
     struct addrinfo *res = NULL;
     int gai = getaddrinfo(cfg->host, port, &hints, &res);
     if (gai != 0) {
-        fprintf(stderr, "vial: cannot resolve %s: %s\n", cfg->host, gai_strerror(gai));
+        vial_log(VIAL_LOG_ERROR, "cannot resolve %s: %s", cfg->host, gai_strerror(gai));
         return -EINVAL;
     }
     int fd = -EADDRNOTAVAIL;
@@ -125,10 +126,10 @@ static int open_first_listener(const vial_config *cfg, listen_addr *a)
     freeaddrinfo(res);
     if (fd == -EADDRINUSE) {
         addr_text(a);
-        fprintf(stderr, "vial: %s:%d is already in use\n", a->text, cfg->port);
+        vial_log(VIAL_LOG_ERROR, "%s:%d is already in use", a->text, cfg->port);
     } else if (fd < 0) {
         char eb[128];
-        fprintf(stderr, "vial: cannot listen on %s:%d: %s\n", cfg->host, cfg->port,
+        vial_log(VIAL_LOG_ERROR, "cannot listen on %s:%d: %s", cfg->host, cfg->port,
                 strerror_r(-fd, eb, sizeof eb));
     } else {
         addr_text(a);
@@ -159,8 +160,8 @@ static void out_of_descriptors(vial_server_thread *t, int err)
     vial_loop *l = &t->loop;
     t->emfile_unlogged++;
     if (!t->emfile_logged_ns || l->now - t->emfile_logged_ns >= EMFILE_LOG_NS) {
-        fprintf(stderr, "vial: accept: out of file descriptors (%s; %u connections open on this thread; "
-                        "%u failed accepts since the last report); retrying every %llu ms\n",
+        vial_log(VIAL_LOG_ERROR, "accept: out of file descriptors (%s; %u connections open on this thread; "
+                        "%u failed accepts since the last report); retrying every %llu ms",
                 err == ENFILE ? "system-wide limit" : "process limit", t->nconns, t->emfile_unlogged,
                 (unsigned long long)(ACCEPT_RETRY_NS / 1000000ull));
         t->emfile_logged_ns = l->now ? l->now : 1;
@@ -257,7 +258,7 @@ static int thread_init(vial_server *s, vial_server_thread *t, int id, const list
         s->first_fd = -1;
     if (fd < 0) {
         char eb[128];
-        fprintf(stderr, "vial: cannot listen on %s:%d: %s\n", a->text, addr_port(a),
+        vial_log(VIAL_LOG_ERROR, "cannot listen on %s:%d: %s", a->text, addr_port(a),
                 strerror_r(-fd, eb, sizeof eb));
         *err = fd;
         return -1;
@@ -303,6 +304,9 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, void *data)
     sigemptyset(&stopset);
     sigaddset(&stopset, SIGTERM);
     sigaddset(&stopset, SIGINT);
+    /* SIGUSR1 asks for the log files to be reopened (logrotate); taken by
+     * the same sigwait, so it never kills the process. */
+    sigaddset(&stopset, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &stopset, &old);
 
     int err = 0;
@@ -336,12 +340,51 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, void *data)
             goto stop;
         }
     }
-    fprintf(stderr, "vial: listening on http://%s:%d (%u loop threads, %u workers)\n", addr.text,
+    vial_log(VIAL_LOG_ANNOUNCE, "listening on http://%s:%d (%u loop threads, %u workers)", addr.text,
             s.cfg.port, s.nthreads, vial_pool_threads(s.pool));
 
     int sig = 0;
-    sigwait(&stopset, &sig);
-    fprintf(stderr, "vial: %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    while (sigwait(&stopset, &sig) == 0 && sig == SIGUSR1) {
+        vial_log(VIAL_LOG_INFO, "SIGUSR1 received, reopening log files");
+        vial_log_reopen();
+    }
+    atomic_store(&s.draining, 1);
+    vial_log(VIAL_LOG_INFO, "%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    if (cfg->drain_delay_ms > 0) {
+        /* Still serving, the health check already failing: the load
+         * balancer takes this instance out of rotation before its listener
+         * closes. A second SIGTERM/SIGINT cuts the wait short. */
+        vial_log(VIAL_LOG_INFO, "serving %d ms more while the health check reports draining",
+                 cfg->drain_delay_ms);
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += cfg->drain_delay_ms / 1000;
+        until.tv_nsec += (long)(cfg->drain_delay_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        for (;;) {
+            struct timespec now, left;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            left.tv_sec = until.tv_sec - now.tv_sec;
+            left.tv_nsec = until.tv_nsec - now.tv_nsec;
+            if (left.tv_nsec < 0) {
+                left.tv_sec--;
+                left.tv_nsec += 1000000000L;
+            }
+            if (left.tv_sec < 0)
+                break;
+            int got = sigtimedwait(&stopset, NULL, &left);
+            if (got == SIGUSR1) {
+                vial_log_reopen();
+                continue;
+            }
+            if (got < 0 && errno == EINTR)
+                continue;
+            break; /* timed out, or asked again */
+        }
+    }
 
 stop:
     for (unsigned i = 0; i < started; i++)
@@ -368,7 +411,7 @@ stop:
             forced = 1;
     }
     if (forced) {
-        fprintf(stderr, "vial: shutdown grace exceeded; exiting with requests still running\n");
+        vial_log(VIAL_LOG_ERROR, "shutdown grace exceeded; exiting with requests still running");
         fflush(stderr);
         _exit(err ? 1 : 0);
     }
@@ -383,6 +426,6 @@ out:
     vial_pool_free(s.pool);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!err)
-        fprintf(stderr, "vial: stopped\n");
+        vial_log(VIAL_LOG_INFO, "stopped");
     return err;
 }

@@ -61,6 +61,7 @@ struct vial_server {
     unsigned nthreads;
     vial_server_thread *threads;
     int first_fd; /* the port's first listener until thread 0 takes it */
+    _Atomic int draining; /* SIGTERM/SIGINT received: the health check says 503 */
 };
 
 /* Timeouts and sizes of spec section 7. */
@@ -87,7 +88,8 @@ void vial_conn_close_all(vial_server_thread *thr);
 /* Frees the thread's cache of connection structs (at thread exit). */
 void vial_conn_cache_free(vial_server_thread *thr);
 
-/* The peer's address as text, in rq's arena (getpeername on demand). */
+/* The peer's address as text (getpeername once per connection; the text
+ * lives as long as the connection). */
 const char *vial_conn_peer(vial_req *rq);
 
 /* Streaming, called by the app's response functions from a handler. */

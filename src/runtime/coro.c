@@ -5,6 +5,7 @@
  * mapping and no malloc. Freed stacks stay in a per-loop cache (bounded) so
  * the steady state makes no system call per coroutine. */
 #include "runtime/coro.h"
+#include "runtime/log.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -41,6 +42,7 @@ struct vial_coro_pool {
     size_t stack_size; /* usable bytes, page multiple */
     size_t map_size;   /* guard + stack + header */
     unsigned cached, max_cached;
+    unsigned in_use; /* written by the owning loop only; read racily by the metrics */
     vial_coro *free_list; /* linked through next_ready */
 };
 
@@ -102,6 +104,11 @@ void vial_coro_pool_free(vial_coro_pool *p)
 size_t vial_coro_pool_stack_size(const vial_coro_pool *p)
 {
     return p->stack_size;
+}
+
+unsigned vial_coro_pool_in_use(const vial_coro_pool *p)
+{
+    return __atomic_load_n(&p->in_use, __ATOMIC_RELAXED);
 }
 
 static vial_coro *stack_get(vial_coro_pool *p)
@@ -202,6 +209,7 @@ vial_coro *vial_coro_new(vial_loop *loop, vial_coro_fn fn, void *arg)
     vial_coro *c = stack_get(loop->coro_pool);
     if (!c)
         return NULL;
+    __atomic_store_n(&loop->coro_pool->in_use, loop->coro_pool->in_use + 1, __ATOMIC_RELAXED);
     char *stack = c->stack;
     size_t size = c->stack_size;
     void *fiber = c->sanitizer_fiber;
@@ -263,8 +271,8 @@ void vial_coro_resume(vial_coro *c)
     if (loop->stall_ns) {
         uint64_t dt = coarse_ns() - t0;
         if (dt > loop->stall_ns)
-            fprintf(stderr, "vial: stall: %s held the event loop for %llu ms without awaiting "
-                            "(threshold %llu ms); make it sync or offload the blocking part\n",
+            vial_log(VIAL_LOG_WARN, "stall: %s held the event loop for %llu ms without awaiting "
+                            "(threshold %llu ms); make it sync or offload the blocking part",
                     c->slice_label ? c->slice_label : "a coroutine", (unsigned long long)(dt / 1000000),
                     (unsigned long long)(loop->stall_ns / 1000000));
     }
@@ -279,6 +287,7 @@ void vial_coro_resume(vial_coro *c)
         unlink_child(c);
         if (c->on_exit)
             c->on_exit(c);
+        __atomic_store_n(&loop->coro_pool->in_use, loop->coro_pool->in_use - 1, __ATOMIC_RELAXED);
         stack_put(loop->coro_pool, c);
     }
 }

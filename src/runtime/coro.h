@@ -65,6 +65,8 @@ typedef struct vial_coro_pool vial_coro_pool;
 vial_coro_pool *vial_coro_pool_new(size_t stack_size, unsigned max_cached);
 void vial_coro_pool_free(vial_coro_pool *pool);
 size_t vial_coro_pool_stack_size(const vial_coro_pool *pool);
+/* Coroutines (stacks) alive now; any thread may read it (the metrics). */
+unsigned vial_coro_pool_in_use(const vial_coro_pool *pool);
 
 /* Makes a coroutine on loop's pool; it runs at the next vial_coro_resume
  * (or when the loop takes it from the ready queue after vial_coro_wake).

@@ -106,6 +106,9 @@ static void run_timers(vial_loop *l)
 {
     while (l->nheap && l->heap[0]->when <= l->now) {
         vial_timer *t = l->heap[0];
+        uint64_t late = l->now - t->when;
+        if (late > __atomic_load_n(&l->lag_max_ns, __ATOMIC_RELAXED))
+            __atomic_store_n(&l->lag_max_ns, late, __ATOMIC_RELAXED);
         vial_timer_stop(l, t);
         t->cb(l, t);
     }

@@ -88,6 +88,9 @@ struct vial_loop {
     /* Stall watchdog: a coroutine that runs longer than this without
      * yielding is reported with its label (0: off). */
     uint64_t stall_ns;
+    /* Event-loop lag: the most a timer fired late since the metrics last
+     * took it (they exchange it with 0 from another thread). */
+    uint64_t lag_max_ns;
     /* Called when the loop ends (module state teardown), newest first. */
     vial_msg *at_exit;
 };

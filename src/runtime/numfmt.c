@@ -228,3 +228,64 @@ size_t vial_http_date(int64_t t, char out[VIAL_HTTP_DATE_SIZE])
     memcpy(p, " GMT", 5);
     return (size_t)(p + 4 - out);
 }
+
+size_t vial_iso8601_ms(int64_t ms, char out[VIAL_ISO8601_SIZE])
+{
+    int64_t t = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
+    unsigned frac = (unsigned)(ms - t * 1000);
+    if (t < 0)
+        t = 0, frac = 0;
+    if (t > 253402300799LL)
+        t = 253402300799LL;
+    int64_t days = t / 86400, sec = t % 86400, y;
+    unsigned m, d;
+    civil_from_days(days, &y, &m, &d);
+    char *p = out;
+    p = two(p, (unsigned)(y / 100));
+    p = two(p, (unsigned)(y % 100));
+    *p++ = '-';
+    p = two(p, m);
+    *p++ = '-';
+    p = two(p, d);
+    *p++ = 'T';
+    p = two(p, (unsigned)(sec / 3600));
+    *p++ = ':';
+    p = two(p, (unsigned)(sec / 60 % 60));
+    *p++ = ':';
+    p = two(p, (unsigned)(sec % 60));
+    *p++ = '.';
+    *p++ = (char)('0' + frac / 100);
+    p = two(p, frac % 100);
+    *p++ = 'Z';
+    *p = 0;
+    return (size_t)(p - out);
+}
+
+size_t vial_clf_date(int64_t t, char out[VIAL_CLF_DATE_SIZE])
+{
+    if (t < 0)
+        t = 0;
+    if (t > 253402300799LL)
+        t = 253402300799LL;
+    int64_t days = t / 86400, sec = t % 86400, y;
+    unsigned m, d;
+    civil_from_days(days, &y, &m, &d);
+    char *p = out;
+    p = two(p, d);
+    *p++ = '/';
+    memcpy(p, months[m - 1], 3);
+    p += 3;
+    *p++ = '/';
+    p = two(p, (unsigned)(y / 100));
+    p = two(p, (unsigned)(y % 100));
+    *p++ = ':';
+    p = two(p, (unsigned)(sec / 3600));
+    *p++ = ':';
+    p = two(p, (unsigned)(sec / 60 % 60));
+    *p++ = ':';
+    p = two(p, (unsigned)(sec % 60));
+    memcpy(p, " +0000", 6);
+    p += 6;
+    *p = 0;
+    return (size_t)(p - out);
+}

@@ -53,6 +53,16 @@ locale_t vial_c_locale(void);
  * GMT); years are clamped to 0000..9999. Returns its length (29). */
 size_t vial_http_date(int64_t t, char out[VIAL_HTTP_DATE_SIZE]);
 
+/* "2026-12-06T06:22:20.123Z": Unix time in milliseconds as UTC ISO 8601,
+ * for log lines. Returns its length (24). */
+#define VIAL_ISO8601_SIZE 25
+size_t vial_iso8601_ms(int64_t ms, char out[VIAL_ISO8601_SIZE]);
+
+/* "06/Dec/2026:06:22:20 +0000": the access log's combined-format date.
+ * Returns its length (26). */
+#define VIAL_CLF_DATE_SIZE 27
+size_t vial_clf_date(int64_t t, char out[VIAL_CLF_DATE_SIZE]);
+
 /* Days since 1970-01-01 of a proleptic Gregorian date (month 1..12): timegm
  * without the C library's time-zone lock and shared cache. */
 int64_t vial_days_from_civil(int64_t y, unsigned m, unsigned d);

@@ -11,6 +11,7 @@ struct vial_pool {
     pthread_cond_t cond;
     vial_job *head, *tail;
     unsigned queued, queue_max;
+    uint64_t dequeued, wait_ns;
     unsigned nthreads;
     int stopping;
     int draining; /* vial_pool_drain ran: droppable jobs are refused */
@@ -34,6 +35,8 @@ static void *worker_main(void *arg)
             p->tail = NULL;
         j->next = j->prev = NULL;
         p->queued--;
+        p->dequeued++;
+        p->wait_ns += vial_clock_ns() - j->queued_ns;
         pthread_mutex_unlock(&p->lock);
         j->work(j);
         vial_loop_post(j->loop, &j->done);
@@ -173,6 +176,7 @@ int vial_pool_submit(vial_pool *p, vial_job *j)
         p->head = j;
     p->tail = j;
     p->queued++;
+    j->queued_ns = vial_clock_ns();
     pthread_cond_signal(&p->cond);
     pthread_mutex_unlock(&p->lock);
     return 0;
@@ -234,4 +238,12 @@ int vial_pool_run(vial_pool *p, void (*fn)(void *), void *arg)
 int vial_pool_run_cancellable(vial_pool *p, void (*fn)(void *), void *arg)
 {
     return pool_run(p, fn, arg, 1);
+}
+
+void vial_pool_wait_stats(vial_pool *p, uint64_t *jobs, uint64_t *wait_ns)
+{
+    pthread_mutex_lock(&p->lock);
+    *jobs = p->dequeued;
+    *wait_ns = p->wait_ns;
+    pthread_mutex_unlock(&p->lock);
 }

@@ -18,6 +18,7 @@ struct vial_job {
     vial_loop *loop;          /* where completion is delivered */
     unsigned char droppable;  /* may be refused unrun when the pool drains */
     unsigned char refused;    /* set when it was refused: work() never ran */
+    uint64_t queued_ns;       /* when it entered the queue (the wait figures) */
 };
 
 /* Starts `threads` workers with room for `queue_max` waiting jobs. */
@@ -57,5 +58,9 @@ void vial_pool_drain(vial_pool *pool);
 unsigned vial_pool_queued(vial_pool *pool);
 
 unsigned vial_pool_threads(const vial_pool *pool);
+
+/* Jobs taken from the queue so far and their total time waiting in it (ns),
+ * for the metrics. Counted under the queue's lock, which is held anyway. */
+void vial_pool_wait_stats(vial_pool *pool, uint64_t *jobs, uint64_t *wait_ns);
 
 #endif

@@ -156,6 +156,34 @@ static void check_dates(void)
     }
 }
 
+/* The log lines' dates: ISO 8601 (vial's own lines) and the access log's
+ * combined-format date, checked against gmtime_r over a stretch of days. */
+static void check_log_dates(void)
+{
+    char iso[VIAL_ISO8601_SIZE], clf[VIAL_CLF_DATE_SIZE];
+    assert_int_equal(vial_iso8601_ms(0, iso), 24);
+    assert_string_equal(iso, "1970-01-01T00:00:00.000Z");
+    assert_int_equal(vial_iso8601_ms(1796538140123LL, iso), 24);
+    assert_string_equal(iso, "2026-12-06T06:22:20.123Z");
+    vial_iso8601_ms(951782399999LL, iso);
+    assert_string_equal(iso, "2000-02-28T23:59:59.999Z");
+    assert_int_equal(vial_clf_date(1796538140, clf), 26);
+    assert_string_equal(clf, "06/Dec/2026:06:22:20 +0000");
+    for (int64_t t = 0; t < 4102444800LL; t += 86400 * 17 + 3607) {
+        time_t tt = (time_t)t;
+        struct tm tm;
+        gmtime_r(&tt, &tm);
+        char want[64];
+        snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02d.007Z", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        vial_iso8601_ms(t * 1000 + 7, iso);
+        assert_string_equal(iso, want);
+        vial_clf_date(t, clf);
+        assert_int_equal(atoi(clf), tm.tm_mday);
+        assert_int_equal(atoi(clf + 7), tm.tm_year + 1900);
+    }
+}
+
 static void test_c_locale(void **state)
 {
     (void)state;
@@ -164,6 +192,7 @@ static void test_c_locale(void **state)
     check_round_trips();
     check_parse();
     check_dates();
+    check_log_dates();
     check_printf();
 }
 

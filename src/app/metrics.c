@@ -1,0 +1,337 @@
+/* Prometheus metrics and the health check.
+ *
+ * Each thread that finishes requests counts them in a table of its own
+ * (found through a thread-local pointer; only that thread writes it, with
+ * relaxed stores), so the hot path takes no lock and shares no cache line.
+ * The table is an array indexed by the endpoint's stats id (vial_run numbers
+ * the rules), so counting is an index, not a lookup.
+ * A scrape walks every thread's table and adds them up; it may see a count
+ * one request old, never a torn one. Gauges (connections, the pool, loop
+ * lag, coroutines) are read from the server's own structures at scrape
+ * time. */
+#include "app/app.h"
+#include "app/ops.h"
+#include "app/request_state.h"
+#include "http/server.h"
+#include "runtime/coro.h"
+#include "runtime/numfmt.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other"};
+#define NMETHODS 8
+
+/* Request duration buckets (seconds); the last is +Inf. */
+static const uint64_t bucket_ns[] = {500000,    1000000,   2500000,    5000000,    10000000,
+                                     25000000,  50000000,  100000000,  250000000,  500000000,
+                                     1000000000, 2500000000, 5000000000, 10000000000};
+static const char *const bucket_le[] = {"0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05",
+                                        "0.1",    "0.25",  "0.5",    "1",     "2.5",  "5",    "10"};
+#define NBUCKETS 15
+
+/* Per endpoint and thread: the histogram, and the requests by (method,
+ * status), a few pairs (an endpoint sees one or two); more go to overflow. */
+#define NPAIRS 8
+
+typedef struct ep_stats {
+    const char *endpoint; /* NULL: no request yet */
+    uint64_t count, sum_ns;
+    uint64_t buckets[NBUCKETS];
+    uint32_t pair_key[NPAIRS]; /* method << 16 | status; 0: free */
+    uint64_t pair_n[NPAIRS];
+} ep_stats;
+
+typedef struct mthread {
+    struct mthread *next;
+    uint64_t started, finished, ws_opened, ws_closed, overflow;
+    unsigned n; /* entries of eps (neps when it was made) */
+    ep_stats eps[]; /* indexed by the endpoint's stats id */
+} mthread;
+
+static pthread_mutex_t threads_mu = PTHREAD_MUTEX_INITIALIZER;
+static mthread *threads;
+static unsigned neps; /* set by vial_metrics_init before serving */
+static __thread mthread *tls_m;
+
+void vial_metrics_init(unsigned nids)
+{
+    neps = nids;
+}
+
+static mthread *me(void)
+{
+    if (tls_m)
+        return tls_m;
+    mthread *m = calloc(1, sizeof *m + neps * sizeof(ep_stats));
+    if (!m)
+        return NULL;
+    m->n = neps;
+    pthread_mutex_lock(&threads_mu);
+    m->next = threads;
+    __atomic_store_n(&threads, m, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&threads_mu);
+    return tls_m = m;
+}
+
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define BUMP(x, d) __atomic_store_n(&(x), (x) + (d), __ATOMIC_RELAXED)
+
+void vial_metrics_begin(void)
+{
+    mthread *m = me();
+    if (m)
+        BUMP(m->started, 1);
+}
+
+void vial_metrics_ws(int delta)
+{
+    mthread *m = me();
+    if (m) {
+        if (delta > 0)
+            BUMP(m->ws_opened, 1);
+        else
+            BUMP(m->ws_closed, 1);
+    }
+}
+
+static unsigned method_index(const char *m)
+{
+    for (unsigned i = 0; i < NMETHODS - 1; i++)
+        if (!strcmp(m, methods[i]))
+            return i;
+    return NMETHODS - 1;
+}
+
+void vial_metrics_end(vial_req *rq, unsigned id, const char *endpoint, uint64_t dur)
+{
+    mthread *m = me();
+    if (!m)
+        return;
+    BUMP(m->finished, 1);
+    if (id >= m->n) {
+        BUMP(m->overflow, 1);
+        return;
+    }
+    ep_stats *e = &m->eps[id];
+    if (!e->endpoint)
+        __atomic_store_n(&e->endpoint, endpoint, __ATOMIC_RELEASE);
+    unsigned b = 0;
+    while (b < NBUCKETS - 1 && dur > bucket_ns[b])
+        b++;
+    BUMP(e->buckets[b], 1);
+    BUMP(e->sum_ns, dur);
+    BUMP(e->count, 1);
+    uint32_t key = method_index(vial_req_method(rq)) << 16 | (uint32_t)rq->res.status;
+    for (unsigned i = 0; i < NPAIRS; i++) {
+        if (e->pair_key[i] == key) {
+            BUMP(e->pair_n[i], 1);
+            return;
+        }
+        if (!e->pair_key[i]) {
+            e->pair_n[i] = 1;
+            __atomic_store_n(&e->pair_key[i], key, __ATOMIC_RELEASE);
+            return;
+        }
+    }
+    BUMP(m->overflow, 1);
+}
+
+/* --- the scrape ---------------------------------------------------------- */
+
+static void out_u64(vial_res *rs, uint64_t v)
+{
+    char b[VIAL_FMT_INT_SIZE];
+    vial_res_append_body(rs, b, vial_fmt_u64(b, v));
+}
+
+static void out_s(vial_res *rs, const char *s)
+{
+    vial_res_append_body(rs, s, strlen(s));
+}
+
+/* Seconds from ns, "12.345678901" without floating point. */
+static void out_secs(vial_res *rs, uint64_t ns)
+{
+    out_u64(rs, ns / 1000000000u);
+    char frac[11] = ".";
+    uint64_t f = ns % 1000000000u;
+    for (int i = 9; i >= 1; i--, f /= 10)
+        frac[i] = (char)('0' + f % 10);
+    frac[10] = 0;
+    out_s(rs, frac);
+}
+
+/* A label value: backslash, quote and newline escaped (exposition format). */
+static void out_label(vial_res *rs, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            vial_res_append_body(rs, "\\", 1);
+        if (*v == '\n')
+            out_s(rs, "\\n");
+        else
+            vial_res_append_body(rs, v, 1);
+    }
+}
+
+static void gauge(vial_res *rs, const char *name, const char *help, uint64_t v)
+{
+    out_s(rs, "# HELP ");
+    out_s(rs, name);
+    out_s(rs, " ");
+    out_s(rs, help);
+    out_s(rs, "\n# TYPE ");
+    out_s(rs, name);
+    out_s(rs, " gauge\n");
+    out_s(rs, name);
+    out_s(rs, " ");
+    out_u64(rs, v);
+    out_s(rs, "\n");
+}
+
+/* One endpoint's figures, all threads added up. */
+typedef struct merged {
+    const char *endpoint;
+    uint64_t count, sum_ns, buckets[NBUCKETS];
+    uint32_t pair_key[NPAIRS * 4];
+    uint64_t pair_n[NPAIRS * 4];
+    unsigned npairs;
+} merged;
+
+void vial_metrics_render(vial_req *rq)
+{
+    vial_res *rs = &rq->res;
+    merged *ms = calloc(neps ? neps : 1, sizeof *ms);
+    if (!ms) {
+        vial_text(rs, 500, "out of memory\n");
+        return;
+    }
+    uint64_t started = 0, finished = 0, wso = 0, wsc = 0, overflow = 0;
+    for (mthread *t = __atomic_load_n(&threads, __ATOMIC_ACQUIRE); t; t = t->next) {
+        started += LOAD(t->started);
+        finished += LOAD(t->finished);
+        wso += LOAD(t->ws_opened);
+        wsc += LOAD(t->ws_closed);
+        overflow += LOAD(t->overflow);
+        for (unsigned id = 0; id < neps && id < t->n; id++) {
+            const ep_stats *e = &t->eps[id];
+            const char *ep = __atomic_load_n(&e->endpoint, __ATOMIC_ACQUIRE);
+            if (!ep)
+                continue;
+            merged *m = &ms[id];
+            m->endpoint = ep;
+            m->count += LOAD(e->count);
+            m->sum_ns += LOAD(e->sum_ns);
+            for (unsigned b = 0; b < NBUCKETS; b++)
+                m->buckets[b] += LOAD(e->buckets[b]);
+            for (unsigned i = 0; i < NPAIRS; i++) {
+                uint32_t key = __atomic_load_n(&e->pair_key[i], __ATOMIC_ACQUIRE);
+                if (!key)
+                    break;
+                unsigned j = 0;
+                while (j < m->npairs && m->pair_key[j] != key)
+                    j++;
+                if (j == m->npairs) {
+                    if (j == NPAIRS * 4) {
+                        overflow += LOAD(e->pair_n[i]);
+                        continue;
+                    }
+                    m->pair_key[m->npairs++] = key;
+                }
+                m->pair_n[j] += LOAD(e->pair_n[i]);
+            }
+        }
+    }
+    vial_res_set_status(rs, 200);
+    vial_res_set_header(rs, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    out_s(rs, "# HELP vial_requests_total Requests answered, by endpoint, method and status.\n"
+              "# TYPE vial_requests_total counter\n");
+    for (unsigned id = 0; id < neps; id++) {
+        for (unsigned j = 0; j < ms[id].npairs; j++) {
+            out_s(rs, "vial_requests_total{endpoint=\"");
+            out_label(rs, ms[id].endpoint);
+            out_s(rs, "\",method=\"");
+            out_s(rs, methods[ms[id].pair_key[j] >> 16]);
+            out_s(rs, "\",status=\"");
+            out_u64(rs, ms[id].pair_key[j] & 0xffff);
+            out_s(rs, "\"} ");
+            out_u64(rs, ms[id].pair_n[j]);
+            out_s(rs, "\n");
+        }
+    }
+    out_s(rs, "# HELP vial_request_duration_seconds Time from the request's head to its response, "
+              "by endpoint.\n# TYPE vial_request_duration_seconds histogram\n");
+    for (unsigned id = 0; id < neps; id++) {
+        const merged *m = &ms[id];
+        if (!m->endpoint)
+            continue;
+        uint64_t cum = 0;
+        for (unsigned b = 0; b < NBUCKETS; b++) {
+            cum += m->buckets[b];
+            out_s(rs, "vial_request_duration_seconds_bucket{endpoint=\"");
+            out_label(rs, m->endpoint);
+            out_s(rs, "\",le=\"");
+            out_s(rs, b < NBUCKETS - 1 ? bucket_le[b] : "+Inf");
+            out_s(rs, "\"} ");
+            out_u64(rs, cum);
+            out_s(rs, "\n");
+        }
+        out_s(rs, "vial_request_duration_seconds_sum{endpoint=\"");
+        out_label(rs, m->endpoint);
+        out_s(rs, "\"} ");
+        out_secs(rs, m->sum_ns);
+        out_s(rs, "\nvial_request_duration_seconds_count{endpoint=\"");
+        out_label(rs, m->endpoint);
+        out_s(rs, "\"} ");
+        out_u64(rs, m->count);
+        out_s(rs, "\n");
+    }
+    free(ms);
+    /* This scrape itself is in flight. */
+    gauge(rs, "vial_requests_in_flight", "Requests being served now.", started > finished ? started - finished : 0);
+    gauge(rs, "vial_websocket_sessions", "Websocket sessions open now.", wso > wsc ? wso - wsc : 0);
+    out_s(rs, "# HELP vial_metrics_overflow_total Requests not counted by endpoint (a thread's table "
+              "was full).\n# TYPE vial_metrics_overflow_total counter\nvial_metrics_overflow_total ");
+    out_u64(rs, overflow);
+    out_s(rs, "\n");
+    vial_server *s = rq->server;
+    if (!s)
+        return;
+    uint64_t conns = 0, coros = 0;
+    for (unsigned i = 0; i < s->nthreads; i++) {
+        conns += __atomic_load_n(&s->threads[i].nconns, __ATOMIC_RELAXED);
+        if (s->threads[i].loop.coro_pool)
+            coros += vial_coro_pool_in_use(s->threads[i].loop.coro_pool);
+    }
+    gauge(rs, "vial_open_connections", "Client connections open now.", conns);
+    gauge(rs, "vial_coroutines", "Coroutine stacks in use now.", coros);
+    gauge(rs, "vial_pool_queued", "Sync jobs waiting for a worker now.", vial_pool_queued(s->pool));
+    uint64_t jobs, wait_ns;
+    vial_pool_wait_stats(s->pool, &jobs, &wait_ns);
+    out_s(rs, "# HELP vial_pool_wait_seconds Time sync jobs waited in the queue for a worker.\n"
+              "# TYPE vial_pool_wait_seconds summary\nvial_pool_wait_seconds_sum ");
+    out_secs(rs, wait_ns);
+    out_s(rs, "\nvial_pool_wait_seconds_count ");
+    out_u64(rs, jobs);
+    out_s(rs, "\n# HELP vial_event_loop_lag_seconds The most a timer fired late on each loop since the "
+              "last scrape.\n# TYPE vial_event_loop_lag_seconds gauge\n");
+    for (unsigned i = 0; i < s->nthreads; i++) {
+        out_s(rs, "vial_event_loop_lag_seconds{loop=\"");
+        out_u64(rs, i);
+        out_s(rs, "\"} ");
+        out_secs(rs, __atomic_exchange_n(&s->threads[i].loop.lag_max_ns, 0, __ATOMIC_RELAXED));
+        out_s(rs, "\n");
+    }
+}
+
+void vial_health_render(vial_req *rq)
+{
+    vial_server *s = rq->server;
+    int draining = s && atomic_load(&s->draining);
+    if (draining)
+        vial_text(&rq->res, 503, "draining\n");
+    else
+        vial_text(&rq->res, 200, "ok\n");
+}

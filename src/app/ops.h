@@ -1,0 +1,53 @@
+/* Operations: the access log (accesslog.c), the metrics and the health
+ * check (metrics.c), and request ids (request_id.c). vial_run sets them up
+ * from the config; dispatch feeds them once per request. */
+#ifndef VIAL_APP_OPS_H
+#define VIAL_APP_OPS_H
+
+#include "vial.h"
+
+#include <stdint.h>
+
+/* What vial_run turned on, kept in the app (all off under the test client). */
+typedef struct vial_ops {
+    int access_log;  /* lines are written */
+    int metrics;     /* counters are kept */
+    int request_id;  /* X-Request-ID is echoed */
+    const char *metrics_path, *health_path;
+    size_t metrics_len, health_len; /* 0: not served */
+} vial_ops;
+
+/* --- access log ---------------------------------------------------------- */
+
+/* Opens cfg->access_log (appending; "-": stderr) and starts its writer
+ * thread. 0, or a negative errno (logged). */
+int vial_accesslog_open(const vial_config *cfg);
+/* Writes what is buffered, stops the writer, closes the file. */
+void vial_accesslog_close(void);
+/* One line for the finished request: formatted here, on the loop thread,
+ * into this thread's buffer; the writer thread writes it out. */
+void vial_accesslog_request(vial_req *rq, uint64_t body_bytes, uint64_t duration_ns);
+
+/* --- metrics and health -------------------------------------------------- */
+
+/* Stats ids: 0 for requests no rule matched, 1 and 2 for the health and
+ * metrics probes, then each rule's (vial_rule.stats_id). */
+enum { VIAL_STATS_NONE, VIAL_STATS_HEALTH, VIAL_STATS_METRICS, VIAL_STATS_RULES };
+/* How many ids there are; before the first request. */
+void vial_metrics_init(unsigned nids);
+/* A request began / ended with rq->res.status after duration_ns, counted
+ * under stats id `id` named `endpoint`. Per-thread counters. */
+void vial_metrics_begin(void);
+void vial_metrics_end(vial_req *rq, unsigned id, const char *endpoint, uint64_t duration_ns);
+void vial_metrics_ws(int delta);
+/* Fills rq->res with the Prometheus text of every thread's figures. */
+void vial_metrics_render(vial_req *rq);
+/* 200 "ok" while serving, 503 "draining" once shutdown began. */
+void vial_health_render(vial_req *rq);
+
+/* --- request id ---------------------------------------------------------- */
+
+/* Adds X-Request-ID to rq's response (once). */
+void vial_request_id_echo(vial_req *rq);
+
+#endif
