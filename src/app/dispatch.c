@@ -144,6 +144,16 @@ static int call_view(vial_app *app, vial_req *rq, const vial_rule *r)
 
 /* A function's result with vial_abort / vial_fail made sticky: they stand
  * when their return value was dropped. A returned negative code wins. */
+/* Failures of a request whose client reset the connection are the reset's
+ * echo (its sync functions are withdrawn, never run): worth a debug line,
+ * not an error each — a client resetting thousands of requests must not
+ * flood the log. */
+static int failure_level(void)
+{
+    vial_coro *co = vial_coro_current();
+    return co && vial_coro_is_abandoned(co) ? VIAL_LOG_DEBUG : VIAL_LOG_ERROR;
+}
+
 static int outcome(const vial_res *rs, int rc)
 {
     if (rc < 0)
@@ -255,7 +265,7 @@ static const char *handle_error(vial_app *app, vial_req *rq, const vial_bp *bp, 
                                                      : vial_strdup(rq, vial_strerror(r));
     if (!err)
         err = "error handler failed";
-    vial_log(VIAL_LOG_ERROR, "error handler for %d failed: %s", code, err);
+    vial_log(failure_level(), "error handler for %d failed: %s", code, err);
     rs->nheaders = 0;
     render_default(rq, 500);
     return err;
@@ -299,7 +309,7 @@ static void finalize(vial_req *rq)
         /* A failing after_request hook: the response becomes the 500 and the
          * hooks run again on it, their failures ignored (as Flask does). */
         lc->error = failure_message(rq, r);
-        vial_log(VIAL_LOG_ERROR, "after_request failed: %s", lc->error);
+        vial_log(failure_level(), "after_request failed: %s", lc->error);
         rq->res.nheaders = 0;
         handle_error(lc->app, rq, lc->bp, 500, lc->error);
         if (lc->bp)
@@ -490,7 +500,7 @@ static void serve(vial_app *app, vial_req *rq)
             lc.error = handle_error(app, rq, lc.bp, http_status, msg);
     } else if (rc < 0 || rc > VIAL_DONE) {
         lc.error = failure_message(rq, rc);
-        vial_log(VIAL_LOG_ERROR, "%s %s: unhandled error: %s", method, path, lc.error);
+        vial_log(failure_level(), "%s %s: unhandled error: %s", method, path, lc.error);
         if (!rs->streaming) {
             rs->nheaders = 0;
             const char *again = handle_error(app, rq, lc.bp, 500, lc.error);
