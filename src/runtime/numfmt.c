@@ -193,6 +193,17 @@ static char *two(char *p, unsigned v)
     return p + 2;
 }
 
+
+/* "HH:MM:SS" for sec seconds into the day. */
+static char *hms(char *p, int64_t sec)
+{
+    p = two(p, (unsigned)(sec / 3600));
+    *p++ = ':';
+    p = two(p, (unsigned)(sec / 60 % 60));
+    *p++ = ':';
+    return two(p, (unsigned)(sec % 60));
+}
+
 size_t vial_http_date(int64_t t, char out[VIAL_HTTP_DATE_SIZE])
 {
     /* Four year digits: clamp to 0000-01-01 .. 9999-12-31 23:59:59, so a
@@ -220,11 +231,7 @@ size_t vial_http_date(int64_t t, char out[VIAL_HTTP_DATE_SIZE])
     p = two(p, (unsigned)(y / 100));
     p = two(p, (unsigned)(y % 100));
     *p++ = ' ';
-    p = two(p, (unsigned)(sec / 3600));
-    *p++ = ':';
-    p = two(p, (unsigned)(sec / 60 % 60));
-    *p++ = ':';
-    p = two(p, (unsigned)(sec % 60));
+    p = hms(p, sec);
     memcpy(p, " GMT", 5);
     return (size_t)(p + 4 - out);
 }
@@ -248,11 +255,7 @@ size_t vial_iso8601_ms(int64_t ms, char out[VIAL_ISO8601_SIZE])
     *p++ = '-';
     p = two(p, d);
     *p++ = 'T';
-    p = two(p, (unsigned)(sec / 3600));
-    *p++ = ':';
-    p = two(p, (unsigned)(sec / 60 % 60));
-    *p++ = ':';
-    p = two(p, (unsigned)(sec % 60));
+    p = hms(p, sec);
     *p++ = '.';
     *p++ = (char)('0' + frac / 100);
     p = two(p, frac % 100);
@@ -279,11 +282,7 @@ size_t vial_clf_date(int64_t t, char out[VIAL_CLF_DATE_SIZE])
     p = two(p, (unsigned)(y / 100));
     p = two(p, (unsigned)(y % 100));
     *p++ = ':';
-    p = two(p, (unsigned)(sec / 3600));
-    *p++ = ':';
-    p = two(p, (unsigned)(sec / 60 % 60));
-    *p++ = ':';
-    p = two(p, (unsigned)(sec % 60));
+    p = hms(p, sec);
     memcpy(p, " +0000", 6);
     p += 6;
     *p = 0;

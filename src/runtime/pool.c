@@ -91,6 +91,21 @@ unsigned vial_pool_queued(vial_pool *p)
     return n;
 }
 
+/* Takes a queued job out of the queue (lock held); its prev is cleared. */
+static void unlink_job(vial_pool *p, vial_job *j)
+{
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        p->head = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    else
+        p->tail = j->prev;
+    j->prev = NULL;
+    p->queued--;
+}
+
 void vial_pool_drain(vial_pool *p)
 {
     vial_job *refused = NULL;
@@ -100,17 +115,8 @@ void vial_pool_drain(vial_pool *p)
         next = j->next;
         if (!j->droppable)
             continue;
-        if (j->prev)
-            j->prev->next = j->next;
-        else
-            p->head = j->next;
-        if (j->next)
-            j->next->prev = j->prev;
-        else
-            p->tail = j->prev;
-        p->queued--;
+        unlink_job(p, j);
         j->refused = 1;
-        j->prev = NULL;
         j->next = refused;
         refused = j;
     }
@@ -134,16 +140,8 @@ static int pool_withdraw(vial_pool *p, vial_job *j)
     /* A queued job is the head or has a predecessor; a taken one has
      * neither (the worker cleared its links under this lock). */
     if (p->head == j || j->prev) {
-        if (j->prev)
-            j->prev->next = j->next;
-        else
-            p->head = j->next;
-        if (j->next)
-            j->next->prev = j->prev;
-        else
-            p->tail = j->prev;
-        j->next = j->prev = NULL;
-        p->queued--;
+        unlink_job(p, j);
+        j->next = NULL;
         found = 1;
     }
     pthread_mutex_unlock(&p->lock);
