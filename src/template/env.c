@@ -1,0 +1,231 @@
+/* Environments: the template directory or loader, the compiled-template
+ * cache (loads are serialised by the environment's lock) and the globals. */
+#include "template/tmpl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int file_loader(void *data, const char *name, char **src, size_t *len)
+{
+    vial_tmpl_env *env = data;
+    if (!env->dir || !*name || name[0] == '/')
+        return -ENOENT;
+    /* Refuse any ".." piece, as Jinja's FileSystemLoader does. */
+    for (const char *p = name; *p;) {
+        const char *e = strchr(p, '/');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n == 2 && p[0] == '.' && p[1] == '.')
+            return -ENOENT;
+        p += n + (e ? 1 : 0);
+    }
+    size_t dl = strlen(env->dir), nl = strlen(name);
+    char *path = malloc(dl + nl + 2);
+    if (!path)
+        return -ENOMEM;
+    memcpy(path, env->dir, dl);
+    path[dl] = '/';
+    memcpy(path + dl + 1, name, nl + 1);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    free(path);
+    if (fd < 0)
+        return -ENOENT;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return -ENOENT;
+    }
+    size_t cap = (size_t)st.st_size + 1, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) {
+        close(fd);
+        return -ENOMEM;
+    }
+    for (;;) {
+        if (n == cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                close(fd);
+                return -ENOMEM;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            free(buf);
+            close(fd);
+            return -EIO;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    *src = buf;
+    *len = n;
+    return 0;
+}
+
+vial_tmpl_env *vial_tmpl_env_new(const char *dir)
+{
+    vial_tmpl_env *env = calloc(1, sizeof *env);
+    if (!env)
+        return NULL;
+    if (dir && !(env->dir = strdup(dir))) {
+        free(env);
+        return NULL;
+    }
+    env->loader = file_loader;
+    env->loader_data = env;
+    vial_arena_init(&env->arena, NULL, 0);
+    env->globals = tv_dict_new(&env->arena, 0);
+    pthread_mutex_init(&env->lock, NULL);
+    return env;
+}
+
+void vial_tmpl_env_free(vial_tmpl_env *env)
+{
+    if (!env)
+        return;
+    vial_tmpl *t = env->templates;
+    while (t) {
+        vial_tmpl *n = t->next;
+        vial_arena_reset(&t->arena, NULL, 0);
+        free(t->name);
+        free(t);
+        t = n;
+    }
+    vial_arena_reset(&env->arena, NULL, 0);
+    pthread_mutex_destroy(&env->lock);
+    free(env->dir);
+    free(env);
+}
+
+void vial_tmpl_env_loader(vial_tmpl_env *env, vial_tmpl_loader fn, void *data)
+{
+    env->loader = fn ? fn : file_loader;
+    env->loader_data = fn ? data : env;
+}
+
+int vial_tmpl_global(vial_tmpl_env *env, const char *name, vial_tmpl_value v)
+{
+    pthread_mutex_lock(&env->lock);
+    char *k = vial_arena_strndup(&env->arena, name, strlen(name));
+    int r = k ? tv_dict_put(&env->arena, env->globals, tv_str(k, strlen(k)), v) : -ENOMEM;
+    pthread_mutex_unlock(&env->lock);
+    return r;
+}
+
+int vial_tmpl_global_fn(vial_tmpl_env *env, const char *name, vial_tmpl_fn fn, void *data)
+{
+    pthread_mutex_lock(&env->lock);
+    tv f = vial_tmpl_function(&env->arena, name, fn, data);
+    pthread_mutex_unlock(&env->lock);
+    if (f.kind != TV_FUNC)
+        return -ENOMEM;
+    return vial_tmpl_global(env, name, f);
+}
+
+static bool autoescape_for(const char *name)
+{
+    size_t n = strlen(name);
+    static const char *const ext[] = {".html", ".htm", ".xml"};
+    for (int i = 0; i < 3; i++) {
+        size_t e = strlen(ext[i]);
+        if (n >= e && strcasecmp(name + n - e, ext[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+static vial_tmpl *find_loaded(vial_tmpl_env *env, const char *name, size_t len)
+{
+    for (vial_tmpl *t = env->templates; t; t = t->next)
+        if (strlen(t->name) == len && memcmp(t->name, name, len) == 0)
+            return t;
+    return NULL;
+}
+
+static int compile_locked(vial_tmpl_env *env, const char *name, size_t nlen, const char *src,
+                          size_t len, vial_tmpl **out, vial_tmpl_error *err)
+{
+    vial_tmpl *t = calloc(1, sizeof *t);
+    if (!t)
+        return -ENOMEM;
+    if (!(t->name = strndup(name, nlen))) {
+        free(t);
+        return -ENOMEM;
+    }
+    t->env = env;
+    t->autoescape = autoescape_for(t->name);
+    vial_arena_init(&t->arena, NULL, 0);
+    int r = tmpl_parse(t, src, len, err);
+    if (r != 0) {
+        if (r == -ENOMEM)
+            tmpl_set_error(err, t->name, 0, "out of memory");
+        vial_arena_reset(&t->arena, NULL, 0);
+        free(t->name);
+        free(t);
+        return r;
+    }
+    t->next = env->templates;
+    env->templates = t;
+    *out = t;
+    return 0;
+}
+
+int tmpl_get(vial_tmpl_env *env, const char *name, size_t len, vial_tmpl **out, vial_tmpl_error *err)
+{
+    pthread_mutex_lock(&env->lock);
+    vial_tmpl *t = find_loaded(env, name, len);
+    int r = 0;
+    if (!t) {
+        char *nm = strndup(name, len);
+        char *src = NULL;
+        size_t slen = 0;
+        r = nm ? env->loader(env->loader_data, nm, &src, &slen) : -ENOMEM;
+        if (r == 0)
+            r = compile_locked(env, name, len, src, slen, &t, err);
+        else
+            tmpl_set_error(err, nm ? nm : "?", 0, "TemplateNotFound: %s", nm ? nm : "?");
+        free(src);
+        free(nm);
+    }
+    pthread_mutex_unlock(&env->lock);
+    if (r == 0)
+        *out = t;
+    return r;
+}
+
+int vial_tmpl_load(vial_tmpl_env *env, const char *name, vial_tmpl **out, vial_tmpl_error *err)
+{
+    vial_tmpl *t;
+    int r = tmpl_get(env, name, strlen(name), &t, err);
+    if (r == 0 && out)
+        *out = t;
+    return r;
+}
+
+int vial_tmpl_add_source(vial_tmpl_env *env, const char *name, const char *src, size_t len,
+                         vial_tmpl **out, vial_tmpl_error *err)
+{
+    pthread_mutex_lock(&env->lock);
+    vial_tmpl *t = NULL;
+    int r = find_loaded(env, name, strlen(name)) ? -EEXIST
+                                                 : compile_locked(env, name, strlen(name), src, len, &t, err);
+    pthread_mutex_unlock(&env->lock);
+    if (r == 0 && out)
+        *out = t;
+    return r;
+}
+
+const char *vial_tmpl_name(const vial_tmpl *t) { return t->name; }
