@@ -77,12 +77,16 @@ static int frame_set(rstate *st, frame *f, tv name, tv v)
 
 static bool frame_find(frame *f, const char *s, uint32_t n, tv *out)
 {
-    for (; f; f = f->parent)
+    bool is_loop = n == 4 && memcmp(s, "loop", 4) == 0;
+    for (; f; f = f->parent) {
         for (uint32_t i = f->n; i-- > 0;)
             if (f->k[i].len == n && memcmp(f->k[i].u.s, s, n) == 0) {
                 *out = f->v[i];
                 return true;
             }
+        if (is_loop && f->hides_loop)
+            return false;
+    }
     return false;
 }
 
@@ -1450,6 +1454,7 @@ static int exec_stmt(rstate *st, node *n)
         tctx *tc = tctx_new(st, t, with ? st->fr : NULL, with ? st->tc->ctx : TV(TV_UNDEF));
         if (!tc)
             return OOM(st);
+        tc->root->hides_loop = true;
         return render_in(st, t, tc);
     }
     case N_IMPORT: {

@@ -170,7 +170,13 @@ static int change_case(rstate *st, tv s, int mode, tv *out)
 FILTER(upper) { return change_case(st, soft_str(st, v), CASE_UPPER, out); }
 FILTER(lower) { return change_case(st, soft_str(st, v), CASE_LOWER, out); }
 FILTER(capitalize) { return change_case(st, soft_str(st, v), CASE_CAPITALIZE, out); }
-FILTER(title) { return change_case(st, soft_str(st, v), CASE_TITLE, out); }
+FILTER(title)
+{
+    /* Jinja joins the words into a plain str: Markup is lost */
+    TRY(change_case(st, soft_str(st, v), CASE_TITLE, out));
+    out->flags = 0;
+    return 0;
+}
 
 static bool in_chars(uint32_t c, tv chars)
 {
@@ -811,11 +817,17 @@ FILTER(truncate)
         if (sp)
             head.len = (uint32_t)(sp - s.u.s);
     }
+    /* Markup slices stay Markup, and Markup + end escapes end */
+    bool safe = tv_is_safe(s);
+    if (safe)
+        end = markup_escape(st, end);
+    else
+        end = soft_str(st, end);
     sbuf b;
     sb_init(&b, st->a);
     if (sb_put(b.o, head.u.s, head.len) || sb_put(b.o, end.u.s, end.len))
         return OOM(st);
-    *out = sbuf_val(&b, false);
+    *out = sbuf_val(&b, safe);
     return 0;
 }
 
@@ -1627,7 +1639,7 @@ FILTER(groupby)
             j++;
         }
         tv g = pair(st, cs ? k[i].key : tv_list(k[i].item)->v[1], grp);
-        g.flags |= 8; /* a group: .grouper and .list */
+        g.flags |= TV_GROUP;
         if (tv_list_push(st->a, r, g)) return OOM(st);
         i = j;
     }
@@ -1848,7 +1860,7 @@ static const struct { const char *name; int id; int kind; } methods[] = {
 int str_method(rstate *st, tv self, const char *name, size_t n, tv *out)
 {
     *out = TV(TV_UNDEF);
-    if (self.kind == TV_LIST && (self.flags & 8) && (self.flags & VIAL_TMPL_TUPLE)) {
+    if (self.kind == TV_LIST && (self.flags & TV_GROUP)) {
         if (n == 7 && memcmp(name, "grouper", 7) == 0) { *out = tv_list(self)->v[0]; return 0; }
         if (n == 4 && memcmp(name, "list", 4) == 0) { *out = tv_list(self)->v[1]; return 0; }
     }
@@ -2256,13 +2268,17 @@ int call_method(rstate *st, tmethod *m, int nargs, tv *args, tv *kwn, tv *kwv, i
         tv_to_int(arg(&fa, 0, "width", tv_int(0)), &w);
         return pad_str(st, s, w, arg(&fa, 1, "fillchar", NONE), m->id == M_CENTER ? 0 : m->id == M_LJUST ? 1 : 2, out);
     }
-    case M_ITEMS: return f_items(st, s, 0, NULL, NULL, NULL, 0, out);
+    case M_ITEMS:
+        TRY(f_items(st, s, 0, NULL, NULL, NULL, 0, out));
+        out->flags |= TV_VIEW_ITEMS;
+        return 0;
     case M_KEYS: case M_VALUES: {
         tdict *d = s.u.p;
         tv l = tv_list_new(st->a, d->n);
         if (l.kind != TV_LIST) return OOM(st);
         memcpy(tv_list(l)->v, m->id == M_KEYS ? d->k : d->v, d->n * sizeof(tv));
         tv_list(l)->n = d->n;
+        l.flags = m->id == M_KEYS ? TV_VIEW_KEYS : TV_VIEW_VALUES;
         *out = l;
         return 0;
     }

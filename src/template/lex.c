@@ -339,7 +339,7 @@ static int lex_number(lexer *lx, token *t, bool after_dot)
         t->type = T_INT;
         t->big = false;
         int64_t v = 0;
-        const char *c = buf;
+        const char *c = t->s;
         while (*c == '0' && c[1])
             c++;
         t->s = c;

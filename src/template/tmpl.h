@@ -115,6 +115,7 @@ void tmpl_set_error(vial_tmpl_error *err, const char *name, int line, const char
 
 typedef struct frame {
     struct frame *parent;
+    bool hides_loop; /* an include's root: the includer's loop is not seen */
     uint32_t n, cap;
     tv *k, *v;
 } frame;

@@ -518,6 +518,16 @@ int tv_write_repr(vial_tmpl_out *o, tv v)
     case TV_LIST: {
         tlist *l = v.u.p;
         bool tup = v.flags & VIAL_TMPL_TUPLE;
+        /* dict views print as Python shows them */
+        const char *view = v.flags & TV_VIEW_ITEMS ? "dict_items(" : v.flags & TV_VIEW_KEYS ? "dict_keys("
+                         : v.flags & TV_VIEW_VALUES ? "dict_values(" : NULL;
+        if (view) {
+            tv plain = v;
+            plain.flags = 0;
+            if (sb_put(o, view, strlen(view)) || tv_write_repr(o, plain))
+                return -ENOMEM;
+            return sb_putc(o, ')');
+        }
         if (sb_putc(o, tup ? '(' : '['))
             return -ENOMEM;
         for (uint32_t i = 0; i < l->n; i++) {

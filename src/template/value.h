@@ -31,6 +31,13 @@ enum {
     TV_MODULE,  /* u.p: struct tdict of an imported template's exports */
 };
 
+/* more list flags (beside VIAL_TMPL_TUPLE): a groupby group (.grouper,
+ * .list), dict views (printed as dict_items([...]) ...) */
+#define TV_GROUP 8u
+#define TV_VIEW_ITEMS 16u
+#define TV_VIEW_KEYS 32u
+#define TV_VIEW_VALUES 64u
+
 typedef struct tlist {
     uint32_t n, cap;
     tv *v;
