@@ -426,7 +426,7 @@ static int slice_value(rstate *st, tv obj, node *n, tv *out)
 /* --- calls ---------------------------------------------------------------------- */
 
 static int exec_body(rstate *st, node *n);
-static int render_block(rstate *st, tctx *tc, blockchain *bc, uint32_t level);
+static int render_block(rstate *st, tctx *tc, blockchain *bc, uint32_t level, frame *parent);
 
 static int call_macro(rstate *st, tmacro *m, int nargs, tv *args, tv *kwn, tv *kwv, int nkw, tv *out)
 {
@@ -535,7 +535,9 @@ int call_value(rstate *st, tv f, int nargs, tv *args, tv *kwn, tv *kwv, int nkw,
             return RERR(st, "there is no parent block called '%.*s'.", (int)r->bc->len, r->bc->name);
         capture c;
         cap_begin(st, &c);
-        int rr = render_block(st, r->tc, r->bc, r->level);
+        /* super() renders with the current block's context; self.x() with the template's */
+        frame *parent = r->level > 0 && st->blk_frame ? st->blk_frame : r->tc->root;
+        int rr = render_block(st, r->tc, r->bc, r->level, parent);
         *out = cap_end(st, &c, r->bc->owner[r->level]->autoescape);
         return rr;
     }
@@ -1205,12 +1207,14 @@ static int register_blocks(rstate *st, tctx *tc, vial_tmpl *t)
     return 0;
 }
 
-static int render_block(rstate *st, tctx *tc, blockchain *bc, uint32_t level)
+/* parent: the frame the block sees — the caller's for a scoped block
+ * statement, the current block's for super(), else the template's root */
+static int render_block(rstate *st, tctx *tc, blockchain *bc, uint32_t level, frame *parent)
 {
     if (++st->depth > MAX_DEPTH)
         return RERR(st, "maximum recursion depth exceeded");
     tmpl_block *b = bc->lv[level];
-    frame *f = frame_new(st, b->scoped ? st->fr : tc->root);
+    frame *f = frame_new(st, parent);
     if (!f)
         return OOM(st);
     frame *sfr = st->fr;
@@ -1218,17 +1222,20 @@ static int render_block(rstate *st, tctx *tc, blockchain *bc, uint32_t level)
     vial_tmpl *st_t = st->curt;
     blockchain *sblk = st->blk;
     uint32_t slv = st->blk_level;
+    frame *sbf = st->blk_frame;
     st->fr = f;
     st->tc = tc;
     st->curt = bc->owner[level];
     st->blk = bc;
     st->blk_level = level;
+    st->blk_frame = parent;
     TRY(exec_body(st, b->body));
     st->fr = sfr;
     st->tc = stc;
     st->curt = st_t;
     st->blk = sblk;
     st->blk_level = slv;
+    st->blk_frame = sbf;
     st->depth--;
     return 0;
 }
@@ -1421,7 +1428,7 @@ static int exec_stmt(rstate *st, node *n)
         blockchain *bc = find_chain(st->tc, n->v.u.s, n->v.len);
         if (!bc)
             return RERR(st, "block '%.*s' not found", (int)n->v.len, n->v.u.s);
-        return render_block(st, st->tc, bc, 0);
+        return render_block(st, st->tc, bc, 0, (n->op & F_SCOPED) ? st->fr : st->tc->root);
     }
     case N_EXTENDS: {
         if (st->tc->parent)

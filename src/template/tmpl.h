@@ -146,6 +146,7 @@ typedef struct rstate {
     bool discard;    /* after extends: top-level output is dropped */
     blockchain *blk; /* the block being rendered (for super()) */
     uint32_t blk_level;
+    struct frame *blk_frame; /* the frame the current block was given */
     long steps;      /* guards runaway loops */
     tctx *tc;
     frame *fr;
