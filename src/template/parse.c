@@ -1210,6 +1210,8 @@ int tmpl_parse(vial_tmpl *t, const char *src, size_t len, vial_tmpl_error *err)
             free(tk);
             return -EINVAL;
         }
+        if (tok.type == T_EOF && n > 0)
+            tok.line = tk[n - 1].line; /* Jinja places the end at the last token */
         tk[n++] = tok;
         prev = tok;
         if (tok.type == T_EOF)
