@@ -251,8 +251,8 @@ static int loop_attr(rstate *st, tloop *l, tv name, tv *out)
     else if (name_is(name, "first")) *out = tv_bool(i == 0);
     else if (name_is(name, "last")) *out = tv_bool(i == n - 1);
     else if (name_is(name, "length")) *out = tv_int(n);
-    else if (name_is(name, "depth")) *out = tv_int(1);
-    else if (name_is(name, "depth0")) *out = tv_int(0);
+    else if (name_is(name, "depth")) *out = tv_int(l->depth);
+    else if (name_is(name, "depth0")) *out = tv_int(l->depth - 1);
     else if (name_is(name, "previtem")) *out = i > 0 ? l->items->v[i - 1] : TV(TV_UNDEF);
     else if (name_is(name, "nextitem")) *out = i + 1 < n ? l->items->v[i + 1] : TV(TV_UNDEF);
     else if (name_is(name, "cycle") || name_is(name, "changed")) {
@@ -426,6 +426,7 @@ static int slice_value(rstate *st, tv obj, node *n, tv *out)
 /* --- calls ---------------------------------------------------------------------- */
 
 static int exec_body(rstate *st, node *n);
+static int run_loop(rstate *st, node *n, tv seq, int depth);
 static int render_block(rstate *st, tctx *tc, blockchain *bc, uint32_t level, frame *parent);
 
 static int call_macro(rstate *st, tmacro *m, int nargs, tv *args, tv *kwn, tv *kwv, int nkw, tv *out)
@@ -540,6 +541,24 @@ int call_value(rstate *st, tv f, int nargs, tv *args, tv *kwn, tv *kwv, int nkw,
         int rr = render_block(st, r->tc, r->bc, r->level, parent);
         *out = cap_end(st, &c, r->bc->owner[r->level]->autoescape);
         return rr;
+    }
+    case TV_LOOP: {
+        tloop *l = f.u.p;
+        if (!(l->def->op & F_RECURSIVE))
+            return RERR(st, "The loop must be marked as 'recursive' to be called");
+        if (nargs != 1)
+            return RERR(st, "loop() takes exactly one argument");
+        if (++st->depth > MAX_DEPTH)
+            return RERR(st, "maximum recursion depth exceeded");
+        capture c;
+        cap_begin(st, &c);
+        frame *saved = st->fr;
+        st->fr = l->outer;
+        int r = run_loop(st, l->def, args[0], l->depth + 1);
+        st->fr = saved;
+        *out = cap_end(st, &c, cur_autoescape(st));
+        st->depth--;
+        return r;
     }
     case TV_UNDEF:
         return undefined_error(st, f);
@@ -688,7 +707,7 @@ static int fn_namespace(vial_tmpl_call *c, tv *ret)
 {
     int r = fn_dict(c, ret);
     if (r == 0)
-        ret->flags = 4; /* a namespace: attribute assignment allowed */
+        ret->flags = TV_NAMESPACE;
     return r;
 }
 
@@ -1110,6 +1129,13 @@ static int assign(rstate *st, frame *f, node *target, tv v)
 {
     if (target->type == N_NAME)
         return frame_set(st, f, target->v, v);
+    if (target->type == N_GETATTR) {
+        /* {% set ns.attr = v %}: only namespace() objects take attributes */
+        tv ns = lookup(st, target->a->v);
+        if (ns.kind != TV_DICT || !(ns.flags & TV_NAMESPACE))
+            return RERR(st, "cannot assign attribute on non-namespace object");
+        return tv_dict_put(st->a, ns, target->v, v) ? OOM(st) : 0;
+    }
     /* tuple unpacking */
     tlist *l;
     if (v.kind == TV_UNDEF || (v.kind != TV_LIST && v.kind != TV_STR && v.kind != TV_DICT))
@@ -1132,6 +1158,12 @@ static int exec_for(rstate *st, node *n)
 {
     tv seq;
     TRY(eval(st, n->b, &seq));
+    return run_loop(st, n, seq, 1);
+}
+
+/* one for loop over seq; depth > 1 for the calls of a recursive loop */
+static int run_loop(rstate *st, node *n, tv seq, int depth)
+{
     tlist *items;
     TRY(iter_list(st, seq, &items));
     frame *f = frame_new(st, st->fr);
@@ -1157,8 +1189,12 @@ static int exec_for(rstate *st, node *n)
     tloop *lp = vial_arena_alloc(st->a, sizeof *lp);
     if (!lp)
         return OOM(st);
+    memset(lp, 0, sizeof *lp);
     lp->items = items;
     lp->len = items->n;
+    lp->def = n;
+    lp->depth = depth;
+    lp->outer = saved;
     for (uint32_t i = 0; i < items->n; i++) {
         if (++st->steps > MAX_STEPS)
             return RERR(st, "too many loop iterations");

@@ -2136,8 +2136,19 @@ int call_method(rstate *st, tmethod *m, int nargs, tv *args, tv *kwn, tv *kwv, i
         *out = args[l->i % nargs];
         return 0;
     }
-    case -2:
-        return RERR(st, "loop.changed is not supported");
+    case -2: { /* loop.changed(*values): true when they differ from the last call */
+        tloop *l = s.u.p;
+        tv cur = tv_list_new(st->a, (uint32_t)nargs);
+        if (cur.kind != TV_LIST)
+            return OOM(st);
+        for (int i = 0; i < nargs; i++)
+            tv_list(cur)->v[tv_list(cur)->n++] = args[i];
+        bool changed = !l->changed_set || !tv_eq(l->changed_last, cur);
+        l->changed_set = true;
+        l->changed_last = cur;
+        *out = tv_bool(changed);
+        return 0;
+    }
     case M_UPPER: return change_case(st, s, CASE_UPPER, out);
     case M_LOWER: return change_case(st, s, CASE_LOWER, out);
     case M_TITLE: return change_case(st, s, CASE_STRTITLE, out);

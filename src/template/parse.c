@@ -896,8 +896,10 @@ static node *statement(parser *p)
             if (!(n->e = expr(p)))
                 return NULL;
         }
-        if (is_name(cur(p), "recursive"))
-            return perr(p, "recursive loops are not supported");
+        if (is_name(cur(p), "recursive")) {
+            n->op |= F_RECURSIVE;
+            adv(p);
+        }
         if (!end_tag(p))
             return NULL;
         static const char *const ends[] = {"endfor", "else", NULL};
@@ -921,9 +923,21 @@ static node *statement(parser *p)
             return NULL;
     } else if (is_name(kw, "set")) {
         adv(p);
-        node *target = assign_target(p, NULL);
-        if (!target)
+        node *target;
+        if (cur(p)->type == T_NAME && is_op(peek(p, 1), ".") && peek(p, 2)->type == T_NAME) {
+            /* a namespace attribute: {% set ns.x = ... %} */
+            if (!(target = mk(p, N_GETATTR, line)) || !(target->a = mk(p, N_NAME, line)))
+                return NULL;
+            target->a->v = tv_str(cur(p)->s, cur(p)->n);
+            target->v = tv_str(peek(p, 2)->s, peek(p, 2)->n);
+            adv(p);
+            adv(p);
+            adv(p);
+            if (!is_op(cur(p), "="))
+                return unexpected(p);
+        } else if (!(target = assign_target(p, NULL))) {
             return NULL;
+        }
         if (is_op(cur(p), "=")) {
             adv(p);
             if (!(n = mk(p, N_SET, line)) || !(n->b = tuple_expr(p, true, NULL, false)) || !end_tag(p))

@@ -77,6 +77,7 @@ struct node {
 #define F_IGNORE_MISSING 1 /* include */
 #define F_WITH_CONTEXT 2  /* include/import */
 #define F_HAS_WITH 4      /* import: 'with/without context' given */
+#define F_RECURSIVE 1     /* for ... recursive */
 
 typedef struct tmpl_block {
     const char *name;
@@ -170,6 +171,11 @@ typedef struct tloop {
     tlist *items;
     int64_t i;
     int64_t len;
+    node *def;       /* the for statement (recursive loops call it again) */
+    int depth;
+    struct frame *outer;
+    bool changed_set;
+    tv changed_last; /* loop.changed(): the previous arguments */
 } tloop;
 
 typedef struct tblockref {

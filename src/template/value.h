@@ -37,6 +37,7 @@ enum {
 #define TV_VIEW_ITEMS 16u
 #define TV_VIEW_KEYS 32u
 #define TV_VIEW_VALUES 64u
+#define TV_NAMESPACE 128u /* dict flag: namespace(), takes {% set ns.x = %} */
 
 typedef struct tlist {
     uint32_t n, cap;
