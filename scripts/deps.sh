@@ -8,6 +8,7 @@ PKGS=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
   libssl-dev zlib1g-dev
   libcmocka-dev libyajl-dev
+  python3-jinja2
   python3-pytest python3-requests python3-websockets
   curl nginx-light wrk node-llhttp
   libpq-dev postgresql libhiredis-dev redis-server libcurl4-openssl-dev libsqlite3-dev

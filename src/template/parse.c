@@ -20,6 +20,8 @@ typedef struct parser {
     int nest;
     bool failed;
     vial_tmpl_error *err;
+    const char *const *ends; /* the end tags the innermost body waits for */
+    const char *tag;         /* and the tag it belongs to */
 } parser;
 
 void tmpl_set_error(vial_tmpl_error *err, const char *name, int line, const char *fmt, ...)
@@ -738,6 +740,13 @@ static node *assign_target(parser *p, const char *extra_end)
 
 static node *body(parser *p, const char *const *ends);
 
+static void describe_ends(parser *p, char *want, size_t cap)
+{
+    want[0] = 0;
+    for (int i = 0; p->ends && p->ends[i]; i++)
+        snprintf(want + strlen(want), cap - strlen(want), "%s'%s'", i ? " or " : "", p->ends[i]);
+}
+
 static bool end_tag(parser *p)
 {
     return expect_type(p, T_BLOCK_END);
@@ -1149,13 +1158,39 @@ static node *statement(parser *p)
         if (!end_tag(p))
             return NULL;
     } else {
+        if (p->ends) {
+            char want[160];
+            describe_ends(p, want, sizeof want);
+            return perr(p, "Encountered unknown tag '%.*s'. Jinja was looking for the following tags: "
+                        "%s. The innermost block that needs to be closed is '%s'.",
+                        (int)kw->n, kw->s, want, p->tag);
+        }
         return perr(p, "Encountered unknown tag '%.*s'.", (int)kw->n, kw->s);
     }
     p->nest--;
     return n;
 }
 
+static node *body_in(parser *p, const char *const *ends);
+
 static node *body(parser *p, const char *const *ends)
+{
+    const char *const *saved = p->ends;
+    const char *saved_tag = p->tag;
+    p->ends = ends;
+    /* the tag being closed: "endfor" -> "for" */
+    if (ends) {
+        for (int i = 0; ends[i]; i++)
+            if (strncmp(ends[i], "end", 3) == 0)
+                p->tag = ends[i] + 3;
+    }
+    node *r = body_in(p, ends);
+    p->ends = saved;
+    p->tag = saved_tag;
+    return r;
+}
+
+static node *body_in(parser *p, const char *const *ends)
 {
     node *head = NULL, **tail = &head;
     for (;;) {
@@ -1163,10 +1198,10 @@ static node *body(parser *p, const char *const *ends)
         node *n = NULL;
         if (t->type == T_EOF) {
             if (ends) {
-                char want[120] = "";
-                for (int i = 0; ends[i]; i++)
-                    snprintf(want + strlen(want), sizeof want - strlen(want), "%s'%s'", i ? " or " : "", ends[i]);
-                return perr(p, "Unexpected end of template. Jinja was looking for the following tags: %s.", want);
+                char want[160];
+                describe_ends(p, want, sizeof want);
+                return perr(p, "Unexpected end of template. Jinja was looking for the following tags: %s. "
+                            "The innermost block that needs to be closed is '%s'.", want, p->tag);
             }
             return head;
         }
