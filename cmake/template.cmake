@@ -39,7 +39,8 @@ if(VIAL_FUZZ)
   add_executable(fuzz_template ${CMAKE_SOURCE_DIR}/fuzz/fuzz_template.c ${VIAL_TEMPLATE_SOURCES}
                  ${CMAKE_SOURCE_DIR}/src/runtime/arena.c)
   target_include_directories(fuzz_template PRIVATE ${CMAKE_SOURCE_DIR}/src ${CMAKE_SOURCE_DIR}/include)
-  target_compile_definitions(fuzz_template PRIVATE _GNU_SOURCE)
+  target_compile_definitions(fuzz_template PRIVATE _GNU_SOURCE VIAL_TMPL_MAX_DEPTH=20
+                             VIAL_TMPL_MAX_STEPS=20000 "VIAL_TMPL_MAX_BUILD=(1L<<20)")
   target_compile_options(fuzz_template PRIVATE -fsanitize=fuzzer,address,undefined
                          -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1)
   target_link_options(fuzz_template PRIVATE -fsanitize=fuzzer,address,undefined)

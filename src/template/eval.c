@@ -213,7 +213,8 @@ int iter_list(rstate *st, tv v, tlist **out)
         tv l = tv_list_new(st->a, d->n);
         if (l.kind != TV_LIST)
             return OOM(st);
-        memcpy(tv_list(l)->v, d->k, d->n * sizeof(tv));
+        if (d->n)
+            memcpy(tv_list(l)->v, d->k, d->n * sizeof(tv));
         tv_list(l)->n = d->n;
         *out = l.u.p;
         return 0;
@@ -671,7 +672,7 @@ static int fn_range(vial_tmpl_call *c, tv *ret)
         return -EINVAL;
     }
     double cnt = s > 0 ? ((double)b - (double)a) / (double)s : ((double)a - (double)b) / (double)-s;
-    if (cnt > 1000000) {
+    if (cnt * sizeof(tv) > VIAL_TMPL_MAX_BUILD) {
         c->msg = "range too big";
         return -EINVAL;
     }
@@ -728,8 +729,10 @@ static int concat_values(rstate *st, tv a, tv b, tv *out)
     char *s = vial_arena_alloc(st->a, (size_t)a.len + b.len + 1);
     if (!s)
         return OOM(st);
-    memcpy(s, a.u.s, a.len);
-    memcpy(s + a.len, b.u.s, b.len);
+    if (a.len)
+        memcpy(s, a.u.s, a.len);
+    if (b.len)
+        memcpy(s + a.len, b.u.s, b.len);
     s[a.len + b.len] = 0;
     *out = ae ? tv_safe(s, (size_t)a.len + b.len) : tv_str(s, (size_t)a.len + b.len);
     return 0;
@@ -872,6 +875,8 @@ int eval(rstate *st, node *n, tv *out)
     }
     case N_SLICE: {
         tv o;
+        if (!n->a) /* x[1:, 2]: a slice inside a subscript tuple */
+            return RERR(st, "unsupported subscript: a slice in a tuple");
         TRY(eval(st, n->a, &o));
         return slice_value(st, o, n, out);
     }
@@ -1090,18 +1095,19 @@ static int arith(rstate *st, int op, tv a, tv b, tv *out)
         if (k < 0)
             k = 0;
         if (s.kind == TV_STR) {
-            if ((double)s.len * (double)k > 64e6)
+            if ((double)s.len * (double)k > (double)VIAL_TMPL_MAX_BUILD)
                 return RERR(st, "string too large");
             char *p = vial_arena_alloc(st->a, (size_t)(s.len * k) + 1);
             if (!p)
                 return OOM(st);
             for (int64_t i = 0; i < k; i++)
-                memcpy(p + i * s.len, s.u.s, s.len);
+                if (s.len)
+                    memcpy(p + i * s.len, s.u.s, s.len);
             *out = tv_str(p, (size_t)(s.len * k));
             out->flags = s.flags;
             return 0;
         }
-        if ((double)tv_list(s)->n * (double)k > 4e6)
+        if ((double)tv_list(s)->n * (double)k * sizeof(tv) > (double)VIAL_TMPL_MAX_BUILD)
             return RERR(st, "list too large");
         tv l = tv_list_new(st->a, (uint32_t)(tv_list(s)->n * k));
         if (l.kind != TV_LIST)

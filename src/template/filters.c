@@ -257,7 +257,8 @@ FILTER(list)
     tv r = tv_list_new(st->a, l->n);
     if (r.kind != TV_LIST)
         return OOM(st);
-    memcpy(tv_list(r)->v, l->v, l->n * sizeof(tv));
+    if (l->n)
+        memcpy(tv_list(r)->v, l->v, l->n * sizeof(tv));
     tv_list(r)->n = l->n;
     *out = r;
     return 0;
@@ -334,7 +335,7 @@ static int attr_path(rstate *st, tv obj, tv path, tv *out)
         int64_t iv = 0;
         for (const char *c = p; c < d; c++) {
             if (*c < '0' || *c > '9') { digits = false; break; }
-            iv = iv * 10 + (*c - '0');
+            iv = iv > 100000000000000LL ? iv : iv * 10 + (*c - '0');
         }
         tv cur = *out;
         TRY(get_item(st, cur, digits ? tv_int(iv) : key, out));
@@ -2004,7 +2005,9 @@ static int str_format(rstate *st, tv fmt, int nargs, tv *args, tv *kwn, tv *kwv,
             if (autoidx >= nargs) return RERR(st, "Replacement index %d out of range for positional args tuple", autoidx);
             val = args[autoidx++];
         } else if (f[0] >= '0' && f[0] <= '9') {
-            int idx = atoi(f);
+            int idx = 0;
+            for (size_t k = 0; k < headl && f[k] >= '0' && f[k] <= '9'; k++)
+                idx = idx > 100000 ? idx : idx * 10 + (f[k] - '0');
             if (idx >= nargs) return RERR(st, "Replacement index %d out of range for positional args tuple", idx);
             val = args[idx];
         } else {
@@ -2031,9 +2034,15 @@ static int str_format(rstate *st, tv fmt, int nargs, tv *args, tv *kwn, tv *kwv,
             bool comma = false;
             int width = 0, prec = -1;
             if (sp < se && *sp == '0' && !align) { fill = '0'; align = '='; sp++; }
-            while (sp < se && *sp >= '0' && *sp <= '9') width = width * 10 + (*sp++ - '0');
+            for (; sp < se && *sp >= '0' && *sp <= '9'; sp++)
+                if (width <= 1000000)
+                    width = width * 10 + (*sp - '0');
+            if (width > 100000)
+                return RERR(st, "format width too large");
             if (sp < se && *sp == ',') comma = true, sp++;
-            if (sp < se && *sp == '.') { prec = 0; sp++; while (sp < se && *sp >= '0' && *sp <= '9') prec = prec * 10 + (*sp++ - '0'); }
+            if (sp < se && *sp == '.') { prec = 0; sp++; for (; sp < se && *sp >= '0' && *sp <= '9'; sp++) if (prec <= 1000000) prec = prec * 10 + (*sp - '0'); }
+            if (prec > 100000)
+                return RERR(st, "format precision too large");
             char type = sp < se ? *sp : 0;
             sbuf vb; sb_init(&vb, st->a);
             if (type == 'f' || type == 'F' || type == 'e' || type == 'g' || type == '%') {
@@ -2287,7 +2296,8 @@ int call_method(rstate *st, tmethod *m, int nargs, tv *args, tv *kwn, tv *kwv, i
         tdict *d = s.u.p;
         tv l = tv_list_new(st->a, d->n);
         if (l.kind != TV_LIST) return OOM(st);
-        memcpy(tv_list(l)->v, m->id == M_KEYS ? d->k : d->v, d->n * sizeof(tv));
+        if (d->n)
+            memcpy(tv_list(l)->v, m->id == M_KEYS ? d->k : d->v, d->n * sizeof(tv));
         tv_list(l)->n = d->n;
         l.flags = m->id == M_KEYS ? TV_VIEW_KEYS : TV_VIEW_VALUES;
         *out = l;
@@ -2357,11 +2367,11 @@ int py_format(rstate *st, tv fmt, int nargs, tv *args, tv *out)
         flags[nf] = 0;
         int width = -1, prec = -1;
         if (i < fmt.len && fmt.u.s[i] == '*') return RERR(st, "* width not supported");
-        while (i < fmt.len && fmt.u.s[i] >= '0' && fmt.u.s[i] <= '9') width = (width < 0 ? 0 : width) * 10 + (fmt.u.s[i++] - '0');
+        while (i < fmt.len && fmt.u.s[i] >= '0' && fmt.u.s[i] <= '9') width = width > 1000000 ? width : (width < 0 ? 0 : width) * 10 + (fmt.u.s[i] - '0'), i++;
         if (i < fmt.len && fmt.u.s[i] == '.') {
             prec = 0;
             i++;
-            while (i < fmt.len && fmt.u.s[i] >= '0' && fmt.u.s[i] <= '9') prec = prec * 10 + (fmt.u.s[i++] - '0');
+            while (i < fmt.len && fmt.u.s[i] >= '0' && fmt.u.s[i] <= '9') prec = prec > 1000000 ? prec : prec * 10 + (fmt.u.s[i] - '0'), i++;
         }
         while (i < fmt.len && (fmt.u.s[i] == 'l' || fmt.u.s[i] == 'h' || fmt.u.s[i] == 'L')) i++;
         if (i >= fmt.len) return RERR(st, "incomplete format");

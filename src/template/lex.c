@@ -159,8 +159,10 @@ static int lex_data(lexer *lx, token *t)
             char *buf = vial_arena_alloc(lx->a, n1 + n2 + 1);
             if (!buf)
                 return lerr(lx, rline, "out of memory");
-            memcpy(buf, t->s, n1);
-            memcpy(buf + n1, q, n2);
+            if (n1)
+                memcpy(buf, t->s, n1);
+            if (n2)
+                memcpy(buf + n1, q, n2);
             t->s = buf;
             t->n = (uint32_t)(n1 + n2);
             count_lines(lx, p, tend);

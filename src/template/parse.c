@@ -398,8 +398,10 @@ static node *primary(parser *p)
             char *s = vial_arena_alloc(p->a, a + b + 1);
             if (!s)
                 return perr(p, "out of memory");
-            memcpy(s, n->v.u.s, a);
-            memcpy(s + a, cur(p)->s, b);
+            if (a)
+                memcpy(s, n->v.u.s, a);
+            if (b)
+                memcpy(s + a, cur(p)->s, b);
             n->v = tv_str(s, a + b);
             adv(p);
         }

@@ -207,7 +207,19 @@ int str_method(rstate *st, tv self, const char *name, size_t n, tv *out);
 int call_method(rstate *st, tmethod *m, int nargs, tv *args, tv *kwn, tv *kwv, int nkw, tv *out);
 int py_format(rstate *st, tv fmt, int nargs, tv *args, tv *out); /* fmt % args */
 
-#define MAX_DEPTH 200
-#define MAX_STEPS 50000000L
+/* Guards against runaway templates: nesting of macro calls, includes,
+ * blocks and extends; statements plus loop iterations per render; bytes a
+ * single string repetition or list may build. The fuzzer lowers them. */
+#ifndef VIAL_TMPL_MAX_DEPTH
+#define VIAL_TMPL_MAX_DEPTH 100
+#endif
+#ifndef VIAL_TMPL_MAX_STEPS
+#define VIAL_TMPL_MAX_STEPS 50000000L
+#endif
+#ifndef VIAL_TMPL_MAX_BUILD
+#define VIAL_TMPL_MAX_BUILD (64L << 20)
+#endif
+#define MAX_DEPTH VIAL_TMPL_MAX_DEPTH
+#define MAX_STEPS VIAL_TMPL_MAX_STEPS
 
 #endif
