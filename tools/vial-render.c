@@ -97,6 +97,7 @@ int main(int argc, char **argv)
     vial_arena *a = vial_tmpl_arena_new();
     vial_tmpl_value ctx = doc ? convert(a, doc) : vial_tmpl_dict(a);
     vial_tmpl_env *env = vial_tmpl_env_new(dir);
+    vial_tmpl_env_stack_limit(env, 4u << 20); /* the main thread's stack is 8 MiB */
     vial_tmpl_error err = {0};
     vial_tmpl *t;
     int r = vial_tmpl_load(env, name, &t, &err);

@@ -145,6 +145,10 @@ typedef int (*vial_tmpl_loader)(void *data, const char *name, char **src, size_t
  * names ending in .html, .htm and .xml (Flask's rule), off otherwise. */
 vial_tmpl_env *vial_tmpl_env_new(const char *dir);
 void vial_tmpl_env_free(vial_tmpl_env *env);
+/* The C stack a render may use (default 64 KiB, half a vial coroutine's
+ * stack): deeper recursion (macros, includes, nested expressions) is a
+ * render error, not a crash. Raise it for renders on big stacks. */
+void vial_tmpl_env_stack_limit(vial_tmpl_env *env, size_t bytes);
 /* Replaces the default file loader. */
 void vial_tmpl_env_loader(vial_tmpl_env *env, vial_tmpl_loader fn, void *data);
 

@@ -86,6 +86,7 @@ vial_tmpl_env *vial_tmpl_env_new(const char *dir)
     }
     env->loader = file_loader;
     env->loader_data = env;
+    env->stack_limit = VIAL_TMPL_DEFAULT_STACK;
     vial_arena_init(&env->arena, NULL, 0);
     env->globals = tv_dict_new(&env->arena, 0);
     pthread_mutex_init(&env->lock, NULL);
@@ -108,6 +109,11 @@ void vial_tmpl_env_free(vial_tmpl_env *env)
     pthread_mutex_destroy(&env->lock);
     free(env->dir);
     free(env);
+}
+
+void vial_tmpl_env_stack_limit(vial_tmpl_env *env, size_t bytes)
+{
+    env->stack_limit = bytes ? bytes : VIAL_TMPL_DEFAULT_STACK;
 }
 
 void vial_tmpl_env_loader(vial_tmpl_env *env, vial_tmpl_loader fn, void *data)

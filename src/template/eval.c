@@ -819,9 +819,21 @@ static int apply_chain(rstate *st, node *n, tv subject, tv *out)
     return apply_filter(st, n, inner, out);
 }
 
+/* Deep recursion (macros, includes, nested expressions) ends in an error
+ * before it reaches the end of the C stack (a coroutine's is small). */
+static int stack_check(rstate *st)
+{
+    const char *here = __builtin_frame_address(0);
+    if ((size_t)(st->stack_base - here) > st->env->stack_limit)
+        return RERR(st, "maximum recursion depth exceeded (template nested too deeply)");
+    return 0;
+}
+
 int eval(rstate *st, node *n, tv *out)
 {
     st->cur = n;
+    if ((size_t)(st->stack_base - (const char *)__builtin_frame_address(0)) > st->env->stack_limit)
+        return stack_check(st);
     switch (n->type) {
     case N_CONST:
         *out = n->v;
@@ -1399,6 +1411,8 @@ static int import_module(rstate *st, node *n, tv *mod)
 static int exec_stmt(rstate *st, node *n)
 {
     st->cur = n;
+    if ((size_t)(st->stack_base - (const char *)__builtin_frame_address(0)) > st->env->stack_limit)
+        return stack_check(st);
     if (++st->steps > MAX_STEPS)
         return RERR(st, "template ran too long");
     switch (n->type) {
@@ -1571,6 +1585,7 @@ int vial_tmpl_render(vial_tmpl *t, vial_tmpl_value ctx, struct vial_arena *a, vi
     st.out = out;
     st.err = err;
     st.curt = t;
+    st.stack_base = __builtin_frame_address(0);
     tctx *tc = tctx_new(&st, t, NULL, ctx.kind == TV_DICT ? ctx : TV(TV_UNDEF));
     if (!tc) {
         tmpl_set_error(err, t->name, 0, "out of memory");

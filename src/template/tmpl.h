@@ -103,6 +103,7 @@ struct vial_tmpl_env {
     void *loader_data;
     vial_tmpl *templates;
     tv globals; /* dict in arena */
+    size_t stack_limit; /* bytes of C stack a render may use */
     vial_arena arena;
     pthread_mutex_t lock;
 };
@@ -141,6 +142,7 @@ typedef struct tctx {
 
 typedef struct rstate {
     vial_tmpl_env *env;
+    const char *stack_base; /* the frame address where the render began */
     vial_arena *a;
     vial_tmpl_out *out;
     int depth;
@@ -219,6 +221,9 @@ int py_format(rstate *st, tv fmt, int nargs, tv *args, tv *out); /* fmt % args *
 #ifndef VIAL_TMPL_MAX_BUILD
 #define VIAL_TMPL_MAX_BUILD (64L << 20)
 #endif
+/* C stack a render may use by default: half of vial's 128 KiB coroutine
+ * stacks, leaving room for the handler that renders. */
+#define VIAL_TMPL_DEFAULT_STACK (64u * 1024)
 #define MAX_DEPTH VIAL_TMPL_MAX_DEPTH
 #define MAX_STEPS VIAL_TMPL_MAX_STEPS
 

@@ -16,6 +16,8 @@
 
 #include "template/tmpl.h"
 
+#include <pthread.h>
+
 /* --- lexer ---------------------------------------------------------------------- */
 
 typedef struct {
@@ -284,6 +286,42 @@ static void test_render_limits(void **state)
     vial_tmpl_env_free(env);
 }
 
+/* A coroutine-sized stack (128 KiB): deep recursion is an error, not a
+ * crash. Each level nests a loop, a test, filters and a concatenation. */
+static void *deep_render(void *arg)
+{
+    int *rc = arg;
+    vial_tmpl_env *env = vial_tmpl_env_new(NULL);
+    const char *src = "{% macro f(n) %}{% for i in [1] %}{% if n > 0 %}"
+                      "{{ (f(n - 1)|upper ~ 'x')|lower }}{% endif %}{% endfor %}{% endmacro %}{{ f(95) }}";
+    vial_tmpl *t;
+    vial_tmpl_error err;
+    *rc = vial_tmpl_add_source(env, "deep.txt", src, strlen(src), &t, &err);
+    if (*rc == 0) {
+        struct vial_arena *a = vial_tmpl_arena_new();
+        vial_tmpl_out out = {0};
+        *rc = vial_tmpl_render(t, vial_tmpl_undefined(), a, &out, &err);
+        free(out.data);
+        vial_tmpl_arena_free(a);
+    }
+    vial_tmpl_env_free(env);
+    return NULL;
+}
+
+static void test_render_stack_limit(void **state)
+{
+    (void)state;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 128 * 1024);
+    pthread_t th;
+    int rc = 1;
+    assert_int_equal(pthread_create(&th, &attr, deep_render, &rc), 0);
+    pthread_join(th, NULL);
+    pthread_attr_destroy(&attr);
+    assert_int_equal(rc, -ERANGE);
+}
+
 /* the caller's buffer grows through its own function */
 static int grow_calls;
 static int my_grow(vial_tmpl_out *o, size_t need)
@@ -339,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_builders),
         cmocka_unit_test(test_render_api),
         cmocka_unit_test(test_render_limits),
+        cmocka_unit_test(test_render_stack_limit),
         cmocka_unit_test(test_render_into_buffer),
         cmocka_unit_test(test_loader_refuses_parent_dirs),
     };
