@@ -284,8 +284,11 @@ int get_attr(rstate *st, tv obj, const char *s, size_t n, tv *out)
     case TV_UNDEF:
         return undefined_error(st, obj);
     case TV_DICT:
-        if (str_method(st, obj, s, n, out) == 0 && out->kind != TV_UNDEF)
-            return 0;
+        /* Jinja tries the attribute before the item: d.items is the method
+         * even when d has an "items" key */
+        if ((n == 5 && (memcmp(s, "items", 5) == 0)) || (n == 4 && memcmp(s, "keys", 4) == 0) ||
+            (n == 6 && memcmp(s, "values", 6) == 0) || (n == 3 && memcmp(s, "get", 3) == 0))
+            return str_method(st, obj, s, n, out);
         tv_dict_find(obj, name, out);
         return 0;
     case TV_MODULE:

@@ -64,21 +64,32 @@ int sb_put(vial_tmpl_out *o, const char *s, size_t n)
 
 int sb_putc(vial_tmpl_out *o, char c) { return sb_put(o, &c, 1); }
 
+/* bytes Markup escapes: & < > " ' */
+static const unsigned char esc_tab[256] = {['&'] = 1, ['<'] = 2, ['>'] = 3, ['"'] = 4, ['\''] = 5};
+
 int sb_esc(vial_tmpl_out *o, const char *s, size_t n)
 {
+    static const char *const rep[6] = {"", "&amp;", "&lt;", "&gt;", "&#34;", "&#39;"};
+    static const unsigned char rlen[6] = {0, 5, 4, 4, 5, 5};
+    /* worst case is 5x; reserve for the common case and grow on demand */
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {
-        const char *rep;
-        size_t rn;
-        switch (s[i]) {
-        case '&': rep = "&amp;", rn = 5; break;
-        case '<': rep = "&lt;", rn = 4; break;
-        case '>': rep = "&gt;", rn = 4; break;
-        case '"': rep = "&#34;", rn = 5; break;
-        case '\'': rep = "&#39;", rn = 5; break;
-        default: continue;
+        /* skip 8 bytes at a time while none of them needs escaping */
+        while (i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+#define HAS(c) (((w ^ (0x0101010101010101ull * (c))) - 0x0101010101010101ull) & ~(w ^ (0x0101010101010101ull * (c))) & 0x8080808080808080ull)
+            if (HAS('&') | HAS('<') | HAS('>') | HAS('"') | HAS('\''))
+                break;
+#undef HAS
+            i += 8;
         }
-        if (sb_put(o, s + start, i - start) || sb_put(o, rep, rn))
+        if (i >= n)
+            break;
+        unsigned char k = esc_tab[(unsigned char)s[i]];
+        if (!k)
+            continue;
+        if (sb_put(o, s + start, i - start) || sb_put(o, rep[k], rlen[k]))
             return -ENOMEM;
         start = i + 1;
     }
@@ -493,12 +504,30 @@ static int write_str_repr(vial_tmpl_out *o, const char *s, size_t n)
     return sb_putc(o, q);
 }
 
+/* decimal digits of i into buf (at least 21 bytes); returns the length */
+static size_t fmt_int(char *buf, int64_t i)
+{
+    char tmp[24];
+    size_t n = 0;
+    uint64_t u = i < 0 ? 0 - (uint64_t)i : (uint64_t)i;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    size_t k = 0;
+    if (i < 0)
+        buf[k++] = '-';
+    while (n)
+        buf[k++] = tmp[--n];
+    return k;
+}
+
 static int write_num(vial_tmpl_out *o, tv v)
 {
     char buf[40];
     switch (v.kind) {
     case TV_BOOL: return v.u.i ? sb_put(o, "True", 4) : sb_put(o, "False", 5);
-    case TV_INT: return sb_printf(o, "%" PRId64, v.u.i);
+    case TV_INT: return sb_put(o, buf, fmt_int(buf, v.u.i));
     case TV_FLOAT: return sb_put(o, buf, (size_t)fmt_float(buf, v.u.d));
     case TV_BIGINT: return sb_put(o, v.u.s, v.len);
     }
