@@ -90,6 +90,12 @@ vial_tmpl_value vial_tmpl_cstr(const char *s);
 /* Markup: a string that is already HTML (never escaped again). */
 vial_tmpl_value vial_tmpl_safe(const char *s, size_t len);
 
+/* Memory from arena a for values a C function builds (freed with the
+ * arena); NULL when out of memory. vial_tmpl_strdup copies len bytes into
+ * the arena (UNDEFINED when out of memory). */
+void *vial_tmpl_alloc(struct vial_arena *a, size_t size);
+vial_tmpl_value vial_tmpl_strdup(struct vial_arena *a, const char *s, size_t len);
+
 /* An empty list or dict in arena a; the invalid (UNDEFINED) value when out
  * of memory. */
 vial_tmpl_value vial_tmpl_list(struct vial_arena *a);

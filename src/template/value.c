@@ -129,6 +129,14 @@ vial_tmpl_value vial_tmpl_str(const char *s, size_t len) { return tv_str(s, len)
 vial_tmpl_value vial_tmpl_cstr(const char *s) { return tv_str(s, strlen(s)); }
 vial_tmpl_value vial_tmpl_safe(const char *s, size_t len) { return tv_safe(s, len); }
 
+void *vial_tmpl_alloc(struct vial_arena *a, size_t size) { return vial_arena_alloc(a, size); }
+
+vial_tmpl_value vial_tmpl_strdup(struct vial_arena *a, const char *s, size_t len)
+{
+    char *d = vial_arena_strndup(a, s, len);
+    return d ? tv_str(d, len) : TV(TV_UNDEF);
+}
+
 tv tv_list_new(vial_arena *a, uint32_t cap)
 {
     tlist *l = vial_arena_alloc(a, sizeof *l);
