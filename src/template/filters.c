@@ -147,6 +147,7 @@ static int change_case(rstate *st, tv s, int mode, tv *out)
     bool start = true;
     for (uint32_t i = 0; i < s.len;) {
         uint32_t c = dec(s.u.s, s.len, &i), r;
+        bool prev_start = start;
         switch (mode) {
         case CASE_UPPER: r = to_upper(c); break;
         case CASE_LOWER: r = to_lower(c); break;
@@ -159,6 +160,12 @@ static int change_case(rstate *st, tv s, int mode, tv *out)
             r = start ? to_upper(c) : to_lower(c);
             start = !is_alpha_cp(c);
             break;
+        }
+        if (c == 0xdf && r == c && mode != CASE_LOWER && (mode == CASE_UPPER || prev_start)) {
+            /* ß upper-cases to SS (title case: Ss) */
+            if (sb_put(b.o, mode == CASE_UPPER ? "SS" : "Ss", 2))
+                return OOM(st);
+            continue;
         }
         if (enc(b.o, r))
             return OOM(st);

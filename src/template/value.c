@@ -586,6 +586,8 @@ int tv_write_repr(vial_tmpl_out *o, tv v)
         }
         return sb_putc(o, '}');
     }
+    case TV_UNDEF:
+        return sb_put(o, "Undefined", 9);
     default:
         return tv_write_str(o, v);
     }
