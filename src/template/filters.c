@@ -2432,6 +2432,7 @@ int py_format(rstate *st, tv fmt, int nargs, tv *args, tv *out)
                 snprintf(f2, sizeof f2, "%%%s%s%sll%c", flags, width >= 0 ? "*" : "", prec >= 0 ? ".*" : "", cv);
                 long long ll = (long long)iv;
                 bool neg_hex = (cv == 'x' || cv == 'X' || cv == 'o') && ll < 0;
+                if (neg_hex && ll == INT64_MIN) return RERR(st, "integer overflow");
                 if (neg_hex) ll = -ll;
                 int r;
                 if (width >= 0 && prec >= 0) r = sb_printf(vb.o, f2, width, prec, ll);
@@ -2447,7 +2448,8 @@ int py_format(rstate *st, tv fmt, int nargs, tv *args, tv *out)
                     while (k < t.len && t.u.s[k] == ' ') k++;
                     if (k > 0) k--;
                     if (sb_put(nb.o, t.u.s, k) || sb_putc(nb.o, '-') || sb_put(nb.o, t.u.s + k + (k > 0 || t.u.s[0] == ' '), t.len - k - (k > 0 || t.u.s[0] == ' '))) return OOM(st);
-                    vb = nb;
+                    piece = sbuf_val(&nb, false);
+                    break;
                 }
             }
             piece = sbuf_val(&vb, false);
