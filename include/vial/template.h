@@ -146,11 +146,19 @@ void vial_tmpl_arena_free(struct vial_arena *a);
  * (names with a ".." component or a leading '/' are refused). */
 typedef int (*vial_tmpl_loader)(void *data, const char *name, char **src, size_t *len);
 
-/* An environment over a template directory (copied; NULL: only the loader
- * or vial_tmpl_add_source). NULL when out of memory. Autoescaping is on for
+/* An environment over a template directory (copied; NULL: none yet, see
+ * vial_tmpl_env_add_dir, the loader, vial_tmpl_add_source). NULL when out
+ * of memory. Autoescaping is on for
  * names ending in .html, .htm and .xml (Flask's rule), off otherwise. */
 vial_tmpl_env *vial_tmpl_env_new(const char *dir);
 void vial_tmpl_env_free(vial_tmpl_env *env);
+/* Appends a directory to the search path (the first that has a name wins;
+ * Flask: the app's templates/, then each blueprint's). 0 or -ENOMEM. */
+int vial_tmpl_env_add_dir(vial_tmpl_env *env, const char *dir);
+/* Development mode: each load (also of extended/included templates at
+ * render time) checks the file's modification time and compiles it again
+ * when it changed. Old versions are kept until vial_tmpl_env_free. */
+void vial_tmpl_env_auto_reload(vial_tmpl_env *env, int on);
 /* The C stack a render may use (default 64 KiB, half a vial coroutine's
  * stack): deeper recursion (macros, includes, nested expressions) is a
  * render error, not a crash. Raise it for renders on big stacks. */

@@ -11,76 +11,122 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int file_loader(void *data, const char *name, char **src, size_t *len)
+/* Reads dir/name; -ENOENT when it is not a regular file there. */
+static int read_file(const char *dir, const char *name, char **src, size_t *len, char **pathp,
+                     int64_t *mtime)
 {
-    vial_tmpl_env *env = data;
-    if (!env->dir || !*name || name[0] == '/')
+    size_t dl = strlen(dir), nl = strlen(name);
+    char *path = malloc(dl + nl + 2);
+    if (!path)
+        return -ENOMEM;
+    memcpy(path, dir, dl);
+    path[dl] = '/';
+    memcpy(path + dl + 1, name, nl + 1);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        if (fd >= 0)
+            close(fd);
+        free(path);
         return -ENOENT;
+    }
+    size_t cap = (size_t)st.st_size + 1, n = 0;
+    char *buf = malloc(cap);
+    int r = buf ? 0 : -ENOMEM;
+    while (r == 0) {
+        if (n == cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                r = -ENOMEM;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t k = read(fd, buf + n, cap - n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            r = -EIO;
+        else if (k == 0)
+            break;
+        else
+            n += (size_t)k;
+    }
+    close(fd);
+    if (r != 0) {
+        free(buf);
+        free(path);
+        return r;
+    }
+    *src = buf;
+    *len = n;
+    *pathp = path;
+    *mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    return 0;
+}
+
+static bool bad_name(const char *name)
+{
+    if (!*name || name[0] == '/')
+        return true;
     /* Refuse any ".." piece, as Jinja's FileSystemLoader does. */
     for (const char *p = name; *p;) {
         const char *e = strchr(p, '/');
         size_t n = e ? (size_t)(e - p) : strlen(p);
         if (n == 2 && p[0] == '.' && p[1] == '.')
-            return -ENOENT;
+            return true;
         p += n + (e ? 1 : 0);
     }
-    size_t dl = strlen(env->dir), nl = strlen(name);
-    char *path = malloc(dl + nl + 2);
-    if (!path)
-        return -ENOMEM;
-    memcpy(path, env->dir, dl);
-    path[dl] = '/';
-    memcpy(path + dl + 1, name, nl + 1);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    free(path);
-    if (fd < 0)
+    return false;
+}
+
+/* The default loader: the first directory of the search path that has the
+ * file (Flask: the app's folder, then each blueprint's). */
+static int dirs_load(vial_tmpl_env *env, const char *name, char **src, size_t *len, char **path,
+                     int64_t *mtime)
+{
+    if (bad_name(name))
         return -ENOENT;
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return -ENOENT;
+    for (size_t i = 0; i < env->ndirs; i++) {
+        int r = read_file(env->dirs[i], name, src, len, path, mtime);
+        if (r != -ENOENT)
+            return r;
     }
-    size_t cap = (size_t)st.st_size + 1, n = 0;
-    char *buf = malloc(cap);
-    if (!buf) {
-        close(fd);
+    return -ENOENT;
+}
+
+static int file_loader(void *data, const char *name, char **src, size_t *len)
+{
+    char *path;
+    int64_t mtime;
+    int r = dirs_load(data, name, src, len, &path, &mtime);
+    if (r == 0)
+        free(path);
+    return r;
+}
+
+int vial_tmpl_env_add_dir(vial_tmpl_env *env, const char *dir)
+{
+    char *d = strdup(dir);
+    char **nd = d ? realloc(env->dirs, (env->ndirs + 1) * sizeof *nd) : NULL;
+    if (!nd) {
+        free(d);
         return -ENOMEM;
     }
-    for (;;) {
-        if (n == cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                close(fd);
-                return -ENOMEM;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        ssize_t r = read(fd, buf + n, cap - n);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            free(buf);
-            close(fd);
-            return -EIO;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-    }
-    close(fd);
-    *src = buf;
-    *len = n;
+    nd[env->ndirs++] = d;
+    env->dirs = nd;
     return 0;
 }
+
+void vial_tmpl_env_auto_reload(vial_tmpl_env *env, int on) { env->auto_reload = on != 0; }
 
 vial_tmpl_env *vial_tmpl_env_new(const char *dir)
 {
     vial_tmpl_env *env = calloc(1, sizeof *env);
     if (!env)
         return NULL;
-    if (dir && !(env->dir = strdup(dir))) {
+    if (dir && vial_tmpl_env_add_dir(env, dir) != 0) {
         free(env);
         return NULL;
     }
@@ -102,12 +148,15 @@ void vial_tmpl_env_free(vial_tmpl_env *env)
         vial_tmpl *n = t->next;
         vial_arena_reset(&t->arena, NULL, 0);
         free(t->name);
+        free(t->path);
         free(t);
         t = n;
     }
     vial_arena_reset(&env->arena, NULL, 0);
     pthread_mutex_destroy(&env->lock);
-    free(env->dir);
+    for (size_t i = 0; i < env->ndirs; i++)
+        free(env->dirs[i]);
+    free(env->dirs);
     free(env);
 }
 
@@ -189,20 +238,46 @@ static int compile_locked(vial_tmpl_env *env, const char *name, size_t nlen, con
     return 0;
 }
 
+/* Has the file behind t changed since it was compiled? (auto reload) */
+static bool stale(vial_tmpl *t)
+{
+    struct stat st;
+    if (!t->path || stat(t->path, &st) != 0)
+        return t->path != NULL;
+    return (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec != t->mtime_ns;
+}
+
 int tmpl_get(vial_tmpl_env *env, const char *name, size_t len, vial_tmpl **out, vial_tmpl_error *err)
 {
     pthread_mutex_lock(&env->lock);
     vial_tmpl *t = find_loaded(env, name, len);
     int r = 0;
-    if (!t) {
+    /* A changed file is compiled again and put first in the list; the old
+     * version stays until the environment is freed, since a render on
+     * another thread may be walking it (auto reload is for development). */
+    if (!t || (env->auto_reload && stale(t))) {
+        t = NULL;
         char *nm = strndup(name, len);
-        char *src = NULL;
+        char *src = NULL, *path = NULL;
         size_t slen = 0;
-        r = nm ? env->loader(env->loader_data, nm, &src, &slen) : -ENOMEM;
-        if (r == 0)
-            r = compile_locked(env, name, len, src, slen, &t, err);
+        int64_t mtime = 0;
+        if (!nm)
+            r = -ENOMEM;
+        else if (env->loader == file_loader)
+            r = dirs_load(env, nm, &src, &slen, &path, &mtime);
         else
+            r = env->loader(env->loader_data, nm, &src, &slen);
+        if (r == 0) {
+            r = compile_locked(env, name, len, src, slen, &t, err);
+            if (r == 0) {
+                t->path = path;
+                t->mtime_ns = mtime;
+                path = NULL;
+            }
+        } else {
             tmpl_set_error(err, nm ? nm : "?", 0, "TemplateNotFound: %s", nm ? nm : "?");
+        }
+        free(path);
         free(src);
         free(nm);
     }

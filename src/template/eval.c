@@ -1368,6 +1368,28 @@ static int load_named(rstate *st, tv name, vial_tmpl **t, bool *missing)
     return 0;
 }
 
+/* The template a extends/include/import names. A constant name is
+ * resolved once and remembered in the node, so renders after the first take
+ * no lock (unless auto reload asks to look at the file again). */
+static int resolve(rstate *st, node *n, tv *name, vial_tmpl **t, bool *missing)
+{
+    bool constant = n->a->type == N_CONST && !st->env->auto_reload;
+    if (constant) {
+        vial_tmpl *c = __atomic_load_n(&n->cached, __ATOMIC_ACQUIRE);
+        if (c) {
+            *name = n->a->v;
+            *t = c;
+            *missing = false;
+            return 0;
+        }
+    }
+    TRY(eval(st, n->a, name));
+    TRY(load_named(st, *name, t, missing));
+    if (constant && !*missing)
+        __atomic_store_n(&n->cached, *t, __ATOMIC_RELEASE);
+    return 0;
+}
+
 static tctx *tctx_new(rstate *st, vial_tmpl *t, frame *parent, tv ctx)
 {
     tctx *tc = vial_arena_alloc(st->a, sizeof *tc);
@@ -1383,10 +1405,9 @@ static tctx *tctx_new(rstate *st, vial_tmpl *t, frame *parent, tv ctx)
 static int import_module(rstate *st, node *n, tv *mod)
 {
     tv name;
-    TRY(eval(st, n->a, &name));
     vial_tmpl *t;
     bool missing;
-    TRY(load_named(st, name, &t, &missing));
+    TRY(resolve(st, n, &name, &t, &missing));
     st->cur = n;
     if (missing)
         return RERR(st, "TemplateNotFound: %.*s", (int)(name.kind == TV_STR ? name.len : 0), name.u.s);
@@ -1493,10 +1514,9 @@ static int exec_stmt(rstate *st, node *n)
         if (st->tc->parent)
             return RERR(st, "extended multiple times");
         tv name;
-        TRY(eval(st, n->a, &name));
         vial_tmpl *t;
         bool missing;
-        TRY(load_named(st, name, &t, &missing));
+        TRY(resolve(st, n, &name, &t, &missing));
         st->cur = n;
         if (missing)
             return RERR(st, "TemplateNotFound: %.*s", (int)(name.kind == TV_STR ? name.len : 0), name.u.s);
@@ -1506,10 +1526,9 @@ static int exec_stmt(rstate *st, node *n)
     }
     case N_INCLUDE: {
         tv name;
-        TRY(eval(st, n->a, &name));
         vial_tmpl *t;
         bool missing;
-        TRY(load_named(st, name, &t, &missing));
+        TRY(resolve(st, n, &name, &t, &missing));
         st->cur = n;
         if (missing) {
             if (n->op & F_IGNORE_MISSING)

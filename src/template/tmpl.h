@@ -70,6 +70,7 @@ struct node {
     node *next; /* the next statement / argument / item */
     tv v, w;    /* constants and names */
     const void *fn; /* resolved filter or test */
+    struct vial_tmpl *cached; /* extends/include/import of a constant name */
 };
 
 /* flags in node.op */
@@ -95,10 +96,14 @@ struct vial_tmpl {
     tmpl_block *blocks;
     vial_arena arena; /* the tree, its strings and the source */
     struct vial_tmpl *next; /* the environment's list */
+    char *path;       /* the file it came from (default loader), for reloads */
+    int64_t mtime_ns;
 };
 
 struct vial_tmpl_env {
-    char *dir;
+    char **dirs; /* the search path, in order */
+    size_t ndirs;
+    bool auto_reload;
     vial_tmpl_loader loader;
     void *loader_data;
     vial_tmpl *templates;

@@ -16,7 +16,10 @@
 
 #include "template/tmpl.h"
 
+#include <fcntl.h>
 #include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* --- lexer ---------------------------------------------------------------------- */
 
@@ -364,6 +367,83 @@ static void test_loader_refuses_parent_dirs(void **state)
     vial_tmpl_env_free(env);
 }
 
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static char *load_render(vial_tmpl_env *env, const char *name)
+{
+    vial_tmpl *t;
+    vial_tmpl_error err;
+    if (vial_tmpl_load(env, name, &t, &err) != 0)
+        return NULL;
+    struct vial_arena *a = vial_tmpl_arena_new();
+    vial_tmpl_out out = {0};
+    char *s = NULL;
+    if (vial_tmpl_render(t, vial_tmpl_undefined(), a, &out, &err) == 0)
+        s = strndup(out.data ? out.data : "", out.len);
+    free(out.data);
+    vial_tmpl_arena_free(a);
+    return s;
+}
+
+/* a search path (app folder, then a blueprint's) and reloading on change */
+static void test_search_path_and_reload(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/vial-tmpl-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char app[128], bp[128], p[200];
+    snprintf(app, sizeof app, "%s/app", dir);
+    snprintf(bp, sizeof bp, "%s/bp", dir);
+    mkdir(app, 0700);
+    mkdir(bp, 0700);
+    snprintf(p, sizeof p, "%s/page.txt", bp);
+    write_file(p, "{% extends 'base.txt' %}{% block b %}bp page{% endblock %}");
+    snprintf(p, sizeof p, "%s/base.txt", app);
+    write_file(p, "app base: {% block b %}{% endblock %}");
+    snprintf(p, sizeof p, "%s/base.txt", bp);
+    write_file(p, "shadowed by the app's");
+
+    vial_tmpl_env *env = vial_tmpl_env_new(app);
+    assert_int_equal(vial_tmpl_env_add_dir(env, bp), 0);
+    vial_tmpl_env_auto_reload(env, 1);
+    char *s = load_render(env, "page.txt");
+    assert_non_null(s);
+    assert_string_equal(s, "app base: bp page");
+    free(s);
+
+    /* change the parent; an older mtime is still a change */
+    snprintf(p, sizeof p, "%s/base.txt", app);
+    write_file(p, "new base: {% block b %}{% endblock %}");
+    struct timespec ts[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
+    assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+    s = load_render(env, "page.txt");
+    assert_non_null(s);
+    assert_string_equal(s, "new base: bp page");
+    free(s);
+    vial_tmpl_env_free(env);
+
+    /* without auto reload the first compile stays */
+    env = vial_tmpl_env_new(app);
+    vial_tmpl_env_add_dir(env, bp);
+    s = load_render(env, "page.txt");
+    assert_string_equal(s, "new base: bp page");
+    free(s);
+    write_file(p, "third: {% block b %}{% endblock %}");
+    s = load_render(env, "page.txt");
+    assert_string_equal(s, "new base: bp page");
+    free(s);
+    vial_tmpl_env_free(env);
+
+    snprintf(p, sizeof p, "rm -rf '%s'", dir);
+    assert_int_equal(system(p), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -380,6 +460,7 @@ int main(void)
         cmocka_unit_test(test_render_stack_limit),
         cmocka_unit_test(test_render_into_buffer),
         cmocka_unit_test(test_loader_refuses_parent_dirs),
+        cmocka_unit_test(test_search_path_and_reload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
