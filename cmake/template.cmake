@@ -40,7 +40,7 @@ if(VIAL_FUZZ)
                  ${CMAKE_SOURCE_DIR}/src/runtime/arena.c)
   target_include_directories(fuzz_template PRIVATE ${CMAKE_SOURCE_DIR}/src ${CMAKE_SOURCE_DIR}/include)
   target_compile_definitions(fuzz_template PRIVATE _GNU_SOURCE VIAL_TMPL_MAX_DEPTH=20
-                             VIAL_TMPL_MAX_STEPS=20000 "VIAL_TMPL_MAX_BUILD=(1L<<20)")
+                             VIAL_TMPL_MAX_STEPS=20000 "VIAL_TMPL_MAX_BUILD=(64L<<10)")
   target_compile_options(fuzz_template PRIVATE -fsanitize=fuzzer,address,undefined
                          -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1)
   target_link_options(fuzz_template PRIVATE -fsanitize=fuzzer,address,undefined)
