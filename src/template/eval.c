@@ -93,10 +93,12 @@ static bool frame_find(frame *f, const char *s, uint32_t n, tv *out)
 static int fn_range(vial_tmpl_call *c, tv *ret);
 static int fn_dict(vial_tmpl_call *c, tv *ret);
 static int fn_namespace(vial_tmpl_call *c, tv *ret);
+static int fn_joiner(vial_tmpl_call *c, tv *ret);
 static const tfunc builtin_fns[] = {
     {fn_range, NULL, "range"},
     {fn_dict, NULL, "dict"},
     {fn_namespace, NULL, "namespace"},
+    {fn_joiner, NULL, "joiner"},
 };
 
 static tv lookup(rstate *st, tv name)
@@ -705,6 +707,31 @@ static int fn_dict(vial_tmpl_call *c, tv *ret)
             return -ENOMEM;
     *ret = d;
     return 0;
+}
+
+/* joiner(sep=", "): a function returning "" the first time, sep after */
+typedef struct joiner {
+    tv sep;
+    bool used;
+} joiner;
+
+static int joiner_call(vial_tmpl_call *c, tv *ret)
+{
+    joiner *j = c->data;
+    *ret = j->used ? j->sep : tv_str("", 0);
+    j->used = true;
+    return 0;
+}
+
+static int fn_joiner(vial_tmpl_call *c, tv *ret)
+{
+    joiner *j = vial_arena_alloc(c->arena, sizeof *j);
+    if (!j)
+        return -ENOMEM;
+    j->sep = c->nargs ? c->args[0] : c->nkw ? c->kwargs[0] : tv_str(", ", 2);
+    j->used = false;
+    *ret = vial_tmpl_function(c->arena, "joiner", joiner_call, j);
+    return ret->kind == TV_FUNC ? 0 : -ENOMEM;
 }
 
 static int fn_namespace(vial_tmpl_call *c, tv *ret)

@@ -1657,6 +1657,45 @@ FILTER(groupby)
 
 FILTER(count) { return f_length(st, v, nargs, args, kwn, kwv, nkw, out); }
 
+/* {{ {'class': 'x', 'id': none}|xmlattr }} -> ' class="x"' (none and
+ * undefined values are left out) */
+FILTER(xmlattr)
+{
+    A;
+    bool autospace = tv_truth(arg(&fa, 0, "autospace", tv_bool(true)));
+    if (v.kind != TV_DICT)
+        return RERR(st, "xmlattr: a mapping is required");
+    tdict *d = v.u.p;
+    sbuf b;
+    sb_init(&b, st->a);
+    bool first = true;
+    for (uint32_t i = 0; i < d->n; i++) {
+        if (d->v[i].kind == TV_NONE || d->v[i].kind == TV_UNDEF)
+            continue;
+        tv k = tv_to_str(st->a, d->k[i]);
+        for (uint32_t j = 0; j < k.len; j++)
+            if (k.u.s[j] == ' ' || k.u.s[j] == '/' || k.u.s[j] == '>' || k.u.s[j] == '=' ||
+                k.u.s[j] == '\t' || k.u.s[j] == '\n' || k.u.s[j] == '\f')
+                return RERR(st, "Invalid character in attribute name: %.*s", (int)k.len, k.u.s);
+        tv ek = markup_escape(st, k), ev = markup_escape(st, d->v[i]);
+        if ((!first && sb_putc(b.o, ' ')) || sb_put(b.o, ek.u.s, ek.len) || sb_put(b.o, "=\"", 2) ||
+            sb_put(b.o, ev.u.s, ev.len) || sb_putc(b.o, '"'))
+            return OOM(st);
+        first = false;
+    }
+    tv body = sbuf_val(&b, false);
+    if (autospace && body.len) {
+        sbuf c;
+        sb_init(&c, st->a);
+        if (sb_putc(c.o, ' ') || sb_put(c.o, body.u.s, body.len))
+            return OOM(st);
+        body = sbuf_val(&c, false);
+    }
+    body.flags = cur_autoescape(st) ? VIAL_TMPL_SAFE : 0;
+    *out = body;
+    return 0;
+}
+
 /* --- tests --------------------------------------------------------------------------- */
 
 #define TEST(name) static int t_##name(rstate *st, tv v, int nargs, tv *args, bool *res)
@@ -1816,6 +1855,7 @@ static const builtin filters[] = {
     {"striptags", f_striptags}, {"sum", f_sum}, {"title", f_title}, {"tojson", f_tojson},
     {"trim", f_trim}, {"truncate", f_truncate}, {"unique", f_unique}, {"upper", f_upper},
     {"urlencode", f_urlencode}, {"wordcount", f_wordcount}, {"wordwrap", f_wordwrap},
+    {"xmlattr", f_xmlattr},
 };
 
 static const builtin tests[] = {
