@@ -744,7 +744,6 @@ static int fn_namespace(vial_tmpl_call *c, tv *ret)
 
 /* --- expressions ---------------------------------------------------------------- */
 
-static int arith(rstate *st, int op, tv a, tv b, tv *out);
 
 static int concat_values(rstate *st, tv a, tv b, tv *out)
 {
@@ -847,6 +846,111 @@ static int apply_chain(rstate *st, node *n, tv subject, tv *out)
     tv inner;
     TRY(apply_chain(st, n->a, subject, &inner));
     return apply_filter(st, n, inner, out);
+}
+
+/* Integers beyond int64: Python switches to big integers; 128 bits cover
+ * what templates compute in practice (2**100, products of big ids), and
+ * results print exactly (as TV_BIGINT digits). Beyond that it is an error. */
+typedef __int128 i128;
+
+static bool to_i128(tv v, i128 *out)
+{
+    if (v.kind == TV_INT || v.kind == TV_BOOL) {
+        *out = v.u.i;
+        return true;
+    }
+    if (v.kind != TV_BIGINT)
+        return false;
+    const char *p = v.u.s, *e = p + v.len;
+    bool neg = p < e && *p == '-';
+    if (neg)
+        p++;
+    i128 r = 0;
+    for (; p < e; p++) {
+        if (*p < '0' || *p > '9' || __builtin_mul_overflow(r, 10, &r) ||
+            __builtin_add_overflow(r, *p - '0', &r))
+            return false;
+    }
+    *out = neg ? -r : r;
+    return true;
+}
+
+static int from_i128(rstate *st, i128 v, tv *out)
+{
+    if (v >= INT64_MIN && v <= INT64_MAX) {
+        *out = tv_int((int64_t)v);
+        return 0;
+    }
+    char tmp[48];
+    int n = 0;
+    unsigned __int128 u = v < 0 ? -(unsigned __int128)v : (unsigned __int128)v;
+    while (u) {
+        tmp[n++] = (char)('0' + (int)(u % 10));
+        u /= 10;
+    }
+    char *d = vial_arena_alloc(st->a, (size_t)n + 2);
+    if (!d)
+        return OOM(st);
+    int k = 0;
+    if (v < 0)
+        d[k++] = '-';
+    while (n)
+        d[k++] = tmp[--n];
+    d[k] = 0;
+    *out = (tv){.kind = TV_BIGINT, .len = (uint32_t)k, .u.s = d};
+    return 0;
+}
+
+static int big_arith(rstate *st, int op, i128 x, i128 y, tv *out)
+{
+    i128 r;
+    bool of = false;
+    switch (op) {
+    case OP_ADD: of = __builtin_add_overflow(x, y, &r); break;
+    case OP_SUB: of = __builtin_sub_overflow(x, y, &r); break;
+    case OP_MUL: of = __builtin_mul_overflow(x, y, &r); break;
+    case OP_DIV:
+        if (y == 0)
+            return RERR(st, "division by zero");
+        *out = tv_float((double)x / (double)y);
+        return 0;
+    case OP_FLOORDIV: case OP_MOD: {
+        if (y == 0)
+            return RERR(st, "integer division or modulo by zero");
+        if (y == -1) {
+            of = __builtin_mul_overflow(x, -1, &r);
+            if (op == OP_MOD)
+                r = 0, of = false;
+            break;
+        }
+        i128 q = x / y, m = x % y;
+        if (m != 0 && ((m < 0) != (y < 0)))
+            q--, m += y;
+        r = op == OP_MOD ? m : q;
+        break;
+    }
+    case OP_POW: {
+        if (y < 0) {
+            *out = tv_float(pow((double)x, (double)y));
+            return 0;
+        }
+        i128 acc = 1, base = x;
+        while (y > 0 && !of) {
+            if (y & 1)
+                of |= __builtin_mul_overflow(acc, base, &acc);
+            y >>= 1;
+            if (y)
+                of |= __builtin_mul_overflow(base, base, &base);
+        }
+        r = acc;
+        break;
+    }
+    default:
+        return RERR(st, "bad operator");
+    }
+    if (of)
+        return RERR(st, "integer result too large (more than 128 bits)");
+    return from_i128(st, r, out);
 }
 
 /* Deep recursion (macros, includes, nested expressions) ends in an error
@@ -958,9 +1062,15 @@ int eval(rstate *st, node *n, tv *out)
         tv a;
         TRY(eval(st, n->a, &a));
         st->cur = n;
+        if (a.kind == TV_BIGINT) {
+            i128 x;
+            if (!to_i128(a, &x))
+                return RERR(st, "integer too large");
+            return from_i128(st, n->type == N_NEG ? -x : x, out);
+        }
         if (a.kind == TV_INT || a.kind == TV_BOOL) {
             if (n->type == N_NEG && a.u.i == INT64_MIN)
-                return RERR(st, "integer overflow");
+                return from_i128(st, -(i128)a.u.i, out);
             *out = tv_int(n->type == N_NEG ? -a.u.i : a.u.i);
         } else if (a.kind == TV_FLOAT) {
             *out = tv_float(n->type == N_NEG ? -a.u.d : a.u.d);
@@ -1019,14 +1129,6 @@ int eval(rstate *st, node *n, tv *out)
     }
 }
 
-static int int_result(rstate *st, bool overflow, int64_t v, tv *out)
-{
-    if (overflow)
-        return RERR(st, "integer overflow");
-    *out = tv_int(v);
-    return 0;
-}
-
 static double py_fmod(double a, double b)
 {
     double m = fmod(a, b);
@@ -1035,17 +1137,25 @@ static double py_fmod(double a, double b)
     return m;
 }
 
-static int arith(rstate *st, int op, tv a, tv b, tv *out)
+int arith(rstate *st, int op, tv a, tv b, tv *out)
 {
     bool ai = a.kind == TV_INT || a.kind == TV_BOOL, bi = b.kind == TV_INT || b.kind == TV_BOOL;
     bool an = ai || a.kind == TV_FLOAT || a.kind == TV_BIGINT, bn = bi || b.kind == TV_FLOAT || b.kind == TV_BIGINT;
     if (an && bn) {
+        i128 bx, by;
+        if ((a.kind == TV_BIGINT || b.kind == TV_BIGINT) && to_i128(a, &bx) && to_i128(b, &by))
+            return big_arith(st, op, bx, by, out);
         if (ai && bi) {
             int64_t x = a.u.i, y = b.u.i, r;
             switch (op) {
-            case OP_ADD: { bool of = __builtin_add_overflow(x, y, &r); return int_result(st, of, r, out); }
-            case OP_SUB: { bool of = __builtin_sub_overflow(x, y, &r); return int_result(st, of, r, out); }
-            case OP_MUL: { bool of = __builtin_mul_overflow(x, y, &r); return int_result(st, of, r, out); }
+            case OP_ADD: case OP_SUB: case OP_MUL: {
+                bool of = op == OP_ADD ? __builtin_add_overflow(x, y, &r)
+                        : op == OP_SUB ? __builtin_sub_overflow(x, y, &r) : __builtin_mul_overflow(x, y, &r);
+                if (of)
+                    return big_arith(st, op, x, y, out);
+                *out = tv_int(r);
+                return 0;
+            }
             case OP_DIV:
                 if (y == 0)
                     return RERR(st, "division by zero");
@@ -1055,7 +1165,7 @@ static int arith(rstate *st, int op, tv a, tv b, tv *out)
                 if (y == 0)
                     return RERR(st, op == OP_MOD ? "integer modulo by zero" : "integer division or modulo by zero");
                 if (x == INT64_MIN && y == -1)
-                    return RERR(st, "integer overflow");
+                    return big_arith(st, op, x, y, out);
                 int64_t q = x / y, m = x % y;
                 if (m != 0 && ((m < 0) != (y < 0)))
                     q--, m += y;
@@ -1078,7 +1188,10 @@ static int arith(rstate *st, int op, tv a, tv b, tv *out)
                     if (y)
                         of |= __builtin_mul_overflow(base, base, &base);
                 }
-                return int_result(st, of, acc, out);
+                if (of)
+                    return big_arith(st, op, x, b.u.i, out);
+                *out = tv_int(acc);
+                return 0;
             }
             }
         }

@@ -588,19 +588,9 @@ FILTER(sum)
 
 static int add_values(rstate *st, tv a, tv b, tv *out)
 {
-    bool ai = a.kind == TV_INT || a.kind == TV_BOOL, bi = b.kind == TV_INT || b.kind == TV_BOOL;
-    if (ai && bi) {
-        int64_t r;
-        if (__builtin_add_overflow(a.u.i, b.u.i, &r))
-            return RERR(st, "integer overflow");
-        *out = tv_int(r);
-        return 0;
-    }
-    if (tv_is_num(a) && tv_is_num(b)) {
-        *out = tv_float(tv_num(a) + tv_num(b));
-        return 0;
-    }
-    return RERR(st, "unsupported operand type(s) for +: '%s' and '%s'", tv_type_name(a), tv_type_name(b));
+    if (!tv_is_num(a) || !tv_is_num(b))
+        return RERR(st, "unsupported operand type(s) for +: '%s' and '%s'", tv_type_name(a), tv_type_name(b));
+    return arith(st, OP_ADD, a, b, out);
 }
 
 FILTER(abs)

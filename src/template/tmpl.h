@@ -213,6 +213,7 @@ typedef int (*filt_fn)(rstate *st, tv v, int nargs, tv *args, tv *kwn, tv *kwv, 
 int str_method(rstate *st, tv self, const char *name, size_t n, tv *out);
 int call_method(rstate *st, tmethod *m, int nargs, tv *args, tv *kwn, tv *kwv, int nkw, tv *out);
 int py_format(rstate *st, tv fmt, int nargs, tv *args, tv *out); /* fmt % args */
+int arith(rstate *st, int op, tv a, tv b, tv *out);                /* a OP b, Python's rules */
 
 /* Guards against runaway templates: nesting of macro calls, includes,
  * blocks and extends; statements plus loop iterations per render; bytes a
