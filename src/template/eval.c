@@ -1360,6 +1360,7 @@ static int run_loop(rstate *st, node *n, tv seq, int depth)
         if (++st->steps > MAX_STEPS)
             return RERR(st, "too many loop iterations");
         lp->i = i;
+        f->n = 0; /* Jinja: what an iteration sets is gone in the next one */
         TRY(frame_set(st, f, tv_str("loop", 4), (tv){.kind = TV_LOOP, .u.p = lp}));
         TRY(assign(st, f, n->a, items->v[i]));
         TRY(exec_body(st, n->c));
