@@ -67,6 +67,9 @@ int main(int argc, char **argv)
             return 1;
         }
         bytes = out.len;
+        if (i == 0)
+            printf("arena: %zu bytes used of the %zu-byte first block%s\n",
+                   (size_t)(a.cur - block), sizeof block, a.blocks ? " (and overflow blocks)" : "");
         vial_arena_reset(&a, block, sizeof block);
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);

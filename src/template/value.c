@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* --- output buffers --------------------------------------------------------- */
 
@@ -74,6 +77,22 @@ int sb_esc(vial_tmpl_out *o, const char *s, size_t n)
     /* worst case is 5x; reserve for the common case and grow on demand */
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {
+#ifdef __SSE2__
+        /* skip 16 bytes at a time while none of them needs escaping */
+        while (i + 16 <= n) {
+            __m128i w = _mm_loadu_si128((const __m128i *)(s + i));
+            __m128i m = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(w, _mm_set1_epi8('&')), _mm_cmpeq_epi8(w, _mm_set1_epi8('<'))),
+                _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(w, _mm_set1_epi8('>')), _mm_cmpeq_epi8(w, _mm_set1_epi8('"'))),
+                             _mm_cmpeq_epi8(w, _mm_set1_epi8('\''))));
+            int bits = _mm_movemask_epi8(m);
+            if (bits) {
+                i += (size_t)__builtin_ctz((unsigned)bits);
+                break;
+            }
+            i += 16;
+        }
+#endif
         /* skip 8 bytes at a time while none of them needs escaping */
         while (i + 8 <= n) {
             uint64_t w;

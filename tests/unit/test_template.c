@@ -209,6 +209,33 @@ static void test_builders(void **state)
     vial_tmpl_arena_free(a);
 }
 
+/* the vectorised escape agrees with a byte-by-byte one at every offset */
+static void test_escape(void **state)
+{
+    (void)state;
+    const char specials[] = "&<>\"'a\xc3\xa9 ";
+    unsigned seed = 12345;
+    for (int round = 0; round < 2000; round++) {
+        char in[80];
+        size_t n = (size_t)(round % 79) + 1;
+        for (size_t i = 0; i < n; i++) {
+            seed = seed * 1103515245u + 12345u;
+            in[i] = (seed >> 16) % 5 ? 'x' : specials[(seed >> 8) % (sizeof specials - 1)];
+        }
+        vial_tmpl_out got = {0}, want = {0};
+        assert_int_equal(vial_tmpl_escape(&got, in, n), 0);
+        for (size_t i = 0; i < n; i++) {
+            const char *r = in[i] == '&' ? "&amp;" : in[i] == '<' ? "&lt;" : in[i] == '>' ? "&gt;"
+                          : in[i] == '"' ? "&#34;" : in[i] == '\'' ? "&#39;" : NULL;
+            assert_int_equal(r ? sb_put(&want, r, strlen(r)) : sb_put(&want, in + i, 1), 0);
+        }
+        assert_int_equal(got.len, want.len);
+        assert_memory_equal(got.data, want.data, got.len);
+        free(got.data);
+        free(want.data);
+    }
+}
+
 /* --- rendering ------------------------------------------------------------------------ */
 
 static int add(vial_tmpl_call *c, vial_tmpl_value *ret)
@@ -455,6 +482,7 @@ int main(void)
         cmocka_unit_test(test_parse_tree),
         cmocka_unit_test(test_float_repr),
         cmocka_unit_test(test_builders),
+        cmocka_unit_test(test_escape),
         cmocka_unit_test(test_render_api),
         cmocka_unit_test(test_render_limits),
         cmocka_unit_test(test_render_stack_limit),
