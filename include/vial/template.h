@@ -185,6 +185,11 @@ typedef struct vial_tmpl_error {
  * be NULL. Templates it extends/includes/imports load at render time, or
  * earlier with vial_tmpl_load of their names. */
 int vial_tmpl_load(vial_tmpl_env *env, const char *name, vial_tmpl **out, vial_tmpl_error *err);
+/* Compiles every file under the environment's directories (hidden files
+ * skipped; the first directory wins for a name), so a bad template stops
+ * the start rather than a request. The number of files compiled (or found
+ * compiled), or the first error (-EINVAL: err names the template and line). */
+int vial_tmpl_env_load_all(vial_tmpl_env *env, vial_tmpl_error *err);
 /* Compiles source text under name (replacing nothing: -EEXIST when loaded). */
 int vial_tmpl_add_source(vial_tmpl_env *env, const char *name, const char *src, size_t len,
                          vial_tmpl **out, vial_tmpl_error *err);

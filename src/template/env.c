@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -310,3 +311,63 @@ int vial_tmpl_add_source(vial_tmpl_env *env, const char *name, const char *src, 
 }
 
 const char *vial_tmpl_name(const vial_tmpl *t) { return t->name; }
+
+/* Loads every file under dir/prefix (names relative to dir). */
+static int load_tree(vial_tmpl_env *env, const char *dir, const char *prefix, int depth, int *count,
+                     vial_tmpl_error *err)
+{
+    if (depth > 32)
+        return 0;
+    size_t dl = strlen(dir), pl = strlen(prefix);
+    char *path = malloc(dl + pl + 2);
+    if (!path)
+        return -ENOMEM;
+    snprintf(path, dl + pl + 2, "%s%s%s", dir, pl ? "/" : "", prefix);
+    DIR *d = opendir(path);
+    free(path);
+    if (!d)
+        return 0;
+    int r = 0;
+    struct dirent *e;
+    while (r == 0 && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue; /* ., .., and hidden files (editor swap files) */
+        size_t nl = strlen(e->d_name);
+        char *name = malloc(pl + nl + 2);
+        if (!name) {
+            r = -ENOMEM;
+            break;
+        }
+        snprintf(name, pl + nl + 2, "%s%s%s", prefix, pl ? "/" : "", e->d_name);
+        char *full = malloc(dl + strlen(name) + 2);
+        struct stat st;
+        if (!full) {
+            r = -ENOMEM;
+        } else {
+            snprintf(full, dl + strlen(name) + 2, "%s/%s", dir, name);
+            if (stat(full, &st) == 0 && S_ISDIR(st.st_mode)) {
+                r = load_tree(env, dir, name, depth + 1, count, err);
+            } else if (S_ISREG(st.st_mode)) {
+                vial_tmpl *t;
+                r = tmpl_get(env, name, strlen(name), &t, err);
+                if (r == 0)
+                    (*count)++;
+            }
+        }
+        free(full);
+        free(name);
+    }
+    closedir(d);
+    return r;
+}
+
+int vial_tmpl_env_load_all(vial_tmpl_env *env, vial_tmpl_error *err)
+{
+    int count = 0;
+    for (size_t i = 0; i < env->ndirs; i++) {
+        int r = load_tree(env, env->dirs[i], "", 0, &count, err);
+        if (r != 0)
+            return r;
+    }
+    return count;
+}

@@ -444,6 +444,18 @@ static void test_search_path_and_reload(void **state)
     assert_string_equal(s, "app base: bp page");
     free(s);
 
+    /* everything under the folders compiles at once (page, base, the shadowed base) */
+    vial_tmpl_error lerr;
+    assert_int_equal(vial_tmpl_env_load_all(env, &lerr), 3);
+    snprintf(p, sizeof p, "%s/sub", bp);
+    mkdir(p, 0700);
+    snprintf(p, sizeof p, "%s/sub/bad.html", bp);
+    write_file(p, "ok\n{% if %}");
+    assert_int_equal(vial_tmpl_env_load_all(env, &lerr), -EINVAL);
+    assert_string_equal(lerr.name, "sub/bad.html");
+    assert_int_equal(lerr.line, 2);
+    unlink(p);
+
     /* change the parent; an older mtime is still a change */
     snprintf(p, sizeof p, "%s/base.txt", app);
     write_file(p, "new base: {% block b %}{% endblock %}");
