@@ -32,7 +32,12 @@ int rs_fail(rstate *st, int code, const char *fmt, ...)
 #define OOM(st) rs_fail(st, -ENOMEM, "out of memory")
 #define RERR(st, ...) rs_fail(st, -ERANGE, __VA_ARGS__)
 
+/* Two autoescape settings, as in Jinja: the template being executed decides
+ * at compile time ({{ }} output, ~, block set, filter blocks); the render
+ * context's template (the one rendered, included or imported) decides at
+ * run time (macro and caller() results, super(), join/replace/xmlattr). */
 bool cur_autoescape(rstate *st) { return st->curt && st->curt->autoescape; }
+bool ctx_autoescape(rstate *st) { return st->tc && st->tc->t ? st->tc->t->autoescape : cur_autoescape(st); }
 
 static bool name_is(tv v, const char *s)
 {
@@ -439,6 +444,7 @@ static int call_macro(rstate *st, tmacro *m, int nargs, tv *args, tv *kwn, tv *k
 {
     if (++st->depth > MAX_DEPTH)
         return RERR(st, "maximum recursion depth exceeded");
+    bool markup = ctx_autoescape(st); /* the calling context's setting */
     frame *f = frame_new(st, m->closure);
     if (!f)
         return OOM(st);
@@ -508,7 +514,7 @@ static int call_macro(rstate *st, tmacro *m, int nargs, tv *args, tv *kwn, tv *k
     cap_begin(st, &c);
     st->blk = NULL;
     int r = exec_body(st, body);
-    *out = cap_end(st, &c, m->autoescape);
+    *out = cap_end(st, &c, markup);
     st->tc = saved_tc;
     st->fr = saved_fr;
     st->curt = saved_t;
@@ -545,7 +551,7 @@ int call_value(rstate *st, tv f, int nargs, tv *args, tv *kwn, tv *kwv, int nkw,
         /* super() renders with the current block's context; self.x() with the template's */
         frame *parent = r->level > 0 && st->blk_frame ? st->blk_frame : r->tc->root;
         int rr = render_block(st, r->tc, r->bc, r->level, parent);
-        *out = cap_end(st, &c, r->bc->owner[r->level]->autoescape);
+        *out = cap_end(st, &c, r->tc->t->autoescape);
         return rr;
     }
     case TV_LOOP: {
@@ -1707,7 +1713,6 @@ static int exec_stmt(rstate *st, node *n)
         m->def = n;
         m->closure = st->fr;
         m->tc = st->tc;
-        m->autoescape = cur_autoescape(st);
         return frame_set(st, st->fr, n->v, (tv){.kind = TV_MACRO, .u.p = m});
     }
     case N_CALLBLOCK: {
@@ -1718,7 +1723,6 @@ static int exec_stmt(rstate *st, node *n)
         m->def = n;
         m->closure = st->fr;
         m->tc = st->tc;
-        m->autoescape = cur_autoescape(st);
         m->is_caller = true;
         tv v;
         TRY(eval_call(st, n->a, (tv){.kind = TV_MACRO, .u.p = m}, &v));

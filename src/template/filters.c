@@ -954,7 +954,7 @@ FILTER(replace)
     if (cnt.kind != TV_NONE)
         tv_to_int(cnt, &count);
     bool safe = false;
-    if (!cur_autoescape(st)) {
+    if (!ctx_autoescape(st)) {
         s = soft_str(st, s);
         s.flags = 0;
         old = soft_str(st, old);
@@ -1025,7 +1025,7 @@ FILTER(join)
             TRY(attr_path(st, l->v[i], attr, &items[i]));
         any_safe |= tv_is_safe(items[i]);
     }
-    bool esc = cur_autoescape(st) && any_safe;
+    bool esc = ctx_autoescape(st) && any_safe;
     tv sep = esc ? markup_escape(st, d) : soft_str(st, d);
     sbuf b;
     sb_init(&b, st->a);
@@ -1681,7 +1681,7 @@ FILTER(xmlattr)
             return OOM(st);
         body = sbuf_val(&c, false);
     }
-    body.flags = cur_autoescape(st) ? VIAL_TMPL_SAFE : 0;
+    body.flags = ctx_autoescape(st) ? VIAL_TMPL_SAFE : 0;
     *out = body;
     return 0;
 }

@@ -169,7 +169,6 @@ typedef struct tmacro {
     node *def;      /* N_MACRO (or the caller block) */
     frame *closure;
     tctx *tc;
-    bool autoescape;
     bool is_caller;
     tv caller;      /* for call blocks: the caller macro */
 } tmacro;
@@ -204,6 +203,7 @@ int get_attr(rstate *st, tv obj, const char *name, size_t n, tv *out);
 int get_item(rstate *st, tv obj, tv key, tv *out);
 int write_value(rstate *st, vial_tmpl_out *o, tv v, bool autoescape);
 bool cur_autoescape(rstate *st);
+bool ctx_autoescape(rstate *st);
 tv markup_escape(rstate *st, tv v); /* escape(v): safe string */
 
 const builtin *find_filter(const char *name, size_t n);
