@@ -32,6 +32,8 @@ if(VIAL_TESTS)
   target_link_libraries(guide_templates_example PRIVATE vial)
   set_target_properties(guide_templates_example PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
   add_test(NAME guide_templates_example COMMAND guide_templates_example)
+  add_test(NAME guide_templates_in_sync
+           COMMAND /usr/bin/python3 ${CMAKE_SOURCE_DIR}/tests/template/check_guide.py)
 endif()
 
 if(VIAL_FUZZ)
