@@ -234,8 +234,7 @@ int iter_list(rstate *st, tv v, tlist **out)
             size_t n = utf8_len((unsigned char)v.u.s[i]);
             if (i + n > v.len)
                 n = v.len - i;
-            tv c = tv_str(v.u.s + i, n);
-            c.flags = v.flags;
+            tv c = tv_str(v.u.s + i, n); /* iterating Markup gives plain str */
             tv_list(l)->v[tv_list(l)->n++] = c;
             i += (uint32_t)n;
         }
@@ -969,6 +968,17 @@ static int stack_check(rstate *st)
     return 0;
 }
 
+/* Would Jinja's optimizer fold n into a constant? (numbers and operators) */
+static bool is_const(const node *n)
+{
+    switch (n->type) {
+    case N_CONST: return true;
+    case N_NEG: case N_POS: return is_const(n->a);
+    case N_BINOP: case N_CONCAT: return is_const(n->a) && is_const(n->b);
+    default: return false;
+    }
+}
+
 int eval(rstate *st, node *n, tv *out)
 {
     st->cur = n;
@@ -1056,6 +1066,14 @@ int eval(rstate *st, node *n, tv *out)
         TRY(eval(st, n->a, &a));
         TRY(eval(st, n->b, &b));
         st->cur = n;
+        if (n->op == OP_POW && is_const(n->a) && !is_const(n->b) && tv_is_num(a) && tv_num(a) < 0) {
+            /* Jinja folds a constant base into a literal and emits "-2 ** x",
+             * which Python reads as -(2 ** x) */
+            tv pos, r;
+            TRY(arith(st, OP_SUB, tv_int(0), a, &pos));
+            TRY(arith(st, OP_POW, pos, b, &r));
+            return arith(st, OP_SUB, tv_int(0), r, out);
+        }
         return arith(st, n->op, a, b, out);
     }
     case N_CONCAT: {
@@ -1227,6 +1245,8 @@ int arith(rstate *st, int op, tv a, tv b, tv *out)
             if (x < 0 && y != floor(y))
                 return RERR(st, "complex results are not supported");
             *out = tv_float(pow(x, y));
+            if (isinf(out->u.d) && isfinite(x) && isfinite(y))
+                return RERR(st, "(34, 'Numerical result out of range')"); /* Python's OverflowError */
             return 0;
         }
     }

@@ -282,7 +282,7 @@ FILTER(first)
 FILTER(last)
 {
     tlist *l;
-    if (v.kind != TV_LIST && v.kind != TV_STR && v.kind != TV_UNDEF)
+    if (v.kind != TV_LIST && v.kind != TV_STR && v.kind != TV_UNDEF && v.kind != TV_DICT)
         return RERR(st, "'%s' object is not reversible", tv_type_name(v));
     TRY(iter_list(st, v, &l));
     *out = l->n ? l->v[l->n - 1] : TV(TV_UNDEF);
@@ -530,6 +530,8 @@ FILTER(unique)
     if (r.kind != TV_LIST)
         return OOM(st);
     for (uint32_t i = 0; i < n; i++) {
+        if (k[i].key.kind == TV_DICT || (k[i].key.kind == TV_LIST && !(k[i].key.flags & VIAL_TMPL_TUPLE)))
+            return RERR(st, "unhashable type: '%s'", tv_type_name(k[i].key));
         bool seen = false;
         for (uint32_t j = 0; j < i && !seen; j++)
             seen = tv_eq(k[j].key, k[i].key);
@@ -680,6 +682,8 @@ FILTER(int)
     tv dflt = arg(&fa, 0, "default", tv_int(0));
     tv basev = arg(&fa, 1, "base", tv_int(10));
     int64_t i;
+    if (v.kind == TV_UNDEF) /* int(Undefined) raises */
+        return RERR(st, "'%.*s' is undefined", (int)v.len, v.u.s ? v.u.s : "");
     switch (v.kind) {
     case TV_INT: case TV_BOOL: *out = tv_int(v.u.i); return 0;
     case TV_FLOAT:
@@ -707,6 +711,8 @@ FILTER(float)
     A;
     tv dflt = arg(&fa, 0, "default", tv_float(0.0));
     double d;
+    if (v.kind == TV_UNDEF) /* float(Undefined) raises */
+        return RERR(st, "'%.*s' is undefined", (int)v.len, v.u.s ? v.u.s : "");
     if (v.kind == TV_INT || v.kind == TV_BOOL || v.kind == TV_FLOAT || v.kind == TV_BIGINT)
         *out = tv_float(tv_num(v));
     else if (v.kind == TV_STR && parse_float(v, &d))
@@ -746,6 +752,10 @@ FILTER(round)
     if (method.kind != TV_STR)
         return RERR(st, "method must be 'common', 'ceil' or 'floor'");
     if (method.len == 6 && memcmp(method.u.s, "common", 6) == 0) {
+        if (v.kind == TV_BIGINT && p >= 0) {
+            *out = v;
+            return 0;
+        }
         if (v.kind == TV_INT || v.kind == TV_BOOL) {
             if (p >= 0) {
                 *out = tv_int(v.u.i);
@@ -786,7 +796,23 @@ FILTER(format)
 FILTER(truncate)
 {
     A;
-    tv s = soft_str(st, v);
+    if (v.kind == TV_LIST || v.kind == TV_DICT || v.kind == TV_UNDEF) {
+        /* len() works on these: short ones come back unchanged */
+        int64_t len = 0, length = 255, leeway = 5;
+        TRY(length_of(st, v, &len));
+        tv_to_int(arg(&fa, 0, "length", tv_int(255)), &length);
+        tv lw0 = arg(&fa, 3, "leeway", NONE);
+        if (lw0.kind != TV_NONE)
+            tv_to_int(lw0, &leeway);
+        if (len <= length + leeway) {
+            *out = v;
+            return 0;
+        }
+        return RERR(st, "truncate: only strings can be shortened");
+    }
+    if (v.kind != TV_STR)
+        return RERR(st, "object of type '%s' has no len()", tv_type_name(v));
+    tv s = v;
     int64_t length = 255, leeway = 5;
     tv_to_int(arg(&fa, 0, "length", tv_int(255)), &length);
     bool killwords = tv_truth(arg(&fa, 1, "killwords", tv_bool(false)));
@@ -1091,7 +1117,9 @@ FILTER(indent)
     tv w = arg(&fa, 0, "width", tv_int(4));
     bool first = tv_truth(arg(&fa, 1, "first", tv_bool(false)));
     bool blank = tv_truth(arg(&fa, 2, "blank", tv_bool(false)));
-    tv s = soft_str(st, v);
+    if (v.kind != TV_STR) /* Jinja appends "\n" to the value itself */
+        return RERR(st, "unsupported operand type(s) for +=: '%s' and 'str'", tv_type_name(v));
+    tv s = v;
     sbuf ind;
     sb_init(&ind, st->a);
     if (w.kind == TV_STR) {
@@ -1547,6 +1575,10 @@ static int call_test_by_name(rstate *st, tv name, tv v, int nargs, tv *args, boo
 FILTER(map)
 {
     tlist *l;
+    if (!tv_truth(v)) { /* Jinja iterates only a true value */
+        *out = tv_list_new(st->a, 0);
+        return out->kind == TV_LIST ? 0 : OOM(st);
+    }
     TRY(iter_list(st, v, &l));
     tv r = tv_list_new(st->a, l->n);
     if (r.kind != TV_LIST)
@@ -1578,6 +1610,10 @@ FILTER(map)
 static int select_impl(rstate *st, tv v, int nargs, tv *args, bool attr, bool want, tv *out)
 {
     tlist *l;
+    if (!tv_truth(v)) { /* Jinja iterates only a true value */
+        *out = tv_list_new(st->a, 0);
+        return out->kind == TV_LIST ? 0 : OOM(st);
+    }
     TRY(iter_list(st, v, &l));
     tv r = tv_list_new(st->a, l->n);
     if (r.kind != TV_LIST)
@@ -1712,15 +1748,24 @@ static int mod_int(rstate *st, tv v, tv d, bool *zero, int64_t *m, double *fm, b
         return RERR(st, "'%.*s' is undefined", (int)v.len, v.u.s ? v.u.s : "");
     if (!tv_is_num(v) || !tv_is_num(d))
         return RERR(st, "unsupported operand type(s) for %%: '%s' and '%s'", tv_type_name(v), tv_type_name(d));
+    /* Python's %: the result takes the divisor's sign */
     *isf = v.kind == TV_FLOAT || d.kind == TV_FLOAT;
     if (*isf) {
         double y = tv_num(d);
         *zero = y == 0;
-        if (!*zero) *fm = fmod(tv_num(v), y);
+        if (!*zero) {
+            *fm = fmod(tv_num(v), y);
+            if (*fm != 0 && ((*fm < 0) != (y < 0)))
+                *fm += y;
+        }
         return 0;
     }
     *zero = d.u.i == 0;
-    if (!*zero) *m = d.u.i == -1 ? 0 : v.u.i % d.u.i;
+    if (!*zero) {
+        *m = d.u.i == -1 ? 0 : v.u.i % d.u.i;
+        if (*m != 0 && ((*m < 0) != (d.u.i < 0)))
+            *m += d.u.i;
+    }
     return 0;
 }
 
@@ -1735,7 +1780,7 @@ TEST(odd)
 {
     bool z, f; int64_t m = 0; double fm = 0;
     TRY(mod_int(st, v, tv_int(2), &z, &m, &fm, &f));
-    *res = f ? fm != 0 : m != 0;
+    *res = f ? fm == 1 : m == 1;
     return 0;
 }
 TEST(divisibleby)
@@ -2512,7 +2557,9 @@ int py_format(rstate *st, tv fmt, int nargs, tv *args, tv *out)
         if (sb_put(b.o, piece.u.s, piece.len))
             return OOM(st);
     }
-    if (!used_map && ai < n && !(single && one.kind == TV_DICT))
+    /* Python treats a non-tuple argument with items (dict, list) as a
+     * mapping: unused, it is no error */
+    if (!used_map && ai < n && !(single && (one.kind == TV_DICT || one.kind == TV_LIST)))
         return RERR(st, "not all arguments converted during string formatting");
     *out = sbuf_val(&b, safe);
     return 0;
