@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <dirent.h>
+#include <locale.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -191,6 +192,25 @@ int vial_tmpl_global_fn(vial_tmpl_env *env, const char *name, vial_tmpl_fn fn, v
     return vial_tmpl_global(env, name, f);
 }
 
+/* Number formatting and parsing (printf's %e/%f/%g, strtod) follow
+ * LC_NUMERIC; templates must print 2.5, whatever locale the application
+ * set. Renders and compiles switch their thread to the C locale. */
+static locale_t c_locale;
+static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
+static void c_locale_init(void) { c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0); }
+
+void *tmpl_locale_enter(void)
+{
+    pthread_once(&c_locale_once, c_locale_init);
+    return c_locale ? (void *)uselocale(c_locale) : NULL;
+}
+
+void tmpl_locale_leave(void *old)
+{
+    if (old)
+        uselocale((locale_t)old);
+}
+
 static bool autoescape_for(const char *name)
 {
     size_t n = strlen(name);
@@ -224,7 +244,9 @@ static int compile_locked(vial_tmpl_env *env, const char *name, size_t nlen, con
     t->env = env;
     t->autoescape = autoescape_for(t->name);
     vial_arena_init(&t->arena, NULL, 0);
+    void *loc = tmpl_locale_enter();
     int r = tmpl_parse(t, src, len, err);
+    tmpl_locale_leave(loc);
     if (r != 0) {
         if (r == -ENOMEM)
             tmpl_set_error(err, t->name, 0, "out of memory");

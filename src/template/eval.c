@@ -1778,6 +1778,8 @@ int vial_tmpl_render(vial_tmpl *t, vial_tmpl_value ctx, struct vial_arena *a, vi
         tmpl_set_error(err, t->name, 0, "out of memory");
         return -ENOMEM;
     }
+    void *loc = tmpl_locale_enter();
     int r = render_in(&st, t, tc);
+    tmpl_locale_leave(loc);
     return r ? (st.code ? st.code : r) : 0;
 }

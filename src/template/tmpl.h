@@ -113,6 +113,8 @@ struct vial_tmpl_env {
     pthread_mutex_t lock;
 };
 
+void *tmpl_locale_enter(void);  /* the thread's locale becomes "C"; returns the old */
+void tmpl_locale_leave(void *old);
 int tmpl_parse(vial_tmpl *t, const char *src, size_t len, vial_tmpl_error *err);
 int tmpl_get(vial_tmpl_env *env, const char *name, size_t len, vial_tmpl **out, vial_tmpl_error *err);
 void tmpl_set_error(vial_tmpl_error *err, const char *name, int line, const char *fmt, ...)

@@ -17,6 +17,7 @@
 #include "template/tmpl.h"
 
 #include <fcntl.h>
+#include <locale.h>
 #include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -294,6 +295,28 @@ static void test_render_api(void **state)
     vial_tmpl_env_free(env);
 }
 
+/* a comma-decimal locale set by the application changes nothing */
+static void test_render_locale(void **state)
+{
+    (void)state;
+    const char *locs[] = {"de_DE.UTF-8", "fr_FR.UTF-8", "de_DE", "C.UTF-8"};
+    const char *set = NULL;
+    for (size_t i = 0; i < 4 && !set; i++)
+        set = setlocale(LC_NUMERIC, locs[i]);
+    vial_tmpl_env *env = vial_tmpl_env_new(NULL);
+    struct vial_arena *a = vial_tmpl_arena_new();
+    int rc;
+    vial_tmpl_error err;
+    char *s = render(env, "n.txt", "{{ 2.5 }} {{ 10 / 4 }} {{ '%.2f'|format(1.5) }} {{ '3.25'|float }} {{ 1e20 }}",
+                     vial_tmpl_undefined(), a, &rc, &err);
+    setlocale(LC_NUMERIC, "C");
+    assert_int_equal(rc, 0);
+    assert_string_equal(s, "2.5 2.5 1.50 3.25 1e+20");
+    free(s);
+    vial_tmpl_arena_free(a);
+    vial_tmpl_env_free(env);
+}
+
 static void test_render_limits(void **state)
 {
     (void)state;
@@ -497,6 +520,7 @@ int main(void)
         cmocka_unit_test(test_escape),
         cmocka_unit_test(test_render_api),
         cmocka_unit_test(test_render_limits),
+        cmocka_unit_test(test_render_locale),
         cmocka_unit_test(test_render_stack_limit),
         cmocka_unit_test(test_render_into_buffer),
         cmocka_unit_test(test_loader_refuses_parent_dirs),
