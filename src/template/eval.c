@@ -36,8 +36,18 @@ int rs_fail(rstate *st, int code, const char *fmt, ...)
  * at compile time ({{ }} output, ~, block set, filter blocks); the render
  * context's template (the one rendered, included or imported) decides at
  * run time (macro and caller() results, super(), join/replace/xmlattr). */
-bool cur_autoescape(rstate *st) { return st->curt && st->curt->autoescape; }
-bool ctx_autoescape(rstate *st) { return st->tc && st->tc->t ? st->tc->t->autoescape : cur_autoescape(st); }
+bool cur_autoescape(rstate *st)
+{
+    if (st->ae >= 0) /* an {% autoescape %} block */
+        return st->ae;
+    return st->curt && st->curt->autoescape;
+}
+bool ctx_autoescape(rstate *st)
+{
+    if (st->ae >= 0)
+        return st->ae;
+    return st->tc && st->tc->t ? st->tc->t->autoescape : cur_autoescape(st);
+}
 
 static bool name_is(tv v, const char *s)
 {
@@ -444,6 +454,8 @@ static int call_macro(rstate *st, tmacro *m, int nargs, tv *args, tv *kwn, tv *k
     if (++st->depth > MAX_DEPTH)
         return RERR(st, "maximum recursion depth exceeded");
     bool markup = ctx_autoescape(st); /* the calling context's setting */
+    int8_t saved_ae = st->ae;
+    st->ae = m->ae;
     frame *f = frame_new(st, m->closure);
     if (!f)
         return OOM(st);
@@ -514,6 +526,7 @@ static int call_macro(rstate *st, tmacro *m, int nargs, tv *args, tv *kwn, tv *k
     st->blk = NULL;
     int r = exec_body(st, body);
     *out = cap_end(st, &c, markup);
+    st->ae = saved_ae;
     st->tc = saved_tc;
     st->fr = saved_fr;
     st->curt = saved_t;
@@ -1474,6 +1487,8 @@ static int render_in(rstate *st, vial_tmpl *t, tctx *tc)
     vial_tmpl *st_t = st->curt;
     blockchain *sblk = st->blk;
     bool sdis = st->discard;
+    int8_t sae = st->ae;
+    st->ae = -1; /* another template: its own setting */
     st->tc = tc;
     st->fr = tc->root;
     st->curt = t;
@@ -1497,6 +1512,7 @@ static int render_in(rstate *st, vial_tmpl *t, tctx *tc)
     st->curt = st_t;
     st->blk = sblk;
     st->discard = sdis;
+    st->ae = sae;
     st->depth--;
     return 0;
 }
@@ -1654,6 +1670,21 @@ static int exec_stmt(rstate *st, node *n)
             return 0;
         return write_value(st, st->out, v, cur_autoescape(st));
     }
+    case N_AUTOESCAPE: {
+        tv on;
+        TRY(eval(st, n->a, &on));
+        frame *f = frame_new(st, st->fr); /* a scope of its own, like with */
+        if (!f)
+            return OOM(st);
+        frame *sfr = st->fr;
+        int8_t saved = st->ae;
+        st->ae = tv_truth(on);
+        st->fr = f;
+        int r = exec_body(st, n->b);
+        st->fr = sfr;
+        st->ae = saved;
+        return r;
+    }
     case N_WITH: {
         frame *f = frame_new(st, st->fr);
         if (!f)
@@ -1733,6 +1764,7 @@ static int exec_stmt(rstate *st, node *n)
         m->def = n;
         m->closure = st->fr;
         m->tc = st->tc;
+        m->ae = st->ae;
         return frame_set(st, st->fr, n->v, (tv){.kind = TV_MACRO, .u.p = m});
     }
     case N_CALLBLOCK: {
@@ -1743,6 +1775,7 @@ static int exec_stmt(rstate *st, node *n)
         m->def = n;
         m->closure = st->fr;
         m->tc = st->tc;
+        m->ae = st->ae;
         m->is_caller = true;
         tv v;
         TRY(eval_call(st, n->a, (tv){.kind = TV_MACRO, .u.p = m}, &v));
@@ -1773,6 +1806,7 @@ int vial_tmpl_render(vial_tmpl *t, vial_tmpl_value ctx, struct vial_arena *a, vi
     st.err = err;
     st.curt = t;
     st.stack_base = __builtin_frame_address(0);
+    st.ae = -1;
     tctx *tc = tctx_new(&st, t, NULL, ctx.kind == TV_DICT ? ctx : TV(TV_UNDEF));
     if (!tc) {
         tmpl_set_error(err, t->name, 0, "out of memory");

@@ -1135,6 +1135,18 @@ static node *statement(parser *p)
         adv(p);
         if (!end_tag(p))
             return NULL;
+    } else if (is_name(kw, "autoescape")) {
+        adv(p);
+        if (!(n = mk(p, N_AUTOESCAPE, line)) || !(n->a = expr(p)) || !end_tag(p))
+            return NULL;
+        static const char *const ends[] = {"endautoescape", NULL};
+        n->b = body(p, ends);
+        if (p->failed)
+            return NULL;
+        adv(p);
+        adv(p);
+        if (!end_tag(p))
+            return NULL;
     } else if (is_name(kw, "with")) {
         adv(p);
         if (!(n = mk(p, N_WITH, line)))

@@ -46,7 +46,7 @@ int lex_next(lexer *lx, token *t); /* 0, or -1 with lx->err */
 enum {
     /* statements */
     N_TEXT = 1, N_OUTPUT, N_IF, N_FOR, N_SET, N_SETBLOCK, N_BLOCK, N_EXTENDS, N_INCLUDE,
-    N_IMPORT, N_FROMIMPORT, N_MACRO, N_CALLBLOCK, N_FILTERBLOCK, N_WITH,
+    N_IMPORT, N_FROMIMPORT, N_MACRO, N_CALLBLOCK, N_FILTERBLOCK, N_WITH, N_AUTOESCAPE,
     /* expressions */
     N_CONST, N_NAME, N_LIST, N_TUPLE, N_DICT, N_PAIR, N_GETATTR, N_GETITEM, N_SLICE,
     N_CALL, N_KWARG, N_STARARGS, N_STARKW, N_FILTER, N_TEST, N_BINOP, N_NEG, N_POS, N_NOT,
@@ -154,6 +154,7 @@ typedef struct rstate {
     vial_tmpl_out *out;
     int depth;
     bool discard;    /* after extends: top-level output is dropped */
+    int8_t ae;       /* inside {% autoescape %}: 0/1, else -1 */
     blockchain *blk; /* the block being rendered (for super()) */
     uint32_t blk_level;
     struct frame *blk_frame; /* the frame the current block was given */
@@ -172,6 +173,7 @@ typedef struct tmacro {
     frame *closure;
     tctx *tc;
     bool is_caller;
+    int8_t ae;      /* the {% autoescape %} setting where it was defined */
     tv caller;      /* for call blocks: the caller macro */
 } tmacro;
 
