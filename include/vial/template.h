@@ -193,6 +193,7 @@ int vial_tmpl_env_load_all(vial_tmpl_env *env, vial_tmpl_error *err);
 /* Compiles source text under name (replacing nothing: -EEXIST when loaded). */
 int vial_tmpl_add_source(vial_tmpl_env *env, const char *name, const char *src, size_t len,
                          vial_tmpl **out, vial_tmpl_error *err);
+/* The name a template was loaded under (owned by the environment). */
 const char *vial_tmpl_name(const vial_tmpl *t);
 
 /* The output buffer: data[0..len) is the text so far. grow makes room for
