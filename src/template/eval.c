@@ -1166,6 +1166,21 @@ int eval(rstate *st, node *n, tv *out)
     }
 }
 
+/* Python's float //: from fmod, so 1 // 0.1 is 9.0 (0.1 is a bit more
+ * than a tenth), not floor(1 / 0.1) = 10.0 */
+static double py_floordiv(double vx, double wx)
+{
+    double mod = fmod(vx, wx), div = (vx - mod) / wx;
+    if (mod != 0 && ((wx < 0) != (mod < 0)))
+        div -= 1.0;
+    if (div == 0)
+        return copysign(0.0, vx / wx);
+    double fl = floor(div);
+    if (div - fl > 0.5)
+        fl += 1.0;
+    return fl;
+}
+
 static double py_fmod(double a, double b)
 {
     double m = fmod(a, b);
@@ -1245,7 +1260,7 @@ int arith(rstate *st, int op, tv a, tv b, tv *out)
         case OP_FLOORDIV:
             if (y == 0)
                 return RERR(st, "float floor division by zero");
-            *out = tv_float(floor(x / y));
+            *out = tv_float(py_floordiv(x, y));
             return 0;
         case OP_MOD:
             if (y == 0)
