@@ -369,6 +369,8 @@ int get_item(rstate *st, tv obj, tv key, tv *out)
         }
         break;
     case TV_DICT: case TV_MODULE:
+        if (key.kind == TV_DICT || (key.kind == TV_LIST && !(key.flags & VIAL_TMPL_TUPLE)))
+            return RERR(st, "unhashable type: '%s'", tv_type_name(key));
         if (tv_dict_find(obj, key, out))
             return 0;
         break;
@@ -805,6 +807,8 @@ static int contains(rstate *st, tv needle, tv hay, bool *res)
     }
     case TV_DICT: case TV_MODULE: {
         tv o;
+        if (needle.kind == TV_DICT || (needle.kind == TV_LIST && !(needle.flags & VIAL_TMPL_TUPLE)))
+            return RERR(st, "unhashable type: '%s'", tv_type_name(needle));
         *res = tv_dict_find(hay, needle, &o);
         return 0;
     }
