@@ -686,6 +686,7 @@ FILTER(int)
         return RERR(st, "'%.*s' is undefined", (int)v.len, v.u.s ? v.u.s : "");
     switch (v.kind) {
     case TV_INT: case TV_BOOL: *out = tv_int(v.u.i); return 0;
+    case TV_BIGINT: *out = v; return 0;
     case TV_FLOAT:
         if (tv_to_int(v, &i) == 0) { *out = tv_int(i); return 0; }
         *out = dflt;
