@@ -1652,16 +1652,17 @@ static int exec_stmt(rstate *st, node *n)
         return write_value(st, st->out, v, cur_autoescape(st));
     }
     case N_IF:
-        for (; n; n = n->c) {
-            if (n->type != N_IF)
-                return exec_body(st, n);
+        /* n->c: an elif (an N_IF marked F_ELIF) or the else body */
+        for (;;) {
             tv c;
             st->cur = n;
             TRY(eval(st, n->a, &c));
             if (tv_truth(c))
                 return exec_body(st, n->b);
+            if (!n->c || !(n->c->type == N_IF && (n->c->op & F_ELIF)))
+                return exec_body(st, n->c);
+            n = n->c;
         }
-        return 0;
     case N_FOR:
         return exec_for(st, n);
     case N_SET: {

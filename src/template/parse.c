@@ -875,6 +875,7 @@ static node *statement(parser *p)
                 node *e = mk(p, N_IF, cur(p)->line);
                 if (!e || !(e->a = tuple_expr(p, true, NULL, false)) || !end_tag(p))
                     return NULL;
+                e->op |= F_ELIF;
                 cur_if->c = e;
                 cur_if = e;
                 continue;

@@ -79,6 +79,7 @@ struct node {
 #define F_WITH_CONTEXT 2  /* include/import */
 #define F_HAS_WITH 4      /* import: 'with/without context' given */
 #define F_RECURSIVE 1     /* for ... recursive */
+#define F_ELIF 1          /* an if node that is an elif of the one before */
 
 typedef struct tmpl_block {
     const char *name;
