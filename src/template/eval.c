@@ -1671,18 +1671,29 @@ static int exec_stmt(rstate *st, node *n)
         return assign(st, st->fr, n->a, v);
     }
     case N_SETBLOCK: {
+        /* the body is a scope of its own (Jinja: frame.inner()) */
+        frame *f = frame_new(st, st->fr), *sfr = st->fr;
+        if (!f)
+            return OOM(st);
         capture c;
         cap_begin(st, &c);
+        st->fr = f;
         int r = exec_body(st, n->b);
+        st->fr = sfr;
         tv v = cap_end(st, &c, cur_autoescape(st));
         TRY(r);
         TRY(apply_chain(st, n->c, v, &v));
         return frame_set(st, st->fr, n->a->v, v);
     }
     case N_FILTERBLOCK: {
+        frame *f = frame_new(st, st->fr), *sfr = st->fr; /* a scope, as above */
+        if (!f)
+            return OOM(st);
         capture c;
         cap_begin(st, &c);
+        st->fr = f;
         int r = exec_body(st, n->b);
+        st->fr = sfr;
         tv v = cap_end(st, &c, cur_autoescape(st));
         TRY(r);
         TRY(apply_chain(st, n->a, v, &v));
