@@ -27,7 +27,7 @@ BUILD=(
 # under qemu, curl for the install test, nginx and wrk for the benchmarks.
 TEST=(
   libcmocka-dev python3 clang libclang-rt-14-dev locales
-  python3-pytest python3-requests python3-websockets python3-werkzeug
+  python3-pytest python3-requests python3-websockets python3-werkzeug python3-jinja2
   curl nginx-light wrk node-llhttp
   postgresql libhiredis-dev redis-server libcurl4-openssl-dev
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
