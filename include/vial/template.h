@@ -41,6 +41,9 @@
 extern "C" {
 #endif
 
+/* The public API is exported from libvial.so; everything else is hidden. */
+#pragma GCC visibility push(default)
+
 struct vial_arena;
 typedef struct vial_tmpl_env vial_tmpl_env;
 typedef struct vial_tmpl vial_tmpl;
@@ -214,6 +217,8 @@ int vial_tmpl_render(vial_tmpl *t, vial_tmpl_value ctx, struct vial_arena *a, vi
 
 /* HTML-escapes s (& < > " ' as Markup does) and appends it to out. */
 int vial_tmpl_escape(vial_tmpl_out *out, const char *s, size_t len);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }
