@@ -448,6 +448,22 @@ static int slice_value(rstate *st, tv obj, node *n, tv *out)
 /* --- calls ---------------------------------------------------------------------- */
 
 static int exec_body(rstate *st, node *n);
+
+/* Renders body into a string in a scope of its own (Jinja's frame.inner()):
+ * what a block set or a filter block works on. */
+static int capture_scoped(rstate *st, node *body, tv *out)
+{
+    frame *f = frame_new(st, st->fr), *sfr = st->fr;
+    if (!f)
+        return OOM(st);
+    capture c;
+    cap_begin(st, &c);
+    st->fr = f;
+    int r = exec_body(st, body);
+    st->fr = sfr;
+    *out = cap_end(st, &c, cur_autoescape(st));
+    return r;
+}
 static int run_loop(rstate *st, node *n, tv seq, int depth);
 static int render_block(rstate *st, tctx *tc, blockchain *bc, uint32_t level, frame *parent);
 
@@ -1671,31 +1687,14 @@ static int exec_stmt(rstate *st, node *n)
         return assign(st, st->fr, n->a, v);
     }
     case N_SETBLOCK: {
-        /* the body is a scope of its own (Jinja: frame.inner()) */
-        frame *f = frame_new(st, st->fr), *sfr = st->fr;
-        if (!f)
-            return OOM(st);
-        capture c;
-        cap_begin(st, &c);
-        st->fr = f;
-        int r = exec_body(st, n->b);
-        st->fr = sfr;
-        tv v = cap_end(st, &c, cur_autoescape(st));
-        TRY(r);
+        tv v;
+        TRY(capture_scoped(st, n->b, &v));
         TRY(apply_chain(st, n->c, v, &v));
         return frame_set(st, st->fr, n->a->v, v);
     }
     case N_FILTERBLOCK: {
-        frame *f = frame_new(st, st->fr), *sfr = st->fr; /* a scope, as above */
-        if (!f)
-            return OOM(st);
-        capture c;
-        cap_begin(st, &c);
-        st->fr = f;
-        int r = exec_body(st, n->b);
-        st->fr = sfr;
-        tv v = cap_end(st, &c, cur_autoescape(st));
-        TRY(r);
+        tv v;
+        TRY(capture_scoped(st, n->b, &v));
         TRY(apply_chain(st, n->a, v, &v));
         if (st->discard)
             return 0;

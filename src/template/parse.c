@@ -611,14 +611,15 @@ static node *not_expr(parser *p)
     return compare(p);
 }
 
-static node *and_expr(parser *p)
+/* A left-associative chain of operands joined by the keyword word. */
+static node *keyword_chain(parser *p, node *(*operand)(parser *), const char *word, int kind)
 {
-    node *l = not_expr(p);
-    while (l && is_name(cur(p), "and")) {
+    node *l = operand(p);
+    while (l && is_name(cur(p), word)) {
         int line = cur(p)->line;
         adv(p);
-        node *r = not_expr(p);
-        node *n = mk(p, N_AND, line);
+        node *r = operand(p);
+        node *n = mk(p, kind, line);
         if (!r || !n)
             return NULL;
         n->a = l, n->b = r, l = n;
@@ -626,19 +627,14 @@ static node *and_expr(parser *p)
     return l;
 }
 
+static node *and_expr(parser *p)
+{
+    return keyword_chain(p, not_expr, "and", N_AND);
+}
+
 static node *or_expr(parser *p)
 {
-    node *l = and_expr(p);
-    while (l && is_name(cur(p), "or")) {
-        int line = cur(p)->line;
-        adv(p);
-        node *r = and_expr(p);
-        node *n = mk(p, N_OR, line);
-        if (!r || !n)
-            return NULL;
-        n->a = l, n->b = r, l = n;
-    }
-    return l;
+    return keyword_chain(p, and_expr, "or", N_OR);
 }
 
 static node *expr(parser *p)
