@@ -231,6 +231,11 @@ int vial_csrf_validate(vial_req *rq, vial_res *rs)
     vial_app *app = vial_rqs(rq)->app;
     if (!app || !app->session_cfg)
         return vial_fail(rs, "CSRF protection needs the app's secret key (vial_app_set_secret_key)");
+    /* A form over the limits is that error (413), not a missing token; any
+     * other content type simply has no form field. */
+    int pr = vial_req_parse_form(rq);
+    if (pr == VIAL_EHTTP(413) || (pr < 0 && !vial_http_status_of(pr)))
+        return pr;
     const char *why = check(rq, app, sent_token(rq, field_of(app)));
     return why ? vial_abort_msg(rs, 400, why) : 0;
 }

@@ -247,6 +247,25 @@ static void test_csrf_refusals(void **st)
     vial_app_free(app);
 }
 
+static void test_csrf_form_limits_stay_413(void **st)
+{
+    (void)st;
+    vial_app *app = csrf_app(0);
+    vial_test_client *c = vial_test_client_new(app);
+    char *tok = get_token(c);
+    size_t cap = 1001 * 8 + 256;
+    char *body = malloc(cap), out[256];
+    size_t o = (size_t)snprintf(body, cap, "csrf_token=%s", tok);
+    for (int i = 0; i < 1001; i++)
+        o += (size_t)snprintf(body + o, cap - o, "&f%d=1", i % 10);
+    /* Too many fields is what is wrong, not the token (it is there). */
+    assert_int_equal(post(c, "POST", "/submit", body, NULL, out, sizeof out), 413);
+    free(body);
+    free(tok);
+    vial_test_client_free(c);
+    vial_app_free(app);
+}
+
 /* tok re-stamped `age` seconds ago and signed again with the app's key, as
  * the documented scheme says (csrf.c). */
 static char *restamp(vial_app *app, const char *tok, long long age)
@@ -475,6 +494,7 @@ int main(void)
         cmocka_unit_test(test_csrf_form_and_header),
         cmocka_unit_test(test_csrf_refusals),
         cmocka_unit_test(test_csrf_expiry),
+        cmocka_unit_test(test_csrf_form_limits_stay_413),
         cmocka_unit_test(test_csrf_needs_secret_key),
         cmocka_unit_test(test_cors),
         cmocka_unit_test(test_cors_wildcard_with_credentials),
