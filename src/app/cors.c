@@ -224,6 +224,11 @@ static int cors_after(vial_req *rq, vial_res *rs)
     return r;
 }
 
+void vial_cors_headers(vial_req *rq)
+{
+    cors_after(rq, &rq->res);
+}
+
 /* --- registration -------------------------------------------------------------------- */
 
 static char *dup_opt(const char *s, int *oom)

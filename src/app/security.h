@@ -13,6 +13,10 @@ void vial_csrf_release(vial_app *app);
  * instead of failing every form post. */
 int vial_csrf_check_setup(const vial_app *app);
 
+/* Adds the CORS headers (the after_request hook's) to rq's response: for
+ * the errors the HTTP layer raised (413), which run no hook. */
+void vial_cors_headers(vial_req *rq);
+
 /* Frees what vial_cors / vial_bp_cors registered. From vial_app_free. */
 void vial_cors_release(vial_app *app);
 

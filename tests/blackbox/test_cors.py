@@ -5,6 +5,7 @@ any origin without credentials. Each test fails with CORS off
 (VIAL_WEBSEC_ARGS=--no-cors)."""
 
 from appkit import call
+from httpkit import connect, req
 from websec import websec  # noqa: F401 (fixture)
 
 SITE = "https://app.example"
@@ -70,6 +71,17 @@ def test_error_responses_carry_headers(websec):
         assert r.status == status, r
         assert r.header("access-control-allow-origin") == SITE, r
         assert r.header("access-control-allow-credentials") == "true", r
+
+
+def test_body_too_large_carries_headers(websec):
+    # Refused by the HTTP layer from the head (no hook runs there), yet the
+    # page's script may read the 413.
+    with connect(websec, timeout=10) as c:
+        c.send(req("POST", "/submit", headers=[("Origin", SITE)], content_length=1024 * 1024 + 1),
+               ignore_errors=True)
+        r = c.read_response(timeout=5)
+    assert r.status == 413, r
+    assert r.header("access-control-allow-origin") == SITE, r
 
 
 def test_blueprint_any_origin(websec):
