@@ -803,7 +803,8 @@ const char *vial_csrf_token(vial_req *rq);
 /* Checks the request's token now, whatever its method (Flask-WTF's
  * csrf.protect(), for an exempt view that wants the check after all).
  * Returns 0, VIAL_EHTTP(400) through vial_abort_msg with the messages
- * above, or VIAL_FAILED without a secret key. */
+ * above, VIAL_FAILED without a secret key, or what reading the form failed
+ * with (VIAL_EHTTP(413) past vial_config.max_fields, -ENOMEM, -EIO). */
 int vial_csrf_validate(vial_req *rq, vial_res *rs);
 
 /* CORS (Flask-CORS). For a request with an Origin header the origin is
@@ -840,7 +841,8 @@ typedef struct vial_cors_opts {
 
 /* CORS for every route of the app (and for requests no route matched);
  * vial_bp_cors for a blueprint's routes, which then follow the blueprint's
- * options instead. Once each. Returns 0, -EINVAL, -ENOMEM, -EBUSY, -EEXIST. */
+ * options instead. Once each; opts NULL: any origin, no credentials.
+ * Returns 0, -EINVAL, -ENOMEM, -EBUSY, -EEXIST. */
 int vial_cors(vial_app *app, const vial_cors_opts *opts);
 int vial_bp_cors(vial_bp *bp, const vial_cors_opts *opts);
 
