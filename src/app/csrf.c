@@ -85,10 +85,21 @@ void vial_csrf_release(vial_app *app)
 
 int vial_csrf_check_setup(const vial_app *app)
 {
-    if (app->csrf && app->csrf->enabled && !app->session_cfg) {
+    const struct vial_csrf *c = app->csrf;
+    if (!c)
+        return 0;
+    if (c->enabled && !app->session_cfg) {
         vial_log(VIAL_LOG_ERROR, "CSRF protection (vial_csrf_protect) needs the app's secret key: "
                                  "call vial_app_set_secret_key before vial_run");
         return -ENOKEY;
+    }
+    /* A misspelt exemption would leave its API refused with 400s: say so now. */
+    for (unsigned i = 0; i < c->nexempt; i++) {
+        const vial_rule *r = app->rules;
+        while (r && strcmp(r->endpoint, c->exempt[i]))
+            r = r->next;
+        if (!r)
+            vial_log(VIAL_LOG_WARN, "vial_csrf_exempt: no endpoint is named '%s'", c->exempt[i]);
     }
     return 0;
 }
