@@ -817,7 +817,9 @@ int vial_csrf_validate(vial_req *rq, vial_res *rs);
  * a before_request hook without running the view, with Allow-Methods,
  * Allow-Headers and Max-Age when origin and method are allowed. Responses
  * that depend on the origin carry Vary: Origin, so caches keep them apart.
- * Strings are copied. */
+ * The hooks are registered by the first vial_cors / vial_bp_cors call, in
+ * order with the app's own: call it before registering a hook that refuses
+ * requests without credentials (preflights carry none). Strings are copied. */
 typedef struct vial_cors_opts {
     /* Allowed origins ("https://app.example.com", compared ignoring case),
      * ending with NULL; "*" in the list allows any. NULL: any origin, unless
