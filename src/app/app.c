@@ -1,6 +1,7 @@
 /* The application object and everything registered on it: routes, method
  * views, blueprints, hooks, error handlers, middleware, app state, config. */
 #include "app/app.h"
+#include "app/render.h"
 #include "app/session.h"
 #include "http/server.h"
 #include "runtime/log.h"
@@ -57,6 +58,7 @@ void vial_app_free(vial_app *app)
     hooks_free(&app->hooks);
     free(app->mws);
     vial_static_release(app);
+    vial_render_free(app);
     vial_router_free(app->router);
     free(app->session_cfg);
     free(app);
@@ -578,8 +580,12 @@ int vial_run(vial_app *app, const vial_config *cfg)
         return -EINVAL;
     }
     vial_log_set_level(level);
+    /* Before anything is opened: a template that does not compile stops the start. */
+    int r = vial_render_start(app, c.debug);
+    if (r < 0)
+        return r;
     vial_metrics_init(VIAL_STATS_RULES + app->nrules);
-    int r = vial_accesslog_open(&c);
+    r = vial_accesslog_open(&c);
     if (r < 0)
         return r;
     app->ops = (vial_ops){

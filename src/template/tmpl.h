@@ -99,6 +99,7 @@ struct vial_tmpl {
     struct vial_tmpl *next; /* the environment's list */
     char *path;       /* the file it came from (default loader), for reloads */
     int64_t mtime_ns;
+    int64_t checked_ns; /* auto reload: when the file was last looked at (monotonic) */
 };
 
 struct vial_tmpl_env {
