@@ -173,10 +173,13 @@ void vial_tmpl_env_free(vial_tmpl_env *env);
  * Flask: the app's templates/, then each blueprint's). 0 or -ENOMEM. */
 int vial_tmpl_env_add_dir(vial_tmpl_env *env, const char *dir);
 /* Development mode: each load (also of extended/included templates at
- * render time) checks the file's modification time, at most once a second
- * per template, and compiles it again when it changed. Old versions are
- * kept until vial_tmpl_env_free. */
+ * render time) checks the file's modification time and compiles it again
+ * when it changed. Old versions are kept until vial_tmpl_env_free. */
 void vial_tmpl_env_auto_reload(vial_tmpl_env *env, int on);
+/* With auto reload, look at a template's file at most once every ms
+ * milliseconds (default 0: at every load); a server sets 1000 so a page
+ * that includes ten templates does not stat ten files per render. */
+void vial_tmpl_env_reload_interval(vial_tmpl_env *env, unsigned ms);
 /* The C stack a render may use (default 64 KiB, half a vial coroutine's
  * stack): deeper recursion (macros, includes, nested expressions) is a
  * render error, not a crash. Raise it for renders on big stacks. */

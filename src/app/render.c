@@ -82,6 +82,7 @@ static int freeze(struct vial_render_state *st)
         for (size_t i = 0; r == 0 && i < st->nbp; i++)
             r = vial_tmpl_env_add_dir(st->env, st->bp_dirs[i]);
         vial_tmpl_env_auto_reload(st->env, st->auto_reload);
+        vial_tmpl_env_reload_interval(st->env, 1000);
         if (r == 0)
             __atomic_store_n(&st->frozen, 1, __ATOMIC_RELEASE);
     }

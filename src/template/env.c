@@ -124,6 +124,11 @@ int vial_tmpl_env_add_dir(vial_tmpl_env *env, const char *dir)
 
 void vial_tmpl_env_auto_reload(vial_tmpl_env *env, int on) { env->auto_reload = on != 0; }
 
+void vial_tmpl_env_reload_interval(vial_tmpl_env *env, unsigned ms)
+{
+    env->reload_interval_ns = (int64_t)ms * 1000000;
+}
+
 vial_tmpl_env *vial_tmpl_env_new(const char *dir)
 {
     vial_tmpl_env *env = calloc(1, sizeof *env);
@@ -270,14 +275,15 @@ static int64_t mono_ns(void)
 }
 
 /* Has the file behind t changed since it was compiled? (auto reload) Looked
- * at once a second at most: a page that includes ten templates would stat
- * ten files per render otherwise. Called under the environment's lock. */
+ * at once per reload interval at most. Called under the environment's lock. */
 static bool stale(vial_tmpl *t)
 {
-    int64_t now = mono_ns();
-    if (now - t->checked_ns < 1000000000)
-        return false;
-    t->checked_ns = now;
+    if (t->env->reload_interval_ns) {
+        int64_t now = mono_ns();
+        if (now - t->checked_ns < t->env->reload_interval_ns)
+            return false;
+        t->checked_ns = now;
+    }
     struct stat st;
     if (!t->path || stat(t->path, &st) != 0)
         return t->path != NULL;

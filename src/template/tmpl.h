@@ -106,6 +106,7 @@ struct vial_tmpl_env {
     char **dirs; /* the search path, in order */
     size_t ndirs;
     bool auto_reload;
+    int64_t reload_interval_ns; /* auto reload: how often a file is looked at */
     vial_tmpl_loader loader;
     void *loader_data;
     vial_tmpl *templates;
