@@ -359,13 +359,25 @@ static int load_failed(vial_res *rs, int r, const vial_tmpl_error *err)
     return r;
 }
 
+/* The app's template state, ready to render (search path fixed); NULL when
+ * out of memory (after vial_fail). */
+static struct vial_render_state *render_state(vial_req *rq, vial_res *rs)
+{
+    struct vial_render_state *st = vial_rqs(rq)->app ? state_of(vial_rqs(rq)->app) : NULL;
+    if (!st || freeze(st) != 0) {
+        vial_fail(rs, "out of memory");
+        return NULL;
+    }
+    return st;
+}
+
 int vial_render(vial_req *rq, vial_res *rs, const char *name, vial_tmpl_value ctx)
 {
     if (!rq || !rs || !name)
         return -EINVAL;
-    struct vial_render_state *st = vial_rqs(rq)->app ? state_of(vial_rqs(rq)->app) : NULL;
-    if (!st || freeze(st) != 0)
-        return vial_fail(rs, "out of memory"), -ENOMEM;
+    struct vial_render_state *st = render_state(rq, rs);
+    if (!st)
+        return -ENOMEM;
     vial_tmpl_error err;
     vial_tmpl *t;
     cache_ent *e;
@@ -379,9 +391,9 @@ int vial_render_string(vial_req *rq, vial_res *rs, const char *source, vial_tmpl
 {
     if (!rq || !rs || !source)
         return -EINVAL;
-    struct vial_render_state *st = vial_rqs(rq)->app ? state_of(vial_rqs(rq)->app) : NULL;
-    if (!st || freeze(st) != 0)
-        return vial_fail(rs, "out of memory"), -ENOMEM;
+    struct vial_render_state *st = render_state(rq, rs);
+    if (!st)
+        return -ENOMEM;
     /* Named by the source's length and two 32-bit hashes of it (".html":
      * autoescaped, as Flask's render_template_string is). */
     size_t n = strlen(source);
