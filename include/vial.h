@@ -1039,8 +1039,8 @@ int vial_ws_group_broadcast(vial_ws_group *g, int type, const void *data, size_t
  *   get_flashed_messages(with_categories=false, category_filter=[])
  *                                   messages, or (category, message) pairs
  *   csrf_token()                    the session's CSRF token
- *   request   .method .path .full_path .url .query_string .endpoint
- *             .blueprint .remote_addr, and the lookups .args .form .cookies
+ *   request   .method .path .full_path .url .base_url .query_string .host
+ *             .scheme .endpoint .blueprint .remote_addr, and the lookups .args .form .cookies
  *             .headers (headers case-insensitive): request.args.q,
  *             request.args['q'], request.args.get('q', 'none'),
  *             request.args.getlist('tag'), 'q' in request.args
