@@ -1097,8 +1097,10 @@ int vial_app_set_templates_auto_reload(vial_app *app, int on);
  * app.template_global / add_template_global): a value whose strings and
  * lists live as long as the app (static text, a value built with a NULL
  * arena), or a C function (vial_tmpl_fn; data is passed to it as
- * call->data). A name in a render's context hides a global. Returns 0,
- * -EINVAL, -ENOMEM, -EBUSY once vial_run started. */
+ * call->data). A name in a render's context hides a global. A function
+ * runs inside the render, on the view's thread: it must not await, nor
+ * block when the view is async. Returns 0, -EINVAL, -ENOMEM, -EBUSY once
+ * vial_run started. */
 int vial_template_global(vial_app *app, const char *name, vial_tmpl_value value);
 int vial_template_function(vial_app *app, const char *name, vial_tmpl_fn fn, void *data);
 

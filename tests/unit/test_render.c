@@ -69,6 +69,11 @@ static int from_string(vial_req *rq, vial_res *rs)
     return vial_render_string(rq, rs, "<b>{{ x }}</b>", ctx);
 }
 
+static int form_page(vial_req *rq, vial_res *rs)
+{
+    return vial_render(rq, rs, "form.html", vial_tmpl_undefined());
+}
+
 static int shout(vial_tmpl_call *c, vial_tmpl_value *ret)
 {
     if (c->nargs != 1 || c->args[0].kind != VIAL_TMPL_STRING)
@@ -108,6 +113,9 @@ static int setup(void **s)
     put(bp_dir, "shared.html", "bp version");
     put(bp_dir, "only_bp.html", "from the blueprint: {% include 'page.txt' %}");
     put(app_dir, "globals.html", "{{ site }} {{ shout('hi') }} {{ site_obj.name }}");
+    put(app_dir, "form.html",
+        "{{ request.form.name }} {{ request.form.getlist('t')|join(',') }} {{ 'name' in request.form }} "
+        "{{ session.get('user', 'guest') }}");
     put(app_dir, "divzero.html", "line one\n{{ 1 // 0 }}");
 
     app = vial_app_new();
@@ -120,6 +128,7 @@ static int setup(void **s)
     assert_int_equal(vial_route(app, "GET /flash", flash_set), 0);
     assert_int_equal(vial_route_sync(app, "GET /state", with_state), 0);
     assert_int_equal(vial_route(app, "GET /string", from_string), 0);
+    assert_int_equal(vial_route(app, "POST /form", form_page), 0);
     vial_bp *bp = vial_blueprint(app, "api", "/api");
     assert_non_null(bp);
     assert_int_equal(vial_bp_route_as(bp, "GET /thing", item, "thing", NULL), 0);
@@ -223,6 +232,18 @@ static void test_request_session_g(void **s)
     vial_test_response_free(r);
 }
 
+static void test_request_form(void **s)
+{
+    const char *h[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    const char body[] = "name=%3Cx%3E&t=a&t=b";
+    vial_test_client *c = vial_test_client_new(app); /* no session cookie */
+    vial_test_response *r = vial_test_client_request(c, "POST", "/form", h, body, sizeof body - 1);
+    assert_int_equal(vial_test_response_status(r), 200);
+    assert_string_equal(vial_test_response_body(r, NULL), "&lt;x&gt; a,b True guest");
+    vial_test_response_free(r);
+    vial_test_client_free(c);
+}
+
 static void test_blueprint_folder(void **s)
 {
     expect("/p/shared.html", 200, "app version"); /* the app's folder first */
@@ -297,6 +318,7 @@ int main(void)
         cmocka_unit_test(test_url_for),
         cmocka_unit_test(test_flashed_messages),
         cmocka_unit_test(test_request_session_g),
+        cmocka_unit_test(test_request_form),
         cmocka_unit_test(test_blueprint_folder),
         cmocka_unit_test(test_globals_and_functions),
         cmocka_unit_test(test_render_string),
