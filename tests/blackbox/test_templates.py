@@ -184,3 +184,31 @@ def test_debug_reload(tmp_path, server_logdir, tserver, tdir):
         assert get(tserver.addr, "/tmpl/reload.html").body == b"version 1"
     finally:
         srv.kill()
+
+
+def test_concurrent_first_renders(tserver, tdir):
+    """Many connections render templates nobody rendered before, at once: the
+    per-name cache fills from several loop threads without a lock on reads."""
+    import threading
+    for i in range(8):
+        (tdir / "app" / ("c%d.html" % i)).write_text("page %d {{ name }}" % i)
+    results, errors = [], []
+
+    def worker(k):
+        try:
+            for j in range(4):
+                i = (k + j) % 8
+                r = get(tserver.addr, "/tmpl/c%d.html?name=n%d" % (i, k))
+                results.append((r.status, r.body, i, k))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert not errors, errors
+    assert len(results) == 64
+    for status, body, i, k in results:
+        assert status == 200 and body == ("page %d n%d" % (i, k)).encode(), (status, body)
