@@ -308,6 +308,46 @@ static void test_auto_reload(void **s)
     vial_app_free(a2);
 }
 
+/* The engine's objects, on their own: attributes computed when read. */
+static int obj_attr(void *data, const char *name, size_t len, struct vial_arena *a, vial_tmpl_value *out)
+{
+    ++*(int *)data;
+    if (len == 1 && name[0] == 'x')
+        *out = vial_tmpl_cstr("<ex>");
+    else if (len == 4 && !memcmp(name, "boom", 4))
+        return -EIO;
+    else
+        *out = vial_tmpl_undefined();
+    return 0;
+}
+
+static void test_engine_object(void **s)
+{
+    int calls = 0;
+    vial_tmpl_env *env = vial_tmpl_env_new(NULL);
+    struct vial_arena *a = vial_tmpl_arena_new();
+    assert_int_equal(vial_tmpl_global(env, "o", vial_tmpl_object(a, "Thing", obj_attr, &calls)), 0);
+    const char *src = "{{ o.x }} {{ o['x'] }} {{ 'x' in o }} {{ 'y' in o }} {{ o.y is defined }} {{ o }}"
+                      "{% if o %} truthy{% endif %}";
+    vial_tmpl *t;
+    vial_tmpl_error err;
+    assert_int_equal(vial_tmpl_add_source(env, "o.html", src, strlen(src), &t, &err), 0);
+    vial_tmpl_out out = {0};
+    assert_int_equal(vial_tmpl_render(t, vial_tmpl_undefined(), a, &out, &err), 0);
+    assert_int_equal(calls, 5);
+    assert_true(out.len == strlen("&lt;ex&gt; &lt;ex&gt; True False False &lt;Thing&gt; truthy"));
+    assert_memory_equal(out.data, "&lt;ex&gt; &lt;ex&gt; True False False &lt;Thing&gt; truthy", out.len);
+    const char *bad = "line\n{{ o.boom }}";
+    assert_int_equal(vial_tmpl_add_source(env, "b.html", bad, strlen(bad), &t, &err), 0);
+    out.len = 0;
+    assert_int_equal(vial_tmpl_render(t, vial_tmpl_undefined(), a, &out, &err), -ERANGE);
+    assert_int_equal(err.line, 2);
+    assert_non_null(strstr(err.message, "boom"));
+    free(out.data);
+    vial_tmpl_arena_free(a);
+    vial_tmpl_env_free(env);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -325,6 +365,7 @@ int main(void)
         cmocka_unit_test(test_setup_refused_after_render),
         cmocka_unit_test(test_syntax_error_at_load),
         cmocka_unit_test(test_auto_reload),
+        cmocka_unit_test(test_engine_object),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
