@@ -1059,15 +1059,17 @@ int vial_ws_group_broadcast(vial_ws_group *g, int type, const void *data, size_t
 #define VIAL_ETMPL_RENDER (-100023)   /* a render-time error (undefined attribute...) */
 
 /* Renders template `name` with ctx (a dict from vial_render_ctx, or
- * vial_tmpl_undefined() for none) into rs: status 200, the body, and a
- * Content-Type by the name's extension (.html/.htm "text/html;
- * charset=utf-8", .xml, .txt, .json, .css... as vial_static; unknown
- * extensions text/plain; charset=utf-8). Values are allocated from the
- * request's arena and the text is written straight into the body: nothing
- * else is allocated per render. Autoescaping is on for .html, .htm and .xml.
- * Returns 0; VIAL_ETMPL_NOTFOUND, VIAL_ETMPL_SYNTAX or VIAL_ETMPL_RENDER
- * after vial_fail with "NAME:LINE: message" (so `return vial_render(...)`
- * gives a 500 and that log line); -ENOMEM. */
+ * vial_tmpl_undefined() for none) into rs: the body, and a Content-Type by
+ * the name's extension (.html/.htm "text/html; charset=utf-8", .xml, .txt,
+ * .json, .css... as vial_static; unknown extensions "text/plain;
+ * charset=utf-8"). The status stays as it is: 200 unless the view set
+ * another, the error's in an error handler (a 404 page stays a 404).
+ * Values are allocated from the request's arena and the text is written
+ * straight into the body: nothing else is allocated per render.
+ * Autoescaping is on for .html, .htm and .xml. Returns 0;
+ * VIAL_ETMPL_NOTFOUND, VIAL_ETMPL_SYNTAX or VIAL_ETMPL_RENDER after
+ * vial_fail with "NAME:LINE: message" (so `return vial_render(...)` gives a
+ * 500 and that log line); -ENOMEM. */
 int vial_render(vial_req *rq, vial_res *rs, const char *name, vial_tmpl_value ctx);
 
 /* The same for a template given as text (Flask's render_template_string):

@@ -346,7 +346,9 @@ static int render_into(vial_res *rs, vial_tmpl *t, cache_ent *e, const char *cty
     if (e && out.len != hint)
         __atomic_store_n(&e->size_hint, out.len, __ATOMIC_RELAXED);
     rs->content_type = ctype;
-    return vial_res_set_status(rs, 200);
+    /* The status stays: 200 for a view, the error's in an error handler. */
+    vial_rqs(rq)->built = 1;
+    return 0;
 }
 
 static int load_failed(vial_res *rs, int r, const vial_tmpl_error *err)

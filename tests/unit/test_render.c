@@ -69,6 +69,11 @@ static int from_string(vial_req *rq, vial_res *rs)
     return vial_render_string(rq, rs, "<b>{{ x }}</b>", ctx);
 }
 
+static int not_found_page(vial_req *rq, vial_res *rs)
+{
+    return vial_render(rq, rs, "404.html", vial_tmpl_undefined());
+}
+
 static int form_page(vial_req *rq, vial_res *rs)
 {
     return vial_render(rq, rs, "form.html", vial_tmpl_undefined());
@@ -116,6 +121,7 @@ static int setup(void **s)
     put(app_dir, "form.html",
         "{{ request.form.name }} {{ request.form.getlist('t')|join(',') }} {{ 'name' in request.form }} "
         "{{ session.get('user', 'guest') }}");
+    put(app_dir, "404.html", "no page at {{ request.path }}");
     put(app_dir, "divzero.html", "line one\n{{ 1 // 0 }}");
 
     app = vial_app_new();
@@ -129,6 +135,7 @@ static int setup(void **s)
     assert_int_equal(vial_route_sync(app, "GET /state", with_state), 0);
     assert_int_equal(vial_route(app, "GET /string", from_string), 0);
     assert_int_equal(vial_route(app, "POST /form", form_page), 0);
+    assert_int_equal(vial_errorhandler(app, 404, not_found_page), 0);
     vial_bp *bp = vial_blueprint(app, "api", "/api");
     assert_non_null(bp);
     assert_int_equal(vial_bp_route_as(bp, "GET /thing", item, "thing", NULL), 0);
@@ -191,6 +198,15 @@ static void test_autoescape(void **s)
 {
     expect("/p/page.html?title=%3Cscript%3Ealert(%27x%27)%3C/script%3E%26", 200,
            "<h1>&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;</h1>");
+}
+
+static void test_error_handler_keeps_status(void **s)
+{
+    vial_test_response *r = get("/no/such/route", NULL);
+    assert_int_equal(vial_test_response_status(r), 404);
+    assert_string_equal(vial_test_response_body(r, NULL), "no page at /no/such/route");
+    assert_string_equal(vial_test_response_header(r, "Content-Type"), "text/html; charset=utf-8");
+    vial_test_response_free(r);
 }
 
 static void test_missing_template(void **s)
@@ -354,6 +370,7 @@ int main(void)
         cmocka_unit_test(test_context_and_type),
         cmocka_unit_test(test_autoescape),
         cmocka_unit_test(test_missing_template),
+        cmocka_unit_test(test_error_handler_keeps_status),
         cmocka_unit_test(test_render_error),
         cmocka_unit_test(test_url_for),
         cmocka_unit_test(test_flashed_messages),
