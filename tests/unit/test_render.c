@@ -169,29 +169,31 @@ static vial_test_response *get(const char *target, const char *const *headers)
     return vial_test_client_request(client, "GET", target, headers, NULL, 0);
 }
 
-static void expect(const char *target, int status, const char *body)
+/* GET target: status, body (NULL: any) and Content-Type (NULL: any). */
+static void expect_ct(const char *target, int status, const char *body, const char *ctype)
 {
     vial_test_response *r = get(target, NULL);
     assert_non_null(r);
     assert_int_equal(vial_test_response_status(r), status);
     if (body)
         assert_string_equal(vial_test_response_body(r, NULL), body);
+    if (ctype)
+        assert_string_equal(vial_test_response_header(r, "Content-Type"), ctype);
     vial_test_response_free(r);
+}
+
+static void expect(const char *target, int status, const char *body)
+{
+    expect_ct(target, status, body, NULL);
 }
 
 static void test_context_and_type(void **s)
 {
-    vial_test_response *r = get("/p/page.html?title=Hi", NULL);
-    assert_int_equal(vial_test_response_status(r), 200);
-    assert_string_equal(vial_test_response_body(r, NULL), "<h1>Hi</h1>");
-    assert_string_equal(vial_test_response_header(r, "Content-Type"), "text/html; charset=utf-8");
-    vial_test_response_free(r);
+    expect_ct("/p/page.html?title=Hi", 200, "<h1>Hi</h1>", "text/html; charset=utf-8");
     /* twice: the second comes from the cache */
     expect("/p/page.html?title=Again", 200, "<h1>Again</h1>");
-    r = get("/p/page.txt?title=%3Cb%3E", NULL);
-    assert_string_equal(vial_test_response_body(r, NULL), "title=<b>"); /* .txt: no autoescape */
-    assert_string_equal(vial_test_response_header(r, "Content-Type"), "text/plain; charset=utf-8");
-    vial_test_response_free(r);
+    /* .txt: no autoescape */
+    expect_ct("/p/page.txt?title=%3Cb%3E", 200, "title=<b>", "text/plain; charset=utf-8");
 }
 
 static void test_autoescape(void **s)
@@ -202,11 +204,7 @@ static void test_autoescape(void **s)
 
 static void test_error_handler_keeps_status(void **s)
 {
-    vial_test_response *r = get("/no/such/route", NULL);
-    assert_int_equal(vial_test_response_status(r), 404);
-    assert_string_equal(vial_test_response_body(r, NULL), "no page at /no/such/route");
-    assert_string_equal(vial_test_response_header(r, "Content-Type"), "text/html; charset=utf-8");
-    vial_test_response_free(r);
+    expect_ct("/no/such/route", 404, "no page at /no/such/route", "text/html; charset=utf-8");
 }
 
 static void test_missing_template(void **s)
