@@ -14,11 +14,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* template_glue.c: registers request, session, g, url_for... in env. */
-int vial_render_globals(vial_tmpl_env *env);
-/* The request rendering on this thread (for the globals). */
-extern __thread vial_req *vial_render_current;
-
 /* One compiled template by name. Entries are immutable once published, so
  * readers walk a bucket without a lock. */
 typedef struct cache_ent {

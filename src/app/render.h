@@ -15,4 +15,10 @@ int vial_render_start(vial_app *app, int debug);
 /* Frees the app's template state (vial_app_free). */
 void vial_render_free(vial_app *app);
 
+/* template_glue.c: registers Flask's globals (request, session, g, url_for,
+ * get_flashed_messages, csrf_token) in a new environment. 0 or -ENOMEM. */
+int vial_render_globals(vial_tmpl_env *env);
+/* The request vial_render is rendering on this thread, NULL outside one. */
+extern __thread vial_req *vial_render_current;
+
 #endif

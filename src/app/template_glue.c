@@ -5,6 +5,7 @@
  * are looked up when a template reads them. A render never awaits, so the
  * thread's current request cannot change under it. */
 #include "app/app.h"
+#include "app/render.h"
 #include "runtime/numfmt.h"
 
 #include <errno.h>
