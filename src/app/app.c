@@ -1,6 +1,7 @@
 /* The application object and everything registered on it: routes, method
  * views, blueprints, hooks, error handlers, middleware, app state, config. */
 #include "app/app.h"
+#include "app/compress.h"
 #include "app/session.h"
 #include "http/server.h"
 #include "runtime/log.h"
@@ -57,6 +58,7 @@ void vial_app_free(vial_app *app)
     hooks_free(&app->hooks);
     free(app->mws);
     vial_static_release(app);
+    vial_compress_release(app);
     vial_router_free(app->router);
     free(app->session_cfg);
     free(app);
@@ -579,7 +581,10 @@ int vial_run(vial_app *app, const vial_config *cfg)
     }
     vial_log_set_level(level);
     vial_metrics_init(VIAL_STATS_RULES + app->nrules);
-    int r = vial_accesslog_open(&c);
+    int r = vial_compress_config(app, c.compress);
+    if (r < 0)
+        return r;
+    r = vial_accesslog_open(&c);
     if (r < 0)
         return r;
     app->ops = (vial_ops){

@@ -72,6 +72,7 @@ typedef struct vial_rule {
 } vial_rule;
 
 struct vial_session_config;
+struct vial_compress_cfg;
 
 struct vial_app {
     vial_router *router;
@@ -83,6 +84,7 @@ struct vial_app {
     unsigned nmws;
     void *data;
     struct vial_session_config *session_cfg;
+    struct vial_compress_cfg *compress; /* vial_compress; NULL: off (compress.c) */
     int running; /* set by vial_run: registering is refused from then on */
     vial_ops ops; /* access log, metrics, health, request ids (vial_run) */
 };
