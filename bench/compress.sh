@@ -3,13 +3,14 @@
 # and a ~2 KiB HTML response (bench/compress_bench.c), without compression,
 # with gzip (level 6) and with brotli (quality 4).
 #   bench/compress.sh            (after scripts/build.sh build)
-# One server (--threads 1, --compress) answers all runs; the client's
+# One server (--threads 1, compression on) answers all runs; the client's
 # Accept-Encoding picks the coding ("identity" for none). Each run is wrk
 # for DURATION seconds; the figure is the server process's CPU time
 # (utime+stime from /proc/PID/stat, all threads) over the requests wrk
 # completed, so a shared, busy machine slows the runs but changes the
 # figure much less than it would req/s. Medians of RUNS runs.
 # Environment: BUILD [build] DURATION [2] RUNS [5] CONNECTIONS [8] PORT [18990]
+#   GZIP_LEVEL, BR_QUALITY: the levels (vial's defaults, 6 and 4, when unset)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -21,7 +22,10 @@ BIN=$BUILD/bench/compress_bench
 command -v wrk >/dev/null || { echo "compress.sh: wrk is missing (scripts/deps.sh test)" >&2; exit 1; }
 [ -x "$BIN" ] || { echo "compress.sh: $BIN missing (scripts/build.sh $BUILD)" >&2; exit 1; }
 
-"$BIN" --port "$PORT" --threads 1 --workers 1 --compress 2>/dev/null &
+levels=()
+[ -z "${GZIP_LEVEL:-}" ] || levels+=(--gzip-level "$GZIP_LEVEL")
+[ -z "${BR_QUALITY:-}" ] || levels+=(--br-quality "$BR_QUALITY")
+"$BIN" --port "$PORT" --threads 1 --workers 1 "${levels[@]}" 2>/dev/null &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true' EXIT
 for _ in $(seq 50); do

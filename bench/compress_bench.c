@@ -2,12 +2,13 @@
  * as an app would build them, served with or without compression.
  *   GET /json   ~2 KiB of JSON (a list of products), vial_json writer
  *   GET /html   ~2 KiB of HTML (a table of the same), printf'd
- * Compression follows --compress / --no-compress (vial_compress's
- * defaults: gzip 6, brotli 4); the client's Accept-Encoding picks the
- * coding. */
+ * Compression is on with vial_compress's defaults, or the levels given
+ * (--gzip-level N, --br-quality N); --no-compress turns it off. The
+ * client's Accept-Encoding picks the coding. */
 #include <vial.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #define ITEMS 22 /* about 2 KiB either way */
 
@@ -54,12 +55,28 @@ static int html_view(vial_req *rq, vial_res *rs)
 
 int main(int argc, char **argv)
 {
+    static const char *gzip_level, *br_quality;
+    static const vial_option opts[] = {
+        {"gzip-level", "N", "gzip level 1-9 (vial's default when not given)", &gzip_level},
+        {"br-quality", "N", "brotli quality 0-11 (vial's default when not given)", &br_quality},
+        {0},
+    };
     vial_config cfg = vial_config_default();
+    cfg.options = opts;
     if (vial_config_args(&cfg, argc, argv) != 0)
         return 2;
     vial_app *app = vial_app_new();
     if (!app || vial_route(app, "GET /json", json_view) || vial_route(app, "GET /html", html_view))
         return 1;
+    vial_compress_opts co = vial_compress_opts_default();
+    if (gzip_level)
+        co.gzip_level = atoi(gzip_level);
+    if (br_quality)
+        co.br_quality = atoi(br_quality);
+    if (vial_compress(app, &co) != 0) {
+        fprintf(stderr, "compress_bench: bad --gzip-level or --br-quality\n");
+        return 2;
+    }
     int r = vial_run(app, &cfg);
     vial_app_free(app);
     return r ? 1 : 0;

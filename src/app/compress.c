@@ -267,13 +267,6 @@ static void arena_zfree(void *opaque, void *p)
     (void)p; /* the arena frees it with the request */
 }
 
-#ifdef VIAL_HAVE_BROTLI
-static void *arena_balloc(void *opaque, size_t size)
-{
-    return vial_arena_alloc(opaque, size);
-}
-#endif
-
 /* --- one shot (buffered bodies) ------------------------------------------------- */
 
 /* The smallest window (2^9 .. 2^15) that holds n bytes, and hash tables to
@@ -320,7 +313,13 @@ static int br_oneshot(vial_arena *a, int quality, int text, const void *in, size
 {
     size_t cap = BrotliEncoderMaxCompressedSize(n);
     char *buf = cap ? vial_arena_alloc(a, cap) : NULL;
-    BrotliEncoderState *s = buf ? BrotliEncoderCreateInstance(arena_balloc, arena_zfree, a) : NULL;
+    /* malloc, not the arena: brotli's hash table is 512 KiB at quality 4, of
+     * which a small body touches a few scattered entries. From the arena
+     * (fresh mmap'd pages each time) every touched page is a page fault,
+     * 1.5 ms a request; glibc keeps a freed block of that size in the
+     * heap after the first one, its pages already mapped. Created and
+     * destroyed within this call: nothing can leak. */
+    BrotliEncoderState *s = buf ? BrotliEncoderCreateInstance(NULL, NULL, NULL) : NULL;
     if (!s)
         return -ENOMEM;
     int lgwin = BROTLI_MIN_WINDOW_BITS;
