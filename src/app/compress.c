@@ -540,9 +540,17 @@ void vial_compress_end(vial_req *rq)
     vial_req_state *st = vial_rqs(rq);
     if (st->zstream) {
         vial_zstream *z = st->zstream;
-        st->zstream = NULL;
-        stream_feed(rq, z, NULL, 0, 1);
-        return;
+        st->zstream = NULL; /* the exchange's cleanup frees it */
+        if (rq->res.streaming) {
+            stream_feed(rq, z, NULL, 0, 1);
+            return;
+        }
+        /* The head never went out (vial_stream_begin failed after the
+         * encoder was set up): the response is a buffered one after all,
+         * judged below without the Content-Encoding set for the stream. */
+        int i = header_index(&rq->res, "Content-Encoding");
+        if (i >= 0)
+            rq->res.headers[i] = rq->res.headers[--rq->res.nheaders];
     }
     const struct vial_compress_cfg *c = cfg_of(rq);
     if (c && !rq->res.streaming)

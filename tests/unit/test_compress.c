@@ -12,9 +12,13 @@
 #include "vial.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 #include <zlib.h>
 #ifdef VIAL_HAVE_BROTLI
 #include <brotli/decode.h>
@@ -420,6 +424,70 @@ static void test_stream_gzip(void **state)
     vial_app_free(app);
 }
 
+/* vial_send_file with a precompressed sibling beside the file. */
+static char sf_path[256];
+
+static int send_file_view(vial_req *rq, vial_res *rs)
+{
+    return vial_send_file(rq, rs, sf_path, NULL);
+}
+
+static void put_file(const char *path, const char *data, time_t mtime)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, strlen(data), f), strlen(data));
+    fclose(f);
+    struct timespec ts[2] = {{mtime, 0}, {mtime, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+static void test_send_file_sibling(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/vial-compress-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char gz[300];
+    snprintf(sf_path, sizeof sf_path, "%s/app.js", dir);
+    snprintf(gz, sizeof gz, "%s/app.js.gz", dir);
+    put_file(sf_path, "console.log('plain');\n", 1700000000);
+    put_file(gz, "GZ-BYTES", 1700000000);
+
+    vial_app *app = vial_app_new();
+    assert_int_equal(vial_route(app, "GET /f", send_file_view), 0);
+    assert_int_equal(vial_compress(app, NULL), 0);
+    vial_test_client *c = vial_test_client_new(app);
+    size_t n;
+
+    vial_test_response *r = get_ae(c, "/f", "br, gzip");
+    assert_string_equal(vial_test_response_header(r, "Content-Encoding"), "gzip");
+    assert_string_equal(vial_test_response_header(r, "Vary"), "Accept-Encoding");
+    assert_string_equal(vial_test_response_header(r, "Content-Type"), "text/javascript; charset=utf-8");
+    const char *b = vial_test_response_body(r, &n);
+    assert_int_equal(n, 8);
+    assert_memory_equal(b, "GZ-BYTES", 8);
+    vial_test_response_free(r);
+
+    r = get_ae(c, "/f", "br"); /* no .br: the file itself */
+    assert_null(vial_test_response_header(r, "Content-Encoding"));
+    assert_string_equal(vial_test_response_header(r, "Vary"), "Accept-Encoding");
+    b = vial_test_response_body(r, &n);
+    assert_int_equal(n, 22);
+    vial_test_response_free(r);
+
+    /* a sibling older than the file is stale */
+    put_file(gz, "GZ-BYTES", 1600000000);
+    r = get_ae(c, "/f", "gzip");
+    assert_null(vial_test_response_header(r, "Content-Encoding"));
+    vial_test_response_free(r);
+
+    vial_test_client_free(c);
+    vial_app_free(app);
+    unlink(gz);
+    unlink(sf_path);
+    rmdir(dir);
+}
+
 #ifdef VIAL_HAVE_BROTLI
 static void test_brotli(void **state)
 {
@@ -463,6 +531,7 @@ int main(void)
         cmocka_unit_test(test_off_by_default),
         cmocka_unit_test(test_options),
         cmocka_unit_test(test_stream_gzip),
+        cmocka_unit_test(test_send_file_sibling),
 #ifdef VIAL_HAVE_BROTLI
         cmocka_unit_test(test_brotli),
 #endif
