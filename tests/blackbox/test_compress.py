@@ -242,6 +242,13 @@ def test_keepalive_after_compressed(csrv):
             assert decode(r) == expected_body(n)
 
 
+def test_on_from_the_environment(spawn_server):
+    s = spawn_server(env=dict(os.environ, VIAL_COMPRESS="1"))
+    r = get(s.addr, "/compress/body?n=4000", "gzip")
+    assert r.header("content-encoding") == "gzip"
+    assert gzip.decompress(r.body) == expected_body(4000)
+
+
 def test_off_without_the_option(server):
     r = get(server, "/compress/body?n=4000", "gzip, br")
     assert r.header("content-encoding") is None

@@ -352,6 +352,29 @@ static void test_off_by_default(void **state)
     vial_app_free(app);
 }
 
+/* vial_run's --compress / --no-compress over what the app said. */
+static void test_config_switch(void **state)
+{
+    (void)state;
+    vial_app *app = app_with(NULL);
+    vial_test_client *c = vial_test_client_new(app);
+    assert_int_equal(vial_compress_config(app, -1), 0); /* as the app says: off */
+    vial_test_response *r = get_ae(c, "/t", "gzip");
+    assert_null(vial_test_response_header(r, "Content-Encoding"));
+    vial_test_response_free(r);
+    assert_int_equal(vial_compress_config(app, 1), 0); /* --compress: on, defaults */
+    r = get_ae(c, "/t", "gzip");
+    assert_string_equal(vial_test_response_header(r, "Content-Encoding"), "gzip");
+    vial_test_response_free(r);
+    assert_int_equal(vial_compress_config(app, 0), 0); /* --no-compress: off */
+    r = get_ae(c, "/t", "gzip");
+    assert_null(vial_test_response_header(r, "Content-Encoding"));
+    assert_null(vial_test_response_header(r, "Vary"));
+    vial_test_response_free(r);
+    vial_test_client_free(c);
+    vial_app_free(app);
+}
+
 static void test_options(void **state)
 {
     (void)state;
@@ -530,6 +553,7 @@ int main(void)
         cmocka_unit_test(test_statuses),
         cmocka_unit_test(test_off_by_default),
         cmocka_unit_test(test_options),
+        cmocka_unit_test(test_config_switch),
         cmocka_unit_test(test_stream_gzip),
         cmocka_unit_test(test_send_file_sibling),
 #ifdef VIAL_HAVE_BROTLI
