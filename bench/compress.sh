@@ -9,6 +9,11 @@
 # (utime+stime from /proc/PID/stat, all threads) over the requests wrk
 # completed, so a shared, busy machine slows the runs but changes the
 # figure much less than it would req/s. Medians of RUNS runs.
+# COUNT=instructions: instead, instructions per request in user space
+# (callgrind; needs valgrind): the server answers N and then 2N requests on
+# one keep-alive connection (curl), and the difference over N is the
+# figure, startup and shutdown cancelled out. Deterministic, so it resolves
+# what a loaded machine's CPU times cannot. N [200].
 # Environment: BUILD [build] DURATION [2] RUNS [5] CONNECTIONS [8] PORT [18990]
 #   GZIP_LEVEL, BR_QUALITY: the levels (vial's defaults, 6 and 4, when unset)
 set -euo pipefail
@@ -19,12 +24,37 @@ RUNS=${RUNS:-5}
 CONNECTIONS=${CONNECTIONS:-8}
 PORT=${PORT:-18990}
 BIN=$BUILD/bench/compress_bench
-command -v wrk >/dev/null || { echo "compress.sh: wrk is missing (scripts/deps.sh test)" >&2; exit 1; }
 [ -x "$BIN" ] || { echo "compress.sh: $BIN missing (scripts/build.sh $BUILD)" >&2; exit 1; }
-
 levels=()
 [ -z "${GZIP_LEVEL:-}" ] || levels+=(--gzip-level "$GZIP_LEVEL")
 [ -z "${BR_QUALITY:-}" ] || levels+=(--br-quality "$BR_QUALITY")
+
+if [ "${COUNT:-}" = instructions ]; then
+  command -v valgrind >/dev/null || { echo "compress.sh: valgrind is missing" >&2; exit 1; }
+  N=${N:-200}
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  ir() { # PATH CODING REQUESTS -> instructions of the whole server run
+    valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" "$BIN" --port "$PORT" --threads 1 \
+      --workers 1 "${levels[@]}" 2>"$tmp/cg.log" &
+    local vp=$! args=()
+    for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$PORT$1" && break; sleep 0.2; done
+    for _ in $(seq "$3"); do args+=(-o /dev/null "http://127.0.0.1:$PORT$1"); done
+    curl -sf -H "Accept-Encoding: $2" "${args[@]}"
+    kill "$vp"; wait "$vp" || true
+    awk '/Collected/ {print $4}' "$tmp/cg.log"
+  }
+  printf '%-6s %-9s %14s\n' path coding "instr/req"
+  for path in /json /html; do
+    for ae in identity gzip br; do
+      a=$(ir "$path" "$ae" "$N"); b=$(ir "$path" "$ae" $((2 * N)))
+      printf '%-6s %-9s %14s\n' "$path" "$ae" $(((b - a) / N))
+    done
+  done
+  exit 0
+fi
+command -v wrk >/dev/null || { echo "compress.sh: wrk is missing (scripts/deps.sh test)" >&2; exit 1; }
+
 "$BIN" --port "$PORT" --threads 1 --workers 1 "${levels[@]}" 2>/dev/null &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true' EXIT
