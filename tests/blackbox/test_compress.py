@@ -153,6 +153,18 @@ def test_negotiation(csrv, ae, want):
     check_common(r)
 
 
+@pytest.mark.parametrize("ae", ["gzip", "br"])
+def test_large_body(csrv, ae):
+    # over 256 KiB: compressed on the worker pool, not the loop
+    if ae == "br" and brotli is None:
+        pytest.skip("python3-brotli not installed")
+    r = get(csrv, "/compress/body?n=600000", ae)
+    assert r.header("content-encoding") == ae
+    check_common(r)
+    assert len(r.body) < 100000
+    assert decode(r) == expected_body(600000)
+
+
 def test_min_size(csrv):
     small = get(csrv, "/compress/body?n=859", "gzip")
     assert small.header("content-encoding") is None
