@@ -213,16 +213,30 @@ static int eligible(const struct vial_compress_cfg *c, const vial_res *rs)
            !no_transform(rs);
 }
 
+/* Adds Accept-Encoding to the response's Vary: merged into the first Vary
+ * field the app set (any others kept as they are), unless one of them
+ * already names it or "*". */
 static int vary_add(vial_res *rs)
 {
-    int i = header_index(rs, "Vary");
-    if (i < 0)
+    int first = -1;
+    for (uint32_t k = 0; k < rs->nheaders; k++) {
+        if (vial_ascii_casecmp(rs->headers[k].name, "Vary"))
+            continue;
+        const char *v = rs->headers[k].value;
+        if (list_has(v, "Accept-Encoding") || list_has(v, "*"))
+            return 0;
+        if (first < 0)
+            first = (int)k;
+    }
+    if (first < 0)
         return vial_res_add_header(rs, "Vary", "Accept-Encoding");
-    const char *v = rs->headers[i].value;
-    if (list_has(v, "Accept-Encoding") || list_has(v, "*"))
-        return 0;
-    const char *nv = vial_sprintf(rs->rq, "%s, Accept-Encoding", v);
-    return nv ? vial_res_set_header(rs, "Vary", nv) : -ENOMEM;
+    vial_res_header_t *h = &rs->headers[first];
+    char *nv = vial_sprintf(rs->rq, "%s, Accept-Encoding", h->value);
+    if (!nv)
+        return -ENOMEM;
+    h->value = nv;
+    h->value_len += (uint32_t)sizeof ", Accept-Encoding" - 1;
+    return 0;
 }
 
 /* The encoded body is another representation: a strong validator of the

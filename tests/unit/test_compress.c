@@ -191,6 +191,11 @@ static int text_view(vial_req *rq, vial_res *rs)
         vial_res_add_header(rs, "Content-Encoding", "gzip");
     if (vial_req_arg(rq, "cc"))
         vial_res_add_header(rs, "Cache-Control", vial_req_arg(rq, "cc"));
+    for (unsigned i = 0; i < vial_req_arg_list(rq, "vary", NULL, 0); i++) {
+        const char *v[4];
+        vial_req_arg_list(rq, "vary", v, 4);
+        vial_res_add_header(rs, "Vary", v[i]);
+    }
     return 0;
 }
 
@@ -303,6 +308,22 @@ static void test_gzip_body(void **state)
     vial_test_response_body(r, &n);
     assert_int_equal(n, 4000);
     assert_null(vial_test_response_header(r, "Vary"));
+    vial_test_response_free(r);
+
+    /* Vary: merged into the app's first, others kept; not twice */
+    r = get_ae(c, "/t?vary=Cookie&vary=Origin", "gzip");
+    assert_int_equal(vial_test_response_header_count(r, "Vary"), 2);
+    assert_string_equal(vial_test_response_header_nth(r, "Vary", 0), "Cookie, Accept-Encoding");
+    assert_string_equal(vial_test_response_header_nth(r, "Vary", 1), "Origin");
+    vial_test_response_free(r);
+    r = get_ae(c, "/t?vary=Origin&vary=accept-encoding", "gzip");
+    assert_string_equal(vial_test_response_header_nth(r, "Vary", 0), "Origin");
+    assert_string_equal(vial_test_response_header_nth(r, "Vary", 1), "accept-encoding");
+    assert_string_equal(vial_test_response_header(r, "Content-Encoding"), "gzip");
+    vial_test_response_free(r);
+    r = get_ae(c, "/t?vary=*", "gzip");
+    assert_int_equal(vial_test_response_header_count(r, "Vary"), 1);
+    assert_string_equal(vial_test_response_header(r, "Vary"), "*");
     vial_test_response_free(r);
 
     /* Cache-Control: no-transform opts out */
