@@ -727,8 +727,9 @@ int vial_send_file(vial_req *rq, vial_res *rs, const char *path, const char *con
  *     (NAME.br, NAME.gz, as made by `brotli -k` / `gzip -k`) is sent instead
  *     when it exists, is not older than NAME and the client accepts it.
  * Compressing runs on the loop thread; a body over 256 KiB is compressed on
- * the worker pool instead. Compressor state lives in the request's arena
- * (streams: freed when the request ends, client gone or not). */
+ * the worker pool instead. Compressor state is the request's: freed when
+ * the body is compressed, or for a stream when the request ends, client
+ * gone or not. */
 #define VIAL_COMPRESS_GZIP 1u
 #define VIAL_COMPRESS_BR 2u /* ignored without VIAL_HAVE_BROTLI */
 

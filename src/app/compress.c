@@ -5,8 +5,9 @@
  *
  * Buffered bodies are compressed in one shot into the request's arena: the
  * compressor's window is sized to the body (a 2 KiB page needs a 2 KiB
- * window, not zlib's 32 KiB and its 256 KiB of tables) and its memory is the
- * arena's, so nothing is freed by hand and nothing can leak. Streams keep a
+ * window, not zlib's 32 KiB and its 256 KiB of tables); zlib's memory is
+ * the arena's, brotli's is malloc'd and freed within the call (see
+ * br_oneshot), so nothing outlives the compression. Streams keep a
  * compressor for the life of the response; it is malloc'd (brotli allocates
  * and frees as it goes, which an arena would only accumulate over an
  * hours-long event stream) and destroyed by a cleanup of the exchange,
