@@ -311,6 +311,8 @@ static void write_line(vial_req *rq, int status, uint64_t body_bytes, uint64_t d
     const char *method = h->method.len && h->target.len ? vial_req_method(rq) : NULL;
     char proto[9] = "HTTP/1.x";
     proto[7] = (char)('0' + (h->version_minor == 0 ? 0 : 1));
+    /* A refused head's version may be unknown (server.h, vial_reject_fn). */
+    int proto_known = h->version_minor >= 0;
     const char *ref = vial_req_header(rq, "Referer");
     const char *ua = vial_req_header(rq, "User-Agent");
     const char *rid = rejected ? NULL : vial_req_id(rq);
@@ -330,9 +332,14 @@ static void write_line(vial_req *rq, int status, uint64_t body_bytes, uint64_t d
                 put(&o, "?", 1);
                 put_esc(&o, h->query.p, h->query.len, 1);
             }
-            PUTL(&o, "\",\"protocol\":\"");
-            puts_(&o, proto);
-            PUTL(&o, "\"");
+            PUTL(&o, "\",\"protocol\":");
+            if (proto_known) {
+                put(&o, "\"", 1);
+                puts_(&o, proto);
+                put(&o, "\"", 1);
+            } else {
+                PUTL(&o, "null");
+            }
         } else {
             PUTL(&o, ",\"target\":null,\"protocol\":null");
         }
@@ -373,7 +380,10 @@ static void write_line(vial_req *rq, int status, uint64_t body_bytes, uint64_t d
                 put_esc(&o, h->query.p, h->query.len, 0);
             }
             put(&o, " ", 1);
-            puts_(&o, proto);
+            if (proto_known)
+                puts_(&o, proto);
+            else
+                put(&o, "-", 1);
         } else {
             put(&o, "-", 1);
         }

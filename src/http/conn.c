@@ -302,6 +302,20 @@ static void conn_linger_close(vial_conn *c)
     c->closing = 1;
 }
 
+/* The minor version of a refused head's request line, or -1 when the
+ * parser stopped before it was known valid (a 505, a bad version, a line
+ * cut short): read back from the bytes after the target, still in rbuf. */
+static int refused_version(const vial_conn *c, const vial_http_head *h)
+{
+    if (!h->method.len || !h->target.len)
+        return -1;
+    const char *v = h->target.p + h->target.len, *end = c->rbuf + c->rlen;
+    if (v < c->rbuf || v > end || end - v < 10 || memcmp(v, " HTTP/1.", 8) || (v[8] != '0' && v[8] != '1') ||
+        (v[9] != '\r' && v[9] != '\n'))
+        return -1;
+    return v[8] - '0';
+}
+
 /* The server answers rq itself (rq prepared by vial_exchange_init; its head
  * as far as the parser got) and tells the layer above, for its log. */
 static void conn_reject(vial_conn *c, vial_req *rq, int status)
@@ -311,8 +325,11 @@ static void conn_reject(vial_conn *c, vial_req *rq, int status)
     int n = vial_write_error(status, tmp, sizeof tmp, s->cfg.server_header);
     if (n > 0)
         conn_out(c, tmp, (size_t)n);
-    if (s->reject)
+    if (s->reject) {
+        if (!c->in_request)
+            rq->head.version_minor = refused_version(c, &rq->head);
         s->reject(s->serve_data, rq, status);
+    }
     conn_linger_close(c);
 }
 

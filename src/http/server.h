@@ -25,7 +25,8 @@ typedef void (*vial_serve_fn)(void *data, vial_req *rq);
 /* Called on the connection's coroutine after the server answered a request
  * itself with `status` (400, 408, 414, 431, 501, 503, 505...) without the
  * serve function: rq->head.method.len is 0 when the request line was not
- * parsed. For logging only; rq->res is not sent. */
+ * parsed, rq->head.version_minor -1 when its version was not. For logging
+ * only; rq->res is not sent. */
 typedef void (*vial_reject_fn)(void *data, vial_req *rq, int status);
 
 /* One listening descriptor of a loop thread. */
