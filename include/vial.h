@@ -319,7 +319,7 @@ typedef struct vial_option {
 } vial_option;
 
 typedef struct vial_config {
-    const char *host;       /* listen address (default "127.0.0.1"); "::1" for IPv6 */
+    const char *host;       /* listen address (default "127.0.0.1"); "::1" for IPv6; "unix:/path" */
     int port;               /* listen port (default 8080); 0: any free port, one for all threads */
     int threads;            /* loop threads; 0: one per core */
     int workers;            /* worker-pool threads for sync handlers; 0: 16 */
