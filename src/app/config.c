@@ -274,16 +274,26 @@ struct kept {
 };
 static struct kept *kept_values;
 
-static char *keep_string(const char *v)
+/* a, or "a,b" when b is given, kept. */
+static char *keep_joined(const char *a, const char *b)
 {
-    size_t n = strlen(v);
-    struct kept *k = malloc(sizeof *k + n + 1);
+    size_t n = strlen(a), m = b ? strlen(b) + 1 : 0;
+    struct kept *k = malloc(sizeof *k + n + m + 1);
     if (!k)
         return NULL;
-    memcpy(k->s, v, n + 1);
+    memcpy(k->s, a, n + 1);
+    if (b) {
+        k->s[n] = ',';
+        memcpy(k->s + n + 1, b, m);
+    }
     k->next = kept_values;
     kept_values = k;
     return k->s;
+}
+
+static char *keep_string(const char *v)
+{
+    return keep_joined(v, NULL);
 }
 
 /* "0660", "660", "-1". */
@@ -315,19 +325,8 @@ static int set_server_opt(vial_config *cfg, const server_opt *o, const char *v, 
         const char *old = *(const char **)field;
         if (!v || !*v)
             return -EINVAL;
-        if (append && old && *old) {
-            size_t a = strlen(old), b = strlen(v);
-            char *joined = malloc(a + b + 2);
-            if (!joined)
-                return -ENOMEM;
-            memcpy(joined, old, a);
-            joined[a] = ',';
-            memcpy(joined + a + 1, v, b + 1);
-            v = keep_string(joined);
-            free(joined);
-            if (!v)
-                return -ENOMEM;
-        }
+        if (append && old && *old && !(v = keep_joined(old, v)))
+            return -ENOMEM;
         *(const char **)field = v;
         return 0;
     }

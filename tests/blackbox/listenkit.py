@@ -10,6 +10,8 @@ import socket
 import subprocess
 import time
 
+import pytest
+
 from conftest import conformance_binary
 
 LISTEN_LINE = re.compile(rb"vial: listening on (.*) \(\d+ loop threads")
@@ -88,6 +90,15 @@ class Proc:
             self.proc.wait(timeout=5)
         if not self.logf.closed:
             self.logf.close()
+
+
+@pytest.fixture
+def procs():
+    """Servers a test starts (Proc), killed at its end."""
+    started = []
+    yield started
+    for p in started:
+        p.kill()
 
 
 def tcp_port(listens):

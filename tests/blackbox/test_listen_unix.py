@@ -11,18 +11,10 @@ import subprocess
 import pytest
 
 from conftest import conformance_binary
-from listenkit import Proc, tcp_port, unix_get, wait_lines
+from listenkit import procs, Proc, tcp_port, unix_get, wait_lines
 from httpkit import Client, req
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def procs():
-    started = []
-    yield started
-    for p in started:
-        p.kill()
 
 
 def start(procs, tmp_path, args, **kw):

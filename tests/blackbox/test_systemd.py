@@ -11,18 +11,10 @@ import time
 
 import pytest
 
-from listenkit import Proc, tcp_port, unix_get
+from listenkit import procs, Proc, tcp_port, unix_get
 from httpkit import Client, req
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def procs():
-    started = []
-    yield started
-    for p in started:
-        p.kill()
 
 
 def activated(procs, tmp_path, sock, args=(), env=None, fds=1, names=None):
