@@ -427,11 +427,15 @@ vial_config vial_config_default(void);
 int vial_config_args(vial_config *cfg, int argc, char **argv);
 
 /* Serves app until SIGTERM or SIGINT, then stops accepting, lets in-flight
- * requests finish for grace_ms, closes everything and returns 0. Every loop
- * thread listens on the one port with SO_REUSEPORT (the kernel spreads the
+ * requests finish for grace_ms, closes everything and returns 0 (SIGUSR1
+ * reopens the access log; SIGHUP and SIGUSR2 are logged and ignored). Every
+ * loop thread listens on every listener (host/port, listen, or systemd's
+ * descriptors): on a TCP port with SO_REUSEPORT (the kernel spreads the
  * connections); a port some other socket already holds, SO_REUSEPORT or
  * not, another vial included, is refused: "vial: 127.0.0.1:8080 is already
- * in use" and -EADDRINUSE. Returns a negative errno when it cannot listen.
+ * in use" and -EADDRINUSE, as is a Unix socket path a live server holds.
+ * Returns a negative errno when it cannot listen, -EINVAL for a bad
+ * trusted_proxy or listen entry.
  * From the moment vial_run starts, the app is set up for good: every
  * registration function (routes, views, hooks, error handlers, blueprints,
  * converters, middleware, static, websocket routes, the secret key) refuses
