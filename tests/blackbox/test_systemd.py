@@ -168,9 +168,9 @@ def test_watchdog_pings(procs, tmp_path):
             if m == "WATCHDOG=1":
                 pings.append(time.monotonic())
         # every 100 ms: about 10 in a second, allowing for a loaded machine
-        assert 6 <= len(pings) <= 13, pings
+        assert 5 <= len(pings) <= 13, pings
         gaps = [b - a for a, b in zip(pings, pings[1:])]
-        assert max(gaps) < 0.2, gaps
+        assert max(gaps) < 0.4, gaps
         assert p.stop() == 0
     finally:
         n.close()
