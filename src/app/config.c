@@ -51,7 +51,8 @@ typedef struct server_opt {
 #define GIB (1024LL * 1024 * 1024)
 
 static const server_opt server_opts[] = {
-    {"host", "ADDR", "listen address; IPv6 too (::1); unix:/path for a Unix socket", OPT_STR, offsetof(vial_config, host), 0, 0},
+    {"host", "ADDR", "listen address; IPv6 too (::1); unix:/path for a Unix socket", OPT_STR,
+     offsetof(vial_config, host), 0, 0},
     {"port", "N", "listen port; 0: any free one, logged", OPT_INT, offsetof(vial_config, port), 0,
      65535},
     {"threads", "N", "event-loop threads; 0: one per core", OPT_INT, offsetof(vial_config, threads),

@@ -128,7 +128,8 @@ int vial_proxies_parse(const char *list, vial_proxies *out)
         size_t tl = len;
         const char *t = trim(p, &tl);
         if (tl && vial_cidr_parse(t, tl, &out->v[out->n]) < 0) {
-            vial_log(VIAL_LOG_ERROR, "--trusted-proxy: \"%.*s\" is not an address, a CIDR or unix", (int)tl, t);
+            vial_log(VIAL_LOG_ERROR, "--trusted-proxy: \"%.*s\" is not an address, a CIDR or unix",
+                     (int)tl, t);
             vial_proxies_free(out);
             return -EINVAL;
         }

@@ -38,7 +38,8 @@ static void describe(vial_listen *l)
     const struct sockaddr_storage *ss = &l->sa;
     if (ss->ss_family == AF_UNIX) {
         const struct sockaddr_un *un = (const struct sockaddr_un *)ss;
-        size_t n = l->len > offsetof(struct sockaddr_un, sun_path) ? l->len - offsetof(struct sockaddr_un, sun_path) : 0;
+        size_t off = offsetof(struct sockaddr_un, sun_path);
+        size_t n = l->len > off ? l->len - off : 0;
         if (n && un->sun_path[0] == 0) /* abstract: shown as systemd writes it */
             snprintf(l->text, sizeof l->text, "unix:@%.*s", (int)(n - 1), un->sun_path + 1);
         else
@@ -364,7 +365,8 @@ int vial_listen_open(const vial_config *cfg, vial_listen *ls, unsigned *n)
         char host[256];
         int port;
         if (il) {
-            if (*n == VIAL_LISTEN_MAX || vial_listen_split(item, il, cfg->port, host, sizeof host, &port) < 0) {
+            if (*n == VIAL_LISTEN_MAX ||
+                vial_listen_split(item, il, cfg->port, host, sizeof host, &port) < 0) {
                 vial_log(VIAL_LOG_ERROR, *n == VIAL_LISTEN_MAX ? "--listen: more than 16 listeners"
                                                                : "--listen: cannot parse \"%.*s\"",
                          (int)il, item);

@@ -359,7 +359,8 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, vial_reject_fn 
         sig = wait_signal(&s, &sigs, 0, &wd);
     while (!on_signal(sig));
     atomic_store(&s.draining, 1);
-    vial_sd_notify(sig == SIGINT ? "STOPPING=1\nSTATUS=draining (SIGINT)" : "STOPPING=1\nSTATUS=draining (SIGTERM)");
+    vial_sd_notify(sig == SIGINT ? "STOPPING=1\nSTATUS=draining (SIGINT)"
+                                 : "STOPPING=1\nSTATUS=draining (SIGTERM)");
     vial_log(VIAL_LOG_INFO, "%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     if (cfg->drain_delay_ms > 0) {
         /* Still serving, the health check already failing: the load
