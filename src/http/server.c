@@ -14,9 +14,7 @@
 #include "runtime/log.h"
 #include "runtime/sdnotify.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
