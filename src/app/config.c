@@ -29,6 +29,9 @@ vial_config vial_config_default(void)
         .access_log_format = "combined",
         .log_level = "info",
         .request_id = -1,
+        .ws_deflate = 1,
+        .ws_deflate_min = 128,
+        .ws_deflate_memory_max = (size_t)64 << 20,
     };
 }
 
@@ -90,6 +93,12 @@ static const server_opt server_opts[] = {
      offsetof(vial_config, request_id), 0, 1},
     {"server-header", NULL, "send \"Server: vial\" on every response", OPT_BOOL,
      offsetof(vial_config, server_header), 0, 1},
+    {"ws-deflate", NULL, "websocket permessage-deflate when the client offers it", OPT_BOOL,
+     offsetof(vial_config, ws_deflate), 0, 1},
+    {"ws-deflate-min", "BYTES", "websocket messages shorter than this are sent uncompressed", OPT_SIZE,
+     offsetof(vial_config, ws_deflate_min), 1, 1024 * MIB},
+    {"ws-deflate-memory-max", "BYTES", "zlib state of all websockets at once (then uncompressed, or 1013)",
+     OPT_SIZE, offsetof(vial_config, ws_deflate_memory_max), 64 * KIB, 1024 * GIB},
 };
 #define NOPTS (sizeof server_opts / sizeof server_opts[0])
 
