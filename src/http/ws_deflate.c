@@ -321,7 +321,7 @@ int vial_ws_pmd_inflate(vial_ws_pmd *d, const uint8_t *in, size_t n, int fin, ui
 
 /* --- deflate --------------------------------------------------------------------------- */
 
-int vial_ws_pmd_deflate(vial_ws_pmd *d, const uint8_t *in, size_t n, uint8_t **out, size_t *out_len)
+int vial_ws_pmd_deflate(vial_ws_pmd *d, const void *in, size_t n, uint8_t **out, size_t *out_len)
 {
     if (!d->def) {
         z_stream *z = stream_new(d);

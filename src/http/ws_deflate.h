@@ -77,7 +77,7 @@ int vial_ws_pmd_inflate(vial_ws_pmd *d, const uint8_t *in, size_t n, int fin, ui
  * would not be smaller: send in[] uncompressed, the compressor was reset so
  * the peer's context stays right); or < 0 (-ENOMEM, VIAL_WS_PMD_NO_MEMORY:
  * send uncompressed). */
-int vial_ws_pmd_deflate(vial_ws_pmd *d, const uint8_t *in, size_t n, uint8_t **out, size_t *out_len);
+int vial_ws_pmd_deflate(vial_ws_pmd *d, const void *in, size_t n, uint8_t **out, size_t *out_len);
 
 /* Frees the zlib state (the connection ends). */
 void vial_ws_pmd_free(vial_ws_pmd *d);
