@@ -98,7 +98,7 @@ static const server_opt server_opts[] = {
     {"ws-deflate-min", "BYTES", "websocket messages shorter than this are sent uncompressed", OPT_SIZE,
      offsetof(vial_config, ws_deflate_min), 1, 1024 * MIB},
     {"ws-deflate-memory-max", "BYTES", "zlib state of all websockets at once (then uncompressed, or 1013)",
-     OPT_SIZE, offsetof(vial_config, ws_deflate_memory_max), 64 * KIB, 1024 * GIB},
+     OPT_SIZE, offsetof(vial_config, ws_deflate_memory_max), 16 * KIB, 1024 * GIB},
 };
 #define NOPTS (sizeof server_opts / sizeof server_opts[0])
 
