@@ -208,8 +208,9 @@ def test_server_compresses_over_threshold_only(server):
     op, data, compressed, wire = w.read_message()
     assert (op, data, compressed) == (OP_TEXT, msg, True)
     assert wire < len(msg) // 3
-    w.send(frame(OP_TEXT, b"tiny"))
-    assert w.read_message() == (OP_TEXT, b"tiny", False, 4)
+    small = b"a" * 127  # compressible, but under the 128-byte threshold
+    w.send(frame(OP_TEXT, small))
+    assert w.read_message() == (OP_TEXT, small, False, 127)
     w.close()
 
 
@@ -257,6 +258,19 @@ def test_server_no_context_takeover(server):
         op, data, compressed, wire = w.read_message()
         assert (op, data, compressed) == (OP_TEXT, msg, True)
         assert wire > 200
+    w.close()
+
+
+def test_client_no_context_takeover_and_final_blocks(server):
+    # A client that starts afresh per message, and ends each with a final
+    # deflate block (BFINAL) instead of a sync flush: RFC 7692 7.2.3.3.
+    w = DWS(server, "permessage-deflate; client_no_context_takeover")
+    assert w.ext == "permessage-deflate; client_no_context_takeover"
+    for m in [b"first " * 50, b"second " * 50, b"third " * 50]:
+        c = compressor(15)
+        z = c.compress(m) + c.flush(zlib.Z_FINISH)
+        w.send(frame(OP_BIN, z, rsv=RSV1))
+        assert w.read_message()[:2] == (OP_BIN, m)
     w.close()
 
 
