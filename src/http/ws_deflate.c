@@ -276,6 +276,11 @@ static int inflate_some(vial_ws_pmd *d, const uint8_t *in, size_t n, uint8_t **b
         z->avail_out = (uInt)(*cap - *len);
         int r = inflate(z, Z_SYNC_FLUSH);
         *len = *cap - z->avail_out;
+        /* Past the limit is the verdict even if zlib went on to find bad
+         * data after the output it had room for: the same input then fails
+         * the same way however its frames were cut. */
+        if (*len > max)
+            return VIAL_WS_PMD_TOO_BIG;
         if (r == Z_STREAM_END) {
             d->inf_done = 1; /* a final block: the rest of the message is ignored */
             break;
