@@ -332,7 +332,7 @@ int vial_ws_pmd_deflate(vial_ws_pmd *d, const void *in, size_t n, uint8_t **out,
         z_stream *z = stream_new(d);
         if (!z)
             return -ENOMEM;
-        int r = deflateInit2(z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -(int)d->params.server_max_window_bits,
+        int r = deflateInit2(z, VIAL_WS_PMD_LEVEL, Z_DEFLATED, -(int)d->params.server_max_window_bits,
                              VIAL_WS_PMD_MEMLEVEL, Z_DEFAULT_STRATEGY);
         if (r != Z_OK) {
             free(z);
