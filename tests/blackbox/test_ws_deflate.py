@@ -244,7 +244,9 @@ def test_context_takeover_both_ways(server):
         assert (op, data, compressed) == (OP_BIN, msg, True)
         sizes.append((len(z), wire))
     # the repeats are back-references to the earlier messages, in both directions
-    assert sizes[1][0] < 40 and sizes[1][1] < 40, sizes
+    # (vial's level 1 finds fewer of them than the client's level 6)
+    assert sizes[1][0] < 40 and sizes[1][1] < sizes[0][1] // 2, sizes
+    assert sizes[2][1] < sizes[0][1] // 2, sizes
     w.close()
 
 
