@@ -20,14 +20,7 @@ import pytest
 
 from httpkit import Client
 from test_websocket import (MIB, OP_BIN, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, accept_for,
-                            close_payload, frame, upgrade_request)
-
-try:
-    import websockets
-except ImportError:  # pragma: no cover
-    websockets = None
-
-needs_lib = pytest.mark.skipif(websockets is None, reason="python3-websockets not installed")
+                            close_payload, frame, needs_lib, run, upgrade_request, uri, websockets)
 RSV1 = 4  # frame()'s rsv argument: bits 6..4 of the first byte, RSV1 the highest
 
 
@@ -150,18 +143,10 @@ def test_disabled_by_environment(spawn_server):
 # --- the websockets library -----------------------------------------------------------------
 
 
-def uri(server, path="/ws/echo"):
-    return "ws://%s:%d%s" % (server[0], server[1], path)
-
-
-def run(coro, limit=30):
-    return asyncio.run(asyncio.wait_for(coro, limit))
-
-
 @needs_lib
 def test_library_echo_compressed(server):
     async def go():
-        async with websockets.connect(uri(server), max_size=2 * MIB) as c:
+        async with websockets.connect(uri(server, "/ws/echo"), max_size=2 * MIB) as c:
             ext = c.response_headers.get("Sec-WebSocket-Extensions", "")
             assert ext.startswith("permessage-deflate")
             for m in ["x", "small text", json_message(), "\u2603" * 50000, os.urandom(100000),
@@ -179,7 +164,7 @@ def test_library_echo_compressed(server):
 @needs_lib
 def test_library_echo_uncompressed(server):
     async def go():
-        async with websockets.connect(uri(server), compression=None) as c:
+        async with websockets.connect(uri(server, "/ws/echo"), compression=None) as c:
             assert c.response_headers.get("Sec-WebSocket-Extensions") is None
             for m in ["plain", json_message()]:
                 await c.send(m)
@@ -190,7 +175,7 @@ def test_library_echo_uncompressed(server):
 @needs_lib
 def test_library_inflated_over_limit_1009(server):
     async def go():
-        async with websockets.connect(uri(server), max_size=None) as c:
+        async with websockets.connect(uri(server, "/ws/echo"), max_size=None) as c:
             await c.send(b"\0" * (MIB + 1))  # about 1 KiB on the wire
             with pytest.raises(websockets.ConnectionClosed):
                 await c.recv()
