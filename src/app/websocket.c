@@ -309,15 +309,16 @@ int vial_ws_accept(vial_ws *ws)
         return ws->result = -ENOMEM;
     char ext[160];
     const vial_config *cfg = &rq->server->cfg;
+    size_t zmax = cfg->ws_deflate_memory_max ? cfg->ws_deflate_memory_max : VIAL_WS_DEFLATE_MEMORY_MAX;
     if (cfg->ws_deflate &&
         vial_ws_pmd_negotiate(vial_req_header(rq, "Sec-WebSocket-Extensions"), &ws->pmd.params, ext,
-                              sizeof ext) == 1) {
+                              sizeof ext) == 1 &&
+        vial_ws_pmd_room(&ws->pmd.params, zmax)) {
         if (vial_res_add_header(rs, "Sec-WebSocket-Extensions", ext) < 0)
             return ws->result = -ENOMEM;
         ws->deflate = 1;
         ws->p.rsv1_ok = 1;
-        ws->pmd.memory_max = cfg->ws_deflate_memory_max ? cfg->ws_deflate_memory_max
-                                                        : VIAL_WS_DEFLATE_MEMORY_MAX;
+        ws->pmd.memory_max = zmax;
         ws->deflate_min = cfg->ws_deflate_min ? cfg->ws_deflate_min : VIAL_WS_DEFLATE_MIN;
     }
     char head[2048];

@@ -194,6 +194,18 @@ size_t vial_ws_pmd_memory(void)
     return atomic_load(&pmd_memory);
 }
 
+int vial_ws_pmd_room(const vial_ws_pmd_params *p, size_t memory_max)
+{
+    /* inflate: the window and ~7 KiB of state; deflate: window, prev and
+     * head (4 << wbits) + hash/pending buffers (1 << (memLevel + 9)) and
+     * ~6 KiB of state. Measured: 50,200 bytes for 12/12 (ROOM_SLACK covers
+     * the allocator's headers). */
+    enum { ROOM_SLACK = 14 * 1024 };
+    size_t need = ((size_t)1 << p->client_max_window_bits) + ((size_t)4 << p->server_max_window_bits) +
+                  ((size_t)1 << (VIAL_WS_PMD_MEMLEVEL + 9)) + ROOM_SLACK;
+    return !memory_max || atomic_load(&pmd_memory) + need <= memory_max;
+}
+
 /* zlib's allocations, each charged to the connection and the process-wide
  * count; one that would pass the cap fails, and zlib's init reports
  * Z_MEM_ERROR. The size is kept in front of the block for the free. */
@@ -286,7 +298,7 @@ static int inflate_some(vial_ws_pmd *d, const uint8_t *in, size_t n, uint8_t **b
             break;
         }
         if (r == Z_MEM_ERROR)
-            return -ENOMEM;
+            return VIAL_WS_PMD_NO_MEMORY; /* zlib allocates the window on first output */
         if ((r != Z_OK && r != Z_BUF_ERROR) || (r == Z_BUF_ERROR && z->avail_in && z->avail_out))
             return VIAL_WS_PMD_CORRUPT;
         if (!z->avail_in && z->avail_out)

@@ -50,6 +50,13 @@ int vial_ws_pmd_negotiate(const char *offers, vial_ws_pmd_params *out, char *res
 /* The bytes of zlib state held by all connections now. */
 size_t vial_ws_pmd_memory(void);
 
+/* 1 when a connection with these parameters, compressing both ways, would
+ * fit under memory_max (0: no cap) with what all connections hold now: the
+ * handshake declines the extension otherwise, so new connections go
+ * uncompressed instead of failing later. zlib's documented sizes, plus its
+ * state structs. */
+int vial_ws_pmd_room(const vial_ws_pmd_params *p, size_t memory_max);
+
 /* One connection's compression state; zero it, then set params and
  * memory_max (the process-wide cap; 0: none). */
 typedef struct vial_ws_pmd {

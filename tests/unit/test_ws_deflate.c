@@ -336,6 +336,12 @@ static void test_memory_cap_and_figures(void **state)
     free(buf);
     vial_ws_pmd_free(&d);
 
+    /* The handshake's estimate covers what was measured. */
+    vial_ws_pmd_params p12 = {0, 0, 12, 12};
+    assert_true(vial_ws_pmd_room(&p12, 0));
+    assert_true(vial_ws_pmd_room(&p12, 64 * 1024));
+    assert_false(vial_ws_pmd_room(&p12, 48 * 1024));
+
     /* At the cap: no state, a distinct result; nothing stays charged. */
     d = pmd_with(15, 0, 12, 0);
     d.memory_max = 4096;
