@@ -373,9 +373,10 @@ typedef struct vial_config {
      * ws_deflate: accept a client's offer (vial_config_default: 1; 0: never
      * negotiated). ws_deflate_min: messages vial sends shorter than this go
      * uncompressed (0: 128 bytes). ws_deflate_memory_max: bytes of zlib
-     * state all connections may hold at once (0: 64 MiB); past it a
-     * connection sends uncompressed, and one that cannot get the state to
-     * read a compressed message is closed with 1013. */
+     * state all connections may hold at once (0: 64 MiB); a handshake that
+     * finds no room for one more connection declines the extension, and a
+     * connection that cannot get its state later sends uncompressed, or,
+     * to read a compressed message, is closed with 1013. */
     int ws_deflate;
     size_t ws_deflate_min;
     size_t ws_deflate_memory_max;
