@@ -5,12 +5,17 @@ without deflate. Prints, per message, the server's CPU time (utime + stime
 from /proc, so the client's own work is not counted) and the bytes on the
 wire in each direction (frame headers included, TCP/IP not).
 
-    bench/ws-deflate.py [--messages N] [--build DIR]
+    bench/ws-deflate.py [--messages N] [--conns N] [--build DIR]
+
+Then --conns connections (default 500) measure the server's RSS per
+connection: idle after a handshake that negotiated deflate (no zlib state
+yet), and after one compressed echo each (inflate and deflate state held).
 
 The client is a raw socket with Python's zlib (window 2^12, context kept
 across messages, as vial answers "client_max_window_bits"). Messages differ
 (ids, names, numbers drawn from a fixed seed) but share their shape, as a
-real feed does. Bounded: N defaults to 3000, each run stops after 60 s.
+real feed does. Bounded: N defaults to 20000 (the CPU figure has
+10 ms ticks), each run stops after 60 s.
 """
 import argparse
 import base64
@@ -116,9 +121,52 @@ def run(port, pid, n, deflate):
     return n, cpu, up, down, len(msgs[0])
 
 
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+
+
+def handshake(port, deflate=True):
+    s = socket.create_connection(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    ext = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" if deflate else ""
+    s.sendall(("GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n" % (key, ext)).encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    assert (b"permessage-deflate" in head.lower()) == deflate, head
+    return s
+
+
+def memory(port, pid, n):
+    msg = message(random.Random(1))
+    base = rss_kib(pid)
+    conns = [handshake(port) for _ in range(n)]
+    time.sleep(0.3)
+    idle = rss_kib(pid)
+    for s in conns:
+        c = zlib.compressobj(6, zlib.DEFLATED, -12)
+        z = c.compress(msg) + c.flush(zlib.Z_SYNC_FLUSH)
+        s.sendall(frame(OP_TEXT, z[:-4], True))
+    for s in conns:
+        rsv1, data, _ = read_frame(s)
+        assert rsv1
+    time.sleep(0.3)
+    active = rss_kib(pid)
+    for s in conns:
+        s.close()
+    print("RSS per connection (%d connections, deflate negotiated): idle %.1f KiB; "
+          "after one compressed echo each %.1f KiB" % (n, (idle - base) * 1.0 / n, (active - base) * 1.0 / n))
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--messages", type=int, default=3000)
+    ap.add_argument("--messages", type=int, default=20000)
+    ap.add_argument("--conns", type=int, default=500)
     ap.add_argument("--build", default=os.path.join(os.path.dirname(__file__), "..", "build"))
     a = ap.parse_args()
     binary = os.path.join(a.build, "examples", "conformance")
@@ -140,6 +188,8 @@ def main():
                                                            cpu / n * 1e6, up / n, down / n))
         print("(message payload %d bytes; CPU from /proc utime+stime at %d Hz)"
               % (size, os.sysconf("SC_CLK_TCK")))
+        if a.conns:
+            memory(port, srv.pid, a.conns)
     finally:
         srv.terminate()
         srv.wait(5)
