@@ -967,7 +967,8 @@ int vial_ws_accept(vial_ws *ws);
  * Pings are answered inside it, pongs ignored, and messages broadcast to the
  * session's groups are sent while it waits. Returns 0 with *msg filled;
  * VIAL_WS_CLOSED when the peer closed (its close was echoed); -EPROTO,
- * -EMSGSIZE after failing the connection with 1002/1007 or 1009;
+ * -EMSGSIZE after failing the connection with 1002/1007 or 1009; -ENOMEM
+ * after 1013 (no room for permessage-deflate's zlib state) or 1011;
  * -ECONNRESET when the peer vanished; -ENOBUFS when the session was dropped
  * for not reading its broadcasts; -ECANCELED. Once it fails, the session is
  * over: later calls return the same result. */

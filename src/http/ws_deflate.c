@@ -257,7 +257,7 @@ static z_stream *stream_new(vial_ws_pmd *d)
 
 /* --- inflate ------------------------------------------------------------------------- */
 
-#define INFLATE_STEP (16 * 1024)
+#define INFLATE_FIRST 4096 /* then doubled: a small message keeps a small buffer */
 
 static int inflate_some(vial_ws_pmd *d, const uint8_t *in, size_t n, uint8_t **buf, size_t *len,
                         size_t *cap, size_t max)
@@ -275,7 +275,7 @@ static int inflate_some(vial_ws_pmd *d, const uint8_t *in, size_t n, uint8_t **b
         if (*cap == *len) {
             /* Grown a step at a time, never past max + 1: the output is
              * judged as it comes, not once the whole message is inflated. */
-            size_t c = *cap + (*cap < INFLATE_STEP ? INFLATE_STEP : *cap);
+            size_t c = *cap ? *cap * 2 : INFLATE_FIRST;
             if (c > max + 1)
                 c = max + 1;
             uint8_t *b = realloc(*buf, c);

@@ -183,6 +183,23 @@ def test_library_inflated_over_limit_1009(server):
     run(go())
 
 
+@needs_lib
+def test_library_chat_broadcasts_reach_compressed_sessions(server):
+    # Group broadcasts are framed once for every member, uncompressed (RSV1
+    # clear), which a session that negotiated deflate must accept.
+    async def go():
+        a = await websockets.connect(uri(server, "/ws/chat"))
+        b = await websockets.connect(uri(server, "/ws/chat"))
+        assert a.response_headers.get("Sec-WebSocket-Extensions", "").startswith("permessage-deflate")
+        text = json_message()
+        await a.send(text)
+        assert await asyncio.wait_for(b.recv(), 5) == text
+        assert await asyncio.wait_for(a.recv(), 5) == text
+        await a.close()
+        await b.close()
+    run(go())
+
+
 # --- hand-made frames ------------------------------------------------------------------------
 
 
