@@ -393,6 +393,16 @@ static int ws_deliver_msg(vial_ws *ws, vial_ws_msg *msg, int opcode, const uint8
     return 0;
 }
 
+/* A compressed message that cannot be read ends the session: r is the
+ * close code negated (ws_deflate.h), or -ENOMEM. */
+static int inflate_fail(vial_ws *ws, int r)
+{
+    if (r == -ENOMEM)
+        return ws_end(ws, 1011, NULL, 0, -ENOMEM);
+    return ws_end(ws, -r, NULL, 0,
+                  r == VIAL_WS_PMD_TOO_BIG ? -EMSGSIZE : r == VIAL_WS_PMD_NO_MEMORY ? -ENOMEM : -EPROTO);
+}
+
 int vial_ws_recv(vial_ws *ws, vial_ws_msg *msg)
 {
     int r = vial_ws_accept(ws);
@@ -445,8 +455,7 @@ int vial_ws_recv(vial_ws *ws, vial_ws_msg *msg)
                     !vial_ws_utf8_valid(ws->msg, ws->msg_len))
                     r = -1007;
                 if (r < 0)
-                    return ws_end(ws, r == -ENOMEM ? 1011 : -r, NULL, 0,
-                                  r == VIAL_WS_PMD_TOO_BIG ? -EMSGSIZE : r == -ENOMEM || r == VIAL_WS_PMD_NO_MEMORY ? -ENOMEM : -EPROTO);
+                    return inflate_fail(ws, r);
                 if (ev.fin)
                     return ws_deliver_msg(ws, msg, ev.opcode, ws->msg, ws->msg_len);
             } else if (ev.kind == VIAL_WS_EV_DATA) {
