@@ -80,9 +80,15 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run(port, pid, n, deflate):
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+
+
+def handshake(port, deflate=True):
     s = socket.create_connection(("127.0.0.1", port))
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     key = base64.b64encode(os.urandom(16)).decode()
     ext = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" if deflate else ""
     s.sendall(("GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -91,8 +97,13 @@ def run(port, pid, n, deflate):
     while b"\r\n\r\n" not in head:
         head += s.recv(4096)
     assert head.startswith(b"HTTP/1.1 101"), head
-    agreed = b"permessage-deflate" in head.lower()
-    assert agreed == deflate, head
+    assert (b"permessage-deflate" in head.lower()) == deflate, head
+    return s
+
+
+def run(port, pid, n, deflate):
+    s = handshake(port, deflate)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     comp = zlib.compressobj(6, zlib.DEFLATED, -12)
     decomp = zlib.decompressobj(-15)
     rng = random.Random(7)
@@ -119,27 +130,6 @@ def run(port, pid, n, deflate):
     cpu = cpu_seconds(pid) - cpu0
     s.close()
     return n, cpu, up, down, len(msgs[0])
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-
-
-def handshake(port, deflate=True):
-    s = socket.create_connection(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    ext = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" if deflate else ""
-    s.sendall(("GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n" % (key, ext)).encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += s.recv(4096)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    assert (b"permessage-deflate" in head.lower()) == deflate, head
-    return s
 
 
 def memory(port, pid, n):
