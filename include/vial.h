@@ -395,6 +395,17 @@ typedef struct vial_config {
     const char *listen;
     int unix_mode;
     const char *trusted_proxy;
+    /* WebSocket permessage-deflate (RFC 7692; docs/guide/websockets.md).
+     * ws_deflate: accept a client's offer (vial_config_default: 1; 0: never
+     * negotiated). ws_deflate_min: messages vial sends shorter than this go
+     * uncompressed (0: 128 bytes). ws_deflate_memory_max: bytes of zlib
+     * state all connections may hold at once (0: 64 MiB); a handshake that
+     * finds no room for one more connection declines the extension, and a
+     * connection that cannot get its state later sends uncompressed, or,
+     * to read a compressed message, is closed with 1013. */
+    int ws_deflate;
+    size_t ws_deflate_min;
+    size_t ws_deflate_memory_max;
     const vial_option *options; /* the app's own command-line options, or NULL */
     /* Called once by vial_run on its thread when every loop thread's
      * listener is bound, with the port (the real one for port 0), before
@@ -418,6 +429,7 @@ vial_config vial_config_default(void);
  *   --[no-]debug
  *   --[no-]compress
  *   --listen ADDR[,ADDR...] (repeatable)  --unix-mode MODE  --trusted-proxy CIDR[,CIDR...]
+ *   --[no-]ws-deflate  --ws-deflate-min BYTES  --ws-deflate-memory-max BYTES
  *   --config FILE  -h/--help
  * Before the flags it reads --config FILE (or $VIAL_CONFIG): "name = value"
  * lines with the options' long names ("port = 8080", "access-log = -"),
@@ -1107,8 +1119,13 @@ void vial_sem_release(vial_sem *s);
  * written when the handler first calls vial_ws_accept, _recv or _send, so
  * what it does before (join a group, check the request) happens first; a
  * handler that returns without accepting answers 403. When the handler
- * returns, a session still open is closed with 1000. No subprotocol or
- * extension is negotiated. Messages are limited to 1 MiB (1009 beyond);
+ * returns, a session still open is closed with 1000. No subprotocol is
+ * negotiated; permessage-deflate is, when the client offers it (see
+ * vial_config.ws_deflate): received messages are inflated before
+ * vial_ws_recv returns them, and vial_ws_send compresses those of at least
+ * ws_deflate_min bytes (group broadcasts go uncompressed). Messages are
+ * limited to 1 MiB (1009 beyond; for a compressed one, its inflated size;
+ * compressed data that does not inflate is a 1007);
  * protocol errors (1002) and invalid UTF-8 text (1007) fail the connection:
  * a close frame with the code, then the TCP connection is closed at once.
  * WebSocket connections have no idle timeout.
@@ -1148,7 +1165,8 @@ int vial_ws_accept(vial_ws *ws);
  * Pings are answered inside it, pongs ignored, and messages broadcast to the
  * session's groups are sent while it waits. Returns 0 with *msg filled;
  * VIAL_WS_CLOSED when the peer closed (its close was echoed); -EPROTO,
- * -EMSGSIZE after failing the connection with 1002/1007 or 1009;
+ * -EMSGSIZE after failing the connection with 1002/1007 or 1009; -ENOMEM
+ * after 1013 (no room for permessage-deflate's zlib state) or 1011;
  * -ECONNRESET when the peer vanished; -ENOBUFS when the session was dropped
  * for not reading its broadcasts; -ECANCELED. Once it fails, the session is
  * over: later calls return the same result. */

@@ -31,6 +31,9 @@ vial_config vial_config_default(void)
         .request_id = -1,
         .compress = -1,
         .unix_mode = -1,
+        .ws_deflate = 1,
+        .ws_deflate_min = 128,
+        .ws_deflate_memory_max = (size_t)64 << 20,
     };
 }
 
@@ -107,6 +110,12 @@ static const server_opt server_opts[] = {
     {"trusted-proxy", "CIDR[,CIDR...]",
      "peers whose X-Forwarded-For/-Proto are believed: 10.0.0.0/8, ::1/128, 127.0.0.1, unix",
      OPT_STR, offsetof(vial_config, trusted_proxy), 0, 0},
+    {"ws-deflate", NULL, "websocket permessage-deflate when the client offers it", OPT_BOOL,
+     offsetof(vial_config, ws_deflate), 0, 1},
+    {"ws-deflate-min", "BYTES", "websocket messages shorter than this are sent uncompressed", OPT_SIZE,
+     offsetof(vial_config, ws_deflate_min), 1, 1024 * MIB},
+    {"ws-deflate-memory-max", "BYTES", "zlib state of all websockets at once (then uncompressed, or 1013)",
+     OPT_SIZE, offsetof(vial_config, ws_deflate_memory_max), 16 * KIB, 1024 * GIB},
 };
 #define NOPTS (sizeof server_opts / sizeof server_opts[0])
 

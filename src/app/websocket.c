@@ -21,6 +21,7 @@
 #include "app/app.h"
 #include "http/server.h"
 #include "http/websocket.h"
+#include "http/ws_deflate.h"
 #include "runtime/coro.h"
 
 #include <errno.h>
@@ -96,6 +97,9 @@ struct vial_ws {
     ws_member *members;
     ws_delivery *qhead, *qtail;
     size_t qoff;            /* bytes of the head already written */
+    vial_ws_pmd pmd;        /* permessage-deflate, when negotiated */
+    unsigned deflate : 1;
+    size_t deflate_min;     /* messages shorter than this go uncompressed */
 };
 
 static void blob_unref(ws_blob *b)
@@ -193,6 +197,24 @@ static int send_frame(vial_ws *ws, int opcode, const void *data, size_t len)
     return r;
 }
 
+/* A message over the threshold, deflated with RSV1 set; sent as it is when
+ * compressing does not shrink it or zlib's memory cap is reached. */
+static int send_compressed(vial_ws *ws, int opcode, const void *data, size_t len)
+{
+    uint8_t *z;
+    size_t zl;
+    if (vial_ws_pmd_deflate(&ws->pmd, data, len, &z, &zl) != 0)
+        return send_frame(ws, opcode, data, len);
+    uint8_t h[10];
+    size_t hl = vial_ws_frame_header(h, opcode, zl);
+    h[0] |= 0x40;
+    int r = vial_conn_ws_out(ws->c, h, hl);
+    if (r == 0)
+        r = vial_conn_ws_out(ws->c, z, zl);
+    free(z);
+    return r;
+}
+
 /* Finishes the queued frame already partly written, so another frame can
  * follow without splitting it. */
 static int queue_finish_head(vial_ws *ws)
@@ -285,6 +307,20 @@ int vial_ws_accept(vial_ws *ws)
         vial_res_add_header(rs, "Connection", "Upgrade") < 0 ||
         vial_res_add_header(rs, "Sec-WebSocket-Accept", accept) < 0)
         return ws->result = -ENOMEM;
+    char ext[160];
+    const vial_config *cfg = &rq->server->cfg;
+    size_t zmax = cfg->ws_deflate_memory_max ? cfg->ws_deflate_memory_max : VIAL_WS_DEFLATE_MEMORY_MAX;
+    if (cfg->ws_deflate &&
+        vial_ws_pmd_negotiate(vial_req_header(rq, "Sec-WebSocket-Extensions"), &ws->pmd.params, ext,
+                              sizeof ext) == 1 &&
+        vial_ws_pmd_room(&ws->pmd.params, zmax)) {
+        if (vial_res_add_header(rs, "Sec-WebSocket-Extensions", ext) < 0)
+            return ws->result = -ENOMEM;
+        ws->deflate = 1;
+        ws->p.rsv1_ok = 1;
+        ws->pmd.memory_max = zmax;
+        ws->deflate_min = cfg->ws_deflate_min ? cfg->ws_deflate_min : VIAL_WS_DEFLATE_MIN;
+    }
     char head[2048];
     int n = vial_write_head(rq, head, sizeof head, 1, 0, rq->server->cfg.server_header);
     if (n < 0)
@@ -357,6 +393,16 @@ static int ws_deliver_msg(vial_ws *ws, vial_ws_msg *msg, int opcode, const uint8
     return 0;
 }
 
+/* A compressed message that cannot be read ends the session: r is the
+ * close code negated (ws_deflate.h), or -ENOMEM. */
+static int inflate_fail(vial_ws *ws, int r)
+{
+    if (r == -ENOMEM)
+        return ws_end(ws, 1011, NULL, 0, -ENOMEM);
+    return ws_end(ws, -r, NULL, 0,
+                  r == VIAL_WS_PMD_TOO_BIG ? -EMSGSIZE : r == VIAL_WS_PMD_NO_MEMORY ? -ENOMEM : -EPROTO);
+}
+
 int vial_ws_recv(vial_ws *ws, vial_ws_msg *msg)
 {
     int r = vial_ws_accept(ws);
@@ -402,7 +448,17 @@ int vial_ws_recv(vial_ws *ws, vial_ws_msg *msg)
              * slice's item (the read buffer is this coroutine's alone, so
              * ev.data stays valid across the yield). */
             vial_coro_spend(VIAL_SLICE_ITEM + ev.len);
-            if (ev.kind == VIAL_WS_EV_DATA) {
+            if (ev.kind == VIAL_WS_EV_DATA && ev.compressed) {
+                r = vial_ws_pmd_inflate(&ws->pmd, ev.data, ev.len, ev.fin, &ws->msg, &ws->msg_len,
+                                        &ws->msg_cap, ws->p.max_message);
+                if (r == 0 && ev.fin && ev.opcode == VIAL_WS_OP_TEXT &&
+                    !vial_ws_utf8_valid(ws->msg, ws->msg_len))
+                    r = -1007;
+                if (r < 0)
+                    return inflate_fail(ws, r);
+                if (ev.fin)
+                    return ws_deliver_msg(ws, msg, ev.opcode, ws->msg, ws->msg_len);
+            } else if (ev.kind == VIAL_WS_EV_DATA) {
                 if (ev.fin && ws->msg_len == 0) /* whole in the read buffer: no copy */
                     return ws_deliver_msg(ws, msg, ev.opcode, ev.data, ev.len);
                 if (msg_append(ws, ev.data, ev.len) < 0)
@@ -454,7 +510,8 @@ int vial_ws_send(vial_ws *ws, int type, const void *data, size_t len)
     ws->in_app = 0;
     r = queue_finish_head(ws);
     if (r == 0)
-        r = send_frame(ws, type, data, len);
+        r = ws->deflate && len >= ws->deflate_min ? send_compressed(ws, type, data, len)
+                                                  : send_frame(ws, type, data, len);
     if (r == 0)
         r = vial_conn_ws_flush(ws->c, 1);
     if (r < 0) {
@@ -498,6 +555,7 @@ static void ws_fini(vial_ws *ws, vial_coro *co, void *prev_local)
     ws->sess->ws = NULL;
     sess_unref(ws->sess);
     free(ws->msg);
+    vial_ws_pmd_free(&ws->pmd);
 }
 
 int vial_ws_serve(vial_req *rq, vial_ws_handler fn)
