@@ -153,7 +153,7 @@ static int hub_publish(vial_req *rq, vial_res *rs) /* sync */
     return vial_text(rs, 200, "%s %d\n", id, r);
 }
 
-/* POST /hub/flood/<topic>?n=count&size=bytes: n messages "seq:<i>:" padded
+/* POST /hub/flood/<topic>?n=count&size=bytes&tag=t: n messages "seq:<i>:<t>:" padded
  * to size, from this worker thread, as fast as it can. */
 static int hub_flood(vial_req *rq, vial_res *rs) /* sync */
 {
@@ -164,13 +164,41 @@ static int hub_flood(vial_req *rq, vial_res *rs) /* sync */
     if (!buf)
         return vial_abort(rs, 503);
     memset(buf, 'x', (size_t)size);
+    const char *tag = vial_req_arg(rq, "tag");
     for (int64_t i = 0; i < n; i++) {
-        int k = snprintf(buf, (size_t)size, "seq:%lld:", (long long)i);
+        int k = snprintf(buf, (size_t)size, "seq:%lld:%.8s:", (long long)i, tag ? tag : "");
         buf[k] = 'x';
         vial_hub_publish(hub, vial_req_param(rq, "topic"), buf, (size_t)size);
     }
     free(buf);
     return vial_text(rs, 200, "%lld\n", (long long)n);
+}
+
+/* POST /hub/from-thread/<topic>: the body published by a thread of the
+ * app's own (no loop, no worker, no request). */
+typedef struct thread_pub {
+    const char *topic;
+    const void *body;
+    size_t len;
+    int result;
+} thread_pub;
+
+static void *publisher_thread(void *arg)
+{
+    thread_pub *p = arg;
+    p->result = vial_hub_publish(hub, p->topic, p->body, p->len);
+    return NULL;
+}
+
+static int hub_from_thread(vial_req *rq, vial_res *rs) /* sync */
+{
+    thread_pub p = {vial_req_param(rq, "topic"), NULL, 0, 0};
+    p.body = vial_req_body(rq, &p.len);
+    pthread_t t;
+    if (pthread_create(&t, NULL, publisher_thread, &p) != 0)
+        return vial_abort(rs, 503);
+    pthread_join(t, NULL);
+    return vial_text(rs, 200, "%d\n", p.result);
 }
 
 /* GET /hub/stats: the hub's counters as JSON. */
@@ -225,6 +253,7 @@ int conformance_realtime(vial_app *app)
     e |= vial_ws_route(app, "/ws/hub/<topic>", ws_hub);
     e |= vial_route_sync(app, "POST /hub/publish/<topic>", hub_publish);
     e |= vial_route_sync(app, "POST /hub/flood/<topic>", hub_flood);
+    e |= vial_route_sync(app, "POST /hub/from-thread/<topic>", hub_from_thread);
     e |= vial_route_sync(app, "GET /hub/stats", hub_stats);
     e |= vial_route(app, "GET /sse/encode", sse_encode);
     return e;
