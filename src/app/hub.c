@@ -226,7 +226,9 @@ typedef struct sub_box {
 /* Attaches a new subscriber on this loop thread. */
 static vial_sub *sub_attach(vial_hub *h, const char *name)
 {
-    vial_loop *loop = vial_loop_current();
+    /* A coroutine's own loop: the test client runs its loop by hand. */
+    vial_coro *co = vial_coro_current();
+    vial_loop *loop = co ? co->loop : vial_loop_current();
     if (!h || !name || !loop)
         return NULL;
     sub_box *b = calloc(1, sizeof *b);
