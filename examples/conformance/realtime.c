@@ -201,6 +201,27 @@ static int hub_from_thread(vial_req *rq, vial_res *rs) /* sync */
     return vial_text(rs, 200, "%d\n", p.result);
 }
 
+/* GET /firehose?mb=limit: 16 KiB chunks as fast as the client takes them
+ * (bench/backpressure.py: a client that stops reading must cost the server
+ * its output buffer, not the stream). */
+static int firehose(vial_req *rq, vial_res *rs) /* async */
+{
+    int64_t mb;
+    if (vial_req_arg_int(rq, "mb", 1024, 1, 1 << 20, &mb))
+        return vial_abort(rs, 400);
+    enum { CHUNK = 16384 };
+    char *chunk = malloc(CHUNK);
+    if (!chunk)
+        return vial_abort(rs, 503);
+    memset(chunk, 'f', CHUNK);
+    if (vial_stream_begin(rs, 200, "application/octet-stream") == 0)
+        for (int64_t i = 0; i < mb * 64; i++)
+            if (vial_stream_write(rs, chunk, CHUNK) != 0)
+                break;
+    free(chunk);
+    return 0;
+}
+
 /* GET /hub/stats: the hub's counters as JSON. */
 static int hub_stats(vial_req *rq, vial_res *rs) /* sync */
 {
@@ -256,5 +277,6 @@ int conformance_realtime(vial_app *app)
     e |= vial_route_sync(app, "POST /hub/from-thread/<topic>", hub_from_thread);
     e |= vial_route_sync(app, "GET /hub/stats", hub_stats);
     e |= vial_route(app, "GET /sse/encode", sse_encode);
+    e |= vial_route(app, "GET /firehose", firehose);
     return e;
 }

@@ -47,10 +47,21 @@ struct vial_sub {
     void *kick_arg;
 };
 
+/* A topic on one loop thread. Publishers queue messages here (under the
+ * hub's lock) and post the node once until its loop takes them: a
+ * publisher faster than the loop costs at most the node's queue, never a
+ * mailbox item per message. */
 struct tnode {
     vial_loop *loop;
     vial_sub *subs;         /* loop thread only */
-    size_t nsubs;           /* under the hub's lock */
+    hub_msg **batch;        /* loop thread only: what the last take moved out */
+    /* under the hub's lock */
+    size_t nsubs;
+    hub_msg **q;
+    size_t qcap, qhead, qlen;
+    uint64_t lost;          /* dropped here, the queue being full */
+    int posted;
+    vial_msg m;
     tnode *next;
 };
 
@@ -66,12 +77,6 @@ struct vial_hub {
     pthread_mutex_t lock;
     topic *topics;
 };
-
-typedef struct hub_post {
-    vial_msg m;
-    tnode *node;
-    hub_msg *msg;
-} hub_post;
 
 static atomic_uint_fast64_t n_published, n_delivered, n_dropped, n_disconnected;
 static atomic_int_fast64_t n_subscribers;
@@ -121,7 +126,11 @@ void vial_hub_free(vial_hub *h)
         while (t->nodes) {
             tnode *n = t->nodes;
             t->nodes = n->next;
-            free(n);
+            for (; n->qlen; n->qlen--, n->qhead = (n->qhead + 1) % n->qcap)
+                msg_unref(n->q[n->qhead]);
+            free(n->q);
+            free(n->batch);
+            free(n); /* the start of its node_box */
         }
         free(t->name);
         free(t);
@@ -207,14 +216,81 @@ static void sub_enqueue(vial_sub *s, hub_msg *m)
     sub_notify(s);
 }
 
-static void post_deliver(vial_loop *l, vial_msg *mm)
+/* A loop that fell a whole queue behind its publishers lost messages for
+ * every subscriber it has: each takes that as its policy says. */
+static void sub_lost(vial_sub *s, uint64_t lost)
+{
+    if (s->ended)
+        return;
+    if (s->policy == VIAL_HUB_DISCONNECT) {
+        s->ended = 1;
+        ring_clear(s);
+        atomic_fetch_add(&n_disconnected, 1);
+        sub_notify(s);
+        return;
+    }
+    s->dropped += lost;
+    atomic_fetch_add(&n_dropped, lost);
+}
+
+static vial_hub *node_hub(tnode *n);
+
+/* On the node's loop: takes what publishers queued, hands it to each
+ * subscriber of this thread. */
+static void node_deliver(vial_loop *l, vial_msg *mm)
 {
     (void)l;
-    hub_post *p = (hub_post *)mm;
-    for (vial_sub *s = p->node->subs; s; s = s->next)
-        sub_enqueue(s, p->msg);
-    msg_unref(p->msg);
-    free(p);
+    tnode *n = (tnode *)((char *)mm - offsetof(tnode, m));
+    vial_hub *h = node_hub(n);
+    pthread_mutex_lock(&h->lock);
+    size_t k = 0;
+    for (; n->qlen; n->qlen--, n->qhead = (n->qhead + 1) % n->qcap)
+        n->batch[k++] = n->q[n->qhead];
+    uint64_t lost = n->lost;
+    n->lost = 0;
+    n->posted = 0;
+    pthread_mutex_unlock(&h->lock);
+    for (vial_sub *s = n->subs; s; s = s->next) {
+        if (lost)
+            sub_lost(s, lost);
+        for (size_t i = 0; i < k; i++)
+            sub_enqueue(s, n->batch[i]);
+    }
+    for (size_t i = 0; i < k; i++)
+        msg_unref(n->batch[i]);
+}
+
+/* A node and the hub it belongs to: its loop callback needs the lock. */
+typedef struct node_box {
+    tnode node;
+    vial_hub *hub;
+} node_box;
+
+static vial_hub *node_hub(tnode *n)
+{
+    return ((node_box *)n)->hub;
+}
+
+static tnode *node_new(vial_hub *h, vial_loop *loop, size_t qlen)
+{
+    node_box *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    tnode *n = &b->node;
+    b->hub = h;
+    n->loop = loop;
+    /* At least a burst's worth: a loop is briefly busy now and then. */
+    n->qcap = qlen < 64 ? 64 : qlen;
+    n->q = malloc(n->qcap * sizeof *n->q);
+    n->batch = malloc(n->qcap * sizeof *n->batch);
+    if (!n->q || !n->batch) {
+        free(n->q);
+        free(n->batch);
+        free(b);
+        return NULL;
+    }
+    n->m.cb = node_deliver;
+    return n;
 }
 
 /* The hub a subscription belongs to, kept beside it. */
@@ -242,8 +318,7 @@ static vial_sub *sub_attach(vial_hub *h, const char *name)
     if (t) {
         for (n = t->nodes; n && n->loop != loop; n = n->next)
             ;
-        if (!n && (n = calloc(1, sizeof *n))) {
-            n->loop = loop;
+        if (!n && (n = node_new(h, loop, t->qlen))) {
             n->next = t->nodes;
             t->nodes = n;
         }
@@ -497,27 +572,29 @@ int vial_hub_publish_event(vial_hub *h, const char *name, const vial_sse_event *
         m->ev.id = p;
     }
     atomic_fetch_add(&n_published, 1);
-    int posted = 0, err = 0;
+    int posted = 0;
     pthread_mutex_lock(&h->lock);
     topic *t = topic_find(h, name, 0);
     for (tnode *n = t ? t->nodes : NULL; n; n = n->next) {
         if (!n->nsubs)
             continue;
-        hub_post *post = malloc(sizeof *post);
-        if (!post) {
-            err = -ENOMEM;
-            continue;
+        if (n->qlen == n->qcap) {
+            msg_unref(n->q[n->qhead]);
+            n->qhead = (n->qhead + 1) % n->qcap;
+            n->qlen--;
+            n->lost++;
         }
-        post->m.cb = post_deliver;
-        post->node = n;
-        post->msg = m;
         atomic_fetch_add(&m->refs, 1);
-        vial_loop_post(n->loop, &post->m);
+        n->q[(n->qhead + n->qlen++) % n->qcap] = m;
+        if (!n->posted) {
+            n->posted = 1;
+            vial_loop_post(n->loop, &n->m);
+        }
         posted++;
     }
     pthread_mutex_unlock(&h->lock);
     msg_unref(m);
-    return posted ? posted : err;
+    return posted;
 }
 
 int vial_hub_publish(vial_hub *h, const char *name, const void *data, size_t len)
