@@ -193,16 +193,23 @@ static void ring_clear(vial_sub *s)
     }
 }
 
+/* The subscriber fell a queue behind under VIAL_HUB_DISCONNECT: it gets
+ * nothing more, and learns it at its next wait. */
+static void sub_end_slow(vial_sub *s)
+{
+    s->ended = 1;
+    ring_clear(s);
+    atomic_fetch_add(&n_disconnected, 1);
+    sub_notify(s);
+}
+
 static void sub_enqueue(vial_sub *s, hub_msg *m)
 {
     if (s->ended)
         return;
     if (s->len == s->cap) {
         if (s->policy == VIAL_HUB_DISCONNECT) {
-            s->ended = 1;
-            ring_clear(s);
-            atomic_fetch_add(&n_disconnected, 1);
-            sub_notify(s);
+            sub_end_slow(s);
             return;
         }
         msg_unref(s->ring[s->head]);
@@ -223,10 +230,7 @@ static void sub_lost(vial_sub *s, uint64_t lost)
     if (s->ended)
         return;
     if (s->policy == VIAL_HUB_DISCONNECT) {
-        s->ended = 1;
-        ring_clear(s);
-        atomic_fetch_add(&n_disconnected, 1);
-        sub_notify(s);
+        sub_end_slow(s);
         return;
     }
     s->dropped += lost;
@@ -495,19 +499,24 @@ static vial_shared_bytes *shared_once(_Atomic(vial_shared_bytes *) *slot, vial_s
     return b;
 }
 
-static vial_shared_bytes *build_frame(const hub_msg *m)
+vial_shared_bytes *vial_ws_frame_shared(int opcode, const void *data, size_t len)
 {
     uint8_t h[10];
-    size_t hl = vial_ws_frame_header(h, VIAL_WS_OP_TEXT, m->ev.len);
-    vial_shared_bytes *b = malloc(sizeof *b + hl + m->ev.len);
+    size_t hl = vial_ws_frame_header(h, opcode, len);
+    vial_shared_bytes *b = malloc(sizeof *b + hl + len);
     if (!b)
         return NULL;
     atomic_init(&b->refs, 1);
-    b->len = hl + m->ev.len;
+    b->len = hl + len;
     memcpy(b->bytes, h, hl);
-    if (m->ev.len)
-        memcpy(b->bytes + hl, m->ev.data, m->ev.len);
+    if (len)
+        memcpy(b->bytes + hl, data, len);
     return b;
+}
+
+static vial_shared_bytes *build_frame(const hub_msg *m)
+{
+    return vial_ws_frame_shared(VIAL_WS_OP_TEXT, m->ev.data, m->ev.len);
 }
 
 static vial_shared_bytes *build_sse(const hub_msg *m)

@@ -30,6 +30,9 @@ int vial_sub_ended(const vial_sub *s);
 /* Ends and frees a subscription opened with vial_hub_sub_open. */
 void vial_hub_sub_free(vial_sub *s);
 
+/* One complete server frame (unmasked, so any connection may send it). */
+vial_shared_bytes *vial_ws_frame_shared(int opcode, const void *data, size_t len);
+
 /* The SSE wire form of ev into a new shared buffer; NULL: -EINVAL or no memory. */
 vial_shared_bytes *vial_sse_shared(const vial_sse_event *ev);
 

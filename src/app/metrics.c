@@ -177,7 +177,8 @@ static void out_label(vial_res *rs, const char *v)
     }
 }
 
-static void gauge(vial_res *rs, const char *name, const char *help, uint64_t v)
+/* One unlabelled figure of the given type ("gauge", "counter"). */
+static void figure(vial_res *rs, const char *type, const char *name, const char *help, uint64_t v)
 {
     out_s(rs, "# HELP ");
     out_s(rs, name);
@@ -185,7 +186,9 @@ static void gauge(vial_res *rs, const char *name, const char *help, uint64_t v)
     out_s(rs, help);
     out_s(rs, "\n# TYPE ");
     out_s(rs, name);
-    out_s(rs, " gauge\n");
+    out_s(rs, " ");
+    out_s(rs, type);
+    out_s(rs, "\n");
     out_s(rs, name);
     out_s(rs, " ");
     out_u64(rs, v);
@@ -201,19 +204,14 @@ typedef struct merged {
     unsigned npairs;
 } merged;
 
+static void gauge(vial_res *rs, const char *name, const char *help, uint64_t v)
+{
+    figure(rs, "gauge", name, help, v);
+}
+
 static void counter(vial_res *rs, const char *name, const char *help, uint64_t v)
 {
-    out_s(rs, "# HELP ");
-    out_s(rs, name);
-    out_s(rs, " ");
-    out_s(rs, help);
-    out_s(rs, "\n# TYPE ");
-    out_s(rs, name);
-    out_s(rs, " counter\n");
-    out_s(rs, name);
-    out_s(rs, " ");
-    out_u64(rs, v);
-    out_s(rs, "\n");
+    figure(rs, "counter", name, help, v);
 }
 
 /* The broadcast hub's totals (hub.c keeps them process-wide). */

@@ -741,16 +741,9 @@ int vial_ws_group_broadcast(vial_ws_group *g, int type, const void *data, size_t
 {
     if (type != VIAL_WS_TEXT && type != VIAL_WS_BINARY)
         return -EINVAL;
-    uint8_t h[10];
-    size_t hl = vial_ws_frame_header(h, type, len);
-    ws_blob *b = malloc(sizeof *b + hl + len);
+    ws_blob *b = vial_ws_frame_shared(type, data, len);
     if (!b)
         return -ENOMEM;
-    atomic_init(&b->refs, 1);
-    b->len = hl + len;
-    memcpy(b->bytes, h, hl);
-    if (len)
-        memcpy(b->bytes + hl, data, len);
     ws_sess *from = publishing_session();
     size_t cost = sizeof(ws_delivery) + b->len;
     uint64_t now = vial_clock_ns();

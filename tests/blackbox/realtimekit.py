@@ -56,6 +56,21 @@ def _sock(server, rcvbuf):
     return s
 
 
+def _recv(s, deadline):
+    """What the socket gives before deadline: bytes, b"" at EOF (or reset),
+    None when nothing came in time."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return None
+    s.settimeout(left)
+    try:
+        return s.recv(1 << 20)
+    except socket.timeout:
+        return None
+    except ConnectionResetError:
+        return b""
+
+
 class SseClient:
     """GET an event stream; parse the chunked body into events as asked."""
 
@@ -98,16 +113,9 @@ class SseClient:
                     self.body += self.raw[i + 2:i + 2 + size]
                     self.raw = self.raw[i + 2 + size + 2:]
                     return True
-            left = deadline - time.monotonic()
-            if left <= 0:
+            d = _recv(self.s, deadline)
+            if d is None:
                 return False
-            self.s.settimeout(left)
-            try:
-                d = self.s.recv(1 << 20)
-            except socket.timeout:
-                return False
-            except ConnectionResetError:
-                d = b""
             if not d:
                 self.eof = True
                 return False
@@ -172,16 +180,7 @@ class WsClient:
 
     def _need(self, n, deadline):
         while len(self.buf) < n:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            self.s.settimeout(left)
-            try:
-                d = self.s.recv(1 << 20)
-            except socket.timeout:
-                return False
-            except ConnectionResetError:
-                d = b""
+            d = _recv(self.s, deadline)
             if not d:
                 return False
             self.buf += d
