@@ -13,7 +13,8 @@ import time
 import pytest
 import requests
 
-from realtimekit import SseClient, WsClient, base, flood, publish, seq_of, stats, tag_of, wait_subscribers
+from realtimekit import (SseClient, WsClient, base, flood, publish, seq_of, stats, tag_of, take_baseline,
+                         wait_subscribers)
 
 try:
     import websockets
@@ -27,6 +28,11 @@ OP_TEXT, OP_CLOSE = 1, 8
 def ws_uri(server, path):
     return "ws://%s:%d%s" % (server[0], server[1], path)
 
+
+
+@pytest.fixture(autouse=True)
+def hub_baseline(server):
+    take_baseline(server)
 
 class StreamClient(SseClient):
     """/hub/stream/<topic>: one line a message."""

@@ -9,8 +9,13 @@ import time
 import pytest
 import requests
 
-from realtimekit import SseClient, base, flood, publish, seq_of, stats, wait_subscribers
+from realtimekit import SseClient, base, flood, publish, seq_of, stats, wait_subscribers, take_baseline
 
+
+
+@pytest.fixture(autouse=True)
+def hub_baseline(server):
+    take_baseline(server)
 
 def test_stream_head(server):
     c = SseClient(server, "/hub/sse/head")
