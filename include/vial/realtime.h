@@ -19,22 +19,28 @@
  *       return vial_text(rs, 200, "sent\n");
  *   }
  *
- * Delivery: a publish posts one item to each loop thread that has
- * subscribers of the topic (not one per subscriber); there it is queued for
- * each local subscriber. The message is copied once, and its websocket
- * frame and its SSE bytes are each built once (by the first thread that
- * needs them) and shared by every subscriber, refcounted. Loop mailboxes are
- * FIFO and a publish posts under the topic's lock, so every subscriber sees
- * the messages of a topic in one order, which keeps each publisher's order.
+ * Delivery: a publish copies the message once and queues it for each loop
+ * thread that has subscribers of the topic (one queue per topic and thread,
+ * the thread woken once per batch, not once per message or subscriber);
+ * that thread hands it to each of its subscribers. The websocket frame and
+ * the SSE bytes of a message are each built once (by the first thread that
+ * needs them) and shared by every subscriber, refcounted. Publishes queue
+ * under the hub's lock and every queue is FIFO, so every subscriber sees the
+ * messages of a topic in one order, which keeps each publisher's order.
  *
  * Slow subscribers: each has a bounded queue (VIAL_HUB_QUEUE_DEFAULT
  * messages, or the topic's vial_hub_set_policy); a message for a full queue
  * either drops the oldest queued one (VIAL_HUB_DROP_OLDEST, the default) or
  * ends the subscription (VIAL_HUB_DISCONNECT): a websocket is closed with
- * 1008 once what it was already sent is written, an SSE stream ends. Memory
- * per subscriber is thus at most its queue's messages (shared with the other
- * subscribers) plus the connection's output buffer: the writers await the
- * socket (backpressure), nothing else buffers.
+ * 1008 once what it was already sent is written, an SSE stream ends. A
+ * loop thread that falls a whole queue behind its publishers (at least 64
+ * messages) loses the oldest for its subscribers, who take it as their
+ * policy says. Memory is thus bounded by the queues (messages shared with
+ * the other subscribers) plus each connection's output buffer: the writers
+ * await the socket (backpressure), nothing else buffers.
+ *
+ * Within one process only: instances behind a load balancer do not share a
+ * hub (yet).
  *
  * Metrics (vial_config.metrics): vial_hub_published_total,
  * vial_hub_delivered_total, vial_hub_dropped_total,
