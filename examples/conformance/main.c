@@ -1058,6 +1058,8 @@ static int ws_chat(vial_req *rq, vial_ws *ws)
 
 /* --- the app ---------------------------------------------------------------------------------- */
 
+int conformance_realtime(vial_app *app);
+
 static vial_app *build_app(void)
 {
     vial_app *app = vial_app_new();
@@ -1137,6 +1139,8 @@ static vial_app *build_app(void)
     e |= chat_room ? 0 : -1;
     e |= vial_ws_route(app, "/ws/echo", ws_echo);
     e |= vial_ws_route(app, "/ws/chat", ws_chat);
+
+    e |= conformance_realtime(app); /* realtime.c */
 
     vial_bp *api = vial_blueprint(app, "api", "/api/v1");
     if (!api)

@@ -19,6 +19,7 @@
  * drops a member that is too far behind right there; and a session whose
  * broadcasts are queued beyond a bound is not read until they drain. */
 #include "app/app.h"
+#include "app/hub.h"
 #include "http/server.h"
 #include "http/websocket.h"
 #include "http/ws_deflate.h"
@@ -33,11 +34,14 @@
 
 /* --- sessions --------------------------------------------------------------------- */
 
-typedef struct ws_blob {
-    atomic_uint refs;
-    size_t len;
-    uint8_t bytes[]; /* one complete server frame */
-} ws_blob;
+/* One complete server frame, shared by every member it goes to. */
+typedef vial_shared_bytes ws_blob;
+
+/* A hub topic the session subscribed to (vial_ws_subscribe). */
+typedef struct ws_hsub {
+    vial_sub *sub;
+    struct ws_hsub *next;
+} ws_hsub;
 
 /* The part of a session that publishers on other threads see; it outlives
  * the session while deliveries to or from it are in flight. */
@@ -95,6 +99,7 @@ struct vial_ws {
     size_t msg_len, msg_cap;
     ws_sess *sess;
     ws_member *members;
+    ws_hsub *hsubs;
     ws_delivery *qhead, *qtail;
     size_t qoff;            /* bytes of the head already written */
     vial_ws_pmd pmd;        /* permessage-deflate, when negotiated */
@@ -104,8 +109,7 @@ struct vial_ws {
 
 static void blob_unref(ws_blob *b)
 {
-    if (atomic_fetch_sub(&b->refs, 1) == 1)
-        free(b);
+    vial_shared_bytes_unref(b);
 }
 
 static void sess_unref(ws_sess *s)
@@ -184,6 +188,71 @@ static void leave_all(vial_ws *ws)
 {
     while (ws->members)
         vial_ws_group_leave(ws->members->group, ws);
+    while (ws->hsubs) {
+        ws_hsub *h = ws->hsubs;
+        ws->hsubs = h->next;
+        vial_hub_sub_free(h->sub);
+        free(h);
+    }
+}
+
+/* Moves one hub message into the send queue, if a subscription has one;
+ * the hub's bounded queue holds the rest, so a slow peer costs at most the
+ * topic's queue (its policy decides what happens beyond). */
+static int hub_refill(vial_ws *ws)
+{
+    for (ws_hsub *h = ws->hsubs; h; h = h->next) {
+        ws_blob *b = vial_sub_take_frame(h->sub);
+        if (!b)
+            continue;
+        ws_delivery *d = malloc(sizeof *d);
+        if (!d) {
+            blob_unref(b);
+            return 0;
+        }
+        *d = (ws_delivery){.to = ws->sess, .blob = b};
+        atomic_fetch_add(&ws->sess->refs, 1);
+        if (ws->qtail)
+            ws->qtail->next = d;
+        else
+            ws->qhead = d;
+        ws->qtail = d;
+        return 1;
+    }
+    return 0;
+}
+
+static int hub_ended(const vial_ws *ws)
+{
+    for (const ws_hsub *h = ws->hsubs; h; h = h->next)
+        if (vial_sub_ended(h->sub))
+            return 1;
+    return 0;
+}
+
+static void hub_kick(void *arg)
+{
+    vial_ws *ws = arg;
+    vial_conn_ws_kick(ws->c);
+}
+
+int vial_ws_subscribe(vial_ws *ws, vial_hub *h, const char *topic)
+{
+    if (ws->result)
+        return -EPIPE;
+    if (!h || !topic)
+        return -EINVAL;
+    ws_hsub *e = malloc(sizeof *e);
+    if (!e)
+        return -ENOMEM;
+    e->sub = vial_hub_sub_open(h, topic, hub_kick, ws);
+    if (!e->sub) {
+        free(e);
+        return -ENOMEM;
+    }
+    e->next = ws->hsubs;
+    ws->hsubs = e;
+    return 0;
 }
 
 /* Writes a whole frame (blocking: awaits room). */
@@ -235,7 +304,7 @@ static int queue_pump(vial_ws *ws)
 {
     for (;;) {
         size_t moved = 0;
-        while (ws->qhead) {
+        while (ws->qhead || hub_refill(ws)) {
             size_t room = vial_conn_ws_room(ws->c);
             if (!room)
                 break;
@@ -429,6 +498,8 @@ int vial_ws_recv(vial_ws *ws, vial_ws_msg *msg)
             vial_conn_ws_abort(c);
             return ws->result;
         }
+        if (hub_ended(ws)) /* what it was sent still goes out, then the close */
+            return ws_end(ws, 1008, (const uint8_t *)"too slow", 8, -ENOBUFS);
         uint8_t *in;
         size_t n;
         int held = 0;
@@ -728,16 +799,9 @@ int vial_ws_group_broadcast(vial_ws_group *g, int type, const void *data, size_t
 {
     if (type != VIAL_WS_TEXT && type != VIAL_WS_BINARY)
         return -EINVAL;
-    uint8_t h[10];
-    size_t hl = vial_ws_frame_header(h, type, len);
-    ws_blob *b = malloc(sizeof *b + hl + len);
+    ws_blob *b = vial_ws_frame_shared(type, data, len);
     if (!b)
         return -ENOMEM;
-    atomic_init(&b->refs, 1);
-    b->len = hl + len;
-    memcpy(b->bytes, h, hl);
-    if (len)
-        memcpy(b->bytes + hl, data, len);
     ws_sess *from = publishing_session();
     size_t cost = sizeof(ws_delivery) + b->len;
     uint64_t now = vial_clock_ns();
