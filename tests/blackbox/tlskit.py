@@ -32,12 +32,21 @@ def make_cert(directory, name="server", cn="127.0.0.1", days=2):
 
 
 def material():
-    """This process's certificate and key, made once: (cert, key)."""
+    """This process's certificate and key, made once: (cert, key). With the
+    switch on, the default trust of ssl, requests and websockets is this
+    certificate, so https:// and wss:// URLs verify against it."""
     if "cert" not in _material:
         d = tempfile.mkdtemp(prefix="vial-tls-")
         _material["dir"] = d
         _material["cert"], _material["key"] = make_cert(d)
+        if ENABLED:
+            os.environ["SSL_CERT_FILE"] = os.environ["REQUESTS_CA_BUNDLE"] = _material["cert"]
     return _material["cert"], _material["key"]
+
+
+def scheme(ws=False):
+    """The URL scheme the servers of this run speak."""
+    return ("wss" if ws else "https") if ENABLED else ("ws" if ws else "http")
 
 
 def cleanup():
