@@ -254,6 +254,9 @@ static ssize_t conn_read(vial_conn *c, char *dst, size_t cap, uint64_t deadline)
     }
 }
 
+/* The largest TLS record's payload. */
+#define TLS_RECORD 16384
+
 /* Sends wbuf[wpos..wlen) and then extra[0..extra_len) with as few system calls
  * as possible. may_wait = 0 sends what the socket takes now and returns
  * -EAGAIN for the rest (used to flush before a handler parks). */
@@ -262,6 +265,23 @@ static int conn_send(vial_conn *c, const char *extra, size_t extra_len, int may_
     if (c->broken)
         return -EPIPE;
     while (c->wpos < c->wlen || extra_len) {
+        /* TLS seals one region per call: a head still buffered takes the
+         * start of the body into its record (one record, one write(2),
+         * one seal instead of two). A retry after WANT_WRITE finds the
+         * record full or the body all taken, so it presents the same
+         * bytes, as OpenSSL requires. */
+        size_t pending = c->wlen - c->wpos;
+        if (c->ssl && pending && extra_len && pending < TLS_RECORD) {
+            size_t k = TLS_RECORD - pending;
+            if (k > VIAL_RBUF_SIZE - c->wlen)
+                k = VIAL_RBUF_SIZE - c->wlen;
+            if (k > extra_len)
+                k = extra_len;
+            memcpy(c->wbuf + c->wlen, extra, k);
+            c->wlen += (uint32_t)k;
+            extra += k;
+            extra_len -= k;
+        }
         struct iovec iov[2];
         int n = 0;
         if (c->wpos < c->wlen)
