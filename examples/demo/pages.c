@@ -1,0 +1,295 @@
+/* The HTML pages: register, log in and out, the board, and the form that
+ * adds a task. Templates render through render() below; forms carry a CSRF
+ * token checked by csrf_protect(). */
+#include "demo.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <vial/template.h>
+
+static vial_tmpl_env *templates;
+static char static_version[24]; /* ?v= on static URLs: the start time */
+
+/* --- templates ---------------------------------------------------------------- */
+
+static void arena_free(void *a)
+{
+    vial_tmpl_arena_free(a);
+}
+
+/* A page's context, with what the layout uses: the user, the CSRF token,
+ * the flashed messages and the static files' version. Its values live in
+ * an arena freed when the request ends. */
+typedef struct page {
+    struct vial_arena *a;
+    vial_tmpl_value ctx;
+} page;
+
+static const char *csrf_token(vial_req *rq);
+
+static int page_new(vial_req *rq, page *pg)
+{
+    pg->a = vial_tmpl_arena_new();
+    if (!pg->a || vial_req_on_end(rq, arena_free, pg->a) < 0) {
+        vial_tmpl_arena_free(pg->a);
+        return -1;
+    }
+    pg->ctx = vial_tmpl_dict(pg->a);
+    const char *user = current_user(rq);
+    vial_tmpl_set(pg->a, pg->ctx, "user", user ? vial_tmpl_cstr(user) : vial_tmpl_none());
+    vial_tmpl_set(pg->a, pg->ctx, "csrf_token", vial_tmpl_cstr(csrf_token(rq)));
+    vial_tmpl_set(pg->a, pg->ctx, "v", vial_tmpl_cstr(static_version));
+    const char **cats, **msgs;
+    unsigned n = vial_get_flashed_messages(rq, &cats, &msgs);
+    vial_tmpl_value flashes = vial_tmpl_list(pg->a);
+    for (unsigned i = 0; i < n; i++) {
+        vial_tmpl_value f = vial_tmpl_dict(pg->a);
+        vial_tmpl_set(pg->a, f, "category", vial_tmpl_cstr(cats[i]));
+        vial_tmpl_set(pg->a, f, "message", vial_tmpl_cstr(msgs[i]));
+        vial_tmpl_push(pg->a, flashes, f);
+    }
+    vial_tmpl_set(pg->a, pg->ctx, "flashes", flashes);
+    return 0;
+}
+
+static int render(vial_req *rq, vial_res *rs, int status, const char *name, page *pg)
+{
+    vial_tmpl *t;
+    vial_tmpl_error err;
+    vial_tmpl_out out = {0};
+    if (vial_tmpl_load(templates, name, &t, &err) < 0 ||
+        vial_tmpl_render(t, pg->ctx, pg->a, &out, &err) < 0) {
+        free(out.data);
+        return vial_fail(rs, vial_sprintf(rq, "%s:%d: %s", err.name, err.line, err.message));
+    }
+    vial_res_set_status(rs, status);
+    vial_res_set_header(rs, "Content-Type", "text/html; charset=utf-8");
+    int r = vial_res_set_body(rs, out.data, out.len);
+    free(out.data);
+    return r;
+}
+
+/* --- CSRF: a random token in the session, echoed by every form --------------- */
+
+static const char *csrf_token(vial_req *rq)
+{
+    const char *tok = vial_session_get(rq, "csrf");
+    if (tok)
+        return tok;
+    unsigned char raw[16];
+    char hex[33];
+    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
+        return "";
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+    vial_session_set(rq, "csrf", hex);
+    return vial_session_get(rq, "csrf");
+}
+
+/* Every POST outside the JSON API (whose application/json bodies a
+ * cross-site form cannot send) must carry the session's token. */
+static int csrf_protect(vial_req *rq, vial_res *rs)
+{
+    if (strcmp(vial_req_method(rq), "POST") != 0 || strncmp(vial_req_path(rq), "/api/", 5) == 0)
+        return 0;
+    const char *want = vial_session_get(rq, "csrf");
+    const char *got = vial_req_form(rq, "csrf_token");
+    if (!want || !got || strlen(got) != strlen(want))
+        return vial_abort_msg(rs, 400, "the CSRF token is missing or wrong");
+    unsigned char diff = 0; /* constant time: no early exit on a mismatch */
+    for (size_t i = 0; want[i]; i++)
+        diff |= (unsigned char)(want[i] ^ got[i]);
+    return diff ? vial_abort_msg(rs, 400, "the CSRF token is missing or wrong") : 0;
+}
+
+/* --- accounts ------------------------------------------------------------------ */
+
+/* Hashing is slow on purpose: it runs on the worker pool (vial_offload),
+ * never on the event loop. */
+typedef struct pw_job {
+    const char *password, *hash;
+    char out[200];
+    int result;
+} pw_job;
+
+static void hash_job(void *arg)
+{
+    pw_job *j = arg;
+    j->result = vial_password_hash(j->password, j->out, sizeof j->out);
+}
+
+static void verify_job(void *arg)
+{
+    pw_job *j = arg;
+    j->result = vial_password_verify(j->hash, j->password);
+}
+
+static const char *check_name(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 32)
+        return "The name must be 1 to 32 characters.";
+    for (size_t i = 0; i < n; i++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-", s[i]))
+            return "The name may hold letters, digits, '_', '.' and '-' only.";
+    return NULL;
+}
+
+static int account_form(vial_req *rq, vial_res *rs, int status, const char *name, const char *error)
+{
+    page pg;
+    if (page_new(rq, &pg) < 0)
+        return -ENOMEM;
+    vial_tmpl_set(pg.a, pg.ctx, "error", error ? vial_tmpl_cstr(error) : vial_tmpl_none());
+    vial_tmpl_set(pg.a, pg.ctx, "name", vial_tmpl_cstr(vial_req_form(rq, "name") ?: ""));
+    return render(rq, rs, status, name, &pg);
+}
+
+static int log_in(vial_req *rq, vial_res *rs, const char *name, const char *message)
+{
+    vial_session_clear(rq); /* a fresh session (and CSRF token) per login */
+    vial_session_set(rq, "user", name);
+    vial_flash(rq, "info", message);
+    return vial_redirect(rs, "/board", 303);
+}
+
+static int register_page(vial_req *rq, vial_res *rs)
+{
+    if (strcmp(vial_req_method(rq), "GET") == 0)
+        return account_form(rq, rs, 200, "register.html", NULL);
+    const char *name = vial_req_form(rq, "name");
+    const char *why = check_name(name);
+    pw_job j = {.password = vial_req_form(rq, "password")};
+    if (!why && (!j.password || strlen(j.password) < 6))
+        why = "The password must have at least 6 characters.";
+    if (why)
+        return account_form(rq, rs, 400, "register.html", why);
+    int r = vial_offload(rq, hash_job, &j);
+    if (r < 0 || j.result < 0)
+        return vial_abort(rs, 503);
+    const char *p[] = {name, j.out};
+    r = db_query(rq, NULL, "INSERT INTO users (name, pw_hash) VALUES ($1, $2)", 2, p);
+    if (db_unique_violation(rq, r))
+        return account_form(rq, rs, 409, "register.html", "That name is taken.");
+    if (r < 0)
+        return vial_abort_msg(rs, 503, db_error(rq));
+    return log_in(rq, rs, name, vial_sprintf(rq, "Welcome, %s! Your account is ready.", name));
+}
+
+static int login_page(vial_req *rq, vial_res *rs)
+{
+    if (strcmp(vial_req_method(rq), "GET") == 0)
+        return account_form(rq, rs, 200, "login.html", NULL);
+    const char *name = vial_req_form(rq, "name");
+    pw_job j = {.password = vial_req_form(rq, "password")};
+    rows u;
+    const char *p[] = {name};
+    if (db_query(rq, &u, "SELECT pw_hash FROM users WHERE name = $1", 1, p) < 0)
+        return vial_abort_msg(rs, 503, db_error(rq));
+    if (u.n == 1 && j.password) {
+        j.hash = cell(&u, 0, 0);
+        if (vial_offload(rq, verify_job, &j) < 0)
+            return vial_abort(rs, 503);
+        if (j.result == 1)
+            return log_in(rq, rs, name, vial_sprintf(rq, "Logged in as %s.", name));
+    }
+    return account_form(rq, rs, 401, "login.html", "Wrong name or password.");
+}
+
+static int logout(vial_req *rq, vial_res *rs)
+{
+    vial_session_clear(rq);
+    vial_flash(rq, "info", "Logged out.");
+    return vial_redirect(rs, "/login", 303);
+}
+
+/* --- the board ------------------------------------------------------------------- */
+
+static int require_login_page(vial_req *rq, vial_res *rs)
+{
+    vial_flash(rq, "error", "Please log in first.");
+    return vial_redirect(rs, "/login", 303);
+}
+
+static int index_page(vial_req *rq, vial_res *rs)
+{
+    return vial_redirect(rs, current_user(rq) ? "/board" : "/login", 303);
+}
+
+static int board(vial_req *rq, vial_res *rs)
+{
+    if (!current_user(rq))
+        return require_login_page(rq, rs);
+    rows t;
+    if (db_query(rq, &t, "SELECT id, title, status, assignee, created_by FROM tasks ORDER BY id",
+                 0, NULL) < 0)
+        return vial_abort_msg(rs, 503, db_error(rq));
+    page pg;
+    if (page_new(rq, &pg) < 0)
+        return -ENOMEM;
+    static const char *const cols[][2] = {{"todo", "To do"}, {"doing", "Doing"}, {"done", "Done"}};
+    vial_tmpl_value columns = vial_tmpl_list(pg.a);
+    for (int c = 0; c < 3; c++) {
+        vial_tmpl_value col = vial_tmpl_dict(pg.a), tasks = vial_tmpl_list(pg.a);
+        vial_tmpl_set(pg.a, col, "status", vial_tmpl_cstr(cols[c][0]));
+        vial_tmpl_set(pg.a, col, "label", vial_tmpl_cstr(cols[c][1]));
+        for (size_t i = 0; i < t.n; i++) {
+            if (strcmp(cell(&t, i, 2), cols[c][0]) != 0)
+                continue;
+            vial_tmpl_value task = vial_tmpl_dict(pg.a);
+            vial_tmpl_set(pg.a, task, "id", vial_tmpl_cstr(cell(&t, i, 0)));
+            vial_tmpl_set(pg.a, task, "title", vial_tmpl_cstr(cell(&t, i, 1)));
+            const char *who = cell(&t, i, 3);
+            vial_tmpl_set(pg.a, task, "assignee", who ? vial_tmpl_cstr(who) : vial_tmpl_none());
+            vial_tmpl_set(pg.a, task, "created_by", vial_tmpl_cstr(cell(&t, i, 4)));
+            vial_tmpl_push(pg.a, tasks, task);
+        }
+        vial_tmpl_set(pg.a, col, "tasks", tasks);
+        vial_tmpl_push(pg.a, columns, col);
+    }
+    vial_tmpl_set(pg.a, pg.ctx, "columns", columns);
+    return render(rq, rs, 200, "board.html", &pg);
+}
+
+/* The form on the board (works without JavaScript): Post/Redirect/Get. */
+static int add_task(vial_req *rq, vial_res *rs)
+{
+    if (!current_user(rq))
+        return require_login_page(rq, rs);
+    const char *title = vial_req_form(rq, "title"), *assignee = vial_req_form(rq, "assignee");
+    const char *why = task_check_title(title);
+    if (!why)
+        why = task_check_assignee(assignee);
+    rows t;
+    if (why)
+        vial_flash(rq, "error", vial_sprintf(rq, "Not added: %s.", why));
+    else if (task_insert(rq, title, "todo", assignee, &t) < 0)
+        return vial_abort_msg(rs, 503, db_error(rq));
+    else
+        vial_flash(rq, "info", vial_sprintf(rq, "Added task #%s.", cell(&t, 0, 0)));
+    return vial_redirect(rs, "/board", 303);
+}
+
+int pages_register(vial_app *app, const char *template_dir)
+{
+    snprintf(static_version, sizeof static_version, "%lld", (long long)time(NULL));
+    templates = vial_tmpl_env_new(template_dir);
+    vial_tmpl_error err = {"", 0, "out of memory"};
+    if (!templates || vial_tmpl_env_load_all(templates, &err) < 0) {
+        fprintf(stderr, "demo: %s:%d: %s\n", err.name, err.line, err.message);
+        return -1;
+    }
+    int r = vial_before_request(app, csrf_protect);
+    r |= vial_route(app, "GET /", index_page);
+    r |= vial_route(app, "GET,POST /register", register_page);
+    r |= vial_route(app, "GET,POST /login", login_page);
+    r |= vial_route(app, "POST /logout", logout);
+    r |= vial_route(app, "GET /board", board);
+    r |= vial_route(app, "POST /tasks", add_task);
+    return r < 0 ? -1 : 0;
+}
