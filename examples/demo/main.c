@@ -76,8 +76,8 @@ static int on_error(vial_req *rq, vial_res *rs)
 static void on_ready(int port, void *data)
 {
     (void)data;
-    printf("demo: serving the task board on http://%s:%d (%s database)\n", host, port, db_kind());
-    printf("demo: point your browser at http://%s:%d/\n", host, port);
+    printf("demo: the task board is up (%s database): point your browser at http://%s:%d/\n",
+           db_kind(), host, port);
     fflush(stdout);
 }
 

@@ -36,7 +36,7 @@ def free_port():
 def start_demo(binary, appdir, db):
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     p = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", "0", "--db", db,
-                          "--dir", appdir], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          "--dir", appdir], stdout=subprocess.PIPE, bufsize=0, stderr=subprocess.STDOUT,
                          env=env, start_new_session=True)
     deadline = time.monotonic() + 20
     seen = b""
