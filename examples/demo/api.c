@@ -137,7 +137,7 @@ static int read_task(vial_req *rq, vial_res *rs, const char **title, const char 
     const vial_jv *doc;
     int r = vial_req_json(rq, &doc);
     if (r < 0)
-        return r; /* 400 or 415 with the parser's reason, as JSON by on_error */
+        return r; /* 400 or 415 with the parser's reason, as JSON by error_page */
     if (vial_jv_type(doc) != VIAL_JOBJECT)
         return invalid(rs, "body", "the body must be a JSON object");
     const char *why;

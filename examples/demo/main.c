@@ -14,7 +14,6 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <time.h>
 
 /* The directory holding templates/ and static/: --dir, else the one this
  * file was compiled from (so the binary runs from anywhere in a checkout). */
@@ -53,24 +52,6 @@ static int cache_static(vial_req *rq, vial_res *rs)
         vial_res_set_header(rs, "Cache-Control", "public, max-age=86400");
     vial_res_set_header(rs, "X-Content-Type-Options", "nosniff");
     return 0;
-}
-
-/* Errors under /api/ are JSON ({"error": "..."}); the rest plain pages. */
-static int on_error(vial_req *rq, vial_res *rs)
-{
-    int status = vial_error_code(rq);
-    const char *msg = vial_error_message(rq);
-    if (!msg)
-        msg = vial_status_text(status);
-    if (strncmp(vial_req_path(rq), "/api/", 5) == 0) {
-        vial_json *j = vial_json_begin(rs, status);
-        vial_json_obj(j);
-        vial_json_key(j, "error");
-        vial_json_str(j, msg);
-        vial_json_end(j);
-        return vial_json_finish(j);
-    }
-    return vial_text(rs, status, "%d %s: %s\n", status, vial_status_text(status), msg);
 }
 
 static void on_ready(int port, void *data)
@@ -132,7 +113,6 @@ int main(int argc, char **argv)
     if (!app || !key || vial_app_set_secret_key(app, key) < 0 ||
         vial_before_request(app, db_ensure_schema) < 0 ||
         vial_after_request(app, cache_static) < 0 ||
-        vial_errorhandler(app, VIAL_HTTP_ERRORS, on_error) < 0 ||
         vial_static(app, "/static", statics) < 0 ||
         pages_register(app, templates) < 0 || api_register(app) < 0 || live_register(app) < 0) {
         fprintf(stderr, "demo: setting the app up failed\n");

@@ -74,6 +74,32 @@ static int render(vial_req *rq, vial_res *rs, int status, const char *name, page
     return r;
 }
 
+/* Errors: JSON under /api/ ({"error": "..."}), a page elsewhere. */
+static int error_page(vial_req *rq, vial_res *rs)
+{
+    int status = vial_error_code(rq);
+    const char *msg = vial_error_message(rq);
+    if (!msg)
+        msg = vial_status_text(status);
+    if (strncmp(vial_req_path(rq), "/api/", 5) == 0) {
+        vial_json *j = vial_json_begin(rs, status);
+        vial_json_obj(j);
+        vial_json_key(j, "error");
+        vial_json_str(j, msg);
+        vial_json_end(j);
+        return vial_json_finish(j);
+    }
+    page pg;
+    if (page_new(rq, &pg) == 0) {
+        vial_tmpl_set(pg.a, pg.ctx, "status", vial_tmpl_int(status));
+        vial_tmpl_set(pg.a, pg.ctx, "reason", vial_tmpl_cstr(vial_status_text(status)));
+        vial_tmpl_set(pg.a, pg.ctx, "message", vial_tmpl_cstr(msg));
+        if (render(rq, rs, status, "error.html", &pg) == 0)
+            return 0;
+    }
+    return vial_text(rs, status, "%d %s: %s\n", status, vial_status_text(status), msg);
+}
+
 /* --- CSRF: a random token in the session, echoed by every form --------------- */
 
 static const char *csrf_token(vial_req *rq)
@@ -285,6 +311,7 @@ int pages_register(vial_app *app, const char *template_dir)
         return -1;
     }
     int r = vial_before_request(app, csrf_protect);
+    r |= vial_errorhandler(app, VIAL_HTTP_ERRORS, error_page);
     r |= vial_route(app, "GET /", index_page);
     r |= vial_route(app, "GET,POST /register", register_page);
     r |= vial_route(app, "GET,POST /login", login_page);
