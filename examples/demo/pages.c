@@ -117,14 +117,17 @@ static const char *csrf_token(vial_req *rq)
     return vial_session_get(rq, "csrf");
 }
 
-/* Every POST outside the JSON API (whose application/json bodies a
- * cross-site form cannot send) must carry the session's token. */
+/* Every request that may change something carries the session's token:
+ * forms in a hidden field, the page's script in an X-CSRFToken header. */
 static int csrf_protect(vial_req *rq, vial_res *rs)
 {
-    if (strcmp(vial_req_method(rq), "POST") != 0 || strncmp(vial_req_path(rq), "/api/", 5) == 0)
+    const char *m = vial_req_method(rq);
+    if (!strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "OPTIONS"))
         return 0;
+    const char *got = vial_req_header(rq, "X-CSRFToken");
+    if (!got)
+        got = vial_req_form(rq, "csrf_token");
     const char *want = vial_session_get(rq, "csrf");
-    const char *got = vial_req_form(rq, "csrf_token");
     if (!want || !got || strlen(got) != strlen(want))
         return vial_abort_msg(rs, 400, "the CSRF token is missing or wrong");
     unsigned char diff = 0; /* constant time: no early exit on a mismatch */

@@ -76,6 +76,12 @@ def user(base, name=None, password="s3cret-pw"):
                allow_redirects=False, timeout=TIMEOUT)
     assert r.status_code == 303 and r.headers["Location"] == "/board", r.text
     s.name = name
+    # The API is authenticated by the session cookie, so the page's script
+    # sends the CSRF token in a header: so do we.
+    board = s.get(base + "/board", timeout=TIMEOUT)
+    s.first_page = board.text
+    s.headers["X-CSRFToken"] = re.search(r'name="csrf-token" content="([0-9a-f]+)"',
+                                         board.text).group(1)
     return s
 
 
@@ -90,9 +96,11 @@ def test_prints_where_to_point_the_browser(base):
 
 
 def test_api_requires_login(base):
+    s = requests.Session()  # a session with a CSRF token, but no user
+    s.headers["X-CSRFToken"] = csrf(s, base + "/login")
     for method, path in (("GET", "/api/tasks"), ("POST", "/api/tasks"),
                          ("PATCH", "/api/tasks/1"), ("DELETE", "/api/tasks/1")):
-        r = requests.request(method, base + path, json={}, timeout=TIMEOUT)
+        r = s.request(method, base + path, json={}, timeout=TIMEOUT)
         assert r.status_code == 401, (method, path, r.text)
         assert r.headers["Content-Type"] == "application/json"
         assert r.json() == {"error": "login required"}
@@ -105,9 +113,8 @@ def test_board_redirects_to_login(base):
 
 def test_register_login_logout(base):
     s = user(base, password="correct horse")
-    board = s.get(base + "/board", timeout=TIMEOUT)
-    assert "Welcome, %s!" % s.name in board.text
-    assert '<span id="whoami">%s</span>' % s.name in board.text
+    assert "Welcome, %s!" % s.name in s.first_page
+    assert '<span id="whoami">%s</span>' % s.name in s.first_page
     # The stored password is a hash: a wrong one is refused.
     t = requests.Session()
     r = t.post(base + "/login", data={"csrf_token": csrf(t, base + "/login"), "name": s.name,
@@ -136,10 +143,17 @@ def test_register_rejects_taken_and_bad_names(base):
 
 def test_forms_without_csrf_token_are_refused(base):
     s = user(base)
+    token = s.headers.pop("X-CSRFToken")
     for path, data in (("/tasks", {"title": "forged"}), ("/logout", {}),
                        ("/tasks", {"title": "forged", "csrf_token": "0" * 32})):
         r = s.post(base + path, data=data, allow_redirects=False, timeout=TIMEOUT)
         assert r.status_code == 400 and "CSRF" in r.text, (path, r.text)
+    # The JSON API too: a cookie-authenticated script must send the token.
+    for method, path in (("POST", "/api/tasks"), ("PATCH", "/api/tasks/1"),
+                         ("DELETE", "/api/tasks/1")):
+        r = s.request(method, base + path, json={"title": "forged"}, timeout=TIMEOUT)
+        assert r.status_code == 400 and "CSRF" in r.json()["error"], (method, r.text)
+    s.headers["X-CSRFToken"] = token
     titles = [t["title"] for t in s.get(base + "/api/tasks", timeout=TIMEOUT).json()]
     assert "forged" not in titles
     # A fresh client without any session is refused as well.

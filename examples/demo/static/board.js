@@ -4,6 +4,7 @@
 "use strict";
 const board = document.getElementById("board");
 const NEXT = { todo: "doing", doing: "done", done: "todo" };
+const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -13,7 +14,7 @@ function el(tag, cls, text) {
 }
 
 function api(method, path, body) {
-  const opts = { method, headers: {} };
+  const opts = { method, headers: { "X-CSRFToken": CSRF } };
   if (body !== undefined) {
     opts.headers["Content-Type"] = "application/json";
     opts.body = JSON.stringify(body);
