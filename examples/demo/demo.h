@@ -18,7 +18,7 @@ typedef struct rows {
  * and creates the schema (PostgreSQL: on the first request, see
  * db_ensure_schema). Returns 0 or a negative errno. */
 int db_open(const char *database_url, const char *sqlite_path);
-void db_close(void);
+void db_close(void); /* after vial_run */
 /* "sqlite" or "postgresql". */
 const char *db_kind(void);
 /* A before_request hook: the PostgreSQL client only talks from requests,
