@@ -64,10 +64,12 @@ function connect() {
   const dot = document.getElementById("live");
   const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
   ws.onopen = () => dot.classList.add("on");
+  // One message at a time, so a task's fetch cannot land after its deletion.
+  let queue = Promise.resolve();
   ws.onmessage = (m) => {
     const { event, id } = JSON.parse(m.data);
-    if (event === "deleted") place({ id }, false);
-    else api("GET", "/tasks/" + id).then((t) => place(t || { id }, true));
+    queue = queue.then(() => event === "deleted" ? place({ id }, false)
+      : api("GET", "/tasks/" + id).then((t) => place(t || { id }, true))).catch(() => {});
   };
   ws.onclose = () => { dot.classList.remove("on"); setTimeout(connect, 2000); };
 }
