@@ -12,15 +12,21 @@
 
 #define TASK_COLS "id, title, status, assignee, created_by"
 
+/* 1 when s has min..max characters (UTF-8) and no control character. */
+static int text_ok(const char *s, size_t min, size_t max)
+{
+    size_t chars = 0;
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if (*c < 0x20 || *c == 0x7f)
+            return 0;
+        chars += (*c & 0xc0) != 0x80; /* not a continuation byte */
+    }
+    return chars >= min && chars <= max;
+}
+
 const char *task_check_title(const char *s)
 {
-    size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n > 200)
-        return "title must be 1 to 200 characters";
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return "title must not contain control characters";
-    return NULL;
+    return s && text_ok(s, 1, 200) ? NULL : "title must be 1 to 200 characters, none a control";
 }
 
 const char *task_check_status(const char *s)
@@ -32,15 +38,7 @@ const char *task_check_status(const char *s)
 
 const char *task_check_assignee(const char *s)
 {
-    if (!s)
-        return NULL;
-    size_t n = strlen(s);
-    if (n > 64)
-        return "assignee must be at most 64 characters";
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return "assignee must not contain control characters";
-    return NULL;
+    return !s || text_ok(s, 0, 64) ? NULL : "assignee must be at most 64 characters, none a control";
 }
 
 int task_insert(vial_req *rq, const char *title, const char *status, const char *assignee,

@@ -64,7 +64,7 @@ def base(request, tmp_path_factory):
 def csrf(s, url):
     r = s.get(url, timeout=TIMEOUT)
     assert r.status_code == 200, r.text
-    return re.search(r'name="csrf_token" value="([0-9a-f]+)"', r.text).group(1)
+    return re.search(r'name="csrf_token" value="([^"]+)"', r.text).group(1)
 
 
 def user(base, name=None, password="s3cret-pw"):
@@ -80,7 +80,7 @@ def user(base, name=None, password="s3cret-pw"):
     # sends the CSRF token in a header: so do we.
     board = s.get(base + "/board", timeout=TIMEOUT)
     s.first_page = board.text
-    s.headers["X-CSRFToken"] = re.search(r'name="csrf-token" content="([0-9a-f]+)"',
+    s.headers["X-CSRFToken"] = re.search(r'name="csrf-token" content="([^"]+)"',
                                          board.text).group(1)
     return s
 
@@ -195,6 +195,7 @@ def test_api_crud(base):
     ({"title": ""}, "title"),
     ({"title": 7}, "title"),
     ({"title": "x" * 201}, "title"),
+    ({"title": "\u00e9" * 201}, "title"),
     ({"title": "line\nbreak"}, "title"),
     ({"title": "ok", "status": "later"}, "status"),
     ({"title": "ok", "status": None}, "status"),
@@ -208,7 +209,7 @@ def test_api_validation_names_the_field(base, body, field):
     assert r.status_code == 400, r.text
     assert r.headers["Content-Type"] == "application/json"
     assert r.json()["field"] == field and field in r.json()["error"]
-    t = new_task(s, base, title="valid")
+    t = new_task(s, base, title="\u00e9" * 200)  # characters, not bytes
     r = s.patch(base + "/api/tasks/%d" % t["id"], json=body, timeout=TIMEOUT)
     if body == {}:
         assert r.status_code == 200  # a PATCH may leave every field alone
