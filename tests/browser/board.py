@@ -202,8 +202,22 @@ def run(args, workdir):
         c.shot(a, "csrf-refused")
         a.get(base + "/board")
         assert "forged" not in a.find_element(By.ID, "board").text, "the forged task was added"
-        c.shot(a, "alice-board-final")
         c.step("a form posted without its CSRF token is refused (400)")
+
+        # The page's script talks to the JSON API with the token in a header.
+        status = a.execute_async_script("""
+            const done = arguments[0];
+            const token = document.querySelector('meta[name="csrf-token"]').content;
+            const post = (task) => fetch('/api/tasks', {method: 'POST', body: JSON.stringify(task),
+                headers: {'Content-Type': 'application/json', 'X-CSRFToken': token}});
+            Promise.all([post({title: 'Review the websocket code', assignee: 'alice'}),
+                         post({title: 'Ship 0.2.0', status: 'done'})])
+              .then(rs => done(rs.map(r => r.status)), e => done(String(e)));""")
+        assert status == [201, 201], f"API calls from the page answered {status}"
+        wait(b, text_in(b, '.column[data-status="done"]', "Ship 0.2.0"), "the API's task on Bob's board")
+        wait(b, text_in(b, "#feed", "Review the websocket code"), "the API's task in Bob's feed")
+        c.shot(b, "bob-board-final")
+        c.step("tasks created through the JSON API show on the other board")
     finally:
         for d in (a, b):
             if d:
