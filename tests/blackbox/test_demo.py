@@ -34,9 +34,10 @@ def start(tmp, backend):
         if not os.environ.get("VIAL_TEST_PG"):
             pytest.skip("VIAL_TEST_PG is not set (tests/services/pg.sh start)")
         env["DATABASE_URL"] = os.environ["VIAL_TEST_PG"]
+    log = open(tmp / "stderr.log", "wb")
     p = subprocess.Popen([str(DEMO), "--port", "0", "--db", str(tmp / "demo.db"),
                           "--dir", str(REPO / "examples" / "demo")],
-                         stdout=subprocess.PIPE, bufsize=0, stderr=subprocess.DEVNULL, env=env)
+                         stdout=subprocess.PIPE, bufsize=0, stderr=log, env=env)
     deadline, seen = time.monotonic() + 10, b""
     while time.monotonic() < deadline and p.poll() is None:
         if select.select([p.stdout], [], [], 0.5)[0]:
@@ -51,14 +52,20 @@ def start(tmp, backend):
 
 @pytest.fixture(scope="module", params=["sqlite", "pg"])
 def base(request, tmp_path_factory):
-    p, url = start(tmp_path_factory.mktemp("demo"), request.param)
+    tmp = tmp_path_factory.mktemp("demo")
+    p, url = start(tmp, request.param)
     yield url
     p.send_signal(signal.SIGTERM)
     try:
-        p.wait(timeout=TIMEOUT)
+        p.wait(timeout=4 * TIMEOUT)
     except subprocess.TimeoutExpired:
         p.kill()
         p.wait()
+    # A clean stop; under ASan/UBSan (VIAL_SANITIZED=1) no report either.
+    err = (tmp / "stderr.log").read_text(errors="replace")
+    assert p.returncode == 0, "the demo exited with %s:\n%s" % (p.returncode, err[-4000:])
+    for bad in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+        assert bad not in err, err[-4000:]
 
 
 def csrf(s, url):
