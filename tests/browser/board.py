@@ -33,10 +33,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_demo(binary, appdir, db):
+def start_demo(binary, appdir, workdir):
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    p = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", "0", "--db", db,
-                          "--dir", appdir], stdout=subprocess.PIPE, bufsize=0, stderr=subprocess.STDOUT,
+    # stdout says where it listens (one line); stderr, the log, goes to a file.
+    p = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", "0",
+                          "--db", os.path.join(workdir, "board.db"), "--dir", appdir],
+                         stdout=subprocess.PIPE, bufsize=0,
+                         stderr=open(os.path.join(workdir, "demo.log"), "wb"),
                          env=env, start_new_session=True)
     deadline = time.monotonic() + 20
     seen = b""
@@ -51,7 +54,12 @@ def start_demo(binary, appdir, db):
         if p.poll() is not None:
             break
     p.kill()
-    raise SystemExit("demo did not start:\n" + seen.decode(errors="replace"))
+    raise AssertionError("the demo did not start: %r\n%s" % (seen, demo_log(workdir)))
+
+
+def demo_log(workdir):
+    with open(os.path.join(workdir, "demo.log"), errors="replace") as f:
+        return f.read()[-4000:]
 
 
 def start_chromedriver(workdir):
@@ -67,7 +75,7 @@ def start_chromedriver(workdir):
             return p, url
         except OSError:
             time.sleep(0.2)
-    raise SystemExit("chromedriver did not start")
+    raise AssertionError("chromedriver did not start: " + open(os.path.join(workdir, "chromedriver.log"), errors="replace").read()[-2000:])
 
 
 def browser(driver_url, workdir, name):
@@ -141,7 +149,7 @@ def live(d, who):
 
 def run(args, workdir):
     c = Check(args.out)
-    demo, base = start_demo(args.demo, args.dir, os.path.join(workdir, "board.db"))
+    demo, base = start_demo(args.demo, args.dir, workdir)
     driver = a = b = None
     try:
         print("demo at", base)
@@ -227,6 +235,11 @@ def run(args, workdir):
                     pass
         stop(driver)
         stop(demo)
+    # A clean stop, and no sanitizer report when the demo was built with them.
+    log = demo_log(workdir)
+    assert demo.returncode == 0, f"the demo exited with {demo.returncode}:\n{log}"
+    for bad in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+        assert bad not in log, log
 
 
 def main():
