@@ -743,6 +743,111 @@ int vial_flash(vial_req *rq, const char *category, const char *message);
  * the count; the arrays live in the request's arena. */
 unsigned vial_get_flashed_messages(vial_req *rq, const char ***categories, const char ***messages);
 
+/* --- HTML escaping, CSRF, CORS ---------------------------------------------------------
+ * docs/guide/security.md. */
+
+/* HTML-escapes s[0..n) as Jinja and markupsafe do: & < > " ' become &amp;
+ * &lt; &gt; &#34; &#39;, every other byte is kept (UTF-8 passes through).
+ * Writes the result and a NUL into out[0..cap). Returns 0, or -ENOSPC when
+ * cap is too small (out then holds "" when cap > 0): vial_html_escape_len(s,
+ * n) + 1 bytes are enough, 5 * n + 1 always. Thread-safe, no allocation:
+ * usable outside requests. The template engine escapes with the same code. */
+int vial_html_escape(char *out, size_t cap, const char *s, size_t n);
+/* The length of s[0..n) escaped, without the NUL. */
+size_t vial_html_escape_len(const char *s, size_t n);
+/* The escaped copy of the C string s in the request's arena, for text put
+ * into HTML by hand: vial_text(rs, 200, "<p>%s</p>", vial_escape(rq, name)).
+ * NULL when s is NULL or out of memory. */
+const char *vial_escape(vial_req *rq, const char *s);
+
+/* CSRF protection (Flask-WTF's CSRFProtect). Each session gets a random
+ * token, kept in the signed session under the field name; the token given
+ * to forms (vial_csrf_token) is that one masked with fresh random bytes and
+ * signed with a time stamp, so no two pages carry the same bytes (BREACH)
+ * and an old page's token expires. Requests with POST, PUT, PATCH or DELETE
+ * to a view that is not exempt must carry it in the form field (default
+ * "csrf_token") or in an X-CSRFToken or X-CSRF-Token header (for scripts);
+ * otherwise they are answered 400 through the app's error handlers, with
+ * vial_error_message naming the problem: "The CSRF token is missing.",
+ * "The CSRF session token is missing.", "The CSRF token is invalid.", "The
+ * CSRF token has expired.", "The CSRF tokens do not match.". Routing errors
+ * (404, 405), OPTIONS and websocket routes are not checked. A JSON API
+ * authenticated by something other than cookies is exempted
+ * (vial_csrf_exempt, vial_bp_csrf_exempt); a cookie-authenticated one sends
+ * the header. Needs the secret key (vial_app_set_secret_key): vial_run
+ * refuses to start without it (-ENOKEY). */
+typedef struct vial_csrf_opts {
+    int time_limit;         /* seconds a form token stays valid; 0: 3600; -1: as long
+                             * as the session */
+    const char *field_name; /* form field and session key; NULL: "csrf_token" */
+} vial_csrf_opts;
+
+/* Turns the check on for every view of the app (opts NULL: the defaults),
+ * as a before_request hook registered now (it runs after the hooks
+ * registered before it). Returns 0, -EINVAL, -ENOMEM, -EBUSY, -EEXIST when
+ * called twice. */
+int vial_csrf_protect(vial_app *app, const vial_csrf_opts *opts);
+/* Exempts one endpoint ("api.items" for a blueprint's) / every view of a
+ * blueprint from the check (Flask-WTF's csrf.exempt). Before or after
+ * vial_csrf_protect. Returns 0, -EINVAL, -ENOMEM, -EBUSY. */
+int vial_csrf_exempt(vial_app *app, const char *endpoint);
+int vial_bp_csrf_exempt(vial_bp *bp);
+
+/* The token for this request's forms (the template global csrf_token()):
+ * creates the session's token on first use (the session cookie is sent
+ * with the response). The same string for the whole request,
+ * NUL-terminated, in the request's arena. NULL without a secret key or
+ * when out of memory. Works with or without vial_csrf_protect. */
+const char *vial_csrf_token(vial_req *rq);
+
+/* Checks the request's token now, whatever its method (Flask-WTF's
+ * csrf.protect(), for an exempt view that wants the check after all).
+ * Returns 0, VIAL_EHTTP(400) through vial_abort_msg with the messages
+ * above, VIAL_FAILED without a secret key, or what reading the form failed
+ * with (VIAL_EHTTP(413) past vial_config.max_fields, -ENOMEM, -EIO). */
+int vial_csrf_validate(vial_req *rq, vial_res *rs);
+
+/* CORS (Flask-CORS). For a request with an Origin header the origin is
+ * checked; an allowed one gets Access-Control-Allow-Origin on every
+ * response, error pages included ("*" when any origin is allowed without
+ * credentials, else the origin itself), with Allow-Credentials and
+ * Expose-Headers as configured; a disallowed one gets no CORS header and
+ * the browser keeps the response from the page. A preflight (OPTIONS with
+ * Origin and Access-Control-Request-Method) to a route is answered 204 by
+ * a before_request hook without running the view, with Allow-Methods,
+ * Allow-Headers and Max-Age when origin and method are allowed. Responses
+ * that depend on the origin carry Vary: Origin, so caches keep them apart.
+ * The hooks are registered by the first vial_cors / vial_bp_cors call, in
+ * order with the app's own: call it before registering a hook that refuses
+ * requests without credentials (preflights carry none). Strings are copied. */
+typedef struct vial_cors_opts {
+    /* Allowed origins ("https://app.example.com", compared ignoring case),
+     * ending with NULL; "*" in the list allows any. NULL: any origin, unless
+     * allow_origin is set. */
+    const char *const *origins;
+    /* Or a function (on the loop: must not block) that says whether an
+     * origin not in the list is allowed: 1 yes, 0 no. */
+    int (*allow_origin)(vial_req *rq, const char *origin, void *arg);
+    void *allow_origin_arg;
+    /* Access-Control-Allow-Methods, and what a preflight may ask for; NULL:
+     * "GET, HEAD, POST, OPTIONS, PUT, PATCH, DELETE". */
+    const char *methods;
+    /* Request headers allowed, comma-separated ("Content-Type, X-CSRFToken");
+     * NULL: whatever the preflight asks for. */
+    const char *allow_headers;
+    const char *expose_headers; /* Access-Control-Expose-Headers; NULL: none */
+    int credentials;            /* send Access-Control-Allow-Credentials: true (cookies);
+                                 * the origin is then echoed, never "*" */
+    int max_age;                /* Access-Control-Max-Age in seconds; 0: not sent */
+} vial_cors_opts;
+
+/* CORS for every route of the app (and for requests no route matched);
+ * vial_bp_cors for a blueprint's routes, which then follow the blueprint's
+ * options instead. Once each; opts NULL: any origin, no credentials.
+ * Returns 0, -EINVAL, -ENOMEM, -EBUSY, -EEXIST. */
+int vial_cors(vial_app *app, const vial_cors_opts *opts);
+int vial_bp_cors(vial_bp *bp, const vial_cors_opts *opts);
+
 /* --- JSON writer -------------------------------------------------------------
  * Writes JSON straight into the response body, no tree:
  *   vial_json *j = vial_json_begin(rs, 200);    (sets Content-Type)

@@ -1,6 +1,7 @@
 /* The application object and everything registered on it: routes, method
  * views, blueprints, hooks, error handlers, middleware, app state, config. */
 #include "app/app.h"
+#include "app/security.h"
 #include "app/session.h"
 #include "http/server.h"
 #include "runtime/log.h"
@@ -59,6 +60,8 @@ void vial_app_free(vial_app *app)
     vial_static_release(app);
     vial_router_free(app->router);
     free(app->session_cfg);
+    vial_csrf_release(app);
+    vial_cors_release(app);
     free(app);
 }
 
@@ -578,8 +581,11 @@ int vial_run(vial_app *app, const vial_config *cfg)
         return -EINVAL;
     }
     vial_log_set_level(level);
+    int r = vial_csrf_check_setup(app);
+    if (r < 0)
+        return r;
     vial_metrics_init(VIAL_STATS_RULES + app->nrules);
-    int r = vial_accesslog_open(&c);
+    r = vial_accesslog_open(&c);
     if (r < 0)
         return r;
     app->ops = (vial_ops){

@@ -72,6 +72,8 @@ typedef struct vial_rule {
 } vial_rule;
 
 struct vial_session_config;
+struct vial_csrf; /* app/csrf.c */
+struct vial_cors; /* app/cors.c */
 
 struct vial_app {
     vial_router *router;
@@ -83,6 +85,8 @@ struct vial_app {
     unsigned nmws;
     void *data;
     struct vial_session_config *session_cfg;
+    struct vial_csrf *csrf; /* vial_csrf_protect, vial_csrf_exempt */
+    struct vial_cors *cors; /* vial_cors, vial_bp_cors */
     int running; /* set by vial_run: registering is refused from then on */
     vial_ops ops; /* access log, metrics, health, request ids (vial_run) */
 };

@@ -16,6 +16,7 @@
  * coroutine, VIAL_SYNC on the worker pool. */
 #include "app/app.h"
 #include "app/ops.h"
+#include "app/security.h"
 #include "app/tasks.h"
 #include "http/server.h"
 #include "http/websocket.h"
@@ -386,6 +387,8 @@ static void serve(vial_app *app, vial_req *rq)
          * app's handler renders the error, but the request never reached the
          * app proper, so no hook runs (spec 3.2, 9). */
         handle_error(app, rq, NULL, rq->reject_status, NULL);
+        if (app->cors)
+            vial_cors_headers(rq); /* so the page's script can read why */
         if (app->ops.request_id)
             vial_request_id_echo(rq);
         return;
