@@ -1,13 +1,12 @@
 /* The HTML pages: register, log in and out, the board, and the form that
- * adds a task. Templates render through render() below; forms carry a CSRF
- * token checked by csrf_protect(). */
+ * adds a task. Templates render through render() below; every form and API
+ * call carries a CSRF token (vial_csrf_protect). */
 #include "demo.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include <vial/template.h>
@@ -30,8 +29,6 @@ typedef struct page {
     vial_tmpl_value ctx;
 } page;
 
-static const char *csrf_token(vial_req *rq);
-
 static int page_new(vial_req *rq, page *pg)
 {
     pg->a = vial_tmpl_arena_new();
@@ -42,7 +39,8 @@ static int page_new(vial_req *rq, page *pg)
     pg->ctx = vial_tmpl_dict(pg->a);
     const char *user = current_user(rq);
     vial_tmpl_set(pg->a, pg->ctx, "user", user ? vial_tmpl_cstr(user) : vial_tmpl_none());
-    vial_tmpl_set(pg->a, pg->ctx, "csrf_token", vial_tmpl_cstr(csrf_token(rq)));
+    const char *token = vial_csrf_token(rq);
+    vial_tmpl_set(pg->a, pg->ctx, "csrf_token", token ? vial_tmpl_cstr(token) : vial_tmpl_none());
     vial_tmpl_set(pg->a, pg->ctx, "v", vial_tmpl_cstr(static_version));
     const char **cats, **msgs;
     unsigned n = vial_get_flashed_messages(rq, &cats, &msgs);
@@ -98,42 +96,6 @@ static int error_page(vial_req *rq, vial_res *rs)
             return 0;
     }
     return vial_text(rs, status, "%d %s: %s\n", status, vial_status_text(status), msg);
-}
-
-/* --- CSRF: a random token in the session, echoed by every form --------------- */
-
-static const char *csrf_token(vial_req *rq)
-{
-    const char *tok = vial_session_get(rq, "csrf");
-    if (tok)
-        return tok;
-    unsigned char raw[16];
-    char hex[33];
-    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
-        return "";
-    for (size_t i = 0; i < sizeof raw; i++)
-        snprintf(hex + 2 * i, 3, "%02x", raw[i]);
-    vial_session_set(rq, "csrf", hex);
-    return vial_session_get(rq, "csrf");
-}
-
-/* Every request that may change something carries the session's token:
- * forms in a hidden field, the page's script in an X-CSRFToken header. */
-static int csrf_protect(vial_req *rq, vial_res *rs)
-{
-    const char *m = vial_req_method(rq);
-    if (!strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "OPTIONS"))
-        return 0;
-    const char *got = vial_req_header(rq, "X-CSRFToken");
-    if (!got)
-        got = vial_req_form(rq, "csrf_token");
-    const char *want = vial_session_get(rq, "csrf");
-    if (!want || !got || strlen(got) != strlen(want))
-        return vial_abort_msg(rs, 400, "the CSRF token is missing or wrong");
-    unsigned char diff = 0; /* constant time: no early exit on a mismatch */
-    for (size_t i = 0; want[i]; i++)
-        diff |= (unsigned char)(want[i] ^ got[i]);
-    return diff ? vial_abort_msg(rs, 400, "the CSRF token is missing or wrong") : 0;
 }
 
 /* --- accounts ------------------------------------------------------------------ */
@@ -313,7 +275,7 @@ int pages_register(vial_app *app, const char *template_dir)
         fprintf(stderr, "demo: %s:%d: %s\n", err.name, err.line, err.message);
         return -1;
     }
-    int r = vial_before_request(app, csrf_protect);
+    int r = vial_csrf_protect(app, NULL);
     r |= vial_errorhandler(app, VIAL_HTTP_ERRORS, error_page);
     r |= vial_route(app, "GET /", index_page);
     r |= vial_route(app, "GET,POST /register", register_page);
