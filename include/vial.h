@@ -54,6 +54,7 @@
 #include <stdint.h>
 
 #include <vial/config.h> /* VIAL_VERSION, VIAL_HAVE_<client> */
+#include <vial/template.h> /* vial_tmpl_value, for vial_render */
 
 #ifdef __cplusplus
 extern "C" {
@@ -369,6 +370,9 @@ typedef struct vial_config {
     const char *health_path;
     int drain_delay_ms;
     int request_id;
+    /* Development mode (Flask's debug): templates whose files changed are
+     * compiled again at their next render. Off by default. */
+    int debug;
     const vial_option *options; /* the app's own command-line options, or NULL */
     /* Called once by vial_run on its thread when every loop thread's
      * listener is bound, with the port (the real one for port 0), before
@@ -389,6 +393,7 @@ vial_config vial_config_default(void);
  *   --access-log PATH  --access-log-format combined|json
  *   --log-level error|warn|info|debug  --metrics-path PATH
  *   --health-path PATH  --drain-delay-ms MS  --[no-]request-id  --[no-]server-header
+ *   --[no-]debug
  *   --config FILE  -h/--help
  * Before the flags it reads --config FILE (or $VIAL_CONFIG): "name = value"
  * lines with the options' long names ("port = 8080", "access-log = -"),
@@ -1111,6 +1116,109 @@ void vial_ws_group_leave(vial_ws_group *g, vial_ws *ws);
  * any thread; it never waits. Returns the number of members it was queued
  * for (members found too slow are dropped and not counted), or -errno. */
 int vial_ws_group_broadcast(vial_ws_group *g, int type, const void *data, size_t len);
+
+/* --- rendering templates --------------------------------------------------
+ * Flask's render_template over the template engine (include/vial/template.h,
+ * Jinja's syntax):
+ *
+ *   static int hello(vial_req *rq, vial_res *rs)
+ *   {
+ *       vial_tmpl_value ctx = vial_render_ctx(rq);
+ *       vial_tmpl_set(vial_req_arena(rq), ctx, "name", vial_tmpl_cstr(vial_req_param(rq, "name")));
+ *       return vial_render(rq, rs, "hello.html", ctx);
+ *   }
+ *
+ * Templates are found in the app's folder ("templates", relative to the
+ * working directory, unless vial_app_set_template_folder says otherwise),
+ * then in each blueprint's folder in registration order (Flask's search
+ * path: the first folder that has the name wins, whoever renders it).
+ * vial_run compiles every file of those folders before it listens: a syntax
+ * error stops the start with "vial: NAME:LINE: message" and VIAL_ETMPL_SYNTAX.
+ * Templates load once and are shared by every thread; with cfg.debug
+ * (--debug, VIAL_DEBUG=1) a template whose file changed is compiled again at
+ * its next render (its file is looked at once a second at most).
+ *
+ * Every template sees, besides its context, the globals Flask gives it:
+ *   url_for(endpoint, **values)     vial_url_for; _external=true for an absolute URL;
+ *                                   an unknown endpoint is a render error
+ *   get_flashed_messages(with_categories=false, category_filter=[])
+ *                                   messages, or (category, message) pairs
+ *   csrf_token()                    the session's CSRF token
+ *   request   .method .path .full_path .url .base_url .query_string .host
+ *             .scheme .endpoint .blueprint .remote_addr, and the lookups .args .form .cookies
+ *             .headers (headers case-insensitive): request.args.q,
+ *             request.args['q'], request.args.get('q', 'none'),
+ *             request.args.getlist('tag'), 'q' in request.args
+ *   session   the signed session: session.user, session['user'],
+ *             session.get('user'), 'user' in session
+ *   g         the strings set with vial_g_set_str (g.user)
+ * plus the app's own (vial_template_global, vial_template_function). They
+ * cost nothing until a template reads them: request, session and g are
+ * objects whose attributes are computed when read, so they cannot be
+ * iterated or measured (|length); lookups are all they do. */
+
+/* vial_render's own codes (the template's name and line are logged, and the
+ * response is a 500 through the handler for 500): */
+#define VIAL_ETMPL_NOTFOUND (-100021) /* no such template */
+#define VIAL_ETMPL_SYNTAX (-100022)   /* a template (or one it uses) does not compile */
+#define VIAL_ETMPL_RENDER (-100023)   /* a render-time error (undefined attribute...) */
+
+/* Renders template `name` with ctx (a dict from vial_render_ctx, or
+ * vial_tmpl_undefined() for none) into rs: the body, and a Content-Type by
+ * the name's extension (.html/.htm "text/html; charset=utf-8", .xml, .txt,
+ * .json, .css... as vial_static; unknown extensions "text/plain;
+ * charset=utf-8"). The status stays as it is: 200 unless the view set
+ * another, the error's in an error handler (a 404 page stays a 404).
+ * Values are allocated from the request's arena and the text is written
+ * straight into the body: nothing else is allocated per render.
+ * Autoescaping is on for .html, .htm and .xml. Returns 0;
+ * VIAL_ETMPL_NOTFOUND, VIAL_ETMPL_SYNTAX or VIAL_ETMPL_RENDER after
+ * vial_fail with "NAME:LINE: message" (so `return vial_render(...)` gives a
+ * 500 and that log line); -ENOMEM. */
+int vial_render(vial_req *rq, vial_res *rs, const char *name, vial_tmpl_value ctx);
+
+/* The same for a template given as text (Flask's render_template_string):
+ * autoescaped, served as text/html. Each distinct source is compiled once
+ * and kept for the life of the app: pass constant text, never text built
+ * from the request. */
+int vial_render_string(vial_req *rq, vial_res *rs, const char *source, vial_tmpl_value ctx);
+
+/* An empty context dict in the request's arena (UNDEFINED when out of
+ * memory), and that arena, for vial_tmpl_set / vial_tmpl_list / ...: the
+ * values live until the response is sent. */
+vial_tmpl_value vial_render_ctx(vial_req *rq);
+struct vial_arena *vial_req_arena(vial_req *rq);
+
+/* The folder of the app's templates (copied; default "templates", relative
+ * to the working directory), and a blueprint's, searched after the app's.
+ * 0, -EINVAL, -ENOMEM, -EBUSY once vial_run started (or once a template was
+ * rendered). */
+int vial_app_set_template_folder(vial_app *app, const char *dir);
+int vial_bp_set_template_folder(vial_bp *bp, const char *dir);
+
+/* Recompile templates whose file changed (what cfg.debug turns on), for an
+ * app driven without vial_run (the test client). 0 or -EBUSY like above. */
+int vial_app_set_templates_auto_reload(vial_app *app, int on);
+
+/* Registers a global every template of the app sees (Flask's
+ * app.template_global / add_template_global): a value whose strings and
+ * lists live as long as the app (static text, a value built with a NULL
+ * arena), or a C function (vial_tmpl_fn; data is passed to it as
+ * call->data). A name in a render's context hides a global. A function
+ * runs inside the render, on the view's thread: it must not await, nor
+ * block when the view is async. Returns 0, -EINVAL, -ENOMEM, -EBUSY once
+ * vial_run started. */
+int vial_template_global(vial_app *app, const char *name, vial_tmpl_value value);
+int vial_template_function(vial_app *app, const char *name, vial_tmpl_fn fn, void *data);
+
+/* Inside a template function called by vial_render: the request being
+ * rendered (NULL outside a render). */
+vial_req *vial_render_req(void);
+
+/* Compiles every template of the app's folders now (what vial_run does
+ * before it listens). The number of templates, or the first error's code
+ * (VIAL_ETMPL_SYNTAX), logged as NAME:LINE: message. */
+int vial_app_load_templates(vial_app *app);
 
 /* --- test client --------------------------------------------------------------------
  * Drives the app in-process, without a socket (Flask's app.test_client()):

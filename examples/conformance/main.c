@@ -1100,6 +1100,9 @@ static vial_app *build_app(void)
     const char *static_dir = getenv("CONFORMANCE_STATIC_DIR");
     if (static_dir && *static_dir)
         e |= vial_static(app, "/static", static_dir);
+    /* Templates when the test names a folder (templates.c). */
+    int conformance_templates(vial_app *app);
+    e |= conformance_templates(app);
     if (e) {
         fprintf(stderr, "conformance: registering the app failed\n");
         vial_app_free(app);

@@ -1,6 +1,7 @@
 /* The application object and everything registered on it: routes, method
  * views, blueprints, hooks, error handlers, middleware, app state, config. */
 #include "app/app.h"
+#include "app/render.h"
 #include "app/security.h"
 #include "app/session.h"
 #include "http/server.h"
@@ -58,6 +59,7 @@ void vial_app_free(vial_app *app)
     hooks_free(&app->hooks);
     free(app->mws);
     vial_static_release(app);
+    vial_render_free(app);
     vial_router_free(app->router);
     free(app->session_cfg);
     vial_csrf_release(app);
@@ -582,6 +584,10 @@ int vial_run(vial_app *app, const vial_config *cfg)
     }
     vial_log_set_level(level);
     int r = vial_csrf_check_setup(app);
+    if (r < 0)
+        return r;
+    /* Before anything is opened: a template that does not compile stops the start. */
+    r = vial_render_start(app, c.debug);
     if (r < 0)
         return r;
     vial_metrics_init(VIAL_STATS_RULES + app->nrules);

@@ -90,6 +90,8 @@ static const server_opt server_opts[] = {
      offsetof(vial_config, request_id), 0, 1},
     {"server-header", NULL, "send \"Server: vial\" on every response", OPT_BOOL,
      offsetof(vial_config, server_header), 0, 1},
+    {"debug", NULL, "development mode: templates are compiled again when their files change",
+     OPT_BOOL, offsetof(vial_config, debug), 0, 1},
 };
 #define NOPTS (sizeof server_opts / sizeof server_opts[0])
 

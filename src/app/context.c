@@ -13,13 +13,15 @@ struct vial_g {
     struct vial_g *next;
     const char *key;
     void *value;
+    int is_str; /* set by vial_g_set_str: templates may print it */
 };
 
-int vial_g_set(vial_req *rq, const char *key, void *value)
+static int g_put(vial_req *rq, const char *key, void *value, int is_str)
 {
     for (struct vial_g *e = vial_rqs(rq)->g; e; e = e->next)
         if (!strcmp(e->key, key)) {
             e->value = value;
+            e->is_str = is_str;
             return 0;
         }
     struct vial_g *e = vial_arena_alloc(&rq->arena, sizeof *e);
@@ -28,9 +30,15 @@ int vial_g_set(vial_req *rq, const char *key, void *value)
         return -ENOMEM;
     e->key = k;
     e->value = value;
+    e->is_str = is_str;
     e->next = vial_rqs(rq)->g;
     vial_rqs(rq)->g = e;
     return 0;
+}
+
+int vial_g_set(vial_req *rq, const char *key, void *value)
+{
+    return g_put(rq, key, value, 0);
 }
 
 void *vial_g_get(vial_req *rq, const char *key)
@@ -41,12 +49,20 @@ void *vial_g_get(vial_req *rq, const char *key)
     return NULL;
 }
 
+const char *vial_g_str(vial_req *rq, const char *key, size_t len)
+{
+    for (struct vial_g *e = vial_rqs(rq)->g; e; e = e->next)
+        if (!strncmp(e->key, key, len) && !e->key[len])
+            return e->is_str ? e->value : NULL;
+    return NULL;
+}
+
 int vial_g_set_str(vial_req *rq, const char *key, const char *value)
 {
     char *copy = value ? vial_arena_strndup(&rq->arena, value, strlen(value)) : NULL;
     if (value && !copy)
         return -ENOMEM;
-    return vial_g_set(rq, key, copy);
+    return g_put(rq, key, copy, value != NULL);
 }
 
 void *vial_app_get_data(vial_req *rq)
@@ -102,11 +118,21 @@ static const vial_rule *lookup_endpoint(vial_req *rq, const char *endpoint)
     return NULL;
 }
 
-char *vial_url_for(vial_req *rq, const char *endpoint, ...)
+char *vial_url_for_kv(vial_req *rq, const char *endpoint, const char *const *kv, size_t npairs,
+                      int external)
 {
     const vial_rule *r = endpoint ? lookup_endpoint(rq, endpoint) : NULL;
     if (!r)
         return NULL;
+    char *path = vial_router_build(r->rrule, kv, npairs, &rq->arena);
+    if (!path || !external)
+        return path;
+    const char *host = vial_req_header(rq, "Host");
+    return vial_sprintf(rq, "http://%s%s", host ? host : "localhost", path);
+}
+
+char *vial_url_for(vial_req *rq, const char *endpoint, ...)
+{
     const char *kv[64];
     size_t n = 0;
     int external = 0;
@@ -129,9 +155,5 @@ char *vial_url_for(vial_req *rq, const char *endpoint, ...)
         kv[n++] = v;
     }
     va_end(ap);
-    char *path = vial_router_build(r->rrule, kv, n / 2, &rq->arena);
-    if (!path || !external)
-        return path;
-    const char *host = vial_req_header(rq, "Host");
-    return vial_sprintf(rq, "http://%s%s", host ? host : "localhost", path);
+    return vial_url_for_kv(rq, endpoint, kv, n / 2, external);
 }

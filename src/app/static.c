@@ -80,7 +80,7 @@ static const struct {
 /* By the last extension of the file name, case-insensitively. "x.tar.gz" is
  * application/gzip: unlike Python's mimetypes we never claim a
  * Content-Encoding the client would then undo. */
-static const char *type_for(const char *path)
+const char *vial_static_type_for(const char *path)
 {
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
@@ -348,7 +348,7 @@ static int serve_open(vial_req *rq, vial_res *rs, int fd, const char *ctype, con
         close(fd); /* a CR/LF would inject headers */
         return -EINVAL;
     }
-    const char *type = ctype ? vial_strdup(rq, ctype) : type_for(name);
+    const char *type = ctype ? vial_strdup(rq, ctype) : vial_static_type_for(name);
     if (!type) {
         close(fd);
         return -ENOMEM;

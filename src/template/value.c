@@ -274,6 +274,21 @@ vial_tmpl_value vial_tmpl_function(struct vial_arena *a, const char *name, vial_
     return (tv){.kind = TV_FUNC, .u.p = f};
 }
 
+vial_tmpl_value vial_tmpl_object(struct vial_arena *a, const char *name, vial_tmpl_attr_fn attr,
+                                 void *data)
+{
+    tobject *o = a ? vial_arena_alloc(a, sizeof *o) : malloc(sizeof *o);
+    if (!o || !attr) {
+        if (!a)
+            free(o);
+        return TV(TV_UNDEF);
+    }
+    o->attr = attr;
+    o->data = data;
+    o->name = name ? name : "object";
+    return (tv){.kind = TV_OBJECT, .u.p = o};
+}
+
 struct vial_arena *vial_tmpl_arena_new(void)
 {
     vial_arena *a = malloc(sizeof *a);
@@ -398,6 +413,7 @@ const char *tv_type_name(tv v)
     case TV_DICT: return "dict";
     case TV_MODULE: return "module";
     case TV_LOOP: return "LoopContext";
+    case TV_OBJECT: return ((tobject *)v.u.p)->name;
     default: return "function";
     }
 }
@@ -586,6 +602,7 @@ int tv_write_str(vial_tmpl_out *o, tv v)
     case TV_FUNC: return sb_printf(o, "<function %s>", ((tfunc *)v.u.p)->name);
     case TV_MODULE: return sb_put(o, "<module>", 8);
     case TV_LOOP: return sb_put(o, "<LoopContext>", 13);
+    case TV_OBJECT: return sb_printf(o, "<%s>", ((tobject *)v.u.p)->name);
     default: return sb_put(o, "<function>", 10);
     }
 }
