@@ -1,76 +1,13 @@
 /* The HTML pages: register, log in and out, the board, and the form that
- * adds a task. Templates render through render() below; every form and API
- * call carries a CSRF token (vial_csrf_protect). */
+ * adds a task. Templates (templates/) render with vial_render; every form
+ * and API call carries a CSRF token (vial_csrf_protect). */
 #include "demo.h"
 
-#include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include <vial/template.h>
-
-static vial_tmpl_env *templates;
-static char static_version[24]; /* ?v= on static URLs: the start time */
-
-/* --- templates ---------------------------------------------------------------- */
-
-static void arena_free(void *a)
-{
-    vial_tmpl_arena_free(a);
-}
-
-/* A page's context, with what the layout uses: the user, the CSRF token,
- * the flashed messages and the static files' version. Its values live in
- * an arena freed when the request ends. */
-typedef struct page {
-    struct vial_arena *a;
-    vial_tmpl_value ctx;
-} page;
-
-static int page_new(vial_req *rq, page *pg)
-{
-    pg->a = vial_tmpl_arena_new();
-    if (!pg->a || vial_req_on_end(rq, arena_free, pg->a) < 0) {
-        vial_tmpl_arena_free(pg->a);
-        return -1;
-    }
-    pg->ctx = vial_tmpl_dict(pg->a);
-    const char *user = current_user(rq);
-    vial_tmpl_set(pg->a, pg->ctx, "user", user ? vial_tmpl_cstr(user) : vial_tmpl_none());
-    const char *token = vial_csrf_token(rq);
-    vial_tmpl_set(pg->a, pg->ctx, "csrf_token", token ? vial_tmpl_cstr(token) : vial_tmpl_none());
-    vial_tmpl_set(pg->a, pg->ctx, "v", vial_tmpl_cstr(static_version));
-    const char **cats, **msgs;
-    unsigned n = vial_get_flashed_messages(rq, &cats, &msgs);
-    vial_tmpl_value flashes = vial_tmpl_list(pg->a);
-    for (unsigned i = 0; i < n; i++) {
-        vial_tmpl_value f = vial_tmpl_dict(pg->a);
-        vial_tmpl_set(pg->a, f, "category", vial_tmpl_cstr(cats[i]));
-        vial_tmpl_set(pg->a, f, "message", vial_tmpl_cstr(msgs[i]));
-        vial_tmpl_push(pg->a, flashes, f);
-    }
-    vial_tmpl_set(pg->a, pg->ctx, "flashes", flashes);
-    return 0;
-}
-
-static int render(vial_req *rq, vial_res *rs, int status, const char *name, page *pg)
-{
-    vial_tmpl *t;
-    vial_tmpl_error err;
-    vial_tmpl_out out = {0};
-    if (vial_tmpl_load(templates, name, &t, &err) < 0 ||
-        vial_tmpl_render(t, pg->ctx, pg->a, &out, &err) < 0) {
-        free(out.data);
-        return vial_fail(rs, vial_sprintf(rq, "%s:%d: %s", err.name, err.line, err.message));
-    }
-    vial_res_set_status(rs, status);
-    vial_res_set_header(rs, "Content-Type", "text/html; charset=utf-8");
-    int r = vial_res_set_body(rs, out.data, out.len);
-    free(out.data);
-    return r;
-}
+/* --- errors ---------------------------------------------------------------------------- */
 
 /* Errors: JSON under /api/ ({"error": "..."}), a page elsewhere. */
 static int error_page(vial_req *rq, vial_res *rs)
@@ -87,15 +24,12 @@ static int error_page(vial_req *rq, vial_res *rs)
         vial_json_end(j);
         return vial_json_finish(j);
     }
-    page pg;
-    if (page_new(rq, &pg) == 0) {
-        vial_tmpl_set(pg.a, pg.ctx, "status", vial_tmpl_int(status));
-        vial_tmpl_set(pg.a, pg.ctx, "reason", vial_tmpl_cstr(vial_status_text(status)));
-        vial_tmpl_set(pg.a, pg.ctx, "message", vial_tmpl_cstr(msg));
-        if (render(rq, rs, status, "error.html", &pg) == 0)
-            return 0;
-    }
-    return vial_text(rs, status, "%d %s: %s\n", status, vial_status_text(status), msg);
+    struct vial_arena *a = vial_req_arena(rq);
+    vial_tmpl_value ctx = vial_render_ctx(rq);
+    vial_tmpl_set(a, ctx, "status", vial_tmpl_int(status));
+    vial_tmpl_set(a, ctx, "reason", vial_tmpl_cstr(vial_status_text(status)));
+    vial_tmpl_set(a, ctx, "message", vial_tmpl_cstr(msg));
+    return vial_render(rq, rs, "error.html", ctx); /* the status stays the error's */
 }
 
 /* --- accounts ------------------------------------------------------------------ */
@@ -133,12 +67,10 @@ static const char *check_name(const char *s)
 
 static int account_form(vial_req *rq, vial_res *rs, int status, const char *name, const char *error)
 {
-    page pg;
-    if (page_new(rq, &pg) < 0)
-        return -ENOMEM;
-    vial_tmpl_set(pg.a, pg.ctx, "error", error ? vial_tmpl_cstr(error) : vial_tmpl_none());
-    vial_tmpl_set(pg.a, pg.ctx, "name", vial_tmpl_cstr(vial_req_form(rq, "name") ?: ""));
-    return render(rq, rs, status, name, &pg);
+    vial_tmpl_value ctx = vial_render_ctx(rq);
+    vial_tmpl_set(vial_req_arena(rq), ctx, "error", error ? vial_tmpl_cstr(error) : vial_tmpl_none());
+    vial_res_set_status(rs, status);
+    return vial_render(rq, rs, name, ctx);
 }
 
 static int log_in(vial_req *rq, vial_res *rs, const char *name, const char *message)
@@ -220,31 +152,30 @@ static int board(vial_req *rq, vial_res *rs)
     if (db_query(rq, &t, "SELECT id, title, status, assignee, created_by FROM tasks ORDER BY id",
                  0, NULL) < 0)
         return vial_abort_msg(rs, 503, db_error(rq));
-    page pg;
-    if (page_new(rq, &pg) < 0)
-        return -ENOMEM;
+    struct vial_arena *a = vial_req_arena(rq);
+    vial_tmpl_value ctx = vial_render_ctx(rq);
     static const char *const cols[][2] = {{"todo", "To do"}, {"doing", "Doing"}, {"done", "Done"}};
-    vial_tmpl_value columns = vial_tmpl_list(pg.a);
+    vial_tmpl_value columns = vial_tmpl_list(a);
     for (int c = 0; c < 3; c++) {
-        vial_tmpl_value col = vial_tmpl_dict(pg.a), tasks = vial_tmpl_list(pg.a);
-        vial_tmpl_set(pg.a, col, "status", vial_tmpl_cstr(cols[c][0]));
-        vial_tmpl_set(pg.a, col, "label", vial_tmpl_cstr(cols[c][1]));
+        vial_tmpl_value col = vial_tmpl_dict(a), tasks = vial_tmpl_list(a);
+        vial_tmpl_set(a, col, "status", vial_tmpl_cstr(cols[c][0]));
+        vial_tmpl_set(a, col, "label", vial_tmpl_cstr(cols[c][1]));
         for (size_t i = 0; i < t.n; i++) {
             if (strcmp(cell(&t, i, 2), cols[c][0]) != 0)
                 continue;
-            vial_tmpl_value task = vial_tmpl_dict(pg.a);
-            vial_tmpl_set(pg.a, task, "id", vial_tmpl_cstr(cell(&t, i, 0)));
-            vial_tmpl_set(pg.a, task, "title", vial_tmpl_cstr(cell(&t, i, 1)));
+            vial_tmpl_value task = vial_tmpl_dict(a);
+            vial_tmpl_set(a, task, "id", vial_tmpl_cstr(cell(&t, i, 0)));
+            vial_tmpl_set(a, task, "title", vial_tmpl_cstr(cell(&t, i, 1)));
             const char *who = cell(&t, i, 3);
-            vial_tmpl_set(pg.a, task, "assignee", who ? vial_tmpl_cstr(who) : vial_tmpl_none());
-            vial_tmpl_set(pg.a, task, "created_by", vial_tmpl_cstr(cell(&t, i, 4)));
-            vial_tmpl_push(pg.a, tasks, task);
+            vial_tmpl_set(a, task, "assignee", who ? vial_tmpl_cstr(who) : vial_tmpl_none());
+            vial_tmpl_set(a, task, "created_by", vial_tmpl_cstr(cell(&t, i, 4)));
+            vial_tmpl_push(a, tasks, task);
         }
-        vial_tmpl_set(pg.a, col, "tasks", tasks);
-        vial_tmpl_push(pg.a, columns, col);
+        vial_tmpl_set(a, col, "tasks", tasks);
+        vial_tmpl_push(a, columns, col);
     }
-    vial_tmpl_set(pg.a, pg.ctx, "columns", columns);
-    return render(rq, rs, 200, "board.html", &pg);
+    vial_tmpl_set(a, ctx, "columns", columns);
+    return vial_render(rq, rs, "board.html", ctx);
 }
 
 /* The form on the board (works without JavaScript): Post/Redirect/Get. */
@@ -268,14 +199,11 @@ static int add_task(vial_req *rq, vial_res *rs)
 
 int pages_register(vial_app *app, const char *template_dir)
 {
-    snprintf(static_version, sizeof static_version, "%lld", (long long)time(NULL));
-    templates = vial_tmpl_env_new(template_dir);
-    vial_tmpl_error err = {"", 0, "out of memory"};
-    if (!templates || vial_tmpl_env_load_all(templates, &err) < 0) {
-        fprintf(stderr, "demo: %s:%d: %s\n", err.name, err.line, err.message);
-        return -1;
-    }
-    int r = vial_csrf_protect(app, NULL);
+    static char version[24]; /* ?v= on static URLs: the start time */
+    snprintf(version, sizeof version, "%lld", (long long)time(NULL));
+    int r = vial_app_set_template_folder(app, template_dir);
+    r |= vial_template_global(app, "v", vial_tmpl_cstr(version));
+    r |= vial_csrf_protect(app, NULL);
     r |= vial_errorhandler(app, VIAL_HTTP_ERRORS, error_page);
     r |= vial_route(app, "GET /", index_page);
     r |= vial_route(app, "GET,POST /register", register_page);
