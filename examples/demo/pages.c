@@ -152,29 +152,19 @@ static int board(vial_req *rq, vial_res *rs)
     if (db_query(rq, &t, "SELECT id, title, status, assignee, created_by FROM tasks ORDER BY id",
                  0, NULL) < 0)
         return vial_abort_msg(rs, 503, db_error(rq));
+    static const char *const keys[] = {"id", "title", "status", "assignee", "created_by"};
     struct vial_arena *a = vial_req_arena(rq);
-    vial_tmpl_value ctx = vial_render_ctx(rq);
-    static const char *const cols[][2] = {{"todo", "To do"}, {"doing", "Doing"}, {"done", "Done"}};
-    vial_tmpl_value columns = vial_tmpl_list(a);
-    for (int c = 0; c < 3; c++) {
-        vial_tmpl_value col = vial_tmpl_dict(a), tasks = vial_tmpl_list(a);
-        vial_tmpl_set(a, col, "status", vial_tmpl_cstr(cols[c][0]));
-        vial_tmpl_set(a, col, "label", vial_tmpl_cstr(cols[c][1]));
-        for (size_t i = 0; i < t.n; i++) {
-            if (strcmp(cell(&t, i, 2), cols[c][0]) != 0)
-                continue;
-            vial_tmpl_value task = vial_tmpl_dict(a);
-            vial_tmpl_set(a, task, "id", vial_tmpl_cstr(cell(&t, i, 0)));
-            vial_tmpl_set(a, task, "title", vial_tmpl_cstr(cell(&t, i, 1)));
-            const char *who = cell(&t, i, 3);
-            vial_tmpl_set(a, task, "assignee", who ? vial_tmpl_cstr(who) : vial_tmpl_none());
-            vial_tmpl_set(a, task, "created_by", vial_tmpl_cstr(cell(&t, i, 4)));
-            vial_tmpl_push(a, tasks, task);
+    vial_tmpl_value tasks = vial_tmpl_list(a); /* the template sorts them into columns */
+    for (size_t i = 0; i < t.n; i++) {
+        vial_tmpl_value task = vial_tmpl_dict(a);
+        for (int c = 0; c < 5; c++) {
+            const char *v = cell(&t, i, c);
+            vial_tmpl_set(a, task, keys[c], v ? vial_tmpl_cstr(v) : vial_tmpl_none());
         }
-        vial_tmpl_set(a, col, "tasks", tasks);
-        vial_tmpl_push(a, columns, col);
+        vial_tmpl_push(a, tasks, task);
     }
-    vial_tmpl_set(a, ctx, "columns", columns);
+    vial_tmpl_value ctx = vial_render_ctx(rq);
+    vial_tmpl_set(a, ctx, "tasks", tasks);
     return vial_render(rq, rs, "board.html", ctx);
 }
 
