@@ -373,6 +373,10 @@ typedef struct vial_config {
     /* Development mode (Flask's debug): templates whose files changed are
      * compiled again at their next render. Off by default. */
     int debug;
+    /* Response compression (vial_compress): 1 turns it on, with the
+     * defaults when the app did not call vial_compress; 0 turns it off;
+     * -1 (the default): as the app set it. */
+    int compress;
     const vial_option *options; /* the app's own command-line options, or NULL */
     /* Called once by vial_run on its thread when every loop thread's
      * listener is bound, with the port (the real one for port 0), before
@@ -394,6 +398,7 @@ vial_config vial_config_default(void);
  *   --log-level error|warn|info|debug  --metrics-path PATH
  *   --health-path PATH  --drain-delay-ms MS  --[no-]request-id  --[no-]server-header
  *   --[no-]debug
+ *   --[no-]compress
  *   --config FILE  -h/--help
  * Before the flags it reads --config FILE (or $VIAL_CONFIG): "name = value"
  * lines with the options' long names ("port = 8080", "access-log = -"),
@@ -704,6 +709,59 @@ int vial_static(vial_app *app, const char *url_prefix, const char *directory);
  * Returns 0, or vial_abort(rs, 404) (VIAL_EHTTP(404)) when it cannot be
  * opened. */
 int vial_send_file(vial_req *rq, vial_res *rs, const char *path, const char *content_type);
+
+/* --- compression ---------------------------------------------------------------------
+ * Response bodies in gzip (zlib, always built) or brotli (libbrotli, when
+ * found at build time: VIAL_HAVE_BROTLI in vial/config.h), chosen from the
+ * request's Accept-Encoding with its q-values (br before gzip on equal
+ * weight), as Flask-Compress does. Off until vial_compress (or --compress,
+ * VIAL_COMPRESS) turns it on. Then, after the after_request hooks:
+ *   - every response of a compressible type gets Vary: Accept-Encoding,
+ *     compressed or not;
+ *   - a buffered body of at least min_size bytes is compressed when the
+ *     client accepts a coding: Content-Encoding set, Content-Length that of
+ *     the compressed bytes, a strong ETag made weak (W/"..."). HEAD gets the
+ *     headers GET would;
+ *   - a stream (vial_stream_begin) is compressed as it goes, each
+ *     vial_stream_write flushed through the compressor so it reaches the
+ *     client at once (server-sent events stay live);
+ *   - untouched: a response that already has a Content-Encoding, one with
+ *     Cache-Control: no-transform (the per-response opt-out), 1xx, 204, 205,
+ *     206 and 304 responses, and file bodies (vial_send_file, vial_static),
+ *     which are sent with sendfile: for those, a precompressed sibling
+ *     (NAME.br, NAME.gz, as made by `brotli -k` / `gzip -k`) is sent instead
+ *     when it exists, is not older than NAME and the client accepts it.
+ * Compressing runs on the loop thread; a body over 256 KiB is compressed on
+ * the worker pool instead. Compressor state is the request's: freed when
+ * the body is compressed, or for a stream when the request ends, client
+ * gone or not. */
+#define VIAL_COMPRESS_GZIP 1u
+#define VIAL_COMPRESS_BR 2u /* ignored without VIAL_HAVE_BROTLI */
+
+typedef struct vial_compress_opts {
+    unsigned codings;       /* VIAL_COMPRESS_GZIP | VIAL_COMPRESS_BR (default: both) */
+    size_t min_size;        /* smaller buffered bodies go as they are (default 860,
+                             * Akamai's and Flask-Compress's 500 byte floor plus a
+                             * margin: below about a packet, compressing saves no
+                             * round trip and costs CPU) */
+    int gzip_level;         /* 1-9 (default 6, zlib's and Flask-Compress's) */
+    int br_quality;         /* 0-11 (default 4, Flask-Compress's: 11 is for
+                             * precompressing, tens of times slower) */
+    /* Compressible media types, NULL-terminated: "text/" followed by "*"
+     * matches every text type; parameters (charset) are ignored. NULL:
+     * every text type, application/json, application/javascript, application/xml,
+     * image/svg+xml. Copied. */
+    const char *const *types;
+    int precompressed;      /* static files: look for NAME.br / NAME.gz (default 1) */
+} vial_compress_opts;
+
+/* The defaults above, filled in. */
+vial_compress_opts vial_compress_opts_default(void);
+
+/* Turns compression on for app with opts (NULL: the defaults); a second
+ * call replaces the first. Returns 0, -EINVAL (a level out of range, no
+ * coding, an empty type), -ENOMEM, or -EBUSY once the app runs. */
+int vial_compress(vial_app *app, const vial_compress_opts *opts);
 
 /* --- sessions -------------------------------------------------------------------------
  * Signed cookie sessions (HMAC-SHA256 with the app's secret key), like

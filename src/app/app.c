@@ -3,6 +3,7 @@
 #include "app/app.h"
 #include "app/render.h"
 #include "app/security.h"
+#include "app/compress.h"
 #include "app/session.h"
 #include "http/server.h"
 #include "runtime/log.h"
@@ -60,6 +61,7 @@ void vial_app_free(vial_app *app)
     free(app->mws);
     vial_static_release(app);
     vial_render_free(app);
+    vial_compress_release(app);
     vial_router_free(app->router);
     free(app->session_cfg);
     vial_csrf_release(app);
@@ -591,6 +593,9 @@ int vial_run(vial_app *app, const vial_config *cfg)
     if (r < 0)
         return r;
     vial_metrics_init(VIAL_STATS_RULES + app->nrules);
+    r = vial_compress_config(app, c.compress);
+    if (r < 0)
+        return r;
     r = vial_accesslog_open(&c);
     if (r < 0)
         return r;

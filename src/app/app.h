@@ -74,6 +74,7 @@ typedef struct vial_rule {
 struct vial_session_config;
 struct vial_csrf; /* app/csrf.c */
 struct vial_cors; /* app/cors.c */
+struct vial_compress_cfg;
 
 struct vial_app {
     vial_router *router;
@@ -87,6 +88,7 @@ struct vial_app {
     struct vial_session_config *session_cfg;
     struct vial_csrf *csrf; /* vial_csrf_protect, vial_csrf_exempt */
     struct vial_cors *cors; /* vial_cors, vial_bp_cors */
+    struct vial_compress_cfg *compress; /* vial_compress; NULL: off (compress.c) */
     int running; /* set by vial_run: registering is refused from then on */
     vial_ops ops; /* access log, metrics, health, request ids (vial_run) */
     struct vial_render_state *render; /* templates (render.c), NULL until used */

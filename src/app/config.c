@@ -29,6 +29,7 @@ vial_config vial_config_default(void)
         .access_log_format = "combined",
         .log_level = "info",
         .request_id = -1,
+        .compress = -1,
     };
 }
 
@@ -92,6 +93,8 @@ static const server_opt server_opts[] = {
      offsetof(vial_config, server_header), 0, 1},
     {"debug", NULL, "development mode: templates are compiled again when their files change",
      OPT_BOOL, offsetof(vial_config, debug), 0, 1},
+    {"compress", NULL, "compress responses (gzip, br) by Accept-Encoding; see vial_compress", OPT_BOOL,
+     offsetof(vial_config, compress), 0, 1},
 };
 #define NOPTS (sizeof server_opts / sizeof server_opts[0])
 
@@ -172,7 +175,9 @@ static void print_help(const vial_config *cfg, const char *prog)
             fmt_size(def, sizeof def, (long long)*(const size_t *)field);
             break;
         case OPT_BOOL:
-            d = *(const int *)field < 0 ? "with --access-log" : *(const int *)field ? "on" : "off";
+            d = *(const int *)field < 0 ? (o->off == offsetof(vial_config, compress) ? "as the app sets it"
+                                                                                      : "with --access-log")
+                : *(const int *)field ? "on" : "off";
             break;
         }
         if (o->kind == OPT_BOOL)

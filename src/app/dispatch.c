@@ -15,6 +15,7 @@
  * Each function runs the way it was registered: VIAL_ASYNC on this
  * coroutine, VIAL_SYNC on the worker pool. */
 #include "app/app.h"
+#include "app/compress.h"
 #include "app/ops.h"
 #include "app/security.h"
 #include "app/tasks.h"
@@ -511,6 +512,7 @@ static void serve(vial_app *app, vial_req *rq)
         }
     }
     finalize(rq);
+    vial_compress_end(rq);
     vial_tasks_reap(rq);
     if (co) {
         co->deadline = 0; /* vial_set_deadline is per request; the connection goes on */
