@@ -112,7 +112,7 @@ int main(int argc, char **argv)
     const char *key = secret_key();
     if (!app || !key || vial_app_set_secret_key(app, key) < 0 ||
         vial_before_request(app, db_ensure_schema) < 0 ||
-        vial_after_request(app, cache_static) < 0 ||
+        vial_after_request(app, cache_static) < 0 || vial_compress(app, NULL) < 0 ||
         vial_static(app, "/static", statics) < 0 ||
         pages_register(app, templates) < 0 || api_register(app) < 0 || live_register(app) < 0) {
         fprintf(stderr, "demo: setting the app up failed\n");

@@ -234,6 +234,17 @@ def test_api_bad_json_is_a_json_4xx(base):
     assert r.status_code == 415 and "application/json" in r.json()["error"]
 
 
+def test_pages_and_api_are_compressed(base):
+    s = user(base)
+    for i in range(10):
+        new_task(s, base, title="compress me %d" % i)
+    for path in ("/board", "/api/tasks"):
+        r = s.get(base + path, headers={"Accept-Encoding": "gzip"}, timeout=TIMEOUT)
+        assert r.status_code == 200 and r.headers.get("Content-Encoding") == "gzip", path
+        assert "compress me 9" in r.text
+        assert "Accept-Encoding" in r.headers["Vary"]
+
+
 def test_static_files_have_caching_headers(base):
     r = requests.get(base + "/static/app.css?v=1", timeout=TIMEOUT)
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/css")
