@@ -127,6 +127,9 @@ def test_register_login_logout(base):
     r = t.post(base + "/login", data={"csrf_token": csrf(t, base + "/login"), "name": s.name,
                                       "password": "wrong"}, allow_redirects=False, timeout=TIMEOUT)
     assert r.status_code == 401 and "Wrong name or password." in r.text
+    r = t.post(base + "/login", data={"csrf_token": csrf(t, base + "/login"), "name": "nobody-x",
+                                      "password": "correct horse"}, timeout=TIMEOUT)
+    assert r.status_code == 401 and "Wrong name or password." in r.text
     r = t.post(base + "/login", data={"csrf_token": csrf(t, base + "/login"), "name": s.name,
                                       "password": "correct horse"}, allow_redirects=False,
                timeout=TIMEOUT)
