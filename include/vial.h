@@ -320,7 +320,7 @@ typedef struct vial_option {
 } vial_option;
 
 typedef struct vial_config {
-    const char *host;       /* listen address (default "127.0.0.1"); "::1" for IPv6 */
+    const char *host;       /* listen address (default "127.0.0.1"); "::1" for IPv6; "unix:/path" */
     int port;               /* listen port (default 8080); 0: any free port, one for all threads */
     int threads;            /* loop threads; 0: one per core */
     int workers;            /* worker-pool threads for sync handlers; 0: 16 */
@@ -377,6 +377,35 @@ typedef struct vial_config {
      * defaults when the app did not call vial_compress; 0 turns it off;
      * -1 (the default): as the app set it. */
     int compress;
+    /* Listening (docs/guide/deploy.md). host may also be "unix:/path", a
+     * Unix domain socket (port unused; a stale socket file is removed at
+     * start if nothing listens on it, the file is removed at a clean exit).
+     * listen: comma-separated listeners that replace host/port:
+     * "127.0.0.1:8080,[::1]:8080,unix:/run/app.sock" (an entry without a
+     * port takes `port`); NULL: host and port. unix_mode: the permission
+     * bits of the Unix socket files (0660); -1 (the default): as the umask
+     * leaves them. Descriptors passed by systemd (LISTEN_FDS, LISTEN_PID)
+     * replace both; with NOTIFY_SOCKET set, systemd is told READY=1,
+     * STOPPING=1 and STATUS= lines, and pinged with WATCHDOG=1 when it
+     * asks (WATCHDOG_USEC). trusted_proxy: comma-separated CIDRs
+     * ("10.0.0.0/8,::1/128") or "unix"; a request whose peer is one of
+     * them takes its client address (vial_req_remote_addr, the access log)
+     * from X-Forwarded-For and its scheme (vial_req_scheme, url_for
+     * _external) from X-Forwarded-Proto; NULL: no peer is trusted. */
+    const char *listen;
+    int unix_mode;
+    const char *trusted_proxy;
+    /* WebSocket permessage-deflate (RFC 7692; docs/guide/websockets.md).
+     * ws_deflate: accept a client's offer (vial_config_default: 1; 0: never
+     * negotiated). ws_deflate_min: messages vial sends shorter than this go
+     * uncompressed (0: 128 bytes). ws_deflate_memory_max: bytes of zlib
+     * state all connections may hold at once (0: 64 MiB); a handshake that
+     * finds no room for one more connection declines the extension, and a
+     * connection that cannot get its state later sends uncompressed, or,
+     * to read a compressed message, is closed with 1013. */
+    int ws_deflate;
+    size_t ws_deflate_min;
+    size_t ws_deflate_memory_max;
     const vial_option *options; /* the app's own command-line options, or NULL */
     /* Called once by vial_run on its thread when every loop thread's
      * listener is bound, with the port (the real one for port 0), before
@@ -399,6 +428,8 @@ vial_config vial_config_default(void);
  *   --health-path PATH  --drain-delay-ms MS  --[no-]request-id  --[no-]server-header
  *   --[no-]debug
  *   --[no-]compress
+ *   --listen ADDR[,ADDR...] (repeatable)  --unix-mode MODE  --trusted-proxy CIDR[,CIDR...]
+ *   --[no-]ws-deflate  --ws-deflate-min BYTES  --ws-deflate-memory-max BYTES
  *   --config FILE  -h/--help
  * Before the flags it reads --config FILE (or $VIAL_CONFIG): "name = value"
  * lines with the options' long names ("port = 8080", "access-log = -"),
@@ -418,11 +449,15 @@ vial_config vial_config_default(void);
 int vial_config_args(vial_config *cfg, int argc, char **argv);
 
 /* Serves app until SIGTERM or SIGINT, then stops accepting, lets in-flight
- * requests finish for grace_ms, closes everything and returns 0. Every loop
- * thread listens on the one port with SO_REUSEPORT (the kernel spreads the
+ * requests finish for grace_ms, closes everything and returns 0 (SIGUSR1
+ * reopens the access log; SIGHUP and SIGUSR2 are logged and ignored). Every
+ * loop thread listens on every listener (host/port, listen, or systemd's
+ * descriptors): on a TCP port with SO_REUSEPORT (the kernel spreads the
  * connections); a port some other socket already holds, SO_REUSEPORT or
  * not, another vial included, is refused: "vial: 127.0.0.1:8080 is already
- * in use" and -EADDRINUSE. Returns a negative errno when it cannot listen.
+ * in use" and -EADDRINUSE, as is a Unix socket path a live server holds.
+ * Returns a negative errno when it cannot listen, -EINVAL for a bad
+ * trusted_proxy or listen entry.
  * From the moment vial_run starts, the app is set up for good: every
  * registration function (routes, views, hooks, error handlers, blueprints,
  * converters, middleware, static, websocket routes, the secret key) refuses
@@ -497,8 +532,15 @@ const void *vial_req_body(vial_req *rq, size_t *len);
 /* The value of a <float:name> parameter; 0 if absent. */
 double vial_req_param_double(vial_req *rq, const char *name);
 
-/* The client's address ("127.0.0.1", "::1"). */
+/* The client's address ("127.0.0.1", "::1"; "unix" over a Unix socket).
+ * When the peer is a trusted proxy (vial_config.trusted_proxy), the client
+ * named by X-Forwarded-For: its hops read from the right, trusted ones
+ * skipped; otherwise the header is never read. */
 const char *vial_req_remote_addr(vial_req *rq);
+
+/* "https" when a trusted proxy says so in X-Forwarded-Proto (its rightmost
+ * value), else "http". vial_url_for's _external URLs use it. */
+const char *vial_req_scheme(vial_req *rq);
 
 /* The endpoint of the matched view ("hello", "api.items"), or NULL. */
 const char *vial_req_endpoint(vial_req *rq);
@@ -1077,8 +1119,13 @@ void vial_sem_release(vial_sem *s);
  * written when the handler first calls vial_ws_accept, _recv or _send, so
  * what it does before (join a group, check the request) happens first; a
  * handler that returns without accepting answers 403. When the handler
- * returns, a session still open is closed with 1000. No subprotocol or
- * extension is negotiated. Messages are limited to 1 MiB (1009 beyond);
+ * returns, a session still open is closed with 1000. No subprotocol is
+ * negotiated; permessage-deflate is, when the client offers it (see
+ * vial_config.ws_deflate): received messages are inflated before
+ * vial_ws_recv returns them, and vial_ws_send compresses those of at least
+ * ws_deflate_min bytes (group broadcasts go uncompressed). Messages are
+ * limited to 1 MiB (1009 beyond; for a compressed one, its inflated size;
+ * compressed data that does not inflate is a 1007);
  * protocol errors (1002) and invalid UTF-8 text (1007) fail the connection:
  * a close frame with the code, then the TCP connection is closed at once.
  * WebSocket connections have no idle timeout.
@@ -1118,7 +1165,8 @@ int vial_ws_accept(vial_ws *ws);
  * Pings are answered inside it, pongs ignored, and messages broadcast to the
  * session's groups are sent while it waits. Returns 0 with *msg filled;
  * VIAL_WS_CLOSED when the peer closed (its close was echoed); -EPROTO,
- * -EMSGSIZE after failing the connection with 1002/1007 or 1009;
+ * -EMSGSIZE after failing the connection with 1002/1007 or 1009; -ENOMEM
+ * after 1013 (no room for permessage-deflate's zlib state) or 1011;
  * -ECONNRESET when the peer vanished; -ENOBUFS when the session was dropped
  * for not reading its broadcasts; -ECANCELED. Once it fails, the session is
  * over: later calls return the same result. */

@@ -922,6 +922,16 @@ static void block_ms(int64_t ms)
         ;
 }
 
+/* Holds its loop thread (an async view that blocks, the bug systemd's
+ * watchdog exists for): the watchdog test sees the pings stop. */
+static int loop_block(vial_req *rq, vial_res *rs)
+{
+    int64_t ms;
+    ARG_INT(rq, rs, "ms", 100, 0, 10000, &ms);
+    block_ms(ms);
+    return vial_text(rs, 200, "unblocked");
+}
+
 static int sync_block(vial_req *rq, vial_res *rs) /* sync */
 {
     int64_t ms;
@@ -1048,6 +1058,8 @@ static int ws_chat(vial_req *rq, vial_ws *ws)
 
 /* --- the app ---------------------------------------------------------------------------------- */
 
+int conformance_realtime(vial_app *app);
+
 static vial_app *build_app(void)
 {
     vial_app *app = vial_app_new();
@@ -1116,6 +1128,7 @@ static vial_app *build_app(void)
 
     e |= vial_route(app, "GET /async/sleep", async_sleep);
     e |= vial_route_sync(app, "GET /sync/block", sync_block);
+    e |= vial_route(app, "GET /debug/block-loop", loop_block);
     e |= vial_route(app, "GET /async/offload", async_offload);
     e |= vial_route(app, "GET /async/gather", async_gather);
     e |= vial_route(app, "GET /async/timeout", async_timeout);
@@ -1126,6 +1139,8 @@ static vial_app *build_app(void)
     e |= chat_room ? 0 : -1;
     e |= vial_ws_route(app, "/ws/echo", ws_echo);
     e |= vial_ws_route(app, "/ws/chat", ws_chat);
+
+    e |= conformance_realtime(app); /* realtime.c */
 
     vial_bp *api = vial_blueprint(app, "api", "/api/v1");
     if (!api)

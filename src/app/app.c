@@ -1,9 +1,10 @@
 /* The application object and everything registered on it: routes, method
  * views, blueprints, hooks, error handlers, middleware, app state, config. */
 #include "app/app.h"
+#include "app/compress.h"
+#include "app/proxy.h"
 #include "app/render.h"
 #include "app/security.h"
-#include "app/compress.h"
 #include "app/session.h"
 #include "http/server.h"
 #include "runtime/log.h"
@@ -596,9 +597,17 @@ int vial_run(vial_app *app, const vial_config *cfg)
     r = vial_compress_config(app, c.compress);
     if (r < 0)
         return r;
-    r = vial_accesslog_open(&c);
+    if (c.unix_mode == 0)
+        c.unix_mode = -1; /* a zeroed config: no socket file nobody may open */
+    vial_proxies proxies;
+    r = vial_proxies_parse(c.trusted_proxy, &proxies);
     if (r < 0)
         return r;
+    r = vial_accesslog_open(&c);
+    if (r < 0) {
+        vial_proxies_free(&proxies);
+        return r;
+    }
     app->ops = (vial_ops){
         .access_log = c.access_log && *c.access_log,
         .metrics = c.metrics_path && *c.metrics_path,
@@ -608,11 +617,14 @@ int vial_run(vial_app *app, const vial_config *cfg)
         .metrics_len = c.metrics_path ? strlen(c.metrics_path) : 0,
         .health_path = c.health_path,
         .health_len = c.health_path ? strlen(c.health_path) : 0,
+        .proxies = proxies.n ? &proxies : NULL,
     };
     /* Set before the first listener exists, so no request can see the app
      * change under it. */
     __atomic_store_n(&app->running, 1, __ATOMIC_RELEASE);
-    r = vial_server_run(&c, vial_app_serve, app);
+    r = vial_server_run(&c, vial_app_serve, app->ops.access_log ? vial_accesslog_reject : NULL, app);
     vial_accesslog_close();
+    app->ops.proxies = NULL;
+    vial_proxies_free(&proxies);
     return r;
 }

@@ -2,8 +2,10 @@
  * state, the error being handled, the matched endpoint, the client address,
  * and reverse routing (url_for). */
 #include "app/app.h"
+#include "app/proxy.h"
 #include "http/server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -85,11 +87,44 @@ const char *vial_req_endpoint(vial_req *rq)
     return vial_rqs(rq)->route ? vial_rqs(rq)->route->endpoint : NULL;
 }
 
+/* The proxies this request's app trusts, if its peer is one of them. */
+static const vial_proxies *trusted_peer(vial_req *rq)
+{
+    const vial_proxies *px = vial_rqs(rq) && vial_rqs(rq)->app ? vial_rqs(rq)->app->ops.proxies : NULL;
+    const char *peer = px && rq->conn ? vial_conn_peer(rq) : NULL;
+    vial_cidr a;
+    if (!peer || vial_addr_parse(peer, strlen(peer), &a) < 0 || !vial_proxies_match(px, &a))
+        return NULL;
+    return px;
+}
+
 const char *vial_req_remote_addr(vial_req *rq)
 {
+    if (rq->remote_addr)
+        return rq->remote_addr;
+    rq->remote_addr = rq->conn ? vial_conn_peer(rq) : "127.0.0.1";
+    const vial_proxies *px = trusted_peer(rq);
+    const char *xff = px ? vial_req_header(rq, "X-Forwarded-For") : NULL;
+    if (xff) {
+        char client[INET6_ADDRSTRLEN];
+        int found;
+        vial_xff_client(px, xff, strlen(xff), client, sizeof client, &found);
+        if (found) {
+            char *kept = vial_arena_strndup(&rq->arena, client, strlen(client));
+            if (kept)
+                rq->remote_addr = kept;
+        }
+    }
     if (!rq->remote_addr)
-        rq->remote_addr = rq->conn ? vial_conn_peer(rq) : "127.0.0.1";
-    return rq->remote_addr ? rq->remote_addr : "";
+        rq->remote_addr = "";
+    return rq->remote_addr;
+}
+
+const char *vial_req_scheme(vial_req *rq)
+{
+    const char *xfp = trusted_peer(rq) ? vial_req_header(rq, "X-Forwarded-Proto") : NULL;
+    const char *s = xfp ? vial_xfp_scheme(xfp, strlen(xfp)) : NULL;
+    return s ? s : "http";
 }
 
 double vial_req_param_double(vial_req *rq, const char *name)
@@ -128,7 +163,7 @@ char *vial_url_for_kv(vial_req *rq, const char *endpoint, const char *const *kv,
     if (!path || !external)
         return path;
     const char *host = vial_req_header(rq, "Host");
-    return vial_sprintf(rq, "http://%s%s", host ? host : "localhost", path);
+    return vial_sprintf(rq, "%s://%s%s", vial_req_scheme(rq), host ? host : "localhost", path);
 }
 
 char *vial_url_for(vial_req *rq, const char *endpoint, ...)
