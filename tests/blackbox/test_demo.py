@@ -298,6 +298,19 @@ def test_websocket_hears_every_change(base):
     asyncio.run(asyncio.wait_for(go(), 6 * TIMEOUT))
 
 
+def sse_events(r):
+    """The events of a streamed response, as dicts of their fields."""
+    ev = {}
+    for line in r.iter_lines(decode_unicode=True):
+        if not line:
+            if ev:
+                yield ev
+            ev = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            ev[name] = value[1:] if value.startswith(" ") else value
+
+
 def test_sse_feed_streams_activity(base):
     s = user(base)
     assert requests.get(base + "/events", timeout=TIMEOUT).status_code == 401
@@ -307,16 +320,16 @@ def test_sse_feed_streams_activity(base):
         assert r.headers["Content-Type"].startswith("text/event-stream")
         t = new_task(user(base), base, title=title)
         deadline = time.monotonic() + TIMEOUT
-        for line in r.iter_lines(decode_unicode=True):
-            if line.startswith("data: ") and title in line:
-                at, text = line[6:].split(" ", 1)
+        for ev in sse_events(r):
+            if title in ev.get("data", ""):
+                at, text = ev["data"].split(" ", 1)
                 assert abs(int(at) - time.time()) < 60
                 assert text.endswith('created #%d "%s"' % (t["id"], title))
+                seen = int(ev["id"])
                 break
             assert time.monotonic() < deadline, "no activity line for the new task"
-    # A reconnect with Last-Event-ID gets only what came after it.
+    # A reconnect with Last-Event-ID gets what came after that event first.
     with s.get(base + "/events", stream=True, timeout=TIMEOUT,
-               headers={"Last-Event-ID": "999999999"}) as r:
-        new_task(s, base, title="after")
-        lines = r.iter_lines(decode_unicode=True)
-        assert next(lines) == "retry: 2000"
+               headers={"Last-Event-ID": str(seen - 1)}) as r:
+        ev = next(sse_events(r))
+        assert int(ev["id"]) == seen and title in ev["data"]
