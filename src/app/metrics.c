@@ -15,6 +15,7 @@
 #include "app/request_state.h"
 #include "http/server.h"
 #include "runtime/coro.h"
+#include "runtime/driver.h"
 #include "runtime/numfmt.h"
 
 #include <pthread.h>
@@ -149,6 +150,11 @@ static void out_label(vial_res *rs, const char *v)
         else
             vial_res_append_body(rs, v, 1);
     }
+}
+
+static void source_append(void *ctx, const char *p, size_t n)
+{
+    vial_res_append_body(ctx, p, n);
 }
 
 /* One unlabelled figure of the given type ("gauge", "counter"). */
@@ -300,6 +306,9 @@ void vial_metrics_render(vial_req *rq)
               "was full).\n# TYPE vial_metrics_overflow_total counter\nvial_metrics_overflow_total ");
     out_u64(rs, overflow);
     out_s(rs, "\n");
+    /* The client libraries' pools (PostgreSQL, Redis): their sources. */
+    vial_metrics_out mo = {source_append, rs};
+    vial_metrics_sources_write(&mo);
     vial_server *s = rq->server;
     if (!s)
         return;
