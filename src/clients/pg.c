@@ -1268,53 +1268,50 @@ static void metrics_forget(vial_pg *db)
     pthread_mutex_unlock(&mlist_mu);
 }
 
-/* One family: every open db's figure (all its loops' blocks added up). */
-static void metrics_family(vial_metrics_out *out, const char *name, const char *type, const char *help,
-                           size_t field, int waiters)
-{
-    vial_metrics_family(out, name, type, help);
-    for (vial_pg *db = mlist; db; db = db->mnext) {
-        uint64_t v = 0;
-        pthread_mutex_lock(&db->stmt_lock);
-        for (pg_mblock *mb = db->mblocks; mb; mb = mb->next) {
-            if (waiters)
-                v += PG_LOAD(mb->waiters);
-            else if (field == offsetof(vial_pg_stats, conns))
-                v += PG_LOAD(mb->s.conns);
-            else
-                v += PG_LOAD(*(uint64_t *)((char *)&mb->s + field));
-        }
-        pthread_mutex_unlock(&db->stmt_lock);
-        char label[32] = "pool=\"";
-        size_t n = strlen(label);
-        n += vial_fmt_u64(label + n, db->metrics_id);
-        memcpy(label + n, "\"", 2);
-        vial_metrics_sample(out, name, label, v);
-    }
-}
+/* The families: fields of pg_mblock, each summed over a db's loops. */
+static const struct {
+    const char *name, *type, *help;
+    size_t off;
+    int narrow; /* an unsigned, not a uint64_t */
+} pg_families[] = {
+    {"vial_pg_connections", "gauge", "PostgreSQL query connections open now, by pool.",
+     offsetof(pg_mblock, s.conns), 1},
+    {"vial_pg_waiters", "gauge", "Coroutines waiting for a PostgreSQL connection now, by pool.",
+     offsetof(pg_mblock, waiters), 0},
+    {"vial_pg_queries_total", "counter", "PostgreSQL statements sent, by pool.", offsetof(pg_mblock, s.queries), 0},
+    {"vial_pg_batches_total", "counter",
+     "PostgreSQL pipeline batches written (queries_total / batches_total: the mean batch).",
+     offsetof(pg_mblock, s.batches), 0},
+    {"vial_pg_connects_total", "counter", "PostgreSQL connections established, by pool.",
+     offsetof(pg_mblock, s.connects), 0},
+    {"vial_pg_connect_failures_total", "counter", "PostgreSQL connection attempts that failed.",
+     offsetof(pg_mblock, s.connect_failures), 0},
+    {"vial_pg_broken_total", "counter", "PostgreSQL connections found broken (then replaced).",
+     offsetof(pg_mblock, s.broken), 0},
+    {"vial_pg_retries_total", "counter", "PostgreSQL queries moved to a fresh connection.",
+     offsetof(pg_mblock, s.retries), 0},
+    {"vial_pg_batch_retries_total", "counter",
+     "PostgreSQL statements sent again because another of their batch failed.",
+     offsetof(pg_mblock, s.batch_retries), 0},
+    {"vial_pg_cancels_total", "counter", "PostgreSQL cancel requests sent.", offsetof(pg_mblock, s.cancels), 0},
+};
 
 static void metrics_write(void *data, vial_metrics_out *out)
 {
     (void)data;
     pthread_mutex_lock(&mlist_mu);
-    if (mlist) {
-#define F(name, type, help, field) \
-    metrics_family(out, name, type, help, offsetof(vial_pg_stats, field), 0)
-        F("vial_pg_connections", "gauge", "PostgreSQL query connections open now, by pool.", conns);
-        metrics_family(out, "vial_pg_waiters", "gauge",
-                       "Coroutines waiting for a PostgreSQL connection now, by pool.", 0, 1);
-        F("vial_pg_queries_total", "counter", "PostgreSQL statements sent, by pool.", queries);
-        F("vial_pg_batches_total", "counter",
-          "PostgreSQL pipeline batches written (queries_total / batches_total: the mean batch).", batches);
-        F("vial_pg_connects_total", "counter", "PostgreSQL connections established, by pool.", connects);
-        F("vial_pg_connect_failures_total", "counter", "PostgreSQL connection attempts that failed.",
-          connect_failures);
-        F("vial_pg_broken_total", "counter", "PostgreSQL connections found broken (then replaced).", broken);
-        F("vial_pg_retries_total", "counter", "PostgreSQL queries moved to a fresh connection.", retries);
-        F("vial_pg_batch_retries_total", "counter",
-          "PostgreSQL statements sent again because another of their batch failed.", batch_retries);
-        F("vial_pg_cancels_total", "counter", "PostgreSQL cancel requests sent.", cancels);
-#undef F
+    for (size_t f = 0; mlist && f < sizeof pg_families / sizeof pg_families[0]; f++) {
+        vial_metrics_family(out, pg_families[f].name, pg_families[f].type, pg_families[f].help);
+        for (vial_pg *db = mlist; db; db = db->mnext) {
+            uint64_t v = 0;
+            pthread_mutex_lock(&db->stmt_lock);
+            for (pg_mblock *mb = db->mblocks; mb; mb = mb->next) {
+                char *field = (char *)mb + pg_families[f].off;
+                v += pg_families[f].narrow ? PG_LOAD(*(unsigned *)field) : PG_LOAD(*(uint64_t *)field);
+            }
+            pthread_mutex_unlock(&db->stmt_lock);
+            vial_metrics_sample_pool(out, pg_families[f].name, db->metrics_id, v);
+        }
     }
     pthread_mutex_unlock(&mlist_mu);
 }

@@ -456,43 +456,37 @@ static vial_redis *mlist;
 static unsigned mlist_next_id;
 static int msource_added;
 
-static void metrics_family(vial_metrics_out *out, const char *name, const char *type, const char *help,
-                           size_t field)
-{
-    vial_metrics_family(out, name, type, help);
-    for (vial_redis *r = mlist; r; r = r->mnext) {
-        uint64_t v = 0;
-        pthread_mutex_lock(&r->mlock);
-        for (rmblock *m = r->mblocks; m; m = m->next)
-            v += R_LOAD(*(uint64_t *)((char *)m + field));
-        pthread_mutex_unlock(&r->mlock);
-        char label[32] = "pool=\"";
-        size_t n = strlen(label);
-        n += vial_fmt_u64(label + n, r->metrics_id);
-        memcpy(label + n, "\"", 2);
-        vial_metrics_sample(out, name, label, v);
-    }
-}
+/* The families: fields of rmblock, each summed over a client's loops. */
+static const struct {
+    const char *name, *type, *help;
+    size_t off;
+} redis_families[] = {
+    {"vial_redis_connections", "gauge", "Redis connections open now (shared, exclusive, subscriptions), by pool.",
+     offsetof(rmblock, conns)},
+    {"vial_redis_waiters", "gauge", "Coroutines waiting for an exclusive Redis connection now, by pool.",
+     offsetof(rmblock, waiters)},
+    {"vial_redis_commands_total", "counter", "Redis commands sent, by pool.", offsetof(rmblock, commands)},
+    {"vial_redis_errors_total", "counter",
+     "Redis commands answered with an error or lost with their connection, by pool.", offsetof(rmblock, errors)},
+    {"vial_redis_connects_total", "counter",
+     "Redis connections established (more than the open ones: reconnects), by pool.",
+     offsetof(rmblock, connects)},
+};
 
 static void metrics_write(void *data, vial_metrics_out *out)
 {
     (void)data;
     pthread_mutex_lock(&mlist_mu);
-    if (mlist) {
-        metrics_family(out, "vial_redis_connections", "gauge",
-                       "Redis connections open now (shared, exclusive, subscriptions), by pool.",
-                       offsetof(rmblock, conns));
-        metrics_family(out, "vial_redis_waiters", "gauge",
-                       "Coroutines waiting for an exclusive Redis connection now, by pool.",
-                       offsetof(rmblock, waiters));
-        metrics_family(out, "vial_redis_commands_total", "counter", "Redis commands sent, by pool.",
-                       offsetof(rmblock, commands));
-        metrics_family(out, "vial_redis_errors_total", "counter",
-                       "Redis commands answered with an error or lost with their connection, by pool.",
-                       offsetof(rmblock, errors));
-        metrics_family(out, "vial_redis_connects_total", "counter",
-                       "Redis connections established (more than the open ones: reconnects), by pool.",
-                       offsetof(rmblock, connects));
+    for (size_t f = 0; mlist && f < sizeof redis_families / sizeof redis_families[0]; f++) {
+        vial_metrics_family(out, redis_families[f].name, redis_families[f].type, redis_families[f].help);
+        for (vial_redis *r = mlist; r; r = r->mnext) {
+            uint64_t v = 0;
+            pthread_mutex_lock(&r->mlock);
+            for (rmblock *m = r->mblocks; m; m = m->next)
+                v += R_LOAD(*(uint64_t *)((char *)m + redis_families[f].off));
+            pthread_mutex_unlock(&r->mlock);
+            vial_metrics_sample_pool(out, redis_families[f].name, r->metrics_id, v);
+        }
     }
     pthread_mutex_unlock(&mlist_mu);
 }

@@ -153,6 +153,9 @@ void vial_metrics_family(vial_metrics_out *out, const char *name, const char *ty
 /* One sample: `name{labels} value`; labels is "" or already formatted and
  * escaped (`pool="0"`). */
 void vial_metrics_sample(vial_metrics_out *out, const char *name, const char *labels, uint64_t value);
+/* The same labelled pool="<pool>": a client's figure for one of its
+ * handles, numbered in the order they were opened. */
+void vial_metrics_sample_pool(vial_metrics_out *out, const char *name, unsigned pool, uint64_t value);
 /* Runs every source into out (the app's scrape). */
 void vial_metrics_sources_write(vial_metrics_out *out);
 

@@ -81,6 +81,15 @@ void vial_metrics_sample(vial_metrics_out *out, const char *name, const char *la
     put(out, "\n");
 }
 
+void vial_metrics_sample_pool(vial_metrics_out *out, const char *name, unsigned pool, uint64_t value)
+{
+    char label[8 + VIAL_FMT_INT_SIZE] = "pool=\"";
+    size_t n = strlen(label);
+    n += vial_fmt_u64(label + n, pool);
+    memcpy(label + n, "\"", 2);
+    vial_metrics_sample(out, name, label, value);
+}
+
 void vial_metrics_sources_write(vial_metrics_out *out)
 {
     pthread_mutex_lock(&mu);

@@ -77,6 +77,7 @@ static void src_a(void *data, vial_metrics_out *out)
 {
     vial_metrics_family(out, "a_total", "counter", "A things.");
     vial_metrics_sample(out, "a_total", "pool=\"0\"", *(uint64_t *)data);
+    vial_metrics_sample_pool(out, "a_total", 4294967295u, 7);
 }
 
 static void src_b(void *data, vial_metrics_out *out)
@@ -98,7 +99,7 @@ static void test_sources(void **state)
     assert_int_equal(vial_metrics_source_add(src_b, NULL), 0);
     vial_metrics_sources_write(&out);
     assert_string_equal(m.b, "# HELP a_total A things.\n# TYPE a_total counter\na_total{pool=\"0\"} 42\n"
-                             "# HELP b B now.\n# TYPE b gauge\nb 18446744073709551615\n");
+                             "a_total{pool=\"4294967295\"} 7\n# HELP b B now.\n# TYPE b gauge\nb 18446744073709551615\n");
     vial_metrics_source_del(src_a, &a);
     m.n = 0;
     vial_metrics_sources_write(&out);
@@ -107,7 +108,8 @@ static void test_sources(void **state)
     assert_int_equal(vial_metrics_source_add(src_a, &a), 0); /* the tail was fixed up */
     m.n = 0;
     vial_metrics_sources_write(&out);
-    assert_string_equal(m.b, "# HELP a_total A things.\n# TYPE a_total counter\na_total{pool=\"0\"} 42\n");
+    assert_string_equal(m.b, "# HELP a_total A things.\n# TYPE a_total counter\na_total{pool=\"0\"} 42\n"
+                             "a_total{pool=\"4294967295\"} 7\n");
     vial_metrics_source_del(src_a, &a);
 }
 
