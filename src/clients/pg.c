@@ -125,6 +125,7 @@ typedef struct pg_mblock {
     struct pg_mblock *next;
     vial_pg_stats s;   /* written by the pool's loop only */
     uint64_t waiters;  /* coroutines waiting for a connection now */
+    uint64_t errors;   /* statements handed to their caller as failed */
 } pg_mblock;
 
 /* --- per-thread state ------------------------------------------------------------ */
@@ -1279,6 +1280,9 @@ static const struct {
     {"vial_pg_waiters", "gauge", "Coroutines waiting for a PostgreSQL connection now, by pool.",
      offsetof(pg_mblock, waiters), 0},
     {"vial_pg_queries_total", "counter", "PostgreSQL statements sent, by pool.", offsetof(pg_mblock, s.queries), 0},
+    {"vial_pg_errors_total", "counter",
+     "PostgreSQL statements that failed (server error or lost connection), by pool.",
+     offsetof(pg_mblock, errors), 0},
     {"vial_pg_batches_total", "counter",
      "PostgreSQL pipeline batches written (queries_total / batches_total: the mean batch).",
      offsetof(pg_mblock, s.batches), 0},
@@ -1753,6 +1757,10 @@ static int op_result(vial_req *rq, pg_op *op, vial_pg_result **out)
                 break;
             }
         }
+    }
+    if (code && op->pool) {
+        pg_mblock *mb = vial_container_of(op->pool->stats, pg_mblock, s);
+        PG_ADD(mb->errors, 1);
     }
     if (code && res && PQresultStatus(res) != PGRES_FATAL_ERROR) {
         PQclear(res); /* a client-side error: the result, if any, says nothing */

@@ -145,12 +145,17 @@ static vial_test_response *get(const char *target, int want_status)
 static int v_metrics(vial_req *rq, vial_res *rs)
 {
     long long q = metric_sum("vial_pg_queries_total"), b = metric_sum("vial_pg_batches_total");
-    CHECK(q >= 0 && b >= 0);
+    long long e = metric_sum("vial_pg_errors_total");
+    CHECK(q >= 0 && b >= 0 && e >= 0);
     CHECK(metric_sum("vial_pg_connections") >= 1); /* db's, from earlier tests */
     for (int i = 0; i < 5; i++)
         CHECK_EQ(vial_pg_query(rq, db, NULL, "select 1", 0, NULL), 0);
     CHECK_EQ(metric_sum("vial_pg_queries_total"), q + 5);
     CHECK_EQ(metric_sum("vial_pg_batches_total"), b + 5); /* one at a time: a batch each */
+    CHECK_EQ(metric_sum("vial_pg_errors_total"), e);
+    CHECK_EQ(vial_pg_query(rq, db, NULL, "select 1/0", 0, NULL), VIAL_PG_ESQL);
+    CHECK_EQ(metric_sum("vial_pg_errors_total"), e + 1);
+    CHECK_EQ(metric_sum("vial_pg_queries_total"), q + 6);
     CHECK_EQ(metric_sum("vial_pg_waiters"), 0);
     CHECK(metric_sum("vial_pg_connects_total") >= metric_sum("vial_pg_connections"));
     return vial_text(rs, 200, "ok");
