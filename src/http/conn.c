@@ -1095,12 +1095,28 @@ void vial_conn_ws_kick(vial_conn *c)
 
 int vial_conn_ws_out(vial_conn *c, const void *p, size_t n)
 {
+    if (!c->wbuf && !(c->wbuf = buf_get(c->thr)))
+        return -ENOMEM;
     return conn_out(c, p, n);
 }
 
 size_t vial_conn_ws_room(vial_conn *c)
 {
-    return c->broken ? 0 : VIAL_RBUF_SIZE - c->wlen;
+    if (c->broken || (!c->wbuf && !(c->wbuf = buf_get(c->thr))))
+        return 0;
+    return VIAL_RBUF_SIZE - c->wlen;
+}
+
+void vial_conn_ws_idle(vial_conn *c)
+{
+    /* An idle session holds no output buffer (a touched page each, for
+     * thousands of sessions): vial_conn_ws_out takes one back. After the
+     * upgrade nothing else writes to this connection. */
+    if (c->wbuf && c->wpos == c->wlen) {
+        buf_put(c->thr, c->wbuf);
+        c->wbuf = NULL;
+        c->wpos = c->wlen = 0;
+    }
 }
 
 int vial_conn_ws_pending(vial_conn *c)
