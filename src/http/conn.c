@@ -1055,6 +1055,10 @@ ssize_t vial_conn_ws_fill(vial_conn *c, uint32_t window)
     }
     if (c->rlen == VIAL_RBUF_SIZE)
         return -ENOBUFS; /* the frame parser always consumes what it is given */
+    /* Drained since the last edge: a session woken to send (a broadcast)
+     * pays no recv that says EAGAIN. */
+    if (!c->in_ready)
+        return -EAGAIN;
     for (;;) {
         size_t cap = VIAL_RBUF_SIZE - c->rlen;
         ssize_t n = recv(c->io.fd, c->rbuf + c->rlen, cap, 0);
