@@ -10,6 +10,10 @@
 # POST /hub/publish/<topic>) runs on CPU 0, the load generator
 # (build/bench/ws_scale_client, one epoll loop, C) on CPU 1. A fresh server
 # for each kind, so each RSS figure starts from the same idle process.
+# Kinds: ws, ws-deflate (negotiated; 64-byte broadcasts stay under
+# ws-deflate-min, so no zlib state), ws-deflate-256 (256-byte broadcasts,
+# compressed: each session's zlib state, up to --ws-deflate-memory-max),
+# sse, churn (n open, 1,000 replaced a second, -c seconds).
 # Bounded: every run has a timeout; only the processes started here are
 # stopped. Needs RLIMIT_NOFILE above n + 64 for both (ulimit -n).
 set -eu
@@ -18,7 +22,7 @@ while getopts n:r:c:k:b:s:t: o; do
     case $o in
     n) n=$OPTARG ;; r) rounds=$OPTARG ;; c) churn=$OPTARG ;; k) kinds=$OPTARG ;;
     b) build=$OPTARG ;; s) server=$OPTARG ;; t) threads=$OPTARG ;;
-    *) sed -n 2,14p "$0"; exit 2 ;;
+    *) sed -n 2,19p "$0"; exit 2 ;;
     esac
 done
 server=${server:-$build/examples/conformance}
@@ -51,6 +55,8 @@ for k in $kinds; do
     case $k in
     ws) timeout 300 $pin1 "$client" --port "$port" --pid "$pid" -n "$n" --rounds "$rounds" ;;
     ws-deflate) timeout 300 $pin1 "$client" --port "$port" --pid "$pid" -n "$n" --rounds "$rounds" --deflate ;;
+    ws-deflate-256) timeout 300 $pin1 "$client" --port "$port" --pid "$pid" -n "$n" --rounds "$rounds" --deflate \
+        --size 256 ;;
     sse) timeout 300 $pin1 "$client" --port "$port" --pid "$pid" -n "$n" --rounds "$rounds" --kind sse ;;
     churn) timeout $((churn + 300)) $pin1 "$client" --port "$port" --pid "$pid" -n "$n" --churn "$churn" |
         awk -v c="$churn" '/^churn: t=/ { s = $3; sub("t=", "", s); if (s % 10 != 0 && s < c - 1) next } { print }' ;;

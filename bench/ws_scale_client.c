@@ -59,6 +59,7 @@ static const char *topic = "scale";
 static int ep;
 static cl *cls;
 static int nready, ninflight;
+static unsigned long nlost_ready, nlost_head; /* closed by the server */
 static int pub_fd = -1;
 
 static uint64_t now_ns(void)
@@ -256,7 +257,15 @@ static void on_event(uint32_t i, uint32_t ev)
     for (;;) {
         ssize_t n = read(c->fd, buf, sizeof buf);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-            fprintf(stderr, "ws_scale_client: connection %u closed by the server\n", i);
+            int ready = c->state == ST_READY;
+            if (ready)
+                nlost_ready++;
+            else
+                nlost_head++;
+            if (nlost_ready + nlost_head <= 5)
+                fprintf(stderr, "ws_scale_client: connection %u %s by the server (%s)\n", i,
+                        ready ? "closed after its handshake" : "closed before its response",
+                        n == 0 ? "EOF" : strerror(errno));
             cl_close((int)i);
             return;
         }
@@ -334,8 +343,9 @@ static void fill(int want_greeting)
         poll_once(100);
         if (now_ns() > deadline)
             die("connecting took over 60 s");
-        if (nready + ninflight < nconn)
-            die("connections lost while connecting");
+        for (int i = 0; i < nconn && nready + ninflight < nconn; i++)
+            if (cls[i].state == ST_DEAD && ninflight < 256)
+                cl_open(i); /* refused under load (accept queue full): again */
     }
     if (!want_greeting || kind_sse)
         return;
@@ -470,7 +480,7 @@ static void churn(void)
         for (int k = 0; k < per_tick; k++) {
             seed = seed * 1103515245u + 12345u;
             int i = (int)((seed >> 8) % (unsigned)nconn);
-            if (cls[i].state == ST_READY) {
+            if (cls[i].state == ST_READY || cls[i].state == ST_DEAD) {
                 cl_close(i);
                 cl_open(i);
                 opened++;
@@ -494,6 +504,8 @@ static void churn(void)
     fill(0);
     printf("churn: %d s, %llu connections replaced; server RSS first %ld KiB, min %ld, max %ld, last %ld\n",
            churn_s, opened, first, min, max, last);
+    printf("churn: closed by the server: %lu after the handshake, %lu before the response\n", nlost_ready,
+           nlost_head);
 }
 
 int main(int argc, char **argv)
