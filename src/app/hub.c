@@ -615,7 +615,6 @@ int vial_hub_publish_local(vial_hub *h, const char *name, const vial_sse_event *
         memcpy(p, ev->id, il);
         m->ev.id = p;
     }
-    atomic_fetch_add(&n_published, 1);
     int posted = 0;
     pthread_mutex_lock(&h->lock);
     topic *t = topic_find(h, name, 0);
@@ -646,7 +645,10 @@ int vial_hub_publish_local(vial_hub *h, const char *name, const vial_sse_event *
 int vial_hub_publish_event(vial_hub *h, const char *name, const vial_sse_event *ev)
 {
     int r = vial_hub_publish_local(h, name, ev);
-    if (r >= 0 && h->bridge)
+    if (r < 0)
+        return r;
+    atomic_fetch_add(&n_published, 1); /* what came from Redis counts as received */
+    if (h->bridge)
         vial_hub_bridge_relay(h->bridge, name, ev);
     return r;
 }
