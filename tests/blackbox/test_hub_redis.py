@@ -243,3 +243,39 @@ def test_plain_publish_from_outside_reaches_subscribers(pair):
         assert subs.next_all() == ["from redis-cli"] * 4
     finally:
         subs.close()
+
+
+def test_shutdown_ends_the_subscription(pair):
+    """SIGTERM: an instance in Redis mode exits at once, cleanly (its
+    subscription is cancelled with the drain), and leaves Redis."""
+    a, b = pair
+    before = numpat()
+    rc, took = a.stop()
+    assert rc == 0 and took < 3, (rc, took, a.log_text())
+    wait_for(lambda: numpat() == before - 1, "the instance's PSUBSCRIBE to go")
+
+
+def test_redis_unreachable_delivers_locally(spawn_server):
+    """No Redis at the address: the instance serves, publishes reach its own
+    subscribers (once), and SIGTERM cancels the retry pause."""
+    redis_addr()
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    a = spawn_server(env=dict(os.environ, CONFORMANCE_HUB_REDIS="127.0.0.1:%d" % port))
+    ws = WsClient(a.addr, "/ws/hub/alone")
+    try:
+        assert ws.frame()[1].startswith(b"thread:")
+        wait_for(lambda: stats(a)["subscribers"] >= 1, "the subscriber")
+        publish_sync(a, "alone", b"local only")
+        publish_async(a, "alone", b"still local")
+        assert ws.frame()[1] == b"local only"
+        assert ws.frame()[1] == b"still local"
+        assert ws.frame(0.3) is None
+        assert stats(a)["redis_published"] == 0
+    finally:
+        ws.close()
+    rc, took = a.stop()
+    assert rc == 0 and took < 3, (rc, took, a.log_text())
+    assert "Redis subscription failed" in a.log_text()
