@@ -96,7 +96,7 @@ def pair(spawn_server):
     redis_addr()
     env = dict(os.environ, CONFORMANCE_HUB_REDIS=os.environ["VIAL_TEST_REDIS"])
     before = numpat()
-    a = spawn_server(env=env)
+    a = spawn_server(["--metrics-path", "/metrics"], env=env)
     b = spawn_server(env=env)
     wait_for(lambda: numpat() >= before + 2, "both instances to PSUBSCRIBE")
     return a, b
@@ -158,6 +158,9 @@ def test_two_instances_are_one_hub(pair):
         sa, sb = stats(a), stats(b)
         assert sa["redis_published"] >= 1 and sb["redis_published"] >= 2, (sa, sb)
         assert sa["redis_received"] >= 2 and sb["redis_received"] >= 1, (sa, sb)
+        body = requests.get(base(a) + "/metrics", timeout=5).text
+        for name in ("published", "received", "reconnects", "dropped"):
+            assert "\nvial_hub_redis_%s_total " % name in body, name
     finally:
         subs.close()
 
