@@ -152,7 +152,10 @@ def test_two_instances_are_one_hub(pair):
         assert subs.next_all() == ["one from A (sync view)"] * 4
         publish_async(b, topic, b"two from B (async view)")
         assert subs.next_all() == ["two from B (async view)"] * 4
-        # Exactly once: a duplicate of either would come before this.
+        r = requests.post(base(b) + "/hub/from-thread/" + topic, data=b"three from a thread of B", timeout=5)
+        assert r.status_code == 200, r.text
+        assert subs.next_all() == ["three from a thread of B"] * 4
+        # Exactly once: a duplicate of any would come before this.
         publish_sync(b, topic, b"end")
         assert subs.next_all() == ["end"] * 4
         sa, sb = stats(a), stats(b)
