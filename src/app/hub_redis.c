@@ -320,6 +320,7 @@ static void service_start(vial_loop *l, void *arg)
     for (vial_hub_bridge *b = bridges; b; b = b->next) {
         pthread_mutex_lock(&b->lock);
         b->loop = l;
+        b->posted = 0; /* a post the last run's loop never took is gone with it */
         pthread_mutex_unlock(&b->lock);
         b->co = vial_coro_new(l, bridge_main, b);
         if (!b->co)
