@@ -146,8 +146,11 @@ def publish_async(srv, topic, body):
 def test_two_instances_are_one_hub(pair):
     a, b = pair
     topic = "t" + uuid.uuid4().hex[:8]
+    n0 = numpat()
     subs = Subscribers(a, b, topic)
+    more = [Subscribers(a, b, topic + "-other") for _ in range(2)]
     try:
+        assert numpat() == n0  # one subscription per instance, not per client
         publish_sync(a, topic, b"one from A (sync view)")
         assert subs.next_all() == ["one from A (sync view)"] * 4
         publish_async(b, topic, b"two from B (async view)")
@@ -166,6 +169,8 @@ def test_two_instances_are_one_hub(pair):
             assert "\nvial_hub_redis_%s_total " % name in body, name
     finally:
         subs.close()
+        for m in more:
+            m.close()
 
 
 def test_order_per_publisher_across_instances(pair):
