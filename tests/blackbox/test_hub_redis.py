@@ -290,3 +290,21 @@ def test_redis_unreachable_delivers_locally(spawn_server):
     rc, took = a.stop()
     assert rc == 0 and took < 3, (rc, took, a.log_text())
     assert "Redis subscription failed" in a.log_text()
+
+
+def test_sse_fields_cross_instances(pair):
+    """Event name, id and multi-line data published on A reach B's SSE
+    subscriber as they were."""
+    a, b = pair
+    topic = "f" + uuid.uuid4().hex[:8]
+    c = SseClient(b.addr, "/hub/sse/" + topic)
+    try:
+        wait_for(lambda: stats(b)["subscribers"] >= 1, "the subscriber")
+        r = requests.post(base(a) + "/hub/publish/" + topic, data=b"line 1\nline 2",
+                          params={"event": "news"}, timeout=5)
+        assert r.status_code == 200
+        ev = c.next_event()
+        assert ev and ev["data"] == "line 1\nline 2" and ev.get("event") == "news", ev
+        assert ev.get("id") == r.text.split()[0], (ev, r.text)
+    finally:
+        c.close()
