@@ -369,6 +369,19 @@ typedef struct vial_config {
     const char *health_path;
     int drain_delay_ms;
     int request_id;
+    /* processes: 1 (the default) serves in this process; N > 1 makes it a
+     * supervisor that binds the listener, runs N worker processes sharing
+     * it (each with `threads` loops and `workers` pool threads), logs and
+     * replaces a worker that crashes (its signal and the route it served),
+     * reloads on SIGHUP with no request lost (new workers ready before the
+     * old ones drain; the config file re-read), forwards SIGTERM/SIGINT
+     * (drain) and SIGUSR1 (log reopen). shed_target_ms: load shedding, 0
+     * (the default) off; when the time requests wait to start (for their
+     * loop, or in the worker pool's queue) stays above this many ms for
+     * 100 ms, new requests get a fast 503 with Retry-After: 1, no hook run,
+     * until the wait falls below it again. */
+    int processes;
+    int shed_target_ms;
     const vial_option *options; /* the app's own command-line options, or NULL */
     /* Called once by vial_run on its thread when every loop thread's
      * listener is bound, with the port (the real one for port 0), before

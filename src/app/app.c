@@ -3,6 +3,7 @@
 #include "app/app.h"
 #include "app/session.h"
 #include "http/server.h"
+#include "runtime/crash.h"
 #include "runtime/log.h"
 
 #include <errno.h>
@@ -542,6 +543,37 @@ void vial_app_set_data(vial_app *app, void *data)
 
 /* --- running ----------------------------------------------------------------------------------- */
 
+/* Serves in this process: a single process, or one worker of a
+ * supervisor. */
+static int serve_process(vial_app *app, const vial_config *cfg)
+{
+    vial_config c = *cfg;
+    vial_metrics_init(VIAL_STATS_RULES + app->nrules);
+    int r = vial_accesslog_open(&c);
+    if (r < 0)
+        return r;
+    app->ops = (vial_ops){
+        .access_log = c.access_log && *c.access_log,
+        .metrics = c.metrics_path && *c.metrics_path,
+        /* auto (-1): with the access log, which the id ties responses to */
+        .request_id = c.request_id < 0 ? c.access_log && *c.access_log : c.request_id,
+        .metrics_path = c.metrics_path,
+        .metrics_len = c.metrics_path ? strlen(c.metrics_path) : 0,
+        .health_path = c.health_path,
+        .health_len = c.health_path ? strlen(c.health_path) : 0,
+        .shed_target_ns = c.shed_target_ms > 0 ? (uint64_t)c.shed_target_ms * 1000000u : 0,
+    };
+    /* A crash is never silent: the signal and the route, then the same
+     * death (runtime/crash.c). */
+    vial_crash_install();
+    /* Set before the first listener exists, so no request can see the app
+     * change under it. */
+    __atomic_store_n(&app->running, 1, __ATOMIC_RELEASE);
+    r = vial_server_run(&c, vial_app_serve, app);
+    vial_accesslog_close();
+    return r;
+}
+
 int vial_run(vial_app *app, const vial_config *cfg)
 {
     if (!app)
@@ -578,24 +610,7 @@ int vial_run(vial_app *app, const vial_config *cfg)
         return -EINVAL;
     }
     vial_log_set_level(level);
-    vial_metrics_init(VIAL_STATS_RULES + app->nrules);
-    int r = vial_accesslog_open(&c);
-    if (r < 0)
-        return r;
-    app->ops = (vial_ops){
-        .access_log = c.access_log && *c.access_log,
-        .metrics = c.metrics_path && *c.metrics_path,
-        /* auto (-1): with the access log, which the id ties responses to */
-        .request_id = c.request_id < 0 ? c.access_log && *c.access_log : c.request_id,
-        .metrics_path = c.metrics_path,
-        .metrics_len = c.metrics_path ? strlen(c.metrics_path) : 0,
-        .health_path = c.health_path,
-        .health_len = c.health_path ? strlen(c.health_path) : 0,
-    };
-    /* Set before the first listener exists, so no request can see the app
-     * change under it. */
-    __atomic_store_n(&app->running, 1, __ATOMIC_RELEASE);
-    r = vial_server_run(&c, vial_app_serve, app);
-    vial_accesslog_close();
-    return r;
+    if (c.processes > 1)
+        return vial_supervise(app, &c, serve_process);
+    return serve_process(app, &c);
 }

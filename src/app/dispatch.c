@@ -547,8 +547,10 @@ void vial_app_serve(void *data, vial_req *rq)
      * operations feature off, serving costs one test of the flags. */
     int timed = ops->access_log | ops->metrics;
     const char *probe = NULL;
+    int shed = 0;
     uint64_t t0 = 0;
-    if (__builtin_expect(timed | ops->request_id | (ops->health_len != 0), 0)) {
+    if (__builtin_expect(timed | ops->request_id | (ops->health_len != 0) | (ops->shed_target_ns != 0),
+                         0)) {
         /* The start is when the loop woke up with the request's bytes (its
          * cached clock): no clock read, and time spent behind other
          * requests of the same wake-up counts, as the client saw it. */
@@ -564,6 +566,8 @@ void vial_app_serve(void *data, vial_req *rq)
             probe = "(health)";
         else if (!rq->reject_status && ops_path(rq, ops->metrics_path, ops->metrics_len))
             probe = "(metrics)";
+        /* Probes are never shed: an overloaded instance must still say so. */
+        shed = !probe && ops->shed_target_ns && vial_shed_check(rq, ops->shed_target_ns);
     }
     if (probe) {
         rq->is_head = !strcmp(vial_req_method(rq), "HEAD");
@@ -572,6 +576,10 @@ void vial_app_serve(void *data, vial_req *rq)
         else
             vial_metrics_render(rq);
         vial_res_set_header(&rq->res, "Cache-Control", "no-store");
+        if (ops->request_id)
+            vial_request_id_echo(rq);
+    } else if (shed) {
+        vial_shed_render(rq);
         if (ops->request_id)
             vial_request_id_echo(rq);
     } else {

@@ -295,6 +295,9 @@ void vial_metrics_render(vial_req *rq)
     out_s(rs, "# HELP vial_metrics_overflow_total Requests not counted by endpoint (a thread's table "
               "was full).\n# TYPE vial_metrics_overflow_total counter\nvial_metrics_overflow_total ");
     out_u64(rs, overflow);
+    out_s(rs, "\n# HELP vial_requests_shed_total Requests answered 503 by load shedding "
+              "(--shed-target-ms).\n# TYPE vial_requests_shed_total counter\nvial_requests_shed_total ");
+    out_u64(rs, vial_shed_total());
     out_s(rs, "\n");
     vial_server *s = rq->server;
     if (!s)

@@ -15,6 +15,7 @@ typedef struct vial_ops {
     int request_id;  /* X-Request-ID is echoed */
     const char *metrics_path, *health_path;
     size_t metrics_len, health_len; /* 0: not served */
+    uint64_t shed_target_ns;        /* load shedding (shed.c); 0: off */
 } vial_ops;
 
 /* --- access log ---------------------------------------------------------- */
@@ -44,6 +45,16 @@ void vial_metrics_ws(int delta);
 void vial_metrics_render(vial_req *rq);
 /* 200 "ok" while serving, 503 "draining" once shutdown began. */
 void vial_health_render(vial_req *rq);
+
+/* --- load shedding (shed.c) ---------------------------------------------- */
+
+/* Whether rq is to be shed: its wait to start (its loop's delay, the pool
+ * queue's oldest job) has stayed above target_ns. Counts the shed ones. */
+int vial_shed_check(vial_req *rq, uint64_t target_ns);
+/* The answer to a shed request: 503, Retry-After: 1, a short body. */
+void vial_shed_render(vial_req *rq);
+/* Requests shed so far (vial_requests_shed_total). */
+uint64_t vial_shed_total(void);
 
 /* --- request id ---------------------------------------------------------- */
 

@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -137,6 +138,46 @@ static int open_first_listener(const vial_config *cfg, listen_addr *a)
     return fd;
 }
 
+/* --processes: the supervisor's listener, shared by every worker process
+ * (see vial_server_bind); -1 in a single process. */
+static int inherited_fd = -1;
+
+void vial_server_inherit(int fd)
+{
+    inherited_fd = fd;
+}
+
+int vial_server_bind(const vial_config *cfg, int *port)
+{
+    listen_addr a;
+    memset(&a, 0, sizeof a);
+    int fd = open_first_listener(cfg, &a);
+    if (fd >= 0)
+        *port = addr_port(&a);
+    return fd;
+}
+
+/* A worker's own descriptor for the shared listener (each loop thread
+ * registers and closes its own; the socket and its queue live on in the
+ * supervisor and the other workers, so connections waiting in it when this
+ * worker drains are taken by another). */
+static int dup_inherited(listen_addr *a)
+{
+    int fd = fcntl(inherited_fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (a) {
+        a->len = sizeof a->sa;
+        if (getsockname(fd, (struct sockaddr *)&a->sa, &a->len) < 0) {
+            int e = -errno;
+            close(fd);
+            return e;
+        }
+        addr_text(a);
+    }
+    return fd;
+}
+
 /* How often accepting is retried while descriptors are exhausted, and how
  * often that condition may be logged. */
 #define ACCEPT_RETRY_NS (100ull * 1000000ull)
@@ -253,7 +294,9 @@ static int thread_init(vial_server *s, vial_server_thread *t, int id, const list
         return -1;
     }
     /* Thread 0 takes the first listener; the others join its port. */
-    int fd = id == 0 ? s->first_fd : bind_listen((const struct sockaddr *)&a->sa, a->len, 1);
+    int fd = id == 0               ? s->first_fd
+             : inherited_fd >= 0 ? dup_inherited(NULL)
+                                 : bind_listen((const struct sockaddr *)&a->sa, a->len, 1);
     if (id == 0)
         s->first_fd = -1;
     if (fd < 0) {
@@ -307,6 +350,7 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, void *data)
     /* SIGUSR1 asks for the log files to be reopened (logrotate); taken by
      * the same sigwait, so it never kills the process. */
     sigaddset(&stopset, SIGUSR1);
+    sigaddset(&stopset, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stopset, &old);
 
     int err = 0;
@@ -319,7 +363,7 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, void *data)
     unsigned started = 0;
     listen_addr addr;
     memset(&addr, 0, sizeof addr);
-    s.first_fd = open_first_listener(cfg, &addr);
+    s.first_fd = inherited_fd >= 0 ? dup_inherited(&addr) : open_first_listener(cfg, &addr);
     if (s.first_fd < 0) {
         err = s.first_fd;
         goto stop;
@@ -340,11 +384,22 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, void *data)
             goto stop;
         }
     }
-    vial_log(VIAL_LOG_ANNOUNCE, "listening on http://%s:%d (%u loop threads, %u workers)", addr.text,
-            s.cfg.port, s.nthreads, vial_pool_threads(s.pool));
+    if (inherited_fd >= 0)
+        vial_log(VIAL_LOG_INFO, "worker %d serving http://%s:%d (%u loop threads, %u workers)",
+                 (int)getpid(), addr.text, s.cfg.port, s.nthreads, vial_pool_threads(s.pool));
+    else
+        vial_log(VIAL_LOG_ANNOUNCE, "listening on http://%s:%d (%u loop threads, %u workers)",
+                 addr.text, s.cfg.port, s.nthreads, vial_pool_threads(s.pool));
 
     int sig = 0;
-    while (sigwait(&stopset, &sig) == 0 && sig == SIGUSR1) {
+    while (sigwait(&stopset, &sig) == 0 && (sig == SIGUSR1 || sig == SIGHUP)) {
+        if (sig == SIGHUP) {
+            /* A terminal hanging up or a reload sent to a single process
+             * must not kill it: reloading is the supervisor's (--processes). */
+            if (inherited_fd < 0)
+                vial_log(VIAL_LOG_WARN, "SIGHUP ignored: reloading needs --processes N");
+            continue;
+        }
         vial_log(VIAL_LOG_INFO, "SIGUSR1 received, reopening log files");
         vial_log_reopen();
     }
@@ -376,6 +431,8 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, void *data)
             if (left.tv_sec < 0)
                 break;
             int got = sigtimedwait(&stopset, NULL, &left);
+            if (got == SIGHUP)
+                continue;
             if (got == SIGUSR1) {
                 vial_log_reopen();
                 continue;

@@ -73,6 +73,14 @@ struct vial_server {
 #define VIAL_RBUF_SIZE (32 * 1024) /* holds the largest legal head */
 #define VIAL_WBUF_SIZE (16 * 1024)
 
+/* --processes: binds the listener as vial_server_run would (cfg->host,
+ * cfg->port), for a supervisor to share with its workers. Returns the fd
+ * (and the port in *port), or a negative errno (logged). */
+int vial_server_bind(const vial_config *cfg, int *port);
+/* In a worker process: serve on the supervisor's listener fd instead of
+ * binding (every loop thread takes a duplicate), announced at info level. */
+void vial_server_inherit(int fd);
+
 /* Runs the server until SIGTERM/SIGINT; see vial_run. */
 int vial_server_run(const vial_config *cfg, vial_serve_fn serve, void *data);
 

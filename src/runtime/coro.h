@@ -147,8 +147,12 @@ int vial_coro_sleep_ns(uint64_t ns);
  * child ends. */
 void vial_coro_adopt(vial_coro *parent, vial_coro *child);
 
-/* Installs the SIGSEGV handler that names a coroutine whose stack overflowed
- * into its guard page; per thread, it sets up the alternate signal stack. */
+/* Per thread: sets up the alternate signal stack, so a coroutine whose stack
+ * overflowed into its guard page can be named; installs the crash handlers
+ * (runtime/crash.h). */
 void vial_coro_install_overflow_handler(void);
+/* From the SIGSEGV handler: names the running coroutine if fault_addr is in
+ * its guard page (one write(2) to stderr). */
+void vial_coro_overflow_note(void *fault_addr);
 
 #endif

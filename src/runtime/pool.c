@@ -15,8 +15,31 @@ struct vial_pool {
     unsigned nthreads;
     int stopping;
     int draining; /* vial_pool_drain ran: droppable jobs are refused */
+    /* When the oldest waiting job was queued (0: none): load shedding reads
+     * it without the lock (written under it, on every change of head). */
+    uint64_t head_ns;
     pthread_t threads[];
 };
+
+/* What the sync function this worker runs serves (its coroutine's label),
+ * for a crash report. */
+static __thread const char *tls_label;
+
+const char *vial_pool_current_label(void)
+{
+    return tls_label;
+}
+
+/* Lock held. */
+static void head_changed(vial_pool *p)
+{
+    __atomic_store_n(&p->head_ns, p->head ? p->head->queued_ns : 0, __ATOMIC_RELAXED);
+}
+
+uint64_t vial_pool_oldest_ns(vial_pool *p)
+{
+    return __atomic_load_n(&p->head_ns, __ATOMIC_RELAXED);
+}
 
 static void *worker_main(void *arg)
 {
@@ -34,6 +57,7 @@ static void *worker_main(void *arg)
         else
             p->tail = NULL;
         j->next = j->prev = NULL;
+        head_changed(p);
         p->queued--;
         p->dequeued++;
         p->wait_ns += vial_clock_ns() - j->queued_ns;
@@ -104,6 +128,7 @@ static void unlink_job(vial_pool *p, vial_job *j)
         p->tail = j->prev;
     j->prev = NULL;
     p->queued--;
+    head_changed(p);
 }
 
 void vial_pool_drain(vial_pool *p)
@@ -167,6 +192,7 @@ int vial_pool_submit(vial_pool *p, vial_job *j)
         pthread_mutex_unlock(&p->lock);
         return -EAGAIN;
     }
+    j->queued_ns = vial_clock_ns();
     j->prev = p->tail;
     if (p->tail)
         p->tail->next = j;
@@ -174,7 +200,7 @@ int vial_pool_submit(vial_pool *p, vial_job *j)
         p->head = j;
     p->tail = j;
     p->queued++;
-    j->queued_ns = vial_clock_ns();
+    head_changed(p);
     pthread_cond_signal(&p->cond);
     pthread_mutex_unlock(&p->lock);
     return 0;
@@ -192,7 +218,9 @@ struct coro_job {
 static void coro_job_work(vial_job *j)
 {
     struct coro_job *cj = (struct coro_job *)j;
+    tls_label = cj->coro->label;
     cj->fn(cj->arg);
+    tls_label = NULL;
 }
 
 static void coro_job_done(vial_loop *l, vial_msg *m)

@@ -59,6 +59,14 @@ unsigned vial_pool_queued(vial_pool *pool);
 
 unsigned vial_pool_threads(const vial_pool *pool);
 
+/* When the oldest job still waiting was queued (vial_clock_ns), 0 when none
+ * waits: its age is the queue's delay now (load shedding). Lock-free. */
+uint64_t vial_pool_oldest_ns(vial_pool *pool);
+
+/* On a worker thread, the label of the coroutine whose sync function it is
+ * running (a route), else NULL: for crash reports. */
+const char *vial_pool_current_label(void);
+
 /* Jobs taken from the queue so far and their total time waiting in it (ns),
  * for the metrics. Counted under the queue's lock, which is held anyway. */
 void vial_pool_wait_stats(vial_pool *pool, uint64_t *jobs, uint64_t *wait_ns);
