@@ -22,7 +22,13 @@
 #include <stdint.h>
 #include <string.h>
 
+/* The wait must stay above the target for the target itself, within
+ * these bounds, before shedding starts: long enough to let a burst pass,
+ * short enough that the queue it lets build is a small multiple of the
+ * target. Having stopped within the last SHED_INTERVAL_NS, it starts again
+ * at once. */
 #define SHED_INTERVAL_NS (100ull * 1000000u)
+#define SHED_INTERVAL_MIN_NS (10ull * 1000000u)
 
 static uint64_t above_since; /* when the wait went above the target; 0: it is below */
 static uint64_t stopped_at;  /* when the last shedding period ended */
@@ -39,9 +45,14 @@ int vial_shed_check(vial_req *rq, uint64_t target_ns)
     uint64_t now = vial_clock_ns();
     vial_loop *loop = vial_loop_current();
     uint64_t wait = loop && now > loop->now ? now - loop->now : 0;
-    uint64_t oldest = rq->pool ? vial_pool_oldest_ns(rq->pool) : 0;
-    if (oldest && now > oldest && now - oldest > wait)
-        wait = now - oldest;
+    if (rq->pool) {
+        uint64_t oldest = vial_pool_oldest_ns(rq->pool);
+        if (oldest && now > oldest && now - oldest > wait)
+            wait = now - oldest;
+        uint64_t backlog = vial_pool_backlog_ns(rq->pool);
+        if (backlog > wait)
+            wait = backlog;
+    }
     int on = __atomic_load_n(&shedding, __ATOMIC_RELAXED);
     if (wait < target_ns) {
         if (on) {
@@ -58,7 +69,10 @@ int vial_shed_check(vial_req *rq, uint64_t target_ns)
             __atomic_store_n(&above_since, now, __ATOMIC_RELAXED);
             since = now;
         }
-        if (now - since < SHED_INTERVAL_NS && !(stopped && now - stopped < SHED_INTERVAL_NS))
+        uint64_t interval = target_ns < SHED_INTERVAL_MIN_NS ? SHED_INTERVAL_MIN_NS
+                            : target_ns > SHED_INTERVAL_NS   ? SHED_INTERVAL_NS
+                                                             : target_ns;
+        if (now - since < interval && !(stopped && now - stopped < SHED_INTERVAL_NS))
             return 0;
         __atomic_store_n(&shedding, 1, __ATOMIC_RELAXED);
     }
