@@ -337,6 +337,7 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, void *data)
     s.serve = serve;
     s.serve_data = data;
     s.first_fd = -1;
+    s.keep_idle_on_drain = inherited_fd >= 0;
     s.nthreads = cfg->threads > 0 ? (unsigned)cfg->threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
     if (s.nthreads == 0)
         s.nthreads = 1;
@@ -448,7 +449,7 @@ stop:
         vial_loop_post(&s.threads[i].loop, &s.threads[i].stop_msg);
     /* Sync work still queued would wait behind blocked workers past the
      * grace period: refuse it, so its requests answer (503) now. */
-    if (s.pool)
+    if (s.pool && !s.keep_idle_on_drain) /* a retired worker serves what reaches it */
         vial_pool_drain(s.pool);
     /* Threads end when their last connection closes; the grace timer
      * cancels stragglers. A handler that ignores cancellation (a blocking

@@ -62,6 +62,9 @@ struct vial_server {
     vial_server_thread *threads;
     int first_fd; /* the port's first listener until thread 0 takes it */
     _Atomic int draining; /* SIGTERM/SIGINT received: the health check says 503 */
+    /* A worker of --processes: draining keeps idle connections open until
+     * the grace period ends, so a request racing the drain is served. */
+    int keep_idle_on_drain;
 };
 
 /* Timeouts and sizes of spec section 7. */

@@ -2,10 +2,12 @@
  * async-signal-safe: fixed tables, byte copies, one write(2). */
 #include "runtime/crash.h"
 #include "runtime/coro.h"
+#include "runtime/numfmt.h"
 #include "runtime/pool.h"
 
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #if defined(__has_feature)
@@ -71,8 +73,13 @@ static void crash_handler(int sig, siginfo_t *si, void *uctx)
         vial_coro_overflow_note(si->si_addr);
     const char *name = vial_signal_name(sig);
     const char *route = crash_route();
+    /* The line in vial's log format (runtime/log.h): the date is
+     * arithmetic, clock_gettime is async-signal-safe. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
     char msg[512];
-    size_t n = put(msg, 0, sizeof msg, "vial: crashed: ");
+    size_t n = vial_iso8601_ms((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, msg);
+    n = put(msg, n, sizeof msg, " error vial: crashed: ");
     n = put(msg, n, sizeof msg, name ? name : "fatal signal");
     n = put(msg, n, sizeof msg, " while serving ");
     n = put(msg, n, sizeof msg, route);
