@@ -567,7 +567,7 @@ void vial_app_serve(void *data, vial_req *rq)
         else if (!rq->reject_status && ops_path(rq, ops->metrics_path, ops->metrics_len))
             probe = "(metrics)";
         /* Probes are never shed: an overloaded instance must still say so. */
-        shed = !probe && ops->shed_target_ns && vial_shed_check(rq, ops->shed_target_ns);
+        shed = !probe && ops->shed_target_ns && vial_shed_check(rq);
     }
     if (probe) {
         rq->is_head = !strcmp(vial_req_method(rq), "HEAD");

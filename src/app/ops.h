@@ -48,9 +48,11 @@ void vial_health_render(vial_req *rq);
 
 /* --- load shedding (shed.c) ---------------------------------------------- */
 
-/* Whether rq is to be shed: its wait to start (its loop's delay, the pool
- * queue's oldest job) has stayed above target_ns. Counts the shed ones. */
-int vial_shed_check(vial_req *rq, uint64_t target_ns);
+/* Sets the target (ns; 0: off) and starts sampling the pool's waits. */
+void vial_shed_init(uint64_t target_ns);
+/* Whether rq is to be shed: the waits to start (in the pool's queue, for
+ * its loop) have stayed above the target. Counts the shed ones. */
+int vial_shed_check(vial_req *rq);
 /* The answer to a shed request: 503, Retry-After: 1, a short body. */
 void vial_shed_render(vial_req *rq);
 /* Requests shed so far (vial_requests_shed_total). */

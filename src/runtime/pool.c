@@ -18,10 +18,6 @@ struct vial_pool {
     /* When the oldest waiting job was queued (0: none): load shedding reads
      * it without the lock (written under it, on every change of head). */
     uint64_t head_ns;
-    /* Running average of a job's run time (ns), and the queue length, for
-     * the same readers: the queue's backlog is queued * avg / threads. */
-    uint64_t avg_run_ns;
-    unsigned queued_now;
     pthread_t threads[];
 };
 
@@ -38,13 +34,13 @@ const char *vial_pool_current_label(void)
 static void head_changed(vial_pool *p)
 {
     __atomic_store_n(&p->head_ns, p->head ? p->head->queued_ns : 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&p->queued_now, p->queued, __ATOMIC_RELAXED);
 }
 
-uint64_t vial_pool_backlog_ns(vial_pool *p)
+static void (*wait_observer)(uint64_t wait_ns, uint64_t now_ns);
+
+void vial_pool_observe_waits(void (*fn)(uint64_t wait_ns, uint64_t now_ns))
 {
-    uint64_t n = __atomic_load_n(&p->queued_now, __ATOMIC_RELAXED);
-    return n * __atomic_load_n(&p->avg_run_ns, __ATOMIC_RELAXED) / p->nthreads;
+    __atomic_store_n(&wait_observer, fn, __ATOMIC_RELEASE);
 }
 
 uint64_t vial_pool_oldest_ns(vial_pool *p)
@@ -71,15 +67,15 @@ static void *worker_main(void *arg)
         p->queued--;
         head_changed(p);
         p->dequeued++;
-        uint64_t t = vial_clock_ns();
-        p->wait_ns += t - j->queued_ns;
+        uint64_t t = vial_clock_ns(), waited = t - j->queued_ns;
+        p->wait_ns += waited;
         pthread_mutex_unlock(&p->lock);
+        void (*observe)(uint64_t, uint64_t) = __atomic_load_n(&wait_observer, __ATOMIC_ACQUIRE);
+        if (observe)
+            observe(waited, t);
         j->work(j);
         vial_loop_post(j->loop, &j->done);
-        uint64_t ran = vial_clock_ns() - t;
         pthread_mutex_lock(&p->lock);
-        /* An average over about the last 8 jobs. */
-        p->avg_run_ns = p->avg_run_ns - p->avg_run_ns / 8 + ran / 8;
     }
     pthread_mutex_unlock(&p->lock);
     return NULL;

@@ -62,10 +62,10 @@ unsigned vial_pool_threads(const vial_pool *pool);
 /* When the oldest job still waiting was queued (vial_clock_ns), 0 when none
  * waits: its age is the queue's delay now (load shedding). Lock-free. */
 uint64_t vial_pool_oldest_ns(vial_pool *pool);
-/* How long a job queued now would wait, estimated: the jobs waiting times
- * the average run time of recent jobs, over the threads. A burst queued at
- * once has a young head but a long backlog. Lock-free. */
-uint64_t vial_pool_backlog_ns(vial_pool *pool);
+/* Every pool (process-wide): fn(wait, now) is called on the worker thread
+ * as each job starts, with the time it waited in the queue (load
+ * shedding's samples). NULL: none (the default). */
+void vial_pool_observe_waits(void (*fn)(uint64_t wait_ns, uint64_t now_ns));
 
 /* On a worker thread, the label of the coroutine whose sync function it is
  * running (a route), else NULL: for crash reports. */
