@@ -548,6 +548,10 @@ void vial_app_set_data(vial_app *app, void *data)
 static int serve_process(vial_app *app, const vial_config *cfg)
 {
     vial_config c = *cfg;
+    /* Again in a worker: a reload may have changed it. */
+    int level = vial_log_level_parse(c.log_level ? c.log_level : "info");
+    if (level >= 0)
+        vial_log_set_level(level);
     vial_metrics_init(VIAL_STATS_RULES + app->nrules);
     int r = vial_accesslog_open(&c);
     if (r < 0)

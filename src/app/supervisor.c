@@ -430,8 +430,11 @@ int vial_supervise(vial_app *app, const vial_config *cfg, int (*serve)(vial_app 
     }
     char host[128];
     snprintf(host, sizeof host, strchr(cfg->host, ':') ? "[%s]" : "%s", cfg->host);
-    vial_log(VIAL_LOG_ANNOUNCE, "listening on http://%s:%d (%d processes, %d loop threads and %d workers each)",
-             host, port, cfg->processes, cfg->threads, cfg->workers);
+    char loops[32] = "one per core";
+    if (cfg->threads > 0)
+        snprintf(loops, sizeof loops, "%d", cfg->threads);
+    vial_log(VIAL_LOG_ANNOUNCE, "listening on http://%s:%d (%d processes; loop threads: %s, workers: %d each)",
+             host, port, cfg->processes, loops, cfg->workers);
     int sig = 0;
     for (;;) {
         struct timespec tick = {0, 200 * 1000000L};

@@ -48,6 +48,7 @@ void vial_crash_set_slot(char *slot, size_t cap)
     crash_slot_cap = cap;
 }
 
+#ifndef VIAL_SANITIZED
 static size_t put(char *out, size_t at, size_t cap, const char *s)
 {
     while (*s && at + 1 < cap)
@@ -65,7 +66,6 @@ static const char *crash_route(void)
     return label ? label : "no request (outside any handler)";
 }
 
-#ifndef VIAL_SANITIZED
 static void crash_handler(int sig, siginfo_t *si, void *uctx)
 {
     (void)uctx;
