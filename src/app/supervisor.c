@@ -214,6 +214,8 @@ static void reaped(supervisor *sv, pid_t pid, int status)
             name = num;
         }
         vial_log(VIAL_LOG_ERROR, "worker %d killed by %s while serving %s", (int)pid, name, route);
+    } else if (clean) {
+        vial_log(VIAL_LOG_WARN, "worker %d exited unasked (a SIGTERM sent to it?)", (int)pid);
     } else {
         vial_log(VIAL_LOG_ERROR, "worker %d exited with status %d (serving %s)", (int)pid,
                  WIFEXITED(status) ? WEXITSTATUS(status) : -1, route);
@@ -264,7 +266,7 @@ static void respawn_due(supervisor *sv)
 
 /* Waits until every LIVE worker in `fresh` has written its ready byte (or
  * died). 1 when all are ready. */
-static int wait_ready(supervisor *sv, const int *fresh, int n, const sigset_t *set)
+static int wait_ready(supervisor *sv, const int *fresh, int n)
 {
     uint64_t deadline = now_ms() + READY_LIMIT_MS;
     for (;;) {
@@ -294,10 +296,15 @@ static int wait_ready(supervisor *sv, const int *fresh, int n, const sigset_t *s
             if (got != 1) /* closed without a byte: it is exiting */
                 sv->w[idx[k]].ready_fd = -1;
         }
-        /* A SIGCHLD meanwhile: note deaths, so a crash is seen as one. */
+        /* A SIGCHLD meanwhile: note deaths, so a crash is seen as one.
+         * Only SIGCHLD is taken here: a SIGTERM stays pending for the main
+         * loop. */
+        sigset_t chld;
+        sigemptyset(&chld);
+        sigaddset(&chld, SIGCHLD);
         struct timespec zero = {0, 0};
         siginfo_t si;
-        while (sigtimedwait(set, &si, &zero) == SIGCHLD)
+        while (sigtimedwait(&chld, &si, &zero) == SIGCHLD)
             ;
         reap_all(sv);
     }
@@ -306,7 +313,7 @@ static int wait_ready(supervisor *sv, const int *fresh, int n, const sigset_t *s
 /* SIGHUP: new workers with the re-read config, ready before the old ones
  * are told to drain (the SIGTERM path: stop accepting, finish in-flight
  * requests within the grace period). */
-static void reload(supervisor *sv, const sigset_t *set)
+static void reload(supervisor *sv)
 {
     vial_config next = sv->cfg;
     if (vial_config_reread(&next) < 0) {
@@ -329,7 +336,7 @@ static void reload(supervisor *sv, const sigset_t *set)
             break;
         fresh[n++] = i;
     }
-    if (n < sv->cfg.processes || !wait_ready(sv, fresh, n, set)) {
+    if (n < sv->cfg.processes || !wait_ready(sv, fresh, n)) {
         vial_log(VIAL_LOG_ERROR, "reload: new workers did not start; keeping the running ones");
         for (int k = 0; k < n; k++)
             if (sv->w[fresh[k]].state == LIVE) {
@@ -445,7 +452,7 @@ int vial_supervise(vial_app *app, const vial_config *cfg, int (*serve)(vial_app 
             break;
         if (sig == SIGHUP) {
             vial_log(VIAL_LOG_INFO, "SIGHUP received, reloading");
-            reload(sv, &set);
+            reload(sv);
         } else if (sig == SIGUSR1) {
             signal_all(sv, SIGUSR1, LIVE);
         }

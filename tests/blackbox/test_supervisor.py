@@ -128,6 +128,19 @@ def test_crash_loop_backs_off(spawn_server):
     assert get(srv2, "/ops/pid").status == 200
 
 
+def test_worker_killed_from_outside_is_replaced(spawn_server):
+    srv = spawn_server(["--processes", "2", "--threads", "1"])
+    before = wait_for(lambda: len(children(srv.proc.pid)) == 2 and children(srv.proc.pid),
+                      what="2 workers")
+    os.kill(before[0], signal.SIGKILL)
+    wait_for(lambda: "worker %d killed by SIGKILL while serving no request in flight" % before[0]
+             in srv.log_text(), what="the supervisor's line")
+    after = wait_for(lambda: len(children(srv.proc.pid)) == 2 and children(srv.proc.pid),
+                     what="a replacement")
+    assert before[0] not in after
+    assert pid_of_response(srv) in after
+
+
 class KeepAliveClient:
     """Requests on one connection, reconnecting only when the server had
     closed it before the request was sent (its FIN already here): such a
