@@ -569,6 +569,7 @@ static int serve_process(vial_app *app, const vial_config *cfg)
     };
     /* A crash is never silent: the signal and the route, then the same
      * death (runtime/crash.c). */
+    vial_crash_set_describer(vial_crash_describe);
     vial_crash_install();
     vial_shed_init(app->ops.shed_target_ns);
     /* Set before the first listener exists, so no request can see the app

@@ -106,6 +106,10 @@ unsigned vial_req_arg_total(vial_req *rq);
  * teardown. Fills rq->res. Installed as the server's serve function. */
 void vial_app_serve(void *app, vial_req *rq);
 
+/* Writes "METHOD /path?query" of request (a vial_req *) into out, for
+ * crash reports (runtime/crash.h's describer; dispatch.c). */
+void vial_crash_describe(void *request, char *out, size_t cap);
+
 /* --processes N > 1 (supervisor.c): binds the listener, runs N worker
  * processes that each call serve(app, cfg) on it, replaces crashed ones,
  * reloads on SIGHUP, drains on SIGTERM/SIGINT. Returns when they are gone:

@@ -414,8 +414,10 @@ static void serve(vial_app *app, vial_req *rq)
     }
     vial_rqs(rq)->route = rule;
     vial_coro *co = vial_coro_current();
-    if (co && rule)
+    if (co && rule) {
         vial_coro_label_route(co, rule->label);
+        co->request = rq; /* for a crash report (vial_crash_describe) */
+    }
 
     if (rule && rule->ws) {
         /* Websocket routes run no hooks (spec 3.1, 5): judge the handshake,
@@ -434,8 +436,10 @@ static void serve(vial_app *app, vial_req *rq)
             vial_res_add_header(rs, "Sec-WebSocket-Version", "13");
         if (st)
             handle_error(app, rq, rule->bp, st, NULL);
-        if (co)
+        if (co) {
             co->label = "http connection";
+            co->request = NULL;
+        }
         return;
     }
 
@@ -512,11 +516,28 @@ static void serve(vial_app *app, vial_req *rq)
     if (co) {
         co->deadline = 0; /* vial_set_deadline is per request; the connection goes on */
         co->label = "http connection";
+        co->request = NULL;
     }
     if (lc.bp)
         run_teardown(rq, &lc.bp->hooks, lc.error);
     run_teardown(rq, &app->hooks, lc.error);
     vial_rqs(rq)->lifecycle = NULL;
+}
+
+/* "GET /path?query" of a crashing request, from its parsed head: byte
+ * copies only, as a signal handler may do. */
+void vial_crash_describe(void *request, char *out, size_t cap)
+{
+    const vial_req *rq = request;
+    const struct { const char *p; size_t n; } parts[] = {
+        {rq->head.method.p, rq->head.method.len}, {" ", 1}, {rq->head.path.p, rq->head.path.len},
+        {"?", rq->head.has_query ? 1 : 0}, {rq->head.query.p, rq->head.has_query ? rq->head.query.len : 0},
+    };
+    size_t at = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        for (size_t k = 0; k < parts[i].n && at + 1 < cap; k++)
+            out[at++] = parts[i].p[k];
+    out[at] = 0;
 }
 
 /* --metrics-path and --health-path are answered before routing and hooks:

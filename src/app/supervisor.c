@@ -32,7 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ROUTE_CAP 256
+#define ROUTE_CAP 384
 /* Room for a full set of workers plus the set a reload starts. */
 #define MAX_SLOTS 2048
 /* How long new workers have to report ready on a reload. */

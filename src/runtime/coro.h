@@ -55,6 +55,9 @@ struct vial_coro {
      * session it runs (app/websocket.c), so a broadcast made from it is
      * charged to that session. */
     void *local;
+    /* The request it serves now (set by app/dispatch.c), for a crash report
+     * to name (runtime/crash.h: vial_crash_set_describer). */
+    void *request;
     void *sanitizer_fiber;   /* TSan fiber handle */
     void *asan_fake_stack;   /* ASan fake-stack save slot while switched out */
 };

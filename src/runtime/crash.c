@@ -39,6 +39,16 @@ const char *vial_signal_name(int sig)
     return NULL;
 }
 
+static void (*describer)(void *request, char *out, size_t cap);
+
+void vial_crash_set_describer(void (*fn)(void *request, char *out, size_t cap))
+{
+    describer = fn;
+}
+
+/* The request and route named in a report; a target beyond this is cut. */
+#define ROUTE_TEXT 384
+
 static char *crash_slot;
 static size_t crash_slot_cap;
 
@@ -57,13 +67,25 @@ static size_t put(char *out, size_t at, size_t cap, const char *s)
     return at;
 }
 
-/* The route the crashing thread runs: the coroutine on a loop thread, the
- * coroutine a pool worker runs a sync function for. */
-static const char *crash_route(void)
+/* What the crashing thread serves: the request ("GET /path?query") and the
+ * route's label of the coroutine running on a loop thread, or of the one a
+ * pool worker runs a sync function for. */
+static void crash_route(char *out, size_t cap)
 {
     vial_coro *c = vial_coro_current();
-    const char *label = c ? c->label : vial_pool_current_label();
-    return label ? label : "no request (outside any handler)";
+    if (!c)
+        c = vial_pool_current_coro();
+    out[0] = 0;
+    if (!c || !c->label) {
+        put(out, 0, cap, "no request (outside any handler)");
+        return;
+    }
+    size_t n = 0;
+    if (c->request && describer) {
+        describer(c->request, out, cap);
+        n = put(out, strlen(out), cap, " on ");
+    }
+    put(out, n, cap, c->label);
 }
 
 static void crash_handler(int sig, siginfo_t *si, void *uctx)
@@ -72,7 +94,8 @@ static void crash_handler(int sig, siginfo_t *si, void *uctx)
     if (sig == SIGSEGV)
         vial_coro_overflow_note(si->si_addr);
     const char *name = vial_signal_name(sig);
-    const char *route = crash_route();
+    char route[ROUTE_TEXT];
+    crash_route(route, sizeof route);
     /* The line in vial's log format (runtime/log.h): the date is
      * arithmetic, clock_gettime is async-signal-safe. */
     struct timespec ts;

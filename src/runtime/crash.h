@@ -15,6 +15,11 @@ void vial_crash_install(void);
  * cap bytes): a slot in memory shared with the supervisor. NULL: nowhere. */
 void vial_crash_set_slot(char *slot, size_t cap);
 
+/* Names a coroutine's request (vial_coro.request) in a crash report: writes
+ * at most cap-1 bytes and a NUL into out, and must be async-signal-safe
+ * (plain memory reads). Set once, before serving. */
+void vial_crash_set_describer(void (*fn)(void *request, char *out, size_t cap));
+
 /* "SIGSEGV" for SIGSEGV; "signal 42" style names are not built: NULL for a
  * signal without a name here. A static table, safe in a signal handler. */
 const char *vial_signal_name(int sig);

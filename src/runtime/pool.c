@@ -21,13 +21,13 @@ struct vial_pool {
     pthread_t threads[];
 };
 
-/* What the sync function this worker runs serves (its coroutine's label),
- * for a crash report. */
-static __thread const char *tls_label;
+/* The coroutine whose sync function this worker runs, for a crash report
+ * (it is parked meanwhile: its label and request do not change). */
+static __thread vial_coro *tls_for;
 
-const char *vial_pool_current_label(void)
+vial_coro *vial_pool_current_coro(void)
 {
-    return tls_label;
+    return tls_for;
 }
 
 /* Lock held. */
@@ -229,9 +229,9 @@ struct coro_job {
 static void coro_job_work(vial_job *j)
 {
     struct coro_job *cj = (struct coro_job *)j;
-    tls_label = cj->coro->label;
+    tls_for = cj->coro;
     cj->fn(cj->arg);
-    tls_label = NULL;
+    tls_for = NULL;
 }
 
 static void coro_job_done(vial_loop *l, vial_msg *m)

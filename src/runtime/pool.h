@@ -67,9 +67,9 @@ uint64_t vial_pool_oldest_ns(vial_pool *pool);
  * shedding's samples). NULL: none (the default). */
 void vial_pool_observe_waits(void (*fn)(uint64_t wait_ns, uint64_t now_ns));
 
-/* On a worker thread, the label of the coroutine whose sync function it is
- * running (a route), else NULL: for crash reports. */
-const char *vial_pool_current_label(void);
+/* On a worker thread, the coroutine whose sync function it is running,
+ * else NULL: for crash reports. */
+struct vial_coro *vial_pool_current_coro(void);
 
 /* Jobs taken from the queue so far and their total time waiting in it (ns),
  * for the metrics. Counted under the queue's lock, which is held anyway. */

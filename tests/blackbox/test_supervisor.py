@@ -91,16 +91,18 @@ def test_crashed_worker_is_logged_and_replaced(spawn_server, route, sig, endpoin
     assert r.status == 200, r
     keep_pid = int(r.body.decode().strip())
     with Client(srv.host, srv.port) as c:
-        c.send(req("GET", route))
+        c.send(req("GET", route + "?n=1"))
         closed, got = c.wait_closed(5.0)
         assert closed and not got  # the worker died under the request: no response
-    line = wait_for(lambda: re.search(r"error vial: worker (\d+) killed by %s while serving %s \(%s\)"
-                                      % (sig, re.escape(route), endpoint), srv.log_text()),
+    # The request (method, path, query) and its route (pattern, endpoint).
+    what = "GET %s?n=1 on %s (%s)" % (route, route, endpoint)
+    line = wait_for(lambda: re.search(r"error vial: worker (\d+) killed by %s while serving %s$"
+                                      % (sig, re.escape(what)), srv.log_text(), re.M),
                     what="the supervisor's crash line")
     dead = int(line.group(1))
     assert dead in before
     # The worker's own line, written by its crash handler.
-    assert "crashed: %s while serving %s (%s)" % (sig, route, endpoint) in srv.log_text()
+    assert "crashed: %s while serving %s\n" % (sig, what) in srv.log_text()
     after = set(wait_for(lambda: len(children(srv.proc.pid)) == 2 and children(srv.proc.pid),
                          what="a replacement worker"))
     assert dead not in after and len(after - before) == 1
@@ -308,6 +310,6 @@ def test_single_process_crash_is_logged(spawn_server, route, sig, signum, endpoi
         c.wait_closed(5.0)
     rc = srv.proc.wait(5)
     assert rc == -signum, "exit status %r" % rc  # it still dies of the signal (core dumps)
-    line = re.search(r"^\S+Z error vial: crashed: %s while serving %s \(%s\)$"
-                     % (sig, re.escape(route), endpoint), srv.log_text(), re.M)
+    line = re.search(r"^\S+Z error vial: crashed: %s while serving GET %s on %s \(%s\)$"
+                     % (sig, re.escape(route), re.escape(route), endpoint), srv.log_text(), re.M)
     assert line, srv.log_text()
