@@ -16,7 +16,10 @@
  *     under steady overload accepted requests wait about the target, not
  *     target + interval each cycle;
  *   - shedding leaves no new samples once the queue has drained, so a pool
- *     with nothing queued and no sample for an interval stops it too.
+ *     with nothing queued and no sample for an interval stops it too;
+ *   - a burst has not waited yet when it arrives: a request that would
+ *     find the pool's backlog (queued jobs x their recent run time / pool
+ *     threads) beyond target + interval is shed whatever the state.
  *
  * The state is process-wide, read and written with relaxed atomics by every
  * thread: a decision made on a slightly stale value only moves the edge of
@@ -109,6 +112,12 @@ int vial_shed_check(vial_req *rq)
             shed = 1;
         }
     }
+    /* A burst arriving at once has not waited yet, so the samples cannot
+     * see it; CoDel would drop its tail at dequeue. Here the tail is refused
+     * at the door: what the queue holds already would keep it waiting
+     * longer than shedding lets a queue build (target + interval). */
+    if (!shed && rq->pool && vial_pool_backlog_ns(rq->pool) > target_ns + interval_ns)
+        shed = 1;
     if (shed)
         __atomic_fetch_add(&shed_total, 1, __ATOMIC_RELAXED);
     return shed;

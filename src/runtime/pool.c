@@ -18,6 +18,10 @@ struct vial_pool {
     /* When the oldest waiting job was queued (0: none): load shedding reads
      * it without the lock (written under it, on every change of head). */
     uint64_t head_ns;
+    /* With an observer (shedding on): the queue's length and a running
+     * average of a job's run time, for vial_pool_backlog_ns. */
+    unsigned queued_now;
+    uint64_t avg_run_ns;
     pthread_t threads[];
 };
 
@@ -34,6 +38,13 @@ vial_coro *vial_pool_current_coro(void)
 static void head_changed(vial_pool *p)
 {
     __atomic_store_n(&p->head_ns, p->head ? p->head->queued_ns : 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&p->queued_now, p->queued, __ATOMIC_RELAXED);
+}
+
+uint64_t vial_pool_backlog_ns(vial_pool *p)
+{
+    uint64_t n = __atomic_load_n(&p->queued_now, __ATOMIC_RELAXED);
+    return n * __atomic_load_n(&p->avg_run_ns, __ATOMIC_RELAXED) / p->nthreads;
 }
 
 static void (*wait_observer)(uint64_t wait_ns, uint64_t now_ns);
@@ -75,6 +86,12 @@ static void *worker_main(void *arg)
             observe(waited, t);
         j->work(j);
         vial_loop_post(j->loop, &j->done);
+        if (observe) {
+            /* An average over about the last 8 jobs (one writer per job,
+             * racing others harmlessly: it is an estimate). */
+            uint64_t ran = vial_clock_ns() - t, avg = __atomic_load_n(&p->avg_run_ns, __ATOMIC_RELAXED);
+            __atomic_store_n(&p->avg_run_ns, avg - avg / 8 + ran / 8, __ATOMIC_RELAXED);
+        }
         pthread_mutex_lock(&p->lock);
     }
     pthread_mutex_unlock(&p->lock);
