@@ -12,24 +12,16 @@ ROUNDS=${1:-3}
 SECS=${2:-5}
 TARGET=${3:-50}
 BIN=build/bench/techempower
-LOG=$(mktemp)
-trap 'rm -f "$LOG"' EXIT
+. bench/serverlib.sh
+trap 'rm -f "$SERVER_LOG"' EXIT
 
 one() { # $1: --shed-target-ms
-    "$BIN" --port 0 --threads 1 --shed-target-ms "$1" 2>"$LOG" &
-    pid=$!
-    port=
-    for _ in $(seq 50); do
-        port=$(sed -n 's/.*listening on http:[^ ]*:\([0-9]*\) .*/\1/p' "$LOG")
-        [ -n "$port" ] && break
-        sleep 0.1
-    done
+    start_server "$BIN" --threads 1 --shed-target-ms "$1"
     wrk -t1 -c16 -d1s "http://127.0.0.1:$port/plaintext" >/dev/null
     a=$(awk '{print $14 + $15}' /proc/$pid/stat)
     n=$(wrk -t1 -c16 -d"${SECS}s" "http://127.0.0.1:$port/plaintext" | awk '/requests in/ {print $1}')
     b=$(awk '{print $14 + $15}' /proc/$pid/stat)
-    kill "$pid"
-    wait "$pid" || true
+    stop_server
     hz=$(getconf CLK_TCK)
     awk -v t="$1" -v n="$n" -v a="$a" -v b="$b" -v hz="$hz" \
         'BEGIN { printf "--shed-target-ms %-3s %8d requests  %.2f us CPU per request\n", t, n, (b - a) * 1e6 / hz / n }'

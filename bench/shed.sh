@@ -19,22 +19,14 @@ TARGETS=${4:-"10 25 50"}
 BIN=build/bench/shed_server
 [ -x "$BIN" ] || { echo "build first: ./scripts/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo" >&2; exit 1; }
 RATE=$((WORKERS * 1000 / MS * 2))
-LOG=$(mktemp)
-trap 'rm -f "$LOG"' EXIT
+. bench/serverlib.sh
+trap 'rm -f "$SERVER_LOG"' EXIT
 
 run() { # $1: target ms (0: off)
-    "$BIN" --port 0 --threads 1 --workers "$WORKERS" --shed-target-ms "$1" 2>"$LOG" &
-    pid=$!
-    port=
-    for _ in $(seq 50); do
-        port=$(sed -n 's/.*listening on http:[^ ]*:\([0-9]*\) .*/\1/p' "$LOG")
-        [ -n "$port" ] && break
-        sleep 0.1
-    done
+    start_server "$BIN" --threads 1 --workers "$WORKERS" --shed-target-ms "$1"
     echo "--shed-target-ms $1: capacity $((WORKERS * 1000 / MS))/s, offered $RATE/s"
     /usr/bin/python3 bench/openloop.py 127.0.0.1 "$port" "/work?ms=$MS" "$RATE" "$SECS" | sed 's/^/  /'
-    kill "$pid"
-    wait "$pid" || true
+    stop_server
 }
 
 run 0
