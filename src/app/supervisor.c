@@ -76,10 +76,10 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* The child: serves as a single process would, on the inherited listener,
- * and exits; it never returns into the supervisor's code. */
 static void worker_ready(int port, void *data);
 
+/* The child: serves as a single process would, on the inherited listener,
+ * and exits; it never returns into the supervisor's code. */
 static void worker_main(supervisor *sv, int idx)
 {
     /* Orphan protection: the kernel signals us when the supervisor dies;
@@ -204,7 +204,9 @@ static void reaped(supervisor *sv, pid_t pid, int status)
         w->state = FREE;
         return;
     }
-    const char *route = sv->slots[idx].route[0] ? sv->slots[idx].route : "no request in flight";
+    /* Empty when the worker could not report (SIGKILL, or the crash
+     * handler never ran). */
+    const char *route = sv->slots[idx].route[0] ? sv->slots[idx].route : "(no crash report)";
     if (WIFSIGNALED(status)) {
         int sig = WTERMSIG(status);
         const char *name = vial_signal_name(sig);

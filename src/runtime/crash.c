@@ -109,8 +109,7 @@ static void crash_handler(int sig, siginfo_t *si, void *uctx)
     n = put(msg, n, sizeof msg, "\n");
     (void)!write(2, msg, n);
     if (crash_slot && crash_slot_cap) {
-        size_t k = put(crash_slot, 0, crash_slot_cap, route);
-        (void)k;
+        put(crash_slot, 0, crash_slot_cap, route);
     }
     /* Default action: dies of this very signal, so the parent and a core
      * dump see the real cause. A raise()d signal returns here otherwise. */
