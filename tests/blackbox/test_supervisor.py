@@ -143,6 +143,23 @@ def test_worker_killed_from_outside_is_replaced(spawn_server):
     assert pid_of_response(srv) in after
 
 
+def test_sigusr1_is_forwarded_for_log_rotation(spawn_server, tmp_path):
+    log = tmp_path / "access.log"
+    srv = spawn_server(["--processes", "2", "--threads", "1", "--access-log", str(log)])
+    wait_for(lambda: len(children(srv.proc.pid)) == 2, what="2 workers")
+    assert get(srv, "/ops/pid").status == 200
+    wait_for(lambda: log.exists() and "/ops/pid" in log.read_text(), what="the first line")
+    os.rename(log, tmp_path / "access.log.1")
+    srv.proc.send_signal(signal.SIGUSR1)
+    # Every worker reopens: whichever answers, its line lands in the new file.
+    wait_for(lambda: srv.log_text().count("SIGUSR1 received, reopening log files") >= 2,
+             what="both workers reopening")
+    for _ in range(10):
+        assert get(srv, "/ops/pid?after").status == 200
+    wait_for(lambda: log.exists() and log.read_text().count("/ops/pid?after") == 10,
+             what="the lines in the reopened file")
+
+
 class KeepAliveClient:
     """Requests on one connection, reconnecting only when the server had
     closed it before the request was sent (its FIN already here): such a
