@@ -71,12 +71,18 @@ static void append_escaped(vial_res *rs, const char *s)
 
 #define LIT(rs, s) vial_res_append_body((rs), (s), sizeof(s) - 1)
 
-int te_fortunes_page(vial_res *rs, te_fortune *f, size_t n)
+size_t te_fortunes_prepare(te_fortune *f, size_t n)
 {
     f[n].id = 0;
     f[n].message = "Additional fortune added at request time.";
     n++;
     qsort(f, n, sizeof *f, by_message);
+    return n;
+}
+
+int te_fortunes_page(vial_res *rs, te_fortune *f, size_t n)
+{
+    n = te_fortunes_prepare(f, n);
     vial_res_set_status(rs, 200);
     vial_res_add_header(rs, "Content-Type", "text/html; charset=utf-8");
     LIT(rs, "<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table>"

@@ -28,6 +28,10 @@ typedef struct te_fortune {
     const char *message;
 } te_fortune;
 
+/* Adds the request-time fortune to f's n rows (f has room for it) and
+ * sorts them by message; returns the new count. */
+size_t te_fortunes_prepare(te_fortune *f, size_t n);
+
 /* The Fortunes page: f holds n rows from the database and room for one more;
  * adds the request-time fortune, sorts by message, writes the HTML with
  * every message escaped. */

@@ -39,7 +39,7 @@ endif()
 if(VIAL_FUZZ)
   # build/fuzz_template -max_total_time=60 /tmp/tmpl-scratch fuzz/corpus/template
   add_executable(fuzz_template ${PROJECT_SOURCE_DIR}/fuzz/fuzz_template.c ${VIAL_TEMPLATE_SOURCES}
-                 ${PROJECT_SOURCE_DIR}/src/runtime/arena.c)
+                 ${PROJECT_SOURCE_DIR}/src/runtime/arena.c ${PROJECT_SOURCE_DIR}/src/runtime/codec.c)
   target_include_directories(fuzz_template PRIVATE ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/include)
   target_compile_definitions(fuzz_template PRIVATE _GNU_SOURCE VIAL_TMPL_MAX_DEPTH=20
                              VIAL_TMPL_MAX_STEPS=20000 "VIAL_TMPL_MAX_BUILD=(64L<<10)")

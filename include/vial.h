@@ -54,6 +54,7 @@
 #include <stdint.h>
 
 #include <vial/config.h> /* VIAL_VERSION, VIAL_HAVE_<client> */
+#include <vial/template.h> /* vial_tmpl_value, for vial_render */
 
 #ifdef __cplusplus
 extern "C" {
@@ -319,7 +320,7 @@ typedef struct vial_option {
 } vial_option;
 
 typedef struct vial_config {
-    const char *host;       /* listen address (default "127.0.0.1"); "::1" for IPv6 */
+    const char *host;       /* listen address (default "127.0.0.1"); "::1" for IPv6; "unix:/path" */
     int port;               /* listen port (default 8080); 0: any free port, one for all threads */
     int threads;            /* loop threads; 0: one per core */
     int workers;            /* worker-pool threads for sync handlers; 0: 16 */
@@ -382,6 +383,42 @@ typedef struct vial_config {
      * until the wait falls below it again. */
     int processes;
     int shed_target_ms;
+    /* Development mode (Flask's debug): templates whose files changed are
+     * compiled again at their next render. Off by default. */
+    int debug;
+    /* Response compression (vial_compress): 1 turns it on, with the
+     * defaults when the app did not call vial_compress; 0 turns it off;
+     * -1 (the default): as the app set it. */
+    int compress;
+    /* Listening (docs/guide/deploy.md). host may also be "unix:/path", a
+     * Unix domain socket (port unused; a stale socket file is removed at
+     * start if nothing listens on it, the file is removed at a clean exit).
+     * listen: comma-separated listeners that replace host/port:
+     * "127.0.0.1:8080,[::1]:8080,unix:/run/app.sock" (an entry without a
+     * port takes `port`); NULL: host and port. unix_mode: the permission
+     * bits of the Unix socket files (0660); -1 (the default): as the umask
+     * leaves them. Descriptors passed by systemd (LISTEN_FDS, LISTEN_PID)
+     * replace both; with NOTIFY_SOCKET set, systemd is told READY=1,
+     * STOPPING=1 and STATUS= lines, and pinged with WATCHDOG=1 when it
+     * asks (WATCHDOG_USEC). trusted_proxy: comma-separated CIDRs
+     * ("10.0.0.0/8,::1/128") or "unix"; a request whose peer is one of
+     * them takes its client address (vial_req_remote_addr, the access log)
+     * from X-Forwarded-For and its scheme (vial_req_scheme, url_for
+     * _external) from X-Forwarded-Proto; NULL: no peer is trusted. */
+    const char *listen;
+    int unix_mode;
+    const char *trusted_proxy;
+    /* WebSocket permessage-deflate (RFC 7692; docs/guide/websockets.md).
+     * ws_deflate: accept a client's offer (vial_config_default: 1; 0: never
+     * negotiated). ws_deflate_min: messages vial sends shorter than this go
+     * uncompressed (0: 128 bytes). ws_deflate_memory_max: bytes of zlib
+     * state all connections may hold at once (0: 64 MiB); a handshake that
+     * finds no room for one more connection declines the extension, and a
+     * connection that cannot get its state later sends uncompressed, or,
+     * to read a compressed message, is closed with 1013. */
+    int ws_deflate;
+    size_t ws_deflate_min;
+    size_t ws_deflate_memory_max;
     const vial_option *options; /* the app's own command-line options, or NULL */
     /* Called once by vial_run on its thread when every loop thread's
      * listener is bound, with the port (the real one for port 0), before
@@ -402,6 +439,10 @@ vial_config vial_config_default(void);
  *   --access-log PATH  --access-log-format combined|json
  *   --log-level error|warn|info|debug  --metrics-path PATH
  *   --health-path PATH  --drain-delay-ms MS  --[no-]request-id  --[no-]server-header
+ *   --[no-]debug
+ *   --[no-]compress
+ *   --listen ADDR[,ADDR...] (repeatable)  --unix-mode MODE  --trusted-proxy CIDR[,CIDR...]
+ *   --[no-]ws-deflate  --ws-deflate-min BYTES  --ws-deflate-memory-max BYTES
  *   --config FILE  -h/--help
  * Before the flags it reads --config FILE (or $VIAL_CONFIG): "name = value"
  * lines with the options' long names ("port = 8080", "access-log = -"),
@@ -421,11 +462,15 @@ vial_config vial_config_default(void);
 int vial_config_args(vial_config *cfg, int argc, char **argv);
 
 /* Serves app until SIGTERM or SIGINT, then stops accepting, lets in-flight
- * requests finish for grace_ms, closes everything and returns 0. Every loop
- * thread listens on the one port with SO_REUSEPORT (the kernel spreads the
+ * requests finish for grace_ms, closes everything and returns 0 (SIGUSR1
+ * reopens the access log; SIGHUP and SIGUSR2 are logged and ignored). Every
+ * loop thread listens on every listener (host/port, listen, or systemd's
+ * descriptors): on a TCP port with SO_REUSEPORT (the kernel spreads the
  * connections); a port some other socket already holds, SO_REUSEPORT or
  * not, another vial included, is refused: "vial: 127.0.0.1:8080 is already
- * in use" and -EADDRINUSE. Returns a negative errno when it cannot listen.
+ * in use" and -EADDRINUSE, as is a Unix socket path a live server holds.
+ * Returns a negative errno when it cannot listen, -EINVAL for a bad
+ * trusted_proxy or listen entry.
  * From the moment vial_run starts, the app is set up for good: every
  * registration function (routes, views, hooks, error handlers, blueprints,
  * converters, middleware, static, websocket routes, the secret key) refuses
@@ -500,8 +545,15 @@ const void *vial_req_body(vial_req *rq, size_t *len);
 /* The value of a <float:name> parameter; 0 if absent. */
 double vial_req_param_double(vial_req *rq, const char *name);
 
-/* The client's address ("127.0.0.1", "::1"). */
+/* The client's address ("127.0.0.1", "::1"; "unix" over a Unix socket).
+ * When the peer is a trusted proxy (vial_config.trusted_proxy), the client
+ * named by X-Forwarded-For: its hops read from the right, trusted ones
+ * skipped; otherwise the header is never read. */
 const char *vial_req_remote_addr(vial_req *rq);
+
+/* "https" when a trusted proxy says so in X-Forwarded-Proto (its rightmost
+ * value), else "http". vial_url_for's _external URLs use it. */
+const char *vial_req_scheme(vial_req *rq);
 
 /* The endpoint of the matched view ("hello", "api.items"), or NULL. */
 const char *vial_req_endpoint(vial_req *rq);
@@ -713,6 +765,59 @@ int vial_static(vial_app *app, const char *url_prefix, const char *directory);
  * opened. */
 int vial_send_file(vial_req *rq, vial_res *rs, const char *path, const char *content_type);
 
+/* --- compression ---------------------------------------------------------------------
+ * Response bodies in gzip (zlib, always built) or brotli (libbrotli, when
+ * found at build time: VIAL_HAVE_BROTLI in vial/config.h), chosen from the
+ * request's Accept-Encoding with its q-values (br before gzip on equal
+ * weight), as Flask-Compress does. Off until vial_compress (or --compress,
+ * VIAL_COMPRESS) turns it on. Then, after the after_request hooks:
+ *   - every response of a compressible type gets Vary: Accept-Encoding,
+ *     compressed or not;
+ *   - a buffered body of at least min_size bytes is compressed when the
+ *     client accepts a coding: Content-Encoding set, Content-Length that of
+ *     the compressed bytes, a strong ETag made weak (W/"..."). HEAD gets the
+ *     headers GET would;
+ *   - a stream (vial_stream_begin) is compressed as it goes, each
+ *     vial_stream_write flushed through the compressor so it reaches the
+ *     client at once (server-sent events stay live);
+ *   - untouched: a response that already has a Content-Encoding, one with
+ *     Cache-Control: no-transform (the per-response opt-out), 1xx, 204, 205,
+ *     206 and 304 responses, and file bodies (vial_send_file, vial_static),
+ *     which are sent with sendfile: for those, a precompressed sibling
+ *     (NAME.br, NAME.gz, as made by `brotli -k` / `gzip -k`) is sent instead
+ *     when it exists, is not older than NAME and the client accepts it.
+ * Compressing runs on the loop thread; a body over 256 KiB is compressed on
+ * the worker pool instead. Compressor state is the request's: freed when
+ * the body is compressed, or for a stream when the request ends, client
+ * gone or not. */
+#define VIAL_COMPRESS_GZIP 1u
+#define VIAL_COMPRESS_BR 2u /* ignored without VIAL_HAVE_BROTLI */
+
+typedef struct vial_compress_opts {
+    unsigned codings;       /* VIAL_COMPRESS_GZIP | VIAL_COMPRESS_BR (default: both) */
+    size_t min_size;        /* smaller buffered bodies go as they are (default 860,
+                             * Akamai's and Flask-Compress's 500 byte floor plus a
+                             * margin: below about a packet, compressing saves no
+                             * round trip and costs CPU) */
+    int gzip_level;         /* 1-9 (default 6, zlib's and Flask-Compress's) */
+    int br_quality;         /* 0-11 (default 4, Flask-Compress's: 11 is for
+                             * precompressing, tens of times slower) */
+    /* Compressible media types, NULL-terminated: "text/" followed by "*"
+     * matches every text type; parameters (charset) are ignored. NULL:
+     * every text type, application/json, application/javascript, application/xml,
+     * image/svg+xml. Copied. */
+    const char *const *types;
+    int precompressed;      /* static files: look for NAME.br / NAME.gz (default 1) */
+} vial_compress_opts;
+
+/* The defaults above, filled in. */
+vial_compress_opts vial_compress_opts_default(void);
+
+/* Turns compression on for app with opts (NULL: the defaults); a second
+ * call replaces the first. Returns 0, -EINVAL (a level out of range, no
+ * coding, an empty type), -ENOMEM, or -EBUSY once the app runs. */
+int vial_compress(vial_app *app, const vial_compress_opts *opts);
+
 /* --- sessions -------------------------------------------------------------------------
  * Signed cookie sessions (HMAC-SHA256 with the app's secret key), like
  * Flask's: the data travels in the "session" cookie, readable by the client
@@ -755,6 +860,111 @@ int vial_flash(vial_req *rq, const char *category, const char *message);
 /* Takes the flashed messages (and removes them from the session): returns
  * the count; the arrays live in the request's arena. */
 unsigned vial_get_flashed_messages(vial_req *rq, const char ***categories, const char ***messages);
+
+/* --- HTML escaping, CSRF, CORS ---------------------------------------------------------
+ * docs/guide/security.md. */
+
+/* HTML-escapes s[0..n) as Jinja and markupsafe do: & < > " ' become &amp;
+ * &lt; &gt; &#34; &#39;, every other byte is kept (UTF-8 passes through).
+ * Writes the result and a NUL into out[0..cap). Returns 0, or -ENOSPC when
+ * cap is too small (out then holds "" when cap > 0): vial_html_escape_len(s,
+ * n) + 1 bytes are enough, 5 * n + 1 always. Thread-safe, no allocation:
+ * usable outside requests. The template engine escapes with the same code. */
+int vial_html_escape(char *out, size_t cap, const char *s, size_t n);
+/* The length of s[0..n) escaped, without the NUL. */
+size_t vial_html_escape_len(const char *s, size_t n);
+/* The escaped copy of the C string s in the request's arena, for text put
+ * into HTML by hand: vial_text(rs, 200, "<p>%s</p>", vial_escape(rq, name)).
+ * NULL when s is NULL or out of memory. */
+const char *vial_escape(vial_req *rq, const char *s);
+
+/* CSRF protection (Flask-WTF's CSRFProtect). Each session gets a random
+ * token, kept in the signed session under the field name; the token given
+ * to forms (vial_csrf_token) is that one masked with fresh random bytes and
+ * signed with a time stamp, so no two pages carry the same bytes (BREACH)
+ * and an old page's token expires. Requests with POST, PUT, PATCH or DELETE
+ * to a view that is not exempt must carry it in the form field (default
+ * "csrf_token") or in an X-CSRFToken or X-CSRF-Token header (for scripts);
+ * otherwise they are answered 400 through the app's error handlers, with
+ * vial_error_message naming the problem: "The CSRF token is missing.",
+ * "The CSRF session token is missing.", "The CSRF token is invalid.", "The
+ * CSRF token has expired.", "The CSRF tokens do not match.". Routing errors
+ * (404, 405), OPTIONS and websocket routes are not checked. A JSON API
+ * authenticated by something other than cookies is exempted
+ * (vial_csrf_exempt, vial_bp_csrf_exempt); a cookie-authenticated one sends
+ * the header. Needs the secret key (vial_app_set_secret_key): vial_run
+ * refuses to start without it (-ENOKEY). */
+typedef struct vial_csrf_opts {
+    int time_limit;         /* seconds a form token stays valid; 0: 3600; -1: as long
+                             * as the session */
+    const char *field_name; /* form field and session key; NULL: "csrf_token" */
+} vial_csrf_opts;
+
+/* Turns the check on for every view of the app (opts NULL: the defaults),
+ * as a before_request hook registered now (it runs after the hooks
+ * registered before it). Returns 0, -EINVAL, -ENOMEM, -EBUSY, -EEXIST when
+ * called twice. */
+int vial_csrf_protect(vial_app *app, const vial_csrf_opts *opts);
+/* Exempts one endpoint ("api.items" for a blueprint's) / every view of a
+ * blueprint from the check (Flask-WTF's csrf.exempt). Before or after
+ * vial_csrf_protect. Returns 0, -EINVAL, -ENOMEM, -EBUSY. */
+int vial_csrf_exempt(vial_app *app, const char *endpoint);
+int vial_bp_csrf_exempt(vial_bp *bp);
+
+/* The token for this request's forms (the template global csrf_token()):
+ * creates the session's token on first use (the session cookie is sent
+ * with the response). The same string for the whole request,
+ * NUL-terminated, in the request's arena. NULL without a secret key or
+ * when out of memory. Works with or without vial_csrf_protect. */
+const char *vial_csrf_token(vial_req *rq);
+
+/* Checks the request's token now, whatever its method (Flask-WTF's
+ * csrf.protect(), for an exempt view that wants the check after all).
+ * Returns 0, VIAL_EHTTP(400) through vial_abort_msg with the messages
+ * above, VIAL_FAILED without a secret key, or what reading the form failed
+ * with (VIAL_EHTTP(413) past vial_config.max_fields, -ENOMEM, -EIO). */
+int vial_csrf_validate(vial_req *rq, vial_res *rs);
+
+/* CORS (Flask-CORS). For a request with an Origin header the origin is
+ * checked; an allowed one gets Access-Control-Allow-Origin on every
+ * response, error pages included ("*" when any origin is allowed without
+ * credentials, else the origin itself), with Allow-Credentials and
+ * Expose-Headers as configured; a disallowed one gets no CORS header and
+ * the browser keeps the response from the page. A preflight (OPTIONS with
+ * Origin and Access-Control-Request-Method) to a route is answered 204 by
+ * a before_request hook without running the view, with Allow-Methods,
+ * Allow-Headers and Max-Age when origin and method are allowed. Responses
+ * that depend on the origin carry Vary: Origin, so caches keep them apart.
+ * The hooks are registered by the first vial_cors / vial_bp_cors call, in
+ * order with the app's own: call it before registering a hook that refuses
+ * requests without credentials (preflights carry none). Strings are copied. */
+typedef struct vial_cors_opts {
+    /* Allowed origins ("https://app.example.com", compared ignoring case),
+     * ending with NULL; "*" in the list allows any. NULL: any origin, unless
+     * allow_origin is set. */
+    const char *const *origins;
+    /* Or a function (on the loop: must not block) that says whether an
+     * origin not in the list is allowed: 1 yes, 0 no. */
+    int (*allow_origin)(vial_req *rq, const char *origin, void *arg);
+    void *allow_origin_arg;
+    /* Access-Control-Allow-Methods, and what a preflight may ask for; NULL:
+     * "GET, HEAD, POST, OPTIONS, PUT, PATCH, DELETE". */
+    const char *methods;
+    /* Request headers allowed, comma-separated ("Content-Type, X-CSRFToken");
+     * NULL: whatever the preflight asks for. */
+    const char *allow_headers;
+    const char *expose_headers; /* Access-Control-Expose-Headers; NULL: none */
+    int credentials;            /* send Access-Control-Allow-Credentials: true (cookies);
+                                 * the origin is then echoed, never "*" */
+    int max_age;                /* Access-Control-Max-Age in seconds; 0: not sent */
+} vial_cors_opts;
+
+/* CORS for every route of the app (and for requests no route matched);
+ * vial_bp_cors for a blueprint's routes, which then follow the blueprint's
+ * options instead. Once each; opts NULL: any origin, no credentials.
+ * Returns 0, -EINVAL, -ENOMEM, -EBUSY, -EEXIST. */
+int vial_cors(vial_app *app, const vial_cors_opts *opts);
+int vial_bp_cors(vial_bp *bp, const vial_cors_opts *opts);
 
 /* --- JSON writer -------------------------------------------------------------
  * Writes JSON straight into the response body, no tree:
@@ -922,8 +1132,13 @@ void vial_sem_release(vial_sem *s);
  * written when the handler first calls vial_ws_accept, _recv or _send, so
  * what it does before (join a group, check the request) happens first; a
  * handler that returns without accepting answers 403. When the handler
- * returns, a session still open is closed with 1000. No subprotocol or
- * extension is negotiated. Messages are limited to 1 MiB (1009 beyond);
+ * returns, a session still open is closed with 1000. No subprotocol is
+ * negotiated; permessage-deflate is, when the client offers it (see
+ * vial_config.ws_deflate): received messages are inflated before
+ * vial_ws_recv returns them, and vial_ws_send compresses those of at least
+ * ws_deflate_min bytes (group broadcasts go uncompressed). Messages are
+ * limited to 1 MiB (1009 beyond; for a compressed one, its inflated size;
+ * compressed data that does not inflate is a 1007);
  * protocol errors (1002) and invalid UTF-8 text (1007) fail the connection:
  * a close frame with the code, then the TCP connection is closed at once.
  * WebSocket connections have no idle timeout.
@@ -963,7 +1178,8 @@ int vial_ws_accept(vial_ws *ws);
  * Pings are answered inside it, pongs ignored, and messages broadcast to the
  * session's groups are sent while it waits. Returns 0 with *msg filled;
  * VIAL_WS_CLOSED when the peer closed (its close was echoed); -EPROTO,
- * -EMSGSIZE after failing the connection with 1002/1007 or 1009;
+ * -EMSGSIZE after failing the connection with 1002/1007 or 1009; -ENOMEM
+ * after 1013 (no room for permessage-deflate's zlib state) or 1011;
  * -ECONNRESET when the peer vanished; -ENOBUFS when the session was dropped
  * for not reading its broadcasts; -ECANCELED. Once it fails, the session is
  * over: later calls return the same result. */
@@ -1019,6 +1235,109 @@ void vial_ws_group_leave(vial_ws_group *g, vial_ws *ws);
  * any thread; it never waits. Returns the number of members it was queued
  * for (members found too slow are dropped and not counted), or -errno. */
 int vial_ws_group_broadcast(vial_ws_group *g, int type, const void *data, size_t len);
+
+/* --- rendering templates --------------------------------------------------
+ * Flask's render_template over the template engine (include/vial/template.h,
+ * Jinja's syntax):
+ *
+ *   static int hello(vial_req *rq, vial_res *rs)
+ *   {
+ *       vial_tmpl_value ctx = vial_render_ctx(rq);
+ *       vial_tmpl_set(vial_req_arena(rq), ctx, "name", vial_tmpl_cstr(vial_req_param(rq, "name")));
+ *       return vial_render(rq, rs, "hello.html", ctx);
+ *   }
+ *
+ * Templates are found in the app's folder ("templates", relative to the
+ * working directory, unless vial_app_set_template_folder says otherwise),
+ * then in each blueprint's folder in registration order (Flask's search
+ * path: the first folder that has the name wins, whoever renders it).
+ * vial_run compiles every file of those folders before it listens: a syntax
+ * error stops the start with "vial: NAME:LINE: message" and VIAL_ETMPL_SYNTAX.
+ * Templates load once and are shared by every thread; with cfg.debug
+ * (--debug, VIAL_DEBUG=1) a template whose file changed is compiled again at
+ * its next render (its file is looked at once a second at most).
+ *
+ * Every template sees, besides its context, the globals Flask gives it:
+ *   url_for(endpoint, **values)     vial_url_for; _external=true for an absolute URL;
+ *                                   an unknown endpoint is a render error
+ *   get_flashed_messages(with_categories=false, category_filter=[])
+ *                                   messages, or (category, message) pairs
+ *   csrf_token()                    the session's CSRF token
+ *   request   .method .path .full_path .url .base_url .query_string .host
+ *             .scheme .endpoint .blueprint .remote_addr, and the lookups .args .form .cookies
+ *             .headers (headers case-insensitive): request.args.q,
+ *             request.args['q'], request.args.get('q', 'none'),
+ *             request.args.getlist('tag'), 'q' in request.args
+ *   session   the signed session: session.user, session['user'],
+ *             session.get('user'), 'user' in session
+ *   g         the strings set with vial_g_set_str (g.user)
+ * plus the app's own (vial_template_global, vial_template_function). They
+ * cost nothing until a template reads them: request, session and g are
+ * objects whose attributes are computed when read, so they cannot be
+ * iterated or measured (|length); lookups are all they do. */
+
+/* vial_render's own codes (the template's name and line are logged, and the
+ * response is a 500 through the handler for 500): */
+#define VIAL_ETMPL_NOTFOUND (-100021) /* no such template */
+#define VIAL_ETMPL_SYNTAX (-100022)   /* a template (or one it uses) does not compile */
+#define VIAL_ETMPL_RENDER (-100023)   /* a render-time error (undefined attribute...) */
+
+/* Renders template `name` with ctx (a dict from vial_render_ctx, or
+ * vial_tmpl_undefined() for none) into rs: the body, and a Content-Type by
+ * the name's extension (.html/.htm "text/html; charset=utf-8", .xml, .txt,
+ * .json, .css... as vial_static; unknown extensions "text/plain;
+ * charset=utf-8"). The status stays as it is: 200 unless the view set
+ * another, the error's in an error handler (a 404 page stays a 404).
+ * Values are allocated from the request's arena and the text is written
+ * straight into the body: nothing else is allocated per render.
+ * Autoescaping is on for .html, .htm and .xml. Returns 0;
+ * VIAL_ETMPL_NOTFOUND, VIAL_ETMPL_SYNTAX or VIAL_ETMPL_RENDER after
+ * vial_fail with "NAME:LINE: message" (so `return vial_render(...)` gives a
+ * 500 and that log line); -ENOMEM. */
+int vial_render(vial_req *rq, vial_res *rs, const char *name, vial_tmpl_value ctx);
+
+/* The same for a template given as text (Flask's render_template_string):
+ * autoescaped, served as text/html. Each distinct source is compiled once
+ * and kept for the life of the app: pass constant text, never text built
+ * from the request. */
+int vial_render_string(vial_req *rq, vial_res *rs, const char *source, vial_tmpl_value ctx);
+
+/* An empty context dict in the request's arena (UNDEFINED when out of
+ * memory), and that arena, for vial_tmpl_set / vial_tmpl_list / ...: the
+ * values live until the response is sent. */
+vial_tmpl_value vial_render_ctx(vial_req *rq);
+struct vial_arena *vial_req_arena(vial_req *rq);
+
+/* The folder of the app's templates (copied; default "templates", relative
+ * to the working directory), and a blueprint's, searched after the app's.
+ * 0, -EINVAL, -ENOMEM, -EBUSY once vial_run started (or once a template was
+ * rendered). */
+int vial_app_set_template_folder(vial_app *app, const char *dir);
+int vial_bp_set_template_folder(vial_bp *bp, const char *dir);
+
+/* Recompile templates whose file changed (what cfg.debug turns on), for an
+ * app driven without vial_run (the test client). 0 or -EBUSY like above. */
+int vial_app_set_templates_auto_reload(vial_app *app, int on);
+
+/* Registers a global every template of the app sees (Flask's
+ * app.template_global / add_template_global): a value whose strings and
+ * lists live as long as the app (static text, a value built with a NULL
+ * arena), or a C function (vial_tmpl_fn; data is passed to it as
+ * call->data). A name in a render's context hides a global. A function
+ * runs inside the render, on the view's thread: it must not await, nor
+ * block when the view is async. Returns 0, -EINVAL, -ENOMEM, -EBUSY once
+ * vial_run started. */
+int vial_template_global(vial_app *app, const char *name, vial_tmpl_value value);
+int vial_template_function(vial_app *app, const char *name, vial_tmpl_fn fn, void *data);
+
+/* Inside a template function called by vial_render: the request being
+ * rendered (NULL outside a render). */
+vial_req *vial_render_req(void);
+
+/* Compiles every template of the app's folders now (what vial_run does
+ * before it listens). The number of templates, or the first error's code
+ * (VIAL_ETMPL_SYNTAX), logged as NAME:LINE: message. */
+int vial_app_load_templates(vial_app *app);
 
 /* --- test client --------------------------------------------------------------------
  * Drives the app in-process, without a socket (Flask's app.test_client()):

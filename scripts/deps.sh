@@ -10,7 +10,8 @@
 set -euo pipefail
 
 # Building: the compiler and build tools, OpenSSL (session signing), yajl
-# (request JSON), zlib (response compression), and SQLite, the embedded
+# (request JSON), zlib and brotli (response compression; brotli is optional,
+# see CMakeLists.txt), and SQLite, the embedded
 # database the demo runs on.
 # The clients' libraries (libpq, hiredis, libcurl) are optional: the library
 # builds without them (CMakeLists.txt, vial_client). libpq is here all the
@@ -18,7 +19,7 @@ set -euo pipefail
 # client library only, not the server.
 BUILD=(
   build-essential cmake ninja-build pkg-config
-  libssl-dev zlib1g-dev libyajl-dev libsqlite3-dev libpq-dev
+  libssl-dev zlib1g-dev libbrotli-dev libyajl-dev libsqlite3-dev libpq-dev
 )
 # The test suite and the benchmarks: unit tests (cmocka), the black-box tests
 # (pytest, requests, websockets), the other clients and throwaway servers for
@@ -27,7 +28,7 @@ BUILD=(
 # under qemu, curl for the install test, nginx and wrk for the benchmarks.
 TEST=(
   libcmocka-dev python3 clang libclang-rt-14-dev locales
-  python3-pytest python3-requests python3-websockets python3-werkzeug python3-jinja2
+  python3-pytest python3-requests python3-websockets python3-werkzeug python3-jinja2 python3-brotli
   curl nginx-light wrk node-llhttp
   postgresql libhiredis-dev redis-server libcurl4-openssl-dev
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user

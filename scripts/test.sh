@@ -85,7 +85,10 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
   fuzz_one multipart $((FUZZ_SECONDS / 2)) || fail=1
   fuzz_one json $((FUZZ_SECONDS / 2)) || fail=1
   fuzz_one cookies $((FUZZ_SECONDS / 4)) || fail=1
+  fuzz_one accept_encoding $((FUZZ_SECONDS / 4)) || fail=1
+  fuzz_one proxy $((FUZZ_SECONDS / 4)) || fail=1
   fuzz_one websocket $((FUZZ_SECONDS / 2)) || fail=1
+  fuzz_one ws_inflate $((FUZZ_SECONDS / 2)) || fail=1
   fuzz_one template $((FUZZ_SECONDS / 2)) || fail=1
   wait $p1 || fail=1
 fi

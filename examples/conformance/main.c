@@ -727,6 +727,48 @@ static int sse(vial_req *rq, vial_res *rs) /* async */
     return 0;
 }
 
+/* --- compression (tests/blackbox/test_compress.py runs the app with --compress) ----------- */
+
+/* GET /compress/body?n=N&type=text|json|html|png&status=S&etag=1&vary=1
+ * &encoded=1&notransform=1: N bytes of lines "line K of a compressible
+ * body", with what the flags add. */
+static int compress_body(vial_req *rq, vial_res *rs) /* sync */
+{
+    int64_t n, status;
+    ARG_INT(rq, rs, "n", 4000, 0, 16 << 20, &n);
+    ARG_INT(rq, rs, "status", 200, 200, 599, &status);
+    const char *type = vial_req_arg(rq, "type");
+    static const struct {
+        const char *name, *ctype;
+    } types[] = {{"text", "text/plain; charset=utf-8"}, {"json", "application/json"},
+                 {"html", "text/html; charset=utf-8"}, {"png", "image/png"}};
+    const char *ctype = types[0].ctype;
+    for (size_t i = 0; type && i < sizeof types / sizeof types[0]; i++)
+        if (!strcmp(type, types[i].name))
+            ctype = types[i].ctype;
+    char *body = vial_alloc(rq, (size_t)n + 64);
+    if (!body)
+        return -ENOMEM;
+    size_t len = 0;
+    for (int k = 1; len < (size_t)n; k++)
+        len += (size_t)snprintf(body + len, 64, "line %d of a compressible body\n", k);
+    vial_res_set_status(rs, (int)status);
+    vial_res_set_body_static(rs, body, (size_t)n);
+    vial_res_add_header(rs, "Content-Type", ctype);
+    if (vial_req_arg(rq, "etag"))
+        vial_res_add_header(rs, "ETag", "\"v1\"");
+    if (vial_req_arg(rq, "vary"))
+        vial_res_add_header(rs, "Vary", "Cookie");
+    if (vial_req_arg(rq, "encoded"))
+        vial_res_add_header(rs, "Content-Encoding", "gzip"); /* the app encoded it itself */
+    if (vial_req_arg(rq, "notransform"))
+        vial_res_add_header(rs, "Cache-Control", "no-transform");
+    if (status == 206)
+        vial_res_add_header(rs, "Content-Range",
+                            vial_sprintf(rq, "bytes 0-%lld/%lld", (long long)n - 1, (long long)n * 2));
+    return 0;
+}
+
 /* --- 4.4 lifecycle ------------------------------------------------------------------------ */
 
 static int lifecycle_json(vial_req *rq, vial_res *rs)
@@ -882,6 +924,16 @@ static void block_ms(int64_t ms)
         ;
 }
 
+/* Holds its loop thread (an async view that blocks, the bug systemd's
+ * watchdog exists for): the watchdog test sees the pings stop. */
+static int loop_block(vial_req *rq, vial_res *rs)
+{
+    int64_t ms;
+    ARG_INT(rq, rs, "ms", 100, 0, 10000, &ms);
+    block_ms(ms);
+    return vial_text(rs, 200, "unblocked");
+}
+
 static int sync_block(vial_req *rq, vial_res *rs) /* sync */
 {
     int64_t ms;
@@ -1034,6 +1086,8 @@ static int crash_abort(vial_req *rq, vial_res *rs) /* sync */
 
 /* --- the app ---------------------------------------------------------------------------------- */
 
+int conformance_realtime(vial_app *app);
+
 static vial_app *build_app(void)
 {
     vial_app *app = vial_app_new();
@@ -1087,6 +1141,7 @@ static vial_app *build_app(void)
     e |= vial_route(app, "GET /request-id", request_id);
     e |= vial_route(app, "GET /stream", stream);
     e |= vial_route(app, "GET /sse", sse);
+    e |= vial_route_sync(app, "GET /compress/body", compress_body);
 
     e |= vial_route(app, "GET /lifecycle", lifecycle);
     e |= vial_route_sync(app, "GET /teardown-log", teardown_log);
@@ -1101,6 +1156,7 @@ static vial_app *build_app(void)
 
     e |= vial_route(app, "GET /async/sleep", async_sleep);
     e |= vial_route_sync(app, "GET /sync/block", sync_block);
+    e |= vial_route(app, "GET /debug/block-loop", loop_block);
     e |= vial_route(app, "GET /async/offload", async_offload);
     e |= vial_route(app, "GET /async/gather", async_gather);
     e |= vial_route(app, "GET /async/timeout", async_timeout);
@@ -1111,6 +1167,8 @@ static vial_app *build_app(void)
     e |= chat_room ? 0 : -1;
     e |= vial_ws_route(app, "/ws/echo", ws_echo);
     e |= vial_ws_route(app, "/ws/chat", ws_chat);
+
+    e |= conformance_realtime(app); /* realtime.c */
 
     vial_bp *api = vial_blueprint(app, "api", "/api/v1");
     if (!api)
@@ -1134,6 +1192,9 @@ static vial_app *build_app(void)
     const char *static_dir = getenv("CONFORMANCE_STATIC_DIR");
     if (static_dir && *static_dir)
         e |= vial_static(app, "/static", static_dir);
+    /* Templates when the test names a folder (templates.c). */
+    int conformance_templates(vial_app *app);
+    e |= conformance_templates(app);
     if (e) {
         fprintf(stderr, "conformance: registering the app failed\n");
         vial_app_free(app);

@@ -61,6 +61,7 @@ typedef enum {
     VIAL_TMPL_DICT, /* keeps insertion order */
     VIAL_TMPL_FUNCTION,
     VIAL_TMPL_BIGINT, /* an integer beyond int64, kept as its decimal digits */
+    VIAL_TMPL_OBJECT, /* attributes computed on demand (vial_tmpl_object) */
     VIAL_TMPL_KIND_PUBLIC_END
 } vial_tmpl_kind;
 
@@ -137,6 +138,19 @@ typedef int (*vial_tmpl_fn)(vial_tmpl_call *call, vial_tmpl_value *ret);
 vial_tmpl_value vial_tmpl_function(struct vial_arena *a, const char *name, vial_tmpl_fn fn,
                                    void *data);
 
+/* An object whose attributes a C function computes when a template reads
+ * them ({{ request.path }}, {{ session['user'] }}): nothing is built until
+ * a template asks. attr stores the attribute name[0..len) in *out
+ * (UNDEFINED when there is none), allocating from a if it needs memory, and
+ * returns 0 or a negative code (a render error). Subscripts with a string
+ * key read the same attributes; `key in obj` is true when the attribute is
+ * defined. The object is truthy and prints as <name>. It lives in a (NULL:
+ * malloc'd for good, for globals). UNDEFINED when out of memory. */
+typedef int (*vial_tmpl_attr_fn)(void *data, const char *name, size_t len, struct vial_arena *a,
+                                 vial_tmpl_value *out);
+vial_tmpl_value vial_tmpl_object(struct vial_arena *a, const char *name, vial_tmpl_attr_fn attr,
+                                 void *data);
+
 /* A standalone arena (malloc'd blocks) for programs outside a request;
  * an application passes its request's arena instead. */
 struct vial_arena *vial_tmpl_arena_new(void);
@@ -162,6 +176,10 @@ int vial_tmpl_env_add_dir(vial_tmpl_env *env, const char *dir);
  * render time) checks the file's modification time and compiles it again
  * when it changed. Old versions are kept until vial_tmpl_env_free. */
 void vial_tmpl_env_auto_reload(vial_tmpl_env *env, int on);
+/* With auto reload, look at a template's file at most once every ms
+ * milliseconds (default 0: at every load); a server sets 1000 so a page
+ * that includes ten templates does not stat ten files per render. */
+void vial_tmpl_env_reload_interval(vial_tmpl_env *env, unsigned ms);
 /* The C stack a render may use (default 64 KiB, half a vial coroutine's
  * stack): deeper recursion (macros, includes, nested expressions) is a
  * render error, not a crash. Raise it for renders on big stacks. */

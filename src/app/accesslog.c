@@ -293,7 +293,9 @@ static void put_seconds(out *o, uint64_t ns)
     put(o, frac, 6);
 }
 
-void vial_accesslog_request(vial_req *rq, uint64_t body_bytes, uint64_t duration_ns)
+/* One line; rejected: the server refused the request itself, so only what
+ * its parser got to is known (no request id: none was echoed). */
+static void write_line(vial_req *rq, int status, uint64_t body_bytes, uint64_t duration_ns, int rejected)
 {
     alog_buf *b = my_buf();
     if (!b)
@@ -304,13 +306,16 @@ void vial_accesslog_request(vial_req *rq, uint64_t body_bytes, uint64_t duration
     clock_gettime(CLOCK_REALTIME, &now);
     const vial_http_head *h = &rq->head;
     const char *addr = vial_req_remote_addr(rq);
-    const char *method = vial_req_method(rq);
+    /* A request line not parsed (a 400 at its first bytes, a timeout) is
+     * "-", as Apache writes it. */
+    const char *method = h->method.len && h->target.len ? vial_req_method(rq) : NULL;
     char proto[9] = "HTTP/1.x";
     proto[7] = (char)('0' + (h->version_minor == 0 ? 0 : 1));
+    /* A refused head's version may be unknown (server.h, vial_reject_fn). */
+    int proto_known = h->version_minor >= 0;
     const char *ref = vial_req_header(rq, "Referer");
     const char *ua = vial_req_header(rq, "User-Agent");
-    const char *rid = vial_req_id(rq);
-    int status = rq->res.status;
+    const char *rid = rejected ? NULL : vial_req_id(rq);
     if (L.json) {
         char ts[VIAL_ISO8601_SIZE];
         vial_iso8601_ms((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, ts);
@@ -320,15 +325,25 @@ void vial_accesslog_request(vial_req *rq, uint64_t body_bytes, uint64_t duration
         put_str(&o, addr, 1);
         PUTL(&o, ",\"method\":");
         put_str(&o, method, 1);
-        PUTL(&o, ",\"target\":\"");
-        put_esc(&o, h->path.p, h->path.len, 1);
-        if (h->has_query) {
-            put(&o, "?", 1);
-            put_esc(&o, h->query.p, h->query.len, 1);
+        if (method) {
+            PUTL(&o, ",\"target\":\"");
+            put_esc(&o, h->path.p, h->path.len, 1);
+            if (h->has_query) {
+                put(&o, "?", 1);
+                put_esc(&o, h->query.p, h->query.len, 1);
+            }
+            PUTL(&o, "\",\"protocol\":");
+            if (proto_known) {
+                put(&o, "\"", 1);
+                puts_(&o, proto);
+                put(&o, "\"", 1);
+            } else {
+                PUTL(&o, "null");
+            }
+        } else {
+            PUTL(&o, ",\"target\":null,\"protocol\":null");
         }
-        PUTL(&o, "\",\"protocol\":\"");
-        puts_(&o, proto);
-        PUTL(&o, "\",\"status\":");
+        PUTL(&o, ",\"status\":");
         put_u64(&o, (uint64_t)status);
         PUTL(&o, ",\"bytes\":");
         put_u64(&o, body_bytes);
@@ -356,15 +371,22 @@ void vial_accesslog_request(vial_req *rq, uint64_t body_bytes, uint64_t duration
         PUTL(&o, " - - [");
         puts_(&o, ts);
         PUTL(&o, "] \"");
-        put_esc(&o, method, strlen(method), 0);
-        put(&o, " ", 1);
-        put_esc(&o, h->path.p, h->path.len, 0);
-        if (h->has_query) {
-            put(&o, "?", 1);
-            put_esc(&o, h->query.p, h->query.len, 0);
+        if (method) {
+            put_esc(&o, method, strlen(method), 0);
+            put(&o, " ", 1);
+            put_esc(&o, h->path.p, h->path.len, 0);
+            if (h->has_query) {
+                put(&o, "?", 1);
+                put_esc(&o, h->query.p, h->query.len, 0);
+            }
+            put(&o, " ", 1);
+            if (proto_known)
+                puts_(&o, proto);
+            else
+                put(&o, "-", 1);
+        } else {
+            put(&o, "-", 1);
         }
-        put(&o, " ", 1);
-        puts_(&o, proto);
         PUTL(&o, "\" ");
         put_u64(&o, (uint64_t)status);
         put(&o, " ", 1);
@@ -398,4 +420,15 @@ void vial_accesslog_request(vial_req *rq, uint64_t body_bytes, uint64_t duration
         pthread_cond_signal(&L.cond);
         pthread_mutex_unlock(&L.mu);
     }
+}
+
+void vial_accesslog_request(vial_req *rq, uint64_t body_bytes, uint64_t duration_ns)
+{
+    write_line(rq, rq->res.status, body_bytes, duration_ns, 0);
+}
+
+void vial_accesslog_reject(void *data, vial_req *rq, int status)
+{
+    (void)data;
+    write_line(rq, status, 0, 0, 1);
 }

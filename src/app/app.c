@@ -1,6 +1,10 @@
 /* The application object and everything registered on it: routes, method
  * views, blueprints, hooks, error handlers, middleware, app state, config. */
 #include "app/app.h"
+#include "app/compress.h"
+#include "app/proxy.h"
+#include "app/render.h"
+#include "app/security.h"
 #include "app/session.h"
 #include "http/server.h"
 #include "runtime/crash.h"
@@ -58,8 +62,12 @@ void vial_app_free(vial_app *app)
     hooks_free(&app->hooks);
     free(app->mws);
     vial_static_release(app);
+    vial_render_free(app);
+    vial_compress_release(app);
     vial_router_free(app->router);
     free(app->session_cfg);
+    vial_csrf_release(app);
+    vial_cors_release(app);
     free(app);
 }
 
@@ -553,9 +561,18 @@ static int serve_process(vial_app *app, const vial_config *cfg)
     if (level >= 0)
         vial_log_set_level(level);
     vial_metrics_init(VIAL_STATS_RULES + app->nrules);
-    int r = vial_accesslog_open(&c);
+    int r = vial_compress_config(app, c.compress);
     if (r < 0)
         return r;
+    vial_proxies proxies;
+    r = vial_proxies_parse(c.trusted_proxy, &proxies);
+    if (r < 0)
+        return r;
+    r = vial_accesslog_open(&c);
+    if (r < 0) {
+        vial_proxies_free(&proxies);
+        return r;
+    }
     app->ops = (vial_ops){
         .access_log = c.access_log && *c.access_log,
         .metrics = c.metrics_path && *c.metrics_path,
@@ -566,6 +583,7 @@ static int serve_process(vial_app *app, const vial_config *cfg)
         .health_path = c.health_path,
         .health_len = c.health_path ? strlen(c.health_path) : 0,
         .shed_target_ns = c.shed_target_ms > 0 ? (uint64_t)c.shed_target_ms * 1000000u : 0,
+        .proxies = proxies.n ? &proxies : NULL,
     };
     /* A crash is never silent: the signal and the route, then the same
      * death (runtime/crash.c). */
@@ -575,8 +593,10 @@ static int serve_process(vial_app *app, const vial_config *cfg)
     /* Set before the first listener exists, so no request can see the app
      * change under it. */
     __atomic_store_n(&app->running, 1, __ATOMIC_RELEASE);
-    r = vial_server_run(&c, vial_app_serve, app);
+    r = vial_server_run(&c, vial_app_serve, app->ops.access_log ? vial_accesslog_reject : NULL, app);
     vial_accesslog_close();
+    app->ops.proxies = NULL;
+    vial_proxies_free(&proxies);
     return r;
 }
 
@@ -616,7 +636,25 @@ int vial_run(vial_app *app, const vial_config *cfg)
         return -EINVAL;
     }
     vial_log_set_level(level);
-    if (c.processes > 1)
+    /* Before anything is opened, and before a supervisor forks: a bad
+     * setup or a template that does not compile stops the start. */
+    int r = vial_csrf_check_setup(app);
+    if (r < 0)
+        return r;
+    r = vial_render_start(app, c.debug);
+    if (r < 0)
+        return r;
+    if (c.unix_mode == 0)
+        c.unix_mode = -1; /* a zeroed config: no socket file nobody may open */
+    if (c.processes > 1) {
+        /* Parsed again in each worker (a reload may change it); checked
+         * here so that a bad list stops the start, not every worker. */
+        vial_proxies proxies;
+        r = vial_proxies_parse(c.trusted_proxy, &proxies);
+        if (r < 0)
+            return r;
+        vial_proxies_free(&proxies);
         return vial_supervise(app, &c, serve_process);
+    }
     return serve_process(app, &c);
 }

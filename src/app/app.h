@@ -72,6 +72,9 @@ typedef struct vial_rule {
 } vial_rule;
 
 struct vial_session_config;
+struct vial_csrf; /* app/csrf.c */
+struct vial_cors; /* app/cors.c */
+struct vial_compress_cfg;
 
 struct vial_app {
     vial_router *router;
@@ -83,8 +86,12 @@ struct vial_app {
     unsigned nmws;
     void *data;
     struct vial_session_config *session_cfg;
+    struct vial_csrf *csrf; /* vial_csrf_protect, vial_csrf_exempt */
+    struct vial_cors *cors; /* vial_cors, vial_bp_cors */
+    struct vial_compress_cfg *compress; /* vial_compress; NULL: off (compress.c) */
     int running; /* set by vial_run: registering is refused from then on */
     vial_ops ops; /* access log, metrics, health, request ids (vial_run) */
+    struct vial_render_state *render; /* templates (render.c), NULL until used */
 };
 
 /* 0 while app may still be set up; -EBUSY once vial_run has started (Flask's
@@ -157,6 +164,14 @@ char *vial_url_decode(vial_arena *a, const char *src, size_t n, int plus_space, 
 /* Session persistence (session.c): writes the Set-Cookie when the session
  * changed. Called by dispatch after the after_request hooks. */
 int vial_session_save(vial_req *rq);
+
+/* url_for (context.c) with the parameters as an array of npairs key/value
+ * pairs (the template global url_for builds them at run time). */
+char *vial_url_for_kv(vial_req *rq, const char *endpoint, const char *const *kv, size_t npairs,
+                      int external);
+/* g's value for key[0..len) when it was set with vial_g_set_str, else NULL
+ * (a pointer set with vial_g_set has no type a template could print). */
+const char *vial_g_str(vial_req *rq, const char *key, size_t len);
 
 /* JSON writer (json_writer.c): writes text[0..n), already a valid JSON
  * number (a VIAL_JBIGINT's source text), as the next value. */

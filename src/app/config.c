@@ -30,14 +30,20 @@ vial_config vial_config_default(void)
         .log_level = "info",
         .request_id = -1,
         .processes = 1,
+        .compress = -1,
+        .unix_mode = -1,
+        .ws_deflate = 1,
+        .ws_deflate_min = 128,
+        .ws_deflate_memory_max = (size_t)64 << 20,
     };
 }
 
-enum { OPT_STR, OPT_INT, OPT_SIZE, OPT_BOOL, OPT_CHOICE };
+enum { OPT_STR, OPT_INT, OPT_SIZE, OPT_BOOL, OPT_CHOICE, OPT_LIST, OPT_MODE };
 
 /* One of vial's options: where it lands in vial_config and its range. A
  * BOOL option also answers to --no-NAME; a CHOICE is a string among the
- * '|'-separated words of `arg`. */
+ * '|'-separated words of `arg`. A LIST is a comma-separated string that a
+ * repeated flag (or file line) extends; a MODE is octal permission bits. */
 typedef struct server_opt {
     const char *name, *arg, *help;
     int kind;
@@ -50,7 +56,8 @@ typedef struct server_opt {
 #define GIB (1024LL * 1024 * 1024)
 
 static const server_opt server_opts[] = {
-    {"host", "ADDR", "listen address; IPv6 too (::1)", OPT_STR, offsetof(vial_config, host), 0, 0},
+    {"host", "ADDR", "listen address; IPv6 too (::1); unix:/path for a Unix socket", OPT_STR,
+     offsetof(vial_config, host), 0, 0},
     {"port", "N", "listen port; 0: any free one, logged", OPT_INT, offsetof(vial_config, port), 0,
      65535},
     {"threads", "N", "event-loop threads; 0: one per core", OPT_INT, offsetof(vial_config, threads),
@@ -95,6 +102,25 @@ static const server_opt server_opts[] = {
      offsetof(vial_config, request_id), 0, 1},
     {"server-header", NULL, "send \"Server: vial\" on every response", OPT_BOOL,
      offsetof(vial_config, server_header), 0, 1},
+    {"debug", NULL, "development mode: templates are compiled again when their files change",
+     OPT_BOOL, offsetof(vial_config, debug), 0, 1},
+    {"compress", NULL, "compress responses (gzip, br) by Accept-Encoding; see vial_compress", OPT_BOOL,
+     offsetof(vial_config, compress), 0, 1},
+    /* listening and proxies (listen.c, proxy.c) */
+    {"listen", "ADDR[,ADDR...]",
+     "listen on these instead of --host/--port (repeatable): 127.0.0.1:8080, [::1]:8080, unix:/path",
+     OPT_LIST, offsetof(vial_config, listen), 0, 0},
+    {"unix-mode", "MODE", "permissions of Unix socket files, octal (0660); -1: as the umask leaves them",
+     OPT_MODE, offsetof(vial_config, unix_mode), -1, 07777},
+    {"trusted-proxy", "CIDR[,CIDR...]",
+     "peers whose X-Forwarded-For/-Proto are believed: 10.0.0.0/8, ::1/128, 127.0.0.1, unix",
+     OPT_STR, offsetof(vial_config, trusted_proxy), 0, 0},
+    {"ws-deflate", NULL, "websocket permessage-deflate when the client offers it", OPT_BOOL,
+     offsetof(vial_config, ws_deflate), 0, 1},
+    {"ws-deflate-min", "BYTES", "websocket messages shorter than this are sent uncompressed", OPT_SIZE,
+     offsetof(vial_config, ws_deflate_min), 1, 1024 * MIB},
+    {"ws-deflate-memory-max", "BYTES", "zlib state of all websockets at once (then uncompressed, or 1013)",
+     OPT_SIZE, offsetof(vial_config, ws_deflate_memory_max), 16 * KIB, 1024 * GIB},
 };
 #define NOPTS (sizeof server_opts / sizeof server_opts[0])
 
@@ -166,7 +192,14 @@ static void print_help(const vial_config *cfg, const char *prog)
         switch (o->kind) {
         case OPT_STR:
         case OPT_CHOICE:
+        case OPT_LIST:
             d = *(const char *const *)field;
+            break;
+        case OPT_MODE:
+            if (*(const int *)field < 0)
+                d = "-1";
+            else
+                snprintf(def, sizeof def, "0%o", (unsigned)*(const int *)field);
             break;
         case OPT_INT:
             snprintf(def, sizeof def, "%d", *(const int *)field);
@@ -175,7 +208,9 @@ static void print_help(const vial_config *cfg, const char *prog)
             fmt_size(def, sizeof def, (long long)*(const size_t *)field);
             break;
         case OPT_BOOL:
-            d = *(const int *)field < 0 ? "with --access-log" : *(const int *)field ? "on" : "off";
+            d = *(const int *)field < 0 ? (o->off == offsetof(vial_config, compress) ? "as the app sets it"
+                                                                                      : "with --access-log")
+                : *(const int *)field ? "on" : "off";
             break;
         }
         if (o->kind == OPT_BOOL)
@@ -221,6 +256,12 @@ static int bad_value(const char *prog, const server_opt *o, const char *origin)
     case OPT_CHOICE:
         snprintf(what, sizeof what, "one of %s", o->arg);
         break;
+    case OPT_LIST:
+        snprintf(what, sizeof what, "a value");
+        break;
+    case OPT_MODE:
+        snprintf(what, sizeof what, "octal permission bits (0660) or -1");
+        break;
     case OPT_INT:
         snprintf(what, sizeof what, "a number %lld-%lld", o->lo, o->hi);
         break;
@@ -247,11 +288,75 @@ static int choice_ok(const char *choices, const char *v)
     return 0;
 }
 
-static int set_server_opt(vial_config *cfg, const server_opt *o, const char *v)
+/* Values read from a config file, kept (and reachable) for the life of the
+ * process, as argv's strings are. */
+struct kept {
+    struct kept *next;
+    char s[];
+};
+static struct kept *kept_values;
+
+/* a, or "a,b" when b is given, kept. */
+static char *keep_joined(const char *a, const char *b)
+{
+    size_t n = strlen(a), m = b ? strlen(b) + 1 : 0;
+    struct kept *k = malloc(sizeof *k + n + m + 1);
+    if (!k)
+        return NULL;
+    memcpy(k->s, a, n + 1);
+    if (b) {
+        k->s[n] = ',';
+        memcpy(k->s + n + 1, b, m);
+    }
+    k->next = kept_values;
+    kept_values = k;
+    return k->s;
+}
+
+static char *keep_string(const char *v)
+{
+    return keep_joined(v, NULL);
+}
+
+/* "0660", "660", "-1". */
+static int parse_mode(const char *v, long long *out)
+{
+    if (!v || !*v)
+        return -EINVAL;
+    if (!strcmp(v, "-1")) {
+        *out = -1;
+        return 0;
+    }
+    long long m = 0;
+    for (const char *p = v; *p; p++) {
+        if (*p < '0' || *p > '7' || (m = m * 8 + (*p - '0')) > 07777)
+            return -EINVAL;
+    }
+    *out = m;
+    return 0;
+}
+
+/* append: a LIST option given again in the same place (flags, one file)
+ * extends its value instead of replacing it. */
+static int set_server_opt(vial_config *cfg, const server_opt *o, const char *v, int append)
 {
     char *field = (char *)cfg + o->off;
     long long n;
     switch (o->kind) {
+    case OPT_LIST: {
+        const char *old = *(const char **)field;
+        if (!v || !*v)
+            return -EINVAL;
+        if (append && old && *old && !(v = keep_joined(old, v)))
+            return -ENOMEM;
+        *(const char **)field = v;
+        return 0;
+    }
+    case OPT_MODE:
+        if (parse_mode(v, &n) < 0)
+            return -EINVAL;
+        *(int *)field = (int)n;
+        return 0;
     case OPT_STR:
         if (!v || !*v)
             return -EINVAL;
@@ -298,7 +403,7 @@ static int parse_bool(const char *v)
  * environment (`origin` names where, for the error). Booleans and the app's
  * flags take 1/0, on/off, yes/no, true/false. */
 static int set_named(vial_config *cfg, const char *prog, const char *name, const char *v,
-                     const char *origin)
+                     const char *origin, int append)
 {
     for (size_t k = 0; k < NOPTS; k++) {
         const server_opt *o = &server_opts[k];
@@ -311,7 +416,7 @@ static int set_named(vial_config *cfg, const char *prog, const char *name, const
             *(int *)((char *)cfg + o->off) = b;
             return 0;
         }
-        if (set_server_opt(cfg, o, v) < 0) {
+        if (set_server_opt(cfg, o, v, append) < 0) {
             char where[160];
             snprintf(where, sizeof where, "%s: ", origin);
             return bad_value(prog, o, where);
@@ -334,26 +439,6 @@ static int set_named(vial_config *cfg, const char *prog, const char *name, const
     return usage_error(prog, "%s: unknown option %s", origin, name);
 }
 
-/* Values read from a config file, kept (and reachable) for the life of the
- * process, as argv's strings are. */
-struct kept {
-    struct kept *next;
-    char s[];
-};
-static struct kept *kept_values;
-
-static char *keep_string(const char *v)
-{
-    size_t n = strlen(v);
-    struct kept *k = malloc(sizeof *k + n + 1);
-    if (!k)
-        return NULL;
-    memcpy(k->s, v, n + 1);
-    k->next = kept_values;
-    kept_values = k;
-    return k->s;
-}
-
 /* --config FILE: "name = value" per line (the option's long name), blank
  * lines and # comments skipped, spaces around both trimmed. The values
  * live for the rest of the process, as argv does. */
@@ -365,7 +450,7 @@ static int read_config_file(vial_config *cfg, const char *prog, const char *path
         return usage_error(prog, "cannot read --config %s: %s", path, strerror_r(errno, eb, sizeof eb));
     }
     char line[4096], origin[600];
-    int lineno = 0, r = 0;
+    int lineno = 0, r = 0, listen_seen = 0;
     while (r == 0 && fgets(line, sizeof line, f)) {
         lineno++;
         char *p = line + strspn(line, " \t");
@@ -392,7 +477,10 @@ static int read_config_file(vial_config *cfg, const char *prog, const char *path
             r = -ENOMEM;
             break;
         }
-        r = set_named(cfg, prog, p, keep, origin);
+        /* "listen" on several lines: every one of them. */
+        int again = !strcmp(p, "listen") && listen_seen;
+        listen_seen |= !strcmp(p, "listen");
+        r = set_named(cfg, prog, p, keep, origin, again);
     }
     fclose(f);
     return r;
@@ -412,7 +500,7 @@ static int read_env_one(vial_config *cfg, const char *prog, const char *name)
     char var[96];
     env_name(var, sizeof var, name);
     const char *v = getenv(var);
-    return v ? set_named(cfg, prog, name, v, var) : 0;
+    return v ? set_named(cfg, prog, name, v, var, 0) : 0;
 }
 
 /* Precedence: the config file, then VIAL_<NAME> variables, then flags. */
@@ -484,7 +572,7 @@ int vial_config_args(vial_config *cfg, int argc, char **argv)
             return usage_error(prog, "the app's option --%s%s is one of vial's", o->name, "");
     }
     /* A broken config file must not hide --help. */
-    int help = 0;
+    int help = 0, listen_seen = 0;
     for (int i = 1; i < argc; i++)
         help |= !strcmp(argv[i], "-h") || !strcmp(argv[i], "--help");
     if (!help) {
@@ -532,7 +620,9 @@ int vial_config_args(vial_config *cfg, int argc, char **argv)
             const char *v = eq ? eq + 1 : next;
             if (!eq && v)
                 i++;
-            if (set_server_opt(cfg, so, v) < 0)
+            int again = so->kind == OPT_LIST && listen_seen;
+            listen_seen |= so->kind == OPT_LIST;
+            if (set_server_opt(cfg, so, v, again) < 0)
                 return bad_value(prog, so, "");
             continue;
         }

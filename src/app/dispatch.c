@@ -15,7 +15,9 @@
  * Each function runs the way it was registered: VIAL_ASYNC on this
  * coroutine, VIAL_SYNC on the worker pool. */
 #include "app/app.h"
+#include "app/compress.h"
 #include "app/ops.h"
+#include "app/security.h"
 #include "app/tasks.h"
 #include "http/server.h"
 #include "http/websocket.h"
@@ -386,6 +388,8 @@ static void serve(vial_app *app, vial_req *rq)
          * app's handler renders the error, but the request never reached the
          * app proper, so no hook runs (spec 3.2, 9). */
         handle_error(app, rq, NULL, rq->reject_status, NULL);
+        if (app->cors)
+            vial_cors_headers(rq); /* so the page's script can read why */
         if (app->ops.request_id)
             vial_request_id_echo(rq);
         return;
@@ -512,6 +516,7 @@ static void serve(vial_app *app, vial_req *rq)
         }
     }
     finalize(rq);
+    vial_compress_end(rq);
     vial_tasks_reap(rq);
     if (co) {
         co->deadline = 0; /* vial_set_deadline is per request; the connection goes on */

@@ -27,6 +27,9 @@ static const struct {
 } own[] = {
     {VIAL_DONE, "VIAL_DONE: a before_request hook answered the request"},
     {VIAL_FAILED, "VIAL_FAILED: unhandled error"},
+    {VIAL_ETMPL_NOTFOUND, "VIAL_ETMPL_NOTFOUND: no such template"},
+    {VIAL_ETMPL_SYNTAX, "VIAL_ETMPL_SYNTAX: a template does not compile"},
+    {VIAL_ETMPL_RENDER, "VIAL_ETMPL_RENDER: a template failed while rendering"},
     {VIAL_WS_CLOSED, "VIAL_WS_CLOSED: the peer closed the websocket"},
     {VIAL_REDIS_EREPLY, "VIAL_REDIS_EREPLY: the Redis server answered with an error reply"},
     {VIAL_PG_ESQL, "VIAL_PG_ESQL: the PostgreSQL server reported an error"},

@@ -11,6 +11,7 @@
  * time. */
 #include "app/app.h"
 #include "app/ops.h"
+#include "app/hub.h"
 #include "app/request_state.h"
 #include "http/server.h"
 #include "runtime/coro.h"
@@ -176,7 +177,8 @@ static void out_label(vial_res *rs, const char *v)
     }
 }
 
-static void gauge(vial_res *rs, const char *name, const char *help, uint64_t v)
+/* One unlabelled figure of the given type ("gauge", "counter"). */
+static void figure(vial_res *rs, const char *type, const char *name, const char *help, uint64_t v)
 {
     out_s(rs, "# HELP ");
     out_s(rs, name);
@@ -184,7 +186,9 @@ static void gauge(vial_res *rs, const char *name, const char *help, uint64_t v)
     out_s(rs, help);
     out_s(rs, "\n# TYPE ");
     out_s(rs, name);
-    out_s(rs, " gauge\n");
+    out_s(rs, " ");
+    out_s(rs, type);
+    out_s(rs, "\n");
     out_s(rs, name);
     out_s(rs, " ");
     out_u64(rs, v);
@@ -199,6 +203,28 @@ typedef struct merged {
     uint64_t pair_n[NPAIRS * 4];
     unsigned npairs;
 } merged;
+
+static void gauge(vial_res *rs, const char *name, const char *help, uint64_t v)
+{
+    figure(rs, "gauge", name, help, v);
+}
+
+static void counter(vial_res *rs, const char *name, const char *help, uint64_t v)
+{
+    figure(rs, "counter", name, help, v);
+}
+
+/* The broadcast hub's totals (hub.c keeps them process-wide). */
+static void hub_render(vial_res *rs)
+{
+    vial_hub_counts h;
+    vial_hub_stats(&h);
+    counter(rs, "vial_hub_published_total", "Messages published to the hub.", h.published);
+    counter(rs, "vial_hub_delivered_total", "Hub messages handed to a subscriber.", h.delivered);
+    counter(rs, "vial_hub_dropped_total", "Hub messages dropped from a full subscriber queue.", h.dropped);
+    counter(rs, "vial_hub_disconnected_total", "Hub subscribers ended for being slow.", h.disconnected);
+    gauge(rs, "vial_hub_subscribers", "Hub subscriptions open now.", h.subscribers);
+}
 
 void vial_metrics_render(vial_req *rq)
 {
@@ -292,6 +318,7 @@ void vial_metrics_render(vial_req *rq)
     /* This scrape itself is in flight. */
     gauge(rs, "vial_requests_in_flight", "Requests being served now.", started > finished ? started - finished : 0);
     gauge(rs, "vial_websocket_sessions", "Websocket sessions open now.", wso > wsc ? wso - wsc : 0);
+    hub_render(rs);
     out_s(rs, "# HELP vial_metrics_overflow_total Requests not counted by endpoint (a thread's table "
               "was full).\n# TYPE vial_metrics_overflow_total counter\nvial_metrics_overflow_total ");
     out_u64(rs, overflow);

@@ -16,6 +16,7 @@ typedef struct vial_ops {
     const char *metrics_path, *health_path;
     size_t metrics_len, health_len; /* 0: not served */
     uint64_t shed_target_ns;        /* load shedding (shed.c); 0: off */
+    const struct vial_proxies *proxies; /* --trusted-proxy (proxy.h), or NULL */
 } vial_ops;
 
 /* --- access log ---------------------------------------------------------- */
@@ -28,6 +29,9 @@ void vial_accesslog_close(void);
 /* One line for the finished request: formatted here, on the loop thread,
  * into this thread's buffer; the writer thread writes it out. */
 void vial_accesslog_request(vial_req *rq, uint64_t body_bytes, uint64_t duration_ns);
+/* The server refused a request itself (vial_reject_fn, server.h): its line,
+ * with "-" for what was not parsed. data is the app. */
+void vial_accesslog_reject(void *data, vial_req *rq, int status);
 
 /* --- metrics and health -------------------------------------------------- */
 

@@ -22,6 +22,7 @@ struct vial_form;     /* app/form.c: parsed form fields and files */
 struct vial_json_doc; /* app/json_parse.c: parsed JSON body */
 struct vial_session;  /* app/session.c: decoded session cookie */
 struct vial_g;        /* app/context.c: Flask's g */
+struct vial_zstream;  /* app/compress.c: a compressed stream's encoder */
 
 /* The streaming JSON writer (json_writer.c), one per response. */
 struct vial_json {
@@ -51,6 +52,7 @@ typedef struct vial_req_state {
     struct vial_json_doc *json;
     struct vial_session *session;
     struct vial_g *g;
+    struct vial_zstream *zstream;
 
     const char *error_msg;     /* error being handled (vial_error_message) */
     const char *error_message; /* the response's: vial_fail / vial_abort_msg */
@@ -99,6 +101,7 @@ static inline void vial_req_state_init(vial_req *rq, vial_req_state *st, struct 
     st->json = NULL;
     st->session = NULL;
     st->g = NULL;
+    st->zstream = NULL;
     st->error_msg = NULL;
     st->error_message = NULL;
     st->helper_msg = NULL;

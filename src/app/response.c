@@ -1,6 +1,7 @@
 /* The response object: status, headers and a body in the request's arena,
  * plus the streaming calls that hand bytes to the connection at once. */
 #include "app/app.h"
+#include "app/compress.h"
 #include "runtime/ascii.h"
 #include "http/server.h"
 #include "runtime/coro.h"
@@ -223,7 +224,8 @@ int vial_stream_begin(vial_res *rs, int status, const char *content_type)
         vial_rqs(rq)->finalize(rq);
     if (!rq->sink_begin)
         return -EPERM;
-    return rq->sink_begin(rq);
+    int r = vial_compress_stream_begin(rs);
+    return r < 0 ? r : rq->sink_begin(rq);
 }
 
 int vial_stream_write(vial_res *rs, const void *data, size_t len)
@@ -233,6 +235,8 @@ int vial_stream_write(vial_res *rs, const void *data, size_t len)
     vial_coro *c = vial_coro_current();
     if (c && c->cancelled)
         return -ECANCELED;
+    if (vial_rqs(rs->rq) && vial_rqs(rs->rq)->zstream)
+        return vial_compress_stream_write(rs, data, len); /* counts what it sends */
     int r = rs->rq->sink_write(rs->rq, data, len);
     if (r == 0 && vial_rqs(rs->rq) && !rs->rq->is_head)
         vial_rqs(rs->rq)->streamed += len;

@@ -40,6 +40,9 @@ int vial_session_save(vial_req *rq);
 /* Frees what vial_static registered for app (its directories). Call from
  * vial_app_free. */
 void vial_static_release(vial_app *app);
+/* The Content-Type for a file name, by its last extension
+ * ("application/octet-stream" when unknown); rendered templates use it too. */
+const char *vial_static_type_for(const char *path);
 
 /* --- HTTP dates (cookie_out.c) ----------------------------------------------------- */
 

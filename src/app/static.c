@@ -18,6 +18,7 @@
 #include "app/session.h"
 #include "runtime/ascii.h"
 #include "app/app.h"
+#include "app/compress.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -80,7 +81,7 @@ static const struct {
 /* By the last extension of the file name, case-insensitively. "x.tar.gz" is
  * application/gzip: unlike Python's mimetypes we never claim a
  * Content-Encoding the client would then undo. */
-static const char *type_for(const char *path)
+const char *vial_static_type_for(const char *path)
 {
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
@@ -338,8 +339,46 @@ static int serve_fd(vial_req *rq, vial_res *rs, int fd, const struct stat *st, c
     return 0;
 }
 
-/* Checks that fd is a regular file, then serves it. */
-static int serve_open(vial_req *rq, vial_res *rs, int fd, const char *ctype, const char *name)
+/* O_NONBLOCK: opening a FIFO must not hang the worker; it is then refused
+ * as not a regular file. (Regular files ignore the flag.) */
+#define OPEN_FLAGS (O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+
+static int open_beneath(int dfd, const char *rel);
+
+/* With compression on, a client that accepts br or gzip gets NAME.br or
+ * NAME.gz instead of NAME when that sibling is a regular file at least as
+ * new as NAME (`gzip -k` and `brotli -k` keep NAME's time; an older one is
+ * stale). It is another representation: its own validators, ranges over
+ * its bytes, NAME's type. Siblings are opened as NAME is (beneath dfd for
+ * vial_static). Returns the coding served; fd and st become the sibling's. */
+static int pick_sibling(vial_req *rq, const char *type, int dfd, const char *rel, int *fd,
+                        struct stat *st, int *vary)
+{
+    int codings[2];
+    int n = vial_compress_static_codings(rq, type, codings, vary);
+    for (int i = 0; i < n; i++) {
+        const char *zname = vial_sprintf(rq, "%s%s", rel, vial_compress_suffix(codings[i]));
+        int zfd = !zname ? -1 : dfd == AT_FDCWD ? open(zname, OPEN_FLAGS) : open_beneath(dfd, zname);
+        if (zfd < 0)
+            continue;
+        struct stat zst;
+        if (fstat(zfd, &zst) == 0 && S_ISREG(zst.st_mode) &&
+            (zst.st_mtim.tv_sec > st->st_mtim.tv_sec ||
+             (zst.st_mtim.tv_sec == st->st_mtim.tv_sec && zst.st_mtim.tv_nsec >= st->st_mtim.tv_nsec))) {
+            close(*fd);
+            *fd = zfd;
+            *st = zst;
+            return codings[i];
+        }
+        close(zfd);
+    }
+    return VIAL_CODING_IDENTITY;
+}
+
+/* Checks that fd is a regular file, then serves it (or its precompressed
+ * sibling, found through dfd and rel). */
+static int serve_open(vial_req *rq, vial_res *rs, int fd, const char *ctype, const char *name, int dfd,
+                      const char *rel)
 {
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
@@ -348,17 +387,18 @@ static int serve_open(vial_req *rq, vial_res *rs, int fd, const char *ctype, con
         close(fd); /* a CR/LF would inject headers */
         return -EINVAL;
     }
-    const char *type = ctype ? vial_strdup(rq, ctype) : type_for(name);
+    const char *type = ctype ? vial_strdup(rq, ctype) : vial_static_type_for(name);
     if (!type) {
         close(fd);
         return -ENOMEM;
     }
-    return serve_fd(rq, rs, fd, &st, type);
+    int vary = 0;
+    int coding = pick_sibling(rq, type, dfd, rel, &fd, &st, &vary);
+    int r = serve_fd(rq, rs, fd, &st, type);
+    if (r == 0 && (vary || coding != VIAL_CODING_IDENTITY))
+        r = vial_compress_static_mark(rs, coding, vary);
+    return r;
 }
-
-/* O_NONBLOCK: opening a FIFO must not hang the worker; it is then refused
- * as not a regular file. (Regular files ignore the flag.) */
-#define OPEN_FLAGS (O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
 
 int vial_send_file(vial_req *rq, vial_res *rs, const char *path, const char *content_type)
 {
@@ -367,7 +407,7 @@ int vial_send_file(vial_req *rq, vial_res *rs, const char *path, const char *con
     int fd = open(path, OPEN_FLAGS);
     if (fd < 0)
         return vial_abort(rs, 404);
-    return serve_open(rq, rs, fd, content_type, path);
+    return serve_open(rq, rs, fd, content_type, path, AT_FDCWD, path);
 }
 
 /* --- vial_static ---------------------------------------------------------------- */
@@ -494,10 +534,13 @@ static int static_get(vial_req *rq, vial_res *rs)
     if (dfd < 0)
         return vial_abort(rs, 404);
     int fd = open_beneath(dfd, name);
-    close(dfd);
-    if (fd < 0)
+    if (fd < 0) {
+        close(dfd);
         return vial_abort(rs, 404);
-    return serve_open(rq, rs, fd, NULL, name);
+    }
+    int r = serve_open(rq, rs, fd, NULL, name, dfd, name);
+    close(dfd);
+    return r;
 }
 
 /* A SYNC view: open and fstat may block on a cold disk. */

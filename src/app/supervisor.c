@@ -1,12 +1,16 @@
 /* --processes N: a supervisor process and N worker processes.
  *
- * The supervisor binds the listener once and forks workers that inherit it:
- * one socket, one accept queue, shared by every worker (each loop thread of
- * each worker polls it). A worker that stops accepting (reload, shutdown)
- * leaves the connections still queued to the others, which is what makes a
- * reload lose nothing; SO_REUSEPORT groups would drop a closed socket's
- * queue. The supervisor is off the hot path: it only waits for signals and
- * for its children.
+ * The supervisor opens every listener once (http/listen.c: TCP, Unix
+ * sockets, or the ones systemd passed) and forks workers that inherit them
+ * all: one socket and one accept queue per listener, shared by every worker
+ * (each loop thread of each worker polls a dup of each). A worker that stops
+ * accepting (reload, shutdown) leaves the connections still queued to the
+ * others, which is what makes a reload lose nothing; SO_REUSEPORT groups
+ * would drop a closed socket's queue. The supervisor is off the hot path:
+ * it only waits for signals and for its children, removes the Unix socket
+ * files at its exit, and is the one process that talks to systemd
+ * (READY/RELOADING/STOPPING, and the watchdog pings: it answers for its
+ * workers being alive, not for their loops being responsive).
  *
  * Crash reports: each worker has a slot in a MAP_SHARED page into which its
  * crash handler (runtime/crash.c) copies the route the crashing thread was
@@ -14,9 +18,11 @@
  * the supervisor's single thread (signals are blocked and taken with
  * sigtimedwait), so the usual libc calls are safe. */
 #include "app/app.h"
+#include "http/listen.h"
 #include "http/server.h"
 #include "runtime/crash.h"
 #include "runtime/log.h"
+#include "runtime/sdnotify.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -62,7 +68,10 @@ typedef struct supervisor {
     vial_app *app;
     vial_config cfg;
     int (*serve)(vial_app *, const vial_config *);
-    int listen_fd;
+    vial_listen listens[VIAL_LISTEN_MAX];
+    unsigned nlistens;
+    char where[VIAL_LISTEN_MAX * 170]; /* the listeners, for the log and systemd */
+    uint64_t watchdog_ms, next_ping_ms; /* WATCHDOG_USEC / 2; 0: none */
     pid_t self;
     shared_slot *slots;
     worker w[MAX_SLOTS];
@@ -94,7 +103,12 @@ static void worker_main(supervisor *sv, int idx)
     signal(SIGCHLD, SIG_DFL);
     memset(sv->slots[idx].route, 0, ROUTE_CAP);
     vial_crash_set_slot(sv->slots[idx].route, ROUTE_CAP);
-    vial_server_inherit(sv->listen_fd);
+    /* systemd hears from the supervisor only (NotifyAccess=main would drop
+     * a worker's messages anyway). One thread here since the fork. */
+    unsetenv("NOTIFY_SOCKET");
+    unsetenv("WATCHDOG_USEC");
+    unsetenv("WATCHDOG_PID");
+    vial_server_inherit(sv->listens, sv->nlistens);
     vial_config c = sv->cfg;
     c.processes = 1;
     /* Ready: every loop thread holds the listener. The supervisor waits
@@ -118,6 +132,38 @@ static void worker_ready(int port, void *data)
         close(ready_pipe_wr);
         ready_pipe_wr = -1;
     }
+}
+
+/* The watchdog's ping, due every WATCHDOG_USEC/2 wherever the supervisor
+ * waits (its main loop, a reload's wait for ready, the shutdown). */
+static void watchdog(supervisor *sv)
+{
+    if (!sv->watchdog_ms)
+        return;
+    uint64_t now = now_ms();
+    if (now >= sv->next_ping_ms) {
+        vial_sd_notify("WATCHDOG=1");
+        sv->next_ping_ms = now + sv->watchdog_ms;
+    }
+}
+
+/* How long the supervisor may sleep: `ms`, or less when a ping is due. */
+static struct timespec tick(const supervisor *sv, uint64_t ms)
+{
+    if (sv->watchdog_ms) {
+        uint64_t now = now_ms();
+        uint64_t left = sv->next_ping_ms > now ? sv->next_ping_ms - now : 0;
+        if (left < ms)
+            ms = left;
+    }
+    return (struct timespec){(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+}
+
+static void notify_ready(supervisor *sv)
+{
+    char msg[sizeof sv->where + 64];
+    snprintf(msg, sizeof msg, "READY=1\nSTATUS=listening on %s (%d processes)", sv->where, sv->cfg.processes);
+    vial_sd_notify(msg);
 }
 
 static int free_slot(supervisor *sv)
@@ -288,6 +334,7 @@ static int wait_ready(supervisor *sv, const int *fresh, int n)
         uint64_t now = now_ms();
         if (now >= deadline)
             return 0;
+        watchdog(sv);
         int r = poll(pfd, (nfds_t)np, 50);
         for (int k = 0; r > 0 && k < np; k++) {
             if (!pfd[k].revents)
@@ -323,12 +370,23 @@ static void reload(supervisor *sv)
         return;
     }
     if (strcmp(next.host ? next.host : "", sv->cfg.host ? sv->cfg.host : "") ||
+        strcmp(next.listen ? next.listen : "", sv->cfg.listen ? sv->cfg.listen : "") ||
+        (next.unix_mode != sv->cfg.unix_mode && next.unix_mode != 0) ||
         (next.port != sv->cfg.port && next.port != 0))
-        vial_log(VIAL_LOG_WARN, "reload: host and port changes need a restart; listener kept");
+        vial_log(VIAL_LOG_WARN, "reload: listener changes need a restart; listeners kept");
     next.host = sv->cfg.host;
     next.port = sv->cfg.port;
+    next.listen = sv->cfg.listen;
+    next.unix_mode = sv->cfg.unix_mode;
     next.on_ready = sv->cfg.on_ready;
     next.ready_data = sv->cfg.ready_data;
+    /* systemd (Type=notify-reload) waits for READY=1 again. */
+    struct timespec mono;
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    char msg[96];
+    snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
+             (unsigned long long)mono.tv_sec * 1000000u + (unsigned long long)mono.tv_nsec / 1000u);
+    vial_sd_notify(msg);
     vial_config old = sv->cfg;
     sv->cfg = next;
     int fresh[MAX_SLOTS / 2], n = 0;
@@ -346,6 +404,7 @@ static void reload(supervisor *sv)
                 kill(sv->w[fresh[k]].pid, SIGKILL);
             }
         sv->cfg = old;
+        notify_ready(sv); /* still serving, with the old workers */
         return;
     }
     int retired = 0;
@@ -364,6 +423,7 @@ static void reload(supervisor *sv)
         }
     }
     vial_log(VIAL_LOG_INFO, "reloaded: %d new workers serving, %d draining", n, retired);
+    notify_ready(sv);
 }
 
 /* SIGTERM/SIGINT: the workers drain as a single process does; past their
@@ -377,9 +437,10 @@ static void shutdown_all(supervisor *sv, int sig, const sigset_t *set)
     signal_all(sv, sig, -1);
     uint64_t deadline = now_ms() + (uint64_t)sv->cfg.drain_delay_ms + (uint64_t)sv->cfg.grace_ms + 2000;
     while (count(sv, LIVE) + count(sv, RETIRING) > 0) {
-        struct timespec tick = {0, 100 * 1000000L};
+        struct timespec t = tick(sv, 100);
         siginfo_t si;
-        int got = sigtimedwait(set, &si, &tick);
+        int got = sigtimedwait(set, &si, &t);
+        watchdog(sv);
         if (got == SIGTERM || got == SIGINT)
             signal_all(sv, got, -1); /* asked again: cuts their drain delay short */
         reap_all(sv);
@@ -389,6 +450,21 @@ static void shutdown_all(supervisor *sv, int sig, const sigset_t *set)
             deadline = UINT64_MAX;
         }
     }
+}
+
+/* Stops the workers started so far at once (a failed start). */
+static void kill_all(supervisor *sv)
+{
+    sv->stopping = 1;
+    signal_all(sv, SIGKILL, -1);
+    while (count(sv, LIVE) + count(sv, RETIRING) > 0 && waitpid(-1, NULL, 0) > 0)
+        ;
+    reap_all(sv);
+    for (int i = 0; i < MAX_SLOTS; i++)
+        if (sv->w[i].state != FREE) {
+            close_ready(&sv->w[i]);
+            sv->w[i].state = FREE;
+        }
 }
 
 int vial_supervise(vial_app *app, const vial_config *cfg, int (*serve)(vial_app *, const vial_config *))
@@ -409,7 +485,9 @@ int vial_supervise(vial_app *app, const vial_config *cfg, int (*serve)(vial_app 
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &set, &old);
+    signal(SIGPIPE, SIG_IGN);
     int err = 0;
     sv->slots = mmap(NULL, MAX_SLOTS * sizeof(shared_slot), PROT_READ | PROT_WRITE,
                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -418,37 +496,48 @@ int vial_supervise(vial_app *app, const vial_config *cfg, int (*serve)(vial_app 
         err = -errno;
         goto out;
     }
-    int port = 0;
-    sv->listen_fd = vial_server_bind(cfg, &port);
-    if (sv->listen_fd < 0) {
-        err = sv->listen_fd;
+    err = vial_listen_open(cfg, sv->listens, &sv->nlistens);
+    if (err < 0)
         goto out;
-    }
+    int port = 0;
+    for (unsigned i = 0; i < sv->nlistens && !port; i++)
+        port = vial_listen_port(&sv->listens[i]);
     sv->cfg.port = port;
+    vial_listen_describe_all(sv->listens, sv->nlistens, sv->where, sizeof sv->where);
     if (cfg->on_ready)
         cfg->on_ready(port, cfg->ready_data);
-    for (int k = 0; k < cfg->processes; k++) {
+    int fresh[MAX_SLOTS / 2];
+    for (int k = 0; k < cfg->processes && k < MAX_SLOTS / 2; k++) {
         err = spawn(sv, k);
+        fresh[k] = k;
         if (err < 0) {
-            sv->stopping = 1;
-            signal_all(sv, SIGKILL, -1);
-            while (count(sv, LIVE) > 0 && waitpid(-1, NULL, 0) > 0)
-                reap_all(sv);
+            kill_all(sv);
             goto out;
         }
     }
-    char host[128];
-    snprintf(host, sizeof host, strchr(cfg->host, ':') ? "[%s]" : "%s", cfg->host);
     char loops[32] = "one per core";
     if (cfg->threads > 0)
         snprintf(loops, sizeof loops, "%d", cfg->threads);
-    vial_log(VIAL_LOG_ANNOUNCE, "listening on http://%s:%d (%d processes; loop threads: %s, workers: %d each)",
-             host, port, cfg->processes, loops, cfg->workers);
+    vial_log(VIAL_LOG_ANNOUNCE, "listening on %s (%d processes; loop threads: %s, workers: %d each)", sv->where,
+             cfg->processes, loops, cfg->workers);
+    sv->watchdog_ms = vial_sd_watchdog_usec() / 2000u;
+    sv->next_ping_ms = now_ms();
+    /* systemd hears READY=1 when the first workers can serve: a worker
+     * that cannot start (an access log it cannot open, a crash) stops the
+     * start rather than leave a service that only restarts workers. */
+    if (!wait_ready(sv, fresh, cfg->processes)) {
+        vial_log(VIAL_LOG_ERROR, "the workers did not start; stopping");
+        kill_all(sv);
+        err = -ECHILD;
+        goto out;
+    }
+    notify_ready(sv);
     int sig = 0;
     for (;;) {
-        struct timespec tick = {0, 200 * 1000000L};
+        struct timespec t = tick(sv, 200);
         siginfo_t si;
-        sig = sigtimedwait(&set, &si, &tick);
+        sig = sigtimedwait(&set, &si, &t);
+        watchdog(sv);
         reap_all(sv);
         if (sig == SIGTERM || sig == SIGINT)
             break;
@@ -457,6 +546,8 @@ int vial_supervise(vial_app *app, const vial_config *cfg, int (*serve)(vial_app 
             reload(sv);
         } else if (sig == SIGUSR1) {
             signal_all(sv, SIGUSR1, LIVE);
+        } else if (sig == SIGUSR2) {
+            vial_log(VIAL_LOG_WARN, "SIGUSR2: ignored");
         }
         for (int i = 0; i < MAX_SLOTS; i++)
             if (sv->w[i].state == LIVE && sv->w[i].ready_fd >= 0) {
@@ -467,11 +558,12 @@ int vial_supervise(vial_app *app, const vial_config *cfg, int (*serve)(vial_app 
         respawn_due(sv);
     }
     vial_log(VIAL_LOG_INFO, "%s received, stopping the workers", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    vial_sd_notify(sig == SIGINT ? "STOPPING=1\nSTATUS=draining (SIGINT)" : "STOPPING=1\nSTATUS=draining (SIGTERM)");
     shutdown_all(sv, sig, &set);
     vial_log(VIAL_LOG_INFO, "stopped");
 out:
-    if (sv->listen_fd > 0)
-        close(sv->listen_fd);
+    /* The socket files are removed here only: the supervisor bound them. */
+    vial_listen_close(sv->listens, sv->nlistens);
     for (int i = 0; i < MAX_SLOTS; i++)
         close_ready(&sv->w[i]);
     if (sv->slots)

@@ -19,8 +19,10 @@
  * drops a member that is too far behind right there; and a session whose
  * broadcasts are queued beyond a bound is not read until they drain. */
 #include "app/app.h"
+#include "app/hub.h"
 #include "http/server.h"
 #include "http/websocket.h"
+#include "http/ws_deflate.h"
 #include "runtime/coro.h"
 
 #include <errno.h>
@@ -32,11 +34,14 @@
 
 /* --- sessions --------------------------------------------------------------------- */
 
-typedef struct ws_blob {
-    atomic_uint refs;
-    size_t len;
-    uint8_t bytes[]; /* one complete server frame */
-} ws_blob;
+/* One complete server frame, shared by every member it goes to. */
+typedef vial_shared_bytes ws_blob;
+
+/* A hub topic the session subscribed to (vial_ws_subscribe). */
+typedef struct ws_hsub {
+    vial_sub *sub;
+    struct ws_hsub *next;
+} ws_hsub;
 
 /* The part of a session that publishers on other threads see; it outlives
  * the session while deliveries to or from it are in flight. */
@@ -94,14 +99,17 @@ struct vial_ws {
     size_t msg_len, msg_cap;
     ws_sess *sess;
     ws_member *members;
+    ws_hsub *hsubs;
     ws_delivery *qhead, *qtail;
     size_t qoff;            /* bytes of the head already written */
+    vial_ws_pmd pmd;        /* permessage-deflate, when negotiated */
+    unsigned deflate : 1;
+    size_t deflate_min;     /* messages shorter than this go uncompressed */
 };
 
 static void blob_unref(ws_blob *b)
 {
-    if (atomic_fetch_sub(&b->refs, 1) == 1)
-        free(b);
+    vial_shared_bytes_unref(b);
 }
 
 static void sess_unref(ws_sess *s)
@@ -180,6 +188,71 @@ static void leave_all(vial_ws *ws)
 {
     while (ws->members)
         vial_ws_group_leave(ws->members->group, ws);
+    while (ws->hsubs) {
+        ws_hsub *h = ws->hsubs;
+        ws->hsubs = h->next;
+        vial_hub_sub_free(h->sub);
+        free(h);
+    }
+}
+
+/* Moves one hub message into the send queue, if a subscription has one;
+ * the hub's bounded queue holds the rest, so a slow peer costs at most the
+ * topic's queue (its policy decides what happens beyond). */
+static int hub_refill(vial_ws *ws)
+{
+    for (ws_hsub *h = ws->hsubs; h; h = h->next) {
+        ws_blob *b = vial_sub_take_frame(h->sub);
+        if (!b)
+            continue;
+        ws_delivery *d = malloc(sizeof *d);
+        if (!d) {
+            blob_unref(b);
+            return 0;
+        }
+        *d = (ws_delivery){.to = ws->sess, .blob = b};
+        atomic_fetch_add(&ws->sess->refs, 1);
+        if (ws->qtail)
+            ws->qtail->next = d;
+        else
+            ws->qhead = d;
+        ws->qtail = d;
+        return 1;
+    }
+    return 0;
+}
+
+static int hub_ended(const vial_ws *ws)
+{
+    for (const ws_hsub *h = ws->hsubs; h; h = h->next)
+        if (vial_sub_ended(h->sub))
+            return 1;
+    return 0;
+}
+
+static void hub_kick(void *arg)
+{
+    vial_ws *ws = arg;
+    vial_conn_ws_kick(ws->c);
+}
+
+int vial_ws_subscribe(vial_ws *ws, vial_hub *h, const char *topic)
+{
+    if (ws->result)
+        return -EPIPE;
+    if (!h || !topic)
+        return -EINVAL;
+    ws_hsub *e = malloc(sizeof *e);
+    if (!e)
+        return -ENOMEM;
+    e->sub = vial_hub_sub_open(h, topic, hub_kick, ws);
+    if (!e->sub) {
+        free(e);
+        return -ENOMEM;
+    }
+    e->next = ws->hsubs;
+    ws->hsubs = e;
+    return 0;
 }
 
 /* Writes a whole frame (blocking: awaits room). */
@@ -190,6 +263,24 @@ static int send_frame(vial_ws *ws, int opcode, const void *data, size_t len)
     int r = vial_conn_ws_out(ws->c, h, hl);
     if (r == 0 && len)
         r = vial_conn_ws_out(ws->c, data, len);
+    return r;
+}
+
+/* A message over the threshold, deflated with RSV1 set; sent as it is when
+ * compressing does not shrink it or zlib's memory cap is reached. */
+static int send_compressed(vial_ws *ws, int opcode, const void *data, size_t len)
+{
+    uint8_t *z;
+    size_t zl;
+    if (vial_ws_pmd_deflate(&ws->pmd, data, len, &z, &zl) != 0)
+        return send_frame(ws, opcode, data, len);
+    uint8_t h[10];
+    size_t hl = vial_ws_frame_header(h, opcode, zl);
+    h[0] |= 0x40;
+    int r = vial_conn_ws_out(ws->c, h, hl);
+    if (r == 0)
+        r = vial_conn_ws_out(ws->c, z, zl);
+    free(z);
     return r;
 }
 
@@ -213,7 +304,7 @@ static int queue_pump(vial_ws *ws)
 {
     for (;;) {
         size_t moved = 0;
-        while (ws->qhead) {
+        while (ws->qhead || hub_refill(ws)) {
             size_t room = vial_conn_ws_room(ws->c);
             if (!room)
                 break;
@@ -285,6 +376,20 @@ int vial_ws_accept(vial_ws *ws)
         vial_res_add_header(rs, "Connection", "Upgrade") < 0 ||
         vial_res_add_header(rs, "Sec-WebSocket-Accept", accept) < 0)
         return ws->result = -ENOMEM;
+    char ext[160];
+    const vial_config *cfg = &rq->server->cfg;
+    size_t zmax = cfg->ws_deflate_memory_max ? cfg->ws_deflate_memory_max : VIAL_WS_DEFLATE_MEMORY_MAX;
+    if (cfg->ws_deflate &&
+        vial_ws_pmd_negotiate(vial_req_header(rq, "Sec-WebSocket-Extensions"), &ws->pmd.params, ext,
+                              sizeof ext) == 1 &&
+        vial_ws_pmd_room(&ws->pmd.params, zmax)) {
+        if (vial_res_add_header(rs, "Sec-WebSocket-Extensions", ext) < 0)
+            return ws->result = -ENOMEM;
+        ws->deflate = 1;
+        ws->p.rsv1_ok = 1;
+        ws->pmd.memory_max = zmax;
+        ws->deflate_min = cfg->ws_deflate_min ? cfg->ws_deflate_min : VIAL_WS_DEFLATE_MIN;
+    }
     char head[2048];
     int n = vial_write_head(rq, head, sizeof head, 1, 0, rq->server->cfg.server_header);
     if (n < 0)
@@ -357,6 +462,16 @@ static int ws_deliver_msg(vial_ws *ws, vial_ws_msg *msg, int opcode, const uint8
     return 0;
 }
 
+/* A compressed message that cannot be read ends the session: r is the
+ * close code negated (ws_deflate.h), or -ENOMEM. */
+static int inflate_fail(vial_ws *ws, int r)
+{
+    if (r == -ENOMEM)
+        return ws_end(ws, 1011, NULL, 0, -ENOMEM);
+    return ws_end(ws, -r, NULL, 0,
+                  r == VIAL_WS_PMD_TOO_BIG ? -EMSGSIZE : r == VIAL_WS_PMD_NO_MEMORY ? -ENOMEM : -EPROTO);
+}
+
 int vial_ws_recv(vial_ws *ws, vial_ws_msg *msg)
 {
     int r = vial_ws_accept(ws);
@@ -383,6 +498,8 @@ int vial_ws_recv(vial_ws *ws, vial_ws_msg *msg)
             vial_conn_ws_abort(c);
             return ws->result;
         }
+        if (hub_ended(ws)) /* what it was sent still goes out, then the close */
+            return ws_end(ws, 1008, (const uint8_t *)"too slow", 8, -ENOBUFS);
         uint8_t *in;
         size_t n;
         int held = 0;
@@ -402,7 +519,17 @@ int vial_ws_recv(vial_ws *ws, vial_ws_msg *msg)
              * slice's item (the read buffer is this coroutine's alone, so
              * ev.data stays valid across the yield). */
             vial_coro_spend(VIAL_SLICE_ITEM + ev.len);
-            if (ev.kind == VIAL_WS_EV_DATA) {
+            if (ev.kind == VIAL_WS_EV_DATA && ev.compressed) {
+                r = vial_ws_pmd_inflate(&ws->pmd, ev.data, ev.len, ev.fin, &ws->msg, &ws->msg_len,
+                                        &ws->msg_cap, ws->p.max_message);
+                if (r == 0 && ev.fin && ev.opcode == VIAL_WS_OP_TEXT &&
+                    !vial_ws_utf8_valid(ws->msg, ws->msg_len))
+                    r = -1007;
+                if (r < 0)
+                    return inflate_fail(ws, r);
+                if (ev.fin)
+                    return ws_deliver_msg(ws, msg, ev.opcode, ws->msg, ws->msg_len);
+            } else if (ev.kind == VIAL_WS_EV_DATA) {
                 if (ev.fin && ws->msg_len == 0) /* whole in the read buffer: no copy */
                     return ws_deliver_msg(ws, msg, ev.opcode, ev.data, ev.len);
                 if (msg_append(ws, ev.data, ev.len) < 0)
@@ -454,7 +581,8 @@ int vial_ws_send(vial_ws *ws, int type, const void *data, size_t len)
     ws->in_app = 0;
     r = queue_finish_head(ws);
     if (r == 0)
-        r = send_frame(ws, type, data, len);
+        r = ws->deflate && len >= ws->deflate_min ? send_compressed(ws, type, data, len)
+                                                  : send_frame(ws, type, data, len);
     if (r == 0)
         r = vial_conn_ws_flush(ws->c, 1);
     if (r < 0) {
@@ -498,6 +626,7 @@ static void ws_fini(vial_ws *ws, vial_coro *co, void *prev_local)
     ws->sess->ws = NULL;
     sess_unref(ws->sess);
     free(ws->msg);
+    vial_ws_pmd_free(&ws->pmd);
 }
 
 int vial_ws_serve(vial_req *rq, vial_ws_handler fn)
@@ -670,16 +799,9 @@ int vial_ws_group_broadcast(vial_ws_group *g, int type, const void *data, size_t
 {
     if (type != VIAL_WS_TEXT && type != VIAL_WS_BINARY)
         return -EINVAL;
-    uint8_t h[10];
-    size_t hl = vial_ws_frame_header(h, type, len);
-    ws_blob *b = malloc(sizeof *b + hl + len);
+    ws_blob *b = vial_ws_frame_shared(type, data, len);
     if (!b)
         return -ENOMEM;
-    atomic_init(&b->refs, 1);
-    b->len = hl + len;
-    memcpy(b->bytes, h, hl);
-    if (len)
-        memcpy(b->bytes + hl, data, len);
     ws_sess *from = publishing_session();
     size_t cost = sizeof(ws_delivery) + b->len;
     uint64_t now = vial_clock_ns();

@@ -302,12 +302,34 @@ static void conn_linger_close(vial_conn *c)
     c->closing = 1;
 }
 
-static void conn_reject(vial_conn *c, int status)
+/* The minor version of a refused head's request line, or -1 when the
+ * parser stopped before it was known valid (a 505, a bad version, a line
+ * cut short): read back from the bytes after the target, still in rbuf. */
+static int refused_version(const vial_conn *c, const vial_http_head *h)
+{
+    if (!h->method.len || !h->target.len)
+        return -1;
+    const char *v = h->target.p + h->target.len, *end = c->rbuf + c->rlen;
+    if (v < c->rbuf || v > end || end - v < 10 || memcmp(v, " HTTP/1.", 8) || (v[8] != '0' && v[8] != '1') ||
+        (v[9] != '\r' && v[9] != '\n'))
+        return -1;
+    return v[8] - '0';
+}
+
+/* The server answers rq itself (rq prepared by vial_exchange_init; its head
+ * as far as the parser got) and tells the layer above, for its log. */
+static void conn_reject(vial_conn *c, vial_req *rq, int status)
 {
     char tmp[512];
-    int n = vial_write_error(status, tmp, sizeof tmp, c->thr->server->cfg.server_header);
+    vial_server *s = c->thr->server;
+    int n = vial_write_error(status, tmp, sizeof tmp, s->cfg.server_header);
     if (n > 0)
         conn_out(c, tmp, (size_t)n);
+    if (s->reject) {
+        if (!c->in_request)
+            rq->head.version_minor = refused_version(c, &rq->head);
+        s->reject(s->serve_data, rq, status);
+    }
     conn_linger_close(c);
 }
 
@@ -670,7 +692,7 @@ static void conn_reject_rendered(vial_conn *c, vial_req *rq, int status)
 {
     vial_server *s = c->thr->server;
     if (status != 413 || !s->serve) {
-        conn_reject(c, status);
+        conn_reject(c, rq, status);
         return;
     }
     rq->reject_status = status;
@@ -703,6 +725,11 @@ static void conn_main(void *arg)
         int status;
         c->in_request = 0;
         rq.head.max_body = s->cfg.max_body;
+        /* A head the parser never reached (a timeout) must not show the
+         * previous request's line in a rejection's log line. */
+        rq.head.method.len = rq.head.target.len = rq.head.path.len = 0;
+        rq.head.nheaders = 0;
+        rq.head.has_query = 0;
         int n = read_head(c, &rq.head, &status);
         if (n == 0) {
             if (c->wpos < c->wlen && conn_flush(c) < 0)
@@ -710,13 +737,13 @@ static void conn_main(void *arg)
             break; /* nothing pending: go idle */
         }
         if (n < 0) {
-            if (status == 413) {
-                /* The head is whole (the limit is judged at its end). */
+            if (status) {
+                /* A 413's head is whole (the limit is judged at its end):
+                 * the app renders it. */
                 vial_exchange_init(&rq, c, s);
                 conn_reject_rendered(c, &rq, status);
                 vial_exchange_fini(&rq);
-            } else if (status)
-                conn_reject(c, status);
+            }
             else if (c->wpos < c->wlen)
                 conn_flush(c); /* the client half-closed after pipelining: answer all */
             c->closing = 1;
@@ -989,6 +1016,12 @@ const char *vial_conn_peer(vial_req *rq)
     socklen_t len = sizeof ss;
     if (getpeername(c->io.fd, (struct sockaddr *)&ss, &len) != 0)
         return NULL;
+    /* A Unix socket's peer has no address worth showing (usually an
+     * unnamed socket): a fixed word, which --trusted-proxy can name. */
+    if (ss.ss_family == AF_UNIX) {
+        memcpy(c->peer, "unix", 5);
+        return c->peer;
+    }
     const void *addr = ss.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
                                                 : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
     if (!inet_ntop(ss.ss_family, addr, c->peer, sizeof c->peer)) {

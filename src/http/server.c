@@ -1,19 +1,20 @@
 /* Server threads, listeners and shutdown.
  *
- * Each loop thread owns a listener bound with SO_REUSEPORT to one port (for
- * --port 0, the one the kernel gave the first), so the kernel spreads
- * connections across threads and no accept lock exists. The main
- * thread only waits for SIGTERM/SIGINT (blocked everywhere else, taken with
- * sigwait) and then drives the shutdown: stop accepting, let in-flight
+ * Each loop thread owns a descriptor for every listener (listen.h): its own
+ * SO_REUSEPORT socket on a TCP listener's port (for --port 0, the one the
+ * kernel gave the first), so the kernel spreads connections across threads
+ * and no accept lock exists; a dup of a Unix or inherited socket, whose
+ * backlog the threads share. The main thread only waits for signals
+ * (blocked everywhere else, taken with sigwait), talks to systemd
+ * (sdnotify.h), and drives the shutdown: stop accepting, let in-flight
  * requests finish for the grace period, cancel what is left, exit. */
 #include "http/server.h"
+#include "http/listen.h"
 #include "runtime/coro.h"
 #include "runtime/log.h"
+#include "runtime/sdnotify.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -32,163 +33,18 @@
  * stack count towards RSS. */
 #define CORO_CACHE 1024
 
-/* The listen address, resolved once: every loop thread binds the same one. */
-typedef struct listen_addr {
-    struct sockaddr_storage sa;
-    socklen_t len;
-    char text[INET6_ADDRSTRLEN + 2]; /* "127.0.0.1" or "[::1]" */
-} listen_addr;
-
-static int addr_port(const listen_addr *a)
-{
-    const struct sockaddr *sa = (const struct sockaddr *)&a->sa;
-    return ntohs(sa->sa_family == AF_INET6 ? ((const struct sockaddr_in6 *)sa)->sin6_port
-                                           : ((const struct sockaddr_in *)sa)->sin_port);
-}
-
-static void addr_text(listen_addr *a)
-{
-    char buf[INET6_ADDRSTRLEN] = "?";
-    const struct sockaddr *sa = (const struct sockaddr *)&a->sa;
-    if (sa->sa_family == AF_INET6) {
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, sizeof buf);
-        snprintf(a->text, sizeof a->text, "[%s]", buf);
-    } else {
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, sizeof buf);
-        snprintf(a->text, sizeof a->text, "%s", buf);
-    }
-}
-
-static int bind_listen(const struct sockaddr *sa, socklen_t len, int reuseport_before_bind)
-{
-    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (reuseport_before_bind)
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    if (bind(fd, sa, len) < 0)
-        goto fail;
-    /* The first listener binds without SO_REUSEPORT, so the bind fails when
-     * any other socket holds the port, SO_REUSEPORT or not (another vial, a
-     * python server, nginx). Only then does it open the port to its sibling
-     * threads: the kernel checks SO_REUSEPORT again at each later bind, and
-     * the group that spreads connections forms at listen(). No window is
-     * left for a second vial: its own first bind, without the option, keeps
-     * failing for as long as this socket lives. A foreign process that sets
-     * SO_REUSEPORT and binds after us cannot be stopped by anyone. */
-    if (!reuseport_before_bind && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
-        goto fail;
-    if (listen(fd, 4096) < 0)
-        goto fail;
-    return fd;
-fail:;
-    int e = -errno;
-    close(fd);
-    return e;
-}
-
-/* Binds the first listener: resolves cfg->host, takes the first address that
- * binds, and fills *a with it (the port the kernel chose for port 0 included).
- * A port in use ends the search: a later address of the same name would
- * serve on a different interface than the one asked for. */
-static int open_first_listener(const vial_config *cfg, listen_addr *a)
-{
-    char port[16];
-    snprintf(port, sizeof port, "%d", cfg->port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *res = NULL;
-    int gai = getaddrinfo(cfg->host, port, &hints, &res);
-    if (gai != 0) {
-        vial_log(VIAL_LOG_ERROR, "cannot resolve %s: %s", cfg->host, gai_strerror(gai));
-        return -EINVAL;
-    }
-    int fd = -EADDRNOTAVAIL;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        if (ai->ai_addrlen > sizeof a->sa)
-            continue;
-        fd = bind_listen(ai->ai_addr, ai->ai_addrlen, 0);
-        if (fd >= 0) {
-            a->len = sizeof a->sa;
-            if (getsockname(fd, (struct sockaddr *)&a->sa, &a->len) < 0) {
-                int e = -errno;
-                close(fd);
-                fd = e;
-            }
-            break;
-        }
-        if (fd == -EADDRINUSE) {
-            memcpy(&a->sa, ai->ai_addr, ai->ai_addrlen);
-            break;
-        }
-    }
-    freeaddrinfo(res);
-    if (fd == -EADDRINUSE) {
-        addr_text(a);
-        vial_log(VIAL_LOG_ERROR, "%s:%d is already in use", a->text, cfg->port);
-    } else if (fd < 0) {
-        char eb[128];
-        vial_log(VIAL_LOG_ERROR, "cannot listen on %s:%d: %s", cfg->host, cfg->port,
-                strerror_r(-fd, eb, sizeof eb));
-    } else {
-        addr_text(a);
-    }
-    return fd;
-}
-
-/* --processes: the supervisor's listener, shared by every worker process
- * (see vial_server_bind); -1 in a single process. */
-static int inherited_fd = -1;
-
-void vial_server_inherit(int fd)
-{
-    inherited_fd = fd;
-}
-
-int vial_server_bind(const vial_config *cfg, int *port)
-{
-    listen_addr a;
-    memset(&a, 0, sizeof a);
-    int fd = open_first_listener(cfg, &a);
-    if (fd >= 0)
-        *port = addr_port(&a);
-    return fd;
-}
-
-/* A worker's own descriptor for the shared listener (each loop thread
- * registers and closes its own; the socket and its queue live on in the
- * supervisor and the other workers, so connections waiting in it when this
- * worker drains are taken by another). */
-static int dup_inherited(listen_addr *a)
-{
-    int fd = fcntl(inherited_fd, F_DUPFD_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    if (a) {
-        a->len = sizeof a->sa;
-        if (getsockname(fd, (struct sockaddr *)&a->sa, &a->len) < 0) {
-            int e = -errno;
-            close(fd);
-            return e;
-        }
-        addr_text(a);
-    }
-    return fd;
-}
-
 /* How often accepting is retried while descriptors are exhausted, and how
  * often that condition may be logged. */
 #define ACCEPT_RETRY_NS (100ull * 1000000ull)
 #define EMFILE_LOG_NS (10ull * 1000000000ull)
 
-static void accept_pending(vial_server_thread *t);
+static void accept_pending(vial_listener *ls);
 
 static void accept_retry_cb(vial_loop *l, vial_timer *tm)
 {
     vial_server_thread *t = (vial_server_thread *)((char *)tm - offsetof(vial_server_thread, accept_retry));
-    accept_pending(t);
+    for (unsigned i = 0; i < t->nlisteners; i++)
+        accept_pending(&t->listeners[i]);
 }
 
 /* accept4 failed for want of descriptors. The pending connections stay in
@@ -214,11 +70,12 @@ static void out_of_descriptors(vial_server_thread *t, int err)
     }
 }
 
-static void accept_pending(vial_server_thread *t)
+static void accept_pending(vial_listener *ls)
 {
+    vial_server_thread *t = ls->thr;
     /* Edge-triggered: take every pending connection now. */
-    while (t->listen_io.fd >= 0) {
-        int fd = accept4(t->listen_io.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    while (ls->io.fd >= 0) {
+        int fd = accept4(ls->io.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
@@ -227,14 +84,21 @@ static void accept_pending(vial_server_thread *t)
             return;
         }
         int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (!t->server->listens[ls - t->listeners].is_unix)
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         vial_conn_accept(t, fd);
     }
 }
 
 static void listen_cb(vial_loop *l, vial_io *io, unsigned ev)
 {
-    accept_pending((vial_server_thread *)((char *)io - offsetof(vial_server_thread, listen_io)));
+    accept_pending((vial_listener *)io);
+}
+
+static void ping_msg(vial_loop *l, vial_msg *m)
+{
+    vial_server_thread *t = (vial_server_thread *)((char *)m - offsetof(vial_server_thread, ping_msg));
+    atomic_fetch_add(&t->pongs, 1);
 }
 
 static void grace_expired(vial_loop *l, vial_timer *tm)
@@ -250,10 +114,13 @@ static void stop_msg(vial_loop *l, vial_msg *m)
         return;
     t->draining = 1;
     vial_timer_stop(l, &t->accept_retry);
-    if (t->listen_io.fd >= 0) {
-        vial_io_del(l, &t->listen_io);
-        close(t->listen_io.fd);
-        t->listen_io.fd = -1;
+    for (unsigned i = 0; i < t->nlisteners; i++) {
+        vial_listener *ls = &t->listeners[i];
+        if (ls->io.fd >= 0) {
+            vial_io_del(l, &ls->io);
+            close(ls->io.fd);
+            ls->io.fd = -1;
+        }
     }
     t->grace_timer.cb = grace_expired;
     vial_timer_start(l, &t->grace_timer, l->now + (uint64_t)t->server->cfg.grace_ms * 1000000u);
@@ -276,10 +143,9 @@ static void raise_fd_limit(void)
     }
 }
 
-static int thread_init(vial_server *s, vial_server_thread *t, int id, const listen_addr *a, int *err)
+static int thread_init(vial_server *s, vial_server_thread *t, int id, int *err)
 {
     t->server = s;
-    t->listen_io.fd = -1;
     int r = vial_loop_init(&t->loop, id);
     if (r < 0) {
         *err = r;
@@ -289,38 +155,44 @@ static int thread_init(vial_server *s, vial_server_thread *t, int id, const list
     t->loop.stall_ns = s->cfg.stall_ms > 0 ? (uint64_t)s->cfg.stall_ms * 1000000u : 0;
     t->loop.coro_pool = vial_coro_pool_new(s->cfg.stack_size, CORO_CACHE);
     t->free_bufs = calloc(MAX_CACHED_BUFS, sizeof *t->free_bufs);
-    if (!t->loop.coro_pool || !t->free_bufs) {
+    t->listeners = calloc(s->nlistens, sizeof *t->listeners);
+    if (!t->loop.coro_pool || !t->free_bufs || !t->listeners) {
         *err = -ENOMEM;
         return -1;
     }
-    /* Thread 0 takes the first listener; the others join its port. */
-    int fd = id == 0               ? s->first_fd
-             : inherited_fd >= 0 ? dup_inherited(NULL)
-                                 : bind_listen((const struct sockaddr *)&a->sa, a->len, 1);
-    if (id == 0)
-        s->first_fd = -1;
-    if (fd < 0) {
-        char eb[128];
-        vial_log(VIAL_LOG_ERROR, "cannot listen on %s:%d: %s", a->text, addr_port(a),
-                strerror_r(-fd, eb, sizeof eb));
-        *err = fd;
-        return -1;
-    }
-    t->listen_io.fd = fd;
-    t->listen_io.cb = listen_cb;
-    r = vial_io_add(&t->loop, &t->listen_io);
-    if (r < 0) {
-        *err = r;
-        return -1;
+    /* Thread 0 takes the listeners as opened; the others join them. */
+    for (unsigned i = 0; i < s->nlistens; i++) {
+        vial_listen *l = &s->listens[i];
+        int fd = id == 0 ? l->fd : vial_listen_another(l);
+        l->taken |= id == 0;
+        if (fd < 0) {
+            char eb[128];
+            vial_log(VIAL_LOG_ERROR, "cannot listen on %s: %s", l->text, strerror_r(-fd, eb, sizeof eb));
+            *err = fd;
+            return -1;
+        }
+        vial_listener *ls = &t->listeners[i];
+        ls->thr = t;
+        ls->io.fd = fd;
+        ls->io.cb = listen_cb;
+        t->nlisteners = i + 1;
+        r = vial_io_add(&t->loop, &ls->io);
+        if (r < 0) {
+            *err = r;
+            return -1;
+        }
     }
     t->stop_msg.cb = stop_msg;
+    t->ping_msg.cb = ping_msg;
     return 0;
 }
 
 static void thread_fini(vial_server_thread *t)
 {
-    if (t->listen_io.fd >= 0)
-        close(t->listen_io.fd);
+    for (unsigned i = 0; i < t->nlisteners; i++)
+        if (t->listeners[i].io.fd >= 0)
+            close(t->listeners[i].io.fd);
+    free(t->listeners);
     vial_conn_cache_free(t);
     vial_coro_pool_free(t->loop.coro_pool);
     for (unsigned i = 0; i < t->nfree_bufs; i++)
@@ -329,49 +201,154 @@ static void thread_fini(vial_server_thread *t)
     vial_loop_fini(&t->loop);
 }
 
-int vial_server_run(const vial_config *cfg, vial_serve_fn serve, void *data)
+/* --processes: the supervisor's listeners, in one of its workers (see
+ * vial_server_inherit); none in a single process. */
+static const vial_listen *inherited;
+static unsigned ninherited;
+
+void vial_server_inherit(const vial_listen *ls, unsigned n)
+{
+    inherited = ls;
+    ninherited = n;
+}
+
+/* A worker's own descriptors for the supervisor's listeners. Each socket
+ * and its queue live on in the supervisor and the other workers, so what
+ * waits in it when this worker drains is taken by another; an SO_REUSEPORT
+ * group per worker would drop a closed member's queue instead. */
+static int adopt_inherited(vial_listen *ls, unsigned *n)
+{
+    for (*n = 0; *n < ninherited; (*n)++) {
+        int r = vial_listen_adopt(&ls[*n], &inherited[*n]);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* What the main thread does with a signal while serving; 1: start the
+ * shutdown. SIGHUP is where a reload hooks in (the --processes supervisor
+ * replaces its workers); a single process has nothing to reload, and none
+ * of these signals may kill a server that an operator's habit sent them
+ * to. */
+static int on_signal(int sig)
+{
+    switch (sig) {
+    case SIGUSR1:
+        vial_log(VIAL_LOG_INFO, "SIGUSR1 received, reopening log files");
+        vial_log_reopen();
+        return 0;
+    case SIGHUP:
+        /* A worker gets one when the whole process group does: reloading
+         * is its supervisor's. */
+        if (!inherited)
+            vial_log(VIAL_LOG_WARN, "SIGHUP: reload needs --processes; ignored");
+        return 0;
+    case SIGUSR2:
+        vial_log(VIAL_LOG_WARN, "SIGUSR2: ignored");
+        return 0;
+    }
+    return 1;
+}
+
+/* systemd's watchdog (WATCHDOG_USEC): pinged at half the interval, and only
+ * while every loop thread answers a message between two pings, so a loop
+ * stuck in a handler gets the service restarted rather than kept alive by
+ * a healthy main thread. */
+typedef struct watchdog {
+    uint64_t interval_ns, next_ns;
+    unsigned rounds;
+} watchdog;
+
+static void watchdog_tick(vial_server *s, watchdog *w)
+{
+    for (unsigned i = 0; i < s->nthreads; i++) {
+        if (atomic_load(&s->threads[i].pongs) != w->rounds) {
+            vial_log(VIAL_LOG_ERROR, "loop thread %u has not answered for %llu ms: watchdog ping withheld", i,
+                     (unsigned long long)(w->interval_ns / 1000000u));
+            return;
+        }
+    }
+    vial_sd_notify("WATCHDOG=1");
+    w->rounds++;
+    for (unsigned i = 0; i < s->nthreads; i++)
+        vial_loop_post(&s->threads[i].loop, &s->threads[i].ping_msg);
+}
+
+/* Waits for a signal of set until `until` (monotonic ns; 0: no limit),
+ * pinging the watchdog on the way. The signal, or 0 at `until`. */
+static int wait_signal(vial_server *s, const sigset_t *set, uint64_t until, watchdog *w)
+{
+    for (;;) {
+        uint64_t now = vial_clock_ns();
+        if (w->interval_ns && now >= w->next_ns) {
+            watchdog_tick(s, w);
+            w->next_ns = now + w->interval_ns;
+        }
+        if (until && now >= until)
+            return 0;
+        uint64_t wake = until;
+        if (w->interval_ns && (!wake || w->next_ns < wake))
+            wake = w->next_ns;
+        int sig = 0;
+        if (!wake) {
+            if (sigwait(set, &sig) == 0)
+                return sig;
+            continue;
+        }
+        uint64_t d = wake - now;
+        struct timespec ts = {(time_t)(d / 1000000000u), (long)(d % 1000000000u)};
+        sig = sigtimedwait(set, NULL, &ts);
+        if (sig > 0)
+            return sig;
+    }
+}
+
+int vial_server_run(const vial_config *cfg, vial_serve_fn serve, vial_reject_fn reject, void *data)
 {
     vial_server s;
     memset(&s, 0, sizeof s);
     s.cfg = *cfg;
     s.serve = serve;
+    s.reject = reject;
     s.serve_data = data;
-    s.first_fd = -1;
-    s.keep_idle_on_drain = inherited_fd >= 0;
+    s.keep_idle_on_drain = inherited != NULL;
     s.nthreads = cfg->threads > 0 ? (unsigned)cfg->threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
     if (s.nthreads == 0)
         s.nthreads = 1;
 
     raise_fd_limit();
     signal(SIGPIPE, SIG_IGN);
-    sigset_t stopset, old;
-    sigemptyset(&stopset);
-    sigaddset(&stopset, SIGTERM);
-    sigaddset(&stopset, SIGINT);
-    /* SIGUSR1 asks for the log files to be reopened (logrotate); taken by
-     * the same sigwait, so it never kills the process. */
-    sigaddset(&stopset, SIGUSR1);
-    sigaddset(&stopset, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &stopset, &old);
+    /* Taken by the main thread's sigwait (on_signal), blocked in every
+     * other thread: none of them can kill the process. */
+    sigset_t sigs, old;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGUSR1);
+    sigaddset(&sigs, SIGUSR2);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, &old);
 
     int err = 0;
+    unsigned started = 0;
+    watchdog wd = {0};
     s.pool = vial_pool_new((unsigned)cfg->workers, (unsigned)cfg->queue_max);
     s.threads = calloc(s.nthreads, sizeof *s.threads);
+    vial_listen listens[VIAL_LISTEN_MAX];
+    s.listens = listens;
     if (!s.pool || !s.threads) {
         err = -ENOMEM;
         goto out;
     }
-    unsigned started = 0;
-    listen_addr addr;
-    memset(&addr, 0, sizeof addr);
-    s.first_fd = inherited_fd >= 0 ? dup_inherited(&addr) : open_first_listener(cfg, &addr);
-    if (s.first_fd < 0) {
-        err = s.first_fd;
+    err = inherited ? adopt_inherited(s.listens, &s.nlistens) : vial_listen_open(cfg, s.listens, &s.nlistens);
+    if (err < 0)
         goto stop;
-    }
-    s.cfg.port = addr_port(&addr);
+    s.cfg.port = 0;
+    for (unsigned i = 0; i < s.nlistens && !s.cfg.port; i++)
+        s.cfg.port = vial_listen_port(&s.listens[i]);
     for (unsigned i = 0; i < s.nthreads; i++) {
-        if (thread_init(&s, &s.threads[i], (int)i, &addr, &err) < 0)
+        if (thread_init(&s, &s.threads[i], (int)i, &err) < 0)
             goto stop;
     }
     /* Every listener is bound: the port is known for good. Connections wait
@@ -385,26 +362,31 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, void *data)
             goto stop;
         }
     }
-    if (inherited_fd >= 0)
-        vial_log(VIAL_LOG_INFO, "worker %d serving http://%s:%d (%u loop threads, %u workers)",
-                 (int)getpid(), addr.text, s.cfg.port, s.nthreads, vial_pool_threads(s.pool));
+    /* "listening on http://127.0.0.1:8080 and unix:/run/app.sock (...)":
+     * the first TCP address first, where scripts look for the port. */
+    char where[VIAL_LISTEN_MAX * 170];
+    vial_listen_describe_all(s.listens, s.nlistens, where, sizeof where);
+    if (inherited)
+        vial_log(VIAL_LOG_INFO, "worker %d serving %s (%u loop threads, %u workers)", (int)getpid(), where,
+                 s.nthreads, vial_pool_threads(s.pool));
     else
-        vial_log(VIAL_LOG_ANNOUNCE, "listening on http://%s:%d (%u loop threads, %u workers)",
-                 addr.text, s.cfg.port, s.nthreads, vial_pool_threads(s.pool));
-
-    int sig = 0;
-    while (sigwait(&stopset, &sig) == 0 && (sig == SIGUSR1 || sig == SIGHUP)) {
-        if (sig == SIGHUP) {
-            /* A terminal hanging up or a reload sent to a single process
-             * must not kill it: reloading is the supervisor's (--processes). */
-            if (inherited_fd < 0)
-                vial_log(VIAL_LOG_WARN, "SIGHUP ignored: reloading needs --processes N");
-            continue;
-        }
-        vial_log(VIAL_LOG_INFO, "SIGUSR1 received, reopening log files");
-        vial_log_reopen();
+        vial_log(VIAL_LOG_ANNOUNCE, "listening on %s (%u loop threads, %u workers)", where, s.nthreads,
+                 vial_pool_threads(s.pool));
+    {
+        char msg[sizeof where + 64];
+        snprintf(msg, sizeof msg, "READY=1\nSTATUS=listening on %s", where);
+        vial_sd_notify(msg);
     }
+    wd.interval_ns = vial_sd_watchdog_usec() * 1000u / 2;
+    wd.next_ns = vial_clock_ns();
+
+    int sig;
+    do
+        sig = wait_signal(&s, &sigs, 0, &wd);
+    while (!on_signal(sig));
     atomic_store(&s.draining, 1);
+    vial_sd_notify(sig == SIGINT ? "STOPPING=1\nSTATUS=draining (SIGINT)"
+                                 : "STOPPING=1\nSTATUS=draining (SIGTERM)");
     vial_log(VIAL_LOG_INFO, "%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     if (cfg->drain_delay_ms > 0) {
         /* Still serving, the health check already failing: the load
@@ -412,36 +394,10 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, void *data)
          * closes. A second SIGTERM/SIGINT cuts the wait short. */
         vial_log(VIAL_LOG_INFO, "serving %d ms more while the health check reports draining",
                  cfg->drain_delay_ms);
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += cfg->drain_delay_ms / 1000;
-        until.tv_nsec += (long)(cfg->drain_delay_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        for (;;) {
-            struct timespec now, left;
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            left.tv_sec = until.tv_sec - now.tv_sec;
-            left.tv_nsec = until.tv_nsec - now.tv_nsec;
-            if (left.tv_nsec < 0) {
-                left.tv_sec--;
-                left.tv_nsec += 1000000000L;
-            }
-            if (left.tv_sec < 0)
-                break;
-            int got = sigtimedwait(&stopset, NULL, &left);
-            if (got == SIGHUP)
-                continue;
-            if (got == SIGUSR1) {
-                vial_log_reopen();
-                continue;
-            }
-            if (got < 0 && errno == EINTR)
-                continue;
-            break; /* timed out, or asked again */
-        }
+        uint64_t until = vial_clock_ns() + (uint64_t)cfg->drain_delay_ms * 1000000u;
+        int got;
+        while ((got = wait_signal(&s, &sigs, until, &wd)) != 0 && !on_signal(got))
+            ;
     }
 
 stop:
@@ -471,11 +427,11 @@ stop:
     if (forced) {
         vial_log(VIAL_LOG_ERROR, "shutdown grace exceeded; exiting with requests still running");
         fflush(stderr);
+        vial_listen_close(s.listens, s.nlistens);
         _exit(err ? 1 : 0);
     }
 out:
-    if (s.first_fd >= 0)
-        close(s.first_fd);
+    vial_listen_close(s.listens, s.nlistens);
     if (s.threads)
         for (unsigned i = 0; i < s.nthreads; i++)
             if (s.threads[i].loop.backend)

@@ -1,7 +1,7 @@
-/* The HTTP/1.1 server: loop threads with their own SO_REUSEPORT listeners
- * on one port (the first bound without the option, to refuse a port in use),
+/* The HTTP/1.1 server: loop threads with their own listeners (listen.h),
  * connections, the worker pool, and graceful shutdown. The app plugs in one
- * function that turns a request into a response. */
+ * function that turns a request into a response, and one that hears of the
+ * requests refused before they reach it (for its access log). */
 #ifndef VIAL_HTTP_SERVER_H
 #define VIAL_HTTP_SERVER_H
 
@@ -22,11 +22,29 @@ typedef struct vial_server_thread vial_server_thread;
  * May park (await) and may run work on the pool. */
 typedef void (*vial_serve_fn)(void *data, vial_req *rq);
 
+/* Called on the connection's coroutine after the server answered a request
+ * itself with `status` (400, 408, 414, 431, 501, 503, 505...) without the
+ * serve function: rq->head.method.len is 0 when the request line was not
+ * parsed, rq->head.version_minor -1 when its version was not. For logging
+ * only; rq->res is not sent. */
+typedef void (*vial_reject_fn)(void *data, vial_req *rq, int status);
+
+/* One listening descriptor of a loop thread. */
+typedef struct vial_listener {
+    vial_io io;
+    vial_server_thread *thr;
+} vial_listener;
+
 struct vial_server_thread {
     vial_loop loop;
     vial_server *server;
     pthread_t tid;
-    vial_io listen_io;
+    vial_listener *listeners; /* one per server listener, same order */
+    unsigned nlisteners;
+    /* systemd's watchdog: the main thread pings a loop with ping_msg and
+     * pings systemd only if every loop answered the previous one. */
+    vial_msg ping_msg;
+    _Atomic unsigned pongs;
     vial_conn *conns;   /* all open connections of this thread (for shutdown) */
     unsigned nconns;
     int draining;       /* shutdown: no new requests, close when idle */
@@ -56,11 +74,14 @@ struct vial_server {
      * (bounded by cfg.body_memory_max; conn.c). */
     _Atomic size_t body_memory;
     vial_serve_fn serve;
+    vial_reject_fn reject;
     void *serve_data;
     vial_pool *pool;
     unsigned nthreads;
     vial_server_thread *threads;
-    int first_fd; /* the port's first listener until thread 0 takes it */
+    /* The listeners as opened (listen.h); thread 0 takes their descriptors. */
+    struct vial_listen *listens;
+    unsigned nlistens;
     _Atomic int draining; /* SIGTERM/SIGINT received: the health check says 503 */
     /* A worker of --processes: draining keeps idle connections open until
      * the grace period ends, so a request racing the drain is served. */
@@ -76,16 +97,17 @@ struct vial_server {
 #define VIAL_RBUF_SIZE (32 * 1024) /* holds the largest legal head */
 #define VIAL_WBUF_SIZE (16 * 1024)
 
-/* --processes: binds the listener as vial_server_run would (cfg->host,
- * cfg->port), for a supervisor to share with its workers. Returns the fd
- * (and the port in *port), or a negative errno (logged). */
-int vial_server_bind(const vial_config *cfg, int *port);
-/* In a worker process: serve on the supervisor's listener fd instead of
- * binding (every loop thread takes a duplicate), announced at info level. */
-void vial_server_inherit(int fd);
+/* --processes: in a worker process, serve on the supervisor's listeners
+ * ls[0..n) (opened by vial_listen_open there) instead of opening any: every
+ * loop thread takes a dup of each, so all threads of all workers share
+ * each listener's one backlog. A worker never removes a Unix socket file
+ * (the supervisor does, at its exit), tells systemd nothing, ignores
+ * SIGHUP, keeps its idle connections while it drains, and is announced at
+ * info level. ls must outlive vial_server_run. */
+void vial_server_inherit(const struct vial_listen *ls, unsigned n);
 
-/* Runs the server until SIGTERM/SIGINT; see vial_run. */
-int vial_server_run(const vial_config *cfg, vial_serve_fn serve, void *data);
+/* Runs the server until SIGTERM/SIGINT; see vial_run. reject may be NULL. */
+int vial_server_run(const vial_config *cfg, vial_serve_fn serve, vial_reject_fn reject, void *data);
 
 /* --- connection (conn.c) --- */
 

@@ -107,7 +107,7 @@ static int utf8_feed(uint8_t *need, uint8_t *lo, uint8_t *hi, const uint8_t *s, 
     return 0;
 }
 
-static int utf8_valid(const uint8_t *s, size_t n)
+int vial_ws_utf8_valid(const uint8_t *s, size_t n)
 {
     uint8_t nd = 0, l = 0x80, h = 0xBF;
     return utf8_feed(&nd, &l, &h, s, n) == 0 && nd == 0;
@@ -154,6 +154,7 @@ static int header_done(vial_ws_parser *p)
     p->ctl_len = 0;
     if (p->opcode == VIAL_WS_OP_TEXT || p->opcode == VIAL_WS_OP_BINARY) {
         p->msg_type = p->opcode;
+        p->msg_rsv1 = (p->hdr[0] & 0x40) != 0;
         p->u_need = 0, p->u_lo = 0x80, p->u_hi = 0xBF;
     }
     return 0;
@@ -164,10 +165,14 @@ static int header_done(vial_ws_parser *p)
 static int header_start(vial_ws_parser *p)
 {
     uint8_t b0 = p->hdr[0], b1 = p->hdr[1];
-    if (b0 & 0x70)
-        return fail(p, 1002); /* RSV bits: no extension was negotiated */
+    if (b0 & 0x30)
+        return fail(p, 1002); /* RSV2/3: no extension defines them */
     p->fin = b0 >> 7;
     p->opcode = b0 & 0x0F;
+    /* RSV1 is permessage-deflate's "compressed" bit, on a message's first
+     * frame only (RFC 7692 6): never on continuations or control frames. */
+    if ((b0 & 0x40) && (!p->rsv1_ok || (p->opcode != VIAL_WS_OP_TEXT && p->opcode != VIAL_WS_OP_BINARY)))
+        return fail(p, 1002);
     if (!(b1 & 0x80))
         return fail(p, 1002); /* client frames must be masked */
     unsigned len7 = b1 & 0x7F;
@@ -207,7 +212,7 @@ static int control_done(vial_ws_parser *p, vial_ws_event *ev)
         int code = p->ctl[0] << 8 | p->ctl[1];
         if (!vial_ws_close_code_valid(code))
             return fail(p, 1002);
-        if (!utf8_valid(p->ctl + 2, p->ctl_len - 2))
+        if (!vial_ws_utf8_valid(p->ctl + 2, p->ctl_len - 2))
             return fail(p, 1007);
         ev->close_code = code;
         ev->reason = p->ctl + 2;
@@ -260,7 +265,7 @@ int vial_ws_parse(vial_ws_parser *p, uint8_t *in, size_t len, size_t *consumed, 
             return r < 0 ? r : 1;
         }
         p->msg_len += take;
-        if (p->msg_type == VIAL_WS_OP_TEXT &&
+        if (p->msg_type == VIAL_WS_OP_TEXT && !p->msg_rsv1 &&
             utf8_feed(&p->u_need, &p->u_lo, &p->u_hi, d, take) < 0) {
             *consumed = i;
             return fail(p, 1007);
@@ -269,7 +274,7 @@ int vial_ws_parse(vial_ws_parser *p, uint8_t *in, size_t len, size_t *consumed, 
         int msg_end = frame_end && p->fin;
         if (frame_end)
             p->in_payload = 0;
-        if (msg_end && p->msg_type == VIAL_WS_OP_TEXT && p->u_need) {
+        if (msg_end && p->msg_type == VIAL_WS_OP_TEXT && !p->msg_rsv1 && p->u_need) {
             *consumed = i;
             return fail(p, 1007); /* ends inside a code point */
         }
@@ -280,6 +285,7 @@ int vial_ws_parse(vial_ws_parser *p, uint8_t *in, size_t len, size_t *consumed, 
             ev->data = d;
             ev->len = take;
             ev->fin = msg_end;
+            ev->compressed = p->msg_rsv1;
             if (msg_end)
                 p->msg_type = 0;
             *consumed = i;

@@ -40,6 +40,9 @@ void vial_ws_accept_value(const char *key, size_t len, char out[29]);
 
 typedef struct vial_ws_parser {
     uint64_t max_message;  /* INPUT: 0 means VIAL_WS_MAX_MESSAGE */
+    /* INPUT: permessage-deflate was negotiated: RSV1 may mark the first
+     * frame of a data message (else RSV1 anywhere is a 1002) */
+    uint8_t rsv1_ok;
     /* private */
     int in_payload;        /* 0: reading a frame header, 1: its payload */
     uint8_t hdr[14];
@@ -49,6 +52,7 @@ typedef struct vial_ws_parser {
     uint64_t remaining;    /* payload bytes of the frame still to come */
     uint64_t frame_pos;    /* payload bytes of the frame seen (mask phase) */
     uint8_t msg_type;      /* text/binary of the message in progress, 0: none */
+    uint8_t msg_rsv1;      /* it is compressed: its UTF-8 is the inflater's to check */
     uint64_t msg_len;      /* payload bytes of the message so far */
     uint8_t u_need, u_lo, u_hi; /* UTF-8 validation state across fragments */
     uint8_t ctl[125];
@@ -64,6 +68,8 @@ typedef struct vial_ws_event {
     uint8_t *data;         /* DATA: unmasked in place in the input; CONTROL: in the parser */
     size_t len;
     int fin;               /* DATA: these are the message's last bytes */
+    int compressed;        /* DATA: the message is compressed (RSV1 on its first
+                            * frame); its text is not UTF-8-checked here */
     int close_code;        /* CLOSE: the code, 0 when the payload was empty */
     const uint8_t *reason; /* CLOSE: the reason (valid UTF-8) */
     size_t reason_len;
@@ -74,7 +80,8 @@ void vial_ws_parser_init(vial_ws_parser *p, uint64_t max_message);
 /* Feeds in[0..len) (unmasked in place). Stops after one event: returns 1 with
  * *ev filled, 0 when all input was used and more is needed, or minus the
  * close code to fail the connection with (-1002 protocol, -1007 bad UTF-8,
- * -1009 too big: known from a frame header, before its payload).
+ * -1009 too big: known from a frame header, before its payload; for a
+ * compressed message, this bounds its compressed length only).
  * *consumed is set to the input bytes used. Errors are sticky. A data frame
  * is reported in pieces as its bytes arrive (an empty final frame gives one
  * empty DATA event with fin set). */
@@ -83,6 +90,9 @@ int vial_ws_parse(vial_ws_parser *p, uint8_t *in, size_t len, size_t *consumed, 
 /* 1 when code may appear in a close frame from a peer (1000-1003,
  * 1007-1011, 3000-4999). */
 int vial_ws_close_code_valid(int code);
+
+/* 1 when s[0..n) is valid UTF-8 (a whole text message, e.g. inflated). */
+int vial_ws_utf8_valid(const uint8_t *s, size_t n);
 
 /* Writes an unmasked server frame header for a payload of len bytes into
  * out (at most 10 bytes); returns its length. */

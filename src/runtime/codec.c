@@ -1,6 +1,9 @@
 #include "runtime/codec.h"
 
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 const char vial_hex_upper[17] = "0123456789ABCDEF";
 const char vial_hex_lower[17] = "0123456789abcdef";
@@ -167,4 +170,72 @@ ssize_t vial_base64_decode(void *out_, const char *in, size_t n, unsigned flags)
     if (acc && (flags & VIAL_B64_CANONICAL)) /* leftover bits the encoder writes as 0 */
         return -1;
     return (ssize_t)o;
+}
+
+/* --- HTML escaping ------------------------------------------------------------------ */
+
+/* Entity index + 1 per byte; 0 for bytes that stay. */
+static const uint8_t html_tab[256] = {['&'] = 1, ['<'] = 2, ['>'] = 3, ['"'] = 4, ['\''] = 5};
+static const char *const html_rep[6] = {NULL, "&amp;", "&lt;", "&gt;", "&#34;", "&#39;"};
+static const uint8_t html_rlen[6] = {0, 5, 4, 4, 5, 5};
+
+size_t vial_html_find(const char *s, size_t i, size_t n)
+{
+#ifdef __SSE2__
+    while (i + 16 <= n) {
+        __m128i w = _mm_loadu_si128((const __m128i *)(s + i));
+        __m128i m = _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(w, _mm_set1_epi8('&')), _mm_cmpeq_epi8(w, _mm_set1_epi8('<'))),
+            _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(w, _mm_set1_epi8('>')), _mm_cmpeq_epi8(w, _mm_set1_epi8('"'))),
+                         _mm_cmpeq_epi8(w, _mm_set1_epi8('\''))));
+        int bits = _mm_movemask_epi8(m);
+        if (bits)
+            return i + (size_t)__builtin_ctz((unsigned)bits);
+        i += 16;
+    }
+#endif
+    while (i + 8 <= n) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        /* SWAR: a byte of w equal to c turns into 0x80 in HAS(c) */
+#define HAS(c) (((w ^ (0x0101010101010101ull * (c))) - 0x0101010101010101ull) & \
+                ~(w ^ (0x0101010101010101ull * (c))) & 0x8080808080808080ull)
+        if (HAS('&') | HAS('<') | HAS('>') | HAS('"') | HAS('\''))
+            break;
+#undef HAS
+        i += 8;
+    }
+    for (; i < n; i++)
+        if (html_tab[(unsigned char)s[i]])
+            return i;
+    return n;
+}
+
+const char *vial_html_entity(unsigned char c, size_t *len)
+{
+    *len = html_rlen[html_tab[c]];
+    return html_rep[html_tab[c]];
+}
+
+size_t vial_html_escaped_len(const char *s, size_t n)
+{
+    size_t len = n;
+    for (size_t i = vial_html_find(s, 0, n); i < n; i = vial_html_find(s, i + 1, n))
+        len += html_rlen[html_tab[(unsigned char)s[i]]] - 1u;
+    return len;
+}
+
+size_t vial_html_escape_to(char *out, const char *s, size_t n)
+{
+    size_t o = 0, start = 0;
+    for (size_t i = vial_html_find(s, 0, n); i < n; i = vial_html_find(s, i + 1, n)) {
+        unsigned k = html_tab[(unsigned char)s[i]];
+        memcpy(out + o, s + start, i - start);
+        o += i - start;
+        memcpy(out + o, html_rep[k], html_rlen[k]);
+        o += html_rlen[k];
+        start = i + 1;
+    }
+    memcpy(out + o, s + start, n - start);
+    return o + n - start;
 }

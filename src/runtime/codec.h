@@ -1,5 +1,6 @@
 /* Byte codecs every layer shares: hex digits, percent-encoding (URLs,
- * forms, cookies) and base64 / base64url (WebSocket keys, signed cookies).
+ * forms, cookies), base64 / base64url (WebSocket keys, signed cookies) and
+ * HTML escaping (templates, vial_html_escape).
  * Leaf code: no allocation, no locale; callers own the buffers.
  * Outputs are never longer than the sizes stated, so callers size them up
  * front (or ask for the length first, where a function allows out = NULL). */
@@ -65,5 +66,25 @@ size_t vial_base64_encode(char *out, const void *in, size_t n, unsigned flags);
  * be padded at all. Any other byte (whitespace included) is an error.
  * Returns the decoded length, or -1. */
 ssize_t vial_base64_decode(void *out, const char *in, size_t n, unsigned flags);
+
+/* --- HTML escaping --------------------------------------------------------------
+ * Jinja's and markupsafe's: & < > " ' become &amp; &lt; &gt; &#34; &#39;,
+ * every other byte stays (UTF-8 passes through). The one copy of it: the
+ * template engine and the public helpers build on these. */
+
+/* The index of the first byte of s[i..n) that escaping replaces, or n.
+ * Skips 16 (SSE2) or 8 bytes at a time: most text has nothing to escape. */
+size_t vial_html_find(const char *s, size_t i, size_t n);
+
+/* The entity that replaces byte c, with its length in *len; NULL (and *len
+ * 0) for a byte that stays. */
+const char *vial_html_entity(unsigned char c, size_t *len);
+
+/* The length of s[0..n) escaped (at most 5 * n). */
+size_t vial_html_escaped_len(const char *s, size_t n);
+
+/* Writes s[0..n) escaped into out (vial_html_escaped_len bytes, no NUL added).
+ * Returns the length written. */
+size_t vial_html_escape_to(char *out, const char *s, size_t n);
 
 #endif

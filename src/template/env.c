@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <locale.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Reads dir/name; -ENOENT when it is not a regular file there. */
@@ -122,6 +123,11 @@ int vial_tmpl_env_add_dir(vial_tmpl_env *env, const char *dir)
 }
 
 void vial_tmpl_env_auto_reload(vial_tmpl_env *env, int on) { env->auto_reload = on != 0; }
+
+void vial_tmpl_env_reload_interval(vial_tmpl_env *env, unsigned ms)
+{
+    env->reload_interval_ns = (int64_t)ms * 1000000;
+}
 
 vial_tmpl_env *vial_tmpl_env_new(const char *dir)
 {
@@ -261,9 +267,23 @@ static int compile_locked(vial_tmpl_env *env, const char *name, size_t nlen, con
     return 0;
 }
 
-/* Has the file behind t changed since it was compiled? (auto reload) */
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Has the file behind t changed since it was compiled? (auto reload) Looked
+ * at once per reload interval at most. Called under the environment's lock. */
 static bool stale(vial_tmpl *t)
 {
+    if (t->env->reload_interval_ns) {
+        int64_t now = mono_ns();
+        if (now - t->checked_ns < t->env->reload_interval_ns)
+            return false;
+        t->checked_ns = now;
+    }
     struct stat st;
     if (!t->path || stat(t->path, &st) != 0)
         return t->path != NULL;
@@ -295,6 +315,7 @@ int tmpl_get(vial_tmpl_env *env, const char *name, size_t len, vial_tmpl **out, 
             if (r == 0) {
                 t->path = path;
                 t->mtime_ns = mtime;
+                t->checked_ns = mono_ns();
                 path = NULL;
             }
         } else {

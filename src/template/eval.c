@@ -314,6 +314,12 @@ int get_attr(rstate *st, tv obj, const char *s, size_t n, tv *out)
         return str_method(st, obj, s, n, out);
     case TV_LOOP:
         return loop_attr(st, obj.u.p, name, out);
+    case TV_OBJECT: {
+        tobject *o = obj.u.p;
+        if (o->attr(o->data, s, n, st->a, out) != 0)
+            return rs_fail(st, -ERANGE, "%s.%.*s: failed", o->name, (int)n, s);
+        return 0;
+    }
     case TV_SELF: {
         blockchain *bc = find_chain(obj.u.p, s, n);
         if (!bc)
@@ -831,6 +837,14 @@ static int contains(rstate *st, tv needle, tv hay, bool *res)
     case TV_UNDEF:
         *res = false;
         return 0;
+    case TV_OBJECT: {
+        tv o;
+        if (needle.kind != TV_STR)
+            return RERR(st, "'in <%s>' requires a string key", tv_type_name(hay));
+        TRY(get_attr(st, hay, needle.u.s, needle.len, &o));
+        *res = o.kind != TV_UNDEF;
+        return 0;
+    }
     default:
         return RERR(st, "argument of type '%s' is not iterable", tv_type_name(hay));
     }

@@ -99,12 +99,14 @@ struct vial_tmpl {
     struct vial_tmpl *next; /* the environment's list */
     char *path;       /* the file it came from (default loader), for reloads */
     int64_t mtime_ns;
+    int64_t checked_ns; /* auto reload: when the file was last looked at (monotonic) */
 };
 
 struct vial_tmpl_env {
     char **dirs; /* the search path, in order */
     size_t ndirs;
     bool auto_reload;
+    int64_t reload_interval_ns; /* auto reload: how often a file is looked at */
     vial_tmpl_loader loader;
     void *loader_data;
     vial_tmpl *templates;

@@ -1,6 +1,7 @@
 /* Template values: builders, containers, and Python's rules for truth,
  * equality, ordering, str() and repr(). */
 #include "template/value.h"
+#include "runtime/codec.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -9,9 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
 
 /* --- output buffers --------------------------------------------------------- */
 
@@ -67,48 +65,13 @@ int sb_put(vial_tmpl_out *o, const char *s, size_t n)
 
 int sb_putc(vial_tmpl_out *o, char c) { return sb_put(o, &c, 1); }
 
-/* bytes Markup escapes: & < > " ' */
-static const unsigned char esc_tab[256] = {['&'] = 1, ['<'] = 2, ['>'] = 3, ['"'] = 4, ['\''] = 5};
-
 int sb_esc(vial_tmpl_out *o, const char *s, size_t n)
 {
-    static const char *const rep[6] = {"", "&amp;", "&lt;", "&gt;", "&#34;", "&#39;"};
-    static const unsigned char rlen[6] = {0, 5, 4, 4, 5, 5};
-    /* worst case is 5x; reserve for the common case and grow on demand */
     size_t start = 0;
-    for (size_t i = 0; i < n; i++) {
-#ifdef __SSE2__
-        /* skip 16 bytes at a time while none of them needs escaping */
-        while (i + 16 <= n) {
-            __m128i w = _mm_loadu_si128((const __m128i *)(s + i));
-            __m128i m = _mm_or_si128(
-                _mm_or_si128(_mm_cmpeq_epi8(w, _mm_set1_epi8('&')), _mm_cmpeq_epi8(w, _mm_set1_epi8('<'))),
-                _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(w, _mm_set1_epi8('>')), _mm_cmpeq_epi8(w, _mm_set1_epi8('"'))),
-                             _mm_cmpeq_epi8(w, _mm_set1_epi8('\''))));
-            int bits = _mm_movemask_epi8(m);
-            if (bits) {
-                i += (size_t)__builtin_ctz((unsigned)bits);
-                break;
-            }
-            i += 16;
-        }
-#endif
-        /* skip 8 bytes at a time while none of them needs escaping */
-        while (i + 8 <= n) {
-            uint64_t w;
-            memcpy(&w, s + i, 8);
-#define HAS(c) (((w ^ (0x0101010101010101ull * (c))) - 0x0101010101010101ull) & ~(w ^ (0x0101010101010101ull * (c))) & 0x8080808080808080ull)
-            if (HAS('&') | HAS('<') | HAS('>') | HAS('"') | HAS('\''))
-                break;
-#undef HAS
-            i += 8;
-        }
-        if (i >= n)
-            break;
-        unsigned char k = esc_tab[(unsigned char)s[i]];
-        if (!k)
-            continue;
-        if (sb_put(o, s + start, i - start) || sb_put(o, rep[k], rlen[k]))
+    for (size_t i = vial_html_find(s, 0, n); i < n; i = vial_html_find(s, i + 1, n)) {
+        size_t elen;
+        const char *e = vial_html_entity((unsigned char)s[i], &elen);
+        if (sb_put(o, s + start, i - start) || sb_put(o, e, elen))
             return -ENOMEM;
         start = i + 1;
     }
@@ -311,6 +274,21 @@ vial_tmpl_value vial_tmpl_function(struct vial_arena *a, const char *name, vial_
     return (tv){.kind = TV_FUNC, .u.p = f};
 }
 
+vial_tmpl_value vial_tmpl_object(struct vial_arena *a, const char *name, vial_tmpl_attr_fn attr,
+                                 void *data)
+{
+    tobject *o = a ? vial_arena_alloc(a, sizeof *o) : malloc(sizeof *o);
+    if (!o || !attr) {
+        if (!a)
+            free(o);
+        return TV(TV_UNDEF);
+    }
+    o->attr = attr;
+    o->data = data;
+    o->name = name ? name : "object";
+    return (tv){.kind = TV_OBJECT, .u.p = o};
+}
+
 struct vial_arena *vial_tmpl_arena_new(void)
 {
     vial_arena *a = malloc(sizeof *a);
@@ -435,6 +413,7 @@ const char *tv_type_name(tv v)
     case TV_DICT: return "dict";
     case TV_MODULE: return "module";
     case TV_LOOP: return "LoopContext";
+    case TV_OBJECT: return ((tobject *)v.u.p)->name;
     default: return "function";
     }
 }
@@ -623,6 +602,7 @@ int tv_write_str(vial_tmpl_out *o, tv v)
     case TV_FUNC: return sb_printf(o, "<function %s>", ((tfunc *)v.u.p)->name);
     case TV_MODULE: return sb_put(o, "<module>", 8);
     case TV_LOOP: return sb_put(o, "<LoopContext>", 13);
+    case TV_OBJECT: return sb_printf(o, "<%s>", ((tobject *)v.u.p)->name);
     default: return sb_put(o, "<function>", 10);
     }
 }

@@ -23,6 +23,7 @@ enum {
     TV_DICT = VIAL_TMPL_DICT,
     TV_FUNC = VIAL_TMPL_FUNCTION,
     TV_BIGINT = VIAL_TMPL_BIGINT,
+    TV_OBJECT = VIAL_TMPL_OBJECT, /* u.p: struct tobject */
     TV_MACRO = VIAL_TMPL_KIND_PUBLIC_END, /* u.p: struct tmacro */
     TV_METHOD,  /* u.p: struct tmethod (a builtin bound to its receiver) */
     TV_LOOP,    /* u.p: struct tloop */
@@ -54,6 +55,12 @@ typedef struct tfunc {
     void *data;
     const char *name;
 } tfunc;
+
+typedef struct tobject {
+    vial_tmpl_attr_fn attr;
+    void *data;
+    const char *name;
+} tobject;
 
 #define TV(k) ((tv){.kind = (k)})
 static inline tv tv_int(int64_t i) { return (tv){.kind = TV_INT, .u.i = i}; }

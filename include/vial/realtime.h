@@ -1,0 +1,193 @@
+/* Realtime: server-sent events and the broadcast hub.
+ *
+ * SSE (the EventSource protocol) writes events on a streamed response; the
+ * hub carries messages published anywhere in the process (a sync or async
+ * view on any thread, a worker, a thread of the app's own, code outside any
+ * request) to every subscriber of a topic on every loop thread: websocket
+ * sessions, SSE streams and plain streaming views alike.
+ *
+ *   static vial_hub *hub;                       // vial_hub_new() in main
+ *
+ *   static int events(vial_req *rq, vial_res *rs)      // async view
+ *   {
+ *       vial_sse_opts o = {.heartbeat_ms = 15000};
+ *       return vial_sse_serve(rq, rs, hub, "news", &o); // until the client leaves
+ *   }
+ *   static int post(vial_req *rq, vial_res *rs)        // sync view
+ *   {
+ *       vial_hub_publish(hub, "news", "hello", 5);
+ *       return vial_text(rs, 200, "sent\n");
+ *   }
+ *
+ * Delivery: a publish copies the message once and queues it for each loop
+ * thread that has subscribers of the topic (one queue per topic and thread,
+ * the thread woken once per batch, not once per message or subscriber);
+ * that thread hands it to each of its subscribers. The websocket frame and
+ * the SSE bytes of a message are each built once (by the first thread that
+ * needs them) and shared by every subscriber, refcounted. Publishes queue
+ * under the hub's lock and every queue is FIFO, so every subscriber sees the
+ * messages of a topic in one order, which keeps each publisher's order.
+ *
+ * Slow subscribers: each has a bounded queue (VIAL_HUB_QUEUE_DEFAULT
+ * messages, or the topic's vial_hub_set_policy); a message for a full queue
+ * either drops the oldest queued one (VIAL_HUB_DROP_OLDEST, the default) or
+ * ends the subscription (VIAL_HUB_DISCONNECT): a websocket is closed with
+ * 1008 once what it was already sent is written, an SSE stream ends. A
+ * loop thread that falls a whole queue behind its publishers (at least 64
+ * messages) loses the oldest for its subscribers, who take it as their
+ * policy says. Memory is thus bounded by the queues (messages shared with
+ * the other subscribers) plus each connection's output buffer: the writers
+ * await the socket (backpressure), nothing else buffers.
+ *
+ * Within one process only: instances behind a load balancer do not share a
+ * hub (yet).
+ *
+ * Metrics (vial_config.metrics): vial_hub_published_total,
+ * vial_hub_delivered_total, vial_hub_dropped_total,
+ * vial_hub_disconnected_total and the vial_hub_subscribers gauge. */
+#ifndef VIAL_REALTIME_H
+#define VIAL_REALTIME_H
+
+#include "vial.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#pragma GCC visibility push(default)
+
+/* --- server-sent events ----------------------------------------------------------------
+ * An event's fields. data may hold several lines (LF, CR or CRLF between
+ * them): each becomes its own "data:" line, so the client reads the same
+ * text back (its line breaks as LF). event and id are single lines: a CR or
+ * LF in them (which would start a new field) makes the call fail with
+ * -EINVAL and nothing is written; an id may not hold NUL either (the
+ * protocol ignores such ids). */
+typedef struct vial_sse_event {
+    const char *event;   /* NULL or "": none (the client's "message") */
+    const char *id;      /* NULL: none; "": resets the client's last id */
+    const void *data;    /* may be NULL when len is 0 */
+    size_t len;
+    uint32_t retry_ms;   /* 0: none; else the client's reconnection delay */
+} vial_sse_event;
+
+/* Starts an event stream (async views): status 200, Content-Type
+ * text/event-stream, Cache-Control: no-cache, X-Accel-Buffering: no (so a
+ * proxy such as nginx passes events at once). Returns vial_stream_begin's
+ * result. */
+int vial_sse_begin(vial_res *rs);
+
+/* Writes one event, awaiting the socket. Returns 0, -EINVAL (CR/LF in event
+ * or id; nothing written), or vial_stream_write's error (the client left:
+ * stop then). */
+int vial_sse_send(vial_res *rs, const vial_sse_event *ev);
+
+/* Writes a comment line (": text"), which clients ignore: a heartbeat that
+ * keeps proxies from timing the stream out. -EINVAL for CR/LF in text. */
+int vial_sse_comment(vial_res *rs, const char *text);
+
+/* The event's wire form (what vial_sse_send writes) into out, which holds
+ * cap bytes. Returns its length even when larger than cap (then out holds
+ * nothing useful: call again with room), or -EINVAL. For apps that keep
+ * encoded events (a replay ring). */
+long vial_sse_encode(const vial_sse_event *ev, char *out, size_t cap);
+
+/* The request's Last-Event-ID header (sent by a reconnecting EventSource),
+ * or NULL when absent or empty. */
+const char *vial_sse_last_id(vial_req *rq);
+
+/* Called by vial_sse_serve before live events with the client's
+ * Last-Event-ID (never NULL): send what it missed with vial_sse_send and
+ * return 0, or a negative code to end the stream. */
+typedef int (*vial_sse_replay_fn)(vial_req *rq, vial_res *rs, const char *last_id, void *arg);
+
+typedef struct vial_sse_opts {
+    uint32_t heartbeat_ms;      /* ": ping" after this long without an event; 0: never */
+    uint32_t retry_ms;          /* sent first as "retry:" when not 0 */
+    vial_sse_replay_fn replay;  /* NULL: a reconnect gets live events only */
+    void *arg;                  /* for replay */
+    uint64_t max_events;        /* end after this many live events; 0: no limit */
+} vial_sse_opts;
+
+struct vial_hub;
+
+/* Serves an SSE stream of a hub topic (async views): begins the stream,
+ * subscribes (before the replay, so nothing published meanwhile is lost;
+ * an event may then come twice, the ids tell), calls o->replay when the
+ * client sent Last-Event-ID, then writes each published message as an event
+ * and a heartbeat comment when the topic is quiet. Returns when the client
+ * leaves (-ECANCELED or the write's error), when the hub dropped it for
+ * being slow under VIAL_HUB_DISCONNECT (-ENOBUFS), or 0 after max_events.
+ * The subscription ends with it. o may be NULL. */
+int vial_sse_serve(vial_req *rq, vial_res *rs, struct vial_hub *hub, const char *topic,
+                   const vial_sse_opts *o);
+
+/* --- the hub ---------------------------------------------------------------------------- */
+typedef struct vial_hub vial_hub;
+typedef struct vial_sub vial_sub;
+
+/* What a full subscriber queue does with one more message. */
+#define VIAL_HUB_DROP_OLDEST 0
+#define VIAL_HUB_DISCONNECT 1
+#define VIAL_HUB_QUEUE_DEFAULT 256
+#define VIAL_HUB_QUEUE_MAX 65536
+
+/* A hub: a set of named topics. Thread-safe. NULL when out of memory. */
+vial_hub *vial_hub_new(void);
+/* Only once nothing subscribes or publishes any more (after vial_run). */
+void vial_hub_free(vial_hub *h);
+
+/* Sets topic's slow-subscriber policy and per-subscriber queue length
+ * (1..VIAL_HUB_QUEUE_MAX messages); it applies to subscriptions made after
+ * it. Returns 0, -EINVAL, -ENOMEM. Topics exist from their first use and
+ * last as long as the hub (a name and a few words each). */
+int vial_hub_set_policy(vial_hub *h, const char *topic, int policy, size_t queue_len);
+
+/* Publishes data (sent to websockets as a text frame: UTF-8, not checked;
+ * to SSE as an event's data). From anywhere; never waits. Returns the number
+ * of loop threads it was posted to (0: no subscriber), or -ENOMEM. */
+int vial_hub_publish(vial_hub *h, const char *topic, const void *data, size_t len);
+/* The same with SSE fields (event, id, retry: websockets get the data
+ * only). -EINVAL for CR/LF in event or id. */
+int vial_hub_publish_event(vial_hub *h, const char *topic, const vial_sse_event *ev);
+
+/* Subscribes the running async view (or websocket handler) to topic on its
+ * loop thread. The subscription ends with the request at the latest.
+ * Returns NULL when out of memory or not in async code. */
+vial_sub *vial_hub_subscribe(vial_req *rq, vial_hub *h, const char *topic);
+
+/* Awaits the next message, at most timeout_ms (0: no limit). Returns 0 with
+ * *out filled (its pointers valid until the next call or vial_sub_close);
+ * -ETIMEDOUT when none came in time; -ENOBUFS when the subscription was
+ * ended for being slow (VIAL_HUB_DISCONNECT); -EPIPE once closed;
+ * -ECANCELED when the request was cancelled (the client left). */
+int vial_sub_next(vial_sub *s, vial_sse_event *out, uint64_t timeout_ms);
+
+/* Messages this subscriber lost to VIAL_HUB_DROP_OLDEST so far. */
+uint64_t vial_sub_dropped(const vial_sub *s);
+
+/* Ends the subscription now (else it ends with the request). */
+void vial_sub_close(vial_sub *s);
+
+/* Subscribes a websocket session: while its handler awaits vial_ws_recv,
+ * the topic's messages are written to it as text frames. Under
+ * VIAL_HUB_DISCONNECT a session that falls a queue behind is closed with
+ * 1008 (its vial_ws_recv returns -ENOBUFS). From the session's handler.
+ * Returns 0, -EPIPE (session over), -ENOMEM. */
+int vial_ws_subscribe(vial_ws *ws, vial_hub *h, const char *topic);
+
+/* Totals since start, all hubs: for tests and the metrics. */
+typedef struct vial_hub_counts {
+    uint64_t published, delivered, dropped, disconnected, subscribers;
+} vial_hub_counts;
+void vial_hub_stats(vial_hub_counts *out);
+
+#pragma GCC visibility pop
+
+#ifdef __cplusplus
+}
+#endif
+#endif

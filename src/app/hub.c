@@ -1,0 +1,651 @@
+/* The broadcast hub (include/vial/realtime.h).
+ *
+ * A topic keeps one node per loop thread that has subscribers there. A
+ * publish copies the message once and posts one item per such node; on the
+ * node's loop the item is queued for each local subscriber, which only that
+ * loop touches, so a subscriber's queue and its wake need no lock. The
+ * encoded forms (websocket frame, SSE bytes) hang on the message, built by
+ * the first subscriber that needs one and shared by all.
+ *
+ * The hub's lock guards the topic list and each node's subscriber count;
+ * publishes post under it, so all loops see a topic's messages in one order
+ * (mailboxes are FIFO). Nodes live as long as the hub: an item in flight may
+ * reach a node whose subscribers have all left, and finds it empty. */
+#include "app/hub.h"
+#include "app/app.h"
+#include "http/exchange.h"
+#include "http/websocket.h"
+#include "runtime/coro.h"
+#include "runtime/driver.h"
+#include "runtime/loop.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct hub_msg {
+    atomic_uint refs;
+    vial_sse_event ev; /* points into store */
+    _Atomic(vial_shared_bytes *) frame, sse;
+    char store[];
+} hub_msg;
+
+typedef struct tnode tnode;
+
+struct vial_sub {
+    tnode *node;            /* NULL once detached */
+    vial_sub *prev, *next;  /* in node->subs, on the node's loop only */
+    hub_msg **ring;
+    size_t cap, head, len;
+    int policy;
+    int ended;              /* dropped for being slow */
+    uint64_t dropped;
+    hub_msg *cur;           /* what vial_sub_next handed out last */
+    vial_coro *waiter;      /* parked in vial_sub_wait */
+    void (*kick)(void *arg);
+    void *kick_arg;
+};
+
+/* A topic on one loop thread. Publishers queue messages here (under the
+ * hub's lock) and post the node once until its loop takes them: a
+ * publisher faster than the loop costs at most the node's queue, never a
+ * mailbox item per message. */
+struct tnode {
+    vial_loop *loop;
+    vial_sub *subs;         /* loop thread only */
+    hub_msg **batch;        /* loop thread only: what the last take moved out */
+    /* under the hub's lock */
+    size_t nsubs;
+    hub_msg **q;
+    size_t qcap, qhead, qlen;
+    uint64_t lost;          /* dropped here, the queue being full */
+    int posted;
+    vial_msg m;
+    tnode *next;
+};
+
+typedef struct topic {
+    char *name;
+    int policy;
+    size_t qlen;
+    tnode *nodes;
+    struct topic *next;
+} topic;
+
+struct vial_hub {
+    pthread_mutex_t lock;
+    topic *topics;
+};
+
+static atomic_uint_fast64_t n_published, n_delivered, n_dropped, n_disconnected;
+static atomic_int_fast64_t n_subscribers;
+
+void vial_hub_stats(vial_hub_counts *out)
+{
+    int64_t s = atomic_load(&n_subscribers);
+    out->published = atomic_load(&n_published);
+    out->delivered = atomic_load(&n_delivered);
+    out->dropped = atomic_load(&n_dropped);
+    out->disconnected = atomic_load(&n_disconnected);
+    out->subscribers = s > 0 ? (uint64_t)s : 0;
+}
+
+void vial_shared_bytes_unref(vial_shared_bytes *b)
+{
+    if (b && atomic_fetch_sub(&b->refs, 1) == 1)
+        free(b);
+}
+
+static void msg_unref(hub_msg *m)
+{
+    if (atomic_fetch_sub(&m->refs, 1) != 1)
+        return;
+    vial_shared_bytes_unref(atomic_load(&m->frame));
+    vial_shared_bytes_unref(atomic_load(&m->sse));
+    free(m);
+}
+
+/* --- hubs and topics --------------------------------------------------------------------- */
+
+vial_hub *vial_hub_new(void)
+{
+    vial_hub *h = calloc(1, sizeof *h);
+    if (h)
+        pthread_mutex_init(&h->lock, NULL);
+    return h;
+}
+
+void vial_hub_free(vial_hub *h)
+{
+    if (!h)
+        return;
+    while (h->topics) {
+        topic *t = h->topics;
+        h->topics = t->next;
+        while (t->nodes) {
+            tnode *n = t->nodes;
+            t->nodes = n->next;
+            for (; n->qlen; n->qlen--, n->qhead = (n->qhead + 1) % n->qcap)
+                msg_unref(n->q[n->qhead]);
+            free(n->q);
+            free(n->batch);
+            free(n); /* the start of its node_box */
+        }
+        free(t->name);
+        free(t);
+    }
+    pthread_mutex_destroy(&h->lock);
+    free(h);
+}
+
+/* Under the lock. */
+static topic *topic_find(vial_hub *h, const char *name, int create)
+{
+    for (topic *t = h->topics; t; t = t->next)
+        if (!strcmp(t->name, name))
+            return t;
+    if (!create)
+        return NULL;
+    topic *t = calloc(1, sizeof *t);
+    if (!t || !(t->name = strdup(name))) {
+        free(t);
+        return NULL;
+    }
+    t->policy = VIAL_HUB_DROP_OLDEST;
+    t->qlen = VIAL_HUB_QUEUE_DEFAULT;
+    t->next = h->topics;
+    h->topics = t;
+    return t;
+}
+
+int vial_hub_set_policy(vial_hub *h, const char *name, int policy, size_t queue_len)
+{
+    if (!h || !name || (policy != VIAL_HUB_DROP_OLDEST && policy != VIAL_HUB_DISCONNECT) ||
+        queue_len < 1 || queue_len > VIAL_HUB_QUEUE_MAX)
+        return -EINVAL;
+    pthread_mutex_lock(&h->lock);
+    topic *t = topic_find(h, name, 1);
+    if (t) {
+        t->policy = policy;
+        t->qlen = queue_len;
+    }
+    pthread_mutex_unlock(&h->lock);
+    return t ? 0 : -ENOMEM;
+}
+
+/* --- subscribers (on their loop thread) ---------------------------------------------------- */
+
+static void sub_notify(vial_sub *s)
+{
+    if (s->waiter)
+        vial_coro_wake(s->waiter, 0);
+    if (s->kick)
+        s->kick(s->kick_arg);
+}
+
+static void ring_clear(vial_sub *s)
+{
+    while (s->len) {
+        msg_unref(s->ring[s->head]);
+        s->head = (s->head + 1) % s->cap;
+        s->len--;
+    }
+}
+
+/* The subscriber fell a queue behind under VIAL_HUB_DISCONNECT: it gets
+ * nothing more, and learns it at its next wait. */
+static void sub_end_slow(vial_sub *s)
+{
+    s->ended = 1;
+    ring_clear(s);
+    atomic_fetch_add(&n_disconnected, 1);
+    sub_notify(s);
+}
+
+static void sub_enqueue(vial_sub *s, hub_msg *m)
+{
+    if (s->ended)
+        return;
+    if (s->len == s->cap) {
+        if (s->policy == VIAL_HUB_DISCONNECT) {
+            sub_end_slow(s);
+            return;
+        }
+        msg_unref(s->ring[s->head]);
+        s->head = (s->head + 1) % s->cap;
+        s->len--;
+        s->dropped++;
+        atomic_fetch_add(&n_dropped, 1);
+    }
+    atomic_fetch_add(&m->refs, 1);
+    s->ring[(s->head + s->len++) % s->cap] = m;
+    sub_notify(s);
+}
+
+/* A loop that fell a whole queue behind its publishers lost messages for
+ * every subscriber it has: each takes that as its policy says. */
+static void sub_lost(vial_sub *s, uint64_t lost)
+{
+    if (s->ended)
+        return;
+    if (s->policy == VIAL_HUB_DISCONNECT) {
+        sub_end_slow(s);
+        return;
+    }
+    s->dropped += lost;
+    atomic_fetch_add(&n_dropped, lost);
+}
+
+static vial_hub *node_hub(tnode *n);
+
+/* On the node's loop: takes what publishers queued, hands it to each
+ * subscriber of this thread. */
+static void node_deliver(vial_loop *l, vial_msg *mm)
+{
+    (void)l;
+    tnode *n = (tnode *)((char *)mm - offsetof(tnode, m));
+    vial_hub *h = node_hub(n);
+    pthread_mutex_lock(&h->lock);
+    size_t k = 0;
+    for (; n->qlen; n->qlen--, n->qhead = (n->qhead + 1) % n->qcap)
+        n->batch[k++] = n->q[n->qhead];
+    uint64_t lost = n->lost;
+    n->lost = 0;
+    n->posted = 0;
+    pthread_mutex_unlock(&h->lock);
+    for (vial_sub *s = n->subs; s; s = s->next) {
+        if (lost)
+            sub_lost(s, lost);
+        for (size_t i = 0; i < k; i++)
+            sub_enqueue(s, n->batch[i]);
+    }
+    for (size_t i = 0; i < k; i++)
+        msg_unref(n->batch[i]);
+}
+
+/* A node and the hub it belongs to: its loop callback needs the lock. */
+typedef struct node_box {
+    tnode node;
+    vial_hub *hub;
+} node_box;
+
+static vial_hub *node_hub(tnode *n)
+{
+    return ((node_box *)n)->hub;
+}
+
+static tnode *node_new(vial_hub *h, vial_loop *loop, size_t qlen)
+{
+    node_box *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    tnode *n = &b->node;
+    b->hub = h;
+    n->loop = loop;
+    /* At least a burst's worth: a loop is briefly busy now and then. */
+    n->qcap = qlen < 64 ? 64 : qlen;
+    n->q = malloc(n->qcap * sizeof *n->q);
+    n->batch = malloc(n->qcap * sizeof *n->batch);
+    if (!n->q || !n->batch) {
+        free(n->q);
+        free(n->batch);
+        free(b);
+        return NULL;
+    }
+    n->m.cb = node_deliver;
+    return n;
+}
+
+/* The hub a subscription belongs to, kept beside it. */
+typedef struct sub_box {
+    vial_sub sub;
+    vial_hub *hub;
+} sub_box;
+
+/* Attaches a new subscriber on this loop thread. */
+static vial_sub *sub_attach(vial_hub *h, const char *name)
+{
+    /* A coroutine's own loop: the test client runs its loop by hand. */
+    vial_coro *co = vial_coro_current();
+    vial_loop *loop = co ? co->loop : vial_loop_current();
+    if (!h || !name || !loop)
+        return NULL;
+    sub_box *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    b->hub = h;
+    vial_sub *s = &b->sub;
+    pthread_mutex_lock(&h->lock);
+    topic *t = topic_find(h, name, 1);
+    tnode *n = NULL;
+    if (t) {
+        for (n = t->nodes; n && n->loop != loop; n = n->next)
+            ;
+        if (!n && (n = node_new(h, loop, t->qlen))) {
+            n->next = t->nodes;
+            t->nodes = n;
+        }
+        if (n) {
+            s->policy = t->policy;
+            s->cap = t->qlen;
+        }
+    }
+    if (n && (s->ring = malloc(s->cap * sizeof *s->ring)))
+        n->nsubs++;
+    else
+        n = NULL;
+    pthread_mutex_unlock(&h->lock);
+    if (!n) {
+        free(b);
+        return NULL;
+    }
+    /* Items posted after the count went up find it in the list: they run
+     * on this thread, after this. */
+    s->node = n;
+    s->next = n->subs;
+    if (n->subs)
+        n->subs->prev = s;
+    n->subs = s;
+    atomic_fetch_add(&n_subscribers, 1);
+    return s;
+}
+
+static void sub_detach(vial_sub *s, vial_hub *h)
+{
+    tnode *n = s->node;
+    if (!n)
+        return;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        n->subs = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->node = NULL;
+    pthread_mutex_lock(&h->lock);
+    n->nsubs--;
+    pthread_mutex_unlock(&h->lock);
+    ring_clear(s);
+    if (s->cur) {
+        msg_unref(s->cur);
+        s->cur = NULL;
+    }
+    atomic_fetch_sub(&n_subscribers, 1);
+}
+
+static void sub_cleanup(void *arg)
+{
+    sub_box *b = arg;
+    sub_detach(&b->sub, b->hub);
+    free(b->sub.ring);
+    free(b);
+}
+
+static vial_sub *sub_new(vial_hub *h, const char *name)
+{
+    return sub_attach(h, name);
+}
+
+vial_sub *vial_hub_subscribe(vial_req *rq, vial_hub *h, const char *name)
+{
+    if (!rq || vial_req_is_sync(rq) || !vial_coro_current())
+        return NULL;
+    vial_sub *s = sub_new(h, name);
+    if (s && vial_exchange_defer(rq, sub_cleanup, s) < 0) {
+        sub_cleanup(s);
+        return NULL;
+    }
+    return s;
+}
+
+vial_sub *vial_hub_sub_open(vial_hub *h, const char *name, void (*kick)(void *arg), void *arg)
+{
+    vial_sub *s = sub_new(h, name);
+    if (s) {
+        s->kick = kick;
+        s->kick_arg = arg;
+    }
+    return s;
+}
+
+void vial_hub_sub_free(vial_sub *s)
+{
+    if (s)
+        sub_cleanup(s);
+}
+
+void vial_sub_close(vial_sub *s)
+{
+    if (s)
+        sub_detach(s, ((sub_box *)s)->hub);
+}
+
+uint64_t vial_sub_dropped(const vial_sub *s)
+{
+    return s->dropped;
+}
+
+int vial_sub_ended(const vial_sub *s)
+{
+    return s->ended;
+}
+
+/* Awaits a queued message: 0 when one is, else the reason. */
+static int sub_wait(vial_sub *s, uint64_t timeout_ms)
+{
+    vial_coro *self = vial_coro_current();
+    if (!self)
+        return -EPERM;
+    uint64_t until = timeout_ms ? self->loop->now + timeout_ms * 1000000ull : 0;
+    for (;;) {
+        if (s->ended)
+            return -ENOBUFS;
+        if (!s->node)
+            return -EPIPE;
+        if (s->len)
+            return 0;
+        s->waiter = self;
+        int r = vial_coro_wait(until);
+        s->waiter = NULL;
+        if (r < 0 && !s->len && !s->ended)
+            return r;
+        if (r == -ECANCELED)
+            return r;
+    }
+}
+
+static hub_msg *sub_pop(vial_sub *s)
+{
+    hub_msg *m = s->ring[s->head];
+    s->head = (s->head + 1) % s->cap;
+    s->len--;
+    atomic_fetch_add(&n_delivered, 1);
+    return m;
+}
+
+int vial_sub_next(vial_sub *s, vial_sse_event *out, uint64_t timeout_ms)
+{
+    if (s->cur) {
+        msg_unref(s->cur);
+        s->cur = NULL;
+    }
+    int r = sub_wait(s, timeout_ms);
+    if (r < 0)
+        return r;
+    s->cur = sub_pop(s);
+    *out = s->cur->ev;
+    return 0;
+}
+
+/* Builds *slot once: the first taker wins, a racing one frees its copy. */
+static vial_shared_bytes *shared_once(_Atomic(vial_shared_bytes *) *slot, vial_shared_bytes *(*build)(const hub_msg *m),
+                                      const hub_msg *m)
+{
+    vial_shared_bytes *b = atomic_load(slot);
+    if (!b) {
+        vial_shared_bytes *mine = build(m);
+        if (!mine)
+            return NULL;
+        vial_shared_bytes *expected = NULL;
+        if (atomic_compare_exchange_strong(slot, &expected, mine)) {
+            b = mine;
+        } else {
+            free(mine);
+            b = expected;
+        }
+    }
+    atomic_fetch_add(&b->refs, 1);
+    return b;
+}
+
+vial_shared_bytes *vial_ws_frame_shared(int opcode, const void *data, size_t len)
+{
+    uint8_t h[10];
+    size_t hl = vial_ws_frame_header(h, opcode, len);
+    vial_shared_bytes *b = malloc(sizeof *b + hl + len);
+    if (!b)
+        return NULL;
+    atomic_init(&b->refs, 1);
+    b->len = hl + len;
+    memcpy(b->bytes, h, hl);
+    if (len)
+        memcpy(b->bytes + hl, data, len);
+    return b;
+}
+
+static vial_shared_bytes *build_frame(const hub_msg *m)
+{
+    return vial_ws_frame_shared(VIAL_WS_OP_TEXT, m->ev.data, m->ev.len);
+}
+
+static vial_shared_bytes *build_sse(const hub_msg *m)
+{
+    return vial_sse_shared(&m->ev);
+}
+
+vial_shared_bytes *vial_sub_take_frame(vial_sub *s)
+{
+    while (s->len) {
+        hub_msg *m = sub_pop(s);
+        vial_shared_bytes *b = shared_once(&m->frame, build_frame, m);
+        msg_unref(m);
+        if (b)
+            return b;
+    }
+    return NULL;
+}
+
+/* For vial_sse_serve: the next message's SSE bytes. */
+static vial_shared_bytes *sub_take_sse(vial_sub *s)
+{
+    hub_msg *m = sub_pop(s);
+    vial_shared_bytes *b = shared_once(&m->sse, build_sse, m);
+    msg_unref(m);
+    return b;
+}
+
+/* --- publishing ------------------------------------------------------------------------- */
+
+static size_t field_len(const char *f)
+{
+    return f ? strlen(f) + 1 : 0;
+}
+
+int vial_hub_publish_event(vial_hub *h, const char *name, const vial_sse_event *ev)
+{
+    if (!h || !name || !ev || (ev->len && !ev->data))
+        return -EINVAL;
+    if ((ev->event && strpbrk(ev->event, "\r\n")) || (ev->id && strpbrk(ev->id, "\r\n")))
+        return -EINVAL;
+    size_t el = field_len(ev->event), il = field_len(ev->id);
+    hub_msg *m = malloc(sizeof *m + ev->len + el + il + 1);
+    if (!m)
+        return -ENOMEM;
+    atomic_init(&m->refs, 1);
+    atomic_init(&m->frame, NULL);
+    atomic_init(&m->sse, NULL);
+    char *p = m->store;
+    if (ev->len)
+        memcpy(p, ev->data, ev->len);
+    p[ev->len] = 0;
+    m->ev = (vial_sse_event){NULL, NULL, p, ev->len, ev->retry_ms};
+    p += ev->len + 1;
+    if (el) {
+        memcpy(p, ev->event, el);
+        m->ev.event = p;
+        p += el;
+    }
+    if (il) {
+        memcpy(p, ev->id, il);
+        m->ev.id = p;
+    }
+    atomic_fetch_add(&n_published, 1);
+    int posted = 0;
+    pthread_mutex_lock(&h->lock);
+    topic *t = topic_find(h, name, 0);
+    for (tnode *n = t ? t->nodes : NULL; n; n = n->next) {
+        if (!n->nsubs)
+            continue;
+        if (n->qlen == n->qcap) {
+            msg_unref(n->q[n->qhead]);
+            n->qhead = (n->qhead + 1) % n->qcap;
+            n->qlen--;
+            n->lost++;
+        }
+        atomic_fetch_add(&m->refs, 1);
+        n->q[(n->qhead + n->qlen++) % n->qcap] = m;
+        if (!n->posted) {
+            n->posted = 1;
+            vial_loop_post(n->loop, &n->m);
+        }
+        posted++;
+    }
+    pthread_mutex_unlock(&h->lock);
+    msg_unref(m);
+    return posted;
+}
+
+int vial_hub_publish(vial_hub *h, const char *name, const void *data, size_t len)
+{
+    vial_sse_event ev = {NULL, NULL, data, len, 0};
+    return vial_hub_publish_event(h, name, &ev);
+}
+
+/* --- SSE streams of a topic ---------------------------------------------------------------- */
+
+int vial_sse_serve(vial_req *rq, vial_res *rs, vial_hub *h, const char *name, const vial_sse_opts *o)
+{
+    static const vial_sse_opts none;
+    if (!o)
+        o = &none;
+    vial_sub *s = vial_hub_subscribe(rq, h, name);
+    if (!s)
+        return vial_req_is_sync(rq) ? -EPERM : -ENOMEM;
+    int r = vial_sse_begin(rs);
+    if (r == 0 && o->retry_ms) {
+        vial_sse_event retry = {.retry_ms = o->retry_ms};
+        r = vial_sse_send(rs, &retry);
+    }
+    const char *last = vial_sse_last_id(rq);
+    if (r == 0 && last && o->replay)
+        r = o->replay(rq, rs, last, o->arg);
+    uint64_t sent = 0;
+    while (r == 0 && (!o->max_events || sent < o->max_events)) {
+        r = sub_wait(s, o->heartbeat_ms);
+        if (r == -ETIMEDOUT && o->heartbeat_ms && !vial_drv_doomed(vial_coro_current())) {
+            r = vial_sse_comment(rs, "ping");
+            continue;
+        }
+        if (r < 0)
+            break;
+        vial_shared_bytes *b = sub_take_sse(s);
+        if (b) {
+            r = vial_stream_write(rs, b->bytes, b->len);
+            vial_shared_bytes_unref(b);
+            sent++;
+        }
+    }
+    vial_sub_close(s);
+    return r;
+}

@@ -1,0 +1,39 @@
+/* The hub's side that websocket.c and sse.c use (hub.c). */
+#ifndef VIAL_APP_HUB_H
+#define VIAL_APP_HUB_H
+
+#include "vial.h"
+#include "vial/realtime.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Bytes built once and shared by every connection that sends them (a
+ * websocket frame, an SSE event). */
+typedef struct vial_shared_bytes {
+    atomic_uint refs;
+    size_t len;
+    uint8_t bytes[];
+} vial_shared_bytes;
+
+void vial_shared_bytes_unref(vial_shared_bytes *b);
+
+/* A websocket subscription: kick(arg) runs on the session's loop when a
+ * message is queued or the subscription ends. NULL when out of memory. */
+vial_sub *vial_hub_sub_open(vial_hub *h, const char *topic, void (*kick)(void *arg), void *arg);
+/* Takes the next message's websocket frame (a reference the caller drops),
+ * or NULL when none is queued (or none could be built). */
+vial_shared_bytes *vial_sub_take_frame(vial_sub *s);
+/* 1 when the hub ended it for being slow. */
+int vial_sub_ended(const vial_sub *s);
+/* Ends and frees a subscription opened with vial_hub_sub_open. */
+void vial_hub_sub_free(vial_sub *s);
+
+/* One complete server frame (unmasked, so any connection may send it). */
+vial_shared_bytes *vial_ws_frame_shared(int opcode, const void *data, size_t len);
+
+/* The SSE wire form of ev into a new shared buffer; NULL: -EINVAL or no memory. */
+vial_shared_bytes *vial_sse_shared(const vial_sse_event *ev);
+
+#endif
