@@ -371,8 +371,10 @@ typedef struct vial_config {
     int drain_delay_ms;
     int request_id;
     /* processes: 1 (the default) serves in this process; N > 1 makes it a
-     * supervisor that binds the listener, runs N worker processes sharing
-     * it (each with `threads` loops and `workers` pool threads), logs and
+     * supervisor that opens the listeners (host/port, listen, or systemd's
+     * sockets), runs N worker processes sharing them all (each with
+     * `threads` loops and `workers` pool threads; the only process that
+     * talks to systemd is the supervisor), logs and
      * replaces a worker that crashes (its signal and the route it served),
      * reloads on SIGHUP with no request lost (new workers ready before the
      * old ones drain; the config file re-read), forwards SIGTERM/SIGINT

@@ -117,10 +117,11 @@ void vial_app_serve(void *app, vial_req *rq);
  * crash reports (runtime/crash.h's describer; dispatch.c). */
 void vial_crash_describe(void *request, char *out, size_t cap);
 
-/* --processes N > 1 (supervisor.c): binds the listener, runs N worker
- * processes that each call serve(app, cfg) on it, replaces crashed ones,
- * reloads on SIGHUP, drains on SIGTERM/SIGINT. Returns when they are gone:
- * 0, or a negative errno. */
+/* --processes N > 1 (supervisor.c): opens the listeners (http/listen.h),
+ * runs N worker processes that each call serve(app, cfg) on them all,
+ * replaces crashed ones, reloads on SIGHUP, drains on SIGTERM/SIGINT, tells
+ * systemd. Returns when they are gone: 0, a negative errno, or -ECHILD when
+ * the first workers did not get ready (logged). */
 int vial_supervise(vial_app *app, const vial_config *cfg,
                    int (*serve)(vial_app *, const vial_config *));
 /* Reads the config file, the environment and the flags vial_config_args
