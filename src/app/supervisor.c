@@ -506,10 +506,10 @@ int vial_supervise(vial_app *app, const vial_config *cfg, int (*serve)(vial_app 
     vial_listen_describe_all(sv->listens, sv->nlistens, sv->where, sizeof sv->where);
     if (cfg->on_ready)
         cfg->on_ready(port, cfg->ready_data);
-    int fresh[MAX_SLOTS / 2];
+    int fresh[MAX_SLOTS / 2], nfresh = 0;
     for (int k = 0; k < cfg->processes && k < MAX_SLOTS / 2; k++) {
         err = spawn(sv, k);
-        fresh[k] = k;
+        fresh[nfresh++] = k;
         if (err < 0) {
             kill_all(sv);
             goto out;
@@ -525,7 +525,7 @@ int vial_supervise(vial_app *app, const vial_config *cfg, int (*serve)(vial_app 
     /* systemd hears READY=1 when the first workers can serve: a worker
      * that cannot start (an access log it cannot open, a crash) stops the
      * start rather than leave a service that only restarts workers. */
-    if (!wait_ready(sv, fresh, cfg->processes)) {
+    if (!wait_ready(sv, fresh, nfresh)) {
         vial_log(VIAL_LOG_ERROR, "the workers did not start; stopping");
         kill_all(sv);
         err = -ECHILD;

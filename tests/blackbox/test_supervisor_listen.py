@@ -4,22 +4,26 @@ entries, the descriptors systemd passed) and every worker serves all of
 them; a SIGHUP reload loses no request on any of them; a Unix socket file
 outlives the workers a reload retires and is removed by the supervisor
 only; systemd hears READY=1, RELOADING=1/READY=1 and STOPPING=1 from the
-supervisor, and its watchdog pings. Private servers, real signals."""
+supervisor, and its watchdog pings. What must stop a start stops it before
+any fork. Private servers, real signals."""
 
 import os
 import select
 import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
 
 import pytest
 
+from conftest import conformance_binary
 from httpkit import Client, req
 from listenkit import procs, Proc, tcp_port  # noqa: F401 - procs is a fixture
 from test_supervisor import children, wait_for
 from test_systemd import Notify, tcp_listener
+from test_templates import server_env, write_all
 
 pytestmark = pytest.mark.slow
 
@@ -306,5 +310,48 @@ def test_watchdog_pinged_by_the_supervisor(procs, tmp_path):  # noqa: F811
         gaps = [b[0] - a[0] for a, b in zip(pings, pings[1:])]
         assert max(gaps) < 0.4 + 0.6, gaps
         assert p.stop() == 0
+    finally:
+        n.close()
+
+
+def run_to_exit(args, env=None, timeout=15):
+    p = subprocess.run([str(conformance_binary())] + list(args), env=env, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+    return p.returncode, p.stdout.decode("utf-8", "replace")
+
+
+def test_template_syntax_error_stops_the_start_before_forking(tmp_path):
+    write_all(tmp_path / "app", {"good.html": "fine"})
+    (tmp_path / "app" / "sub").mkdir()
+    (tmp_path / "app" / "sub" / "broken.html").write_text("one\ntwo\n{% for x in %}{% endfor %}\n")
+    (tmp_path / "bp").mkdir()
+    rc, out = run_to_exit(["--processes", "2", "--port", "0", "--log-level", "debug"],
+                          env=server_env(tmp_path))
+    assert rc != 0, out
+    assert "sub/broken.html:3:" in out, out
+    assert "listening" not in out and "worker" not in out, out
+
+
+def test_bad_trusted_proxy_stops_the_start_before_forking():
+    rc, out = run_to_exit(["--processes", "2", "--port", "0", "--log-level", "debug",
+                           "--trusted-proxy", "10.0.0.0/99"])
+    assert rc != 0, out
+    assert "--trusted-proxy" in out, out
+    assert "listening" not in out and "worker" not in out, out
+
+
+def test_workers_that_cannot_start_stop_the_supervisor(tmp_path):
+    # Each worker opens the access log: a directory that does not exist
+    # fails every one of them, and the supervisor stops instead of
+    # replacing them for ever (no READY=1 for systemd).
+    n = Notify(tmp_path)
+    try:
+        rc, out = run_to_exit(["--processes", "2", "--port", "0",
+                               "--access-log", str(tmp_path / "no" / "such" / "dir" / "access.log")],
+                              env=dict(os.environ, NOTIFY_SOCKET=n.env))
+        assert rc != 0, out
+        assert "the workers did not start; stopping" in out, out
+        with pytest.raises(socket.timeout):
+            n.next(0.2)
     finally:
         n.close()
