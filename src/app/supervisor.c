@@ -336,15 +336,19 @@ static int wait_ready(supervisor *sv, const int *fresh, int n)
             return 0;
         watchdog(sv);
         int r = poll(pfd, (nfds_t)np, 50);
+        int failed = 0;
         for (int k = 0; r > 0 && k < np; k++) {
             if (!pfd[k].revents)
                 continue;
             char b;
             ssize_t got = read(pfd[k].fd, &b, 1);
             close_ready(&sv->w[idx[k]]);
-            if (got != 1) /* closed without a byte: it is exiting */
-                sv->w[idx[k]].ready_fd = -1;
+            /* Closed without a byte: it is exiting, maybe not reapable
+             * yet; not ready in any case. */
+            failed |= got != 1;
         }
+        if (failed)
+            return 0;
         /* A SIGCHLD meanwhile: note deaths, so a crash is seen as one.
          * Only SIGCHLD is taken here: a SIGTERM stays pending for the main
          * loop. */
@@ -515,11 +519,6 @@ int vial_supervise(vial_app *app, const vial_config *cfg, int (*serve)(vial_app 
             goto out;
         }
     }
-    char loops[32] = "one per core";
-    if (cfg->threads > 0)
-        snprintf(loops, sizeof loops, "%d", cfg->threads);
-    vial_log(VIAL_LOG_ANNOUNCE, "listening on %s (%d processes; loop threads: %s, workers: %d each)", sv->where,
-             cfg->processes, loops, cfg->workers);
     sv->watchdog_ms = vial_sd_watchdog_usec() / 2000u;
     sv->next_ping_ms = now_ms();
     /* systemd hears READY=1 when the first workers can serve: a worker
@@ -531,6 +530,13 @@ int vial_supervise(vial_app *app, const vial_config *cfg, int (*serve)(vial_app 
         err = -ECHILD;
         goto out;
     }
+    /* Like a single process's, the line says the port serves: scripts and
+     * tests wait for it. */
+    char loops[32] = "one per core";
+    if (cfg->threads > 0)
+        snprintf(loops, sizeof loops, "%d", cfg->threads);
+    vial_log(VIAL_LOG_ANNOUNCE, "listening on %s (%d processes; loop threads: %s, workers: %d each)", sv->where,
+             cfg->processes, loops, cfg->workers);
     notify_ready(sv);
     int sig = 0;
     for (;;) {

@@ -165,10 +165,10 @@ class KeepAliveClient:
     """Requests on one connection, reconnecting only when the server had
     closed it before the request was sent (its FIN already here): such a
     request never reached the server, so this loses nothing. Any other
-    failure is the test's failure."""
+    failure is the test's failure. connect() opens a Client."""
 
-    def __init__(self, srv):
-        self.srv = srv
+    def __init__(self, connect):
+        self.connect = connect
         self.c = None
         self.reconnects = 0
 
@@ -180,7 +180,7 @@ class KeepAliveClient:
                 self.c = None
                 self.reconnects += 1
         if self.c is None:
-            self.c = Client(self.srv.host, self.srv.port, timeout=10.0)
+            self.c = self.connect()
         self.c.send(req("GET", target))
         resp = self.c.read_final("GET", timeout=10.0)
         if resp.closes:
@@ -213,7 +213,7 @@ def test_sighup_reload_loses_no_request(spawn_server):
             return True
 
     def keepalive():
-        kc = KeepAliveClient(srv)
+        kc = KeepAliveClient(lambda: Client(srv.host, srv.port, timeout=10.0))
         try:
             while take():
                 r = kc.get("/ops/pid")

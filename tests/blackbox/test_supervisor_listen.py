@@ -8,7 +8,6 @@ supervisor, and its watchdog pings. What must stop a start stops it before
 any fork. Private servers, real signals."""
 
 import os
-import select
 import signal
 import socket
 import struct
@@ -21,7 +20,7 @@ import pytest
 from conftest import conformance_binary
 from httpkit import Client, req
 from listenkit import procs, Proc, tcp_port  # noqa: F401 - procs is a fixture
-from test_supervisor import children, wait_for
+from test_supervisor import KeepAliveClient, children, wait_for
 from test_systemd import Notify, tcp_listener
 from test_templates import server_env, write_all
 
@@ -65,35 +64,6 @@ def reaches_both_workers(addr, workers):
     assert seen <= workers, "a response from outside the workers %r: %r" % (workers, seen)
 
 
-class KeepAlive:
-    """Requests on one connection to addr, reconnecting only when the
-    server had closed it before the request was sent (its FIN already
-    here): that request never reached the server, so nothing is lost."""
-
-    def __init__(self, addr):
-        self.addr = addr
-        self.c = None
-
-    def get(self, target):
-        if self.c is not None:
-            r, _, _ = select.select([self.c.sock], [], [], 0)
-            if r and not self.c.sock.recv(1, socket.MSG_PEEK):
-                self.c.close()
-                self.c = None
-        if self.c is None:
-            self.c = connect(self.addr)
-        self.c.send(req("GET", target))
-        resp = self.c.read_final("GET", timeout=10.0)
-        if resp.closes:
-            self.c.close()
-            self.c = None
-        return resp
-
-    def close(self):
-        if self.c is not None:
-            self.c.close()
-
-
 def reloads_lose_nothing(p, addrs, reloads=2, cap=8000):
     """Load on every addr (a keep-alive and a fresh-connection client each)
     across `reloads` SIGHUPs, each waited for; every request answered 200."""
@@ -116,7 +86,7 @@ def reloads_lose_nothing(p, addrs, reloads=2, cap=8000):
             per_addr[addr] += 1
 
     def keepalive(addr):
-        k = KeepAlive(addr)
+        k = KeepAliveClient(lambda: connect(addr))
         try:
             while take():
                 note(addr, k.get("/ops/pid"))
@@ -210,7 +180,7 @@ def test_processes_on_two_tcp_listeners(procs, tmp_path):  # noqa: F811
 
 
 def creds_notify(tmp_path):
-    """A Notify whose messages carry the sender's pid (SO_PASSCRED)."""
+    """A Notify whose messages are (text, the sender's pid) (SO_PASSCRED)."""
     n = Notify(tmp_path)
     n.s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
 
@@ -222,22 +192,8 @@ def creds_notify(tmp_path):
             if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
                 pid = struct.unpack("iII", data[:12])[0]
         return msg.decode(), pid
-    n.next_with_pid = next_with_pid
+    n.next = next_with_pid
     return n
-
-
-def messages_until(n, pred, timeout=10.0):
-    got = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            m = n.next_with_pid(max(0.01, deadline - time.monotonic()))
-        except socket.timeout:
-            break
-        got.append(m)
-        if pred(m[0]):
-            return got
-    raise AssertionError("no such message; got %r" % got)
 
 
 def test_processes_under_socket_activation(procs, tmp_path):  # noqa: F811
@@ -267,7 +223,7 @@ def test_processes_under_socket_activation(procs, tmp_path):  # noqa: F811
         t.close()  # the server's copies keep the sockets open
         u.close()
         # One READY=1, from the supervisor, once the first workers serve.
-        msgs = messages_until(n, lambda m: "READY=1" in m)
+        msgs = n.until(lambda m: "READY=1" in m[0], timeout=10.0)
         ready, sender = msgs[-1]
         assert ready.startswith("READY=1\n") and "(2 processes)" in ready, msgs
         assert sender == p.proc.pid, "READY=1 from %r, not the supervisor %d" % (sender, p.proc.pid)
@@ -277,12 +233,12 @@ def test_processes_under_socket_activation(procs, tmp_path):  # noqa: F811
             reaches_both_workers(a, first)
         reloads_lose_nothing(p, addrs, reloads=1)
         # The reload: RELOADING=1, then READY=1 once the new workers serve.
-        msgs = messages_until(n, lambda m: "READY=1" in m)
+        msgs = n.until(lambda m: "READY=1" in m[0], timeout=10.0)
         texts = [m for m, _ in msgs]
         assert texts[0].startswith("RELOADING=1\nMONOTONIC_USEC="), texts
         assert all(pid == p.proc.pid for _, pid in msgs), msgs
         p.proc.send_signal(signal.SIGTERM)
-        msgs = messages_until(n, lambda m: "STOPPING=1" in m)
+        msgs = n.until(lambda m: "STOPPING=1" in m[0], timeout=10.0)
         assert msgs[-1][1] == p.proc.pid
         assert not any("READY=1" in m for m, _ in msgs)
         assert p.wait_exit() == 0, p.text()
@@ -301,7 +257,7 @@ def test_watchdog_pinged_by_the_supervisor(procs, tmp_path):  # noqa: F811
         pings = []
         deadline = time.monotonic() + 10.0
         while len(pings) < 4 and time.monotonic() < deadline:
-            m, pid = n.next_with_pid()
+            m, pid = n.next()
             if m.startswith("WATCHDOG=1"):
                 pings.append((time.monotonic(), pid))
         assert len(pings) >= 4, pings
