@@ -4,7 +4,8 @@
  * SO_REUSEPORT socket on a TCP listener's port (for --port 0, the one the
  * kernel gave the first), so the kernel spreads connections across threads
  * and no accept lock exists; a dup of a Unix or inherited socket, whose
- * backlog the threads share. The main thread only waits for signals
+ * backlog the threads share (in a --processes worker, a dup of every
+ * listener the supervisor opened, whatever its kind). The main thread only waits for signals
  * (blocked everywhere else, taken with sigwait), talks to systemd
  * (sdnotify.h), and drives the shutdown: stop accepting, let in-flight
  * requests finish for the grace period, cancel what is left, exit. */
