@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite:
 #   1. release build: C unit tests (ctest), llhttp differential test,
-#      black-box protocol tests over real sockets (pytest);
+#      black-box protocol tests over real sockets (pytest), the demo in
+#      headless Chromium (tests/browser/run.sh);
 #   2. ASan+UBSan build: the same unit and black-box tests;
 #   3. TSan build: the loop, coroutine and pool unit tests;
 #   4. libFuzzer: the parser target for a bounded time on its seed corpus.
@@ -49,6 +50,9 @@ step "context switches (x86-64, ucontext, AArch64 under qemu-user)"
 
 step "black-box tests (release)"
 VIAL_BUILD_DIR=$PWD/build $PY -m pytest -q tests/blackbox -p no:cacheprovider || fail=1
+
+step "browser test: the demo in two headless Chromium windows (screenshots in build/browser)"
+VIAL_BUILD_DIR=$PWD/build tests/browser/run.sh build/browser || fail=1
 
 if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
   step "build (ASan+UBSan)"
