@@ -313,6 +313,8 @@ void vial_metrics_render(vial_req *rq)
               "was full).\n# TYPE vial_metrics_overflow_total counter\nvial_metrics_overflow_total ");
     out_u64(rs, overflow);
     out_s(rs, "\n");
+    counter(rs, "vial_requests_shed_total", "Requests answered 503 by load shedding (--shed-target-ms).",
+            vial_shed_total());
     /* The client libraries' pools (PostgreSQL, Redis): their sources. */
     vial_metrics_out mo = {source_append, rs};
     vial_metrics_sources_write(&mo);

@@ -15,6 +15,7 @@ typedef struct vial_ops {
     int request_id;  /* X-Request-ID is echoed */
     const char *metrics_path, *health_path;
     size_t metrics_len, health_len; /* 0: not served */
+    uint64_t shed_target_ns;        /* load shedding (shed.c); 0: off */
     const struct vial_proxies *proxies; /* --trusted-proxy (proxy.h), or NULL */
 } vial_ops;
 
@@ -46,6 +47,18 @@ void vial_metrics_ws(int delta);
 void vial_metrics_render(vial_req *rq);
 /* 200 "ok" while serving, 503 "draining" once shutdown began. */
 void vial_health_render(vial_req *rq);
+
+/* --- load shedding (shed.c) ---------------------------------------------- */
+
+/* Sets the target (ns; 0: off) and starts sampling the pool's waits. */
+void vial_shed_init(uint64_t target_ns);
+/* Whether rq is to be shed: the waits to start (in the pool's queue, for
+ * its loop) have stayed above the target. Counts the shed ones. */
+int vial_shed_check(vial_req *rq);
+/* The answer to a shed request: 503, Retry-After: 1, a short body. */
+void vial_shed_render(vial_req *rq);
+/* Requests shed so far (vial_requests_shed_total). */
+uint64_t vial_shed_total(void);
 
 /* --- request id ---------------------------------------------------------- */
 

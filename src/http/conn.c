@@ -964,7 +964,12 @@ void vial_conn_drain_all(vial_server_thread *t)
     vial_conn *c = t->conns;
     while (c) {
         vial_conn *next = c->next;
-        if (!c->coro)
+        /* A worker retired by a reload keeps its idle connections: a
+         * request already on its way to one is served (Connection: close),
+         * not lost; the grace period's end closes the rest. */
+        if (t->server->keep_idle_on_drain)
+            ;
+        else if (!c->coro)
             conn_destroy(c);
         else if (!c->in_request)
             vial_coro_cancel(c->coro); /* waiting for a request: stop waiting */
@@ -979,9 +984,13 @@ void vial_conn_drain_all(vial_server_thread *t)
 
 void vial_conn_close_all(vial_server_thread *t)
 {
-    for (vial_conn *c = t->conns; c; c = c->next)
+    for (vial_conn *c = t->conns, *next; c; c = next) {
+        next = c->next;
         if (c->coro)
             vial_coro_cancel(c->coro);
+        else
+            conn_destroy(c); /* idle, kept by keep_idle_on_drain */
+    }
 }
 
 void vial_conn_cache_free(vial_server_thread *t)

@@ -4,7 +4,8 @@
  * SO_REUSEPORT socket on a TCP listener's port (for --port 0, the one the
  * kernel gave the first), so the kernel spreads connections across threads
  * and no accept lock exists; a dup of a Unix or inherited socket, whose
- * backlog the threads share. The main thread only waits for signals
+ * backlog the threads share (in a --processes worker, a dup of every
+ * listener the supervisor opened, whatever its kind). The main thread only waits for signals
  * (blocked everywhere else, taken with sigwait), talks to systemd
  * (sdnotify.h), and drives the shutdown: stop accepting, let in-flight
  * requests finish for the grace period, cancel what is left, exit. */
@@ -228,6 +229,31 @@ static void thread_fini(vial_server_thread *t)
     vial_loop_fini(&t->loop);
 }
 
+/* --processes: the supervisor's listeners, in one of its workers (see
+ * vial_server_inherit); none in a single process. */
+static const vial_listen *inherited;
+static unsigned ninherited;
+
+void vial_server_inherit(const vial_listen *ls, unsigned n)
+{
+    inherited = ls;
+    ninherited = n;
+}
+
+/* A worker's own descriptors for the supervisor's listeners. Each socket
+ * and its queue live on in the supervisor and the other workers, so what
+ * waits in it when this worker drains is taken by another; an SO_REUSEPORT
+ * group per worker would drop a closed member's queue instead. */
+static int adopt_inherited(vial_listen *ls, unsigned *n)
+{
+    for (*n = 0; *n < ninherited; (*n)++) {
+        int r = vial_listen_adopt(&ls[*n], &inherited[*n]);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
 /* What the main thread does with a signal while serving; 1: start the
  * shutdown. SIGHUP is where a reload hooks in (the --processes supervisor
  * replaces its workers); a single process has nothing to reload, and none
@@ -241,7 +267,10 @@ static int on_signal(int sig)
         vial_log_reopen();
         return 0;
     case SIGHUP:
-        vial_log(VIAL_LOG_WARN, "SIGHUP: reload needs --processes; ignored");
+        /* A worker gets one when the whole process group does: reloading
+         * is its supervisor's. */
+        if (!inherited)
+            vial_log(VIAL_LOG_WARN, "SIGHUP: reload needs --processes; ignored");
         return 0;
     case SIGUSR2:
         vial_log(VIAL_LOG_WARN, "SIGUSR2: ignored");
@@ -311,6 +340,7 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, vial_reject_fn 
     s.serve = serve;
     s.reject = reject;
     s.serve_data = data;
+    s.keep_idle_on_drain = inherited != NULL;
     s.nthreads = cfg->threads > 0 ? (unsigned)cfg->threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
     if (s.nthreads == 0)
         s.nthreads = 1;
@@ -340,7 +370,7 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, vial_reject_fn 
         err = -ENOMEM;
         goto out;
     }
-    err = vial_listen_open(cfg, s.listens, &s.nlistens);
+    err = inherited ? adopt_inherited(s.listens, &s.nlistens) : vial_listen_open(cfg, s.listens, &s.nlistens);
     if (err < 0)
         goto stop;
     s.cfg.port = 0;
@@ -367,14 +397,13 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, vial_reject_fn 
     /* "listening on http://127.0.0.1:8080 and unix:/run/app.sock (...)":
      * the first TCP address first, where scripts look for the port. */
     char where[VIAL_LISTEN_MAX * 170];
-    size_t wl = 0;
-    for (int pass = 0; pass < 2; pass++)
-        for (unsigned i = 0; i < s.nlistens; i++)
-            if (s.listens[i].is_unix == pass)
-                wl += (size_t)snprintf(where + wl, sizeof where - wl, "%s%s", wl ? " and " : "",
-                                       s.listens[i].text);
-    vial_log(VIAL_LOG_ANNOUNCE, "listening on %s (%u loop threads, %u workers)", where, s.nthreads,
-             vial_pool_threads(s.pool));
+    vial_listen_describe_all(s.listens, s.nlistens, where, sizeof where);
+    if (inherited)
+        vial_log(VIAL_LOG_INFO, "worker %d serving %s (%u loop threads, %u workers)", (int)getpid(), where,
+                 s.nthreads, vial_pool_threads(s.pool));
+    else
+        vial_log(VIAL_LOG_ANNOUNCE, "listening on %s (%u loop threads, %u workers)", where, s.nthreads,
+                 vial_pool_threads(s.pool));
     {
         char msg[sizeof where + 64];
         snprintf(msg, sizeof msg, "READY=1\nSTATUS=listening on %s", where);
@@ -408,7 +437,7 @@ stop:
         vial_loop_post(&s.threads[i].loop, &s.threads[i].stop_msg);
     /* Sync work still queued would wait behind blocked workers past the
      * grace period: refuse it, so its requests answer (503) now. */
-    if (s.pool)
+    if (s.pool && !s.keep_idle_on_drain) /* a retired worker serves what reaches it */
         vial_pool_drain(s.pool);
     /* Threads end when their last connection closes; the grace timer
      * cancels stragglers. A handler that ignores cancellation (a blocking

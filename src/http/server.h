@@ -83,6 +83,9 @@ struct vial_server {
     struct vial_listen *listens;
     unsigned nlistens;
     _Atomic int draining; /* SIGTERM/SIGINT received: the health check says 503 */
+    /* A worker of --processes: draining keeps idle connections open until
+     * the grace period ends, so a request racing the drain is served. */
+    int keep_idle_on_drain;
 };
 
 /* Timeouts and sizes of spec section 7. */
@@ -109,6 +112,14 @@ typedef struct vial_server_service {
 void vial_server_add_service(vial_server_service *svc);
 /* Whether a vial_server_run is under way in this process (any thread). */
 int vial_server_running(void);
+/* --processes: in a worker process, serve on the supervisor's listeners
+ * ls[0..n) (opened by vial_listen_open there) instead of opening any: every
+ * loop thread takes a dup of each, so all threads of all workers share
+ * each listener's one backlog. A worker never removes a Unix socket file
+ * (the supervisor does, at its exit), tells systemd nothing, ignores
+ * SIGHUP, keeps its idle connections while it drains, and is announced at
+ * info level. ls must outlive vial_server_run. */
+void vial_server_inherit(const struct vial_listen *ls, unsigned n);
 
 /* Runs the server until SIGTERM/SIGINT; see vial_run. reject may be NULL. */
 int vial_server_run(const vial_config *cfg, vial_serve_fn serve, vial_reject_fn reject, void *data);

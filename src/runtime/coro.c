@@ -5,6 +5,7 @@
  * mapping and no malloc. Freed stacks stay in a per-loop cache (bounded) so
  * the steady state makes no system call per coroutine. */
 #include "runtime/coro.h"
+#include "runtime/crash.h"
 #include "runtime/log.h"
 
 #include <errno.h>
@@ -437,13 +438,11 @@ int vial_coro_sleep_ns(uint64_t ns)
 }
 
 /* --- stack overflow reports ---------------------------------------------- */
-/* Not under the sanitizers: they own SIGSEGV and report overflows themselves. */
-#if !defined(VIAL_ASAN) && !defined(VIAL_TSAN)
 
-static void overflow_handler(int sig, siginfo_t *si, void *uctx)
+void vial_coro_overflow_note(void *fault_addr)
 {
     vial_coro *c = tls_current;
-    char *addr = si->si_addr;
+    char *addr = fault_addr;
     if (c && addr >= c->stack - page_size() && addr < c->stack) {
         char msg[256];
         int n = snprintf(msg, sizeof msg,
@@ -453,12 +452,7 @@ static void overflow_handler(int sig, siginfo_t *si, void *uctx)
         if (n > 0)
             (void)!write(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
     }
-    /* Re-raise with the default action so a core dump shows the real fault. */
-    signal(sig, SIG_DFL);
-    raise(sig);
 }
-
-#endif
 
 void vial_coro_install_overflow_handler(void)
 {
@@ -471,11 +465,6 @@ void vial_coro_install_overflow_handler(void)
     ss.ss_sp = malloc(ss.ss_size);
     if (!ss.ss_sp || sigaltstack(&ss, NULL) != 0)
         return;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = overflow_handler;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGSEGV, &sa, NULL);
+    vial_crash_install();
 #endif
 }

@@ -55,6 +55,9 @@ struct vial_coro {
      * session it runs (app/websocket.c), so a broadcast made from it is
      * charged to that session. */
     void *local;
+    /* The request it serves now (set by app/dispatch.c), for a crash report
+     * to name (runtime/crash.h: vial_crash_set_describer). */
+    void *request;
     void *sanitizer_fiber;   /* TSan fiber handle */
     void *asan_fake_stack;   /* ASan fake-stack save slot while switched out */
 };
@@ -153,8 +156,12 @@ int vial_coro_sleep_ns(uint64_t ns);
  * child ends. */
 void vial_coro_adopt(vial_coro *parent, vial_coro *child);
 
-/* Installs the SIGSEGV handler that names a coroutine whose stack overflowed
- * into its guard page; per thread, it sets up the alternate signal stack. */
+/* Per thread: sets up the alternate signal stack, so a coroutine whose stack
+ * overflowed into its guard page can be named; installs the crash handlers
+ * (runtime/crash.h). */
 void vial_coro_install_overflow_handler(void);
+/* From the SIGSEGV handler: names the running coroutine if fault_addr is in
+ * its guard page (one write(2) to stderr). */
+void vial_coro_overflow_note(void *fault_addr);
 
 #endif
