@@ -165,12 +165,31 @@ http {{
         proxy_connect_timeout 2s;
         proxy_next_upstream error timeout http_502 http_503;
         proxy_next_upstream_tries 2;
-        proxy_buffering off;
-        proxy_read_timeout 1h;
 
-        location / {{ proxy_pass http://app; }}
-        location /a/ {{ proxy_pass http://app_a/; }}
-        location /b/ {{ proxy_pass http://app_b/; }}
+        location / {{
+            proxy_pass http://app;
+        }}
+        location = /events {{
+            proxy_pass http://app;
+            proxy_buffering off;
+            proxy_read_timeout 1h;
+        }}
+        location = /ws {{
+            proxy_pass http://app;
+            proxy_read_timeout 1h;
+        }}
+
+        # The test's own: one instance each, to pin a client to it.
+        location /a/ {{
+            proxy_pass http://app_a/;
+            proxy_buffering off;
+            proxy_read_timeout 1h;
+        }}
+        location /b/ {{
+            proxy_pass http://app_b/;
+            proxy_buffering off;
+            proxy_read_timeout 1h;
+        }}
     }}
 }}
 """
@@ -232,20 +251,47 @@ def wait_subscribers(pn, inst, want, limit=5.0):
         time.sleep(0.02)
 
 
-def ws_text(ws, limit=5.0):
+def ws_text(ws, limit=5.0, probes=False):
+    """The next text message (None after limit if probes, else an error),
+    skipping bridge probes unless probes."""
+    deadline = time.monotonic() + limit
     while True:
-        f = ws.frame(limit)
-        assert f is not None, "no websocket message within %.0f s" % limit
+        f = ws.frame(max(0.001, deadline - time.monotonic()))
+        if f is None and probes:
+            return None
+        assert f is not None, "no websocket message within %.1f s" % limit
         op, payload = f
-        if op == 0x1:
+        assert op in (0x1, 0x9, 0xA), "unexpected websocket opcode %d" % op
+        if op == 0x1 and (probes or not payload.startswith(b"probe ")):
             return payload.decode()
-        assert op in (0x9, 0xA), "unexpected websocket opcode %d" % op
 
 
-def sse_data(sse, limit=5.0):
-    ev = sse.next_event(limit)
-    assert ev is not None, "no SSE event within %.0f s" % limit
-    return ev.get("data")
+def sse_data(sse, limit=5.0, probes=False):
+    deadline = time.monotonic() + limit
+    while True:
+        ev = sse.next_event(max(0.001, deadline - time.monotonic()))
+        if ev is None and probes:
+            return None
+        assert ev is not None, "no SSE event within %.1f s" % limit
+        if probes or not ev.get("data", "").startswith("probe "):
+            return ev.get("data")
+
+
+def await_bridge(pn, via, read, limit=10.0):
+    """Publishes probes through instance `via` until the other instance's
+    subscriber (read) gets one: each instance subscribes to Redis on its own
+    once it runs, so the first messages may precede the other's subscription."""
+    t0 = time.monotonic()
+    i = 0
+    while time.monotonic() - t0 < limit:
+        assert post(pn, "/%s/publish" % via, "probe %s %d" % (via, i))[0] == 200
+        i += 1
+        got = read(0.1)
+        while got is not None and not got.startswith("probe %s " % via):
+            got = read(0.1)
+        if got is not None:
+            return time.monotonic() - t0
+    raise AssertionError("nothing published through %s reached the other instance in %.0f s" % (via, limit))
 
 
 def check_realtime(pn):
@@ -256,6 +302,11 @@ def check_realtime(pn):
     assert sse.status == 200 and sse.headers["content-type"].startswith("text/event-stream"), sse.headers
     wait_subscribers(pn, "a", base_a + 1)
     wait_subscribers(pn, "b", base_b + 1)
+
+    if CROSS:
+        ta = await_bridge(pn, "a", lambda t: sse_data(sse, t, probes=True))
+        tb = await_bridge(pn, "b", lambda t: ws_text(ws, t, probes=True))
+        log("the Redis hub links a to b (%.0f ms) and b to a (%.0f ms)" % (ta * 1000, tb * 1000))
 
     t = time.monotonic()
     assert post(pn, "/a/publish", "one via a (sync)")[0] == 200
