@@ -117,6 +117,20 @@ def wait_up(p, port, path, limit=10.0):
     raise AssertionError("%s did not answer on %d:\n%s" % (p.name, port, tail(p.name)))
 
 
+def on_free_port(start):
+    """start(port) on a free port; another one if it was taken meanwhile."""
+    for attempt in range(3):
+        port = free_port()
+        try:
+            return start(port), port
+        except AssertionError:
+            if attempt == 2:
+                raise
+            procs[-1].kill()
+            procs[-1].wait()
+            log("retrying on another port")
+
+
 def start_instance(name, port):
     p = spawn(name, [APP, "--name", name, "--host", "127.0.0.1", "--port", str(port),
                      "--threads", "1", "--workers", "4", "--pg", PG, "--redis", REDIS,
@@ -323,7 +337,7 @@ def check_realtime(pn):
     took = time.monotonic() - t
     # nginx passes events at once (proxy_buffering off, X-Accel-Buffering): a
     # buffered stream would wait for heartbeats or the proxy's buffer to fill.
-    assert took < 2.0, took
+    assert took < 4.0, took
     log("websocket on a and SSE on b received %s (%.0f ms)" % (
         "both messages, published through a and through b" if CROSS
         else "their own instance's message only (cross-instance checks off: %s)" % (
@@ -389,9 +403,9 @@ def load_with_kill(pn, pa, pb, a):
             time.sleep(0.01)
         state["a_lines"] = len(lines(os.path.join(TMP, "a.access.log")))
         state["b_lines"] = len(lines(os.path.join(TMP, "b.access.log")))
-        state["kill_at"] = time.monotonic()
         a.send_signal(signal.SIGKILL)
         a.wait()
+        state["kill_at"] = time.monotonic()  # a answers nothing started after this
 
     t0 = time.monotonic()
     k = threading.Thread(target=killer)
@@ -426,11 +440,10 @@ def load_with_kill(pn, pa, pb, a):
 
 def main():
     t0 = time.monotonic()
-    pa, pb, pn = free_port(), free_port(), free_port()
     try:
-        a = start_instance("a", pa)
-        b = start_instance("b", pb)
-        start_nginx(pa, pb, pn)
+        a, pa = on_free_port(lambda port: start_instance("a", port))
+        b, pb = on_free_port(lambda port: start_instance("b", port))
+        _, pn = on_free_port(lambda port: start_nginx(pa, pb, port))
         global CROSS
         if CROSS is None:
             CROSS = "0" if "has no Redis hub" in tail("a") else "1"
