@@ -162,6 +162,12 @@ http {{
         server 127.0.0.1:{pb} max_fails=1 fail_timeout=10s;
         keepalive 16;
     }}
+    # The test's own: a backend that reads each request and hangs up
+    # without answering (an instance dying mid-request), b as its backup.
+    upstream flaky {{
+        server 127.0.0.1:{ps} max_fails=0;
+        server 127.0.0.1:{pb} backup;
+    }}
     upstream app_a {{ server 127.0.0.1:{pa}; keepalive 4; }}
     upstream app_b {{ server 127.0.0.1:{pb}; keepalive 4; }}
 
@@ -206,16 +212,19 @@ http {{
             proxy_buffering off;
             proxy_read_timeout 1h;
         }}
+        location /flaky/ {{
+            proxy_pass http://flaky/;
+        }}
     }}
 }}
 """
 
 
-def start_nginx(pa, pb, pn):
+def start_nginx(pa, pb, ps, pn):
     os.makedirs(os.path.join(TMP, "nginx"), exist_ok=True)
     conf = os.path.join(TMP, "nginx", "nginx.conf")
     with open(conf, "w") as f:
-        f.write(NGINX_CONF.format(tmp=TMP, pa=pa, pb=pb, pn=pn))
+        f.write(NGINX_CONF.format(tmp=TMP, pa=pa, pb=pb, ps=ps, pn=pn))
     p = spawn("nginx", [NGINX, "-p", os.path.join(TMP, "nginx") + "/", "-c", conf,
                         "-e", os.path.join(TMP, "nginx", "error.log")])
     wait_up(p, pn, "/healthz")
@@ -354,6 +363,60 @@ def check_realtime(pn):
     log("/count agrees on both instances (PostgreSQL)")
 
 
+class HangUp:
+    """A backend that reads a request's head (and a short body) and closes
+    the connection without a word."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.seen = []
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            c.settimeout(2)
+            data = b""
+            try:
+                while b"\r\n\r\n" not in data:
+                    d = c.recv(4096)
+                    if not d:
+                        break
+                    data += d
+            except OSError:
+                pass
+            if data:
+                self.seen.append(data.split(b"\r\n", 1)[0].decode("latin-1"))
+            c.close()
+
+
+def check_retry_policy(pn, stub):
+    """nginx retries a GET whose backend hung up on the next one, never a
+    POST that reached a backend (proxy_next_upstream without non_idempotent)."""
+    assert get(pn, "/flaky/whoami") == (200, "b\n")
+    assert stub.seen == ["GET /whoami HTTP/1.1"], stub.seen
+    st, body = post(pn, "/flaky/publish", "must not be sent twice")
+    assert st == 502, (st, body)
+    assert stub.seen[1:] == ["POST /publish HTTP/1.1"], stub.seen
+    # b's access log is written in the background: a request sent after the
+    # POST marks how far it got.
+    assert get(pn, "/b/whoami?mark=1")[0] == 200
+    path = os.path.join(TMP, "b.access.log")
+    deadline = time.monotonic() + 5
+    while not any("mark=1" in l for l in lines(path)):
+        assert time.monotonic() < deadline, "b's access log lacks the marker"
+        time.sleep(0.02)
+    posts = [l for l in lines(path) if "POST /publish " in l]
+    assert not posts, posts
+    log("a GET the backend hung up on was retried on b; a POST was not (502)")
+
+
 def load_with_kill(pn, pa, pb, a):
     """LOAD_REQUESTS idempotent GETs through / from LOAD_THREADS keep-alive
     clients; instance a is SIGKILLed a third of the way in."""
@@ -443,7 +506,8 @@ def main():
     try:
         a, pa = on_free_port(lambda port: start_instance("a", port))
         b, pb = on_free_port(lambda port: start_instance("b", port))
-        _, pn = on_free_port(lambda port: start_nginx(pa, pb, port))
+        stub = HangUp()
+        _, pn = on_free_port(lambda port: start_nginx(pa, pb, stub.port, port))
         global CROSS
         if CROSS is None:
             CROSS = "0" if "has no Redis hub" in tail("a") else "1"
@@ -452,6 +516,7 @@ def main():
         check_names(pn)
         check_client_address(pn, pa)
         check_realtime(pn)
+        check_retry_policy(pn, stub)
         load_with_kill(pn, pa, pb, a)
         assert b.poll() is None, "b died:\n" + tail("b")
     except BaseException:
