@@ -320,6 +320,15 @@ def await_bridge(pn, via, read, limit=10.0):
 
 
 def check_realtime(pn):
+    # The documented locations, through the upstream of both instances.
+    w = WsClient(("127.0.0.1", pn), "/ws")
+    assert ws_text(w) in ("hello from a", "hello from b")
+    w.send_close()
+    w.close()
+    e = SseClient(("127.0.0.1", pn), "/events")
+    assert e.status == 200 and e.headers["content-type"].startswith("text/event-stream"), e.headers
+    e.close()
+
     base_a, base_b = subscribers(pn, "a"), subscribers(pn, "b")
     ws = WsClient(("127.0.0.1", pn), "/a/ws")
     assert ws_text(ws) == "hello from a"
