@@ -276,30 +276,35 @@ def wait_subscribers(pn, inst, want, limit=5.0):
         time.sleep(0.02)
 
 
-def ws_text(ws, limit=5.0, probes=False):
-    """The next text message (None after limit if probes, else an error),
-    skipping bridge probes unless probes."""
+def next_message(read, what, limit, probes):
+    """The next message read(timeout) gives (it returns the text, None after
+    the timeout, or False for something to skip), bridge probes skipped
+    unless probes. None after limit if probes, else an error."""
     deadline = time.monotonic() + limit
     while True:
-        f = ws.frame(max(0.001, deadline - time.monotonic()))
-        if f is None and probes:
+        m = read(max(0.001, deadline - time.monotonic()))
+        if m is None and probes:
             return None
-        assert f is not None, "no websocket message within %.1f s" % limit
-        op, payload = f
-        assert op in (0x1, 0x9, 0xA), "unexpected websocket opcode %d" % op
-        if op == 0x1 and (probes or not payload.startswith(b"probe ")):
-            return payload.decode()
+        assert m is not None, "no %s within %.1f s" % (what, limit)
+        if m is not False and (probes or not m.startswith("probe ")):
+            return m
+
+
+def ws_text(ws, limit=5.0, probes=False):
+    def read(t):
+        f = ws.frame(t)
+        if f is None:
+            return None
+        assert f[0] in (0x1, 0x9, 0xA), "unexpected websocket opcode %d" % f[0]
+        return f[1].decode() if f[0] == 0x1 else False
+    return next_message(read, "websocket message", limit, probes)
 
 
 def sse_data(sse, limit=5.0, probes=False):
-    deadline = time.monotonic() + limit
-    while True:
-        ev = sse.next_event(max(0.001, deadline - time.monotonic()))
-        if ev is None and probes:
-            return None
-        assert ev is not None, "no SSE event within %.1f s" % limit
-        if probes or not ev.get("data", "").startswith("probe "):
-            return ev.get("data")
+    def read(t):
+        ev = sse.next_event(t)
+        return None if ev is None else ev.get("data", "")
+    return next_message(read, "SSE event", limit, probes)
 
 
 def await_bridge(pn, via, read, limit=10.0):
