@@ -541,7 +541,8 @@ def main():
         raise
     finally:
         stop_all()
-    log("all checks passed (%.1f s)" % (time.monotonic() - t0))
+    assert b.returncode == 0, "b's exit on SIGTERM: %s\n%s" % (b.returncode, tail("b"))
+    log("all checks passed, b stopped cleanly on SIGTERM (%.1f s)" % (time.monotonic() - t0))
 
 
 if __name__ == "__main__":
