@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite:
 #   1. release build: C unit tests (ctest), llhttp differential test,
-#      black-box protocol tests over real sockets (pytest), and beside them
-#      the deployment test (nginx in front of two instances, tests/deploy);
+#      black-box protocol tests over real sockets (pytest) with the
+#      deployment test beside them (nginx in front of two instances,
+#      tests/deploy), the demo in headless Chromium (tests/browser/run.sh);
 #   2. ASan+UBSan build: the same unit and black-box tests;
 #   3. TSan build: the loop, coroutine and pool unit tests;
 #   4. libFuzzer: the parser target for a bounded time on its seed corpus.
@@ -66,6 +67,9 @@ if [ -n "$deploy_pid" ]; then
 else
   echo "deploy: skipped (build/examples/cluster needs the PostgreSQL client)"
 fi
+
+step "browser test: the demo in two headless Chromium windows (screenshots in build/browser)"
+VIAL_BUILD_DIR=$PWD/build tests/browser/run.sh build/browser || fail=1
 
 if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
   step "build (ASan+UBSan)"
