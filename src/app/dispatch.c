@@ -16,7 +16,7 @@
  * coroutine, VIAL_SYNC on the worker pool. */
 #include "app/app.h"
 #include "app/compress.h"
-#include "app/ops.h"
+#include "app/metrics.h"
 #include "app/security.h"
 #include "app/tasks.h"
 #include "http/server.h"
@@ -553,16 +553,17 @@ void vial_app_serve(void *data, vial_req *rq)
     int timed = ops->access_log | ops->metrics;
     const char *probe = NULL;
     uint64_t t0 = 0;
+    vial_mthread *mt = NULL;
     if (__builtin_expect(timed | ops->request_id | (ops->health_len != 0), 0)) {
         /* The start is when the loop woke up with the request's bytes (its
          * cached clock): no clock read, and time spent behind other
          * requests of the same wake-up counts, as the client saw it. */
-        if (timed) {
+        if (ops->metrics && (mt = vial_metrics_begin()) && mt->now) {
+            t0 = *mt->now;
+        } else if (timed) {
             vial_loop *loop = vial_loop_current();
             t0 = loop ? loop->now : vial_clock_ns();
         }
-        if (ops->metrics)
-            vial_metrics_begin();
         /* The probes count under endpoints of their own, in parentheses so
          * no app endpoint (an identifier) can share their series. */
         if (!rq->reject_status && ops_path(rq, ops->health_path, ops->health_len))
@@ -586,9 +587,10 @@ void vial_app_serve(void *data, vial_req *rq)
         return;
     {
         uint64_t dur = vial_clock_ns() - t0;
-        if (ops->metrics)
-            vial_metrics_end(rq, probe ? (probe[1] == 'h' ? VIAL_STATS_HEALTH : VIAL_STATS_METRICS)
-                                 : state.route ? state.route->stats_id : VIAL_STATS_NONE,
+        if (mt)
+            vial_metrics_end(mt, rq->head.method.p, rq->head.method.len, rq->res.status,
+                             probe ? (probe[1] == 'h' ? VIAL_STATS_HEALTH : VIAL_STATS_METRICS)
+                             : state.route ? state.route->stats_id : VIAL_STATS_NONE,
                              probe ? probe : state.route ? state.route->endpoint : "", dur);
         if (ops->access_log)
             vial_accesslog_request(rq, body_bytes(rq, &state), dur);

@@ -37,7 +37,8 @@ struct vial_sub {
     tnode *node;            /* NULL once detached */
     vial_sub *prev, *next;  /* in node->subs, on the node's loop only */
     hub_msg **ring;
-    size_t cap, head, len;
+    size_t cap, head, len;  /* cap: the queue's bound */
+    size_t slots;           /* ring's size: grows up to cap as the queue fills */
     int policy;
     int ended;              /* dropped for being slow */
     uint64_t dropped;
@@ -188,9 +189,27 @@ static void ring_clear(vial_sub *s)
 {
     while (s->len) {
         msg_unref(s->ring[s->head]);
-        s->head = (s->head + 1) % s->cap;
+        s->head = (s->head + 1) % s->slots;
         s->len--;
     }
+}
+
+/* A subscriber that keeps up holds a message or two: its ring starts small
+ * (10,000 idle subscribers, 2 KiB each at the full bound) and doubles when
+ * a burst fills it. 0, or -ENOMEM (then the queue counts as full). */
+static int ring_grow(vial_sub *s)
+{
+    size_t n = s->slots * 2 < s->cap ? s->slots * 2 : s->cap;
+    hub_msg **r = malloc(n * sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    for (size_t i = 0; i < s->len; i++) /* head first: the order stays */
+        r[i] = s->ring[(s->head + i) % s->slots];
+    free(s->ring);
+    s->head = 0;
+    s->ring = r;
+    s->slots = n;
+    return 0;
 }
 
 /* The subscriber fell a queue behind under VIAL_HUB_DISCONNECT: it gets
@@ -207,19 +226,21 @@ static void sub_enqueue(vial_sub *s, hub_msg *m)
 {
     if (s->ended)
         return;
-    if (s->len == s->cap) {
+    if (s->len == s->slots && s->slots < s->cap)
+        (void)ring_grow(s);
+    if (s->len == s->slots) {
         if (s->policy == VIAL_HUB_DISCONNECT) {
             sub_end_slow(s);
             return;
         }
         msg_unref(s->ring[s->head]);
-        s->head = (s->head + 1) % s->cap;
+        s->head = (s->head + 1) % s->slots;
         s->len--;
         s->dropped++;
         atomic_fetch_add(&n_dropped, 1);
     }
     atomic_fetch_add(&m->refs, 1);
-    s->ring[(s->head + s->len++) % s->cap] = m;
+    s->ring[(s->head + s->len++) % s->slots] = m;
     sub_notify(s);
 }
 
@@ -331,7 +352,9 @@ static vial_sub *sub_attach(vial_hub *h, const char *name)
             s->cap = t->qlen;
         }
     }
-    if (n && (s->ring = malloc(s->cap * sizeof *s->ring)))
+    if (n)
+        s->slots = s->cap < 4 ? s->cap : 4;
+    if (n && (s->ring = malloc(s->slots * sizeof *s->ring)))
         n->nsubs++;
     else
         n = NULL;
@@ -458,7 +481,7 @@ static int sub_wait(vial_sub *s, uint64_t timeout_ms)
 static hub_msg *sub_pop(vial_sub *s)
 {
     hub_msg *m = s->ring[s->head];
-    s->head = (s->head + 1) % s->cap;
+    s->head = (s->head + 1) % s->slots;
     s->len--;
     atomic_fetch_add(&n_delivered, 1);
     return m;

@@ -39,10 +39,8 @@ void vial_accesslog_reject(void *data, vial_req *rq, int status);
 enum { VIAL_STATS_NONE, VIAL_STATS_HEALTH, VIAL_STATS_METRICS, VIAL_STATS_RULES };
 /* How many ids there are; before the first request. */
 void vial_metrics_init(unsigned nids);
-/* A request began / ended with rq->res.status after duration_ns, counted
- * under stats id `id` named `endpoint`. Per-thread counters. */
-void vial_metrics_begin(void);
-void vial_metrics_end(vial_req *rq, unsigned id, const char *endpoint, uint64_t duration_ns);
+/* The per-request record is inlined from metrics.h. A websocket session
+ * opened (+1) / closed (-1). */
 void vial_metrics_ws(int delta);
 /* Fills rq->res with the Prometheus text of every thread's figures. */
 void vial_metrics_render(vial_req *rq);

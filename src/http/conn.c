@@ -1055,6 +1055,10 @@ ssize_t vial_conn_ws_fill(vial_conn *c, uint32_t window)
     }
     if (c->rlen == VIAL_RBUF_SIZE)
         return -ENOBUFS; /* the frame parser always consumes what it is given */
+    /* Drained since the last edge: a session woken to send (a broadcast)
+     * pays no recv that says EAGAIN. */
+    if (!c->in_ready)
+        return -EAGAIN;
     for (;;) {
         size_t cap = VIAL_RBUF_SIZE - c->rlen;
         ssize_t n = recv(c->io.fd, c->rbuf + c->rlen, cap, 0);
@@ -1095,12 +1099,28 @@ void vial_conn_ws_kick(vial_conn *c)
 
 int vial_conn_ws_out(vial_conn *c, const void *p, size_t n)
 {
+    if (!c->wbuf && !(c->wbuf = buf_get(c->thr)))
+        return -ENOMEM;
     return conn_out(c, p, n);
 }
 
 size_t vial_conn_ws_room(vial_conn *c)
 {
-    return c->broken ? 0 : VIAL_RBUF_SIZE - c->wlen;
+    if (c->broken || (!c->wbuf && !(c->wbuf = buf_get(c->thr))))
+        return 0;
+    return VIAL_RBUF_SIZE - c->wlen;
+}
+
+void vial_conn_ws_idle(vial_conn *c)
+{
+    /* An idle session holds no output buffer (a touched page each, for
+     * thousands of sessions): vial_conn_ws_out takes one back. After the
+     * upgrade nothing else writes to this connection. */
+    if (c->wbuf && c->wpos == c->wlen) {
+        buf_put(c->thr, c->wbuf);
+        c->wbuf = NULL;
+        c->wpos = c->wlen = 0;
+    }
 }
 
 int vial_conn_ws_pending(vial_conn *c)

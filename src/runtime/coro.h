@@ -128,6 +128,12 @@ void vial_coro_yield(void);
  * file). Returns 1 when it yielded, 0 otherwise; a no-op off a coroutine. */
 int vial_coro_spend(size_t cost);
 
+/* Gives back to the kernel the pages of the running coroutine's stack below
+ * the caller's frame (what deeper calls touched before). For a coroutine
+ * about to sit idle for long, e.g. a websocket session after its handshake;
+ * a system call, so not on every park. No-op off a coroutine. */
+void vial_coro_trim_stack(void);
+
 /* The running coroutine of this thread, or NULL on a loop's own stack. */
 vial_coro *vial_coro_current(void);
 

@@ -30,6 +30,7 @@
 #include <libpq-fe.h>
 
 #include "de_locale.h"
+#include "metrics_text.h"
 
 #define APP_NAME "vial_test_pg"
 
@@ -138,6 +139,26 @@ static vial_test_response *get(const char *target, int want_status)
         fprintf(stderr, "%s -> %d: %s\n", target, vial_test_response_status(r), body);
     assert_int_equal(vial_test_response_status(r), want_status);
     return r;
+}
+
+/* The pool's figures in the scrape (driver.h's metrics source). */
+static int v_metrics(vial_req *rq, vial_res *rs)
+{
+    long long q = metric_sum("vial_pg_queries_total"), b = metric_sum("vial_pg_batches_total");
+    long long e = metric_sum("vial_pg_errors_total");
+    CHECK(q >= 0 && b >= 0 && e >= 0);
+    CHECK(metric_sum("vial_pg_connections") >= 1); /* db's, from earlier tests */
+    for (int i = 0; i < 5; i++)
+        CHECK_EQ(vial_pg_query(rq, db, NULL, "select 1", 0, NULL), 0);
+    CHECK_EQ(metric_sum("vial_pg_queries_total"), q + 5);
+    CHECK_EQ(metric_sum("vial_pg_batches_total"), b + 5); /* one at a time: a batch each */
+    CHECK_EQ(metric_sum("vial_pg_errors_total"), e);
+    CHECK_EQ(vial_pg_query(rq, db, NULL, "select 1/0", 0, NULL), VIAL_PG_ESQL);
+    CHECK_EQ(metric_sum("vial_pg_errors_total"), e + 1);
+    CHECK_EQ(metric_sum("vial_pg_queries_total"), q + 6);
+    CHECK_EQ(metric_sum("vial_pg_waiters"), 0);
+    CHECK(metric_sum("vial_pg_connects_total") >= metric_sum("vial_pg_connections"));
+    return vial_text(rs, 200, "ok");
 }
 
 static void get_ok(const char *target)
@@ -1072,6 +1093,7 @@ static int v_stats(vial_req *rq, vial_res *rs)
 /* --- tests ---------------------------------------------------------------------------------- */
 
 static void test_simple(void **state) { get_ok("/simple"); }
+static void test_metrics(void **state) { get_ok("/metrics"); }
 static void test_params(void **state) { get_ok("/params"); }
 static void test_locale(void **state)
 {
@@ -1427,6 +1449,7 @@ static int setup(void **state)
 
     app = vial_app_new();
     vial_route(app, "GET /simple", v_simple);
+    vial_route(app, "GET /metrics", v_metrics);
     vial_route(app, "GET /params", v_params);
     vial_route(app, "GET /locale", v_locale);
     vial_route(app, "GET /errors", v_errors);
@@ -1492,6 +1515,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_simple),
+        cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_params),
         cmocka_unit_test(test_locale),
         cmocka_unit_test(test_errors),
