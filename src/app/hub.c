@@ -77,6 +77,8 @@ typedef struct topic {
 struct vial_hub {
     pthread_mutex_t lock;
     topic *topics;
+    /* Set before vial_run, read by publishers after: no lock. */
+    vial_hub_bridge *bridge;
 };
 
 static atomic_uint_fast64_t n_published, n_delivered, n_dropped, n_disconnected;
@@ -90,6 +92,7 @@ void vial_hub_stats(vial_hub_counts *out)
     out->dropped = atomic_load(&n_dropped);
     out->disconnected = atomic_load(&n_disconnected);
     out->subscribers = s > 0 ? (uint64_t)s : 0;
+    vial_hub_bridge_stats(out);
 }
 
 void vial_shared_bytes_unref(vial_shared_bytes *b)
@@ -121,6 +124,7 @@ void vial_hub_free(vial_hub *h)
 {
     if (!h)
         return;
+    vial_hub_bridge_free(h->bridge);
     while (h->topics) {
         topic *t = h->topics;
         h->topics = t->next;
@@ -575,7 +579,15 @@ static size_t field_len(const char *f)
     return f ? strlen(f) + 1 : 0;
 }
 
-int vial_hub_publish_event(vial_hub *h, const char *name, const vial_sse_event *ev)
+int vial_hub_set_bridge(vial_hub *h, vial_hub_bridge *b)
+{
+    if (h->bridge)
+        return -EBUSY;
+    h->bridge = b;
+    return 0;
+}
+
+int vial_hub_publish_local(vial_hub *h, const char *name, const vial_sse_event *ev)
 {
     if (!h || !name || !ev || (ev->len && !ev->data))
         return -EINVAL;
@@ -603,7 +615,6 @@ int vial_hub_publish_event(vial_hub *h, const char *name, const vial_sse_event *
         memcpy(p, ev->id, il);
         m->ev.id = p;
     }
-    atomic_fetch_add(&n_published, 1);
     int posted = 0;
     pthread_mutex_lock(&h->lock);
     topic *t = topic_find(h, name, 0);
@@ -627,6 +638,19 @@ int vial_hub_publish_event(vial_hub *h, const char *name, const vial_sse_event *
     pthread_mutex_unlock(&h->lock);
     msg_unref(m);
     return posted;
+}
+
+/* Local delivery first, then Redis: this instance's subscribers never wait
+ * for a round trip, and the bridge skips the copy that comes back. */
+int vial_hub_publish_event(vial_hub *h, const char *name, const vial_sse_event *ev)
+{
+    int r = vial_hub_publish_local(h, name, ev);
+    if (r < 0)
+        return r;
+    atomic_fetch_add(&n_published, 1); /* what came from Redis counts as received */
+    if (h->bridge)
+        vial_hub_bridge_relay(h->bridge, name, ev);
+    return r;
 }
 
 int vial_hub_publish(vial_hub *h, const char *name, const void *data, size_t len)

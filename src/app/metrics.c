@@ -204,6 +204,13 @@ static void hub_render(vial_res *rs)
     counter(rs, "vial_hub_dropped_total", "Hub messages dropped from a full subscriber queue.", h.dropped);
     counter(rs, "vial_hub_disconnected_total", "Hub subscribers ended for being slow.", h.disconnected);
     gauge(rs, "vial_hub_subscribers", "Hub subscriptions open now.", h.subscribers);
+    counter(rs, "vial_hub_redis_published_total", "Hub messages written to Redis.", h.redis_published);
+    counter(rs, "vial_hub_redis_received_total", "Hub messages of other instances received from Redis.",
+            h.redis_received);
+    counter(rs, "vial_hub_redis_reconnects_total", "Hub Redis subscriptions made again after a loss.",
+            h.redis_reconnects);
+    counter(rs, "vial_hub_redis_dropped_total", "Hub messages not written to Redis (outbox full, refused).",
+            h.redis_dropped);
 }
 
 void vial_metrics_render(vial_req *rq)

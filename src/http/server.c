@@ -107,12 +107,39 @@ static void grace_expired(vial_loop *l, vial_timer *tm)
     vial_conn_close_all(t);
 }
 
+static vial_server_service *services;
+static atomic_int running;
+
+int vial_server_running(void)
+{
+    return atomic_load(&running) > 0;
+}
+
+void vial_server_add_service(vial_server_service *svc)
+{
+    svc->next = services;
+    services = svc;
+}
+
+/* Posted to loop 0 before its thread starts: the first thing it runs. */
+static void services_start(vial_loop *l, vial_msg *m)
+{
+    (void)m;
+    for (vial_server_service *s = services; s; s = s->next)
+        if (s->start)
+            s->start(l, s->arg);
+}
+
 static void stop_msg(vial_loop *l, vial_msg *m)
 {
     vial_server_thread *t = (vial_server_thread *)((char *)m - offsetof(vial_server_thread, stop_msg));
     if (t->draining)
         return;
     t->draining = 1;
+    if (l->id == 0)
+        for (vial_server_service *s = services; s; s = s->next)
+            if (s->drain)
+                s->drain(l, s->arg);
     vial_timer_stop(l, &t->accept_retry);
     for (unsigned i = 0; i < t->nlisteners; i++) {
         vial_listener *ls = &t->listeners[i];
@@ -288,6 +315,7 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, vial_reject_fn 
     if (s.nthreads == 0)
         s.nthreads = 1;
 
+    atomic_fetch_add(&running, 1);
     raise_fd_limit();
     signal(SIGPIPE, SIG_IGN);
     /* Taken by the main thread's sigwait (on_signal), blocked in every
@@ -327,6 +355,9 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, vial_reject_fn 
      * request is served. */
     if (cfg->on_ready)
         cfg->on_ready(s.cfg.port, cfg->ready_data);
+    vial_msg start_services = {.cb = services_start};
+    if (services)
+        vial_loop_post(&s.threads[0].loop, &start_services);
     for (; started < s.nthreads; started++) {
         if (pthread_create(&s.threads[started].tid, NULL, thread_main, &s.threads[started]) != 0) {
             err = -EAGAIN;
@@ -411,6 +442,7 @@ out:
     free(s.threads);
     vial_pool_free(s.pool);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    atomic_fetch_sub(&running, 1);
     if (!err)
         vial_log(VIAL_LOG_INFO, "stopped");
     return err;

@@ -94,6 +94,22 @@ struct vial_server {
 #define VIAL_RBUF_SIZE (32 * 1024) /* holds the largest legal head */
 #define VIAL_WBUF_SIZE (16 * 1024)
 
+/* Work of the layer above that lives as long as the server rather than a
+ * request (the hub's Redis bridge): start runs on loop thread 0 before its
+ * first request, drain there when the shutdown begins (cancel what start
+ * began: the loop ends once its connections have). Registered before
+ * vial_server_run (not thread-safe), kept for every later run; the struct
+ * must outlive them. */
+typedef struct vial_server_service {
+    void (*start)(vial_loop *loop, void *arg);
+    void (*drain)(vial_loop *loop, void *arg);
+    void *arg;
+    struct vial_server_service *next;
+} vial_server_service;
+void vial_server_add_service(vial_server_service *svc);
+/* Whether a vial_server_run is under way in this process (any thread). */
+int vial_server_running(void);
+
 /* Runs the server until SIGTERM/SIGINT; see vial_run. reject may be NULL. */
 int vial_server_run(const vial_config *cfg, vial_serve_fn serve, vial_reject_fn reject, void *data);
 

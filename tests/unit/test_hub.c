@@ -441,6 +441,30 @@ static void test_sse_through_test_client(void **state)
     vial_hub_free(app_hub);
 }
 
+/* Redis mode's setup: arguments, once per hub, and a hub freed with
+ * publishes still in its outbox (no server ran to send them; ASan checks
+ * they are freed). */
+static void test_use_redis_setup(void **state)
+{
+    (void)state;
+    vial_hub *h = vial_hub_new();
+    assert_non_null(h);
+#ifdef VIAL_HAVE_REDIS
+    assert_int_equal(vial_hub_use_redis(NULL, "127.0.0.1:1", "p:"), -EINVAL);
+    assert_int_equal(vial_hub_use_redis(h, NULL, "p:"), -EINVAL);
+    assert_true(vial_hub_use_redis(h, "127.0.0.1:notaport", "p:") < 0);
+    assert_int_equal(vial_hub_use_redis(h, "127.0.0.1:1", "p:*"), 0);
+    assert_int_equal(vial_hub_use_redis(h, "127.0.0.1:1", "q:"), -EBUSY);
+    /* Local delivery does not wait for Redis: no loop here, so 0 threads. */
+    assert_int_equal(vial_hub_publish(h, "t", "x", 1), 0);
+    vial_sse_event ev = {.event = "e", .id = "1", .data = "y", .len = 1, .retry_ms = 5};
+    assert_int_equal(vial_hub_publish_event(h, "t", &ev), 0);
+#else
+    assert_int_equal(vial_hub_use_redis(h, "127.0.0.1:1", "p:"), -ENOTSUP);
+#endif
+    vial_hub_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -453,6 +477,7 @@ int main(void)
         cmocka_unit_test(test_ring_grows_in_order),
         cmocka_unit_test(test_policy_disconnect),
         cmocka_unit_test(test_sse_through_test_client),
+        cmocka_unit_test(test_use_redis_setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
