@@ -65,7 +65,7 @@ if [ -n "$deploy_pid" ]; then
   wait "$deploy_pid" || { echo "deploy: FAILED"; fail=1; }
   cat build/deploy.log
 else
-  echo "deploy: skipped (build/examples/cluster needs the PostgreSQL client)"
+  echo "deploy: skipped (build/examples/cluster needs the PostgreSQL and Redis clients)"
 fi
 
 step "browser test: the demo in two headless Chromium windows (screenshots in build/browser)"

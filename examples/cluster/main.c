@@ -135,15 +135,11 @@ int main(int argc, char **argv)
         return 1;
     }
     if (redis_addr) {
-#ifdef VIAL_HAVE_HUB_REDIS
-        int r = vial_hub_use_redis(hub, redis_addr, "cluster:");
+        int r = vial_hub_use_redis(hub, redis_addr, "cluster:hub:");
         if (r != 0) {
             fprintf(stderr, "cluster: redis hub at %s: %s\n", redis_addr, vial_strerror(r));
             return 1;
         }
-#else
-        fprintf(stderr, "cluster: this vial has no Redis hub; --redis ignored, one process only\n");
-#endif
     }
 
     vial_app *app = vial_app_new();

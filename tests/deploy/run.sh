@@ -20,7 +20,7 @@ PSQL=${PSQL:-/usr/lib/postgresql/15/bin/psql}
 PY=/usr/bin/python3
 
 die() { echo "deploy: $*" >&2; exit 1; }
-[ -x "$APP" ] || die "no $APP (built only with the PostgreSQL client)"
+[ -x "$APP" ] || die "no $APP (built only with the PostgreSQL and Redis clients)"
 [ -x "$NGINX" ] || die "no nginx at $NGINX (apt-get install nginx-light)"
 
 TMP=$(mktemp -d /tmp/vial-deploy.XXXXXX)
