@@ -65,7 +65,10 @@ if [ -n "$deploy_pid" ]; then
   wait "$deploy_pid" || { echo "deploy: FAILED"; fail=1; }
   cat build/deploy.log
 else
-  echo "deploy: skipped (build/examples/cluster needs the PostgreSQL and Redis clients)"
+  # scripts/deps.sh test installs both clients: a missing cluster app is a
+  # broken build, never a silent skip.
+  echo "deploy: FAILED: build/examples/cluster was not built (it needs the PostgreSQL and Redis clients)"
+  fail=1
 fi
 
 step "browser test: the demo in two headless Chromium windows (screenshots in build/browser)"
