@@ -77,6 +77,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "techempower: out of memory\n");
         return 1;
     }
+    /* /fortunes renders bench/templates/fortunes.html (te_fortunes_render). */
+    if (vial_app_set_template_folder(app, TE_TEMPLATES) < 0) {
+        fprintf(stderr, "techempower: out of memory\n");
+        return 1;
+    }
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         int r = (routes[i].flags == VIAL_SYNC ? vial_route_as_sync : vial_route_as)(
             app, routes[i].rule, routes[i].fn, routes[i].endpoint, NULL);

@@ -98,3 +98,20 @@ int te_fortunes_page(vial_res *rs, te_fortune *f, size_t n)
     }
     return LIT(rs, "</table></body></html>");
 }
+
+int te_fortunes_render(vial_req *rq, vial_res *rs, te_fortune *f, size_t n)
+{
+    n = te_fortunes_prepare(f, n);
+    struct vial_arena *a = vial_req_arena(rq);
+    vial_tmpl_value list = vial_tmpl_list(a), ctx = vial_render_ctx(rq);
+    for (size_t i = 0; i < n; i++) {
+        vial_tmpl_value row = vial_tmpl_dict(a);
+        if (vial_tmpl_set(a, row, "id", vial_tmpl_int(f[i].id)) ||
+            vial_tmpl_set(a, row, "message", vial_tmpl_cstr(f[i].message)) ||
+            vial_tmpl_push(a, list, row))
+            return vial_fail(rs, "out of memory");
+    }
+    if (vial_tmpl_set(a, ctx, "fortunes", list))
+        return vial_fail(rs, "out of memory");
+    return vial_render(rq, rs, "fortunes.html", ctx);
+}

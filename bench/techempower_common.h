@@ -37,4 +37,10 @@ size_t te_fortunes_prepare(te_fortune *f, size_t n);
  * every message escaped. */
 int te_fortunes_page(vial_res *rs, te_fortune *f, size_t n);
 
+/* The same page through the template fortunes.html (bench/templates, the
+ * app's template folder): what the TechEmpower apps serve at /fortunes.
+ * te_fortunes_page stays as the hand-written yardstick the template is
+ * measured against (bench/fortunes-tmpl.py). */
+int te_fortunes_render(vial_req *rq, vial_res *rs, te_fortune *f, size_t n);
+
 #endif

@@ -240,7 +240,7 @@ static int fortunes_view(vial_req *rq, vial_res *rs)
         if (!f[i].message)
             f[i].message = "";
     }
-    return te_fortunes_page(rs, f, (size_t)n);
+    return te_fortunes_render(rq, rs, f, (size_t)n);
 }
 
 /* --- registration ----------------------------------------------------------------------------- */

@@ -186,7 +186,7 @@ static int te_fortunes_view(vial_req *rq, vial_res *rs)
         if (!f[i].message)
             f[i].message = "";
     }
-    return te_fortunes_page(rs, f, n);
+    return te_fortunes_render(rq, rs, f, n);
 }
 
 /* --- setup -------------------------------------------------------------------------------------- */

@@ -370,6 +370,21 @@ typedef struct vial_config {
     const char *health_path;
     int drain_delay_ms;
     int request_id;
+    /* processes: 1 (the default) serves in this process; N > 1 makes it a
+     * supervisor that opens the listeners (host/port, listen, or systemd's
+     * sockets), runs N worker processes sharing them all (each with
+     * `threads` loops and `workers` pool threads; the only process that
+     * talks to systemd is the supervisor), logs and
+     * replaces a worker that crashes (its signal and the route it served),
+     * reloads on SIGHUP with no request lost (new workers ready before the
+     * old ones drain; the config file re-read), forwards SIGTERM/SIGINT
+     * (drain) and SIGUSR1 (log reopen). shed_target_ms: load shedding, 0
+     * (the default) off; when the time requests wait to start (for their
+     * loop, or in the worker pool's queue) stays above this many ms for
+     * 100 ms, new requests get a fast 503 with Retry-After: 1, no hook run,
+     * until the wait falls below it again. */
+    int processes;
+    int shed_target_ms;
     /* Development mode (Flask's debug): templates whose files changed are
      * compiled again at their next render. Off by default. */
     int debug;

@@ -25,10 +25,12 @@ BUILD=(
 # (pytest, requests, websockets), the other clients and throwaway servers for
 # their tests, the sanitizer and fuzzer builds (clang), locales for the
 # locale tests, the llhttp differential test, the AArch64 context switch
-# under qemu, curl for the install test, nginx and wrk for the benchmarks.
+# under qemu, curl for the install test, nginx and wrk for the benchmarks,
+# headless Chromium and Selenium for the demo's browser test.
 TEST=(
   libcmocka-dev python3 clang libclang-rt-14-dev locales
   python3-pytest python3-requests python3-websockets python3-werkzeug python3-jinja2 python3-brotli
+  chromium chromium-driver python3-selenium
   curl nginx-light wrk node-llhttp
   postgresql libhiredis-dev redis-server libcurl4-openssl-dev
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite:
 #   1. release build: C unit tests (ctest), llhttp differential test,
-#      black-box protocol tests over real sockets (pytest), and again over TLS;
+#      black-box protocol tests over real sockets (pytest), and again over TLS,
+#      with the deployment test beside them (nginx in front of two instances,
+#      tests/deploy), the demo in headless Chromium (tests/browser/run.sh);
 #   2. ASan+UBSan build: the same unit and black-box tests;
 #   3. TSan build: the loop, coroutine and pool unit tests;
 #   4. libFuzzer: the parser target for a bounded time on its seed corpus.
@@ -47,6 +49,14 @@ tests/install/run.sh build || fail=1
 step "context switches (x86-64, ucontext, AArch64 under qemu-user)"
 ./scripts/test-switches.sh || fail=1
 
+# The deployment test (nginx, two instances, its own Redis and PostgreSQL;
+# bounded, < 2 min) runs beside the black-box tests; its output follows theirs.
+deploy_pid=""
+if [ -x build/examples/cluster ]; then
+  tests/deploy/run.sh build >build/deploy.log 2>&1 &
+  deploy_pid=$!
+fi
+
 step "black-box tests (release)"
 VIAL_BUILD_DIR=$PWD/build $PY -m pytest -q tests/blackbox -p no:cacheprovider || fail=1
 
@@ -58,6 +68,20 @@ VIAL_TEST_TLS=1 VIAL_BUILD_DIR=$PWD/build $PY -m pytest -q -p no:cacheprovider \
     tests/blackbox/test_http_*.py tests/blackbox/test_app_*.py tests/blackbox/test_websocket.py \
     tests/blackbox/test_ws_deflate.py tests/blackbox/test_sse.py tests/blackbox/test_hub.py \
     tests/blackbox/test_compress.py tests/blackbox/test_templates.py || fail=1
+
+step "deploy: nginx in front of two cluster instances, Redis, PostgreSQL (tests/deploy/run.sh)"
+if [ -n "$deploy_pid" ]; then
+  wait "$deploy_pid" || { echo "deploy: FAILED"; fail=1; }
+  cat build/deploy.log
+else
+  # scripts/deps.sh test installs both clients: a missing cluster app is a
+  # broken build, never a silent skip.
+  echo "deploy: FAILED: build/examples/cluster was not built (it needs the PostgreSQL and Redis clients)"
+  fail=1
+fi
+
+step "browser test: the demo in two headless Chromium windows (screenshots in build/browser)"
+VIAL_BUILD_DIR=$PWD/build tests/browser/run.sh build/browser || fail=1
 
 if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
   step "build (ASan+UBSan)"

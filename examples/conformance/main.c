@@ -9,12 +9,14 @@
 #include <locale.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 /* A query integer that must be in range, else the view aborts with 400. */
 #define ARG_INT(rq, rs, name, def, lo, hi, out)                                  \
@@ -1056,6 +1058,32 @@ static int ws_chat(vial_req *rq, vial_ws *ws)
     return 0;
 }
 
+/* --- process fixtures (tests/blackbox/test_supervisor.py) -------------------------------------- */
+
+/* Which worker process answered (--processes). */
+static int ops_pid(vial_req *rq, vial_res *rs)
+{
+    (void)rq;
+    return vial_text(rs, 200, "%d\n", (int)getpid());
+}
+
+/* Crashes on purpose: the crash report must name the signal and this route.
+ * Registered only with CONFORMANCE_CRASH_ROUTES=1 (a test sets it). */
+static int crash_segv(vial_req *rq, vial_res *rs)
+{
+    (void)rq;
+    (void)rs;
+    raise(SIGSEGV);
+    return 0;
+}
+
+static int crash_abort(vial_req *rq, vial_res *rs) /* sync */
+{
+    (void)rq;
+    (void)rs;
+    abort();
+}
+
 /* --- the app ---------------------------------------------------------------------------------- */
 
 int conformance_realtime(vial_app *app);
@@ -1152,6 +1180,12 @@ static vial_app *build_app(void)
         e |= vial_bp_route_as(api, "GET /items/<int:id>", api_item, "item", NULL);
         e |= vial_bp_route_as(api, "GET /lifecycle", api_lifecycle, "lifecycle", NULL);
         e |= vial_bp_route_as_sync(api, "GET /forbidden", api_forbidden, "forbidden", NULL);
+    }
+    e |= vial_route(app, "GET /ops/pid", ops_pid);
+    const char *crash_routes = getenv("CONFORMANCE_CRASH_ROUTES");
+    if (crash_routes && !strcmp(crash_routes, "1")) {
+        e |= vial_route_as(app, "GET /ops/crash/segv", crash_segv, "crash_segv", NULL);
+        e |= vial_route_as_sync(app, "GET /ops/crash/abort", crash_abort, "crash_abort", NULL);
     }
     /* Static files (Last-Modified, ETag, ranges) when the test names a
      * directory; read here, before vial_run, like any setting. */

@@ -39,12 +39,14 @@
  * the other subscribers) plus each connection's output buffer: the writers
  * await the socket (backpressure), nothing else buffers.
  *
- * Within one process only: instances behind a load balancer do not share a
- * hub (yet).
+ * Within one process unless vial_hub_use_redis joins the hubs of several
+ * instances through Redis.
  *
  * Metrics (vial_config.metrics): vial_hub_published_total,
  * vial_hub_delivered_total, vial_hub_dropped_total,
- * vial_hub_disconnected_total and the vial_hub_subscribers gauge. */
+ * vial_hub_disconnected_total and the vial_hub_subscribers gauge; in Redis
+ * mode also vial_hub_redis_published_total, _received_total,
+ * _reconnects_total and _dropped_total. */
 #ifndef VIAL_REALTIME_H
 #define VIAL_REALTIME_H
 
@@ -179,9 +181,44 @@ void vial_sub_close(vial_sub *s);
  * Returns 0, -EPIPE (session over), -ENOMEM. */
 int vial_ws_subscribe(vial_ws *ws, vial_hub *h, const char *topic);
 
+/* Redis mode: makes h one hub across every instance that uses the same
+ * Redis and channel_prefix. addr is what vial_redis_open takes ("host:port",
+ * "host", "unix:/path"; redis:// URLs are not understood); channel_prefix
+ * (NULL: "") names the channels, prefix + topic. Call before vial_run;
+ * needs the Redis client (VIAL_HAVE_REDIS in vial/config.h).
+ *
+ * A publish (from anywhere, as above) is delivered to this process's
+ * subscribers at once and also PUBLISHed to Redis; one subscription per
+ * instance (PSUBSCRIBE prefix*, on loop thread 0) delivers what the other
+ * instances published to the local subscribers, skipping our own messages,
+ * so each subscriber receives each message once. Publishers never wait:
+ * their messages go through a bounded outbox (4096 messages) that loop
+ * thread 0 writes to Redis, pipelined, in publish order.
+ *
+ * The guarantee across instances: at most once, in order per publishing
+ * instance (per publisher thread a fortiori), no order between instances.
+ * While Redis is unreachable, publishes reach this instance's subscribers
+ * only; the newest 4096 wait in the outbox and go out once Redis is back
+ * (the oldest are dropped, counted as redis_dropped); messages of other
+ * instances published meanwhile are lost to this one: an SSE client's
+ * Last-Event-ID replay (vial_sse_opts.replay from a store the instances
+ * share) can fill the gap. Subscribers stay connected across a Redis
+ * restart; the subscription is retried with a pause growing from 100 ms to
+ * 5 s. Payloads written by others (PUBLISH prefix+topic from redis-cli)
+ * arrive as plain data.
+ *
+ * Returns 0, -EINVAL, -EBUSY (the server runs already, or h has Redis
+ * already), -ENOTSUP (built without the Redis client), -ENOMEM, or
+ * vial_redis_open's errno (negated) for a malformed address. */
+int vial_hub_use_redis(vial_hub *h, const char *addr, const char *channel_prefix);
+
 /* Totals since start, all hubs: for tests and the metrics. */
 typedef struct vial_hub_counts {
     uint64_t published, delivered, dropped, disconnected, subscribers;
+    /* Redis mode (vial_hub_use_redis): publishes written to Redis, messages
+     * of other instances received, resubscriptions after a lost
+     * connection, publishes lost from the outbox (full, or refused). */
+    uint64_t redis_published, redis_received, redis_reconnects, redis_dropped;
 } vial_hub_counts;
 void vial_hub_stats(vial_hub_counts *out);
 

@@ -7,6 +7,7 @@
 #include "app/security.h"
 #include "app/session.h"
 #include "http/server.h"
+#include "runtime/crash.h"
 #include "runtime/log.h"
 
 #include <errno.h>
@@ -550,6 +551,55 @@ void vial_app_set_data(vial_app *app, void *data)
 
 /* --- running ----------------------------------------------------------------------------------- */
 
+/* Serves in this process: a single process, or one worker of a
+ * supervisor. */
+static int serve_process(vial_app *app, const vial_config *cfg)
+{
+    vial_config c = *cfg;
+    /* Again in a worker: a reload may have changed it. */
+    int level = vial_log_level_parse(c.log_level ? c.log_level : "info");
+    if (level >= 0)
+        vial_log_set_level(level);
+    vial_metrics_init(VIAL_STATS_RULES + app->nrules);
+    int r = vial_compress_config(app, c.compress);
+    if (r < 0)
+        return r;
+    vial_proxies proxies;
+    r = vial_proxies_parse(c.trusted_proxy, &proxies);
+    if (r < 0)
+        return r;
+    r = vial_accesslog_open(&c);
+    if (r < 0) {
+        vial_proxies_free(&proxies);
+        return r;
+    }
+    app->ops = (vial_ops){
+        .access_log = c.access_log && *c.access_log,
+        .metrics = c.metrics_path && *c.metrics_path,
+        /* auto (-1): with the access log, which the id ties responses to */
+        .request_id = c.request_id < 0 ? c.access_log && *c.access_log : c.request_id,
+        .metrics_path = c.metrics_path,
+        .metrics_len = c.metrics_path ? strlen(c.metrics_path) : 0,
+        .health_path = c.health_path,
+        .health_len = c.health_path ? strlen(c.health_path) : 0,
+        .shed_target_ns = c.shed_target_ms > 0 ? (uint64_t)c.shed_target_ms * 1000000u : 0,
+        .proxies = proxies.n ? &proxies : NULL,
+    };
+    /* A crash is never silent: the signal and the route, then the same
+     * death (runtime/crash.c). */
+    vial_crash_set_describer(vial_crash_describe);
+    vial_crash_install();
+    vial_shed_init(app->ops.shed_target_ns);
+    /* Set before the first listener exists, so no request can see the app
+     * change under it. */
+    __atomic_store_n(&app->running, 1, __ATOMIC_RELEASE);
+    r = vial_server_run(&c, vial_app_serve, app->ops.access_log ? vial_accesslog_reject : NULL, app);
+    vial_accesslog_close();
+    app->ops.proxies = NULL;
+    vial_proxies_free(&proxies);
+    return r;
+}
+
 int vial_run(vial_app *app, const vial_config *cfg)
 {
     if (!app)
@@ -586,45 +636,25 @@ int vial_run(vial_app *app, const vial_config *cfg)
         return -EINVAL;
     }
     vial_log_set_level(level);
+    /* Before anything is opened, and before a supervisor forks: a bad
+     * setup or a template that does not compile stops the start. */
     int r = vial_csrf_check_setup(app);
     if (r < 0)
         return r;
-    /* Before anything is opened: a template that does not compile stops the start. */
     r = vial_render_start(app, c.debug);
-    if (r < 0)
-        return r;
-    vial_metrics_init(VIAL_STATS_RULES + app->nrules);
-    r = vial_compress_config(app, c.compress);
     if (r < 0)
         return r;
     if (c.unix_mode == 0)
         c.unix_mode = -1; /* a zeroed config: no socket file nobody may open */
-    vial_proxies proxies;
-    r = vial_proxies_parse(c.trusted_proxy, &proxies);
-    if (r < 0)
-        return r;
-    r = vial_accesslog_open(&c);
-    if (r < 0) {
+    if (c.processes > 1) {
+        /* Parsed again in each worker (a reload may change it); checked
+         * here so that a bad list stops the start, not every worker. */
+        vial_proxies proxies;
+        r = vial_proxies_parse(c.trusted_proxy, &proxies);
+        if (r < 0)
+            return r;
         vial_proxies_free(&proxies);
-        return r;
+        return vial_supervise(app, &c, serve_process);
     }
-    app->ops = (vial_ops){
-        .access_log = c.access_log && *c.access_log,
-        .metrics = c.metrics_path && *c.metrics_path,
-        /* auto (-1): with the access log, which the id ties responses to */
-        .request_id = c.request_id < 0 ? c.access_log && *c.access_log : c.request_id,
-        .metrics_path = c.metrics_path,
-        .metrics_len = c.metrics_path ? strlen(c.metrics_path) : 0,
-        .health_path = c.health_path,
-        .health_len = c.health_path ? strlen(c.health_path) : 0,
-        .proxies = proxies.n ? &proxies : NULL,
-    };
-    /* Set before the first listener exists, so no request can see the app
-     * change under it. */
-    __atomic_store_n(&app->running, 1, __ATOMIC_RELEASE);
-    r = vial_server_run(&c, vial_app_serve, app->ops.access_log ? vial_accesslog_reject : NULL, app);
-    vial_accesslog_close();
-    app->ops.proxies = NULL;
-    vial_proxies_free(&proxies);
-    return r;
+    return serve_process(app, &c);
 }

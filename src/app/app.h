@@ -113,6 +113,21 @@ unsigned vial_req_arg_total(vial_req *rq);
  * teardown. Fills rq->res. Installed as the server's serve function. */
 void vial_app_serve(void *app, vial_req *rq);
 
+/* Writes "METHOD /path?query" of request (a vial_req *) into out, for
+ * crash reports (runtime/crash.h's describer; dispatch.c). */
+void vial_crash_describe(void *request, char *out, size_t cap);
+
+/* --processes N > 1 (supervisor.c): opens the listeners (http/listen.h),
+ * runs N worker processes that each call serve(app, cfg) on them all,
+ * replaces crashed ones, reloads on SIGHUP, drains on SIGTERM/SIGINT, tells
+ * systemd. Returns when they are gone: 0, a negative errno, or -ECHILD when
+ * the first workers did not get ready (logged). */
+int vial_supervise(vial_app *app, const vial_config *cfg,
+                   int (*serve)(vial_app *, const vial_config *));
+/* Reads the config file, the environment and the flags vial_config_args
+ * was first given again, into cfg's option fields (config.c). 0 or -EINVAL. */
+int vial_config_reread(vial_config *cfg);
+
 /* Websocket sessions (websocket.c). */
 /* The bounds of group traffic (vial.h, "what a slow or flooding member
  * gets"). A member's outbound queue — bytes published to it and not yet

@@ -29,6 +29,7 @@ vial_config vial_config_default(void)
         .access_log_format = "combined",
         .log_level = "info",
         .request_id = -1,
+        .processes = 1,
         .compress = -1,
         .unix_mode = -1,
         .ws_deflate = 1,
@@ -95,6 +96,10 @@ static const server_opt server_opts[] = {
      OPT_STR, offsetof(vial_config, health_path), 0, 0},
     {"drain-delay-ms", "MS", "after SIGTERM, keep serving this long with the health check at 503",
      OPT_INT, offsetof(vial_config, drain_delay_ms), 0, 3600000},
+    {"processes", "N", "worker processes under a supervisor (crash restart, SIGHUP reload); 1: none",
+     OPT_INT, offsetof(vial_config, processes), 1, 1024},
+    {"shed-target-ms", "MS", "503 new requests while their wait to start stays above MS; 0: off",
+     OPT_INT, offsetof(vial_config, shed_target_ms), 0, 60000},
     {"request-id", NULL, "echo X-Request-ID (the client's, or a generated one)", OPT_BOOL,
      offsetof(vial_config, request_id), 0, 1},
     {"server-header", NULL, "send \"Server: vial\" on every response", OPT_BOOL,
@@ -532,9 +537,41 @@ static int read_file_and_env(vial_config *cfg, const char *prog, int argc, char 
     return r;
 }
 
+/* What vial_config_args was given, for a reload (SIGHUP) to read the
+ * config file, the environment and the flags again on the same base. */
+static vial_config args_base;
+static int args_argc, args_saved;
+static char **args_argv;
+
+int vial_config_reread(vial_config *cfg)
+{
+    if (!args_saved)
+        return 0;
+    vial_config fresh = args_base;
+    args_saved = 0; /* keep the first call's base */
+    int r = vial_config_args(&fresh, args_argc, args_argv);
+    args_saved = 1;
+    if (r < 0)
+        return r;
+    for (size_t k = 0; k < NOPTS; k++) {
+        const server_opt *o = &server_opts[k];
+        size_t size = o->kind == OPT_SIZE ? sizeof(size_t)
+                      : o->kind == OPT_STR || o->kind == OPT_CHOICE ? sizeof(const char *)
+                                                                    : sizeof(int);
+        memcpy((char *)cfg + o->off, (const char *)&fresh + o->off, size);
+    }
+    return 0;
+}
+
 int vial_config_args(vial_config *cfg, int argc, char **argv)
 {
     const char *prog = prog_name(argc > 0 ? argv[0] : NULL);
+    if (!args_saved) {
+        args_base = *cfg;
+        args_argc = argc;
+        args_argv = argv;
+        args_saved = 1;
+    }
     for (const vial_option *o = cfg->options; o && o->name; o++) {
         for (size_t k = 0; k < NOPTS; k++) {
             const char *n = server_opts[k].name;

@@ -16,7 +16,7 @@
  * coroutine, VIAL_SYNC on the worker pool. */
 #include "app/app.h"
 #include "app/compress.h"
-#include "app/ops.h"
+#include "app/metrics.h"
 #include "app/security.h"
 #include "app/tasks.h"
 #include "http/server.h"
@@ -418,8 +418,10 @@ static void serve(vial_app *app, vial_req *rq)
     }
     vial_rqs(rq)->route = rule;
     vial_coro *co = vial_coro_current();
-    if (co && rule)
+    if (co && rule) {
         vial_coro_label_route(co, rule->label);
+        co->request = rq; /* for a crash report (vial_crash_describe) */
+    }
 
     if (rule && rule->ws) {
         /* Websocket routes run no hooks (spec 3.1, 5): judge the handshake,
@@ -438,8 +440,10 @@ static void serve(vial_app *app, vial_req *rq)
             vial_res_add_header(rs, "Sec-WebSocket-Version", "13");
         if (st)
             handle_error(app, rq, rule->bp, st, NULL);
-        if (co)
+        if (co) {
             co->label = "http connection";
+            co->request = NULL;
+        }
         return;
     }
 
@@ -517,11 +521,28 @@ static void serve(vial_app *app, vial_req *rq)
     if (co) {
         co->deadline = 0; /* vial_set_deadline is per request; the connection goes on */
         co->label = "http connection";
+        co->request = NULL;
     }
     if (lc.bp)
         run_teardown(rq, &lc.bp->hooks, lc.error);
     run_teardown(rq, &app->hooks, lc.error);
     vial_rqs(rq)->lifecycle = NULL;
+}
+
+/* "GET /path?query" of a crashing request, from its parsed head: byte
+ * copies only, as a signal handler may do. */
+void vial_crash_describe(void *request, char *out, size_t cap)
+{
+    const vial_req *rq = request;
+    const struct { const char *p; size_t n; } parts[] = {
+        {rq->head.method.p, rq->head.method.len}, {" ", 1}, {rq->head.path.p, rq->head.path.len},
+        {"?", rq->head.has_query ? 1 : 0}, {rq->head.query.p, rq->head.has_query ? rq->head.query.len : 0},
+    };
+    size_t at = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        for (size_t k = 0; k < parts[i].n && at + 1 < cap; k++)
+            out[at++] = parts[i].p[k];
+    out[at] = 0;
 }
 
 /* --metrics-path and --health-path are answered before routing and hooks:
@@ -552,23 +573,28 @@ void vial_app_serve(void *data, vial_req *rq)
      * operations feature off, serving costs one test of the flags. */
     int timed = ops->access_log | ops->metrics;
     const char *probe = NULL;
+    int shed = 0;
     uint64_t t0 = 0;
-    if (__builtin_expect(timed | ops->request_id | (ops->health_len != 0), 0)) {
+    vial_mthread *mt = NULL;
+    if (__builtin_expect(timed | ops->request_id | (ops->health_len != 0) | (ops->shed_target_ns != 0),
+                         0)) {
         /* The start is when the loop woke up with the request's bytes (its
          * cached clock): no clock read, and time spent behind other
          * requests of the same wake-up counts, as the client saw it. */
-        if (timed) {
+        if (ops->metrics && (mt = vial_metrics_begin()) && mt->now) {
+            t0 = *mt->now;
+        } else if (timed) {
             vial_loop *loop = vial_loop_current();
             t0 = loop ? loop->now : vial_clock_ns();
         }
-        if (ops->metrics)
-            vial_metrics_begin();
         /* The probes count under endpoints of their own, in parentheses so
          * no app endpoint (an identifier) can share their series. */
         if (!rq->reject_status && ops_path(rq, ops->health_path, ops->health_len))
             probe = "(health)";
         else if (!rq->reject_status && ops_path(rq, ops->metrics_path, ops->metrics_len))
             probe = "(metrics)";
+        /* Probes are never shed: an overloaded instance must still say so. */
+        shed = !probe && ops->shed_target_ns && vial_shed_check(rq);
     }
     if (probe) {
         rq->is_head = !strcmp(vial_req_method(rq), "HEAD");
@@ -579,6 +605,10 @@ void vial_app_serve(void *data, vial_req *rq)
         vial_res_set_header(&rq->res, "Cache-Control", "no-store");
         if (ops->request_id)
             vial_request_id_echo(rq);
+    } else if (shed) {
+        vial_shed_render(rq);
+        if (ops->request_id)
+            vial_request_id_echo(rq);
     } else {
         serve(app, rq);
     }
@@ -586,9 +616,10 @@ void vial_app_serve(void *data, vial_req *rq)
         return;
     {
         uint64_t dur = vial_clock_ns() - t0;
-        if (ops->metrics)
-            vial_metrics_end(rq, probe ? (probe[1] == 'h' ? VIAL_STATS_HEALTH : VIAL_STATS_METRICS)
-                                 : state.route ? state.route->stats_id : VIAL_STATS_NONE,
+        if (mt)
+            vial_metrics_end(mt, rq->head.method.p, rq->head.method.len, rq->res.status,
+                             probe ? (probe[1] == 'h' ? VIAL_STATS_HEALTH : VIAL_STATS_METRICS)
+                             : state.route ? state.route->stats_id : VIAL_STATS_NONE,
                              probe ? probe : state.route ? state.route->endpoint : "", dur);
         if (ops->access_log)
             vial_accesslog_request(rq, body_bytes(rq, &state), dur);

@@ -37,7 +37,8 @@ struct vial_sub {
     tnode *node;            /* NULL once detached */
     vial_sub *prev, *next;  /* in node->subs, on the node's loop only */
     hub_msg **ring;
-    size_t cap, head, len;
+    size_t cap, head, len;  /* cap: the queue's bound */
+    size_t slots;           /* ring's size: grows up to cap as the queue fills */
     int policy;
     int ended;              /* dropped for being slow */
     uint64_t dropped;
@@ -76,6 +77,8 @@ typedef struct topic {
 struct vial_hub {
     pthread_mutex_t lock;
     topic *topics;
+    /* Set before vial_run, read by publishers after: no lock. */
+    vial_hub_bridge *bridge;
 };
 
 static atomic_uint_fast64_t n_published, n_delivered, n_dropped, n_disconnected;
@@ -89,6 +92,7 @@ void vial_hub_stats(vial_hub_counts *out)
     out->dropped = atomic_load(&n_dropped);
     out->disconnected = atomic_load(&n_disconnected);
     out->subscribers = s > 0 ? (uint64_t)s : 0;
+    vial_hub_bridge_stats(out);
 }
 
 void vial_shared_bytes_unref(vial_shared_bytes *b)
@@ -120,6 +124,7 @@ void vial_hub_free(vial_hub *h)
 {
     if (!h)
         return;
+    vial_hub_bridge_free(h->bridge);
     while (h->topics) {
         topic *t = h->topics;
         h->topics = t->next;
@@ -188,9 +193,27 @@ static void ring_clear(vial_sub *s)
 {
     while (s->len) {
         msg_unref(s->ring[s->head]);
-        s->head = (s->head + 1) % s->cap;
+        s->head = (s->head + 1) % s->slots;
         s->len--;
     }
+}
+
+/* A subscriber that keeps up holds a message or two: its ring starts small
+ * (10,000 idle subscribers, 2 KiB each at the full bound) and doubles when
+ * a burst fills it. 0, or -ENOMEM (then the queue counts as full). */
+static int ring_grow(vial_sub *s)
+{
+    size_t n = s->slots * 2 < s->cap ? s->slots * 2 : s->cap;
+    hub_msg **r = malloc(n * sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    for (size_t i = 0; i < s->len; i++) /* head first: the order stays */
+        r[i] = s->ring[(s->head + i) % s->slots];
+    free(s->ring);
+    s->head = 0;
+    s->ring = r;
+    s->slots = n;
+    return 0;
 }
 
 /* The subscriber fell a queue behind under VIAL_HUB_DISCONNECT: it gets
@@ -207,19 +230,21 @@ static void sub_enqueue(vial_sub *s, hub_msg *m)
 {
     if (s->ended)
         return;
-    if (s->len == s->cap) {
+    if (s->len == s->slots && s->slots < s->cap)
+        (void)ring_grow(s);
+    if (s->len == s->slots) {
         if (s->policy == VIAL_HUB_DISCONNECT) {
             sub_end_slow(s);
             return;
         }
         msg_unref(s->ring[s->head]);
-        s->head = (s->head + 1) % s->cap;
+        s->head = (s->head + 1) % s->slots;
         s->len--;
         s->dropped++;
         atomic_fetch_add(&n_dropped, 1);
     }
     atomic_fetch_add(&m->refs, 1);
-    s->ring[(s->head + s->len++) % s->cap] = m;
+    s->ring[(s->head + s->len++) % s->slots] = m;
     sub_notify(s);
 }
 
@@ -331,7 +356,9 @@ static vial_sub *sub_attach(vial_hub *h, const char *name)
             s->cap = t->qlen;
         }
     }
-    if (n && (s->ring = malloc(s->cap * sizeof *s->ring)))
+    if (n)
+        s->slots = s->cap < 4 ? s->cap : 4;
+    if (n && (s->ring = malloc(s->slots * sizeof *s->ring)))
         n->nsubs++;
     else
         n = NULL;
@@ -458,7 +485,7 @@ static int sub_wait(vial_sub *s, uint64_t timeout_ms)
 static hub_msg *sub_pop(vial_sub *s)
 {
     hub_msg *m = s->ring[s->head];
-    s->head = (s->head + 1) % s->cap;
+    s->head = (s->head + 1) % s->slots;
     s->len--;
     atomic_fetch_add(&n_delivered, 1);
     return m;
@@ -552,7 +579,15 @@ static size_t field_len(const char *f)
     return f ? strlen(f) + 1 : 0;
 }
 
-int vial_hub_publish_event(vial_hub *h, const char *name, const vial_sse_event *ev)
+int vial_hub_set_bridge(vial_hub *h, vial_hub_bridge *b)
+{
+    if (h->bridge)
+        return -EBUSY;
+    h->bridge = b;
+    return 0;
+}
+
+int vial_hub_publish_local(vial_hub *h, const char *name, const vial_sse_event *ev)
 {
     if (!h || !name || !ev || (ev->len && !ev->data))
         return -EINVAL;
@@ -580,7 +615,6 @@ int vial_hub_publish_event(vial_hub *h, const char *name, const vial_sse_event *
         memcpy(p, ev->id, il);
         m->ev.id = p;
     }
-    atomic_fetch_add(&n_published, 1);
     int posted = 0;
     pthread_mutex_lock(&h->lock);
     topic *t = topic_find(h, name, 0);
@@ -604,6 +638,19 @@ int vial_hub_publish_event(vial_hub *h, const char *name, const vial_sse_event *
     pthread_mutex_unlock(&h->lock);
     msg_unref(m);
     return posted;
+}
+
+/* Local delivery first, then Redis: this instance's subscribers never wait
+ * for a round trip, and the bridge skips the copy that comes back. */
+int vial_hub_publish_event(vial_hub *h, const char *name, const vial_sse_event *ev)
+{
+    int r = vial_hub_publish_local(h, name, ev);
+    if (r < 0)
+        return r;
+    atomic_fetch_add(&n_published, 1); /* what came from Redis counts as received */
+    if (h->bridge)
+        vial_hub_bridge_relay(h->bridge, name, ev);
+    return r;
 }
 
 int vial_hub_publish(vial_hub *h, const char *name, const void *data, size_t len)

@@ -36,4 +36,18 @@ vial_shared_bytes *vial_ws_frame_shared(int opcode, const void *data, size_t len
 /* The SSE wire form of ev into a new shared buffer; NULL: -EINVAL or no memory. */
 vial_shared_bytes *vial_sse_shared(const vial_sse_event *ev);
 
+/* --- the Redis bridge (hub_redis.c) --- */
+typedef struct vial_hub_bridge vial_hub_bridge;
+
+/* Publishes to this process's subscribers only: what the bridge received. */
+int vial_hub_publish_local(vial_hub *h, const char *topic, const vial_sse_event *ev);
+/* Gives h its bridge: 0, or -EBUSY when it has one. Before vial_run. */
+int vial_hub_set_bridge(vial_hub *h, vial_hub_bridge *b);
+/* Hands a local publish (fields checked) to Redis; any thread, never waits. */
+void vial_hub_bridge_relay(vial_hub_bridge *b, const char *topic, const vial_sse_event *ev);
+/* After vial_run returned. NULL is ignored. */
+void vial_hub_bridge_free(vial_hub_bridge *b);
+/* Fills the redis_* counts. */
+void vial_hub_bridge_stats(vial_hub_counts *out);
+
 #endif

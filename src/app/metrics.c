@@ -10,11 +10,12 @@
  * lag, coroutines) are read from the server's own structures at scrape
  * time. */
 #include "app/app.h"
-#include "app/ops.h"
+#include "app/metrics.h"
 #include "app/hub.h"
 #include "app/request_state.h"
 #include "http/server.h"
 #include "runtime/coro.h"
+#include "runtime/driver.h"
 #include "runtime/numfmt.h"
 
 #include <pthread.h>
@@ -23,72 +24,58 @@
 
 static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other"};
 #define NMETHODS 8
+#define NBUCKETS VIAL_METRICS_NBUCKETS
+#define NPAIRS VIAL_METRICS_NPAIRS
 
-/* Request duration buckets (seconds); the last is +Inf. */
-static const uint64_t bucket_ns[] = {500000,    1000000,   2500000,    5000000,    10000000,
-                                     25000000,  50000000,  100000000,  250000000,  500000000,
-                                     1000000000, 2500000000, 5000000000, 10000000000};
+/* Request duration buckets (ns); the last is +Inf. */
+const uint64_t vial_metrics_bound_ns[NBUCKETS] = {
+    500000,    1000000,   2500000,   5000000,    10000000,   25000000,   50000000, 100000000,
+    250000000, 500000000, 1000000000, 2500000000, 5000000000, 10000000000, UINT64_MAX};
 static const char *const bucket_le[] = {"0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05",
                                         "0.1",    "0.25",  "0.5",    "1",     "2.5",  "5",    "10"};
-#define NBUCKETS 15
+/* [k]: the first bucket whose bound is >= 2^k (test_metrics checks it
+ * against a linear search). */
+const uint8_t vial_metrics_log2_bucket[64] = {
+    0, 0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  1,  2,  2,
+    3, 4,  5,  6,  7,  8,  9,  10, 11, 11, 12, 13, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14,
+    14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14};
 
-/* Per endpoint and thread: the histogram, and the requests by (method,
- * status), a few pairs (an endpoint sees one or two); more go to overflow. */
-#define NPAIRS 8
-
-typedef struct ep_stats {
-    const char *endpoint; /* NULL: no request yet */
-    uint64_t count, sum_ns;
-    uint64_t buckets[NBUCKETS];
-    uint32_t pair_key[NPAIRS]; /* method << 16 | status; 0: free */
-    uint64_t pair_n[NPAIRS];
-} ep_stats;
-
-typedef struct mthread {
-    struct mthread *next;
-    uint64_t started, finished, ws_opened, ws_closed, overflow;
-    unsigned n; /* entries of eps (neps when it was made) */
-    ep_stats eps[]; /* indexed by the endpoint's stats id */
-} mthread;
+typedef vial_ep_stats ep_stats;
+typedef vial_mthread mthread;
 
 static pthread_mutex_t threads_mu = PTHREAD_MUTEX_INITIALIZER;
 static mthread *threads;
 static unsigned neps; /* set by vial_metrics_init before serving */
-static __thread mthread *tls_m;
+__thread vial_mthread *vial_metrics_tls __attribute__((tls_model("initial-exec")));
 
 void vial_metrics_init(unsigned nids)
 {
     neps = nids;
 }
 
-static mthread *me(void)
+vial_mthread *vial_metrics_thread(void)
 {
-    if (tls_m)
-        return tls_m;
+    if (vial_metrics_tls)
+        return vial_metrics_tls;
     mthread *m = calloc(1, sizeof *m + neps * sizeof(ep_stats));
     if (!m)
         return NULL;
     m->n = neps;
+    vial_loop *loop = vial_loop_current();
+    m->now = loop ? &loop->now : NULL;
     pthread_mutex_lock(&threads_mu);
     m->next = threads;
     __atomic_store_n(&threads, m, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&threads_mu);
-    return tls_m = m;
+    return vial_metrics_tls = m;
 }
 
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
-#define BUMP(x, d) __atomic_store_n(&(x), (x) + (d), __ATOMIC_RELAXED)
-
-void vial_metrics_begin(void)
-{
-    mthread *m = me();
-    if (m)
-        BUMP(m->started, 1);
-}
+#define BUMP(x, d) VIAL_METRICS_BUMP(x, d)
 
 void vial_metrics_ws(int delta)
 {
-    mthread *m = me();
+    mthread *m = vial_metrics_thread();
     if (m) {
         if (delta > 0)
             BUMP(m->ws_opened, 1);
@@ -97,34 +84,22 @@ void vial_metrics_ws(int delta)
     }
 }
 
-static unsigned method_index(const char *m)
+unsigned vial_metrics_method_slow(const char *p, size_t n)
 {
     for (unsigned i = 0; i < NMETHODS - 1; i++)
-        if (!strcmp(m, methods[i]))
+        if (strlen(methods[i]) == n && !memcmp(p, methods[i], n))
             return i;
     return NMETHODS - 1;
 }
 
-void vial_metrics_end(vial_req *rq, unsigned id, const char *endpoint, uint64_t dur)
+void vial_metrics_first(vial_ep_stats *e, const char *endpoint)
 {
-    mthread *m = me();
-    if (!m)
-        return;
-    BUMP(m->finished, 1);
-    if (id >= m->n) {
-        BUMP(m->overflow, 1);
-        return;
-    }
-    ep_stats *e = &m->eps[id];
-    if (!e->endpoint)
-        __atomic_store_n(&e->endpoint, endpoint, __ATOMIC_RELEASE);
-    unsigned b = 0;
-    while (b < NBUCKETS - 1 && dur > bucket_ns[b])
-        b++;
-    BUMP(e->buckets[b], 1);
-    BUMP(e->sum_ns, dur);
-    BUMP(e->count, 1);
-    uint32_t key = method_index(vial_req_method(rq)) << 16 | (uint32_t)rq->res.status;
+    __atomic_store_n(&e->endpoint, endpoint, __ATOMIC_RELEASE);
+}
+
+/* Pair 0 missed: the others, or a free slot (published after its count). */
+void vial_metrics_pair(vial_mthread *m, vial_ep_stats *e, uint32_t key)
+{
     for (unsigned i = 0; i < NPAIRS; i++) {
         if (e->pair_key[i] == key) {
             BUMP(e->pair_n[i], 1);
@@ -136,7 +111,7 @@ void vial_metrics_end(vial_req *rq, unsigned id, const char *endpoint, uint64_t 
             return;
         }
     }
-    BUMP(m->overflow, 1);
+    BUMP(m->overflow_pairs, 1);
 }
 
 /* --- the scrape ---------------------------------------------------------- */
@@ -175,6 +150,11 @@ static void out_label(vial_res *rs, const char *v)
         else
             vial_res_append_body(rs, v, 1);
     }
+}
+
+static void source_append(void *ctx, const char *p, size_t n)
+{
+    vial_res_append_body(ctx, p, n);
 }
 
 /* One unlabelled figure of the given type ("gauge", "counter"). */
@@ -224,6 +204,13 @@ static void hub_render(vial_res *rs)
     counter(rs, "vial_hub_dropped_total", "Hub messages dropped from a full subscriber queue.", h.dropped);
     counter(rs, "vial_hub_disconnected_total", "Hub subscribers ended for being slow.", h.disconnected);
     gauge(rs, "vial_hub_subscribers", "Hub subscriptions open now.", h.subscribers);
+    counter(rs, "vial_hub_redis_published_total", "Hub messages written to Redis.", h.redis_published);
+    counter(rs, "vial_hub_redis_received_total", "Hub messages of other instances received from Redis.",
+            h.redis_received);
+    counter(rs, "vial_hub_redis_reconnects_total", "Hub Redis subscriptions made again after a loss.",
+            h.redis_reconnects);
+    counter(rs, "vial_hub_redis_dropped_total", "Hub messages not written to Redis (outbox full, refused).",
+            h.redis_dropped);
 }
 
 void vial_metrics_render(vial_req *rq)
@@ -237,10 +224,10 @@ void vial_metrics_render(vial_req *rq)
     uint64_t started = 0, finished = 0, wso = 0, wsc = 0, overflow = 0;
     for (mthread *t = __atomic_load_n(&threads, __ATOMIC_ACQUIRE); t; t = t->next) {
         started += LOAD(t->started);
-        finished += LOAD(t->finished);
+        finished += LOAD(t->overflow_ep);
         wso += LOAD(t->ws_opened);
         wsc += LOAD(t->ws_closed);
-        overflow += LOAD(t->overflow);
+        overflow += LOAD(t->overflow_ep) + LOAD(t->overflow_pairs);
         for (unsigned id = 0; id < neps && id < t->n; id++) {
             const ep_stats *e = &t->eps[id];
             const char *ep = __atomic_load_n(&e->endpoint, __ATOMIC_ACQUIRE);
@@ -248,10 +235,13 @@ void vial_metrics_render(vial_req *rq)
                 continue;
             merged *m = &ms[id];
             m->endpoint = ep;
-            m->count += LOAD(e->count);
             m->sum_ns += LOAD(e->sum_ns);
-            for (unsigned b = 0; b < NBUCKETS; b++)
-                m->buckets[b] += LOAD(e->buckets[b]);
+            for (unsigned b = 0; b < NBUCKETS; b++) {
+                uint64_t n = LOAD(e->buckets[b]);
+                m->buckets[b] += n;
+                m->count += n;
+                finished += n;
+            }
             for (unsigned i = 0; i < NPAIRS; i++) {
                 uint32_t key = __atomic_load_n(&e->pair_key[i], __ATOMIC_ACQUIRE);
                 if (!key)
@@ -323,6 +313,11 @@ void vial_metrics_render(vial_req *rq)
               "was full).\n# TYPE vial_metrics_overflow_total counter\nvial_metrics_overflow_total ");
     out_u64(rs, overflow);
     out_s(rs, "\n");
+    counter(rs, "vial_requests_shed_total", "Requests answered 503 by load shedding (--shed-target-ms).",
+            vial_shed_total());
+    /* The client libraries' pools (PostgreSQL, Redis): their sources. */
+    vial_metrics_out mo = {source_append, rs};
+    vial_metrics_sources_write(&mo);
     vial_server *s = rq->server;
     if (!s)
         return;

@@ -15,6 +15,7 @@ typedef struct vial_ops {
     int request_id;  /* X-Request-ID is echoed */
     const char *metrics_path, *health_path;
     size_t metrics_len, health_len; /* 0: not served */
+    uint64_t shed_target_ns;        /* load shedding (shed.c); 0: off */
     const struct vial_proxies *proxies; /* --trusted-proxy (proxy.h), or NULL */
 } vial_ops;
 
@@ -39,15 +40,25 @@ void vial_accesslog_reject(void *data, vial_req *rq, int status);
 enum { VIAL_STATS_NONE, VIAL_STATS_HEALTH, VIAL_STATS_METRICS, VIAL_STATS_RULES };
 /* How many ids there are; before the first request. */
 void vial_metrics_init(unsigned nids);
-/* A request began / ended with rq->res.status after duration_ns, counted
- * under stats id `id` named `endpoint`. Per-thread counters. */
-void vial_metrics_begin(void);
-void vial_metrics_end(vial_req *rq, unsigned id, const char *endpoint, uint64_t duration_ns);
+/* The per-request record is inlined from metrics.h. A websocket session
+ * opened (+1) / closed (-1). */
 void vial_metrics_ws(int delta);
 /* Fills rq->res with the Prometheus text of every thread's figures. */
 void vial_metrics_render(vial_req *rq);
 /* 200 "ok" while serving, 503 "draining" once shutdown began. */
 void vial_health_render(vial_req *rq);
+
+/* --- load shedding (shed.c) ---------------------------------------------- */
+
+/* Sets the target (ns; 0: off) and starts sampling the pool's waits. */
+void vial_shed_init(uint64_t target_ns);
+/* Whether rq is to be shed: the waits to start (in the pool's queue, for
+ * its loop) have stayed above the target. Counts the shed ones. */
+int vial_shed_check(vial_req *rq);
+/* The answer to a shed request: 503, Retry-After: 1, a short body. */
+void vial_shed_render(vial_req *rq);
+/* Requests shed so far (vial_requests_shed_total). */
+uint64_t vial_shed_total(void);
 
 /* --- request id ---------------------------------------------------------- */
 

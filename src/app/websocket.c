@@ -93,6 +93,7 @@ struct vial_ws {
     vial_ws_parser p;
     unsigned accepted : 1;
     unsigned in_app : 1;    /* the handler runs its own code (not in recv/send) */
+    unsigned stack_trimmed : 1; /* vial_coro_trim_stack ran once it was idle */
     int result;             /* nonzero once the session is over */
     int close_code;         /* the peer's */
     uint8_t *msg;           /* reassembly of fragmented messages */
@@ -563,6 +564,15 @@ int vial_ws_recv(vial_ws *ws, vial_ws_msg *msg)
         if (got != -EAGAIN)
             return ws_end(ws, -1, NULL, 0, got == 0 ? -ECONNRESET : (int)got);
         int want = ws->qhead != NULL || vial_conn_ws_pending(c);
+        if (!want) {
+            /* Thousands of sessions sit here: no output buffer, and no stack
+             * pages that the handshake's deeper calls touched. */
+            vial_conn_ws_idle(c);
+            if (!ws->stack_trimmed) {
+                ws->stack_trimmed = 1;
+                vial_coro_trim_stack();
+            }
+        }
         r = vial_conn_ws_wait(c, VIAL_IO_READ | (want ? VIAL_IO_WRITE : 0), 0);
         if (r < 0)
             return ws_end(ws, 1001, NULL, 0, r);

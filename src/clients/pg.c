@@ -107,7 +107,26 @@ struct vial_pg {
     pthread_mutex_t stmt_lock;
     atomic_uint nstmts; /* stmts[0..nstmts) are published and immutable */
     pg_stmt stmts[PG_MAX_STMTS];
+    /* The metrics: each loop's pool counts in a block of its own, kept
+     * (under stmt_lock) until the db is freed, so a scrape never reads a
+     * freed pool and the totals survive the loop. */
+    struct pg_mblock *mblocks;
+    unsigned metrics_id; /* the `pool` label: order of opening */
+    vial_pg *mnext;      /* all open dbs (mlist) */
 };
+
+/* Counters cross threads to the scrape: relaxed stores (plain moves; one
+ * writer each). */
+#define PG_SET(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#define PG_ADD(x, d) PG_SET(x, (x) + (d))
+#define PG_LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
+typedef struct pg_mblock {
+    struct pg_mblock *next;
+    vial_pg_stats s;   /* written by the pool's loop only */
+    uint64_t waiters;  /* coroutines waiting for a connection now */
+    uint64_t errors;   /* statements handed to their caller as failed */
+} pg_mblock;
 
 /* --- per-thread state ------------------------------------------------------------ */
 
@@ -227,7 +246,7 @@ struct pg_pool {
     pg_chan *chans;
     pg_op *op_cache;
     unsigned nop_cache;
-    vial_pg_stats stats;
+    vial_pg_stats *stats; /* in db->mblocks */
 };
 
 typedef struct pg_local {
@@ -472,6 +491,7 @@ static pg_conn *conn_new(pg_pool *p, int is_listen)
         c->next = p->conns;
         p->conns = c;
         p->nconns++;
+        PG_SET(p->stats->conns, p->nconns);
     }
     return c;
 }
@@ -569,7 +589,7 @@ static void conn_ready(pg_conn *c)
     }
     c->state = C_READY;
     c->fatal_state[0] = c->fatal_msg[0] = 0;
-    p->stats.connects++;
+    PG_ADD(p->stats->connects, 1);
     conn_send(c); /* what queued while connecting */
 }
 
@@ -615,9 +635,9 @@ static void conn_close(pg_conn *c, int code, const char *msg)
         c->registered = 0;
     }
     if (was_ready && code != -ECANCELED)
-        p->stats.broken++;
+        PG_ADD(p->stats->broken, 1);
     else if (!was_ready)
-        p->stats.connect_failures++;
+        PG_ADD(p->stats->connect_failures, 1);
 
     /* Unlink from the pool first, so "is there another connection" below
      * and the retried operations see the pool without it. */
@@ -629,6 +649,7 @@ static void conn_close(pg_conn *c, int code, const char *msg)
             if (*pp == c) {
                 *pp = c->next;
                 p->nconns--;
+                PG_SET(p->stats->conns, p->nconns);
                 break;
             }
         }
@@ -802,7 +823,7 @@ static void flight_push(pg_conn *c, pg_op *op)
 static int group_end(pg_conn *c)
 {
     c->f_tail->sync_after = 1;
-    c->pool->stats.syncs++;
+    PG_ADD(c->pool->stats->syncs, 1);
     return pg_sync(c->pg);
 }
 
@@ -819,7 +840,7 @@ static int prepare_for(pg_conn *c, pg_op *op)
             return 0;
     } else if (op->kind == OP_QUERY) {
         if ((slot = op->slot) < 0 || c->autos[slot].ready) {
-            p->stats.prepared_hits += slot >= 0;
+            PG_ADD(p->stats->prepared_hits, slot >= 0);
             return 0;
         }
         c->autos[slot].name = ++c->auto_seq;
@@ -843,7 +864,7 @@ static int prepare_for(pg_conn *c, pg_op *op)
     }
     if (slot >= 0) {
         c->autos[slot].ready = 1;
-        p->stats.auto_prepares++;
+        PG_ADD(p->stats->auto_prepares, 1);
     } else {
         c->prepared |= 1ull << op->stmt;
     }
@@ -917,10 +938,10 @@ static void conn_send(pg_conn *c)
         conn_close(c, -ECONNRESET, PQerrorMessage(c->pg));
         return;
     }
-    p->stats.batches++;
-    p->stats.queries += n;
-    if (n > p->stats.max_batch)
-        p->stats.max_batch = n;
+    PG_ADD(p->stats->batches, 1);
+    PG_ADD(p->stats->queries, n);
+    if (n > p->stats->max_batch)
+        PG_SET(p->stats->max_batch, n);
     conn_flush_out(c);
 }
 
@@ -1027,7 +1048,7 @@ static void batch_settle(pg_conn *c, pg_op *last)
         else
             rh = op;
         rt = op;
-        p->stats.batch_retries++;
+        PG_ADD(p->stats->batch_retries, 1);
     }
     if (rh) {
         rt->next = c->q_head;
@@ -1216,6 +1237,89 @@ static void local_exit(void *arg)
     free(L);
 }
 
+/* --- metrics (driver.h's sources) ------------------------------------------------------- */
+
+
+static pthread_mutex_t mlist_mu = PTHREAD_MUTEX_INITIALIZER;
+static vial_pg *mlist;
+static unsigned mlist_next_id;
+static int msource_added;
+
+static void metrics_write(void *data, vial_metrics_out *out);
+
+static void metrics_remember(vial_pg *db)
+{
+    pthread_mutex_lock(&mlist_mu);
+    db->metrics_id = mlist_next_id++;
+    db->mnext = mlist;
+    mlist = db;
+    if (!msource_added)
+        msource_added = vial_metrics_source_add(metrics_write, NULL) == 0;
+    pthread_mutex_unlock(&mlist_mu);
+}
+
+static void metrics_forget(vial_pg *db)
+{
+    pthread_mutex_lock(&mlist_mu);
+    for (vial_pg **pp = &mlist; *pp; pp = &(*pp)->mnext)
+        if (*pp == db) {
+            *pp = db->mnext;
+            break;
+        }
+    pthread_mutex_unlock(&mlist_mu);
+}
+
+/* The families: fields of pg_mblock, each summed over a db's loops. */
+static const struct {
+    const char *name, *type, *help;
+    size_t off;
+    int narrow; /* an unsigned, not a uint64_t */
+} pg_families[] = {
+    {"vial_pg_connections", "gauge", "PostgreSQL query connections open now, by pool.",
+     offsetof(pg_mblock, s.conns), 1},
+    {"vial_pg_waiters", "gauge", "Coroutines waiting for a PostgreSQL connection now, by pool.",
+     offsetof(pg_mblock, waiters), 0},
+    {"vial_pg_queries_total", "counter", "PostgreSQL statements sent, by pool.", offsetof(pg_mblock, s.queries), 0},
+    {"vial_pg_errors_total", "counter",
+     "PostgreSQL statements that failed (server error or lost connection), by pool.",
+     offsetof(pg_mblock, errors), 0},
+    {"vial_pg_batches_total", "counter",
+     "PostgreSQL pipeline batches written (queries_total / batches_total: the mean batch).",
+     offsetof(pg_mblock, s.batches), 0},
+    {"vial_pg_connects_total", "counter", "PostgreSQL connections established, by pool.",
+     offsetof(pg_mblock, s.connects), 0},
+    {"vial_pg_connect_failures_total", "counter", "PostgreSQL connection attempts that failed.",
+     offsetof(pg_mblock, s.connect_failures), 0},
+    {"vial_pg_broken_total", "counter", "PostgreSQL connections found broken (then replaced).",
+     offsetof(pg_mblock, s.broken), 0},
+    {"vial_pg_retries_total", "counter", "PostgreSQL queries moved to a fresh connection.",
+     offsetof(pg_mblock, s.retries), 0},
+    {"vial_pg_batch_retries_total", "counter",
+     "PostgreSQL statements sent again because another of their batch failed.",
+     offsetof(pg_mblock, s.batch_retries), 0},
+    {"vial_pg_cancels_total", "counter", "PostgreSQL cancel requests sent.", offsetof(pg_mblock, s.cancels), 0},
+};
+
+static void metrics_write(void *data, vial_metrics_out *out)
+{
+    (void)data;
+    pthread_mutex_lock(&mlist_mu);
+    for (size_t f = 0; mlist && f < sizeof pg_families / sizeof pg_families[0]; f++) {
+        vial_metrics_family(out, pg_families[f].name, pg_families[f].type, pg_families[f].help);
+        for (vial_pg *db = mlist; db; db = db->mnext) {
+            uint64_t v = 0;
+            pthread_mutex_lock(&db->stmt_lock);
+            for (pg_mblock *mb = db->mblocks; mb; mb = mb->next) {
+                char *field = (char *)mb + pg_families[f].off;
+                v += pg_families[f].narrow ? PG_LOAD(*(unsigned *)field) : PG_LOAD(*(uint64_t *)field);
+            }
+            pthread_mutex_unlock(&db->stmt_lock);
+            vial_metrics_sample_pool(out, pg_families[f].name, db->metrics_id, v);
+        }
+    }
+    pthread_mutex_unlock(&mlist_mu);
+}
+
 static void db_unref(vial_pg *db)
 {
     if (atomic_fetch_sub(&db->refs, 1) != 1)
@@ -1223,6 +1327,11 @@ static void db_unref(vial_pg *db)
     for (unsigned i = 0; i < atomic_load(&db->nstmts); i++) {
         free(db->stmts[i].name);
         free(db->stmts[i].sql);
+    }
+    metrics_forget(db);
+    for (pg_mblock *mb = db->mblocks, *next; mb; mb = next) {
+        next = mb->next;
+        free(mb);
     }
     pthread_mutex_destroy(&db->stmt_lock);
     free(db->conninfo);
@@ -1260,8 +1369,17 @@ static int pool_get(vial_req *rq, vial_pg *db, pg_pool **out)
         }
     }
     pg_pool *p = calloc(1, sizeof *p);
-    if (!p)
+    pg_mblock *mb = calloc(1, sizeof *mb);
+    if (!p || !mb) {
+        free(p);
+        free(mb);
         return -ENOMEM;
+    }
+    pthread_mutex_lock(&db->stmt_lock);
+    mb->next = db->mblocks;
+    db->mblocks = mb;
+    pthread_mutex_unlock(&db->stmt_lock);
+    p->stats = &mb->s;
     p->db = db;
     atomic_fetch_add(&db->refs, 1);
     p->loop = l;
@@ -1304,6 +1422,7 @@ static void pool_destroy(pg_pool *p)
         p->op_cache = op->next;
         free(op);
     }
+    PG_SET(p->stats->conns, 0);
     db_unref(p->db);
     free(p);
 }
@@ -1311,7 +1430,11 @@ static void pool_destroy(pg_pool *p)
 /* Waits until a connection is unpinned or closed (cancellable). */
 static int slot_wait(pg_pool *p)
 {
-    return vial_drv_queue_wait(&p->slot_waiters, 0, NULL);
+    pg_mblock *mb = vial_container_of(p->stats, pg_mblock, s);
+    PG_SET(mb->waiters, mb->waiters + 1);
+    int r = vial_drv_queue_wait(&p->slot_waiters, 0, NULL);
+    PG_SET(mb->waiters, mb->waiters - 1);
+    return r;
 }
 
 /* Chooses a connection for a new operation: one whose batch is forming
@@ -1419,7 +1542,7 @@ static void send_cancel(vial_req *rq, pg_pool *p, PGcancel *pc)
 {
     if (!pc)
         return;
-    p->stats.cancels++;
+    PG_ADD(p->stats->cancels, 1);
     struct cancel_job job = {pc, 0, ""};
     if (vial_offload_wait(rq, cancel_fn, NULL, &job) == 0)
         return;
@@ -1552,7 +1675,7 @@ static int op_exec(vial_req *rq, pg_pool *p, int target, vial_pg_tx *tx, pg_op *
         if (op->err != PG_RETRY || target == T_TX || attempt + 1 >= PG_MAX_RETRIES)
             break;
         op_reset(op);
-        p->stats.retries++;
+        PG_ADD(p->stats->retries, 1);
     }
     if (op->err == PG_RETRY && target != T_TX)
         op->err = -ECONNRESET;
@@ -1634,6 +1757,10 @@ static int op_result(vial_req *rq, pg_op *op, vial_pg_result **out)
                 break;
             }
         }
+    }
+    if (code && op->pool) {
+        pg_mblock *mb = vial_container_of(op->pool->stats, pg_mblock, s);
+        PG_ADD(mb->errors, 1);
     }
     if (code && res && PQresultStatus(res) != PGRES_FATAL_ERROR) {
         PQclear(res); /* a client-side error: the result, if any, says nothing */
@@ -1810,7 +1937,7 @@ static int pg_query_all(vial_req *rq, vial_pg *db, vial_pg_stmt *stmts, size_t n
                 /* never sent, its connection gone: issue it again */
                 op_reset(op);
                 retries++;
-                p->stats.retries++;
+                PG_ADD(p->stats->retries, 1);
                 if ((e = op_issue(rq, p, op)) < 0) {
                     op_free(op);
                     ops[i] = NULL;
@@ -2058,7 +2185,7 @@ static int pg_begin(vial_req *rq, vial_pg *db, vial_pg_tx **txp, vial_pg_result 
             /* the connection broke before BEGIN went out: take another */
             op_free(op);
             tx_unpin(tx);
-            p->stats.retries++;
+            PG_ADD(p->stats->retries, 1);
             continue;
         }
         if (op->err == PG_RETRY)
@@ -2434,6 +2561,7 @@ vial_pg *vial_pg_open(const char *conninfo, const vial_pg_options *opts)
     db->max_conns = opts && opts->max_conns ? opts->max_conns : PG_DEFAULT_MAX_CONNS;
     db->connect_ms = opts && opts->connect_timeout_ms ? opts->connect_timeout_ms : PG_DEFAULT_CONNECT_MS;
     db->notify_max = opts && opts->notify_queue_max ? opts->notify_queue_max : PG_DEFAULT_NOTIFY_MAX;
+    metrics_remember(db);
     return db;
 }
 
@@ -2449,8 +2577,7 @@ static int pg_stats_get(vial_req *rq, vial_pg *db, vial_pg_stats *out)
     int e = pool_get(rq, db, &p);
     if (e < 0)
         return e;
-    *out = p->stats;
-    out->conns = p->nconns;
+    *out = *p->stats;
     return 0;
 }
 

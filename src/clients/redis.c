@@ -92,7 +92,27 @@ struct vial_redis {
     int connect_timeout_ms;
     unsigned max_exclusive;
     size_t sub_queue_max;
+    /* The metrics: each loop's pool counts in a block of its own, kept
+     * until r is freed (so a scrape never reads a freed pool). */
+    pthread_mutex_t mlock;
+    struct rmblock *mblocks;
+    unsigned metrics_id; /* the `pool` label: order of opening */
+    vial_redis *mnext;   /* all open clients (mlist) */
 };
+
+/* Counters cross threads to the scrape: relaxed stores (plain moves; the
+ * pool's loop is the one writer). */
+#define R_ADD(x, d) __atomic_store_n(&(x), (x) + (d), __ATOMIC_RELAXED)
+#define R_LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
+typedef struct rmblock {
+    struct rmblock *next;
+    uint64_t conns;    /* connections open now (shared, exclusive, subscriptions) */
+    uint64_t waiters;  /* coroutines waiting for an exclusive connection now */
+    uint64_t commands; /* commands sent */
+    uint64_t errors;   /* commands answered with an error or lost with the connection */
+    uint64_t connects; /* connections established */
+} rmblock;
 
 /* What a request will free at its end, unless freed before (obj NULL). */
 enum { TR_REPLY, TR_CONN, TR_SUB };
@@ -135,6 +155,7 @@ struct rpool {
     rconn *all;
     vial_drv_queue waiters; /* for an exclusive connection; vial_redis_release hands one over */
     int closing;
+    rmblock *m; /* in r->mblocks */
 };
 
 /* Per loop thread (a loop-local slot). Lives until the loop ends, so the
@@ -428,6 +449,79 @@ static void grave_add(rconn *c)
     }
 }
 
+/* --- metrics (driver.h's sources) ------------------------------------------------------- */
+
+static pthread_mutex_t mlist_mu = PTHREAD_MUTEX_INITIALIZER;
+static vial_redis *mlist;
+static unsigned mlist_next_id;
+static int msource_added;
+
+/* The families: fields of rmblock, each summed over a client's loops. */
+static const struct {
+    const char *name, *type, *help;
+    size_t off;
+} redis_families[] = {
+    {"vial_redis_connections", "gauge", "Redis connections open now (shared, exclusive, subscriptions), by pool.",
+     offsetof(rmblock, conns)},
+    {"vial_redis_waiters", "gauge", "Coroutines waiting for an exclusive Redis connection now, by pool.",
+     offsetof(rmblock, waiters)},
+    {"vial_redis_commands_total", "counter", "Redis commands sent, by pool.", offsetof(rmblock, commands)},
+    {"vial_redis_errors_total", "counter",
+     "Redis commands answered with an error or lost with their connection, by pool.", offsetof(rmblock, errors)},
+    {"vial_redis_connects_total", "counter",
+     "Redis connections established (more than the open ones: reconnects), by pool.",
+     offsetof(rmblock, connects)},
+};
+
+static void metrics_write(void *data, vial_metrics_out *out)
+{
+    (void)data;
+    pthread_mutex_lock(&mlist_mu);
+    for (size_t f = 0; mlist && f < sizeof redis_families / sizeof redis_families[0]; f++) {
+        vial_metrics_family(out, redis_families[f].name, redis_families[f].type, redis_families[f].help);
+        for (vial_redis *r = mlist; r; r = r->mnext) {
+            uint64_t v = 0;
+            pthread_mutex_lock(&r->mlock);
+            for (rmblock *m = r->mblocks; m; m = m->next)
+                v += R_LOAD(*(uint64_t *)((char *)m + redis_families[f].off));
+            pthread_mutex_unlock(&r->mlock);
+            vial_metrics_sample_pool(out, redis_families[f].name, r->metrics_id, v);
+        }
+    }
+    pthread_mutex_unlock(&mlist_mu);
+}
+
+static void metrics_remember(vial_redis *r)
+{
+    pthread_mutex_lock(&mlist_mu);
+    r->metrics_id = mlist_next_id++;
+    r->mnext = mlist;
+    mlist = r;
+    if (!msource_added)
+        msource_added = vial_metrics_source_add(metrics_write, NULL) == 0;
+    pthread_mutex_unlock(&mlist_mu);
+}
+
+static void redis_free(vial_redis *r)
+{
+    pthread_mutex_lock(&mlist_mu);
+    for (vial_redis **pp = &mlist; *pp; pp = &(*pp)->mnext)
+        if (*pp == r) {
+            *pp = r->mnext;
+            break;
+        }
+    pthread_mutex_unlock(&mlist_mu);
+    for (rmblock *m = r->mblocks, *next; m; m = next) {
+        next = m->next;
+        free(m);
+    }
+    pthread_mutex_destroy(&r->mlock);
+    free(r->host);
+    free(r->password);
+    free(r->username);
+    free(r);
+}
+
 static void pool_destroy(rpool *p)
 {
     lstate *ls = p->ls;
@@ -443,10 +537,7 @@ static void pool_destroy(rpool *p)
     vial_redis *r = p->r;
     free(p);
     if (atomic_fetch_sub(&r->refs, 1) == 1) {
-        free(r->host);
-        free(r->password);
-        free(r->username);
-        free(r);
+        redis_free(r);
     }
 }
 
@@ -482,8 +573,17 @@ static rpool *pool_get(vial_redis *r, vial_loop *l, int create)
     if (!create)
         return NULL;
     rpool *p = calloc(1, sizeof *p);
-    if (!p)
+    rmblock *m = calloc(1, sizeof *m);
+    if (!p || !m) {
+        free(p);
+        free(m);
         return NULL;
+    }
+    pthread_mutex_lock(&r->mlock);
+    m->next = r->mblocks;
+    r->mblocks = m;
+    pthread_mutex_unlock(&r->mlock);
+    p->m = m;
     p->r = r;
     p->ls = ls;
     atomic_fetch_add(&r->refs, 1);
@@ -643,6 +743,7 @@ static void ev_cleanup(void *d)
         if (c->next)
             c->next->prev = c->prev;
         c->pool = NULL;
+        R_ADD(p->m->conns, -1);
     }
     /* A leased connection stays allocated for its holder, who learns the
      * error and releases it; unless everything is being torn down. */
@@ -656,6 +757,8 @@ static void on_connect(const redisAsyncContext *ac, int status)
     vial_drv_timer_stop(&c->ctimer);
     if (status == REDIS_OK) {
         c->connected = 1;
+        if (c->pool)
+            R_ADD(c->pool->m->connects, 1);
     } else if (!c->err) {
         int e = errno; /* hiredis set it from SO_ERROR */
         c->err = e > 0 && e != EINPROGRESS ? -e : -ECONNREFUSED;
@@ -734,6 +837,7 @@ static rconn *conn_new(rpool *p, int kind, int *err)
     if (p->all)
         p->all->prev = c;
     p->all = c;
+    R_ADD(p->m->conns, 1);
     if (kind == CONN_EXCL)
         p->nexcl++;
     vial_drv_timer_arm(&c->ctimer, (uint64_t)r->connect_timeout_ms * 1000000u);
@@ -801,6 +905,8 @@ static void call_cb(redisAsyncContext *ac, void *reply, void *priv)
     }
     c->live--;
     redisReply *r = reply;
+    if ((!r || r->type == REDIS_REPLY_ERROR) && c->pool)
+        R_ADD(c->pool->m->errors, 1);
     if (!r) {
         k->err = conn_error(c);
     } else {
@@ -843,6 +949,8 @@ static int run_cmd(vial_req *rq, vial_coro *self, rconn *c, vial_redis_reply **o
     c->pending++;
     c->live++;
     c->last_used = vial_drv_now(c->loop);
+    if (c->pool)
+        R_ADD(c->pool->m->commands, 1);
     while (!k->done) {
         k->waiter = self;
         int rc = vial_drv_wait(0);
@@ -1086,7 +1194,9 @@ static int lease(vial_coro *self, rpool *p, rconn **out)
             return 0;
         }
         void *got;
+        R_ADD(p->m->waiters, 1);
         int rc = vial_drv_queue_wait(&p->waiters, 0, &got);
+        R_ADD(p->m->waiters, -1);
         if (got) {
             *out = got;
             return 0;
@@ -1715,6 +1825,8 @@ vial_redis *vial_redis_open(const char *address, const vial_redis_options *opts)
     struct sigaction sa;
     if (sigaction(SIGPIPE, NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) && sa.sa_handler == SIG_DFL)
         signal(SIGPIPE, SIG_IGN);
+    pthread_mutex_init(&r->mlock, NULL);
+    metrics_remember(r);
     return r;
 }
 
@@ -1728,10 +1840,7 @@ void vial_redis_close(vial_redis *r)
     if (p)
         pool_destroy(p); /* drops the pool's reference */
     if (atomic_fetch_sub(&r->refs, 1) == 1) {
-        free(r->host);
-        free(r->password);
-        free(r->username);
-        free(r);
+        redis_free(r);
     }
 }
 

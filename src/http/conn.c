@@ -1136,7 +1136,12 @@ void vial_conn_drain_all(vial_server_thread *t)
     vial_conn *c = t->conns;
     while (c) {
         vial_conn *next = c->next;
-        if (!c->coro)
+        /* A worker retired by a reload keeps its idle connections: a
+         * request already on its way to one is served (Connection: close),
+         * not lost; the grace period's end closes the rest. */
+        if (t->server->keep_idle_on_drain)
+            ;
+        else if (!c->coro)
             conn_destroy(c);
         else if (!c->in_request)
             vial_coro_cancel(c->coro); /* waiting for a request: stop waiting */
@@ -1151,9 +1156,13 @@ void vial_conn_drain_all(vial_server_thread *t)
 
 void vial_conn_close_all(vial_server_thread *t)
 {
-    for (vial_conn *c = t->conns; c; c = c->next)
+    for (vial_conn *c = t->conns, *next; c; c = next) {
+        next = c->next;
         if (c->coro)
             vial_coro_cancel(c->coro);
+        else
+            conn_destroy(c); /* idle, kept by keep_idle_on_drain */
+    }
 }
 
 void vial_conn_cache_free(vial_server_thread *t)
@@ -1227,6 +1236,10 @@ ssize_t vial_conn_ws_fill(vial_conn *c, uint32_t window)
     }
     if (c->rlen == VIAL_RBUF_SIZE)
         return -ENOBUFS; /* the frame parser always consumes what it is given */
+    /* Drained since the last edge: a session woken to send (a broadcast)
+     * pays no recv that says EAGAIN. */
+    if (!c->in_ready)
+        return -EAGAIN;
     for (;;) {
         size_t cap = VIAL_RBUF_SIZE - c->rlen;
         unsigned want;
@@ -1268,12 +1281,28 @@ void vial_conn_ws_kick(vial_conn *c)
 
 int vial_conn_ws_out(vial_conn *c, const void *p, size_t n)
 {
+    if (!c->wbuf && !(c->wbuf = buf_get(c->thr)))
+        return -ENOMEM;
     return conn_out(c, p, n);
 }
 
 size_t vial_conn_ws_room(vial_conn *c)
 {
-    return c->broken ? 0 : VIAL_RBUF_SIZE - c->wlen;
+    if (c->broken || (!c->wbuf && !(c->wbuf = buf_get(c->thr))))
+        return 0;
+    return VIAL_RBUF_SIZE - c->wlen;
+}
+
+void vial_conn_ws_idle(vial_conn *c)
+{
+    /* An idle session holds no output buffer (a touched page each, for
+     * thousands of sessions): vial_conn_ws_out takes one back. After the
+     * upgrade nothing else writes to this connection. */
+    if (c->wbuf && c->wpos == c->wlen) {
+        buf_put(c->thr, c->wbuf);
+        c->wbuf = NULL;
+        c->wpos = c->wlen = 0;
+    }
 }
 
 int vial_conn_ws_pending(vial_conn *c)

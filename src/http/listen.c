@@ -91,6 +91,27 @@ int vial_listen_another(const vial_listen *l)
     return fd < 0 ? -errno : fd;
 }
 
+int vial_listen_adopt(vial_listen *l, const vial_listen *from)
+{
+    *l = *from;
+    l->taken = 0;
+    l->shared = 1;
+    l->path[0] = 0;
+    l->owner = 0;
+    l->fd = fcntl(from->fd, F_DUPFD_CLOEXEC, 3);
+    return l->fd < 0 ? -errno : 0;
+}
+
+void vial_listen_describe_all(const vial_listen *ls, unsigned n, char *out, size_t cap)
+{
+    size_t used = 0;
+    out[0] = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (unsigned i = 0; i < n && used < cap; i++)
+            if (ls[i].is_unix == pass)
+                used += (size_t)snprintf(out + used, cap - used, "%s%s", used ? " and " : "", ls[i].text);
+}
+
 /* Resolves host and takes the first address that binds. A port in use ends
  * the search: a later address of the same name would serve on a different
  * interface than the one asked for. */

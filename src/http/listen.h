@@ -50,6 +50,15 @@ int vial_listen_another(const vial_listen *l);
  * this process created. */
 void vial_listen_close(vial_listen *ls, unsigned n);
 
+/* Another process's listener (a --processes worker's copy of its
+ * supervisor's): *l becomes from's address and text on a dup of from->fd,
+ * shared, with no socket file to remove. 0, or a negative errno. */
+int vial_listen_adopt(vial_listen *l, const vial_listen *from);
+
+/* "http://127.0.0.1:8080 and unix:/run/app.sock": ls[0..n) for the start-up
+ * line, TCP listeners first (scripts look for the port there). */
+void vial_listen_describe_all(const vial_listen *ls, unsigned n, char *out, size_t cap);
+
 /* The TCP port of l, or 0 for a Unix socket. */
 int vial_listen_port(const vial_listen *l);
 

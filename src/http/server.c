@@ -4,7 +4,8 @@
  * SO_REUSEPORT socket on a TCP listener's port (for --port 0, the one the
  * kernel gave the first), so the kernel spreads connections across threads
  * and no accept lock exists; a dup of a Unix or inherited socket, whose
- * backlog the threads share. The main thread only waits for signals
+ * backlog the threads share (in a --processes worker, a dup of every
+ * listener the supervisor opened, whatever its kind). The main thread only waits for signals
  * (blocked everywhere else, taken with sigwait), talks to systemd
  * (sdnotify.h), and drives the shutdown: stop accepting, let in-flight
  * requests finish for the grace period, cancel what is left, exit. */
@@ -109,12 +110,39 @@ static void grace_expired(vial_loop *l, vial_timer *tm)
     vial_conn_close_all(t);
 }
 
+static vial_server_service *services;
+static atomic_int running;
+
+int vial_server_running(void)
+{
+    return atomic_load(&running) > 0;
+}
+
+void vial_server_add_service(vial_server_service *svc)
+{
+    svc->next = services;
+    services = svc;
+}
+
+/* Posted to loop 0 before its thread starts: the first thing it runs. */
+static void services_start(vial_loop *l, vial_msg *m)
+{
+    (void)m;
+    for (vial_server_service *s = services; s; s = s->next)
+        if (s->start)
+            s->start(l, s->arg);
+}
+
 static void stop_msg(vial_loop *l, vial_msg *m)
 {
     vial_server_thread *t = (vial_server_thread *)((char *)m - offsetof(vial_server_thread, stop_msg));
     if (t->draining)
         return;
     t->draining = 1;
+    if (l->id == 0)
+        for (vial_server_service *s = services; s; s = s->next)
+            if (s->drain)
+                s->drain(l, s->arg);
     vial_timer_stop(l, &t->accept_retry);
     for (unsigned i = 0; i < t->nlisteners; i++) {
         vial_listener *ls = &t->listeners[i];
@@ -203,6 +231,31 @@ static void thread_fini(vial_server_thread *t)
     vial_loop_fini(&t->loop);
 }
 
+/* --processes: the supervisor's listeners, in one of its workers (see
+ * vial_server_inherit); none in a single process. */
+static const vial_listen *inherited;
+static unsigned ninherited;
+
+void vial_server_inherit(const vial_listen *ls, unsigned n)
+{
+    inherited = ls;
+    ninherited = n;
+}
+
+/* A worker's own descriptors for the supervisor's listeners. Each socket
+ * and its queue live on in the supervisor and the other workers, so what
+ * waits in it when this worker drains is taken by another; an SO_REUSEPORT
+ * group per worker would drop a closed member's queue instead. */
+static int adopt_inherited(vial_listen *ls, unsigned *n)
+{
+    for (*n = 0; *n < ninherited; (*n)++) {
+        int r = vial_listen_adopt(&ls[*n], &inherited[*n]);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
 /* What the main thread does with a signal while serving; 1: start the
  * shutdown. SIGHUP is where a reload hooks in (the --processes supervisor
  * replaces its workers); a single process reloads its TLS certificate, and
@@ -216,6 +269,11 @@ static int on_signal(vial_server *s, int sig)
         vial_log_reopen();
         return 0;
     case SIGHUP:
+        /* A worker gets one when the whole process group does: reloading
+         * (new workers, which read the certificate again) is its
+         * supervisor's. */
+        if (inherited)
+            return 0;
         if (s->tls)
             vial_tls_reload(s->tls);
         else
@@ -289,10 +347,12 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, vial_reject_fn 
     s.serve = serve;
     s.reject = reject;
     s.serve_data = data;
+    s.keep_idle_on_drain = inherited != NULL;
     s.nthreads = cfg->threads > 0 ? (unsigned)cfg->threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
     if (s.nthreads == 0)
         s.nthreads = 1;
 
+    atomic_fetch_add(&running, 1);
     raise_fd_limit();
     signal(SIGPIPE, SIG_IGN);
     /* Taken by the main thread's sigwait (on_signal), blocked in every
@@ -320,7 +380,7 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, vial_reject_fn 
     /* Before any port is taken: a certificate problem stops the start. */
     if (vial_tls_wanted(cfg) && (err = vial_tls_new(cfg, &s.tls)) < 0)
         goto stop;
-    err = vial_listen_open(cfg, s.listens, &s.nlistens);
+    err = inherited ? adopt_inherited(s.listens, &s.nlistens) : vial_listen_open(cfg, s.listens, &s.nlistens);
     if (err < 0)
         goto stop;
     s.cfg.port = 0;
@@ -335,6 +395,9 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, vial_reject_fn 
      * request is served. */
     if (cfg->on_ready)
         cfg->on_ready(s.cfg.port, cfg->ready_data);
+    vial_msg start_services = {.cb = services_start};
+    if (services)
+        vial_loop_post(&s.threads[0].loop, &start_services);
     for (; started < s.nthreads; started++) {
         if (pthread_create(&s.threads[started].tid, NULL, thread_main, &s.threads[started]) != 0) {
             err = -EAGAIN;
@@ -344,14 +407,13 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, vial_reject_fn 
     /* "listening on http://127.0.0.1:8080 and unix:/run/app.sock (...)":
      * the first TCP address first, where scripts look for the port. */
     char where[VIAL_LISTEN_MAX * 170];
-    size_t wl = 0;
-    for (int pass = 0; pass < 2; pass++)
-        for (unsigned i = 0; i < s.nlistens; i++)
-            if (s.listens[i].is_unix == pass)
-                wl += (size_t)snprintf(where + wl, sizeof where - wl, "%s%s", wl ? " and " : "",
-                                       s.listens[i].text);
-    vial_log(VIAL_LOG_ANNOUNCE, "listening on %s (%u loop threads, %u workers)", where, s.nthreads,
-             vial_pool_threads(s.pool));
+    vial_listen_describe_all(s.listens, s.nlistens, where, sizeof where);
+    if (inherited)
+        vial_log(VIAL_LOG_INFO, "worker %d serving %s (%u loop threads, %u workers)", (int)getpid(), where,
+                 s.nthreads, vial_pool_threads(s.pool));
+    else
+        vial_log(VIAL_LOG_ANNOUNCE, "listening on %s (%u loop threads, %u workers)", where, s.nthreads,
+                 vial_pool_threads(s.pool));
     {
         char msg[sizeof where + 64];
         snprintf(msg, sizeof msg, "READY=1\nSTATUS=listening on %s", where);
@@ -385,7 +447,7 @@ stop:
         vial_loop_post(&s.threads[i].loop, &s.threads[i].stop_msg);
     /* Sync work still queued would wait behind blocked workers past the
      * grace period: refuse it, so its requests answer (503) now. */
-    if (s.pool)
+    if (s.pool && !s.keep_idle_on_drain) /* a retired worker serves what reaches it */
         vial_pool_drain(s.pool);
     /* Threads end when their last connection closes; the grace timer
      * cancels stragglers. A handler that ignores cancellation (a blocking
@@ -420,6 +482,7 @@ out:
     vial_pool_free(s.pool);
     vial_tls_free(s.tls);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    atomic_fetch_sub(&running, 1);
     if (!err)
         vial_log(VIAL_LOG_INFO, "stopped");
     return err;

@@ -84,6 +84,9 @@ struct vial_server {
     unsigned nlistens;
     _Atomic int draining; /* SIGTERM/SIGINT received: the health check says 503 */
     struct vial_tls *tls; /* the TCP listeners' TLS context (tls.h), or NULL */
+    /* A worker of --processes: draining keeps idle connections open until
+     * the grace period ends, so a request racing the drain is served. */
+    int keep_idle_on_drain;
 };
 
 /* Timeouts and sizes of spec section 7. */
@@ -94,6 +97,30 @@ struct vial_server {
 #define VIAL_LINGER_NS (2ull * 1000000000ull)
 #define VIAL_RBUF_SIZE (32 * 1024) /* holds the largest legal head */
 #define VIAL_WBUF_SIZE (16 * 1024)
+
+/* Work of the layer above that lives as long as the server rather than a
+ * request (the hub's Redis bridge): start runs on loop thread 0 before its
+ * first request, drain there when the shutdown begins (cancel what start
+ * began: the loop ends once its connections have). Registered before
+ * vial_server_run (not thread-safe), kept for every later run; the struct
+ * must outlive them. */
+typedef struct vial_server_service {
+    void (*start)(vial_loop *loop, void *arg);
+    void (*drain)(vial_loop *loop, void *arg);
+    void *arg;
+    struct vial_server_service *next;
+} vial_server_service;
+void vial_server_add_service(vial_server_service *svc);
+/* Whether a vial_server_run is under way in this process (any thread). */
+int vial_server_running(void);
+/* --processes: in a worker process, serve on the supervisor's listeners
+ * ls[0..n) (opened by vial_listen_open there) instead of opening any: every
+ * loop thread takes a dup of each, so all threads of all workers share
+ * each listener's one backlog. A worker never removes a Unix socket file
+ * (the supervisor does, at its exit), tells systemd nothing, ignores
+ * SIGHUP, keeps its idle connections while it drains, and is announced at
+ * info level. ls must outlive vial_server_run. */
+void vial_server_inherit(const struct vial_listen *ls, unsigned n);
 
 /* Runs the server until SIGTERM/SIGINT; see vial_run. reject may be NULL. */
 int vial_server_run(const vial_config *cfg, vial_serve_fn serve, vial_reject_fn reject, void *data);

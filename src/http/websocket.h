@@ -120,6 +120,9 @@ void vial_conn_ws_kick(struct vial_conn *c);
 int vial_conn_ws_out(struct vial_conn *c, const void *p, size_t n);
 size_t vial_conn_ws_room(struct vial_conn *c);
 int vial_conn_ws_pending(struct vial_conn *c);
+/* The session is about to sit idle: releases the empty output buffer (taken
+ * back by the next vial_conn_ws_out). */
+void vial_conn_ws_idle(struct vial_conn *c);
 int vial_conn_ws_flush(struct vial_conn *c, int may_wait);
 void vial_conn_ws_shutdown(struct vial_conn *c);
 void vial_conn_ws_abort(struct vial_conn *c);

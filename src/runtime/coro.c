@@ -5,6 +5,7 @@
  * mapping and no malloc. Freed stacks stay in a per-loop cache (bounded) so
  * the steady state makes no system call per coroutine. */
 #include "runtime/coro.h"
+#include "runtime/crash.h"
 #include "runtime/log.h"
 
 #include <errno.h>
@@ -40,7 +41,7 @@
 
 struct vial_coro_pool {
     size_t stack_size; /* usable bytes, page multiple */
-    size_t map_size;   /* guard + stack + header */
+    size_t map_size;   /* guard + stack (the header at its top) */
     unsigned cached, max_cached;
     unsigned in_use; /* written by the owning loop only; read racily by the metrics */
     vial_coro *free_list; /* linked through next_ready */
@@ -74,8 +75,10 @@ vial_coro_pool *vial_coro_pool_new(size_t stack_size, unsigned max_cached)
     if (stack_size < 16 * 1024)
         stack_size = 16 * 1024;
     p->stack_size = (stack_size + ps - 1) & ~(ps - 1);
-    size_t header = (sizeof(vial_coro) + ps - 1) & ~(ps - 1);
-    p->map_size = ps + p->stack_size + header;
+    /* The vial_coro shares the stack's top page (which every coroutine
+     * touches at once) rather than having a page of its own: a page less
+     * per connection. */
+    p->map_size = ps + p->stack_size;
     p->max_cached = max_cached;
     return p;
 }
@@ -111,6 +114,9 @@ unsigned vial_coro_pool_in_use(const vial_coro_pool *p)
     return __atomic_load_n(&p->in_use, __ATOMIC_RELAXED);
 }
 
+/* The vial_coro at the top of its mapping, the stack right below it. */
+#define CORO_HEADER ((sizeof(vial_coro) + 63) & ~(size_t)63)
+
 static vial_coro *stack_get(vial_coro_pool *p)
 {
     vial_coro *c = p->free_list;
@@ -128,10 +134,10 @@ static vial_coro *stack_get(vial_coro_pool *p)
         munmap(base, p->map_size);
         return NULL;
     }
-    c = (vial_coro *)(base + ps + p->stack_size);
+    c = (vial_coro *)(base + p->map_size - CORO_HEADER);
     memset(c, 0, sizeof *c);
     c->stack = base + ps;
-    c->stack_size = p->stack_size;
+    c->stack_size = p->stack_size - CORO_HEADER;
 #ifdef VIAL_TSAN
     c->sanitizer_fiber = __tsan_create_fiber(0);
 #endif
@@ -151,7 +157,7 @@ static void stack_put(vial_coro_pool *p, vial_coro *c)
         return;
     }
     if (p->cached >= WARM_STACKS)
-        madvise(c->stack, c->stack_size, MADV_DONTNEED);
+        madvise(c->stack, c->stack_size & ~(page_size() - 1), MADV_DONTNEED); /* not the header's page */
     c->next_ready = p->free_list;
     p->free_list = c;
     p->cached++;
@@ -222,6 +228,24 @@ vial_coro *vial_coro_new(vial_loop *loop, vial_coro_fn fn, void *arg)
     c->arg = arg;
     vial_ctx_make(&c->ctx, stack, size, coro_entry, c);
     return c;
+}
+
+/* Below the running frame's stack pointer: the margin left resident for the
+ * system call's own frame and the red zone. */
+#define TRIM_MARGIN 1024
+
+void vial_coro_trim_stack(void)
+{
+    vial_coro *c = tls_current;
+    if (!c)
+        return;
+    uintptr_t lo = (uintptr_t)c->stack;
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+    if (sp < lo + TRIM_MARGIN)
+        return;
+    uintptr_t hi = (sp - TRIM_MARGIN) & ~(uintptr_t)(page_size() - 1);
+    if (hi > lo)
+        madvise(c->stack, hi - lo, MADV_DONTNEED);
 }
 
 static void unlink_child(vial_coro *c)
@@ -414,13 +438,11 @@ int vial_coro_sleep_ns(uint64_t ns)
 }
 
 /* --- stack overflow reports ---------------------------------------------- */
-/* Not under the sanitizers: they own SIGSEGV and report overflows themselves. */
-#if !defined(VIAL_ASAN) && !defined(VIAL_TSAN)
 
-static void overflow_handler(int sig, siginfo_t *si, void *uctx)
+void vial_coro_overflow_note(void *fault_addr)
 {
     vial_coro *c = tls_current;
-    char *addr = si->si_addr;
+    char *addr = fault_addr;
     if (c && addr >= c->stack - page_size() && addr < c->stack) {
         char msg[256];
         int n = snprintf(msg, sizeof msg,
@@ -430,12 +452,7 @@ static void overflow_handler(int sig, siginfo_t *si, void *uctx)
         if (n > 0)
             (void)!write(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
     }
-    /* Re-raise with the default action so a core dump shows the real fault. */
-    signal(sig, SIG_DFL);
-    raise(sig);
 }
-
-#endif
 
 void vial_coro_install_overflow_handler(void)
 {
@@ -448,11 +465,6 @@ void vial_coro_install_overflow_handler(void)
     ss.ss_sp = malloc(ss.ss_size);
     if (!ss.ss_sp || sigaltstack(&ss, NULL) != 0)
         return;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = overflow_handler;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGSEGV, &sa, NULL);
+    vial_crash_install();
 #endif
 }

@@ -55,6 +55,9 @@ struct vial_coro {
      * session it runs (app/websocket.c), so a broadcast made from it is
      * charged to that session. */
     void *local;
+    /* The request it serves now (set by app/dispatch.c), for a crash report
+     * to name (runtime/crash.h: vial_crash_set_describer). */
+    void *request;
     void *sanitizer_fiber;   /* TSan fiber handle */
     void *asan_fake_stack;   /* ASan fake-stack save slot while switched out */
 };
@@ -128,6 +131,12 @@ void vial_coro_yield(void);
  * file). Returns 1 when it yielded, 0 otherwise; a no-op off a coroutine. */
 int vial_coro_spend(size_t cost);
 
+/* Gives back to the kernel the pages of the running coroutine's stack below
+ * the caller's frame (what deeper calls touched before). For a coroutine
+ * about to sit idle for long, e.g. a websocket session after its handshake;
+ * a system call, so not on every park. No-op off a coroutine. */
+void vial_coro_trim_stack(void);
+
 /* The running coroutine of this thread, or NULL on a loop's own stack. */
 vial_coro *vial_coro_current(void);
 
@@ -147,8 +156,12 @@ int vial_coro_sleep_ns(uint64_t ns);
  * child ends. */
 void vial_coro_adopt(vial_coro *parent, vial_coro *child);
 
-/* Installs the SIGSEGV handler that names a coroutine whose stack overflowed
- * into its guard page; per thread, it sets up the alternate signal stack. */
+/* Per thread: sets up the alternate signal stack, so a coroutine whose stack
+ * overflowed into its guard page can be named; installs the crash handlers
+ * (runtime/crash.h). */
 void vial_coro_install_overflow_handler(void);
+/* From the SIGSEGV handler: names the running coroutine if fault_addr is in
+ * its guard page (one write(2) to stderr). */
+void vial_coro_overflow_note(void *fault_addr);
 
 #endif

@@ -129,4 +129,34 @@ unsigned vial_drv_poll(int fd, unsigned events);
 int vial_drv_io_add(vial_loop *loop, vial_io *io);
 int vial_drv_io_del(vial_loop *loop, vial_io *io);
 
+/* --- metrics sources ------------------------------------------------------------
+ *
+ * A client library's figures in the app's Prometheus text (--metrics-path):
+ * it registers a source, and each scrape calls it (on the scraping thread,
+ * any loop thread) to write its families with the two writers below. A
+ * source writes each family it owns once (HELP and TYPE), all its samples
+ * after it: one source per library, with a label per pool, not one per
+ * pool. Any thread; the figures read across threads are the source's
+ * business (relaxed atomics). */
+typedef struct vial_metrics_out {
+    void (*append)(void *ctx, const char *p, size_t n);
+    void *ctx;
+} vial_metrics_out;
+typedef void (*vial_metrics_source_fn)(void *data, vial_metrics_out *out);
+
+/* Adds fn(data) to every scrape. 0, or -ENOMEM. */
+int vial_metrics_source_add(vial_metrics_source_fn fn, void *data);
+/* Removes it; once this returns, no scrape is in it. */
+void vial_metrics_source_del(vial_metrics_source_fn fn, void *data);
+/* The HELP and TYPE lines of a family (type: "counter", "gauge", ...). */
+void vial_metrics_family(vial_metrics_out *out, const char *name, const char *type, const char *help);
+/* One sample: `name{labels} value`; labels is "" or already formatted and
+ * escaped (`pool="0"`). */
+void vial_metrics_sample(vial_metrics_out *out, const char *name, const char *labels, uint64_t value);
+/* The same labelled pool="<pool>": a client's figure for one of its
+ * handles, numbered in the order they were opened. */
+void vial_metrics_sample_pool(vial_metrics_out *out, const char *name, unsigned pool, uint64_t value);
+/* Runs every source into out (the app's scrape). */
+void vial_metrics_sources_write(vial_metrics_out *out);
+
 #endif

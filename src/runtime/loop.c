@@ -12,13 +12,6 @@
 
 static __thread vial_loop *tls_loop;
 
-uint64_t vial_clock_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 vial_loop *vial_loop_current(void)
 {
     return tls_loop;

@@ -15,8 +15,49 @@ struct vial_pool {
     unsigned nthreads;
     int stopping;
     int draining; /* vial_pool_drain ran: droppable jobs are refused */
+    /* When the oldest waiting job was queued (0: none): load shedding reads
+     * it without the lock (written under it, on every change of head). */
+    uint64_t head_ns;
+    /* With an observer (shedding on): the queue's length and a running
+     * average of a job's run time, for vial_pool_backlog_ns. */
+    unsigned queued_now;
+    uint64_t avg_run_ns;
     pthread_t threads[];
 };
+
+/* The coroutine whose sync function this worker runs, for a crash report
+ * (it is parked meanwhile: its label and request do not change). */
+static __thread vial_coro *tls_for;
+
+vial_coro *vial_pool_current_coro(void)
+{
+    return tls_for;
+}
+
+/* Lock held. */
+static void head_changed(vial_pool *p)
+{
+    __atomic_store_n(&p->head_ns, p->head ? p->head->queued_ns : 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&p->queued_now, p->queued, __ATOMIC_RELAXED);
+}
+
+uint64_t vial_pool_backlog_ns(vial_pool *p)
+{
+    uint64_t n = __atomic_load_n(&p->queued_now, __ATOMIC_RELAXED);
+    return n * __atomic_load_n(&p->avg_run_ns, __ATOMIC_RELAXED) / p->nthreads;
+}
+
+static void (*wait_observer)(uint64_t wait_ns, uint64_t now_ns);
+
+void vial_pool_observe_waits(void (*fn)(uint64_t wait_ns, uint64_t now_ns))
+{
+    __atomic_store_n(&wait_observer, fn, __ATOMIC_RELEASE);
+}
+
+uint64_t vial_pool_oldest_ns(vial_pool *p)
+{
+    return __atomic_load_n(&p->head_ns, __ATOMIC_RELAXED);
+}
 
 static void *worker_main(void *arg)
 {
@@ -35,11 +76,22 @@ static void *worker_main(void *arg)
             p->tail = NULL;
         j->next = j->prev = NULL;
         p->queued--;
+        head_changed(p);
         p->dequeued++;
-        p->wait_ns += vial_clock_ns() - j->queued_ns;
+        uint64_t t = vial_clock_ns(), waited = t - j->queued_ns;
+        p->wait_ns += waited;
         pthread_mutex_unlock(&p->lock);
+        void (*observe)(uint64_t, uint64_t) = __atomic_load_n(&wait_observer, __ATOMIC_ACQUIRE);
+        if (observe)
+            observe(waited, t);
         j->work(j);
         vial_loop_post(j->loop, &j->done);
+        if (observe) {
+            /* An average over about the last 8 jobs (one writer per job,
+             * racing others harmlessly: it is an estimate). */
+            uint64_t ran = vial_clock_ns() - t, avg = __atomic_load_n(&p->avg_run_ns, __ATOMIC_RELAXED);
+            __atomic_store_n(&p->avg_run_ns, avg - avg / 8 + ran / 8, __ATOMIC_RELAXED);
+        }
         pthread_mutex_lock(&p->lock);
     }
     pthread_mutex_unlock(&p->lock);
@@ -104,6 +156,7 @@ static void unlink_job(vial_pool *p, vial_job *j)
         p->tail = j->prev;
     j->prev = NULL;
     p->queued--;
+    head_changed(p);
 }
 
 void vial_pool_drain(vial_pool *p)
@@ -167,6 +220,7 @@ int vial_pool_submit(vial_pool *p, vial_job *j)
         pthread_mutex_unlock(&p->lock);
         return -EAGAIN;
     }
+    j->queued_ns = vial_clock_ns();
     j->prev = p->tail;
     if (p->tail)
         p->tail->next = j;
@@ -174,7 +228,7 @@ int vial_pool_submit(vial_pool *p, vial_job *j)
         p->head = j;
     p->tail = j;
     p->queued++;
-    j->queued_ns = vial_clock_ns();
+    head_changed(p);
     pthread_cond_signal(&p->cond);
     pthread_mutex_unlock(&p->lock);
     return 0;
@@ -192,7 +246,9 @@ struct coro_job {
 static void coro_job_work(vial_job *j)
 {
     struct coro_job *cj = (struct coro_job *)j;
+    tls_for = cj->coro;
     cj->fn(cj->arg);
+    tls_for = NULL;
 }
 
 static void coro_job_done(vial_loop *l, vial_msg *m)

@@ -59,6 +59,24 @@ unsigned vial_pool_queued(vial_pool *pool);
 
 unsigned vial_pool_threads(const vial_pool *pool);
 
+/* When the oldest job still waiting was queued (vial_clock_ns), 0 when none
+ * waits: its age is the queue's delay now (load shedding). Lock-free. */
+uint64_t vial_pool_oldest_ns(vial_pool *pool);
+/* How long a job queued now would wait, estimated: the jobs waiting times
+ * the recent average run time, over the threads (kept only while an
+ * observer is set, below; 0 otherwise). A burst queued at once shows here
+ * before any of it has waited. Lock-free. */
+uint64_t vial_pool_backlog_ns(vial_pool *pool);
+
+/* Every pool (process-wide): fn(wait, now) is called on the worker thread
+ * as each job starts, with the time it waited in the queue (load
+ * shedding's samples). NULL: none (the default). */
+void vial_pool_observe_waits(void (*fn)(uint64_t wait_ns, uint64_t now_ns));
+
+/* On a worker thread, the coroutine whose sync function it is running,
+ * else NULL: for crash reports. */
+struct vial_coro *vial_pool_current_coro(void);
+
 /* Jobs taken from the queue so far and their total time waiting in it (ns),
  * for the metrics. Counted under the queue's lock, which is held anyway. */
 void vial_pool_wait_stats(vial_pool *pool, uint64_t *jobs, uint64_t *wait_ns);

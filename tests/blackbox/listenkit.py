@@ -14,7 +14,8 @@ import pytest
 
 from conftest import conformance_binary
 
-LISTEN_LINE = re.compile(rb"vial: listening on (.*) \(\d+ loop threads")
+# "(2 loop threads, ...)", or a supervisor's "(2 processes; loop threads: ...)"
+LISTEN_LINE = re.compile(rb"vial: listening on (.*) \(\d+ (?:loop threads|processes;)")
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):

@@ -137,6 +137,47 @@ static void test_deep_stack_use_fits(void **state)
     assert_int_equal(out, 2);
 }
 
+__attribute__((noinline)) static int touch_deep(void)
+{
+    volatile char buf[32 * 1024];
+    for (size_t i = 0; i < sizeof buf; i += 512)
+        buf[i] = 1;
+    return buf[100] + buf[sizeof buf - 512];
+}
+
+/* Resident pages of the running coroutine's usable stack. */
+static size_t stack_resident(void)
+{
+    vial_coro *c = vial_coro_current();
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE), n = (c->stack_size + ps - 1) / ps, count = 0;
+    unsigned char v[64];
+    assert_true(n <= sizeof v);
+    assert_int_equal(mincore(c->stack, n * ps, v), 0);
+    for (size_t i = 0; i < n; i++)
+        count += v[i] & 1;
+    return count;
+}
+
+static void trim_fn(void *arg)
+{
+    size_t *out = arg;
+    assert_int_equal(touch_deep(), 1);
+    out[0] = stack_resident();
+    vial_coro_trim_stack();
+    out[1] = stack_resident();
+}
+
+static void test_trim_gives_back_deep_pages(void **state)
+{
+    size_t out[2] = {0, 0};
+    vial_coro *c = vial_coro_new(&loop, trim_fn, out);
+    vial_coro_resume(c);
+#ifndef __SANITIZE_ADDRESS__
+    assert_true(out[0] >= 8); /* the 32 KiB buffer was on this stack */
+#endif
+    assert_true(out[1] <= 2); /* the top page (the header and trim_fn's frame), maybe one more */
+}
+
 static void test_many_coroutines(void **state)
 {
     /* more coroutines alive at once than the stack cache holds */
@@ -314,6 +355,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sleep_cancelled_removes_timer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stacks_are_reused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deep_stack_use_fits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trim_gives_back_deep_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_coroutines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stall_report_names_the_route, setup, teardown),
         cmocka_unit_test_setup_teardown(test_spend_yields_once_per_budget, setup, teardown),

@@ -307,6 +307,47 @@ static void test_policy_drop_oldest(void **state)
     vial_hub_free(h);
 }
 
+/* The ring starts small and grows while full; growing with its contents
+ * wrapped around must keep them in order. */
+static void test_ring_grows_in_order(void **state)
+{
+    (void)state;
+    vial_hub *h = vial_hub_new();
+    assert_int_equal(vial_hub_set_policy(h, "g", VIAL_HUB_DROP_OLDEST, 10), 0);
+    loop_thread lt[1];
+    loops_start(lt, 1);
+    sub_ctx c = {.loop = &lt[0].loop, .hub = h, .topic = "g", .drain = 0};
+    run_on(&c, open_cb);
+    char text[16];
+    int seq = 0;
+    for (; seq < 3; seq++) { /* taken at once: the ring's head moves off slot 0 */
+        int n = snprintf(text, sizeof text, "P0:%d", seq);
+        assert_int_equal(vial_hub_publish(h, "g", text, (size_t)n), 1);
+    }
+    run_on(&c, drain_cb);
+    assert_int_equal(atomic_load(&c.got), 3);
+    for (; seq < 12; seq++) { /* 4 slots, wrapped, grow to 8, then to 10: none dropped */
+        int n = snprintf(text, sizeof text, "P0:%d", seq);
+        assert_int_equal(vial_hub_publish(h, "g", text, (size_t)n), 1);
+    }
+    run_on(&c, drain_cb);
+    assert_int_equal(atomic_load(&c.got), 12);
+    assert_int_equal(atomic_load(&c.bad), 0);
+    assert_int_equal(vial_sub_dropped(c.sub), 0);
+    for (; seq < 27; seq++) { /* at the bound: the oldest go */
+        int n = snprintf(text, sizeof text, "P0:%d", seq);
+        assert_int_equal(vial_hub_publish(h, "g", text, (size_t)n), 1);
+    }
+    c.next[0] = 17; /* the ten newest remain, oldest first */
+    run_on(&c, drain_cb);
+    assert_int_equal(atomic_load(&c.got), 22);
+    assert_int_equal(atomic_load(&c.bad), 0);
+    assert_int_equal(vial_sub_dropped(c.sub), 5);
+    run_on(&c, close_cb);
+    loops_stop(lt, 1);
+    vial_hub_free(h);
+}
+
 static void test_policy_disconnect(void **state)
 {
     (void)state;
@@ -400,6 +441,30 @@ static void test_sse_through_test_client(void **state)
     vial_hub_free(app_hub);
 }
 
+/* Redis mode's setup: arguments, once per hub, and a hub freed with
+ * publishes still in its outbox (no server ran to send them; ASan checks
+ * they are freed). */
+static void test_use_redis_setup(void **state)
+{
+    (void)state;
+    vial_hub *h = vial_hub_new();
+    assert_non_null(h);
+#ifdef VIAL_HAVE_REDIS
+    assert_int_equal(vial_hub_use_redis(NULL, "127.0.0.1:1", "p:"), -EINVAL);
+    assert_int_equal(vial_hub_use_redis(h, NULL, "p:"), -EINVAL);
+    assert_true(vial_hub_use_redis(h, "127.0.0.1:notaport", "p:") < 0);
+    assert_int_equal(vial_hub_use_redis(h, "127.0.0.1:1", "p:*"), 0);
+    assert_int_equal(vial_hub_use_redis(h, "127.0.0.1:1", "q:"), -EBUSY);
+    /* Local delivery does not wait for Redis: no loop here, so 0 threads. */
+    assert_int_equal(vial_hub_publish(h, "t", "x", 1), 0);
+    vial_sse_event ev = {.event = "e", .id = "1", .data = "y", .len = 1, .retry_ms = 5};
+    assert_int_equal(vial_hub_publish_event(h, "t", &ev), 0);
+#else
+    assert_int_equal(vial_hub_use_redis(h, "127.0.0.1:1", "p:"), -ENOTSUP);
+#endif
+    vial_hub_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -409,8 +474,10 @@ int main(void)
         cmocka_unit_test(test_encode_short_buffer),
         cmocka_unit_test(test_order_across_threads),
         cmocka_unit_test(test_policy_drop_oldest),
+        cmocka_unit_test(test_ring_grows_in_order),
         cmocka_unit_test(test_policy_disconnect),
         cmocka_unit_test(test_sse_through_test_client),
+        cmocka_unit_test(test_use_redis_setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,6 +30,7 @@
 #include <libpq-fe.h>
 
 #include "de_locale.h"
+#include "metrics_text.h"
 
 #define APP_NAME "vial_test_pg"
 
@@ -138,6 +139,26 @@ static vial_test_response *get(const char *target, int want_status)
         fprintf(stderr, "%s -> %d: %s\n", target, vial_test_response_status(r), body);
     assert_int_equal(vial_test_response_status(r), want_status);
     return r;
+}
+
+/* The pool's figures in the scrape (driver.h's metrics source). */
+static int v_metrics(vial_req *rq, vial_res *rs)
+{
+    long long q = metric_sum("vial_pg_queries_total"), b = metric_sum("vial_pg_batches_total");
+    long long e = metric_sum("vial_pg_errors_total");
+    CHECK(q >= 0 && b >= 0 && e >= 0);
+    CHECK(metric_sum("vial_pg_connections") >= 1); /* db's, from earlier tests */
+    for (int i = 0; i < 5; i++)
+        CHECK_EQ(vial_pg_query(rq, db, NULL, "select 1", 0, NULL), 0);
+    CHECK_EQ(metric_sum("vial_pg_queries_total"), q + 5);
+    CHECK_EQ(metric_sum("vial_pg_batches_total"), b + 5); /* one at a time: a batch each */
+    CHECK_EQ(metric_sum("vial_pg_errors_total"), e);
+    CHECK_EQ(vial_pg_query(rq, db, NULL, "select 1/0", 0, NULL), VIAL_PG_ESQL);
+    CHECK_EQ(metric_sum("vial_pg_errors_total"), e + 1);
+    CHECK_EQ(metric_sum("vial_pg_queries_total"), q + 6);
+    CHECK_EQ(metric_sum("vial_pg_waiters"), 0);
+    CHECK(metric_sum("vial_pg_connects_total") >= metric_sum("vial_pg_connections"));
+    return vial_text(rs, 200, "ok");
 }
 
 static void get_ok(const char *target)
@@ -810,7 +831,9 @@ static int v_timeout(vial_req *rq, vial_res *rs)
     uint64_t el = vial_now_ms() - t0;
     CHECK_EQ(e, -ETIMEDOUT);
     CHECK_STR(vial_pg_sqlstate(r), "57014");
-    CHECK(el < 400);
+    /* Well under the 5 s sleep: the timeout ended it, not the query. A
+     * wide margin, since a loaded sanitizer build once took 500 ms here. */
+    CHECK(el < 3000);
     vial_res_set_header(rs, "X-Elapsed", vial_sprintf(rq, "%llu", (unsigned long long)el));
     /* the connection goes on: the next query answers at once */
     CHECK_EQ(vial_pg_query(rq, d, &r, "select 5", 0, NULL), 0);
@@ -1070,6 +1093,7 @@ static int v_stats(vial_req *rq, vial_res *rs)
 /* --- tests ---------------------------------------------------------------------------------- */
 
 static void test_simple(void **state) { get_ok("/simple"); }
+static void test_metrics(void **state) { get_ok("/metrics"); }
 static void test_params(void **state) { get_ok("/params"); }
 static void test_locale(void **state)
 {
@@ -1155,11 +1179,13 @@ static void test_gather_is_concurrent(void **state)
     }
     printf("gather of 20 x pg_sleep(0.05), max_conns 20, warm: %.0f ms in the view, %.1f ms "
            "around vial_test_client_get (best of 5)\n", best, best_outside);
-    assert_true(best < 500);
+    /* Run one after another they would take 20 x 50 = 1000 ms: anything
+     * clearly below shows they overlapped (wide margin: a loaded machine). */
+    assert_true(best < 900);
     gather_once("/gather_sleep?default=1", &outside); /* warm the default pool */
     double def = gather_once("/gather_sleep?default=1", &outside);
     printf("the same with the default max_conns (10): %.0f ms\n", def);
-    assert_true(def < 500);
+    assert_true(def < 900);
     double one = gather_once("/gather_sleep?one=1", &outside);
     printf("the same pipelined on 1 connection: %.0f ms (the server runs them one after another)\n",
            one);
@@ -1423,6 +1449,7 @@ static int setup(void **state)
 
     app = vial_app_new();
     vial_route(app, "GET /simple", v_simple);
+    vial_route(app, "GET /metrics", v_metrics);
     vial_route(app, "GET /params", v_params);
     vial_route(app, "GET /locale", v_locale);
     vial_route(app, "GET /errors", v_errors);
@@ -1488,6 +1515,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_simple),
+        cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_params),
         cmocka_unit_test(test_locale),
         cmocka_unit_test(test_errors),

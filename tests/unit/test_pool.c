@@ -144,7 +144,11 @@ static void test_cancel_withdraws_queued_job(void **s)
         busy[i] = (vial_job){.done = {.cb = noop_done}, .work = slow_work, .loop = &loop};
         assert_int_equal(vial_pool_submit(pool, &busy[i]), 0);
     }
-    usleep(50 * 1000); /* the workers take them */
+    /* the workers take them (polled, bounded: a loaded machine may take
+     * longer than any fixed sleep to schedule four threads) */
+    for (int i = 0; i < 5000 && vial_pool_queued(pool) > 0; i++)
+        usleep(1000);
+    assert_int_equal(vial_pool_queued(pool), 0);
     int result = 1;
     vial_coro *c = vial_coro_new(&loop, cancellable_target, &result);
     vial_coro_resume(c);

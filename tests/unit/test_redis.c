@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "de_locale.h"
+#include "metrics_text.h"
 
 static vial_redis *R;     /* default options */
 static vial_redis *Rsmall; /* tiny subscription queue: exercises backpressure */
@@ -826,6 +827,23 @@ static int v_recover(vial_req *rq, vial_res *rs)
 
 /* --- driving -------------------------------------------------------------------------------------- */
 
+/* --- metrics (driver.h's sources) ------------------------------------------ */
+
+static int v_metrics(vial_req *rq, vial_res *rs)
+{
+    long long cmds = metric_sum("vial_redis_commands_total"), errs = metric_sum("vial_redis_errors_total");
+    CHECK(cmds >= 0 && errs >= 0);
+    CHECK(metric_sum("vial_redis_connections") >= 1); /* R's shared connection, from earlier tests */
+    for (int i = 0; i < 7; i++)
+        CHECK_RC(vial_redis_cmd(rq, R, NULL, "PING"), 0);
+    CHECK_RC(vial_redis_cmd(rq, R, NULL, "NOSUCHCOMMAND"), VIAL_REDIS_EREPLY);
+    CHECK(metric_sum("vial_redis_commands_total") == cmds + 8);
+    CHECK(metric_sum("vial_redis_errors_total") == errs + 1);
+    CHECK(metric_sum("vial_redis_waiters") == 0);
+    CHECK(metric_sum("vial_redis_connects_total") >= metric_sum("vial_redis_connections"));
+    return vial_text(rs, 200, "ok");
+}
+
 static char *get_ok(const char *path)
 {
     vial_test_response *r = vial_test_client_get(C, path);
@@ -848,6 +866,7 @@ static void expect_ok(const char *path)
 }
 
 static void test_basic(void **state) { expect_ok("/basic"); }
+static void test_metrics(void **state) { expect_ok("/metrics"); }
 static void test_locale(void **state)
 {
     (void)state;
@@ -972,6 +991,7 @@ int main(void)
     vial_route(A, "GET /kill-clients", v_kill_clients);
     vial_route(A, "GET /shutdown", v_shutdown);
     vial_route(A, "GET /recover", v_recover);
+    vial_route(A, "GET /metrics", v_metrics);
 
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_basic),
@@ -986,6 +1006,7 @@ int main(void)
         cmocka_unit_test(test_pubsub),
         cmocka_unit_test(test_outside_requests),
         cmocka_unit_test(test_options),
+        cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_connection_loss),
         cmocka_unit_test(test_restart), /* last: it restarts the server */

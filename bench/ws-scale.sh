@@ -1,0 +1,65 @@
+#!/bin/sh
+# 10,000 websocket / SSE subscribers of one hub topic on one vial process:
+# RSS per connection, publish-to-all time (median, p99), and a
+# connect/disconnect churn with the RSS sampled once a second.
+#
+#   bench/ws-scale.sh [-n 10000] [-r 20] [-c CHURN_SECONDS] [-k "ws ws-deflate sse churn"]
+#                     [-b BUILD_DIR] [-s SERVER_BINARY] [-t SERVER_THREADS]
+#
+# The server (examples/conformance: /ws/hub/<topic>, /hub/sse/<topic>,
+# POST /hub/publish/<topic>) runs on CPU 0, the load generator
+# (build/bench/ws_scale_client, one epoll loop, C) on CPU 1. A fresh server
+# for each kind, so each RSS figure starts from the same idle process.
+# Kinds: ws, ws-deflate (negotiated; 64-byte broadcasts stay under
+# ws-deflate-min, so no zlib state), ws-deflate-256 (256-byte broadcasts:
+# hub frames are built once and sent uncompressed, so still no zlib state),
+# sse, churn (n open, 1,000 replaced a second, -c seconds).
+# Bounded: every run has a timeout; only the processes started here are
+# stopped. Needs RLIMIT_NOFILE above n + 64 for both (ulimit -n).
+set -eu
+n=10000 rounds=20 churn=60 kinds="ws ws-deflate sse churn" build=build server= threads=1
+while getopts n:r:c:k:b:s:t: o; do
+    case $o in
+    n) n=$OPTARG ;; r) rounds=$OPTARG ;; c) churn=$OPTARG ;; k) kinds=$OPTARG ;;
+    b) build=$OPTARG ;; s) server=$OPTARG ;; t) threads=$OPTARG ;;
+    *) sed -n 2,19p "$0"; exit 2 ;;
+    esac
+done
+server=${server:-$build/examples/conformance}
+client=$build/bench/ws_scale_client
+[ -x "$server" ] && [ -x "$client" ] || { echo "ws-scale: build $server and $client first" >&2; exit 1; }
+[ "$(ulimit -n)" -gt $((n + 64)) ] 2>/dev/null || ulimit -n $((n + 256)) 2>/dev/null ||
+    { echo "ws-scale: ulimit -n $(ulimit -n) is below n + 64" >&2; exit 1; }
+pin0= pin1=
+command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ] && pin0="taskset -c 0" pin1="taskset -c 1"
+log=$(mktemp)
+pid=
+stop() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; pid=; }
+trap 'stop; rm -f "$log"' EXIT INT TERM
+
+start() {
+    : >"$log"
+    $pin0 "$server" --host 127.0.0.1 --port 0 --threads "$threads" \
+        >/dev/null 2>"$log" &
+    pid=$!
+    i=0
+    while ! port=$(sed -n 's/.*listening on http:\/\/[^ ]*:\([0-9]*\) .*/\1/p' "$log" | head -1) || [ -z "$port" ]; do
+        i=$((i + 1)); [ $i -lt 100 ] || { cat "$log" >&2; exit 1; }
+        sleep 0.05
+    done
+}
+
+echo "# $(date -u +%FT%TZ) $(uname -m), $(nproc) cores, n=$n rounds=$rounds churn=${churn}s server threads=$threads"
+for k in $kinds; do
+    start
+    case $k in
+    ws) timeout 300 $pin1 "$client" --port "$port" --pid "$pid" -n "$n" --rounds "$rounds" ;;
+    ws-deflate) timeout 300 $pin1 "$client" --port "$port" --pid "$pid" -n "$n" --rounds "$rounds" --deflate ;;
+    ws-deflate-256) timeout 300 $pin1 "$client" --port "$port" --pid "$pid" -n "$n" --rounds "$rounds" --deflate \
+        --size 256 ;;
+    sse) timeout 300 $pin1 "$client" --port "$port" --pid "$pid" -n "$n" --rounds "$rounds" --kind sse ;;
+    churn) timeout $((churn + 300)) $pin1 "$client" --port "$port" --pid "$pid" -n "$n" --churn "$churn" ;;
+    *) echo "ws-scale: unknown kind $k" >&2; exit 2 ;;
+    esac
+    stop
+done
