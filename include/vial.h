@@ -421,6 +421,21 @@ typedef struct vial_config {
     int ws_deflate;
     size_t ws_deflate_min;
     size_t ws_deflate_memory_max;
+    /* TLS (docs/guide/deploy.md). With tls_cert (PEM: the certificate,
+     * then its chain) and tls_key (PEM, unencrypted) set, every TCP
+     * listener speaks TLS (Unix sockets stay plain): TLS 1.2 and 1.3 (or
+     * 1.3 only: tls_min_version "1.3"), ALPN http/1.1, session tickets and
+     * a session cache; SIGHUP reads both files again for new connections.
+     * A missing, unreadable or mismatched file fails vial_run at start,
+     * naming it. tls_ciphers: an OpenSSL cipher list for TLS 1.2 (NULL:
+     * OpenSSL's defaults; TLS 1.3 suites are always its defaults).
+     * tls_handshake_timeout_ms: a connection must finish its handshake
+     * this long after it was accepted, else it is closed (0: 10000). */
+    const char *tls_cert;
+    const char *tls_key;
+    const char *tls_ciphers;
+    const char *tls_min_version;
+    int tls_handshake_timeout_ms;
     const vial_option *options; /* the app's own command-line options, or NULL */
     /* Called once by vial_run on its thread when every loop thread's
      * listener is bound, with the port (the real one for port 0), before
@@ -445,6 +460,8 @@ vial_config vial_config_default(void);
  *   --[no-]compress
  *   --listen ADDR[,ADDR...] (repeatable)  --unix-mode MODE  --trusted-proxy CIDR[,CIDR...]
  *   --[no-]ws-deflate  --ws-deflate-min BYTES  --ws-deflate-memory-max BYTES
+ *   --tls-cert FILE  --tls-key FILE  --tls-ciphers LIST  --tls-min-version 1.2|1.3
+ *   --tls-handshake-timeout-ms MS
  *   --config FILE  -h/--help
  * Before the flags it reads --config FILE (or $VIAL_CONFIG): "name = value"
  * lines with the options' long names ("port = 8080", "access-log = -"),
@@ -553,8 +570,9 @@ double vial_req_param_double(vial_req *rq, const char *name);
  * skipped; otherwise the header is never read. */
 const char *vial_req_remote_addr(vial_req *rq);
 
-/* "https" when a trusted proxy says so in X-Forwarded-Proto (its rightmost
- * value), else "http". vial_url_for's _external URLs use it. */
+/* What a trusted proxy says in X-Forwarded-Proto (its rightmost value),
+ * else "https" on a TLS connection (vial_config.tls_cert), else "http".
+ * vial_url_for's _external URLs use it. */
 const char *vial_req_scheme(vial_req *rq);
 
 /* The endpoint of the matched view ("hello", "api.items"), or NULL. */

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite:
 #   1. release build: C unit tests (ctest), llhttp differential test,
-#      black-box protocol tests over real sockets (pytest) with the
-#      deployment test beside them (nginx in front of two instances,
+#      black-box protocol tests over real sockets (pytest), and again over TLS,
+#      with the deployment test beside them (nginx in front of two instances,
 #      tests/deploy), the demo in headless Chromium (tests/browser/run.sh);
 #   2. ASan+UBSan build: the same unit and black-box tests;
 #   3. TSan build: the loop, coroutine and pool unit tests;
@@ -59,6 +59,15 @@ fi
 
 step "black-box tests (release)"
 VIAL_BUILD_DIR=$PWD/build $PY -m pytest -q tests/blackbox -p no:cacheprovider || fail=1
+
+# The protocol, app, websocket and realtime suites again, every server with
+# --tls-cert and every client over TLS (tests/blackbox/tlskit.py). Not in
+# parallel with the plain pass: their timing tests share two cores.
+step "black-box tests over TLS (release)"
+VIAL_TEST_TLS=1 VIAL_BUILD_DIR=$PWD/build $PY -m pytest -q -p no:cacheprovider \
+    tests/blackbox/test_http_*.py tests/blackbox/test_app_*.py tests/blackbox/test_websocket.py \
+    tests/blackbox/test_ws_deflate.py tests/blackbox/test_sse.py tests/blackbox/test_hub.py \
+    tests/blackbox/test_compress.py tests/blackbox/test_templates.py || fail=1
 
 step "deploy: nginx in front of two cluster instances, Redis, PostgreSQL (tests/deploy/run.sh)"
 if [ -n "$deploy_pid" ]; then

@@ -35,6 +35,8 @@ vial_config vial_config_default(void)
         .ws_deflate = 1,
         .ws_deflate_min = 128,
         .ws_deflate_memory_max = (size_t)64 << 20,
+        .tls_min_version = "1.2",
+        .tls_handshake_timeout_ms = 10000,
     };
 }
 
@@ -121,6 +123,17 @@ static const server_opt server_opts[] = {
      offsetof(vial_config, ws_deflate_min), 1, 1024 * MIB},
     {"ws-deflate-memory-max", "BYTES", "zlib state of all websockets at once (then uncompressed, or 1013)",
      OPT_SIZE, offsetof(vial_config, ws_deflate_memory_max), 16 * KIB, 1024 * GIB},
+    /* TLS (src/http/tls.c) */
+    {"tls-cert", "FILE", "serve TLS on the TCP listeners: certificate chain, PEM (leaf first)", OPT_STR,
+     offsetof(vial_config, tls_cert), 0, 0},
+    {"tls-key", "FILE", "the certificate's private key, PEM, unencrypted", OPT_STR,
+     offsetof(vial_config, tls_key), 0, 0},
+    {"tls-ciphers", "LIST", "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites: OpenSSL's)", OPT_STR,
+     offsetof(vial_config, tls_ciphers), 0, 0},
+    {"tls-min-version", "1.2|1.3", "oldest TLS version accepted", OPT_CHOICE,
+     offsetof(vial_config, tls_min_version), 0, 0},
+    {"tls-handshake-timeout-ms", "MS", "close a connection whose TLS handshake takes longer", OPT_INT,
+     offsetof(vial_config, tls_handshake_timeout_ms), 1, 3600000},
 };
 #define NOPTS (sizeof server_opts / sizeof server_opts[0])
 

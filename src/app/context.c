@@ -124,7 +124,7 @@ const char *vial_req_scheme(vial_req *rq)
 {
     const char *xfp = trusted_peer(rq) ? vial_req_header(rq, "X-Forwarded-Proto") : NULL;
     const char *s = xfp ? vial_xfp_scheme(xfp, strlen(xfp)) : NULL;
-    return s ? s : "http";
+    return s ? s : vial_conn_tls(rq) ? "https" : "http";
 }
 
 double vial_req_param_double(vial_req *rq, const char *name)

@@ -12,6 +12,7 @@
  * connection's single timer; an idle connection uses the same timer for the
  * keep-alive timeout. */
 #include "http/server.h"
+#include "http/tls.h"
 #include "http/websocket.h"
 #include "runtime/coro.h"
 
@@ -47,6 +48,9 @@ struct vial_conn {
     unsigned hup : 1;        /* the peer's FIN (or an error) was seen */
     unsigned reset : 1;      /* the peer reset the connection (an error was seen) */
     unsigned in_request : 1; /* from a parsed head to its response's end */
+    unsigned tls_ready : 1;  /* the TLS handshake is done */
+    SSL *ssl;                /* TLS over the socket (tls.h), or NULL: plain */
+    uint64_t hs_deadline;    /* loop ns by which the TLS handshake must end */
     uint64_t body_start;     /* loop ns when the current body began (minimum rate) */
     size_t body_reserved;    /* bytes of the server's body budget this request holds */
     vial_req *rq;
@@ -132,6 +136,10 @@ static void conn_destroy(vial_conn *c)
         return;
     c->closed = 1;
     vial_timer_stop(l, &c->timer);
+    if (c->ssl) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
     close(c->io.fd); /* also removes it from epoll */
     conn_release_buffers(c);
     if (c->prev)
@@ -148,6 +156,48 @@ static void conn_destroy(vial_conn *c)
         schedule_trim(t);
     if (t->draining && t->nconns == 0)
         vial_loop_stop(l);
+}
+
+/* --- the byte pipe: the socket, or TLS over it ------------------------------------
+ * Each returns what the system call would, as -errno; a -EAGAIN sets *want
+ * to the readiness to wait for (TLS may need to write to read, and the
+ * reverse). */
+
+static ssize_t pipe_recv(vial_conn *c, void *dst, size_t cap, unsigned *want)
+{
+    if (c->ssl)
+        return vial_tls_read(c->ssl, dst, cap, want);
+    ssize_t n = recv(c->io.fd, dst, cap, 0);
+    *want = VIAL_IO_READ;
+    return n < 0 ? -errno : n;
+}
+
+/* Sends from iov[0..n) (n <= 2). TLS takes one region per call: the head
+ * and a large body are two records either way. */
+static ssize_t pipe_sendv(vial_conn *c, const struct iovec *iov, int n, unsigned *want)
+{
+    *want = VIAL_IO_WRITE;
+    if (c->ssl)
+        return vial_tls_write(c->ssl, iov[0].iov_base, iov[0].iov_len, want);
+    struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+    ssize_t w = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL);
+    return w < 0 ? -errno : w;
+}
+
+/* Ends the output: close_notify first over TLS, then the FIN. */
+static void pipe_shutdown(vial_conn *c, int how)
+{
+    if (c->ssl && how == SHUT_WR)
+        vial_tls_close_notify(c->ssl);
+    shutdown(c->io.fd, how);
+}
+
+static void set_waiting(vial_conn *c, unsigned want)
+{
+    if (want & VIAL_IO_READ)
+        c->in_ready = 0;
+    else
+        c->out_ready = 0;
 }
 
 /* --- waiting ----------------------------------------------------------------- */
@@ -170,34 +220,42 @@ static int conn_wait(vial_conn *c, unsigned ev, uint64_t deadline)
     return r;
 }
 
-/* > 0 bytes read, 0 at end of stream, < 0 error (-ETIMEDOUT, -ECANCELED, -errno). */
+/* > 0 bytes read, 0 at end of stream, < 0 error (-ETIMEDOUT, -ECANCELED,
+ * -errno). deadline 0: -EAGAIN rather than waiting. */
 static ssize_t conn_read(vial_conn *c, char *dst, size_t cap, uint64_t deadline)
 {
     for (;;) {
-        ssize_t n = recv(c->io.fd, dst, cap, 0);
+        unsigned want;
+        ssize_t n = pipe_recv(c, dst, cap, &want);
         if (n > 0) {
             /* A short read drained the socket: the next arrival is a new
-             * edge, so no need to pay for a recv that says EAGAIN. */
-            if ((size_t)n < cap)
+             * edge, so no need to pay for a recv that says EAGAIN. (Not
+             * so over TLS: a read returns one record, more may wait.) */
+            if ((size_t)n < cap && !c->ssl)
                 c->in_ready = 0;
             return n;
         }
         if (n == 0)
             return 0;
-        if (errno == EINTR)
+        if (n == -EINTR)
             continue;
-        if (errno != EAGAIN)
-            return -errno;
-        c->in_ready = 0;
+        if (n != -EAGAIN)
+            return n;
+        set_waiting(c, want);
+        if (!deadline)
+            return -EAGAIN;
         /* Never wait for input with responses still buffered: the client may
          * be waiting for them before it sends more. */
         if (c->wpos < c->wlen && conn_flush(c) < 0)
             return -EPIPE;
-        int r = conn_wait(c, VIAL_IO_READ, deadline);
+        int r = conn_wait(c, want, deadline);
         if (r < 0)
             return r;
     }
 }
+
+/* The largest TLS record's payload. */
+#define TLS_RECORD 16384
 
 /* Sends wbuf[wpos..wlen) and then extra[0..extra_len) with as few system calls
  * as possible. may_wait = 0 sends what the socket takes now and returns
@@ -207,14 +265,31 @@ static int conn_send(vial_conn *c, const char *extra, size_t extra_len, int may_
     if (c->broken)
         return -EPIPE;
     while (c->wpos < c->wlen || extra_len) {
+        /* TLS seals one region per call: a head still buffered takes the
+         * start of the body into its record (one record, one write(2),
+         * one seal instead of two). A retry after WANT_WRITE finds the
+         * record full or the body all taken, so it presents the same
+         * bytes, as OpenSSL requires. */
+        size_t pending = c->wlen - c->wpos;
+        if (c->ssl && pending && extra_len && pending < TLS_RECORD) {
+            size_t k = TLS_RECORD - pending;
+            if (k > VIAL_RBUF_SIZE - c->wlen)
+                k = VIAL_RBUF_SIZE - c->wlen;
+            if (k > extra_len)
+                k = extra_len;
+            memcpy(c->wbuf + c->wlen, extra, k);
+            c->wlen += (uint32_t)k;
+            extra += k;
+            extra_len -= k;
+        }
         struct iovec iov[2];
         int n = 0;
         if (c->wpos < c->wlen)
             iov[n++] = (struct iovec){c->wbuf + c->wpos, c->wlen - c->wpos};
         if (extra_len)
             iov[n++] = (struct iovec){(void *)extra, extra_len};
-        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-        ssize_t w = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL);
+        unsigned want;
+        ssize_t w = pipe_sendv(c, iov, n, &want);
         if (w > 0) {
             size_t sent = (size_t)w;
             size_t fromw = c->wlen - c->wpos;
@@ -235,13 +310,13 @@ static int conn_send(vial_conn *c, const char *extra, size_t extra_len, int may_
                 vial_coro_spend(sent);
             continue;
         }
-        if (w < 0 && errno == EINTR)
+        if (w == -EINTR)
             continue;
-        if (w < 0 && errno == EAGAIN) {
-            c->out_ready = 0;
+        if (w == -EAGAIN) {
+            set_waiting(c, want);
             if (!may_wait)
                 return -EAGAIN; /* only the on_park flush, which has no extra */
-            int r = conn_wait(c, VIAL_IO_WRITE, c->thr->loop.now + VIAL_WRITE_TIMEOUT_NS);
+            int r = conn_wait(c, want, c->thr->loop.now + VIAL_WRITE_TIMEOUT_NS);
             if (r < 0) {
                 c->broken = 1;
                 return r;
@@ -249,7 +324,7 @@ static int conn_send(vial_conn *c, const char *extra, size_t extra_len, int may_
             continue;
         }
         c->broken = 1;
-        return w < 0 ? -errno : -EPIPE;
+        return w < 0 ? (int)w : -EPIPE;
     }
     c->wpos = c->wlen = 0;
     return 0;
@@ -290,7 +365,7 @@ static int conn_out(vial_conn *c, const char *s, size_t n)
 static void conn_linger_close(vial_conn *c)
 {
     conn_flush(c);
-    shutdown(c->io.fd, SHUT_WR);
+    pipe_shutdown(c, SHUT_WR);
     uint64_t deadline = c->thr->loop.now + VIAL_LINGER_NS;
     size_t total = 0;
     while (total < 1024 * 1024) {
@@ -376,12 +451,16 @@ static int read_head(vial_conn *c, vial_http_head *h, int *status)
             c->rlen -= c->rpos;
             c->rpos = 0;
         }
-        ssize_t n = conn_read(c, c->rbuf + c->rlen, VIAL_RBUF_SIZE - c->rlen,
-                              deadline ? deadline : c->thr->loop.now + VIAL_HEAD_TIMEOUT_NS);
+        /* No byte of a head yet: nothing to wait for, the connection goes
+         * idle (the edge flag can be stale, and over TLS it stays set after
+         * every read). */
+        ssize_t n = conn_read(c, c->rbuf + c->rlen, VIAL_RBUF_SIZE - c->rlen, deadline);
         if (n > 0) {
             c->rlen += (uint32_t)n;
             continue;
         }
+        if (n == -EAGAIN)
+            return 0;
         if (n == -ETIMEDOUT && c->rlen > c->rpos)
             *status = 408;
         return -1;
@@ -563,8 +642,31 @@ static int read_body_chunked(vial_conn *c, vial_req *rq, int *status)
 
 /* --- writing a response --------------------------------------------------------- */
 
-/* File bodies go from the page cache to the socket with sendfile(2), after
- * the head still in the output buffer. */
+/* TLS without kTLS: the file is read into the (flushed) output buffer and
+ * sent from there, a buffer at a time. */
+static int conn_copyfile(vial_conn *c, int fd, off_t pos, size_t len)
+{
+    while (len) {
+        ssize_t n = pread(fd, c->wbuf, len < VIAL_RBUF_SIZE ? len : VIAL_RBUF_SIZE, pos);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) { /* the file shrank under us: as in conn_sendfile */
+            c->broken = 1;
+            return n < 0 ? -errno : -EIO;
+        }
+        c->wpos = 0;
+        c->wlen = (uint32_t)n;
+        int r = conn_flush(c);
+        if (r < 0)
+            return r;
+        pos += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* File bodies go from the page cache to the socket with sendfile(2) (over
+ * kTLS too), after the head still in the output buffer. */
 static int conn_sendfile(vial_conn *c, int fd, int64_t off, size_t len)
 {
     int r = conn_flush(c);
@@ -574,17 +676,30 @@ static int conn_sendfile(vial_conn *c, int fd, int64_t off, size_t len)
     while (len) {
         /* At most a slice's budget per call, then the loop's other work
          * (a 1 GiB file to a fast client held a loop for 192 ms). */
-        ssize_t n = sendfile(c->io.fd, fd, &pos, len > VIAL_SLICE_BUDGET ? VIAL_SLICE_BUDGET : len);
+        size_t part = len > VIAL_SLICE_BUDGET ? VIAL_SLICE_BUDGET : len;
+        unsigned want = VIAL_IO_WRITE;
+        ssize_t n;
+        if (c->ssl) {
+            n = vial_tls_sendfile(c->ssl, fd, pos, part, &want);
+            if (n == -EOPNOTSUPP)
+                return conn_copyfile(c, fd, pos, len);
+            if (n > 0)
+                pos += n;
+        } else {
+            n = sendfile(c->io.fd, fd, &pos, part);
+            if (n < 0)
+                n = -errno;
+        }
         if (n > 0) {
             len -= (size_t)n;
             vial_coro_spend((size_t)n);
             continue;
         }
-        if (n < 0 && errno == EINTR)
+        if (n == -EINTR)
             continue;
-        if (n < 0 && errno == EAGAIN) {
-            c->out_ready = 0;
-            r = conn_wait(c, VIAL_IO_WRITE, c->thr->loop.now + VIAL_WRITE_TIMEOUT_NS);
+        if (n == -EAGAIN) {
+            set_waiting(c, want);
+            r = conn_wait(c, want, c->thr->loop.now + VIAL_WRITE_TIMEOUT_NS);
             if (r < 0) {
                 c->broken = 1;
                 return r;
@@ -594,7 +709,7 @@ static int conn_sendfile(vial_conn *c, int fd, int64_t off, size_t len)
         /* n == 0: the file shrank under us; the promised length cannot be
          * kept, so the connection must end. */
         c->broken = 1;
-        return n < 0 ? -errno : -EIO;
+        return n < 0 ? (int)n : -EIO;
     }
     return 0;
 }
@@ -712,12 +827,57 @@ static void serve_options_asterisk(vial_conn *c, vial_req *rq, int keep)
     write_response(c, rq, keep);
 }
 
+/* Someone spoke plain HTTP to a TLS port (OpenSSL recognised the request
+ * line): a plain-text 400 saying so, as nginx answers, then the usual
+ * lingering close. The connection is plain from here on. */
+static void refuse_plain_http(vial_conn *c)
+{
+    static const char msg[] = "HTTP/1.1 400 Bad Request\r\n"
+                              "Content-Type: text/plain; charset=utf-8\r\n"
+                              "Content-Length: 46\r\n"
+                              "Connection: close\r\n\r\n"
+                              "The plain HTTP request was sent to HTTPS port\n";
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+    if (conn_out(c, msg, sizeof msg - 1) == 0)
+        conn_linger_close(c);
+}
+
+/* The TLS handshake, from the connection's first input; it must be over by
+ * hs_deadline. */
+static int conn_handshake(vial_conn *c)
+{
+    for (;;) {
+        unsigned want = 0;
+        int plain = 0;
+        int r = vial_tls_handshake(c->ssl, &want, &plain);
+        if (r == 0) {
+            c->tls_ready = 1;
+            return 0;
+        }
+        if (r != -EAGAIN) {
+            if (plain)
+                refuse_plain_http(c);
+            return r;
+        }
+        set_waiting(c, want);
+        r = conn_wait(c, want, c->hs_deadline);
+        if (r < 0)
+            return r;
+    }
+}
+
 static void conn_main(void *arg)
 {
     vial_conn *c = arg;
     vial_server_thread *t = c->thr;
     vial_server *s = t->server;
     vial_req rq;
+
+    if (c->ssl && !c->tls_ready && conn_handshake(c) < 0) {
+        c->closing = 1;
+        return;
+    }
 
     for (;;) {
         if (c->rpos == c->rlen)
@@ -882,7 +1042,7 @@ static int peer_still_asking(vial_conn *c, unsigned ev)
 {
     if (ev & VIAL_IO_ERR)
         return 0;
-    if (c->rpos < c->rlen)
+    if (c->rpos < c->rlen || (c->ssl && vial_tls_pending(c->ssl)))
         return 1;
     int pending = 0;
     return ioctl(c->io.fd, FIONREAD, &pending) == 0 && pending > 0;
@@ -929,7 +1089,7 @@ static void conn_timer(vial_loop *l, vial_timer *t)
         conn_destroy(c); /* keep-alive idle timeout: close silently */
 }
 
-void vial_conn_accept(vial_server_thread *t, int fd)
+void vial_conn_accept(vial_server_thread *t, int fd, struct vial_tls *tls)
 {
     vial_conn *c = t->free_conns;
     if (c) {
@@ -952,11 +1112,23 @@ void vial_conn_accept(vial_server_thread *t, int fd)
         t->conns->prev = c;
     t->conns = c;
     t->nconns++;
-    if (vial_io_add(&t->loop, &c->io) < 0) {
+    uint64_t deadline = t->loop.now + VIAL_IDLE_TIMEOUT_NS;
+    if (tls) {
+        int ms = t->server->cfg.tls_handshake_timeout_ms;
+        c->hs_deadline = deadline = t->loop.now + (uint64_t)(ms > 0 ? ms : 10000) * 1000000u;
+        c->ssl = vial_tls_accept(tls, fd);
+    }
+    if ((tls && !c->ssl) || vial_io_add(&t->loop, &c->io) < 0) {
         conn_destroy(c);
         return;
     }
-    vial_timer_start(&t->loop, &c->timer, t->loop.now + VIAL_IDLE_TIMEOUT_NS);
+    vial_timer_start(&t->loop, &c->timer, deadline);
+}
+
+int vial_conn_tls(vial_req *rq)
+{
+    vial_conn *c = rq->conn;
+    return c && c->ssl;
 }
 
 void vial_conn_drain_all(vial_server_thread *t)
@@ -1070,20 +1242,21 @@ ssize_t vial_conn_ws_fill(vial_conn *c, uint32_t window)
         return -EAGAIN;
     for (;;) {
         size_t cap = VIAL_RBUF_SIZE - c->rlen;
-        ssize_t n = recv(c->io.fd, c->rbuf + c->rlen, cap, 0);
+        unsigned want;
+        ssize_t n = pipe_recv(c, c->rbuf + c->rlen, cap, &want);
         if (n > 0) {
-            if ((size_t)n < cap)
+            if ((size_t)n < cap && !c->ssl)
                 c->in_ready = 0;
             c->rlen += (uint32_t)n;
             return n;
         }
-        if (n == 0)
-            return 0;
-        if (errno == EINTR)
+        if (n == -EINTR)
             continue;
-        if (errno == EAGAIN)
-            c->in_ready = 0;
-        return -errno;
+        /* (TLS may want to write first; the session's wait for input
+         * retries once the socket is readable again.) */
+        if (n == -EAGAIN)
+            set_waiting(c, want);
+        return n;
     }
 }
 
@@ -1146,7 +1319,7 @@ void vial_conn_ws_shutdown(vial_conn *c)
 {
     if (!c->broken)
         conn_flush(c);
-    shutdown(c->io.fd, SHUT_WR);
+    pipe_shutdown(c, SHUT_WR);
 }
 
 void vial_conn_ws_abort(vial_conn *c)
@@ -1154,5 +1327,5 @@ void vial_conn_ws_abort(vial_conn *c)
     /* Nothing more is written (a peer that does not read would hold a
      * flush for the whole write timeout); the connection ends unflushed. */
     c->broken = 1;
-    shutdown(c->io.fd, SHUT_RDWR);
+    pipe_shutdown(c, SHUT_RDWR);
 }

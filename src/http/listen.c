@@ -360,7 +360,7 @@ static int inherited(vial_listen *ls, unsigned *n)
     return 1;
 }
 
-int vial_listen_open(const vial_config *cfg, vial_listen *ls, unsigned *n)
+static int open_all(const vial_config *cfg, vial_listen *ls, unsigned *n)
 {
     *n = 0;
     int r = inherited(ls, n);
@@ -409,6 +409,22 @@ int vial_listen_open(const vial_config *cfg, vial_listen *ls, unsigned *n)
         return -EINVAL;
     }
     return 0;
+}
+
+/* TLS covers every TCP listener; a Unix socket's peer is a local proxy. */
+int vial_listen_open(const vial_config *cfg, vial_listen *ls, unsigned *n)
+{
+    int r = open_all(cfg, ls, n);
+    for (unsigned i = 0; r == 0 && i < *n && cfg->tls_cert && *cfg->tls_cert; i++) {
+        vial_listen *l = &ls[i];
+        if (l->is_unix || strncmp(l->text, "http://", 7))
+            continue;
+        l->tls = 1;
+        memmove(l->text + 5, l->text + 4, strnlen(l->text, sizeof l->text - 2) - 3);
+        l->text[4] = 's';
+        l->text[sizeof l->text - 1] = 0;
+    }
+    return r;
 }
 
 void vial_listen_close(vial_listen *ls, unsigned n)

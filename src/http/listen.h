@@ -19,7 +19,8 @@ typedef struct vial_listen {
     int taken;      /* the first thread owns fd now: not closed here */
     int shared;     /* unix or inherited: later threads dup the first fd */
     int is_unix;
-    char text[160]; /* "http://127.0.0.1:8080", "http://[::1]:8080", "unix:/run/app.sock" */
+    int tls;        /* speaks TLS (a TCP listener with vial_config.tls_cert) */
+    char text[160]; /* "http://127.0.0.1:8080", "https://[::1]:8443", "unix:/run/app.sock" */
     /* A Unix socket file created here: removed at exit if it is still the
      * one this process bound (same inode, same process). */
     char path[108];
@@ -35,8 +36,9 @@ typedef struct vial_listen {
  * process and LISTEN_FDS > 0: fds 3.., each checked to be a listening
  * stream socket; the variables are then unset), else every entry of
  * cfg->listen, else cfg->host (a "unix:/path" host is a Unix socket) on
- * cfg->port. Fills ls[0..*n). 0, or a negative errno (logged, nothing left
- * open). */
+ * cfg->port. Fills ls[0..*n); with cfg->tls_cert, the TCP listeners are
+ * marked tls (and described as https://). 0, or a negative errno (logged,
+ * nothing left open). */
 int vial_listen_open(const vial_config *cfg, vial_listen *ls, unsigned *n);
 
 /* The descriptor for one more loop thread on l: a new SO_REUSEPORT socket

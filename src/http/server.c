@@ -11,6 +11,7 @@
  * requests finish for the grace period, cancel what is left, exit. */
 #include "http/server.h"
 #include "http/listen.h"
+#include "http/tls.h"
 #include "runtime/coro.h"
 #include "runtime/log.h"
 #include "runtime/sdnotify.h"
@@ -85,9 +86,10 @@ static void accept_pending(vial_listener *ls)
             return;
         }
         int one = 1;
-        if (!t->server->listens[ls - t->listeners].is_unix)
+        const vial_listen *l = &t->server->listens[ls - t->listeners];
+        if (!l->is_unix)
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        vial_conn_accept(t, fd);
+        vial_conn_accept(t, fd, l->tls ? t->server->tls : NULL);
     }
 }
 
@@ -256,10 +258,10 @@ static int adopt_inherited(vial_listen *ls, unsigned *n)
 
 /* What the main thread does with a signal while serving; 1: start the
  * shutdown. SIGHUP is where a reload hooks in (the --processes supervisor
- * replaces its workers); a single process has nothing to reload, and none
- * of these signals may kill a server that an operator's habit sent them
- * to. */
-static int on_signal(int sig)
+ * replaces its workers); a single process reloads its TLS certificate, and
+ * none of these signals may kill a server that an operator's habit sent
+ * them to. */
+static int on_signal(vial_server *s, int sig)
 {
     switch (sig) {
     case SIGUSR1:
@@ -268,8 +270,13 @@ static int on_signal(int sig)
         return 0;
     case SIGHUP:
         /* A worker gets one when the whole process group does: reloading
-         * is its supervisor's. */
-        if (!inherited)
+         * (new workers, which read the certificate again) is its
+         * supervisor's. */
+        if (inherited)
+            return 0;
+        if (s->tls)
+            vial_tls_reload(s->tls);
+        else
             vial_log(VIAL_LOG_WARN, "SIGHUP: reload needs --processes; ignored");
         return 0;
     case SIGUSR2:
@@ -370,6 +377,9 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, vial_reject_fn 
         err = -ENOMEM;
         goto out;
     }
+    /* Before any port is taken: a certificate problem stops the start. */
+    if (vial_tls_wanted(cfg) && (err = vial_tls_new(cfg, &s.tls)) < 0)
+        goto stop;
     err = inherited ? adopt_inherited(s.listens, &s.nlistens) : vial_listen_open(cfg, s.listens, &s.nlistens);
     if (err < 0)
         goto stop;
@@ -415,7 +425,7 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, vial_reject_fn 
     int sig;
     do
         sig = wait_signal(&s, &sigs, 0, &wd);
-    while (!on_signal(sig));
+    while (!on_signal(&s, sig));
     atomic_store(&s.draining, 1);
     vial_sd_notify(sig == SIGINT ? "STOPPING=1\nSTATUS=draining (SIGINT)"
                                  : "STOPPING=1\nSTATUS=draining (SIGTERM)");
@@ -428,7 +438,7 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, vial_reject_fn 
                  cfg->drain_delay_ms);
         uint64_t until = vial_clock_ns() + (uint64_t)cfg->drain_delay_ms * 1000000u;
         int got;
-        while ((got = wait_signal(&s, &sigs, until, &wd)) != 0 && !on_signal(got))
+        while ((got = wait_signal(&s, &sigs, until, &wd)) != 0 && !on_signal(&s, got))
             ;
     }
 
@@ -470,6 +480,7 @@ out:
                 thread_fini(&s.threads[i]);
     free(s.threads);
     vial_pool_free(s.pool);
+    vial_tls_free(s.tls);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     atomic_fetch_sub(&running, 1);
     if (!err)

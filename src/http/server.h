@@ -83,6 +83,7 @@ struct vial_server {
     struct vial_listen *listens;
     unsigned nlistens;
     _Atomic int draining; /* SIGTERM/SIGINT received: the health check says 503 */
+    struct vial_tls *tls; /* the TCP listeners' TLS context (tls.h), or NULL */
     /* A worker of --processes: draining keeps idle connections open until
      * the grace period ends, so a request racing the drain is served. */
     int keep_idle_on_drain;
@@ -126,8 +127,10 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, vial_reject_fn 
 
 /* --- connection (conn.c) --- */
 
-/* Accepted socket fd → a connection on thr (registered, idle timer armed). */
-void vial_conn_accept(vial_server_thread *thr, int fd);
+/* Accepted socket fd → a connection on thr (registered, idle timer armed);
+ * with tls (tls.h) it speaks TLS, its handshake due within
+ * cfg.tls_handshake_timeout_ms. */
+void vial_conn_accept(vial_server_thread *thr, int fd, struct vial_tls *tls);
 /* Shutdown: closes idle connections, marks the others to close after their
  * current response. */
 void vial_conn_drain_all(vial_server_thread *thr);
@@ -139,6 +142,8 @@ void vial_conn_cache_free(vial_server_thread *thr);
 /* The peer's address as text (getpeername once per connection; the text
  * lives as long as the connection). */
 const char *vial_conn_peer(vial_req *rq);
+/* Whether rq came over TLS. */
+int vial_conn_tls(vial_req *rq);
 
 /* Streaming, called by the app's response functions from a handler. */
 int vial_conn_stream_begin(vial_req *rq);

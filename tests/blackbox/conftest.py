@@ -19,6 +19,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # test modules import httpkit
 
+import tlskit  # noqa: E402  (VIAL_TEST_TLS=1: every server speaks TLS)
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_LIMIT = 5.0
 STOP_LIMIT = 5.0
@@ -36,7 +38,7 @@ def conformance_binary():
 
 
 # The server picks its port (--port 0) and names it in this line.
-LISTENING = re.compile(rb"vial: listening on http://[^ ]*:([0-9]+) ")
+LISTENING = re.compile(rb"vial: listening on https?://[^ ]*:([0-9]+) ")
 
 
 class ServerProcess:
@@ -93,7 +95,8 @@ class ServerProcess:
             self.log_file = open(self.log_path, "wb")
             t0 = time.monotonic()
             self.proc = subprocess.Popen(
-                [str(binary), "--host", self.host, "--port", "0"] + self.args,
+                [str(binary), "--host", self.host, "--port", "0"]
+                + (tlskit.server_args() if tlskit.ENABLED else []) + self.args,
                 stdin=subprocess.DEVNULL, stdout=self.log_file, stderr=self.log_file,
                 preexec_fn=self.preexec, env=self.env,
             )
@@ -170,6 +173,20 @@ class ServerProcess:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: timing tests that take several seconds (run by default)")
+    config.addinivalue_line("markers", "plain_tcp(reason): not run over TLS (VIAL_TEST_TLS=1)")
+
+
+def pytest_unconfigure(config):
+    tlskit.cleanup()
+
+
+def pytest_collection_modifyitems(config, items):
+    if not tlskit.ENABLED:
+        return
+    for item in items:
+        m = item.get_closest_marker("plain_tcp")
+        if m:
+            item.add_marker(pytest.mark.skip(reason="plain TCP only: " + (m.args[0] if m.args else "")))
 
 
 @pytest.fixture(scope="session")

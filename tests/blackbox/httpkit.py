@@ -10,7 +10,10 @@ import errno
 import json
 import re
 import socket
+import ssl
 import time
+
+import tlskit
 
 DEFAULT_TIMEOUT = 5.0
 MAX_HEAD = 1 << 20
@@ -128,6 +131,8 @@ class Client:
         if connect:
             self.sock = socket.create_connection((host, port), timeout=timeout)
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tlskit.ENABLED:
+                self.sock = tlskit.wrap(self.sock)
 
     # -- context manager -------------------------------------------------
     def __enter__(self):
@@ -153,7 +158,7 @@ class Client:
         try:
             self.sock.sendall(data)
             return True
-        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+        except (BrokenPipeError, ConnectionResetError, socket.timeout, ssl.SSLEOFError):
             if not ignore_errors:
                 raise
             return False

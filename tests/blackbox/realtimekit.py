@@ -12,9 +12,11 @@ import time
 
 import requests
 
+import tlskit
+
 
 def base(server):
-    return "http://%s:%d" % server
+    return "%s://%s:%d" % ((tlskit.scheme(),) + tuple(server))
 
 
 def publish(server, topic, body, event=None):
@@ -63,7 +65,7 @@ def _sock(server, rcvbuf):
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.settimeout(10)
     s.connect(server)
-    return s
+    return tlskit.wrap(s) if tlskit.ENABLED else s
 
 
 def _recv(s, deadline):

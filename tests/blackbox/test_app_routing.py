@@ -5,6 +5,7 @@ import pytest
 
 from appkit import JSON, TEXT, assert_hooks, assert_json, assert_text, call, each_in_parallel, get, only
 from httpkit import check_common, connect, req
+import tlskit
 
 # --- §2 response conventions ------------------------------------------------------------------
 
@@ -346,6 +347,6 @@ def test_url_for(server, host):
     assert_json(r, 200, {
         "index": "/", "hello": "/hello/w%C3%B6rld%20x", "user": "/users/42",
         "files": "/files/docs/read%20me.txt", "dir": "/dir/", "args": "/args?q=vial&page=2",
-        "api_item": "/api/v1/items/7", "external": "http://%s/users/42" % host,
+        "api_item": "/api/v1/items/7", "external": "%s://%s/users/42" % ("https" if tlskit.ENABLED else "http", host),
     })
     assert_hooks(r)

@@ -17,6 +17,7 @@ import requests
 
 from conftest import ServerProcess
 from httpkit import check_common, connect, req
+import tlskit
 
 try:
     import brotli
@@ -242,7 +243,7 @@ def test_head_matches_get(csrv, ae):
 def test_requests_decodes(csrv):
     # requests (urllib3) sends "gzip, deflate" (and br with brotli installed)
     # and decodes transparently.
-    r = requests.get("http://%s:%d/compress/body?n=5000&type=json" % csrv, timeout=5)
+    r = requests.get("%s://%s:%d/compress/body?n=5000&type=json" % ((tlskit.scheme(),) + tuple(csrv)), timeout=5)
     assert r.headers["Content-Encoding"] in ("gzip", "br")
     assert r.content == expected_body(5000)
 

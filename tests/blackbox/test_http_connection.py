@@ -271,6 +271,7 @@ def test_valid_then_rejected_then_valid(server):
         c.assert_closed(1.0, what="the 400 (the third request must not be answered)")
 
 
+@pytest.mark.plain_tcp("reads and writes one socket from two threads, which an SSLSocket does not allow")
 def test_rejection_response_survives_unread_input(server):
     """Lingering close: a 400 followed by lots of unread input still reaches the client."""
     junk = b"x" * (512 * 1024)

@@ -5,11 +5,13 @@ import json
 import re
 import selectors
 import socket
+import ssl
 import time
 
 import pytest
 
 from httpkit import GOOD_REQUEST, assert_rejected, chunked, connect, req
+import tlskit
 
 MAX_TARGET = 8192
 MAX_HEADER_BYTES = 16384
@@ -273,7 +275,7 @@ def test_1000_connections_open_at_once(server):
     try:
         raw = req("GET", "/async/sleep?ms=2000")
         for _ in range(n):
-            s = socket.create_connection(server, timeout=10)
+            s = tlskit.connect(server, 10) if tlskit.ENABLED else socket.create_connection(server, timeout=10)
             s.sendall(raw)
             socks.append(s)
         t_all_sent = time.monotonic()
@@ -287,7 +289,7 @@ def test_1000_connections_open_at_once(server):
                 i = key.data
                 try:
                     data = key.fileobj.recv(65536)
-                except (BlockingIOError, InterruptedError):
+                except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
                     continue
                 except ConnectionResetError:
                     data = b""

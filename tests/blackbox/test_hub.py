@@ -15,6 +15,7 @@ import requests
 
 from realtimekit import (SseClient, WsClient, base, flood, publish, seq_of, stats, tag_of, take_baseline,
                          wait_subscribers)
+import tlskit
 
 try:
     import websockets
@@ -26,7 +27,7 @@ OP_TEXT, OP_CLOSE = 1, 8
 
 
 def ws_uri(server, path):
-    return "ws://%s:%d%s" % (server[0], server[1], path)
+    return "%s://%s:%d%s" % (tlskit.scheme(ws=True), server[0], server[1], path)
 
 
 
@@ -207,7 +208,7 @@ def test_ws_message_published_to_topic(server):
 
 def test_metrics_name_the_hub(spawn_server):
     srv = spawn_server(["--metrics-path", "/metrics"])
-    body = requests.get("http://%s:%d/metrics" % srv.addr, timeout=5).text
+    body = requests.get("%s://%s:%d/metrics" % ((tlskit.scheme(),) + srv.addr), timeout=5).text
     for name in ("vial_hub_published_total", "vial_hub_delivered_total", "vial_hub_dropped_total",
                  "vial_hub_disconnected_total", "vial_hub_subscribers"):
         assert "\n" + name + " " in body, name

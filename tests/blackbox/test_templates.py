@@ -15,6 +15,7 @@ import pytest
 
 from appkit import get
 from conftest import ServerProcess, conformance_binary
+import tlskit
 
 HTML = "text/html; charset=utf-8"
 
@@ -100,7 +101,7 @@ def test_autoescape_user_input(tserver):
 def test_url_for_in_template(tserver):
     r = get(tserver.addr, "/tmpl/links.html")
     assert r.status == 200, r
-    assert r.body == (b"/tmpl/index.html?name2=a+b|/pages/bp_only.html|http://localhost/tmpl/x")
+    assert r.body == (b"/tmpl/index.html?name2=a+b|/pages/bp_only.html|%s://localhost/tmpl/x" % tlskit.scheme().encode())
     n = tserver.log_size()
     r = get(tserver.addr, "/tmpl/badlink.html")
     assert r.status == 500, r

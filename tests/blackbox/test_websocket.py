@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+import tlskit
 from httpkit import Client, PeerClosed, ReadTimeout, req
 
 try:
@@ -97,6 +98,8 @@ class WS:
             self.c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             self.c.sock.settimeout(timeout)
             self.c.sock.connect(server)
+            if tlskit.ENABLED:
+                self.c.sock = tlskit.wrap(self.c.sock)
         raw, key = upgrade_request(path)
         self.c.send(raw)
         self.resp = self.c.read_head(time.monotonic() + timeout)
@@ -574,7 +577,7 @@ needs_lib = pytest.mark.skipif(websockets is None, reason="python3-websockets no
 
 
 def uri(server, path):
-    return "ws://%s:%d%s" % (server[0], server[1], path)
+    return "%s://%s:%d%s" % (tlskit.scheme(ws=True), server[0], server[1], path)
 
 
 def run(coro, limit=30):
