@@ -317,6 +317,7 @@ def test_300_sequential_requests_on_one_connection(server):
             _check_numbered(c.request(_numbered(i)), i)
 
 
+@pytest.mark.plain_tcp("reads and writes one socket from two threads, which an SSLSocket does not allow")
 def test_pipelined_large_bodies_with_backpressure(server):
     """40 x 64 KiB echo requests pipelined while the client reads concurrently."""
     bodies = [bytes([i]) * 65536 for i in range(40)]
