@@ -44,11 +44,12 @@ LISTENING = re.compile(rb"vial: listening on https?://[^ ]*:([0-9]+) ")
 class ServerProcess:
     """One running `conformance` instance with its stderr captured to a file."""
 
-    def __init__(self, logdir, args=(), preexec=None, env=None):
+    def __init__(self, logdir, args=(), preexec=None, env=None, binary=None):
         self.logdir = Path(logdir)
         self.args = list(args)        # extra command-line options
         self.preexec = preexec        # e.g. a resource limit, run in the child
         self.env = env                # the process environment, None: this one's
+        self.binary = binary          # another app than conformance (a Path), or None
         self.proc = None
         self.port = None
         self.host = "127.0.0.1"
@@ -79,7 +80,7 @@ class ServerProcess:
             return 0
 
     def start(self):
-        binary = conformance_binary()
+        binary = self.binary or conformance_binary()
         if not binary.exists():
             pytest.fail("conformance binary not found at %s (build with cmake -S . -B build -G Ninja "
                         "&& ninja -C build, or set VIAL_BUILD_DIR / VIAL_CONFORMANCE_BIN)" % binary,

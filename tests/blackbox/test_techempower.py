@@ -21,31 +21,11 @@ def techempower_binary():
     return conformance_binary().parent.parent / "bench" / "techempower"
 
 
-class TechEmpowerServer(ServerProcess):
-    def start(self):
-        old = os.environ.get("VIAL_CONFORMANCE_BIN")
-        os.environ["VIAL_CONFORMANCE_BIN"] = str(techempower_binary())
-        try:
-            return super().start()
-        finally:
-            if old is None:
-                del os.environ["VIAL_CONFORMANCE_BIN"]
-            else:
-                os.environ["VIAL_CONFORMANCE_BIN"] = old
-
-
 @pytest.fixture(scope="module")
 def te(server_logdir, tmp_path_factory):
     db = tmp_path_factory.mktemp("te") / "te.db"
-    old = os.environ.get("TECHEMPOWER_SQLITE")
-    os.environ["TECHEMPOWER_SQLITE"] = str(db)
-    try:
-        srv = TechEmpowerServer(server_logdir, ["--threads", "1"]).start()
-    finally:
-        if old is None:
-            del os.environ["TECHEMPOWER_SQLITE"]
-        else:
-            os.environ["TECHEMPOWER_SQLITE"] = old
+    env = dict(os.environ, TECHEMPOWER_SQLITE=str(db))
+    srv = ServerProcess(server_logdir, ["--threads", "1"], env=env, binary=techempower_binary()).start()
     yield "http://%s:%d" % srv.addr
     rc, _ = srv.stop()
     assert rc == 0, srv.log_text()

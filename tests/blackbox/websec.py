@@ -24,25 +24,10 @@ def websec_binary():
     return conformance_binary().parent / "websec"
 
 
-class WebsecServer(ServerProcess):
-    """A ServerProcess running examples/websec instead of the conformance app."""
-
-    def start(self):
-        old = os.environ.get("VIAL_CONFORMANCE_BIN")
-        os.environ["VIAL_CONFORMANCE_BIN"] = str(websec_binary())
-        try:
-            return super().start()
-        finally:
-            if old is None:
-                del os.environ["VIAL_CONFORMANCE_BIN"]
-            else:
-                os.environ["VIAL_CONFORMANCE_BIN"] = old
-
-
 @pytest.fixture(scope="module")
 def websec(server_logdir):
     args = os.environ.get("VIAL_WEBSEC_ARGS", "").split()
-    srv = WebsecServer(server_logdir, args).start()
+    srv = ServerProcess(server_logdir, args, binary=websec_binary()).start()
     yield srv.addr
     rc, _ = srv.stop()
     assert rc == 0, "websec app on SIGTERM: status %s\n%s" % (rc, srv.log_text())
