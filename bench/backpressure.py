@@ -14,7 +14,6 @@ stream's rate (hundreds of MB/s) times the phase."""
 import argparse
 import base64
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -23,35 +22,21 @@ import time
 
 import requests
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchkit import rss_kib, start_server  # noqa: E402
+
 ap = argparse.ArgumentParser()
 ap.add_argument("--clients", type=int, default=100)
 ap.add_argument("--seconds", type=float, default=10)
 ap.add_argument("--build", default="build")
 args = ap.parse_args()
 
-binary = os.path.join(args.build, "examples", "conformance")
-proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", "0"], stderr=subprocess.PIPE,
-                        stdout=subprocess.DEVNULL)
-port = None
-t0 = time.monotonic()
-while port is None and time.monotonic() - t0 < 5:
-    line = proc.stderr.readline()
-    m = re.search(rb"listening on http://[^ ]*:([0-9]+) ", line)
-    if m:
-        port = int(m.group(1))
-if port is None:
-    proc.kill()
-    sys.exit("server did not start")
-threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
-base = "http://127.0.0.1:%d" % port
+proc, base = start_server(os.path.join(args.build, "examples", "conformance"))
+port = int(base.rsplit(":", 1)[1])
 
 
-def rss_kib():
-    with open("/proc/%d/status" % proc.pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+def rss():
+    return rss_kib(proc.pid)
 
 
 def sock():
@@ -65,7 +50,7 @@ def sample(label, seconds):
     xs = []
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        xs.append(rss_kib())
+        xs.append(rss())
         time.sleep(0.5)
     print("%-28s RSS KiB: start %d, max %d, end %d (growth %+d KiB over %.0f s)"
           % (label, xs[0], max(xs), xs[-1], xs[-1] - xs[0], seconds))
@@ -75,7 +60,7 @@ def sample(label, seconds):
 
 try:
     requests.get(base + "/hub/stats", timeout=5)
-    idle = rss_kib()
+    idle = rss()
     print("server idle RSS: %d KiB" % idle)
 
     # 1. streams: each client reads the head, then nothing
@@ -97,7 +82,7 @@ try:
     for s in streams:
         s.close()
     time.sleep(1.0)
-    print("after closing them: %d KiB" % rss_kib())
+    print("after closing them: %d KiB" % rss())
 
     # 2. websocket subscribers of a flooded topic (drop-oldest, 4 queued)
     wss = []

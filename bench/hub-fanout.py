@@ -11,7 +11,6 @@ Bounded: R publishes of a 64-byte message; everything stops at the end."""
 import argparse
 import base64
 import os
-import re
 import resource
 import selectors
 import socket
@@ -22,6 +21,9 @@ import time
 
 import requests
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchkit import rss_kib, start_server  # noqa: E402
+
 ap = argparse.ArgumentParser()
 ap.add_argument("--subs", type=int, default=1000)
 ap.add_argument("--rounds", type=int, default=50)
@@ -30,31 +32,17 @@ args = ap.parse_args()
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * args.subs + 256)), hard))
 
-proc = subprocess.Popen([os.path.join(args.build, "examples", "conformance"), "--host", "127.0.0.1",
-                         "--port", "0"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
-port = None
-t0 = time.monotonic()
-while port is None and time.monotonic() - t0 < 5:
-    m = re.search(rb"listening on http://[^ ]*:([0-9]+) ", proc.stderr.readline())
-    if m:
-        port = int(m.group(1))
-if port is None:
-    proc.kill()
-    sys.exit("server did not start")
-threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
-base = "http://127.0.0.1:%d" % port
+proc, base = start_server(os.path.join(args.build, "examples", "conformance"))
+port = int(base.rsplit(":", 1)[1])
 
 
-def rss_kib():
-    with open("/proc/%d/status" % proc.pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+def rss():
+    return rss_kib(proc.pid)
 
 
 try:
     requests.get(base + "/hub/stats", timeout=5)
-    idle = rss_kib()
+    idle = rss()
     sel = selectors.DefaultSelector()
     socks = []
     for i in range(args.subs):
@@ -76,9 +64,9 @@ try:
     while time.monotonic() < end:
         for key, _ in sel.select(0.1):
             key.fileobj.recv(65536)
-    rss = rss_kib()
+    used = rss()
     print("%d ws + %d SSE subscribers: server RSS %d KiB (idle %d): %.1f KiB per subscriber"
-          % (args.subs, args.subs, rss, idle, (rss - idle) / (2 * args.subs)))
+          % (args.subs, args.subs, used, idle, (used - idle) / (2 * args.subs)))
     times = []
     sess = requests.Session()
     for r in range(args.rounds):
