@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-SRC="tests/arch/coro_smoke.c src/runtime/coro.c src/runtime/loop.c src/runtime/backend_epoll.c src/runtime/log.c src/runtime/numfmt.c"
+SRC="tests/arch/coro_smoke.c src/runtime/coro.c src/runtime/loop.c src/runtime/backend_epoll.c src/runtime/log.c src/runtime/numfmt.c src/runtime/crash.c src/runtime/pool.c"
 FLAGS="-std=gnu11 -O2 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -Iinclude -Isrc"
 fail=0
 run() { # name compiler defs switch-source [runner...]
