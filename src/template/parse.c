@@ -750,6 +750,19 @@ static bool end_tag(parser *p)
     return expect_type(p, T_BLOCK_END);
 }
 
+/* A block's body up to its one closing tag (ends: {"endNAME", NULL}, kept
+ * alive by the caller while body() reads it) and that tag: {% endNAME %}.
+ * false when either fails (p->failed says why). */
+static bool closed_body(parser *p, const char *const *ends, node **out)
+{
+    *out = body(p, ends);
+    if (p->failed)
+        return false;
+    adv(p); /* {% */
+    adv(p); /* endNAME */
+    return end_tag(p);
+}
+
 /* at "{%" NAME where NAME is one of ends: returns the index, leaves pos at NAME+1 */
 static int at_end(parser *p, const char *const *ends)
 {
@@ -1104,12 +1117,7 @@ static node *statement(parser *p)
         if (!end_tag(p))
             return NULL;
         static const char *const ends[] = {"endcall", NULL};
-        n->c = body(p, ends);
-        if (p->failed)
-            return NULL;
-        adv(p);
-        adv(p);
-        if (!end_tag(p))
+        if (!closed_body(p, ends, &n->c))
             return NULL;
     } else if (is_name(kw, "filter")) {
         adv(p);
@@ -1125,24 +1133,14 @@ static node *statement(parser *p)
         if (!end_tag(p))
             return NULL;
         static const char *const ends[] = {"endfilter", NULL};
-        n->b = body(p, ends);
-        if (p->failed)
-            return NULL;
-        adv(p);
-        adv(p);
-        if (!end_tag(p))
+        if (!closed_body(p, ends, &n->b))
             return NULL;
     } else if (is_name(kw, "autoescape")) {
         adv(p);
         if (!(n = mk(p, N_AUTOESCAPE, line)) || !(n->a = expr(p)) || !end_tag(p))
             return NULL;
         static const char *const ends[] = {"endautoescape", NULL};
-        n->b = body(p, ends);
-        if (p->failed)
-            return NULL;
-        adv(p);
-        adv(p);
-        if (!end_tag(p))
+        if (!closed_body(p, ends, &n->b))
             return NULL;
     } else if (is_name(kw, "with")) {
         adv(p);
@@ -1161,12 +1159,7 @@ static node *statement(parser *p)
         if (!end_tag(p))
             return NULL;
         static const char *const ends[] = {"endwith", NULL};
-        n->b = body(p, ends);
-        if (p->failed)
-            return NULL;
-        adv(p);
-        adv(p);
-        if (!end_tag(p))
+        if (!closed_body(p, ends, &n->b))
             return NULL;
     } else {
         if (p->ends) {
