@@ -53,3 +53,18 @@ def update_args(worlds):
     arguments. A row drawn twice keeps the last number given to it."""
     last = {w["id"]: w["randomNumber"] for w in worlds}
     return [(last[i], i) for i in sorted(last)]
+
+
+async def read_worlds(conn, n):
+    """N random World rows as dicts, one statement each (asyncpg)."""
+    st = await conn.prepare(WORLD)
+    return [dict(zip(("id", "randomNumber"), await st.fetchrow(random_id()))) for _ in range(n)]
+
+
+async def update_worlds(conn, n):
+    """N random World rows read, given new numbers and written back (asyncpg)."""
+    worlds = await read_worlds(conn, n)
+    for w in worlds:
+        w["randomNumber"] = random_id()
+    await conn.executemany(UPDATE, update_args(worlds))
+    return worlds

@@ -39,15 +39,10 @@ async def db():
     return as_json({"id": row[0], "randomNumber": row[1]})
 
 
-async def read_worlds(c, n):
-    st = await c.prepare(common.WORLD)
-    return [dict(zip(("id", "randomNumber"), await st.fetchrow(common.random_id()))) for _ in range(n)]
-
-
 @app.route("/queries")
 async def queries():
     async with pool.acquire() as c:
-        return as_json(await read_worlds(c, common.queries(request.args.get("queries"))))
+        return as_json(await common.read_worlds(c, common.queries(request.args.get("queries"))))
 
 
 @app.route("/fortunes")
@@ -60,8 +55,5 @@ async def fortunes():
 @app.route("/updates")
 async def updates():
     async with pool.acquire() as c:
-        worlds = await read_worlds(c, common.queries(request.args.get("queries")))
-        for w in worlds:
-            w["randomNumber"] = common.random_id()
-        await c.executemany(common.UPDATE, common.update_args(worlds))
+        worlds = await common.update_worlds(c, common.queries(request.args.get("queries")))
     return as_json(worlds)

@@ -42,14 +42,9 @@ async def db(request):
     return JSON({"id": row[0], "randomNumber": row[1]})
 
 
-async def read_worlds(c, n):
-    st = await c.prepare(common.WORLD)
-    return [dict(zip(("id", "randomNumber"), await st.fetchrow(common.random_id()))) for _ in range(n)]
-
-
 async def queries(request):
     async with pool.acquire() as c:
-        return JSON(await read_worlds(c, common.queries(request.query_params.get("queries"))))
+        return JSON(await common.read_worlds(c, common.queries(request.query_params.get("queries"))))
 
 
 async def fortunes(request):
@@ -60,10 +55,7 @@ async def fortunes(request):
 
 async def updates(request):
     async with pool.acquire() as c:
-        worlds = await read_worlds(c, common.queries(request.query_params.get("queries")))
-        for w in worlds:
-            w["randomNumber"] = common.random_id()
-        await c.executemany(common.UPDATE, common.update_args(worlds))
+        worlds = await common.update_worlds(c, common.queries(request.query_params.get("queries")))
     return JSON(worlds)
 
 
