@@ -10,7 +10,8 @@
  * MODE: db       a unit is SELECT id, randomNumber FROM World WHERE id = $1
  *       fortunes a unit is SELECT id, message FROM Fortune
  *       updates  a unit is what /updates?queries=20 does: 20 world reads
- *                and one UPDATE of those 20 rows. Each UPDATE has a Sync
+ *                and one UPDATE of those 20 rows ("updatesN": N reads,
+ *                1 <= N <= 500, as /updates?queries=N). Each UPDATE has a Sync
  *                of its own (as vial gives every write): updates sharing
  *                one implicit transaction hold their row locks until its
  *                end and deadlock with the other connections'.
@@ -32,6 +33,7 @@ typedef struct {
     long results;  /* non-NULL results of the batch so far */
 } conn;
 
+static int update_reads = 20; /* N of "updatesN" */
 static uint64_t rng = 88172645463325252ull;
 
 static unsigned next_id(void)
@@ -58,9 +60,15 @@ static void must(PGconn *pg, PGresult *r)
     PQclear(r);
 }
 
+static int by_value(const void *a, const void *b)
+{
+    unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
+    return (x > y) - (x < y);
+}
+
 static int send_unit(PGconn *pg, int mode)
 {
-    char a[8], ids[20 * 6 + 3], nums[20 * 6 + 3];
+    char a[8], ids[500 * 6 + 3], nums[500 * 6 + 3];
     const char *p[2];
     switch (mode) {
     case M_FORTUNES:
@@ -70,17 +78,26 @@ static int send_unit(PGconn *pg, int mode)
         p[0] = a;
         return PQsendQueryPrepared(pg, "world", 1, p, NULL, NULL, 0);
     default: {
-        size_t il = 0, nl = 0;
-        ids[il++] = '{';
-        nums[nl++] = '{';
-        for (int i = 0; i < 20; i++) {
-            unsigned id = next_id();
-            snprintf(a, sizeof a, "%u", id);
+        unsigned drawn[500];
+        for (int i = 0; i < update_reads; i++) {
+            drawn[i] = next_id();
+            snprintf(a, sizeof a, "%u", drawn[i]);
             p[0] = a;
             if (!PQsendQueryPrepared(pg, "world", 1, p, NULL, NULL, 0))
                 return 0;
-            il += (size_t)snprintf(ids + il, sizeof ids - il, "%s%u", i ? "," : "", id);
-            nl += (size_t)snprintf(nums + nl, sizeof nums - nl, "%s%u", i ? "," : "", next_id());
+        }
+        /* The UPDATE takes the rows in id order, once each, as
+         * bench/techempower_db.c does: concurrent updates on the other
+         * connections then lock in the same order and cannot deadlock. */
+        qsort(drawn, (size_t)update_reads, sizeof *drawn, by_value);
+        size_t il = 0, nl = 0;
+        ids[il++] = '{';
+        nums[nl++] = '{';
+        for (int i = 0; i < update_reads; i++) {
+            if (i && drawn[i] == drawn[i - 1])
+                continue;
+            il += (size_t)snprintf(ids + il, sizeof ids - il, "%s%u", il > 1 ? "," : "", drawn[i]);
+            nl += (size_t)snprintf(nums + nl, sizeof nums - nl, "%s%u", nl > 1 ? "," : "", next_id());
         }
         ids[il++] = '}';
         ids[il] = 0;
@@ -112,14 +129,19 @@ fail:
 int main(int argc, char **argv)
 {
     if (argc != 6) {
-        fprintf(stderr, "usage: pg-raw-limit CONNINFO db|fortunes|updates CONNS DEPTH SECONDS\n");
+        fprintf(stderr, "usage: pg-raw-limit CONNINFO db|fortunes|updates[N] CONNS DEPTH SECONDS\n");
         return 2;
     }
     int mode = !strcmp(argv[2], "db") ? M_DB : !strcmp(argv[2], "fortunes") ? M_FORTUNES
-               : !strcmp(argv[2], "updates") ? M_UPDATES : -1;
+               : !strncmp(argv[2], "updates", 7) ? M_UPDATES : -1;
+    if (mode == M_UPDATES && argv[2][7]) {
+        char *end;
+        long n = strtol(argv[2] + 7, &end, 10);
+        update_reads = *end || n < 1 || n > 500 ? 0 : (int)n;
+    }
     int nconns = atoi(argv[3]), depth = atoi(argv[4]);
     double seconds = atof(argv[5]);
-    if (mode < 0 || nconns < 1 || nconns > 64 || depth < 1 || seconds <= 0) {
+    if (mode < 0 || !update_reads || nconns < 1 || nconns > 64 || depth < 1 || seconds <= 0) {
         fprintf(stderr, "pg-raw-limit: bad arguments\n");
         return 2;
     }

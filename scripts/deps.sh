@@ -4,6 +4,8 @@
 #                           them (scripts/build.sh, scripts/demo.sh)
 #   scripts/deps.sh test    the above, plus everything the test suite and the
 #                           benchmarks use (scripts/test.sh)
+#   scripts/deps.sh bench   build, plus the peers bench/compare measures vial
+#                           against and the profiler (not needed by the tests)
 # Without an argument: test. Idempotent and quiet when everything is present:
 # it only calls apt-get for packages that dpkg does not already report as
 # installed.
@@ -36,10 +38,23 @@ TEST=(
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 )
 
+# bench/compare: wrk, curl and PostgreSQL as for the tests; nginx; h2o; the
+# Python peers (Starlette on uvicorn with uvloop and asyncpg, Flask on
+# gunicorn with psycopg2, Quart on hypercorn) from Debian; git and the MariaDB
+# client headers to fetch and build lwan's TechEmpower sample (its CMake file
+# builds it only when they are present); linux-perf for profiles.
+BENCH=(
+  curl wrk nginx-light postgresql git libmariadb-dev h2o
+  python3-starlette python3-uvicorn python3-uvloop python3-asyncpg python3-flask gunicorn
+  python3-quart python3-hypercorn python3-psycopg2 python3-jinja2
+  linux-perf
+)
+
 case "${1:-test}" in
   build) PKGS=("${BUILD[@]}") ;;
   test) PKGS=("${BUILD[@]}" "${TEST[@]}") ;;
-  *) echo "usage: scripts/deps.sh [build|test]" >&2; exit 2 ;;
+  bench) PKGS=("${BUILD[@]}" "${BENCH[@]}") ;;
+  *) echo "usage: scripts/deps.sh [build|test|bench]" >&2; exit 2 ;;
 esac
 
 missing=()
@@ -59,9 +74,9 @@ SUDO=""
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# nginx's package starts a system service on install; vial's benchmark starts its
+# nginx's (and h2o's) package starts a system service on install; vial's benchmark starts its
 # own instance with its own config, so stop the packaged one if it came up.
 # The same for PostgreSQL and Redis: tests start throwaway instances of their own.
 if command -v systemctl >/dev/null 2>&1; then
-  $SUDO systemctl stop nginx postgresql redis-server 2>/dev/null || true
+  $SUDO systemctl stop nginx h2o postgresql redis-server 2>/dev/null || true
 fi
