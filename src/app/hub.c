@@ -14,6 +14,7 @@
 #include "app/hub.h"
 #include "app/app.h"
 #include "http/exchange.h"
+#include "http/server.h"
 #include "http/websocket.h"
 #include "runtime/coro.h"
 #include "runtime/driver.h"
@@ -678,7 +679,18 @@ int vial_sse_serve(vial_req *rq, vial_res *rs, vial_hub *h, const char *name, co
     if (r == 0 && last && o->replay)
         r = o->replay(rq, rs, last, o->arg);
     uint64_t sent = 0;
+    int trimmed = 0;
     while (r == 0 && (!o->max_events || sent < o->max_events)) {
+        if (!s->len && rq->conn) {
+            /* Thousands of subscribers sit here, as idle websockets do: no
+             * output buffer, and no stack pages that the head's and the
+             * replay's deeper calls touched. */
+            vial_conn_stream_idle(rq);
+            if (!trimmed) {
+                trimmed = 1;
+                vial_coro_trim_stack();
+            }
+        }
         r = sub_wait(s, o->heartbeat_ms);
         if (r == -ETIMEDOUT && o->heartbeat_ms && !vial_drv_doomed(vial_coro_current())) {
             r = vial_sse_comment(rs, "ping");

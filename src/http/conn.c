@@ -771,6 +771,35 @@ int vial_conn_stream_begin(vial_req *rq)
     return conn_flush(c);
 }
 
+/* Gives the output buffer back while nothing is pending in it: thousands of
+ * quiet streams (SSE subscribers) would each hold a touched page of it. The
+ * next write, or conn_main after the handler, takes one back. */
+static void out_release(vial_conn *c)
+{
+    if (c->wbuf && c->wpos == c->wlen) {
+        buf_put(c->thr, c->wbuf);
+        c->wbuf = NULL;
+        c->wpos = c->wlen = 0;
+    }
+}
+
+/* 0, or -ENOMEM (then nothing more can be written). */
+static int out_take(vial_conn *c)
+{
+    if (__builtin_expect(c->wbuf != NULL, 1))
+        return 0;
+    if (!(c->wbuf = buf_get(c->thr))) {
+        c->broken = 1;
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+void vial_conn_stream_idle(vial_req *rq)
+{
+    out_release(rq->conn);
+}
+
 int vial_conn_stream_write(vial_req *rq, const void *data, size_t len)
 {
     vial_conn *c = rq->conn;
@@ -778,6 +807,8 @@ int vial_conn_stream_write(vial_req *rq, const void *data, size_t len)
         return -EPIPE;
     if (rq->is_head || len == 0)
         return 0;
+    if (out_take(c) < 0)
+        return -ENOMEM;
     if (!rq->res.stream_close) {
         char line[24];
         int n = snprintf(line, sizeof line, "%zx\r\n", len);
@@ -958,6 +989,7 @@ static void conn_main(void *arg)
             c->coro->on_park = NULL;
             c->in_handler = 0;
             keep = keep && !t->draining && !c->coro->cancelled;
+            (void)out_take(c); /* a quiet stream gave it back (vial_conn_stream_idle) */
             if (rq.res.upgraded) {
                 /* A websocket session ran on this coroutine (websocket.c):
                  * it wrote the 101, its frames and the close; the
@@ -1281,28 +1313,23 @@ void vial_conn_ws_kick(vial_conn *c)
 
 int vial_conn_ws_out(vial_conn *c, const void *p, size_t n)
 {
-    if (!c->wbuf && !(c->wbuf = buf_get(c->thr)))
+    if (out_take(c) < 0)
         return -ENOMEM;
     return conn_out(c, p, n);
 }
 
 size_t vial_conn_ws_room(vial_conn *c)
 {
-    if (c->broken || (!c->wbuf && !(c->wbuf = buf_get(c->thr))))
+    if (c->broken || out_take(c) < 0)
         return 0;
     return VIAL_RBUF_SIZE - c->wlen;
 }
 
 void vial_conn_ws_idle(vial_conn *c)
 {
-    /* An idle session holds no output buffer (a touched page each, for
-     * thousands of sessions): vial_conn_ws_out takes one back. After the
-     * upgrade nothing else writes to this connection. */
-    if (c->wbuf && c->wpos == c->wlen) {
-        buf_put(c->thr, c->wbuf);
-        c->wbuf = NULL;
-        c->wpos = c->wlen = 0;
-    }
+    /* vial_conn_ws_out takes one back; after the upgrade nothing else
+     * writes to this connection. */
+    out_release(c);
 }
 
 int vial_conn_ws_pending(vial_conn *c)

@@ -24,7 +24,7 @@ typedef struct vial_cleanup {
 } vial_cleanup;
 
 #define VIAL_RES_INLINE_HEADERS 8
-#define VIAL_ARENA_INLINE 4096
+#define VIAL_ARENA_INLINE 1024
 
 typedef struct vial_kv {
     const char *name;

@@ -148,6 +148,9 @@ int vial_conn_tls(vial_req *rq);
 /* Streaming, called by the app's response functions from a handler. */
 int vial_conn_stream_begin(vial_req *rq);
 int vial_conn_stream_write(vial_req *rq, const void *data, size_t len);
+/* The stream is about to wait with nothing to send: its output buffer goes
+ * back to the thread's cache until the next write. */
+void vial_conn_stream_idle(vial_req *rq);
 
 /* --- response head serialisation (writer.c) --- */
 

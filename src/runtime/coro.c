@@ -232,7 +232,7 @@ vial_coro *vial_coro_new(vial_loop *loop, vial_coro_fn fn, void *arg)
 
 /* Below the running frame's stack pointer: the margin left resident for the
  * system call's own frame and the red zone. */
-#define TRIM_MARGIN 1024
+#define TRIM_MARGIN 256
 
 void vial_coro_trim_stack(void)
 {
