@@ -1342,6 +1342,31 @@ int vial_conn_ws_flush(vial_conn *c, int may_wait)
     return conn_send(c, NULL, 0, may_wait);
 }
 
+int vial_conn_ws_try_send(vial_conn *c, const void *p, size_t n)
+{
+    /* TLS must retry a refused write with the same bytes: not from here. */
+    if (c->ssl || c->broken || c->wpos < c->wlen || n > VIAL_RBUF_SIZE || !c->coro)
+        return 0;
+    struct iovec iov = {(void *)p, n};
+    unsigned want;
+    ssize_t w = pipe_sendv(c, &iov, 1, &want);
+    if (w == (ssize_t)n)
+        return 1;
+
+    if (w <= 0) {
+        if (w == -EAGAIN)
+            set_waiting(c, want);
+        return 0; /* queued: the session's own send meets the error, or waits */
+    }
+    if (out_take(c) < 0)
+        return 1; /* broken: the session ends at its next look */
+    memcpy(c->wbuf, (const char *)p + w, n - (size_t)w);
+    c->wpos = 0;
+    c->wlen = (uint32_t)(n - (size_t)w);
+    vial_conn_ws_kick(c);
+    return 1;
+}
+
 void vial_conn_ws_shutdown(vial_conn *c)
 {
     if (!c->broken)
