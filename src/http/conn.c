@@ -795,9 +795,13 @@ static int out_take(vial_conn *c)
     return 0;
 }
 
-void vial_conn_stream_idle(vial_req *rq)
+int vial_conn_stream_idle(vial_req *rq)
 {
-    out_release(rq->conn);
+    vial_conn *c = rq->conn;
+    if (c->wpos < c->wlen && conn_flush(c) < 0)
+        return -EPIPE;
+    out_release(c);
+    return 0;
 }
 
 int vial_conn_stream_write(vial_req *rq, const void *data, size_t len)
@@ -1342,7 +1346,11 @@ int vial_conn_ws_flush(vial_conn *c, int may_wait)
     return conn_send(c, NULL, 0, may_wait);
 }
 
-int vial_conn_ws_try_send(vial_conn *c, const void *p, size_t n)
+/* For sends from the loop while the connection's coroutine is parked with
+ * its output buffer empty (the hub's drain): 1 sent whole, 2 the tail
+ * buffered (the coroutine must flush it), 0 nothing sent (the socket is
+ * full, TLS, larger than the buffer, broken). */
+static int conn_try_send(vial_conn *c, const void *p, size_t n)
 {
     /* TLS must retry a refused write with the same bytes: not from here. */
     if (c->ssl || c->broken || c->wpos < c->wlen || n > VIAL_RBUF_SIZE || !c->coro)
@@ -1352,19 +1360,30 @@ int vial_conn_ws_try_send(vial_conn *c, const void *p, size_t n)
     ssize_t w = pipe_sendv(c, &iov, 1, &want);
     if (w == (ssize_t)n)
         return 1;
-
     if (w <= 0) {
         if (w == -EAGAIN)
             set_waiting(c, want);
-        return 0; /* queued: the session's own send meets the error, or waits */
+        return 0; /* the coroutine's own send meets the error, or waits */
     }
     if (out_take(c) < 0)
-        return 1; /* broken: the session ends at its next look */
+        return 1; /* broken: the coroutine ends at its next look */
     memcpy(c->wbuf, (const char *)p + w, n - (size_t)w);
     c->wpos = 0;
     c->wlen = (uint32_t)(n - (size_t)w);
-    vial_conn_ws_kick(c);
-    return 1;
+    return 2;
+}
+
+int vial_conn_stream_try_send(vial_req *rq, const void *p, size_t n)
+{
+    return conn_try_send(rq->conn, p, n);
+}
+
+int vial_conn_ws_try_send(vial_conn *c, const void *p, size_t n)
+{
+    int r = conn_try_send(c, p, n);
+    if (r == 2)
+        vial_conn_ws_kick(c);
+    return r != 0;
 }
 
 void vial_conn_ws_shutdown(vial_conn *c)

@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from realtimekit import SseClient, base, flood, publish, seq_of, stats, wait_subscribers, take_baseline
+from realtimekit import SseClient, base, flood, publish, seq_of, stats, tag_of, wait_subscribers, take_baseline
 
 
 
@@ -113,6 +113,55 @@ def test_heartbeat_comments(server):
             assert b == [("", "ping")]
             pings += 1
         assert time.monotonic() - t0 >= 0.25
+    finally:
+        c.close()
+    wait_subscribers(server, 0)
+
+
+def test_no_heartbeat_while_events_flow(server):
+    """Events written straight from the hub (the subscriber's coroutine not
+    woken) still count as traffic: no ping while they come faster than the
+    heartbeat interval; one once they stop."""
+    c = SseClient(server, "/hub/sse/busy?hb=300")
+    try:
+        wait_subscribers(server, 1)
+        for i in range(8):
+            publish(server, "busy", b"tick %d" % i)
+            time.sleep(0.1)
+        blocks = []
+        while True:
+            b = c.next_block(limit=2.0)
+            assert b is not None, "no heartbeat after the events"
+            blocks.append(b)
+            if b == [("", "ping")]:
+                break
+        events = [b for b in blocks if b != [("", "ping")]]
+        assert len(events) == 8 and len(blocks) == 9, blocks
+    finally:
+        c.close()
+    wait_subscribers(server, 0)
+
+
+def test_slow_reader_gets_every_event_whole_and_in_order(server):
+    """The hub writes events straight to the socket until it is full, then
+    through the subscriber's queue and coroutine: 7 MB to a reader with a
+    small buffer arrive whole, in order, none dropped (the queue holds
+    them all)."""
+    before = stats(server)
+    c = SseClient(server, "/hub/sse/direct-slow", rcvbuf=4096)
+    try:
+        wait_subscribers(server, 1)
+        n, size = 240, 30000
+        for i in range(3):
+            flood(server, "direct-slow", n // 3, size, tag="p%d" % i)
+        got = []
+        for _ in range(n):
+            ev = c.next_event(limit=5.0)
+            assert ev is not None, "stream stopped after %d events" % len(got)
+            assert len(ev["data"]) == size, (len(got), ev["data"][:40])
+            got.append((tag_of(ev["data"]), seq_of(ev["data"])))
+        assert got == [("p%d" % i, k) for i in range(3) for k in range(n // 3)]
+        assert stats(server)["dropped"] == before["dropped"]
     finally:
         c.close()
     wait_subscribers(server, 0)
