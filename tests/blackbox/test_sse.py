@@ -4,11 +4,13 @@ view, Last-Event-ID replay, heartbeats, and the end of the subscription when
 the client leaves or is too slow (conformance routes in
 examples/conformance/realtime.c)."""
 
+import socket
 import time
 
 import pytest
 import requests
 
+import tlskit
 from realtimekit import SseClient, base, flood, publish, seq_of, stats, tag_of, wait_subscribers, take_baseline
 
 
@@ -164,6 +166,36 @@ def test_slow_reader_gets_every_event_whole_and_in_order(server):
         assert stats(server)["dropped"] == before["dropped"]
     finally:
         c.close()
+    wait_subscribers(server, 0)
+
+
+def test_http10_subscriber_gets_events_unchunked(server):
+    """An HTTP/1.0 stream ends at the close, so it is not chunked: the events
+    the hub writes straight to it are the bare SSE bytes."""
+    s = socket.create_connection(server, timeout=10)
+    s = tlskit.wrap(s) if tlskit.ENABLED else s
+    try:
+        s.sendall(b"GET /hub/sse/old HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            d = s.recv(65536)
+            assert d, "closed before the head"
+            buf += d
+        head, body = buf.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200"), head
+        assert b"chunked" not in head.lower()
+        wait_subscribers(server, 1)
+        ids = [publish(server, "old", b"first").text.split()[0], publish(server, "old", b"second").text.split()[0]]
+        want = b"id: %s\ndata: first\n\nid: %s\ndata: second\n\n" % (ids[0].encode(), ids[1].encode())
+        deadline = time.monotonic() + 5
+        while len(body) < len(want) and time.monotonic() < deadline:
+            d = s.recv(65536)
+            if not d:
+                break
+            body += d
+        assert body == want, body
+    finally:
+        s.close()
     wait_subscribers(server, 0)
 
 
