@@ -4,12 +4,15 @@
 # connect/disconnect churn with the RSS sampled once a second.
 #
 #   bench/ws-scale.sh [-n 10000] [-r 20] [-c CHURN_SECONDS] [-k "ws ws-deflate sse churn"]
-#                     [-b BUILD_DIR] [-s SERVER_BINARY] [-t SERVER_THREADS]
+#                     [-b BUILD_DIR] [-s SERVER_BINARY] [-t SERVER_THREADS] [-p SERVER_CPUS]
 #
 # The server (examples/conformance: /ws/hub/<topic>, /hub/sse/<topic>,
 # POST /hub/publish/<topic>) runs on CPU 0, the load generator
 # (build/bench/ws_scale_client, one epoll loop, C) on CPU 1. A fresh server
 # for each kind, so each RSS figure starts from the same idle process.
+# -p: the server's CPU list for taskset (default 0; "0,1" lets -t 2 use both
+# cores, sharing CPU 1 with the load generator). With -t 2 the kernel's
+# SO_REUSEPORT hash spreads the connections over both loop threads.
 # Kinds: ws, ws-deflate (negotiated; 64-byte broadcasts stay under
 # ws-deflate-min, so no zlib state), ws-deflate-256 (256-byte broadcasts:
 # hub frames are built once and sent uncompressed, so still no zlib state),
@@ -17,12 +20,12 @@
 # Bounded: every run has a timeout; only the processes started here are
 # stopped. Needs RLIMIT_NOFILE above n + 64 for both (ulimit -n).
 set -eu
-n=10000 rounds=20 churn=60 kinds="ws ws-deflate sse churn" build=build server= threads=1
-while getopts n:r:c:k:b:s:t: o; do
+n=10000 rounds=20 churn=60 kinds="ws ws-deflate sse churn" build=build server= threads=1 cpus=0
+while getopts n:r:c:k:b:s:t:p: o; do
     case $o in
     n) n=$OPTARG ;; r) rounds=$OPTARG ;; c) churn=$OPTARG ;; k) kinds=$OPTARG ;;
-    b) build=$OPTARG ;; s) server=$OPTARG ;; t) threads=$OPTARG ;;
-    *) sed -n 2,19p "$0"; exit 2 ;;
+    b) build=$OPTARG ;; s) server=$OPTARG ;; t) threads=$OPTARG ;; p) cpus=$OPTARG ;;
+    *) sed -n 2,22p "$0"; exit 2 ;;
     esac
 done
 server=${server:-$build/examples/conformance}
@@ -31,7 +34,7 @@ client=$build/bench/ws_scale_client
 [ "$(ulimit -n)" -gt $((n + 64)) ] 2>/dev/null || ulimit -n $((n + 256)) 2>/dev/null ||
     { echo "ws-scale: ulimit -n $(ulimit -n) is below n + 64" >&2; exit 1; }
 pin0= pin1=
-command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ] && pin0="taskset -c 0" pin1="taskset -c 1"
+command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ] && pin0="taskset -c $cpus" pin1="taskset -c 1"
 log=$(mktemp)
 pid=
 stop() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; pid=; }
@@ -49,7 +52,7 @@ start() {
     done
 }
 
-echo "# $(date -u +%FT%TZ) $(uname -m), $(nproc) cores, n=$n rounds=$rounds churn=${churn}s server threads=$threads"
+echo "# $(date -u +%FT%TZ) $(uname -m), $(nproc) cores, n=$n rounds=$rounds churn=${churn}s server threads=$threads on CPU $cpus; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for k in $kinds; do
     start
     case $k in

@@ -107,7 +107,8 @@ const char *vial_sse_last_id(vial_req *rq);
 typedef int (*vial_sse_replay_fn)(vial_req *rq, vial_res *rs, const char *last_id, void *arg);
 
 typedef struct vial_sse_opts {
-    uint32_t heartbeat_ms;      /* ": ping" after this long without an event; 0: never */
+    uint32_t heartbeat_ms;      /* ": ping" after this long without an event (at most twice as long
+                                 * after the last one); 0: never */
     uint32_t retry_ms;          /* sent first as "retry:" when not 0 */
     vial_sse_replay_fn replay;  /* NULL: a reconnect gets live events only */
     void *arg;                  /* for replay */

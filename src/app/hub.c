@@ -13,7 +13,9 @@
  * reach a node whose subscribers have all left, and finds it empty. */
 #include "app/hub.h"
 #include "app/app.h"
+#include "app/request_state.h"
 #include "http/exchange.h"
+#include "http/server.h"
 #include "http/websocket.h"
 #include "runtime/coro.h"
 #include "runtime/driver.h"
@@ -22,12 +24,15 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef struct hub_msg {
     atomic_uint refs;
     vial_sse_event ev; /* points into store */
-    _Atomic(vial_shared_bytes *) frame, sse;
+    /* built once, at the first need: the websocket frame, the SSE bytes, and
+     * those as one HTTP chunk (an SSE subscriber's direct send) */
+    _Atomic(vial_shared_bytes *) frame, sse, chunk;
     char store[];
 } hub_msg;
 
@@ -46,7 +51,13 @@ struct vial_sub {
     vial_coro *waiter;      /* parked in vial_sub_wait */
     void (*kick)(void *arg);
     void *kick_arg;
+    int (*direct)(void *arg, const uint8_t *bytes, size_t len); /* kick_arg's */
+    int direct_form;        /* what direct sends: FORM_* */
+    int poked;              /* a direct send left a tail to flush: sub_wait returns */
 };
+
+/* The encoded forms a direct send takes. */
+enum { FORM_WS, FORM_SSE_CHUNK, FORM_SSE, NFORMS };
 
 /* A topic on one loop thread. Publishers queue messages here (under the
  * hub's lock) and post the node once until its loop takes them: a
@@ -107,6 +118,7 @@ static void msg_unref(hub_msg *m)
         return;
     vial_shared_bytes_unref(atomic_load(&m->frame));
     vial_shared_bytes_unref(atomic_load(&m->sse));
+    vial_shared_bytes_unref(atomic_load(&m->chunk));
     free(m);
 }
 
@@ -263,6 +275,33 @@ static void sub_lost(vial_sub *s, uint64_t lost)
 }
 
 static vial_hub *node_hub(tnode *n);
+static vial_shared_bytes *shared_once(_Atomic(vial_shared_bytes *) *slot,
+                                      vial_shared_bytes *(*build)(const hub_msg *m), const hub_msg *m);
+static vial_shared_bytes *build_frame(const hub_msg *m);
+static vial_shared_bytes *build_sse(const hub_msg *m);
+static vial_shared_bytes *build_chunk(const hub_msg *m);
+
+/* A subscriber with nothing queued, parked idle, takes the message's
+ * encoded form straight to its socket here: no queue entry, no wake of its
+ * coroutine, no allocation, one send. 1 when it did. form[] is built at the
+ * first need and shared by the node's subscribers. */
+static int sub_direct(vial_sub *s, hub_msg *m, vial_shared_bytes **form)
+{
+    if (!s->direct || s->len || s->ended)
+        return 0;
+    vial_shared_bytes **f = &form[s->direct_form];
+    if (!*f) {
+        if (s->direct_form == FORM_WS)
+            *f = shared_once(&m->frame, build_frame, m);
+        else if (s->direct_form == FORM_SSE_CHUNK)
+            *f = shared_once(&m->chunk, build_chunk, m);
+        else
+            *f = shared_once(&m->sse, build_sse, m);
+        if (!*f)
+            return 0;
+    }
+    return s->direct(s->kick_arg, (*f)->bytes, (*f)->len);
+}
 
 /* On the node's loop: takes what publishers queued, hands it to each
  * subscriber of this thread. */
@@ -279,12 +318,27 @@ static void node_deliver(vial_loop *l, vial_msg *mm)
     n->lost = 0;
     n->posted = 0;
     pthread_mutex_unlock(&h->lock);
+    /* The batch is at most the node's queue; the first 64 messages' forms
+     * ride beside it (the rest, rare, take the queue). */
+    vial_shared_bytes *frames[64][NFORMS];
+    size_t nf = k < 64 ? k : 64;
+    memset(frames, 0, nf * sizeof *frames);
+    uint64_t direct = 0;
     for (vial_sub *s = n->subs; s; s = s->next) {
         if (lost)
             sub_lost(s, lost);
-        for (size_t i = 0; i < k; i++)
-            sub_enqueue(s, n->batch[i]);
+        for (size_t i = 0; i < k; i++) {
+            if (i < nf && sub_direct(s, n->batch[i], frames[i]))
+                direct++;
+            else
+                sub_enqueue(s, n->batch[i]);
+        }
     }
+    if (direct)
+        atomic_fetch_add(&n_delivered, direct);
+    for (size_t i = 0; i < nf; i++)
+        for (int f = 0; f < NFORMS; f++)
+            vial_shared_bytes_unref(frames[i][f]);
     for (size_t i = 0; i < k; i++)
         msg_unref(n->batch[i]);
 }
@@ -436,6 +490,12 @@ vial_sub *vial_hub_sub_open(vial_hub *h, const char *name, void (*kick)(void *ar
     return s;
 }
 
+void vial_hub_sub_set_direct(vial_sub *s, int (*send)(void *arg, const uint8_t *bytes, size_t len))
+{
+    s->direct = send;
+    s->direct_form = FORM_WS;
+}
+
 void vial_hub_sub_free(vial_sub *s)
 {
     if (s)
@@ -472,10 +532,14 @@ static int sub_wait(vial_sub *s, uint64_t timeout_ms)
             return -EPIPE;
         if (s->len)
             return 0;
+        if (s->poked) {
+            s->poked = 0;
+            return -EINPROGRESS;
+        }
         s->waiter = self;
         int r = vial_coro_wait(until);
         s->waiter = NULL;
-        if (r < 0 && !s->len && !s->ended)
+        if (r < 0 && !s->len && !s->ended && !s->poked)
             return r;
         if (r == -ECANCELED)
             return r;
@@ -551,6 +615,25 @@ static vial_shared_bytes *build_sse(const hub_msg *m)
     return vial_sse_shared(&m->ev);
 }
 
+/* The SSE bytes as one chunk of a chunked response. */
+static vial_shared_bytes *build_chunk(const hub_msg *m)
+{
+    long n = vial_sse_encode(&m->ev, NULL, 0);
+    if (n < 0)
+        return NULL;
+    char hex[20];
+    int hl = snprintf(hex, sizeof hex, "%lx\r\n", n);
+    vial_shared_bytes *b = malloc(sizeof *b + (size_t)hl + (size_t)n + 2);
+    if (!b)
+        return NULL;
+    atomic_init(&b->refs, 1);
+    memcpy(b->bytes, hex, (size_t)hl);
+    vial_sse_encode(&m->ev, (char *)b->bytes + hl, (size_t)n);
+    memcpy(b->bytes + hl + n, "\r\n", 2);
+    b->len = (size_t)hl + (size_t)n + 2;
+    return b;
+}
+
 vial_shared_bytes *vial_sub_take_frame(vial_sub *s)
 {
     while (s->len) {
@@ -600,6 +683,7 @@ int vial_hub_publish_local(vial_hub *h, const char *name, const vial_sse_event *
     atomic_init(&m->refs, 1);
     atomic_init(&m->frame, NULL);
     atomic_init(&m->sse, NULL);
+    atomic_init(&m->chunk, NULL);
     char *p = m->store;
     if (ev->len)
         memcpy(p, ev->data, ev->len);
@@ -661,6 +745,39 @@ int vial_hub_publish(vial_hub *h, const char *name, const void *data, size_t len
 
 /* --- SSE streams of a topic ---------------------------------------------------------------- */
 
+/* An SSE subscriber's direct sends (sub_direct), on its loop while it is
+ * parked in vial_sse_serve's wait with nothing pending. */
+typedef struct sse_direct {
+    vial_req *rq;
+    vial_sub *sub;
+    vial_loop *loop;
+    int idle;
+    uint64_t last_ns; /* loop time of the last direct send: the heartbeat's clock */
+} sse_direct;
+
+static int sse_direct_send(void *arg, const uint8_t *bytes, size_t len)
+{
+    sse_direct *d = arg;
+    if (!d->idle)
+        return 0;
+    int r = vial_conn_stream_try_send(d->rq, bytes, len);
+    if (!r)
+        return 0;
+    if (r == 2) { /* its tail is buffered: the stream flushes it */
+        d->sub->poked = 1;
+        if (d->sub->waiter)
+            vial_coro_wake(d->sub->waiter, 0);
+    }
+    d->last_ns = d->loop->now;
+    size_t payload = len;
+    if (d->sub->direct_form == FORM_SSE_CHUNK) { /* "<hex>\r\n" ... "\r\n" */
+        const uint8_t *nl = memchr(bytes, '\n', len);
+        payload = len - (size_t)(nl - bytes + 1) - 2;
+    }
+    vial_rqs(d->rq)->streamed += payload;
+    return 1;
+}
+
 int vial_sse_serve(vial_req *rq, vial_res *rs, vial_hub *h, const char *name, const vial_sse_opts *o)
 {
     static const vial_sse_opts none;
@@ -678,9 +795,44 @@ int vial_sse_serve(vial_req *rq, vial_res *rs, vial_hub *h, const char *name, co
     if (r == 0 && last && o->replay)
         r = o->replay(rq, rs, last, o->arg);
     uint64_t sent = 0;
+    int trimmed = 0;
+    /* Events go out from the hub's drain while this waits (one send each,
+     * this coroutine not woken), unless something must count or transform
+     * them: max_events, HEAD, compression. */
+    sse_direct d = {rq, s, vial_coro_current()->loop, 0, 0};
+    if (r == 0 && rq->conn && !o->max_events && !rq->is_head && !vial_rqs(rq)->zstream) {
+        s->direct = sse_direct_send;
+        s->kick_arg = &d;
+        s->direct_form = rs->stream_close ? FORM_SSE : FORM_SSE_CHUNK;
+    }
     while (r == 0 && (!o->max_events || sent < o->max_events)) {
+        if (!s->len && rq->conn) {
+            /* Thousands of subscribers sit here, as idle websockets do: no
+             * output buffer (after what a direct send left in it went
+             * out), and no stack pages that the head's and the replay's
+             * deeper calls touched. */
+            r = vial_conn_stream_idle(rq);
+            if (r < 0)
+                break;
+            if (!trimmed) {
+                trimmed = 1;
+                vial_coro_trim_stack();
+            }
+        }
+        d.idle = 1;
         r = sub_wait(s, o->heartbeat_ms);
+        d.idle = 0;
+        if (r == -EINPROGRESS) { /* flushed at the top */
+            r = 0;
+            continue;
+        }
         if (r == -ETIMEDOUT && o->heartbeat_ms && !vial_drv_doomed(vial_coro_current())) {
+            /* Quiet since the last wake, but events may have gone out
+             * directly meanwhile: a ping only after heartbeat_ms without. */
+            if (d.last_ns && d.loop->now - d.last_ns < o->heartbeat_ms * 1000000ull) {
+                r = 0;
+                continue;
+            }
             r = vial_sse_comment(rs, "ping");
             continue;
         }
@@ -693,6 +845,7 @@ int vial_sse_serve(vial_req *rq, vial_res *rs, vial_hub *h, const char *name, co
             sent++;
         }
     }
+    s->direct = NULL;
     vial_sub_close(s);
     return r;
 }

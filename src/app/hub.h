@@ -22,6 +22,12 @@ void vial_shared_bytes_unref(vial_shared_bytes *b);
 /* A websocket subscription: kick(arg) runs on the session's loop when a
  * message is queued or the subscription ends. NULL when out of memory. */
 vial_sub *vial_hub_sub_open(vial_hub *h, const char *topic, void (*kick)(void *arg), void *arg);
+/* The fast path of a websocket subscription: the hub's drain offers each
+ * message's frame to send(arg, bytes, len) when the subscriber has nothing
+ * queued; it returns 1 when it took the frame (written to the socket, or
+ * the rest buffered), 0 when the message must be queued as usual. On the
+ * subscriber's loop, from the hub's drain: no coroutine runs meanwhile. */
+void vial_hub_sub_set_direct(vial_sub *s, int (*send)(void *arg, const uint8_t *bytes, size_t len));
 /* Takes the next message's websocket frame (a reference the caller drops),
  * or NULL when none is queued (or none could be built). */
 vial_shared_bytes *vial_sub_take_frame(vial_sub *s);

@@ -94,6 +94,7 @@ struct vial_ws {
     unsigned accepted : 1;
     unsigned in_app : 1;    /* the handler runs its own code (not in recv/send) */
     unsigned stack_trimmed : 1; /* vial_coro_trim_stack ran once it was idle */
+    unsigned idle : 1;      /* parked in recv with nothing to write: the hub may send directly */
     int result;             /* nonzero once the session is over */
     int close_code;         /* the peer's */
     uint8_t *msg;           /* reassembly of fragmented messages */
@@ -237,6 +238,19 @@ static void hub_kick(void *arg)
     vial_conn_ws_kick(ws->c);
 }
 
+/* The hub's drain, on this loop while the session is parked idle in recv
+ * (so no frame of its own is half written): the broadcast goes to the
+ * socket from here, without waking the session. */
+static int hub_direct(void *arg, const uint8_t *bytes, size_t len)
+{
+    vial_ws *ws = arg;
+    if (!ws->idle || ws->result || ws->qhead)
+        return 0;
+    /* (sess->moved, a group's stall clock, need not move: with group
+     * deliveries queued, qhead is set and this path is not taken.) */
+    return vial_conn_ws_try_send(ws->c, bytes, len);
+}
+
 int vial_ws_subscribe(vial_ws *ws, vial_hub *h, const char *topic)
 {
     if (ws->result)
@@ -251,6 +265,7 @@ int vial_ws_subscribe(vial_ws *ws, vial_hub *h, const char *topic)
         free(e);
         return -ENOMEM;
     }
+    vial_hub_sub_set_direct(e->sub, hub_direct);
     e->next = ws->hsubs;
     ws->hsubs = e;
     return 0;
@@ -573,7 +588,9 @@ int vial_ws_recv(vial_ws *ws, vial_ws_msg *msg)
                 vial_coro_trim_stack();
             }
         }
+        ws->idle = !want;
         r = vial_conn_ws_wait(c, VIAL_IO_READ | (want ? VIAL_IO_WRITE : 0), 0);
+        ws->idle = 0;
         if (r < 0)
             return ws_end(ws, 1001, NULL, 0, r);
     }

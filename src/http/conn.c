@@ -771,6 +771,39 @@ int vial_conn_stream_begin(vial_req *rq)
     return conn_flush(c);
 }
 
+/* Gives the output buffer back while nothing is pending in it: thousands of
+ * quiet streams (SSE subscribers) would each hold a touched page of it. The
+ * next write, or conn_main after the handler, takes one back. */
+static void out_release(vial_conn *c)
+{
+    if (c->wbuf && c->wpos == c->wlen) {
+        buf_put(c->thr, c->wbuf);
+        c->wbuf = NULL;
+        c->wpos = c->wlen = 0;
+    }
+}
+
+/* 0, or -ENOMEM (then nothing more can be written). */
+static int out_take(vial_conn *c)
+{
+    if (__builtin_expect(c->wbuf != NULL, 1))
+        return 0;
+    if (!(c->wbuf = buf_get(c->thr))) {
+        c->broken = 1;
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+int vial_conn_stream_idle(vial_req *rq)
+{
+    vial_conn *c = rq->conn;
+    if (c->wpos < c->wlen && conn_flush(c) < 0)
+        return -EPIPE;
+    out_release(c);
+    return 0;
+}
+
 int vial_conn_stream_write(vial_req *rq, const void *data, size_t len)
 {
     vial_conn *c = rq->conn;
@@ -778,6 +811,8 @@ int vial_conn_stream_write(vial_req *rq, const void *data, size_t len)
         return -EPIPE;
     if (rq->is_head || len == 0)
         return 0;
+    if (out_take(c) < 0)
+        return -ENOMEM;
     if (!rq->res.stream_close) {
         char line[24];
         int n = snprintf(line, sizeof line, "%zx\r\n", len);
@@ -958,6 +993,7 @@ static void conn_main(void *arg)
             c->coro->on_park = NULL;
             c->in_handler = 0;
             keep = keep && !t->draining && !c->coro->cancelled;
+            (void)out_take(c); /* a quiet stream gave it back (vial_conn_stream_idle) */
             if (rq.res.upgraded) {
                 /* A websocket session ran on this coroutine (websocket.c):
                  * it wrote the 101, its frames and the close; the
@@ -1281,28 +1317,23 @@ void vial_conn_ws_kick(vial_conn *c)
 
 int vial_conn_ws_out(vial_conn *c, const void *p, size_t n)
 {
-    if (!c->wbuf && !(c->wbuf = buf_get(c->thr)))
+    if (out_take(c) < 0)
         return -ENOMEM;
     return conn_out(c, p, n);
 }
 
 size_t vial_conn_ws_room(vial_conn *c)
 {
-    if (c->broken || (!c->wbuf && !(c->wbuf = buf_get(c->thr))))
+    if (c->broken || out_take(c) < 0)
         return 0;
     return VIAL_RBUF_SIZE - c->wlen;
 }
 
 void vial_conn_ws_idle(vial_conn *c)
 {
-    /* An idle session holds no output buffer (a touched page each, for
-     * thousands of sessions): vial_conn_ws_out takes one back. After the
-     * upgrade nothing else writes to this connection. */
-    if (c->wbuf && c->wpos == c->wlen) {
-        buf_put(c->thr, c->wbuf);
-        c->wbuf = NULL;
-        c->wpos = c->wlen = 0;
-    }
+    /* vial_conn_ws_out takes one back; after the upgrade nothing else
+     * writes to this connection. */
+    out_release(c);
 }
 
 int vial_conn_ws_pending(vial_conn *c)
@@ -1313,6 +1344,46 @@ int vial_conn_ws_pending(vial_conn *c)
 int vial_conn_ws_flush(vial_conn *c, int may_wait)
 {
     return conn_send(c, NULL, 0, may_wait);
+}
+
+/* For sends from the loop while the connection's coroutine is parked with
+ * its output buffer empty (the hub's drain): 1 sent whole, 2 the tail
+ * buffered (the coroutine must flush it), 0 nothing sent (the socket is
+ * full, TLS, larger than the buffer, broken). */
+static int conn_try_send(vial_conn *c, const void *p, size_t n)
+{
+    /* TLS must retry a refused write with the same bytes: not from here. */
+    if (c->ssl || c->broken || c->wpos < c->wlen || n > VIAL_RBUF_SIZE || !c->coro)
+        return 0;
+    struct iovec iov = {(void *)p, n};
+    unsigned want;
+    ssize_t w = pipe_sendv(c, &iov, 1, &want);
+    if (w == (ssize_t)n)
+        return 1;
+    if (w <= 0) {
+        if (w == -EAGAIN)
+            set_waiting(c, want);
+        return 0; /* the coroutine's own send meets the error, or waits */
+    }
+    if (out_take(c) < 0)
+        return 1; /* broken: the coroutine ends at its next look */
+    memcpy(c->wbuf, (const char *)p + w, n - (size_t)w);
+    c->wpos = 0;
+    c->wlen = (uint32_t)(n - (size_t)w);
+    return 2;
+}
+
+int vial_conn_stream_try_send(vial_req *rq, const void *p, size_t n)
+{
+    return conn_try_send(rq->conn, p, n);
+}
+
+int vial_conn_ws_try_send(vial_conn *c, const void *p, size_t n)
+{
+    int r = conn_try_send(c, p, n);
+    if (r == 2)
+        vial_conn_ws_kick(c);
+    return r != 0;
 }
 
 void vial_conn_ws_shutdown(vial_conn *c)

@@ -24,7 +24,10 @@ typedef struct vial_cleanup {
 } vial_cleanup;
 
 #define VIAL_RES_INLINE_HEADERS 8
-#define VIAL_ARENA_INLINE 4096
+/* Small on purpose: the request sits in conn_main's frame, above every
+ * long-lived session's park; at 4 KiB an idle websocket or SSE subscriber
+ * touched a third stack page (bench/results/ws-scale-2026-12-06.md). */
+#define VIAL_ARENA_INLINE 1024
 
 typedef struct vial_kv {
     const char *name;

@@ -148,6 +148,14 @@ int vial_conn_tls(vial_req *rq);
 /* Streaming, called by the app's response functions from a handler. */
 int vial_conn_stream_begin(vial_req *rq);
 int vial_conn_stream_write(vial_req *rq, const void *data, size_t len);
+/* The stream is about to wait: what is buffered goes out (awaiting the
+ * socket), then the output buffer goes back to the thread's cache until the
+ * next write. 0, or -EPIPE. */
+int vial_conn_stream_idle(vial_req *rq);
+/* From the loop while the stream's coroutine is parked with nothing
+ * buffered (the hub's drain): sends n bytes now. 1 sent, 2 the tail was
+ * buffered (vial_conn_stream_idle sends it), 0 nothing sent. */
+int vial_conn_stream_try_send(vial_req *rq, const void *p, size_t n);
 
 /* --- response head serialisation (writer.c) --- */
 

@@ -124,6 +124,12 @@ int vial_conn_ws_pending(struct vial_conn *c);
  * back by the next vial_conn_ws_out). */
 void vial_conn_ws_idle(struct vial_conn *c);
 int vial_conn_ws_flush(struct vial_conn *c, int may_wait);
+/* From the loop (not the session's coroutine), while the session is parked
+ * with its output buffer empty: sends a whole frame now. 1 when it went out
+ * or its tail was buffered (the session is kicked to flush it), 0 when
+ * nothing was sent (the socket is full, TLS, a frame larger than the
+ * buffer, a broken connection): queue it then. */
+int vial_conn_ws_try_send(struct vial_conn *c, const void *p, size_t n);
 void vial_conn_ws_shutdown(struct vial_conn *c);
 void vial_conn_ws_abort(struct vial_conn *c);
 

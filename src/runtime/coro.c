@@ -231,8 +231,11 @@ vial_coro *vial_coro_new(vial_loop *loop, vial_coro_fn fn, void *arg)
 }
 
 /* Below the running frame's stack pointer: the margin left resident for the
- * system call's own frame and the red zone. */
-#define TRIM_MARGIN 1024
+ * system call's own frame, the red zone (128 bytes) and the few frames down
+ * to the park. No more: with 1 KiB an idle session kept the page below its
+ * park, which the handshake had touched. A deeper call later just faults a
+ * zero page in. */
+#define TRIM_MARGIN 256
 
 void vial_coro_trim_stack(void)
 {

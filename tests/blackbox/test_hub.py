@@ -148,6 +148,32 @@ def test_ws_slow_subscriber_drop_oldest(server):
     wait_subscribers(server, 0)
 
 
+def test_ws_direct_sends_cut_short_keep_frames_whole_and_in_order(server):
+    """A subscriber that reads slowly: the hub's drain writes broadcasts
+    straight to its socket until the socket is full (or takes part of a
+    frame: the rest must go out before anything else); later broadcasts
+    queue behind and go out through the session. Every frame arrives whole,
+    in order, none lost (the queue holds them all)."""
+    before = stats(server)
+    w = WsClient(server, "/ws/hub/direct-partial", rcvbuf=4096)
+    assert w.frame()[1].startswith(b"thread:")
+    wait_subscribers(server, 1)
+    n, size = 240, 30000  # 7 MB: more than the socket's send buffer takes
+    for i in range(3):
+        flood(server, "direct-partial", n // 3, size, tag="p%d" % i)
+    got = []
+    for _ in range(n):
+        f = w.frame(limit=5.0)
+        assert f is not None and f[0] == OP_TEXT, "ended after %d messages" % len(got)
+        assert len(f[1]) == size and f[1].endswith(b"x"), (len(got), f[1][:40])
+        got.append((tag_of(f[1]), seq_of(f[1])))
+    assert got == [("p%d" % i, k) for i in range(3) for k in range(n // 3)]
+    assert stats(server)["dropped"] == before["dropped"]
+    w.send_close()
+    w.close()
+    wait_subscribers(server, 0)
+
+
 def test_ws_slow_subscriber_closed_with_1008(server):
     before = stats(server)
     w = WsClient(server, "/ws/hub/slow-close", rcvbuf=4096)

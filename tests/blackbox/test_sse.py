@@ -4,12 +4,14 @@ view, Last-Event-ID replay, heartbeats, and the end of the subscription when
 the client leaves or is too slow (conformance routes in
 examples/conformance/realtime.c)."""
 
+import socket
 import time
 
 import pytest
 import requests
 
-from realtimekit import SseClient, base, flood, publish, seq_of, stats, wait_subscribers, take_baseline
+import tlskit
+from realtimekit import SseClient, base, flood, publish, seq_of, stats, tag_of, wait_subscribers, take_baseline
 
 
 
@@ -115,6 +117,85 @@ def test_heartbeat_comments(server):
         assert time.monotonic() - t0 >= 0.25
     finally:
         c.close()
+    wait_subscribers(server, 0)
+
+
+def test_no_heartbeat_while_events_flow(server):
+    """Events written straight from the hub (the subscriber's coroutine not
+    woken) still count as traffic: no ping while they come faster than the
+    heartbeat interval; one once they stop."""
+    c = SseClient(server, "/hub/sse/busy?hb=300")
+    try:
+        wait_subscribers(server, 1)
+        for i in range(8):
+            publish(server, "busy", b"tick %d" % i)
+            time.sleep(0.1)
+        blocks = []
+        while True:
+            b = c.next_block(limit=2.0)
+            assert b is not None, "no heartbeat after the events"
+            blocks.append(b)
+            if b == [("", "ping")]:
+                break
+        events = [b for b in blocks if b != [("", "ping")]]
+        assert len(events) == 8 and len(blocks) == 9, blocks
+    finally:
+        c.close()
+    wait_subscribers(server, 0)
+
+
+def test_slow_reader_gets_every_event_whole_and_in_order(server):
+    """The hub writes events straight to the socket until it is full, then
+    through the subscriber's queue and coroutine: 7 MB to a reader with a
+    small buffer arrive whole, in order, none dropped (the queue holds
+    them all)."""
+    before = stats(server)
+    c = SseClient(server, "/hub/sse/direct-slow", rcvbuf=4096)
+    try:
+        wait_subscribers(server, 1)
+        n, size = 240, 30000
+        for i in range(3):
+            flood(server, "direct-slow", n // 3, size, tag="p%d" % i)
+        got = []
+        for _ in range(n):
+            ev = c.next_event(limit=5.0)
+            assert ev is not None, "stream stopped after %d events" % len(got)
+            assert len(ev["data"]) == size, (len(got), ev["data"][:40])
+            got.append((tag_of(ev["data"]), seq_of(ev["data"])))
+        assert got == [("p%d" % i, k) for i in range(3) for k in range(n // 3)]
+        assert stats(server)["dropped"] == before["dropped"]
+    finally:
+        c.close()
+    wait_subscribers(server, 0)
+
+
+def test_http10_subscriber_gets_events_unchunked(server):
+    """An HTTP/1.0 stream ends at the close, so it is not chunked: the events
+    the hub writes straight to it are the bare SSE bytes."""
+    s = socket.create_connection(server, timeout=10)
+    s = tlskit.wrap(s) if tlskit.ENABLED else s
+    try:
+        s.sendall(b"GET /hub/sse/old HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            d = s.recv(65536)
+            assert d, "closed before the head"
+            buf += d
+        head, body = buf.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200"), head
+        assert b"chunked" not in head.lower()
+        wait_subscribers(server, 1)
+        ids = [publish(server, "old", b"first").text.split()[0], publish(server, "old", b"second").text.split()[0]]
+        want = b"id: %s\ndata: first\n\nid: %s\ndata: second\n\n" % (ids[0].encode(), ids[1].encode())
+        deadline = time.monotonic() + 5
+        while len(body) < len(want) and time.monotonic() < deadline:
+            d = s.recv(65536)
+            if not d:
+                break
+            body += d
+        assert body == want, body
+    finally:
+        s.close()
     wait_subscribers(server, 0)
 
 
