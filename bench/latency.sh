@@ -29,7 +29,9 @@
 # CONNECTIONS [64], BIG_CONNECTIONS [1024], LOADS ["50 80"], ROUNDS [1],
 # TESTS ["plaintext db db1024"] (db tests need PG), SERVER_CPU [0],
 # CLIENT_CPU [1], NGINX [/usr/sbin/nginx; "" to skip nginx], NGINX_PORT
-# [18181], VIAL_BUILD_DIR [<repo>/build], RESULTS [unset: a TSV of every run].
+# [18181], VIAL_BUILD_DIR [<repo>/build], VIAL_BIN [$VIAL_BUILD_DIR/bench/techempower],
+# RESULTS [unset: a TSV of every run]. Every vial run (and every wrk run
+# measuring vial's maximum) gets a fresh server.
 # Bounded: every run has its duration and loadgen's hard timeout (-T 10).
 set -euo pipefail
 
@@ -57,6 +59,7 @@ for tool in wrk taskset curl; do
 done
 ninja -C "$BUILD" techempower loadgen >/dev/null || die "build failed"
 LOADGEN=$BUILD/bench/loadgen
+VIAL_BIN=${VIAL_BIN:-$BUILD/bench/techempower}
 if [ -z "$PG" ]; then
     TESTS=$(echo "$TESTS" | tr ' ' '\n' | grep -v '^db' | tr '\n' ' ' || true)
     echo "latency: PG not set, /db tests skipped" >&2
@@ -81,13 +84,18 @@ if [ -n "$PG" ]; then
     for p in $PM $(pgrep -P "$PM"); do taskset -a -p -c "$SERVER_CPU" "$p" >/dev/null; done
     psql "$PG" -v ON_ERROR_STOP=1 -q -f "$HERE/techempower.sql" 2>/dev/null
 fi
+# A fresh vial for every run (its port and PID in $VIAL): what one run
+# leaves behind (a burst of 1024 requests fills the coroutine-stack cache)
+# must not be charged to the next.
 envs=()
 [ -z "$PG" ] || envs=(TECHEMPOWER_PG="$PG")
-start_server env "${envs[@]}" taskset -c "$SERVER_CPU" "$BUILD/bench/techempower" \
-    --host 127.0.0.1 --threads 1
-VIAL="vial:$port:$pid"
-curl -sf -o /dev/null "http://127.0.0.1:$port/plaintext" || die "vial does not answer"
-[ -z "$PG" ] || curl -sf -o /dev/null "http://127.0.0.1:$port/db" || die "vial /db does not answer"
+start_vial() {
+    start_server env "${envs[@]}" taskset -c "$SERVER_CPU" "$VIAL_BIN" --host 127.0.0.1 --threads 1
+    VIAL="vial:$port:$pid"
+    curl -sf -o /dev/null "http://127.0.0.1:$port/plaintext" || die "vial does not answer"
+    [ -z "$PG" ] || curl -sf -o /dev/null "http://127.0.0.1:$port/db" || die "vial /db does not answer"
+}
+stop_vial() { stop_server; pid=; }
 
 NG=
 if [ -n "$NGINX" ] && echo "$TESTS" | grep -qw plaintext; then
@@ -104,20 +112,22 @@ if [ -n "$NGINX" ] && echo "$TESTS" | grep -qw plaintext; then
     NG="nginx:$NGINX_PORT:$NGINX_PID"
 fi
 
-wrk_max() { # PORT PATH CONNS -> req/s, the median of MAX_RUNS wrk runs
+wrk_max() { # PORT|vial PATH CONNS -> req/s, the median of MAX_RUNS wrk runs
+    local p=$1
     for _ in $(seq "$MAX_RUNS"); do
-        taskset -c "$CLIENT_CPU" wrk -t1 -c"$3" -d"${MAX_SECONDS}s" "http://127.0.0.1:$1$2" |
+        [ "$1" != vial ] || { start_vial >&2; p=$port; }
+        taskset -c "$CLIENT_CPU" wrk -t1 -c"$3" -d"${MAX_SECONDS}s" "http://127.0.0.1:$p$2" |
             awk '/^Requests\/sec/ {printf "%d\n", $2}'
+        [ "$1" != vial ] || stop_vial >&2
     done | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'
 }
 
 declare -A MAX
 echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for t in $TESTS; do
-    IFS=: read -r _ vport _ <<<"$VIAL"
     case $t in
     plaintext)
-        MAX[plaintext]=$(wrk_max "$vport" /plaintext "$CONNECTIONS")
+        MAX[plaintext]=$(wrk_max vial /plaintext "$CONNECTIONS")
         m=${MAX[plaintext]}
         if [ -n "$NG" ]; then
             n=$(wrk_max "$NGINX_PORT" /plaintext "$CONNECTIONS")
@@ -126,9 +136,9 @@ for t in $TESTS; do
         else
             echo "# max /plaintext -c$CONNECTIONS (wrk, ${MAX_SECONDS}s): vial $m req/s"
         fi ;;
-    db) MAX[db]=$(wrk_max "$vport" /db "$CONNECTIONS")
+    db) MAX[db]=$(wrk_max vial /db "$CONNECTIONS")
         echo "# max /db -c$CONNECTIONS (wrk, ${MAX_SECONDS}s): vial ${MAX[db]} req/s" ;;
-    db1024) MAX[db1024]=$(wrk_max "$vport" /db "$BIG_CONNECTIONS")
+    db1024) MAX[db1024]=$(wrk_max vial /db "$BIG_CONNECTIONS")
         echo "# max /db -c$BIG_CONNECTIONS (wrk, ${MAX_SECONDS}s): vial ${MAX[db1024]} req/s" ;;
     *) die "unknown test $t" ;;
     esac
@@ -140,9 +150,11 @@ cpu_ticks() { # CPU -> "busy total" ticks of that CPU from /proc/stat
 proc_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 
 ROWS=()
-run() { # TEST WHO:PORT:PID PATH CONNS LOAD
+run() { # TEST WHO:PORT:PID|vial PATH CONNS LOAD
     local t=$1 who port spid out
-    IFS=: read -r who port spid <<<"$2"
+    [ "$2" != vial ] || start_vial
+    IFS=: read -r who port spid <<<"${VIAL:-}"
+    [ "$2" = vial ] || IFS=: read -r who port spid <<<"$2"
     local rate=$(( ${MAX[$t]} * $5 / 100 ))
     [ "$rate" -gt 0 ] || die "$t: no maximum measured"
     local s0 c0 k0 s1 c1 k1
@@ -166,6 +178,7 @@ run() { # TEST WHO:PORT:PID PATH CONNS LOAD
     row=$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s' "$t" "$who" "$4" "$5" "$rate" \
         "$(g achieved)" "$(g p50_us)" "$(g p90_us)" "$(g p99_us)" "$(g p99.9_us)" "$(g max_us)" \
         "$(g server_cpu_us_per_req)" "$(g client_cpu_pct)" "$bad" "$soth" "$coth")
+    [ "$2" != vial ] || stop_vial
     ROWS+=("$row")
     [ -z "${RESULTS:-}" ] || echo "$row" >>"$RESULTS"
     echo "$row" | awk -F'\t' '{printf "# %s %s -c%s %s%% (%s/s): p50 %.2f ms p99 %.2f ms p99.9 %.2f ms, %s bad, others on the CPUs %s%% / %s%%\n", $1, $2, $3, $4, $5, $7/1000, $9/1000, $10/1000, $14, $15, $16}' >&2
@@ -176,10 +189,10 @@ for round in $(seq "$ROUNDS"); do
         for t in $TESTS; do
             case $t in
             plaintext)
-                run plaintext "$VIAL" /plaintext "$CONNECTIONS" "$load"
+                run plaintext vial /plaintext "$CONNECTIONS" "$load"
                 [ -z "$NG" ] || run plaintext "$NG" /plaintext "$CONNECTIONS" "$load" ;;
-            db) run db "$VIAL" /db "$CONNECTIONS" "$load" ;;
-            db1024) run db1024 "$VIAL" /db "$BIG_CONNECTIONS" "$load" ;;
+            db) run db vial /db "$CONNECTIONS" "$load" ;;
+            db1024) run db1024 vial /db "$BIG_CONNECTIONS" "$load" ;;
             esac
         done
     done
