@@ -57,6 +57,7 @@ cleanup() {
 }
 trap cleanup EXIT
 median() { sort -n | awk '{a[NR] = $1} END {print NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 proc_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 
 echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -101,7 +102,9 @@ idle() {
     echo "## Memory per idle keep-alive connection (bench/idle-conns.py -n $IDLE_N)"
     echo
     ulimit -n $((IDLE_N + 2048)) 2>/dev/null || true
-    VIAL_BUILD_DIR=$BUILD "$PY" "$HERE/idle-conns.py" -n "$IDLE_N" --servers vial,nginx 2>&1 | grep -v '^$'
+    # Ports of our own: the script's defaults may be taken by another benchmark.
+    "$PY" "$HERE/idle-conns.py" -n "$IDLE_N" --servers vial,nginx --vial-bin "$BUILD/bench/techempower" \
+        --vial-port "$(free_port)" --nginx-port "$(free_port)" 2>&1 | grep -v '^$' || echo "(idle-conns.py failed)"
 }
 
 ws() {
@@ -119,7 +122,7 @@ startup() {
     v=$("$PY" "$HERE/startup-time.py" -n "$STARTS" --cpu "$SERVER_CPU" -- \
         "$BUILD/bench/techempower" --host 127.0.0.1 --port '{port}' --threads 1)
     local nport
-    nport=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    nport=$(free_port)
     nginx_conf "$TMP/nginx" "$nport"
     n=$("$PY" "$HERE/startup-time.py" -n "$STARTS" --cpu "$SERVER_CPU" --port "$nport" -- \
         "$NGINX" -p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log")

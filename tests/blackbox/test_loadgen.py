@@ -44,8 +44,9 @@ class ScriptedServer:
 
     BODY = b"x" * 3000
 
-    def __init__(self, delay=0.0):
+    def __init__(self, delay=0.0, drop=None):
         self.delay = delay
+        self.drop = drop  # "second": close without answering each connection's second request; "all"
         self.count = 0
         self.lock = threading.Lock()
         self.sock = socket.socket()
@@ -85,6 +86,7 @@ class ScriptedServer:
 
     def serve(self, c):
         buf = b""
+        served = 0
         with c:
             while True:
                 while b"\r\n\r\n" not in buf:
@@ -96,6 +98,9 @@ class ScriptedServer:
                         return
                     buf += data
                 buf = buf.split(b"\r\n\r\n", 1)[1]
+                served += 1
+                if self.drop == "all" or (self.drop == "second" and served == 2):
+                    return  # as a server closing an idle connection while the request travels
                 with self.lock:
                     k = self.count
                     self.count += 1
@@ -117,6 +122,14 @@ class ScriptedServer:
         self.sock.close()
 
 
+def test_histogram_selftest():
+    binary = loadgen_binary()
+    if not binary.exists():
+        pytest.skip("%s not built" % binary)
+    p = subprocess.run([str(binary), "--selftest"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and p.stdout == "selftest ok\n", p.stderr
+
+
 def test_parses_every_kind_of_answer():
     srv = ScriptedServer()
     try:
@@ -131,6 +144,23 @@ def test_parses_every_kind_of_answer():
     assert int(out["reconnects"]) == 50, out  # after each Connection: close
     # Answers come in pieces 2 ms apart: at least 2 ms, far below a second.
     assert 2000 <= int(out["p50_us"]) < 200000, out
+
+
+def test_a_request_lost_to_a_closing_connection_is_sent_again_once():
+    srv = ScriptedServer(delay=0.001, drop="second")
+    try:
+        rc, out, err = run_loadgen("http://127.0.0.1:%d/" % srv.port, "-c", "4", "-r", "100", "-d", "1")
+    finally:
+        srv.close()
+    assert rc == 0, err
+    assert out["completed"] == "100" and out["errors"] == "0", out
+    assert int(out["retries"]) >= 4, out  # each connection's second request, at least
+    srv = ScriptedServer(delay=0.001, drop="all")
+    try:
+        rc, out, err = run_loadgen("http://127.0.0.1:%d/" % srv.port, "-c", "4", "-r", "20", "-d", "1")
+    finally:
+        srv.close()
+    assert out["completed"] == "0" and out["errors"] == "20" and out["retries"] == "20", out
 
 
 def test_latency_counts_the_wait_for_a_connection():
