@@ -184,7 +184,7 @@ run() { # TEST WHO:PORT:PID|vial PATH CONNS LOAD
     echo "$row" | awk -F'\t' '{printf "# %s %s -c%s %s%% (%s/s): p50 %.2f ms p99 %.2f ms p99.9 %.2f ms, %s bad, others on the CPUs %s%% / %s%%\n", $1, $2, $3, $4, $5, $7/1000, $9/1000, $10/1000, $14, $15, $16}' >&2
 }
 
-for round in $(seq "$ROUNDS"); do
+for _ in $(seq "$ROUNDS"); do
     for load in $LOADS; do
         for t in $TESTS; do
             case $t in

@@ -50,6 +50,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "procstat.h"
+
 /* --- histogram ------------------------------------------------------------------------------ */
 
 /* Values (us) below 256 have a bucket each; above, each power of two
@@ -593,26 +595,6 @@ static uint64_t due_at(uint64_t t0, uint64_t i, uint64_t rate)
     return t0 + i / rate * 1000000000u + i % rate * 1000000000u / rate;
 }
 
-static long proc_ticks(long pid)
-{
-    char path[64], b[1024];
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(b, 1, sizeof b - 1, f);
-    fclose(f);
-    b[n] = 0;
-    char *p = strrchr(b, ')');
-    if (!p)
-        return -1;
-    unsigned long ut = 0, st = 0;
-    /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-        return -1;
-    return (long)(ut + st);
-}
-
 static void usage(void)
 {
     fprintf(stderr, "usage: loadgen [-c CONNS] [-r RATE] [-d SECONDS] [-w WARMUP] [-T TIMEOUT]\n"
@@ -739,14 +721,14 @@ int main(int argc, char **argv)
     struct rusage ru0, ru1;
     int recording = warm_n == 0;
     if (recording) {
-        ticks0 = pid ? proc_ticks(pid) : -1;
+        ticks0 = pid ? procstat_cpu_ticks(pid) : -1;
         getrusage(RUSAGE_SELF, &ru0);
     }
     for (;;) {
         now = now_ns();
         if (!recording && now >= rec_t0) {
             recording = 1;
-            ticks0 = pid ? proc_ticks(pid) : -1;
+            ticks0 = pid ? procstat_cpu_ticks(pid) : -1;
             getrusage(RUSAGE_SELF, &ru0);
         }
         /* Due requests go out on idle connections, oldest first. */
@@ -815,7 +797,7 @@ int main(int argc, char **argv)
         }
     }
     uint64_t t_end = now_ns();
-    ticks1 = pid ? proc_ticks(pid) : -1;
+    ticks1 = pid ? procstat_cpu_ticks(pid) : -1;
     getrusage(RUSAGE_SELF, &ru1);
 
     uint64_t outstanding = 0, unsent = total > next ? total - next : 0;

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by bench scripts: nginx_conf DIR PORT writes DIR/nginx.conf, an
 # nginx of one process in the foreground (no master, no access log) that
 # answers /plaintext and /json as bench/techempower does, and makes the

@@ -122,6 +122,15 @@ class ScriptedServer:
         self.sock.close()
 
 
+def against_scripted(*args, **server):
+    """loadgen with ARGS against a ScriptedServer(**SERVER) on its own port."""
+    srv = ScriptedServer(**server)
+    try:
+        return run_loadgen("http://127.0.0.1:%d/x" % srv.port, *args)
+    finally:
+        srv.close()
+
+
 def test_histogram_selftest():
     binary = loadgen_binary()
     if not binary.exists():
@@ -131,11 +140,7 @@ def test_histogram_selftest():
 
 
 def test_parses_every_kind_of_answer():
-    srv = ScriptedServer()
-    try:
-        rc, out, err = run_loadgen("http://127.0.0.1:%d/x" % srv.port, "-c", "8", "-r", "200", "-d", "1")
-    finally:
-        srv.close()
+    rc, out, err = against_scripted("-c", "8", "-r", "200", "-d", "1")
     assert rc == 0, err
     assert out["scheduled"] == "200" and out["completed"] == "200", out
     assert out["errors"] == "0" and out["timeouts"] == "0", out
@@ -147,19 +152,11 @@ def test_parses_every_kind_of_answer():
 
 
 def test_a_request_lost_to_a_closing_connection_is_sent_again_once():
-    srv = ScriptedServer(delay=0.001, drop="second")
-    try:
-        rc, out, err = run_loadgen("http://127.0.0.1:%d/" % srv.port, "-c", "4", "-r", "100", "-d", "1")
-    finally:
-        srv.close()
+    rc, out, err = against_scripted("-c", "4", "-r", "100", "-d", "1", delay=0.001, drop="second")
     assert rc == 0, err
     assert out["completed"] == "100" and out["errors"] == "0", out
     assert int(out["retries"]) >= 4, out  # each connection's second request, at least
-    srv = ScriptedServer(delay=0.001, drop="all")
-    try:
-        rc, out, err = run_loadgen("http://127.0.0.1:%d/" % srv.port, "-c", "4", "-r", "20", "-d", "1")
-    finally:
-        srv.close()
+    rc, out, err = against_scripted("-c", "4", "-r", "20", "-d", "1", delay=0.001, drop="all")
     assert out["completed"] == "0" and out["errors"] == "20" and out["retries"] == "20", out
 
 
@@ -168,11 +165,7 @@ def test_latency_counts_the_wait_for_a_connection():
     # server answers 20 a second at best, so the last request waits a second
     # or more before it is even sent, and the median one half a second. A
     # closed-loop client would report ~50 ms for all.
-    srv = ScriptedServer(delay=0.05)
-    try:
-        rc, out, err = run_loadgen("http://127.0.0.1:%d/" % srv.port, "-c", "1", "-r", "40", "-d", "1")
-    finally:
-        srv.close()
+    rc, out, err = against_scripted("-c", "1", "-r", "40", "-d", "1", delay=0.05)
     assert rc == 0, err
     assert out["completed"] == "40", out
     assert 300000 < int(out["p50_us"]) < 5000000, out
