@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "procstat.h"
+
 enum { ST_CONNECTING, ST_HEAD, ST_READY, ST_DEAD };
 
 typedef struct cl {
@@ -87,22 +89,11 @@ static long rss_kib(void)
     return v;
 }
 
-/* The server's user + system CPU time so far, in ms (/proc/PID/stat). */
+/* The server's user + system CPU time so far, in ms. */
 static double cpu_ms(void)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%ld/stat", server_pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    unsigned long long ut = 0, st = 0;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return -1;
-    return (double)(ut + st) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
+    long t = procstat_cpu_ticks(server_pid);
+    return t < 0 ? -1 : (double)t * 1000.0 / (double)sysconf(_SC_CLK_TCK);
 }
 
 static void die(const char *m)
