@@ -28,7 +28,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_CACHED_BUFS 64
 /* Stacks kept per loop thread for reuse: beyond this, a coroutine costs an
  * mmap and an munmap. Sized for bursts of tasks (a gather of 20 on 64
  * connections is 1,300 coroutines); only the touched pages of a cached
@@ -184,7 +183,7 @@ static int thread_init(vial_server *s, vial_server_thread *t, int id, int *err)
     t->loop.data = t;
     t->loop.stall_ns = s->cfg.stall_ms > 0 ? (uint64_t)s->cfg.stall_ms * 1000000u : 0;
     t->loop.coro_pool = vial_coro_pool_new(s->cfg.stack_size, CORO_CACHE);
-    t->free_bufs = calloc(MAX_CACHED_BUFS, sizeof *t->free_bufs);
+    t->free_bufs = calloc(VIAL_BUF_CACHE_MAX, sizeof *t->free_bufs);
     t->listeners = calloc(s->nlistens, sizeof *t->listeners);
     if (!t->loop.coro_pool || !t->free_bufs || !t->listeners) {
         *err = -ENOMEM;
