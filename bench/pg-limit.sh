@@ -106,10 +106,23 @@ record() { # KEY VALUE
   [ -z "${RESULTS:-}" ] || printf '%s\t%s\n' "$1" "$2" >>"$RESULTS"
 }
 
+# Waits (up to 5 s) until the postmaster has no more than N children: the
+# raw client's backends exit after it does, and their CPU moves from "live
+# child" to the postmaster's cutime only once it has reaped them; reading
+# in between loses (or later double-counts) it.
+backends_settle() { # N
+  for _ in $(seq 50); do
+    [ "$(pgrep -c -P "$PM")" -le "$1" ] && return
+    sleep 0.1
+  done
+}
+
 run_raw() { # MODE DEPTH -> units/s and PG us/unit recorded under raw_MODE
-  local mode=$1 depth=$2 t0 t1 out u
+  local mode=$1 depth=$2 t0 t1 out u before
+  before=$(pgrep -c -P "$PM")
   t0=$(pg_ticks)
   out=$(taskset -c "$SERVER_CPU" "$RAW" "$PG" "$mode" "$RAW_CONNS" "$depth" "$DURATION")
+  backends_settle "$before"
   t1=$(pg_ticks)
   u=$(echo "$out" | awk '/^units\/s/ {print $2}')
   local n
