@@ -17,6 +17,7 @@
 #include "runtime/sdnotify.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -33,6 +34,8 @@
  * connections is 1,300 coroutines); only the touched pages of a cached
  * stack count towards RSS. */
 #define CORO_CACHE 1024
+/* Free bytes at the top of a malloc heap before glibc gives them back. */
+#define HEAP_TRIM_THRESHOLD (16 << 20)
 
 /* How often accepting is retried while descriptors are exhausted, and how
  * often that condition may be logged. */
@@ -353,6 +356,15 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, vial_reject_fn 
 
     atomic_fetch_add(&running, 1);
     raise_fd_limit();
+    /* glibc gives the top of a thread's heap back (madvise) whenever more
+     * than 128 KiB is free there, so a loop thread whose requests in flight
+     * hold a few MB (256 requests x 20 PostgreSQL results) faulted that
+     * memory in again at every swing: ~10-15% of /queries?queries=20's CPU
+     * (bench/results/perf-2026-12-06.md). vial trims the heap itself (conn.c:
+     * when a thread's last connection closes, after 16 MiB of buffers
+     * freed). Unless the user tuned malloc. */
+    if (!getenv("GLIBC_TUNABLES") && !getenv("MALLOC_TRIM_THRESHOLD_"))
+        mallopt(M_TRIM_THRESHOLD, HEAP_TRIM_THRESHOLD);
     signal(SIGPIPE, SIG_IGN);
     /* Taken by the main thread's sigwait (on_signal), blocked in every
      * other thread: none of them can kill the process. */
