@@ -4,6 +4,7 @@
 #                           them (scripts/build.sh, scripts/demo.sh)
 #   scripts/deps.sh test    the above, plus everything the test suite and the
 #                           benchmarks use (scripts/test.sh)
+#   scripts/deps.sh bench   the above, plus the profiler (perf)
 # Without an argument: test. Idempotent and quiet when everything is present:
 # it only calls apt-get for packages that dpkg does not already report as
 # installed.
@@ -36,10 +37,14 @@ TEST=(
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 )
 
+# Profiling the benchmarks (bench/pg-perf.sh): perf.
+BENCH=(linux-perf)
+
 case "${1:-test}" in
   build) PKGS=("${BUILD[@]}") ;;
   test) PKGS=("${BUILD[@]}" "${TEST[@]}") ;;
-  *) echo "usage: scripts/deps.sh [build|test]" >&2; exit 2 ;;
+  bench) PKGS=("${BUILD[@]}" "${TEST[@]}" "${BENCH[@]}") ;;
+  *) echo "usage: scripts/deps.sh [build|test|bench]" >&2; exit 2 ;;
 esac
 
 missing=()
