@@ -54,14 +54,9 @@ ninja -C "$BUILD" techempower pg-raw-limit >/dev/null || die "build failed"
 VIAL=$BUILD/bench/techempower
 RAW=$BUILD/bench/pg-raw-limit
 
-DATA=$(psql "$PG" -Atc "show data_directory")
-PM=$(head -1 "$DATA/postmaster.pid") || die "cannot read $DATA/postmaster.pid"
-# Pin PostgreSQL to the server's core: the postmaster (new backends inherit
-# it) and what already runs.
-for pid in $PM $(pgrep -P "$PM"); do
-  taskset -a -p -c "$SERVER_CPU" "$pid" >/dev/null
-done
-psql "$PG" -v ON_ERROR_STOP=1 -q -f "$HERE/techempower.sql" 2>/dev/null
+# shellcheck source=bench/pg-setup.sh
+. "$HERE/pg-setup.sh"
+pg_setup
 
 PIDS=""
 cleanup() {

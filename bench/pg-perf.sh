@@ -37,12 +37,9 @@ done
 mkdir -p "$OUT"
 ninja -C "$BUILD" techempower >/dev/null || die "build failed"
 
-DATA=$(psql "$PG" -Atc "show data_directory")
-PM=$(head -1 "$DATA/postmaster.pid") || die "cannot read $DATA/postmaster.pid"
-for pid in $PM $(pgrep -P "$PM"); do
-  taskset -a -p -c "$SERVER_CPU" "$pid" >/dev/null
-done
-psql "$PG" -v ON_ERROR_STOP=1 -q -f "$HERE/techempower.sql" 2>/dev/null
+# shellcheck source=bench/pg-setup.sh
+. "$HERE/pg-setup.sh"
+pg_setup
 
 TECHEMPOWER_PG="$PG" taskset -c "$SERVER_CPU" "$BUILD/bench/techempower" --host 127.0.0.1 \
   --port "$PORT" --threads 1 2>"$OUT/server.log" &
