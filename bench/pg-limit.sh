@@ -144,6 +144,11 @@ run_one() { # WHO PORT PID NAME PATH PER_REQUEST
   t0=$(pg_ticks)
   out=$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" \
     "http://127.0.0.1:$port$path")
+  # wrk's closing connections cancel the requests in flight, and a pool
+  # connection whose statements are all abandoned is closed (vial/pg.h):
+  # let those backends exit and be reaped before reading, or their CPU is
+  # missed (counted neither live nor in the postmaster's cutime).
+  sleep 0.5
   t1=$(pg_ticks)
   s1=$(proc_ticks "$pid")
   echo "$out" | grep -q "Non-2xx" && echo "pg-limit: $path: $(echo "$out" | grep Non-2xx)" >&2

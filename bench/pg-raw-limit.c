@@ -10,7 +10,8 @@
  * MODE: db       a unit is SELECT id, randomNumber FROM World WHERE id = $1
  *       fortunes a unit is SELECT id, message FROM Fortune
  *       updates  a unit is what /updates?queries=20 does: 20 world reads
- *                and one UPDATE of those 20 rows. Each UPDATE has a Sync
+ *                and one UPDATE of those rows (in id order, each once,
+ *                as vial does: no deadlocks). Each UPDATE has a Sync
  *                of its own (as vial gives every write): updates sharing
  *                one implicit transaction hold their row locks until its
  *                end and deadlock with the other connections'.
@@ -60,6 +61,12 @@ static void must(PGconn *pg, PGresult *r)
     PQclear(r);
 }
 
+static int by_value(const void *a, const void *b)
+{
+    unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
+    return (x > y) - (x < y);
+}
+
 static int send_unit(PGconn *pg, int mode)
 {
     char a[8], ids[20 * 6 + 3], nums[20 * 6 + 3];
@@ -73,16 +80,25 @@ static int send_unit(PGconn *pg, int mode)
         return PQsendQueryPrepared(pg, "world", 1, p, NULL, NULL, 0);
     default: {
         size_t il = 0, nl = 0;
+        unsigned id[20];
         ids[il++] = '{';
         nums[nl++] = '{';
         for (int i = 0; i < 20; i++) {
-            unsigned id = next_id();
-            snprintf(a, sizeof a, "%u", id);
+            id[i] = next_id();
+            snprintf(a, sizeof a, "%u", id[i]);
             p[0] = a;
             if (!PQsendQueryPrepared(pg, "world", 1, p, NULL, NULL, 0))
                 return 0;
-            il += (size_t)snprintf(ids + il, sizeof ids - il, "%s%u", i ? "," : "", id);
-            nl += (size_t)snprintf(nums + nl, sizeof nums - nl, "%s%u", i ? "," : "", next_id());
+        }
+        /* The UPDATE in id order, each id once, as bench/techempower_db.c
+         * does: concurrent updates then lock rows in the same order and
+         * cannot deadlock. */
+        qsort(id, 20, sizeof *id, by_value);
+        for (int i = 0; i < 20; i++) {
+            if (i && id[i] == id[i - 1])
+                continue;
+            il += (size_t)snprintf(ids + il, sizeof ids - il, "%s%u", il > 1 ? "," : "", id[i]);
+            nl += (size_t)snprintf(nums + nl, sizeof nums - nl, "%s%u", nl > 1 ? "," : "", next_id());
         }
         ids[il++] = '}';
         ids[il] = 0;

@@ -197,7 +197,8 @@ static void conn_destroy(vial_conn *c)
     /* The burst is over on this thread: give back what it left in the heap
      * and the caches (buffers, stacks) kept for its peak. */
     if (t->nconns == 0 && (t->freed_since_trim || t->nfree_bufs > WARM_BUFS ||
-                           t->bufs_peak > WARM_BUFS || t->bufs_prev_peak > WARM_BUFS)) {
+                           t->bufs_peak > WARM_BUFS || t->bufs_prev_peak > WARM_BUFS ||
+                           vial_coro_pool_peak(t->loop.coro_pool) > WARM_BUFS)) {
         t->bufs_peak = t->bufs_prev_peak = 0;
         while (t->nfree_bufs > WARM_BUFS)
             buf_free(t, t->free_bufs[--t->nfree_bufs]);

@@ -184,7 +184,7 @@ static void stack_cool_beyond(vial_coro_pool *p, unsigned keep)
 /* Cached stacks to keep warm: what recent peaks used beyond what is in use. */
 static unsigned warm_limit(const vial_coro_pool *p)
 {
-    unsigned n = p->peak > p->prev_peak ? p->peak : p->prev_peak;
+    unsigned n = vial_coro_pool_peak(p);
     n = n > p->in_use ? n - p->in_use : 0;
     return n > WARM_STACKS ? n : WARM_STACKS;
 }
@@ -210,6 +210,11 @@ static void stack_put(vial_coro_pool *p, vial_coro *c, uint64_t now)
     c->next_ready = p->free_list;
     p->free_list = c;
     p->cached++;
+}
+
+unsigned vial_coro_pool_peak(const vial_coro_pool *p)
+{
+    return p->peak > p->prev_peak ? p->peak : p->prev_peak;
 }
 
 void vial_coro_pool_trim(vial_coro_pool *p)

@@ -75,6 +75,9 @@ unsigned vial_coro_pool_in_use(const vial_coro_pool *pool);
  * pool otherwise keeps as many warm as recent peaks used); for an idle
  * moment, e.g. when a thread's last connection closed. */
 void vial_coro_pool_trim(vial_coro_pool *pool);
+/* The most stacks in use at once lately (the cache keeps that many warm,
+ * at least 64), until vial_coro_pool_trim. */
+unsigned vial_coro_pool_peak(const vial_coro_pool *pool);
 
 /* Makes a coroutine on loop's pool; it runs at the next vial_coro_resume
  * (or when the loop takes it from the ready queue after vial_coro_wake).
