@@ -18,8 +18,9 @@
 # Columns: units/s (raw: statements/s, or /updates units of 20 reads + 1
 # update; vial: req/s, and for /queries?queries=20 statements/s = 20 x
 # req/s), ratio vial / raw, PostgreSQL's CPU per unit in us (utime +
-# stime of the postmaster's children, backends that exited included) and
-# the vial server's own CPU per unit.
+# stime of the postmaster's children, backends that exited included), the
+# raw client's and the vial server's own CPU per unit, and the ratio by
+# CPU: (raw client + its PostgreSQL) / (vial + its PostgreSQL) per unit.
 #
 # Environment [defaults]: DURATION [8] (seconds per run), RUNS [3],
 # CONNECTIONS [256] (wrk), SERVER_CPU [0], CLIENT_CPU [1], PORT [18090],
@@ -53,14 +54,9 @@ ninja -C "$BUILD" techempower pg-raw-limit >/dev/null || die "build failed"
 VIAL=$BUILD/bench/techempower
 RAW=$BUILD/bench/pg-raw-limit
 
-DATA=$(psql "$PG" -Atc "show data_directory")
-PM=$(head -1 "$DATA/postmaster.pid") || die "cannot read $DATA/postmaster.pid"
-# Pin PostgreSQL to the server's core: the postmaster (new backends inherit
-# it) and what already runs.
-for pid in $PM $(pgrep -P "$PM"); do
-  taskset -a -p -c "$SERVER_CPU" "$pid" >/dev/null
-done
-psql "$PG" -v ON_ERROR_STOP=1 -q -f "$HERE/techempower.sql" 2>/dev/null
+# shellcheck source=bench/pg-setup.sh
+. "$HERE/pg-setup.sh"
+pg_setup
 
 PIDS=""
 cleanup() {
@@ -106,15 +102,29 @@ record() { # KEY VALUE
   [ -z "${RESULTS:-}" ] || printf '%s\t%s\n' "$1" "$2" >>"$RESULTS"
 }
 
+# Waits (up to 5 s) until the postmaster has no more than N children: the
+# raw client's backends exit after it does, and their CPU moves from "live
+# child" to the postmaster's cutime only once it has reaped them; reading
+# in between loses (or later double-counts) it.
+backends_settle() { # N
+  for _ in $(seq 50); do
+    [ "$(pgrep -c -P "$PM")" -le "$1" ] && return
+    sleep 0.1
+  done
+}
+
 run_raw() { # MODE DEPTH -> units/s and PG us/unit recorded under raw_MODE
-  local mode=$1 depth=$2 t0 t1 out u
+  local mode=$1 depth=$2 t0 t1 out u before
+  before=$(pgrep -c -P "$PM")
   t0=$(pg_ticks)
   out=$(taskset -c "$SERVER_CPU" "$RAW" "$PG" "$mode" "$RAW_CONNS" "$depth" "$DURATION")
+  backends_settle "$before"
   t1=$(pg_ticks)
   u=$(echo "$out" | awk '/^units\/s/ {print $2}')
   local n
   n=$(echo "$out" | awk '/^units / {print $2}')
   record "raw_$mode" "$u"
+  record "raw_${mode}_cliu" "$(echo "$out" | awk '/^cpu_us\/unit/ {print $2}')"
   record "raw_${mode}_pgus" "$(awk -v t=$((t1 - t0)) -v n="$n" -v hz="$HZ" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}')"
 }
 
@@ -134,6 +144,11 @@ run_one() { # WHO PORT PID NAME PATH PER_REQUEST
   t0=$(pg_ticks)
   out=$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" \
     "http://127.0.0.1:$port$path")
+  # wrk's closing connections cancel the requests in flight, and a pool
+  # connection whose statements are all abandoned is closed (vial/pg.h):
+  # let those backends exit and be reaped before reading, or their CPU is
+  # missed (counted neither live nor in the postmaster's cutime).
+  sleep 0.5
   t1=$(pg_ticks)
   s1=$(proc_ticks "$pid")
   echo "$out" | grep -q "Non-2xx" && echo "pg-limit: $path: $(echo "$out" | grep Non-2xx)" >&2
@@ -163,14 +178,22 @@ m() { echo "${VALS[$1]:-}" | median; }
 
 echo
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b + 0) printf "%.2f", a / b; else printf "-"}'; }
-echo "| test | raw units/s | vial units/s | vial/raw | PG us/unit raw | PG us/unit vial | vial us/unit | runs (vial) | base units/s | base/raw | PG us/unit base | base us/unit |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+# "by CPU": (raw client + PostgreSQL us/unit) / (vial + PostgreSQL us/unit),
+# the ratio the two would reach each alone on the core: under a shared load
+# the units/s ratio also measures who got the core.
+echo "| test | raw units/s | vial units/s | vial/raw | PG us/unit raw | raw client us/unit | PG us/unit vial | vial us/unit | vial/raw by CPU | runs (vial) | base units/s | base/raw | PG us/unit base | base us/unit | base/raw by CPU |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+cpuratio() { # RAWCLI RAWPG SRV PG
+  awk -v a="$1" -v b="$2" -v c="$3" -v d="$4" 'BEGIN {if (c + d > 0 && a != "-" && a != "") printf "%.2f", (a + b) / (c + d); else printf "-"}'
+}
 line() { # LABEL RAWKEY NAME
-  local r v b=""
+  local r v b="" rc rp
   r=$(m "$2")
   v=$(m "vial_$3")
+  rc=$(m "${2}_cliu")
+  rp=$(m "${2}_pgus")
   [ -z "${BASE_BUILD_DIR:-}" ] || b=$(m "base_$3")
-  echo "| $1 | $r | $v | $(ratio "$v" "$r") | $(m "${2}_pgus") | $(m "vial_${3}_pgus") | $(m "vial_${3}_srvus") |${VALS[vial_$3]} | $b | ${b:+$(ratio "$b" "$r")} | ${b:+$(m "base_${3}_pgus")} | ${b:+$(m "base_${3}_srvus")} |"
+  echo "| $1 | $r | $v | $(ratio "$v" "$r") | $rp | $rc | $(m "vial_${3}_pgus") | $(m "vial_${3}_srvus") | $(cpuratio "$rc" "$rp" "$(m "vial_${3}_srvus")" "$(m "vial_${3}_pgus")") |${VALS[vial_$3]} | $b | ${b:+$(ratio "$b" "$r")} | ${b:+$(m "base_${3}_pgus")} | ${b:+$(m "base_${3}_srvus")} | ${b:+$(cpuratio "$rc" "$rp" "$(m "base_${3}_srvus")" "$(m "base_${3}_pgus")")} |"
 }
 for t in $TESTS; do
   case $t in

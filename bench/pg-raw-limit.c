@@ -15,7 +15,8 @@
  *                of its own (as vial gives every write): updates sharing
  *                one implicit transaction hold their row locks until its
  *                end and deadlock with the other connections'.
- * Prints "units/s <n>" (and the totals). Uses the statements of
+ * Prints "units/s <n>" (and the totals), and "cpu_us/unit <x>", the
+ * client's own CPU time (user + system) per unit. Uses the statements of
  * bench/techempower_db.c, prepared once per connection. */
 #include <libpq-fe.h>
 #include <poll.h>
@@ -23,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 enum { M_DB, M_FORTUNES, M_UPDATES };
@@ -210,8 +212,15 @@ int main(int argc, char **argv)
         }
     }
     double el = now_s() - t0;
-    printf("units/s %.0f\nunits %ld batches %ld seconds %.2f conns %d depth %d mode %s\n",
-           (double)units / el, units, batches, el, nconns, depth, argv[2]);
+    /* the client's own CPU: with PostgreSQL's, what a unit costs the core */
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+                 ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
+    printf("units/s %.0f\nunits %ld batches %ld seconds %.2f conns %d depth %d mode %s\n"
+           "cpu_us/unit %.2f\n",
+           (double)units / el, units, batches, el, nconns, depth, argv[2],
+           units ? cpu * 1e6 / (double)units : 0.0);
     for (int i = 0; i < nconns; i++)
         PQfinish(cs[i].pg);
     return 0;

@@ -4,8 +4,8 @@
 #                           them (scripts/build.sh, scripts/demo.sh)
 #   scripts/deps.sh test    the above, plus everything the test suite and the
 #                           benchmarks use (scripts/test.sh)
-#   scripts/deps.sh bench   build, plus the peers bench/compare measures vial
-#                           against and the profiler (not needed by the tests)
+#   scripts/deps.sh bench   the above (test), plus the peers bench/compare measures
+#                           vial against and the profiler (not needed by the tests)
 # Without an argument: test. Idempotent and quiet when everything is present:
 # it only calls apt-get for packages that dpkg does not already report as
 # installed.
@@ -53,7 +53,7 @@ BENCH=(
 case "${1:-test}" in
   build) PKGS=("${BUILD[@]}") ;;
   test) PKGS=("${BUILD[@]}" "${TEST[@]}") ;;
-  bench) PKGS=("${BUILD[@]}" "${BENCH[@]}") ;;
+  bench) PKGS=("${BUILD[@]}" "${TEST[@]}" "${BENCH[@]}") ;;
   *) echo "usage: scripts/deps.sh [build|test|bench]" >&2; exit 2 ;;
 esac
 

@@ -29,7 +29,9 @@
  * the end of the loop turn, no timer). A new query joins a batch forming on
  * a connection (fewer than 8 queued, nothing in flight), else goes to an
  * idle connection, else to a new connection while the pool is below
- * max_conns, else is pipelined behind the least busy connection.
+ * max_conns, else queues on the least busy connection. A connection has one
+ * batch in flight at a time: what queues meanwhile is written as the next
+ * batch when its results are in, so under load batches grow with the load.
  *
  * Errors stay each query's own. The reads of a batch share one implicit
  * transaction; when one fails, the server aborts the others up to the Sync,

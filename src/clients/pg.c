@@ -15,7 +15,9 @@
  * results come back in the same order. Queued operations are written by a
  * zero-delay "kick" timer: every coroutine that runs in the current pass of
  * the ready queue queues first, the timer fires right after the next
- * (non-blocking) poll, and each connection writes all it has in one batch.
+ * (non-blocking) poll, and each connection writes all it has in one batch
+ * — unless a batch of its is still in flight: then what queued leaves when
+ * that batch's results are in (conn_send, batch_settle).
  *
  * One Sync per batch. A batch (everything queued on a connection when the
  * kick fires) is written as its statements followed by a single Sync:
@@ -189,6 +191,7 @@ struct pg_conn {
     int read_more;      /* input left after PG_READ_ROUNDS */
     int want;           /* connecting: PGRES_POLLING_READING / _WRITING */
     int out_pending;    /* PQflush left bytes: wait for writability */
+    uint64_t drained_at; /* loop time (+1) when conn_read last found the socket empty */
     pg_op *q_head, *q_tail; /* queued, not sent */
     pg_op *f_head, *f_tail; /* sent, results pending, in order */
     pg_op *f_cur;       /* the first whose results are not all in */
@@ -872,16 +875,24 @@ static int prepare_for(pg_conn *c, pg_op *op)
 }
 
 /* Writes every queued operation: one batch, one Sync, one send (solo
- * operations add Syncs around themselves). */
+ * operations add Syncs around themselves). Not while a batch is in
+ * flight: what queues meanwhile leaves as one batch when its results are
+ * in (batch_settle kicks), so under load batches grow with the load
+ * instead of every loop turn sending a few statements with a Sync, a send
+ * and a server wake-up of their own; a lone query on an idle connection
+ * still goes at once. The server would run them only after the batch in
+ * flight anyway. */
 static void conn_send(pg_conn *c)
 {
-    if (c->state != C_READY || c->hold || !c->q_head)
+    if (c->state != C_READY || c->hold || !c->q_head || c->f_head)
         return;
     pg_pool *p = c->pool;
     /* An idle connection may have died quietly (server restarted while the
      * loop was not polling): look before writing, so that what is queued
-     * can still move to a fresh connection instead of failing. */
-    if (!c->f_head && fd_readable(c->io.fd)) {
+     * can still move to a fresh connection instead of failing — unless
+     * conn_read found it empty in this same loop turn (a poll saved per
+     * batch under load). */
+    if (c->drained_at != vial_drv_now(p->loop) + 1 && fd_readable(c->io.fd)) {
         conn_read(c);
         if (c->state != C_READY)
             return;
@@ -1055,8 +1066,9 @@ static void batch_settle(pg_conn *c, pg_op *last)
         c->q_head = rh;
         if (!c->q_tail)
             c->q_tail = rt;
-        conn_kick(c);
     }
+    if (c->q_head && !c->f_head) /* what queued behind the batch, and any re-sends */
+        conn_kick(c);
 }
 
 /* Hands complete results to their operations. libpq's pipeline sequence
@@ -1159,8 +1171,12 @@ static void conn_read(pg_conn *c)
             conn_close(c, -ECONNRESET, c->fatal_msg);
             return;
         }
-        if (c->state != C_READY || !fd_readable(c->io.fd))
+        if (c->state != C_READY)
             return;
+        if (!fd_readable(c->io.fd)) {
+            c->drained_at = vial_drv_now(c->pool->loop) + 1;
+            return;
+        }
         if (round == PG_READ_ROUNDS) { /* let other fds have the loop */
             c->read_more = 1;
             conn_kick(c);
@@ -1441,7 +1457,7 @@ static int slot_wait(pg_pool *p)
  * (queued this turn or while connecting, nothing in flight) while it holds fewer than
  * PG_JOIN_MAX, so a burst leaves in few batches; else an idle one; else a
  * new one while the pool may grow (slow queries then run side by side);
- * else the least busy, to pipeline behind. Connections pinned by
+ * else the least busy, to queue behind. Connections pinned by
  * transactions are not shared; when all are, wait. */
 static int pool_pick(pg_pool *p, pg_conn **out)
 {

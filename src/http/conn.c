@@ -59,14 +59,23 @@ struct vial_conn {
 
 /* --- buffers and structs from the thread's caches -------------------------- */
 
-#define MAX_CACHED_BUFS 64
 #define MAX_CACHED_CONNS 1024
+/* Buffers kept for reuse: the cache is a stack (LIFO, the buffer just put
+ * back is the next one taken); when a window of BUF_WINDOW_NS ends, it
+ * keeps WARM_BUFS, or as many as were in use at once in the last one to two
+ * windows, and frees the rest, the least recently used. So 256 requests in
+ * flight (each waiting for its database query) do not free and malloc two
+ * 32 KiB buffers per request — with the heap trims that followed, ~15% of
+ * /db's CPU — and a burst's buffers still go back after it. */
+#define WARM_BUFS 64
+#define BUF_WINDOW_NS 1000000000ull
 
 static char *buf_get(vial_server_thread *t)
 {
-    if (t->nfree_bufs)
-        return t->free_bufs[--t->nfree_bufs];
-    return malloc(VIAL_RBUF_SIZE);
+    char *b = t->nfree_bufs ? t->free_bufs[--t->nfree_bufs] : malloc(VIAL_RBUF_SIZE);
+    if (b && ++t->bufs_out > t->bufs_peak)
+        t->bufs_peak = t->bufs_out;
+    return b;
 }
 
 /* Freed buffers past this many bytes trigger one malloc_trim: 32 KiB buffers
@@ -80,6 +89,7 @@ static void trim_heap(vial_loop *l, vial_msg *m)
     t->trim_pending = 0;
     t->freed_since_trim = 0;
     malloc_trim(0);
+    vial_coro_pool_trim(t->loop.coro_pool);
 }
 
 static void schedule_trim(vial_server_thread *t)
@@ -91,18 +101,51 @@ static void schedule_trim(vial_server_thread *t)
     vial_loop_defer(&t->loop, &t->trim_msg); /* after this iteration's events */
 }
 
-static void buf_put(vial_server_thread *t, char *b)
+static void buf_free(vial_server_thread *t, char *b)
 {
-    if (!b)
-        return;
-    if (t->nfree_bufs < MAX_CACHED_BUFS) {
-        t->free_bufs[t->nfree_bufs++] = b;
-        return;
-    }
     free(b);
     t->freed_since_trim += VIAL_RBUF_SIZE;
     if (t->freed_since_trim >= TRIM_AFTER_BYTES)
         schedule_trim(t);
+}
+
+static unsigned bufs_keep(const vial_server_thread *t)
+{
+    unsigned n = t->bufs_peak > t->bufs_prev_peak ? t->bufs_peak : t->bufs_prev_peak;
+    n = n > WARM_BUFS ? n : WARM_BUFS;
+    return n < VIAL_BUF_CACHE_MAX ? n : VIAL_BUF_CACHE_MAX;
+}
+
+/* A window ended: what the last two did not need goes (the oldest first). */
+static void bufs_window(vial_server_thread *t)
+{
+    uint64_t now = t->loop.now;
+    if (now < t->bufs_window_end)
+        return;
+    t->bufs_prev_peak = now - t->bufs_window_end < BUF_WINDOW_NS ? t->bufs_peak : 0;
+    t->bufs_peak = t->bufs_out;
+    t->bufs_window_end = now + BUF_WINDOW_NS;
+    unsigned keep = bufs_keep(t);
+    if (t->nfree_bufs <= keep)
+        return;
+    unsigned drop = t->nfree_bufs - keep;
+    for (unsigned i = 0; i < drop; i++)
+        buf_free(t, t->free_bufs[i]);
+    memmove(t->free_bufs, t->free_bufs + drop, keep * sizeof *t->free_bufs);
+    t->nfree_bufs = keep;
+}
+
+static void buf_put(vial_server_thread *t, char *b)
+{
+    if (!b)
+        return;
+    t->bufs_out--;
+    bufs_window(t);
+    if (t->nfree_bufs < VIAL_BUF_CACHE_MAX) {
+        t->free_bufs[t->nfree_bufs++] = b;
+        return;
+    }
+    buf_free(t, b);
 }
 
 static void conn_release_buffers(vial_conn *c)
@@ -151,9 +194,16 @@ static void conn_destroy(vial_conn *c)
     t->nconns--;
     c->free_msg.cb = conn_free_deferred;
     vial_loop_defer(l, &c->free_msg);
-    /* The burst is over on this thread: give back what it left in the heap. */
-    if (t->nconns == 0 && t->freed_since_trim)
+    /* The burst is over on this thread: give back what it left in the heap
+     * and the caches (buffers, stacks) kept for its peak. */
+    if (t->nconns == 0 && (t->freed_since_trim || t->nfree_bufs > WARM_BUFS ||
+                           t->bufs_peak > WARM_BUFS || t->bufs_prev_peak > WARM_BUFS ||
+                           vial_coro_pool_peak(t->loop.coro_pool) > WARM_BUFS)) {
+        t->bufs_peak = t->bufs_prev_peak = 0;
+        while (t->nfree_bufs > WARM_BUFS)
+            buf_free(t, t->free_bufs[--t->nfree_bufs]);
         schedule_trim(t);
+    }
     if (t->draining && t->nconns == 0)
         vial_loop_stop(l);
 }

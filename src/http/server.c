@@ -17,6 +17,7 @@
 #include "runtime/sdnotify.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -28,12 +29,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_CACHED_BUFS 64
 /* Stacks kept per loop thread for reuse: beyond this, a coroutine costs an
  * mmap and an munmap. Sized for bursts of tasks (a gather of 20 on 64
  * connections is 1,300 coroutines); only the touched pages of a cached
  * stack count towards RSS. */
 #define CORO_CACHE 1024
+/* Free bytes at the top of a malloc heap before glibc gives them back. */
+#define HEAP_TRIM_THRESHOLD (16 << 20)
 
 /* How often accepting is retried while descriptors are exhausted, and how
  * often that condition may be logged. */
@@ -184,7 +186,7 @@ static int thread_init(vial_server *s, vial_server_thread *t, int id, int *err)
     t->loop.data = t;
     t->loop.stall_ns = s->cfg.stall_ms > 0 ? (uint64_t)s->cfg.stall_ms * 1000000u : 0;
     t->loop.coro_pool = vial_coro_pool_new(s->cfg.stack_size, CORO_CACHE);
-    t->free_bufs = calloc(MAX_CACHED_BUFS, sizeof *t->free_bufs);
+    t->free_bufs = calloc(VIAL_BUF_CACHE_MAX, sizeof *t->free_bufs);
     t->listeners = calloc(s->nlistens, sizeof *t->listeners);
     if (!t->loop.coro_pool || !t->free_bufs || !t->listeners) {
         *err = -ENOMEM;
@@ -354,6 +356,15 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, vial_reject_fn 
 
     atomic_fetch_add(&running, 1);
     raise_fd_limit();
+    /* glibc gives the top of a thread's heap back (madvise) whenever more
+     * than 128 KiB is free there, so a loop thread whose requests in flight
+     * hold a few MB (256 requests x 20 PostgreSQL results) faulted that
+     * memory in again at every swing: ~10-15% of /queries?queries=20's CPU
+     * (bench/results/perf-2026-12-06.md). vial trims the heap itself (conn.c:
+     * when a thread's last connection closes, after 16 MiB of buffers
+     * freed). Unless the user tuned malloc. */
+    if (!getenv("GLIBC_TUNABLES") && !getenv("MALLOC_TRIM_THRESHOLD_"))
+        mallopt(M_TRIM_THRESHOLD, HEAP_TRIM_THRESHOLD);
     signal(SIGPIPE, SIG_IGN);
     /* Taken by the main thread's sigwait (on_signal), blocked in every
      * other thread: none of them can kill the process. */

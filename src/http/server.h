@@ -56,9 +56,12 @@ struct vial_server_thread {
     vial_timer accept_retry;
     uint64_t emfile_logged_ns;
     unsigned emfile_unlogged;
-    /* small caches so steady state allocates nothing */
+    /* small caches so steady state allocates nothing; buffers: up to
+     * VIAL_BUF_CACHE_MAX, as many as recent peaks used (conn.c, buf_put) */
     char **free_bufs;
     unsigned nfree_bufs;
+    unsigned bufs_out, bufs_peak, bufs_prev_peak; /* buffers in use: now, peaks of 2 windows */
+    uint64_t bufs_window_end;
     /* Buffers freed past the cache since the heap was last trimmed: after a
      * burst, malloc keeps them unless asked (conn.c, buf_put). */
     size_t freed_since_trim;
@@ -96,6 +99,7 @@ struct vial_server {
 #define VIAL_WRITE_TIMEOUT_NS (60ull * 1000000000ull)
 #define VIAL_LINGER_NS (2ull * 1000000000ull)
 #define VIAL_RBUF_SIZE (32 * 1024) /* holds the largest legal head */
+#define VIAL_BUF_CACHE_MAX 1024     /* the free-buffer cache's capacity per thread */
 #define VIAL_WBUF_SIZE (16 * 1024)
 
 /* Work of the layer above that lives as long as the server rather than a

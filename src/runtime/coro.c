@@ -44,7 +44,12 @@ struct vial_coro_pool {
     size_t map_size;   /* guard + stack (the header at its top) */
     unsigned cached, max_cached;
     unsigned in_use; /* written by the owning loop only; read racily by the metrics */
-    vial_coro *free_list; /* linked through next_ready */
+    vial_coro *free_list; /* linked through next_ready, most recently used first */
+    /* The most stacks in use at once in this window and the one before
+     * (windows of WARM_WINDOW_NS, stack_window): how many the cache keeps
+     * warm. */
+    unsigned peak, prev_peak;
+    uint64_t window_end;
 };
 
 /* Per thread: the loop's own context, and what runs now. */
@@ -144,23 +149,78 @@ static vial_coro *stack_get(vial_coro_pool *p)
     return c;
 }
 
-/* Stacks kept warm in the cache; beyond these, a cached stack's pages are
- * given back (MADV_DONTNEED) so that a burst of connections does not leave
- * the process at its peak RSS — the mapping stays, and the next use faults
- * fresh zero pages in. */
+/* Stacks kept warm in the cache: at least WARM_STACKS, and as many as were
+ * in use at once in the last one to two windows of WARM_WINDOW_NS. The
+ * cache is a stack (LIFO), so the stack just put back is the next one
+ * taken: it stays warm; when a window ends, the pages of the cached stacks
+ * beyond that count, the least recently used, are given back
+ * (MADV_DONTNEED: the mapping stays, the next use faults fresh zero pages
+ * in), so a burst does not leave the process at its peak RSS;
+ * vial_coro_pool_trim does it at once. Giving back the stack just put
+ * whenever more than 64 were cached made every request pay an madvise (its
+ * TLB flush) and the page faults of the next use, once a burst (256
+ * requests waiting for the database) had filled the cache: 40-60% of the
+ * CPU of /db, and of /plaintext after it (bench/results/perf-2026-12-06.md). */
 #define WARM_STACKS 64
+#define WARM_WINDOW_NS 1000000000ull
 
-static void stack_put(vial_coro_pool *p, vial_coro *c)
+static void stack_cool(vial_coro *c)
+{
+    if (!c->cold)
+        madvise(c->stack, c->stack_size & ~(page_size() - 1), MADV_DONTNEED); /* not the header's page */
+    c->cold = 1;
+}
+
+/* Gives back the pages of every cached stack after the first keep (the
+ * most recently used). */
+static void stack_cool_beyond(vial_coro_pool *p, unsigned keep)
+{
+    unsigned i = 0;
+    for (vial_coro *c = p->free_list; c; c = c->next_ready)
+        if (i++ >= keep)
+            stack_cool(c);
+}
+
+/* Cached stacks to keep warm: what recent peaks used beyond what is in use. */
+static unsigned warm_limit(const vial_coro_pool *p)
+{
+    unsigned n = vial_coro_pool_peak(p);
+    n = n > p->in_use ? n - p->in_use : 0;
+    return n > WARM_STACKS ? n : WARM_STACKS;
+}
+
+static void stack_window(vial_coro_pool *p, uint64_t now)
+{
+    if (now < p->window_end)
+        return;
+    /* a window with no use at all is an idle one: the one before counts no more */
+    p->prev_peak = now - p->window_end < WARM_WINDOW_NS ? p->peak : 0;
+    p->peak = p->in_use;
+    p->window_end = now + WARM_WINDOW_NS;
+    stack_cool_beyond(p, warm_limit(p));
+}
+
+static void stack_put(vial_coro_pool *p, vial_coro *c, uint64_t now)
 {
     if (p->cached >= p->max_cached) {
         stack_unmap(p, c);
         return;
     }
-    if (p->cached >= WARM_STACKS)
-        madvise(c->stack, c->stack_size & ~(page_size() - 1), MADV_DONTNEED); /* not the header's page */
+    stack_window(p, now);
     c->next_ready = p->free_list;
     p->free_list = c;
     p->cached++;
+}
+
+unsigned vial_coro_pool_peak(const vial_coro_pool *p)
+{
+    return p->peak > p->prev_peak ? p->peak : p->prev_peak;
+}
+
+void vial_coro_pool_trim(vial_coro_pool *p)
+{
+    p->peak = p->prev_peak = p->in_use;
+    stack_cool_beyond(p, WARM_STACKS);
 }
 
 /* --- switching, with the sanitizers told about every stack change ------- */
@@ -215,7 +275,10 @@ vial_coro *vial_coro_new(vial_loop *loop, vial_coro_fn fn, void *arg)
     vial_coro *c = stack_get(loop->coro_pool);
     if (!c)
         return NULL;
-    __atomic_store_n(&loop->coro_pool->in_use, loop->coro_pool->in_use + 1, __ATOMIC_RELAXED);
+    vial_coro_pool *p = loop->coro_pool;
+    __atomic_store_n(&p->in_use, p->in_use + 1, __ATOMIC_RELAXED);
+    if (p->in_use > p->peak)
+        p->peak = p->in_use;
     char *stack = c->stack;
     size_t size = c->stack_size;
     void *fiber = c->sanitizer_fiber;
@@ -315,7 +378,7 @@ void vial_coro_resume(vial_coro *c)
         if (c->on_exit)
             c->on_exit(c);
         __atomic_store_n(&loop->coro_pool->in_use, loop->coro_pool->in_use - 1, __ATOMIC_RELAXED);
-        stack_put(loop->coro_pool, c);
+        stack_put(loop->coro_pool, c, loop->now);
     }
 }
 

@@ -28,6 +28,7 @@ struct vial_coro {
     unsigned cancelled : 1; /* cancellation requested: awaits return -ECANCELED */
     unsigned abandoned : 1; /* and nobody will take the result (the peer reset) */
     unsigned done : 1;
+    unsigned cold : 1;      /* cached with its pages given back (MADV_DONTNEED) */
     const char *label;  /* what it runs (a route), for stack-overflow and stall reports */
     /* The label a stall report names: the label at the start of the slice,
      * or a route label set during it (the route that ran, even if it ended
@@ -70,6 +71,13 @@ void vial_coro_pool_free(vial_coro_pool *pool);
 size_t vial_coro_pool_stack_size(const vial_coro_pool *pool);
 /* Coroutines (stacks) alive now; any thread may read it (the metrics). */
 unsigned vial_coro_pool_in_use(const vial_coro_pool *pool);
+/* Gives back the pages of the cached stacks beyond the warmest few (the
+ * pool otherwise keeps as many warm as recent peaks used); for an idle
+ * moment, e.g. when a thread's last connection closed. */
+void vial_coro_pool_trim(vial_coro_pool *pool);
+/* The most stacks in use at once lately (the cache keeps that many warm,
+ * at least 64), until vial_coro_pool_trim. */
+unsigned vial_coro_pool_peak(const vial_coro_pool *pool);
 
 /* Makes a coroutine on loop's pool; it runs at the next vial_coro_resume
  * (or when the loop takes it from the ready queue after vial_coro_wake).

@@ -178,6 +178,52 @@ static void test_trim_gives_back_deep_pages(void **state)
     assert_true(out[1] <= 2); /* the top page (the header and trim_fn's frame), maybe one more */
 }
 
+/* A burst larger than WARM_STACKS leaves its stacks warm for the requests
+ * that follow (giving back the stack just put made every later coroutine
+ * fault its pages in again); vial_coro_pool_trim gives back all but the
+ * warmest few. */
+static void burst_fn(void *arg)
+{
+    size_t *resident = arg;
+    if (resident)
+        *resident = stack_resident();
+    touch_deep();
+    vial_coro_park();
+}
+
+static void test_burst_stacks_stay_warm(void **state)
+{
+    enum { N = 200 };
+    vial_coro_pool *small = loop.coro_pool;
+    loop.coro_pool = vial_coro_pool_new(64 * 1024, 1024);
+    assert_non_null(loop.coro_pool);
+    static size_t resident[N];
+    vial_coro *cs[N];
+    for (int round = 0; round < 3; round++) {
+        if (round == 2)
+            vial_coro_pool_trim(loop.coro_pool);
+        for (int i = 0; i < N; i++) {
+            cs[i] = vial_coro_new(&loop, burst_fn, &resident[i]);
+            assert_non_null(cs[i]);
+            vial_coro_resume(cs[i]);
+        }
+        for (int i = 0; i < N; i++)
+            vial_coro_wake(cs[i], 0);
+        vial_loop_run_once(&loop, 0);
+#ifndef __SANITIZE_ADDRESS__
+        size_t warm = 0;
+        for (int i = 0; i < N; i++)
+            warm += resident[i] >= 8;
+        if (round == 1)
+            assert_int_equal(warm, N); /* every stack came back warm */
+        if (round == 2)
+            assert_true(warm <= 64 + 1); /* trimmed: only the warmest kept */
+#endif
+    }
+    vial_coro_pool_free(loop.coro_pool);
+    loop.coro_pool = small;
+}
+
 static void test_many_coroutines(void **state)
 {
     /* more coroutines alive at once than the stack cache holds */
@@ -356,6 +402,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stacks_are_reused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deep_stack_use_fits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trim_gives_back_deep_pages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_burst_stacks_stay_warm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_coroutines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stall_report_names_the_route, setup, teardown),
         cmocka_unit_test_setup_teardown(test_spend_yields_once_per_budget, setup, teardown),

@@ -514,6 +514,36 @@ static int v_lone(vial_req *rq, vial_res *rs)
     return vial_text(rs, 200, "ok");
 }
 
+/* One batch in flight per connection: queries issued in later loop turns
+ * while a batch is out queue behind it and leave together, as one batch
+ * with one Sync, when its results are in (not one batch per turn). */
+static int v_batch_behind(vial_req *rq, vial_res *rs)
+{
+    enum { N = 10 };
+    CHECK_EQ(vial_pg_query(rq, db_one, NULL, "select 1", 0, NULL), 0);
+    vial_pg_stats s0, s1;
+    CHECK_EQ(vial_pg_stats_get(rq, db_one, &s0), 0);
+    vial_pg_result *slow, *r[N];
+    vial_task *t[N + 1];
+    char num[N][8];
+    const char *pp[N];
+    t[N] = vial_pg_spawn_query(rq, db_one, &slow, "select pg_sleep(0.2)::text", 0, NULL);
+    CHECK_EQ(vial_sleep(rq, 50), 0); /* the slow batch is out */
+    for (int i = 0; i < N; i++) {
+        snprintf(num[i], sizeof num[i], "%d", i);
+        pp[i] = num[i];
+        t[i] = vial_pg_spawn_query(rq, db_one, &r[i], "select $1::int + 1", 1, &pp[i]);
+        CHECK_EQ(vial_sleep(rq, 1), 0); /* each in a turn of its own */
+    }
+    CHECK_EQ(vial_gather(rq, t, N + 1, VIAL_GATHER_ALL), 0);
+    for (int i = 0; i < N; i++)
+        CHECK_STR(vial_pg_getvalue(r[i], 0, 0), vial_sprintf(rq, "%d", i + 1));
+    CHECK_EQ(vial_pg_stats_get(rq, db_one, &s1), 0);
+    CHECK_EQ(s1.batches - s0.batches, 2);
+    CHECK_EQ(s1.syncs - s0.syncs, 2);
+    return vial_text(rs, 200, "ok");
+}
+
 /* Cancelling one task whose query shares a batch with live ones: the
  * others are answered, the cancelled one is not cancelled on the server
  * (a cancel could hit a live statement) and its result is dropped. */
@@ -1210,6 +1240,7 @@ static void test_batch_many(void **state)
 static void test_batch_error(void **state) { get_ok("/batch_error"); }
 static void test_auto_prepared(void **state) { get_ok("/auto_prepared"); }
 static void test_batch_cancel(void **state) { get_ok("/batch_cancel"); }
+static void test_batch_behind(void **state) { get_ok("/batch_behind"); }
 
 static void test_lone_query_not_delayed(void **state)
 {
@@ -1479,6 +1510,7 @@ static int setup(void **state)
     vial_route(app, "GET /auto_prepared", v_auto_prepared);
     vial_route(app, "GET /lone", v_lone);
     vial_route(app, "GET /batch_cancel", v_batch_cancel);
+    vial_route(app, "GET /batch_behind", v_batch_behind);
     vial_route(app, "GET /all_timeout", v_all_timeout);
     vial_route_sync(app, "GET /sync", v_sync);
     client = vial_test_client_new(app);
@@ -1530,6 +1562,7 @@ int main(void)
         cmocka_unit_test(test_auto_prepared),
         cmocka_unit_test(test_lone_query_not_delayed),
         cmocka_unit_test(test_batch_cancel),
+        cmocka_unit_test(test_batch_behind),
         cmocka_unit_test(test_query_all),
         cmocka_unit_test(test_gather_is_concurrent),
         cmocka_unit_test(test_timeout_cancels_on_server),
