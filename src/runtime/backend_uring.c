@@ -21,7 +21,7 @@
 #define CQE_BATCH 512
 
 /* user_data: kind (8 bits) | slot index (24 bits) | generation (32 bits). */
-enum { UD_POLL = 1, UD_IGNORE = 2 };
+enum { UD_POLL = 1, UD_IGNORE = 2, UD_QUIESCE = 3 };
 #define UD(kind, idx, gen) (((uint64_t)(kind) << 56) | ((uint64_t)(idx) << 32) | (uint64_t)(gen))
 #define UD_KIND(u) ((unsigned)((u) >> 56))
 #define UD_IDX(u) ((uint32_t)((u) >> 32) & 0xffffffu)
@@ -93,6 +93,46 @@ static int ur_init(vial_loop *l)
     l->backend_data = u;
     l->backend_fd = u->ring.ring_fd;
     return 0;
+}
+
+/* Cancels every request still in the ring and waits for the cancellations
+ * to complete, so that the files they held are released now, on this
+ * thread: a ring's own teardown at exit releases them later, from a kernel
+ * worker, and a listener would go on accepting after the process is gone.
+ * Completions are dropped, not dispatched: the loop is over. */
+static void ur_quiesce(vial_loop *l)
+{
+    uring *u = l->backend_data;
+    if (!u || !u->enabled)
+        return;
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (!sqe)
+        return;
+    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(sqe, UD(UD_QUIESCE, 0, 0));
+    int want = -1, got = 0; /* the requests cancelled, and their ends seen */
+    for (int rounds = 0; rounds < 1000; rounds++) {
+        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 10 * 1000000};
+        struct io_uring_cqe *cqe;
+        int r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
+        if (r < 0 && r != -ETIME && r != -EINTR)
+            return;
+        unsigned head, n = 0;
+        io_uring_for_each_cqe(&u->ring, head, cqe) {
+            if (UD_KIND(cqe->user_data) == UD_QUIESCE)
+                want = cqe->res > 0 ? cqe->res : 0;
+            else if (UD_KIND(cqe->user_data) == UD_POLL && !(cqe->flags & IORING_CQE_F_MORE))
+                got++;
+            n++;
+        }
+        io_uring_cq_advance(&u->ring, n);
+        if ((want >= 0 && got >= want) || r == -ETIME)
+            break;
+    }
+    /* Later deletions (module teardown at fini) have nothing to remove. */
+    for (uint32_t i = 0; i < u->nslots; i++)
+        if (u->slots[i].io)
+            u->slots[i].gen++;
 }
 
 static void ur_fini(vial_loop *l)
@@ -274,5 +314,6 @@ const vial_backend vial_backend_uring = {
     .del = ur_del,
     .poll = ur_poll,
     .close = ur_close,
+    .quiesce = ur_quiesce,
 };
 #endif

@@ -318,12 +318,16 @@ int vial_loop_run(vial_loop *l)
 {
     tls_loop = l;
     vial_coro_install_overflow_handler();
+    int r = 0;
     while (!l->stopping) {
-        int r = vial_loop_run_once(l, -1);
+        r = vial_loop_run_once(l, -1);
         if (r < 0 && r != -EINTR)
-            return r;
+            break;
+        r = 0;
     }
-    return 0;
+    if (l->backend->quiesce)
+        l->backend->quiesce(l);
+    return r;
 }
 
 void vial_loop_stop(vial_loop *l)

@@ -67,6 +67,10 @@ typedef struct vial_backend {
     /* Optional: deletes io and closes its fd (NULL: close(2), which
      * deregisters by itself, as epoll's does). */
     void (*close)(vial_loop *loop, vial_io *io);
+    /* Optional: called on the loop's thread when vial_loop_run ends; drops
+     * whatever the backend still holds (io_uring: its polls keep sockets
+     * open, listeners included, until cancelled). */
+    void (*quiesce)(vial_loop *loop);
 } vial_backend;
 
 extern const vial_backend vial_backend_epoll;
