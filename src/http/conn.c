@@ -49,12 +49,10 @@ struct vial_conn {
     unsigned reset : 1;      /* the peer reset the connection (an error was seen) */
     unsigned in_request : 1; /* from a parsed head to its response's end */
     unsigned tls_ready : 1;  /* the TLS handshake is done */
-    unsigned send_pending : 1; /* a send queued in the loop's ring (io_uring) is not done */
     SSL *ssl;                /* TLS over the socket (tls.h), or NULL: plain */
     uint64_t hs_deadline;    /* loop ns by which the TLS handshake must end */
     uint64_t body_start;     /* loop ns when the current body began (minimum rate) */
     size_t body_reserved;    /* bytes of the server's body budget this request holds */
-    int send_res;            /* the ring send's result once done: bytes or -errno */
     vial_req *rq;
     vial_msg free_msg;
 };
@@ -174,52 +172,14 @@ static ssize_t pipe_recv(vial_conn *c, void *dst, size_t cap, unsigned *want)
     return n < 0 ? -errno : n;
 }
 
-/* On io_uring the send rides the loop's next submission rather than costing
- * a sendmsg(2) of its own, and completes without a readiness round trip
- * (the kernel waits for room itself). The coroutine waits for it: the
- * kernel reads the buffers until the completion, so nothing may touch them
- * (the on_park flush, which would send them again, is held off), and a
- * timeout or cancellation only asks the kernel to stop, then still waits.
- * -ENOTSUP: no ring here, use sendmsg(2). */
-static ssize_t pipe_sendv_ring(vial_conn *c, struct msghdr *msg)
-{
-    vial_loop *l = &c->thr->loop;
-    vial_coro *co = c->coro;
-    if (!co || vial_coro_current() != co || vial_io_sendmsg(l, &c->io, msg) < 0)
-        return -ENOTSUP;
-    c->send_pending = 1;
-    void (*hook)(void *) = co->on_park;
-    co->on_park = NULL;
-    c->wait = VIAL_IO_SENT;
-    vial_timer_start(l, &c->timer, l->now + VIAL_WRITE_TIMEOUT_NS);
-    int why = 0;
-    while (c->send_pending) {
-        int r = vial_coro_park();
-        if (c->send_pending && !why) {
-            why = r < 0 ? r : -ECANCELED;
-            vial_io_cancel_send(l, &c->io);
-        }
-    }
-    c->wait = 0;
-    vial_timer_stop(l, &c->timer);
-    co->on_park = hook;
-    return c->send_res == -ECANCELED && why ? why : c->send_res;
-}
-
 /* Sends from iov[0..n) (n <= 2). TLS takes one region per call: the head
- * and a large body are two records either way. may_wait: the caller can
- * wait (the ring path parks until the send is done). */
-static ssize_t pipe_sendv(vial_conn *c, const struct iovec *iov, int n, unsigned *want, int may_wait)
+ * and a large body are two records either way. */
+static ssize_t pipe_sendv(vial_conn *c, const struct iovec *iov, int n, unsigned *want)
 {
     *want = VIAL_IO_WRITE;
     if (c->ssl)
         return vial_tls_write(c->ssl, iov[0].iov_base, iov[0].iov_len, want);
     struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
-    if (may_wait && c->thr->loop.backend->sendmsg) {
-        ssize_t w = pipe_sendv_ring(c, &msg);
-        if (w != -ENOTSUP)
-            return w == -EAGAIN ? -EINTR : w; /* never EAGAIN: the kernel waited */
-    }
     ssize_t w = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL);
     return w < 0 ? -errno : w;
 }
@@ -329,7 +289,7 @@ static int conn_send(vial_conn *c, const char *extra, size_t extra_len, int may_
         if (extra_len)
             iov[n++] = (struct iovec){(void *)extra, extra_len};
         unsigned want;
-        ssize_t w = pipe_sendv(c, iov, n, &want, may_wait);
+        ssize_t w = pipe_sendv(c, iov, n, &want);
         if (w > 0) {
             size_t sent = (size_t)w;
             size_t fromw = c->wlen - c->wpos;
@@ -1093,13 +1053,6 @@ static void conn_io(vial_loop *l, vial_io *io, unsigned ev)
     vial_conn *c = (vial_conn *)io;
     if (c->closed)
         return;
-    if (ev & VIAL_IO_SENT) { /* pipe_sendv_ring's send is done */
-        c->send_res = l->io_res;
-        c->send_pending = 0;
-        if (c->coro)
-            vial_coro_wake(c->coro, 0);
-        return;
-    }
     if (ev & (VIAL_IO_READ | VIAL_IO_HUP | VIAL_IO_ERR))
         c->in_ready = 1;
     if (ev & (VIAL_IO_HUP | VIAL_IO_ERR))

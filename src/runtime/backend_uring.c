@@ -16,14 +16,12 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #define URING_ENTRIES 4096
 #define CQE_BATCH 512
 
 /* user_data: kind (8 bits) | slot index (24 bits) | generation (32 bits). */
-enum { UD_POLL = 1, UD_IGNORE = 2, UD_QUIESCE = 3, UD_SEND = 4 };
+enum { UD_POLL = 1, UD_IGNORE = 2, UD_QUIESCE = 3 };
 #define UD(kind, idx, gen) (((uint64_t)(kind) << 56) | ((uint64_t)(idx) << 32) | (uint64_t)(gen))
 #define UD_KIND(u) ((unsigned)((u) >> 56))
 #define UD_IDX(u) ((uint32_t)((u) >> 32) & 0xffffffu)
@@ -218,36 +216,6 @@ static void ur_close(vial_loop *l, vial_io *io)
     close(io->fd);
 }
 
-static int ur_sendmsg(vial_loop *l, vial_io *io, const struct msghdr *msg)
-{
-    uring *u = l->backend_data;
-    if (!io->slot)
-        return -ENOENT;
-    struct io_uring_sqe *sqe = sqe_get(u);
-    if (!sqe)
-        return -EBUSY;
-    uint32_t idx = io->slot - 1;
-    if (msg->msg_iovlen == 1) /* no msghdr for the kernel to copy */
-        io_uring_prep_send(sqe, io->fd, msg->msg_iov[0].iov_base, msg->msg_iov[0].iov_len, MSG_NOSIGNAL);
-    else
-        io_uring_prep_sendmsg(sqe, io->fd, msg, MSG_NOSIGNAL);
-    io_uring_sqe_set_data64(sqe, UD(UD_SEND, idx, u->slots[idx].gen));
-    return 0;
-}
-
-static void ur_cancel_send(vial_loop *l, vial_io *io)
-{
-    uring *u = l->backend_data;
-    if (!io->slot)
-        return;
-    struct io_uring_sqe *sqe = sqe_get(u);
-    if (!sqe)
-        return;
-    uint32_t idx = io->slot - 1;
-    io_uring_prep_cancel64(sqe, UD(UD_SEND, idx, u->slots[idx].gen), 0);
-    io_uring_sqe_set_data64(sqe, UD(UD_IGNORE, 0, 0));
-}
-
 static unsigned poll_events(int res)
 {
     unsigned v = 0;
@@ -271,18 +239,12 @@ typedef struct done {
 static void dispatch(vial_loop *l, uring *u, const done *d)
 {
     uint32_t idx = UD_IDX(d->ud);
-    unsigned kind = UD_KIND(d->ud);
-    if ((kind != UD_POLL && kind != UD_SEND) || idx >= u->nslots)
+    if (UD_KIND(d->ud) != UD_POLL || idx >= u->nslots)
         return;
     slot *s = &u->slots[idx];
     if (!s->io || s->gen != UD_GEN(d->ud))
         return; /* deleted since: the removal's echo */
     vial_io *io = s->io;
-    if (kind == UD_SEND) {
-        l->io_res = d->res;
-        io->cb(l, io, VIAL_IO_SENT);
-        return;
-    }
     if (d->res < 0) {
         if (d->res == -ECANCELED)
             return;
@@ -353,7 +315,5 @@ const vial_backend vial_backend_uring = {
     .poll = ur_poll,
     .close = ur_close,
     .quiesce = ur_quiesce,
-    .sendmsg = ur_sendmsg,
-    .cancel_send = ur_cancel_send,
 };
 #endif

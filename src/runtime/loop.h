@@ -14,14 +14,12 @@
 #ifndef VIAL_RUNTIME_LOOP_H
 #define VIAL_RUNTIME_LOOP_H
 
-#include <errno.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
 typedef struct vial_loop vial_loop;
-struct msghdr;
 typedef struct vial_coro vial_coro;
 
 enum {
@@ -29,7 +27,6 @@ enum {
     VIAL_IO_WRITE = 2,
     VIAL_IO_HUP = 4, /* peer closed its side (RDHUP) or the socket hung up */
     VIAL_IO_ERR = 8,
-    VIAL_IO_SENT = 16, /* a send queued with vial_io_sendmsg completed (loop->io_res) */
 };
 
 typedef struct vial_io vial_io;
@@ -74,11 +71,6 @@ typedef struct vial_backend {
      * whatever the backend still holds (io_uring: its polls keep sockets
      * open, listeners included, until cancelled). */
     void (*quiesce)(vial_loop *loop);
-    /* Optional: queues a sendmsg(2) on io's fd into the next submission
-     * (no system call of its own); see vial_io_sendmsg. */
-    int (*sendmsg)(vial_loop *loop, vial_io *io, const struct msghdr *msg);
-    /* Optional, with sendmsg: asks that io's queued send be cancelled. */
-    void (*cancel_send)(vial_loop *loop, vial_io *io);
 } vial_backend;
 
 extern const vial_backend vial_backend_epoll;
@@ -97,7 +89,6 @@ struct vial_loop {
     const vial_backend *backend;
     int backend_fd;
     void *backend_data; /* the backend's own state (io_uring's ring) */
-    int io_res;         /* with VIAL_IO_SENT: the send's result, bytes or -errno */
     uint64_t now; /* monotonic ns, refreshed once per iteration */
     int stopping;
     int id;
@@ -151,22 +142,6 @@ int vial_io_del(vial_loop *loop, vial_io *io);
  * (epoll: one close(2); io_uring: the removal and the close ride the next
  * submission). The fd number stays taken until then. */
 void vial_io_close(vial_loop *loop, vial_io *io);
-
-/* Where the backend offers it (io_uring): queues a send of msg on io's fd,
- * one per io at a time, done in the loop's next batch. Its completion calls
- * io->cb with VIAL_IO_SENT and loop->io_res = bytes sent or -errno. msg,
- * its iovecs and the bytes they point to must stay untouched until then;
- * the completion always comes, even after vial_io_cancel_send. -ENOTSUP
- * where the backend has no such thing (epoll: use sendmsg(2)). */
-static inline int vial_io_sendmsg(vial_loop *loop, vial_io *io, const struct msghdr *msg)
-{
-    return loop->backend->sendmsg ? loop->backend->sendmsg(loop, io, msg) : -ENOTSUP;
-}
-static inline void vial_io_cancel_send(vial_loop *loop, vial_io *io)
-{
-    if (loop->backend->cancel_send)
-        loop->backend->cancel_send(loop, io);
-}
 
 void vial_timer_start(vial_loop *loop, vial_timer *t, uint64_t when_ns);
 void vial_timer_stop(vial_loop *loop, vial_timer *t);
