@@ -387,9 +387,14 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, vial_reject_fn 
     for (unsigned i = 0; i < s.nlistens && !s.cfg.port; i++)
         s.cfg.port = vial_listen_port(&s.listens[i]);
     if (cfg->backend && (err = vial_loop_set_backend(cfg->backend)) < 0) {
-        vial_log(VIAL_LOG_ERROR, "backend %s: %s", cfg->backend,
-                 err == -ENOTSUP ? "not built in (liburing was not found)" : "unknown");
-        goto stop;
+        if (err != -ENOTSUP) {
+            vial_log(VIAL_LOG_ERROR, "backend %s: unknown (io_uring or epoll)", cfg->backend);
+            goto stop;
+        }
+        /* As when the kernel refuses it: serve, on epoll, and say so. */
+        vial_log(VIAL_LOG_WARN, "%s unavailable (built without liburing): using epoll", cfg->backend);
+        vial_loop_set_backend("epoll");
+        err = 0;
     }
     for (unsigned i = 0; i < s.nthreads; i++) {
         if (thread_init(&s, &s.threads[i], (int)i, &err) < 0)
