@@ -16,6 +16,8 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 
 #define URING_ENTRIES 4096
 #define CQE_BATCH 512
@@ -26,22 +28,36 @@ enum { UD_POLL = 1, UD_IGNORE = 2, UD_QUIESCE = 3 };
 #define UD_KIND(u) ((unsigned)((u) >> 56))
 #define UD_IDX(u) ((uint32_t)((u) >> 32) & 0xffffffu)
 #define UD_GEN(u) ((uint32_t)(u))
-#define MAX_SLOTS 0xffffffu
 
-typedef struct slot {
-    vial_io *io;   /* NULL: free */
-    uint32_t gen;  /* bumped at every delete */
-    uint32_t next; /* free list, index + 1 */
-} slot;
-
+/* Slot i: ios[i], the registered vial_io, or while free the next free
+ * slot's index + 1, shifted and tagged with bit 0. A registration's
+ * generation is a serial from the loop-wide counter, kept in the vial_io
+ * (where it fills padding): a completion is for the io in its slot only if
+ * their generations match, so neither a freed slot taken by another io nor
+ * the same io registered again hears an older registration's completions.
+ * The array is reserved whole (one per descriptor the process may open)
+ * and only its touched pages are resident: 8 bytes a registration, no
+ * copies left behind by growth — idle connections are counted in bytes. */
 typedef struct uring {
     struct io_uring ring;
-    slot *slots;
+    uintptr_t *ios;
     uint32_t nslots, cap, free_head;
+    uint32_t serial;
     int enabled; /* rings are enabled by the thread that submits */
 } uring;
 
 #define POLL_MASK (POLLIN | POLLOUT | POLLRDHUP)
+
+static inline vial_io *slot_io(const uring *u, uint32_t idx)
+{
+    return u->ios[idx] & 1 ? NULL : (vial_io *)u->ios[idx];
+}
+
+static inline void slot_free(uring *u, uint32_t idx)
+{
+    u->ios[idx] = ((uintptr_t)u->free_head << 1) | 1;
+    u->free_head = idx + 1;
+}
 
 /* A free SQE; when the queue is full its entries go to the kernel first.
  * NULL only if that fails (a submission from a thread other than the
@@ -90,6 +106,18 @@ static int ur_init(vial_loop *l)
         free(u);
         return -ENOTSUP;
     }
+    struct rlimit rl;
+    rlim_t cap = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_max : 0;
+    if (cap < 1024 || cap > (1u << 22))
+        cap = cap < 1024 ? 1024 : 1u << 22;
+    u->ios = mmap(NULL, (size_t)cap * sizeof *u->ios, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (u->ios == MAP_FAILED) {
+        io_uring_queue_exit(&u->ring);
+        free(u);
+        return -ENOMEM;
+    }
+    u->cap = (uint32_t)cap;
     l->backend_data = u;
     l->backend_fd = u->ring.ring_fd;
     return 0;
@@ -130,9 +158,11 @@ static void ur_quiesce(vial_loop *l)
             break;
     }
     /* Later deletions (module teardown at fini) have nothing to remove. */
-    for (uint32_t i = 0; i < u->nslots; i++)
-        if (u->slots[i].io)
-            u->slots[i].gen++;
+    for (uint32_t i = 0; i < u->nslots; i++) {
+        vial_io *io = slot_io(u, i);
+        if (io)
+            io->gen = ++u->serial;
+    }
 }
 
 static void ur_fini(vial_loop *l)
@@ -141,18 +171,19 @@ static void ur_fini(vial_loop *l)
     if (!u)
         return;
     io_uring_queue_exit(&u->ring);
-    free(u->slots);
+    if (u->ios)
+        munmap(u->ios, (size_t)u->cap * sizeof *u->ios);
     free(u);
     l->backend_data = NULL;
 }
 
-static int arm_poll(uring *u, int fd, uint32_t idx)
+static int arm_poll(uring *u, vial_io *io, uint32_t idx)
 {
     struct io_uring_sqe *sqe = sqe_get(u);
     if (!sqe)
         return -EBUSY;
-    io_uring_prep_poll_multishot(sqe, fd, POLL_MASK);
-    io_uring_sqe_set_data64(sqe, UD(UD_POLL, idx, u->slots[idx].gen));
+    io_uring_prep_poll_multishot(sqe, io->fd, POLL_MASK);
+    io_uring_sqe_set_data64(sqe, UD(UD_POLL, idx, io->gen));
     return 0;
 }
 
@@ -162,27 +193,18 @@ static int ur_add(vial_loop *l, vial_io *io)
     uint32_t idx;
     if (u->free_head) {
         idx = u->free_head - 1;
-        u->free_head = u->slots[idx].next;
+        u->free_head = (uint32_t)(u->ios[idx] >> 1);
     } else {
-        if (u->nslots == u->cap) {
-            uint32_t cap = u->cap ? u->cap * 2 : 256;
-            if (cap > MAX_SLOTS)
-                return -ENOSPC;
-            slot *s = realloc(u->slots, cap * sizeof *s);
-            if (!s)
-                return -ENOMEM;
-            u->slots = s;
-            u->cap = cap;
-        }
+        if (u->nslots == u->cap)
+            return -ENOSPC; /* more registrations than descriptors */
         idx = u->nslots++;
-        u->slots[idx].gen = 0;
     }
-    if (arm_poll(u, io->fd, idx) < 0) {
-        u->slots[idx].next = u->free_head;
-        u->free_head = idx + 1;
+    io->gen = ++u->serial;
+    if (arm_poll(u, io, idx) < 0) {
+        slot_free(u, idx);
         return -EBUSY;
     }
-    u->slots[idx].io = io;
+    u->ios[idx] = (uintptr_t)io;
     io->slot = idx + 1;
     return 0;
 }
@@ -193,17 +215,13 @@ static int ur_del(vial_loop *l, vial_io *io)
     if (!io->slot)
         return -ENOENT;
     uint32_t idx = io->slot - 1;
-    slot *s = &u->slots[idx];
     io->slot = 0;
     struct io_uring_sqe *sqe = sqe_get(u);
     if (sqe) { /* else the poll lives on, unheard, until the ring ends */
-        io_uring_prep_poll_remove(sqe, UD(UD_POLL, idx, s->gen));
+        io_uring_prep_poll_remove(sqe, UD(UD_POLL, idx, io->gen));
         io_uring_sqe_set_data64(sqe, UD(UD_IGNORE, 0, 0));
     }
-    s->io = NULL;
-    s->gen++;
-    s->next = u->free_head;
-    u->free_head = idx + 1;
+    slot_free(u, idx);
     return 0;
 }
 
@@ -241,10 +259,9 @@ static void dispatch(vial_loop *l, uring *u, const done *d)
     uint32_t idx = UD_IDX(d->ud);
     if (UD_KIND(d->ud) != UD_POLL || idx >= u->nslots)
         return;
-    slot *s = &u->slots[idx];
-    if (!s->io || s->gen != UD_GEN(d->ud))
+    vial_io *io = slot_io(u, idx);
+    if (!io || io->gen != UD_GEN(d->ud))
         return; /* deleted since: the removal's echo */
-    vial_io *io = s->io;
     if (d->res < 0) {
         if (d->res == -ECANCELED)
             return;
@@ -256,8 +273,8 @@ static void dispatch(vial_loop *l, uring *u, const done *d)
     io->cb(l, io, poll_events(d->res));
     /* A multishot poll ends when the kernel could not post (completion
      * queue overflow) or chose to stop: arm it again, if the owner kept it. */
-    if (!(d->flags & IORING_CQE_F_MORE) && s->io == io && s->gen == UD_GEN(d->ud))
-        arm_poll(u, io->fd, idx);
+    if (!(d->flags & IORING_CQE_F_MORE) && slot_io(u, idx) == io && io->gen == UD_GEN(d->ud))
+        arm_poll(u, io, idx);
 }
 
 static int ur_poll(vial_loop *l, int timeout_ms)

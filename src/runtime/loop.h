@@ -33,8 +33,9 @@ typedef struct vial_io vial_io;
 typedef void (*vial_io_cb)(vial_loop *loop, vial_io *io, unsigned events);
 struct vial_io {
     int fd;
-    vial_io_cb cb;
     uint32_t slot; /* the backend's handle while registered (io_uring); 0: none */
+    vial_io_cb cb;
+    uint32_t gen;  /* which registration a completion is for (io_uring) */
 };
 
 /* Timers live in a binary min-heap ordered by deadline; a timer knows its
