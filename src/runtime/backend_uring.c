@@ -5,8 +5,9 @@
  * A completion names its fd's registration by slot and generation, never
  * by pointer: a poll removal is itself asynchronous, so completions for a
  * vial_io that was deleted (and perhaps freed, its slot reused) can still
- * come out of the ring. Deleting bumps the slot's generation; a completion
- * of an older generation is dropped. */
+ * come out of the ring. Every registration gets a new generation; a
+ * completion whose generation is not that of the io now in its slot is
+ * dropped. */
 #include "runtime/loop.h"
 
 #ifdef VIAL_HAVE_URING /* built only with liburing (CMakeLists.txt) */
