@@ -16,6 +16,10 @@
 #   SERVER_CPU [0]  CLIENT_CPU [1] (taskset lists: with more cores, e.g.
 #   CLIENT_CPU=1-3 WRK_THREADS=3 so that wrk is not the bottleneck)
 #   VIAL_PORT [18080]  NGINX_PORT [18081]
+#   BACKENDS [epoll]: vial's loop backends to run, each its own server
+#   (--backend; "epoll io_uring" compares them, interleaved with nginx; the
+#   servers are then named vial-epoll, vial-io_uring and take ports
+#   VIAL_PORT + 2, + 3, ...)
 #   VIAL_BUILD_DIR [<repo>/build]  SKIP_BUILD [0]  NGINX [/usr/sbin/nginx]
 #   RESULTS [unset]: also write every run as TSV to this file.
 #   CLEAN_PCT [10]: runs whose server or client CPU was more than this busy
@@ -39,6 +43,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 VIAL_PORT=${VIAL_PORT:-18080}
 NGINX_PORT=${NGINX_PORT:-18081}
+BACKENDS=${BACKENDS:-epoll}
 PY=/usr/bin/python3
 HZ=$(getconf CLK_TCK)
 
@@ -66,7 +71,7 @@ fi
 [ -x "$VIAL_BIN" ] || die "$VIAL_BIN was not built"
 
 TMP=$(mktemp -d /tmp/vial-bench.XXXXXX)
-VIAL_PID=""
+VIAL_PIDS=()
 NGINX_PID=""
 
 stop_pid() { # PID: TERM, wait up to 5 s, then KILL; only PIDs we started
@@ -81,7 +86,7 @@ stop_pid() { # PID: TERM, wait up to 5 s, then KILL; only PIDs we started
   wait "$pid" 2>/dev/null || true
 }
 cleanup() {
-  stop_pid "$VIAL_PID"
+  for pid in "${VIAL_PIDS[@]}"; do stop_pid "$pid"; done
   stop_pid "$NGINX_PID"
   rm -rf "$TMP"
 }
@@ -137,16 +142,32 @@ wait_ready() { # NAME PID PORT LOG
 
 # vial listens with SO_REUSEPORT: a stale server on the same port would
 # silently take half the connections, so insist that the ports are free.
-for port in "$VIAL_PORT" "$NGINX_PORT"; do
+# VIALS: "name port pid" of each vial server, one per backend.
+VIALS=()
+nb=$(wc -w <<<"$BACKENDS")
+i=0
+for b in $BACKENDS; do
+  if [ "$nb" -eq 1 ]; then name=vial port=$VIAL_PORT; else name=vial-$b port=$((VIAL_PORT + 2 + i)); fi
+  VIALS+=("$name $port")
+  i=$((i + 1))
+done
+for port in $(printf '%s\n' "${VIALS[@]}" | awk '{print $2}') "$NGINX_PORT"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     die "port $port is already in use (a stale server?); set VIAL_PORT / NGINX_PORT"
   fi
 done
 
-taskset -c "$SERVER_CPU" "$VIAL_BIN" --host 127.0.0.1 --port "$VIAL_PORT" --threads 1 \
-  2>"$TMP/vial.log" &
-VIAL_PID=$!
-wait_ready vial "$VIAL_PID" "$VIAL_PORT" "$TMP/vial.log"
+i=0
+for b in $BACKENDS; do
+  set -- ${VIALS[$i]}
+  taskset -c "$SERVER_CPU" "$VIAL_BIN" --host 127.0.0.1 --port "$2" --threads 1 --backend "$b" \
+    2>"$TMP/$1.log" &
+  VIAL_PIDS+=($!)
+  wait_ready "$1" "$!" "$2" "$TMP/$1.log"
+  grep -q "workers) on $b\$" "$TMP/$1.log" || { cat "$TMP/$1.log" >&2; die "$1 does not run on $b"; }
+  VIALS[$i]="$1 $2 $!"
+  i=$((i + 1))
+done
 
 taskset -c "$SERVER_CPU" "$NGINX" -p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf" \
   -e "$TMP/nginx/logs/error.log" 2>"$TMP/nginx.log" &
@@ -178,13 +199,13 @@ check_pipeline() { # NAME PORT: DEPTH pipelined requests in one write, DEPTH ans
   [ "$n" -eq "$PIPELINE_DEPTH" ] || die "$name: $n of $PIPELINE_DEPTH pipelined responses were 200"
 }
 
-for s in "vial $VIAL_PORT" "nginx $NGINX_PORT"; do
+for s in "${VIALS[@]}" "nginx $NGINX_PORT"; do
   set -- $s
   check "$1" "$2" /plaintext 'Hello, World!' 'text/plain'
   check "$1" "$2" /json '{"message":"Hello, World!"}' 'application/json'
   check_pipeline "$1" "$2"
 done
-echo "responses verified: vial and nginx answer /plaintext, /json and pipelined /plaintext correctly"
+echo "responses verified: vial ($BACKENDS) and nginx answer /plaintext, /json and pipelined /plaintext correctly"
 
 # --- runs --------------------------------------------------------------------------
 
@@ -246,12 +267,12 @@ pct() { # TICKS_BUSY US_OWN WALL_US -> percent of the wall time busy with others
 fmt='%-10s %-6s %3s %11s %11s %7s %8s %5s %8s %8s  %s\n'
 printf "$fmt" test server run requests req/s cpu_ms us/req wrk% srv_oth% cli_oth% errors
 for test in $TESTS; do
-  for s in "vial $VIAL_PORT" "nginx $NGINX_PORT"; do # warm-up, not recorded
+  for s in "${VIALS[@]}" "nginx $NGINX_PORT"; do # warm-up, not recorded
     set -- $s
     run_wrk "$2" "$test" "$WARMUP" >/dev/null
   done
   for run in $(seq "$RUNS"); do
-    for s in "vial $VIAL_PORT $VIAL_PID" "nginx $NGINX_PORT $NGINX_PID"; do
+    for s in "${VIALS[@]}" "nginx $NGINX_PORT $NGINX_PID"; do
       set -- $s
       name=$1 port=$2 pid=$3
       times >"$TMP/times0"
@@ -296,6 +317,7 @@ clean_pct = float(sys.argv[2])
 for r in rows:
     r["noise"] = max(float(r["srv_other_pct"]), float(r["cli_other_pct"]))
 tests = list(dict.fromkeys(r["test"] for r in rows))
+vials = [v for v in dict.fromkeys(r["server"] for r in rows) if v != "nginx"]
 hdr = ("test", "vial req/s", "nginx req/s", "ratio", "vial CPU us/req", "nginx CPU us/req", "CPU ratio")
 
 
@@ -303,20 +325,23 @@ def table(rs):
     print("| " + " | ".join(hdr) + " |")
     print("|" + "|".join("---" for _ in hdr) + "|")
     for t in tests:
-        def med(server, key):
-            v = [float(r[key]) for r in rs if r["test"] == t and r["server"] == server]
-            return (statistics.median(v), len(v)) if v else (float("nan"), 0)
-        (vr, nv), (nr, nn) = med("vial", "req_per_s"), med("nginx", "req_per_s")
-        if not nv or not nn:
-            print(f"| {t} | (no run of {'vial' if not nv else 'nginx'}) | | | | | |")
-            continue
-        (vc, _), (nc, _) = med("vial", "cpu_us_per_req"), med("nginx", "cpu_us_per_req")
-        name = {"pipeline": "plaintext pipelined"}.get(t, t)
-        if nv != nn or (rs is not rows and nv < len([r for r in rows if r["test"] == t]) // 2):
-            name += f" (runs {nv}/{nn})"
-        ratio = vr / nr if nr else float("nan")
-        cratio = vc / nc if nc else float("nan")
-        print(f"| {name} | {vr:,.0f} | {nr:,.0f} | {ratio:.2f} | {vc:.3f} | {nc:.3f} | {cratio:.2f} |")
+        for vial in vials:
+            def med(server, key):
+                v = [float(r[key]) for r in rs if r["test"] == t and r["server"] == server]
+                return (statistics.median(v), len(v)) if v else (float("nan"), 0)
+            (vr, nv), (nr, nn) = med(vial, "req_per_s"), med("nginx", "req_per_s")
+            if not nv or not nn:
+                print(f"| {t} | (no run of {vial if not nv else 'nginx'}) | | | | | |")
+                continue
+            (vc, _), (nc, _) = med(vial, "cpu_us_per_req"), med("nginx", "cpu_us_per_req")
+            name = {"pipeline": "plaintext pipelined"}.get(t, t)
+            if vial != "vial":
+                name += " " + vial
+            if nv != nn or (rs is not rows and nv < len([r for r in rows if r["test"] == t]) // 2):
+                name += f" (runs {nv}/{nn})"
+            ratio = vr / nr if nr else float("nan")
+            cratio = vc / nc if nc else float("nan")
+            print(f"| {name} | {vr:,.0f} | {nr:,.0f} | {ratio:.2f} | {vc:.3f} | {nc:.3f} | {cratio:.2f} |")
 
 
 table(rows)

@@ -436,6 +436,12 @@ typedef struct vial_config {
     const char *tls_ciphers;
     const char *tls_min_version;
     int tls_handshake_timeout_ms;
+    /* The event loops' backend (docs/architecture.md): "epoll" (the
+     * default; NULL means it too) or "io_uring" (multishot polls, one
+     * system call per loop iteration for every submission and wait). Where
+     * the kernel refuses io_uring (io_uring_disabled, seccomp) or vial was
+     * built without liburing, the loops use epoll and a line says so. */
+    const char *backend;
     const vial_option *options; /* the app's own command-line options, or NULL */
     /* Called once by vial_run on its thread when every loop thread's
      * listener is bound, with the port (the real one for port 0), before

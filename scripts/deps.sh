@@ -13,7 +13,8 @@ set -euo pipefail
 
 # Building: the compiler and build tools, OpenSSL (session signing), yajl
 # (request JSON), zlib and brotli (response compression; brotli is optional,
-# see CMakeLists.txt), and SQLite, the embedded
+# see CMakeLists.txt), liburing (the io_uring loop backend, --backend; also
+# optional: without it the loops run on epoll), and SQLite, the embedded
 # database the demo runs on.
 # The clients' libraries (libpq, hiredis, libcurl) are optional: the library
 # builds without them (CMakeLists.txt, vial_client). libpq is here all the
@@ -21,7 +22,7 @@ set -euo pipefail
 # client library only, not the server.
 BUILD=(
   build-essential cmake ninja-build pkg-config
-  libssl-dev zlib1g-dev libbrotli-dev libyajl-dev libsqlite3-dev libpq-dev
+  libssl-dev zlib1g-dev libbrotli-dev libyajl-dev libsqlite3-dev libpq-dev liburing-dev
 )
 # The test suite and the benchmarks: unit tests (cmocka), the black-box tests
 # (pytest, requests, websockets), the other clients and throwaway servers for

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite:
 #   1. release build: C unit tests (ctest), llhttp differential test,
-#      black-box protocol tests over real sockets (pytest), and again over TLS,
+#      black-box protocol tests over real sockets (pytest), again with the
+#      loops on io_uring (VIAL_BACKEND=io_uring), and again over TLS,
 #      with the deployment test beside them (nginx in front of two instances,
 #      tests/deploy), the demo in headless Chromium (tests/browser/run.sh);
 #   2. ASan+UBSan build: the same unit and black-box tests;
@@ -59,6 +60,12 @@ fi
 
 step "black-box tests (release)"
 VIAL_BUILD_DIR=$PWD/build $PY -m pytest -q tests/blackbox -p no:cacheprovider || fail=1
+
+# The whole suite again with every server's loops on io_uring (the test
+# servers inherit VIAL_BACKEND; test_backend.py checks the listening line
+# says which backend runs). Its own step: the lead decides on parallelism.
+step "black-box tests on io_uring (release)"
+VIAL_BACKEND=io_uring VIAL_BUILD_DIR=$PWD/build $PY -m pytest -q tests/blackbox -p no:cacheprovider || fail=1
 
 # The protocol, app, websocket and realtime suites again, every server with
 # --tls-cert and every client over TLS (tests/blackbox/tlskit.py). Not in

@@ -37,6 +37,7 @@ vial_config vial_config_default(void)
         .ws_deflate_memory_max = (size_t)64 << 20,
         .tls_min_version = "1.2",
         .tls_handshake_timeout_ms = 10000,
+        .backend = "epoll",
     };
 }
 
@@ -134,6 +135,8 @@ static const server_opt server_opts[] = {
      offsetof(vial_config, tls_min_version), 0, 0},
     {"tls-handshake-timeout-ms", "MS", "close a connection whose TLS handshake takes longer", OPT_INT,
      offsetof(vial_config, tls_handshake_timeout_ms), 1, 3600000},
+    {"backend", "io_uring|epoll", "event-loop backend; io_uring falls back to epoll where refused",
+     OPT_CHOICE, offsetof(vial_config, backend), 0, 0},
 };
 #define NOPTS (sizeof server_opts / sizeof server_opts[0])
 

@@ -183,7 +183,7 @@ static void conn_destroy(vial_conn *c)
         SSL_free(c->ssl);
         c->ssl = NULL;
     }
-    close(c->io.fd); /* also removes it from epoll */
+    vial_io_close(l, &c->io); /* io_uring's poll would hold it open */
     conn_release_buffers(c);
     if (c->prev)
         c->prev->next = c->next;

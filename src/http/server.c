@@ -397,6 +397,16 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, vial_reject_fn 
     s.cfg.port = 0;
     for (unsigned i = 0; i < s.nlistens && !s.cfg.port; i++)
         s.cfg.port = vial_listen_port(&s.listens[i]);
+    if (cfg->backend && (err = vial_loop_set_backend(cfg->backend)) < 0) {
+        if (err != -ENOTSUP) {
+            vial_log(VIAL_LOG_ERROR, "backend %s: unknown (io_uring or epoll)", cfg->backend);
+            goto stop;
+        }
+        /* As when the kernel refuses it: serve, on epoll, and say so. */
+        vial_log(VIAL_LOG_WARN, "%s unavailable (built without liburing): using epoll", cfg->backend);
+        vial_loop_set_backend("epoll");
+        err = 0;
+    }
     for (unsigned i = 0; i < s.nthreads; i++) {
         if (thread_init(&s, &s.threads[i], (int)i, &err) < 0)
             goto stop;
@@ -419,12 +429,13 @@ int vial_server_run(const vial_config *cfg, vial_serve_fn serve, vial_reject_fn 
      * the first TCP address first, where scripts look for the port. */
     char where[VIAL_LISTEN_MAX * 170];
     vial_listen_describe_all(s.listens, s.nlistens, where, sizeof where);
+    const char *backend = s.threads[0].loop.backend->name;
     if (inherited)
-        vial_log(VIAL_LOG_INFO, "worker %d serving %s (%u loop threads, %u workers)", (int)getpid(), where,
-                 s.nthreads, vial_pool_threads(s.pool));
+        vial_log(VIAL_LOG_INFO, "worker %d serving %s (%u loop threads, %u workers) on %s", (int)getpid(),
+                 where, s.nthreads, vial_pool_threads(s.pool), backend);
     else
-        vial_log(VIAL_LOG_ANNOUNCE, "listening on %s (%u loop threads, %u workers)", where, s.nthreads,
-                 vial_pool_threads(s.pool));
+        vial_log(VIAL_LOG_ANNOUNCE, "listening on %s (%u loop threads, %u workers) on %s", where, s.nthreads,
+                 vial_pool_threads(s.pool), backend);
     {
         char msg[sizeof where + 64];
         snprintf(msg, sizeof msg, "READY=1\nSTATUS=listening on %s", where);

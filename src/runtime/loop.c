@@ -2,8 +2,10 @@
  * cross-thread mailbox, and the iteration that ties them to the backend. */
 #include "runtime/loop.h"
 #include "runtime/coro.h"
+#include "runtime/log.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -172,14 +174,46 @@ static void wake_cb(vial_loop *l, vial_io *io, unsigned events)
 
 /* --- the loop ---------------------------------------------------------------- */
 
+/* Set before the loop threads start, read as each loop is initialised. */
+static const vial_backend *chosen_backend = &vial_backend_epoll;
+
+int vial_loop_set_backend(const char *name)
+{
+    if (!strcmp(name, "epoll")) {
+        chosen_backend = &vial_backend_epoll;
+        return 0;
+    }
+    if (!strcmp(name, "io_uring")) {
+#ifdef VIAL_HAVE_URING
+        chosen_backend = &vial_backend_uring;
+        return 0;
+#else
+        return -ENOTSUP;
+#endif
+    }
+    return -EINVAL;
+}
+
 int vial_loop_init(vial_loop *l, int id)
 {
     memset(l, 0, sizeof *l);
     l->id = id;
-    l->backend = &vial_backend_epoll;
+    l->backend = chosen_backend;
     l->now = vial_clock_ns();
     pthread_mutex_init(&l->mbox_lock, NULL);
     int r = l->backend->init(l);
+    if (r < 0 && l->backend != &vial_backend_epoll) {
+        /* The kernel refused (io_uring_disabled, a seccomp filter, an old
+         * kernel): serve on epoll rather than not at all, and say so once. */
+        static atomic_int said;
+        if (!atomic_exchange(&said, 1)) {
+            char eb[96];
+            vial_log(VIAL_LOG_WARN, "%s unavailable (%s): using epoll", l->backend->name,
+                     strerror_r(-r, eb, sizeof eb));
+        }
+        l->backend = &vial_backend_epoll;
+        r = l->backend->init(l);
+    }
     if (r < 0)
         return r;
     l->wake_io.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -231,6 +265,14 @@ int vial_io_del(vial_loop *l, vial_io *io)
     return l->backend->del(l, io);
 }
 
+void vial_io_close(vial_loop *l, vial_io *io)
+{
+    if (l->backend->close)
+        l->backend->close(l, io);
+    else
+        close(io->fd);
+}
+
 static void run_ready(vial_loop *l)
 {
     /* Only what is queued now runs in this pass, so a coroutine that keeps
@@ -276,12 +318,16 @@ int vial_loop_run(vial_loop *l)
 {
     tls_loop = l;
     vial_coro_install_overflow_handler();
+    int r = 0;
     while (!l->stopping) {
-        int r = vial_loop_run_once(l, -1);
+        r = vial_loop_run_once(l, -1);
         if (r < 0 && r != -EINTR)
-            return r;
+            break;
+        r = 0;
     }
-    return 0;
+    if (l->backend->quiesce)
+        l->backend->quiesce(l);
+    return r;
 }
 
 void vial_loop_stop(vial_loop *l)

@@ -5,7 +5,12 @@
  * is registered once, edge-triggered, for read, write and hang-up: the owner
  * keeps its own "ready" flags and only waits after a system call said EAGAIN.
  * That shape fits epoll (EPOLLET), kqueue (EV_CLEAR) and io_uring multishot
- * polls alike, and costs no epoll_ctl per request. */
+ * polls alike, and costs no epoll_ctl per request.
+ *
+ * Backends: epoll (backend_epoll.c) and, when built with liburing,
+ * io_uring (backend_uring.c). A registered fd must be deleted
+ * (vial_io_del, or vial_io_close) before it is closed: io_uring's poll
+ * holds the file open until it is removed. */
 #ifndef VIAL_RUNTIME_LOOP_H
 #define VIAL_RUNTIME_LOOP_H
 
@@ -28,7 +33,9 @@ typedef struct vial_io vial_io;
 typedef void (*vial_io_cb)(vial_loop *loop, vial_io *io, unsigned events);
 struct vial_io {
     int fd;
+    uint32_t slot; /* the backend's handle while registered (io_uring); 0: none */
     vial_io_cb cb;
+    uint32_t gen;  /* which registration a completion is for (io_uring) */
 };
 
 /* Timers live in a binary min-heap ordered by deadline; a timer knows its
@@ -58,13 +65,31 @@ typedef struct vial_backend {
     int (*del)(vial_loop *loop, vial_io *io);
     /* Waits up to timeout_ms (-1: no limit) and calls io->cb for ready fds. */
     int (*poll)(vial_loop *loop, int timeout_ms);
+    /* Optional: deletes io and closes its fd (NULL: close(2), which
+     * deregisters by itself, as epoll's does). */
+    void (*close)(vial_loop *loop, vial_io *io);
+    /* Optional: called on the loop's thread when vial_loop_run ends; drops
+     * whatever the backend still holds (io_uring: its polls keep sockets
+     * open, listeners included, until cancelled). */
+    void (*quiesce)(vial_loop *loop);
 } vial_backend;
 
 extern const vial_backend vial_backend_epoll;
+#ifdef VIAL_HAVE_URING
+extern const vial_backend vial_backend_uring;
+#endif
+
+/* The backend the loops initialised from now on use: "epoll" or
+ * "io_uring". 0, or -ENOTSUP when this build has no such backend (no
+ * liburing) and -EINVAL for an unknown name. A loop whose io_uring cannot
+ * be set up (kernel too old, io_uring_disabled, seccomp) falls back to
+ * epoll and logs it once. Called before the loop threads start. */
+int vial_loop_set_backend(const char *name);
 
 struct vial_loop {
     const vial_backend *backend;
     int backend_fd;
+    void *backend_data; /* the backend's own state (io_uring's ring) */
     uint64_t now; /* monotonic ns, refreshed once per iteration */
     int stopping;
     int id;
@@ -114,6 +139,10 @@ void vial_loop_stop(vial_loop *loop);
 
 int vial_io_add(vial_loop *loop, vial_io *io);
 int vial_io_del(vial_loop *loop, vial_io *io);
+/* Deregisters io and closes its fd in the way cheapest for the backend
+ * (epoll: one close(2); io_uring: the removal and the close ride the next
+ * submission). The fd number stays taken until then. */
+void vial_io_close(vial_loop *loop, vial_io *io);
 
 void vial_timer_start(vial_loop *loop, vial_timer *t, uint64_t when_ns);
 void vial_timer_stop(vial_loop *loop, vial_timer *t);

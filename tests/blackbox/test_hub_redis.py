@@ -90,12 +90,26 @@ def numpat():
     return redis_cmd("CLIENT", "LIST").count(b" psub=1 ")
 
 
+def settled_numpat():
+    """numpat() once the previous test's servers' connections are gone: a
+    killed server's sockets close some milliseconds after its exit (tens of
+    ms on io_uring, whose ring a kernel worker tears down)."""
+    last = numpat()
+    for _ in range(20):
+        time.sleep(0.1)
+        now = numpat()
+        if now == last:
+            return now
+        last = now
+    return last
+
+
 @pytest.fixture
 def pair(spawn_server):
     """Two instances on the shared Redis, both subscribed to it."""
     redis_addr()
     env = dict(os.environ, CONFORMANCE_HUB_REDIS=os.environ["VIAL_TEST_REDIS"])
-    before = numpat()
+    before = settled_numpat()
     a = spawn_server(["--metrics-path", "/metrics"], env=env)
     b = spawn_server(env=env)
     wait_for(lambda: numpat() >= before + 2, "both instances to PSUBSCRIBE")

@@ -1,0 +1,337 @@
+/* The io_uring backend: the loop's edge-triggered readiness from multishot
+ * polls, every submission of an iteration in one io_uring_enter with the
+ * wait, every completion drained in one pass.
+ *
+ * A completion names its fd's registration by slot and generation, never
+ * by pointer: a poll removal is itself asynchronous, so completions for a
+ * vial_io that was deleted (and perhaps freed, its slot reused) can still
+ * come out of the ring. Every registration gets a new generation; a
+ * completion whose generation is not that of the io now in its slot is
+ * dropped. */
+#include "runtime/loop.h"
+
+#ifdef VIAL_HAVE_URING /* built only with liburing (CMakeLists.txt) */
+
+#include <errno.h>
+#include <liburing.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+
+#define URING_ENTRIES 4096
+#define CQE_BATCH 512
+
+/* user_data: kind (8 bits) | slot index (24 bits) | generation (32 bits). */
+enum { UD_POLL = 1, UD_IGNORE = 2, UD_QUIESCE = 3 };
+#define UD(kind, idx, gen) (((uint64_t)(kind) << 56) | ((uint64_t)(idx) << 32) | (uint64_t)(gen))
+#define UD_KIND(u) ((unsigned)((u) >> 56))
+#define UD_IDX(u) ((uint32_t)((u) >> 32) & 0xffffffu)
+#define UD_GEN(u) ((uint32_t)(u))
+
+/* Slot i: ios[i], the registered vial_io, or while free the next free
+ * slot's index + 1, shifted and tagged with bit 0. A registration's
+ * generation is a serial from the loop-wide counter, kept in the vial_io
+ * (where it fills padding): a completion is for the io in its slot only if
+ * their generations match, so neither a freed slot taken by another io nor
+ * the same io registered again hears an older registration's completions.
+ * The array is reserved whole (one per descriptor the process may open)
+ * and only its touched pages are resident: 8 bytes a registration, no
+ * copies left behind by growth — idle connections are counted in bytes. */
+typedef struct uring {
+    struct io_uring ring;
+    uintptr_t *ios;
+    uint32_t nslots, cap, free_head;
+    uint32_t serial;
+    int enabled; /* rings are enabled by the thread that submits */
+} uring;
+
+#define POLL_MASK (POLLIN | POLLOUT | POLLRDHUP)
+
+static inline vial_io *slot_io(const uring *u, uint32_t idx)
+{
+    return u->ios[idx] & 1 ? NULL : (vial_io *)u->ios[idx];
+}
+
+static inline void slot_free(uring *u, uint32_t idx)
+{
+    u->ios[idx] = ((uintptr_t)u->free_head << 1) | 1;
+    u->free_head = idx + 1;
+}
+
+/* A free SQE; when the queue is full its entries go to the kernel first.
+ * NULL only if that fails (a submission from a thread other than the
+ * ring's issuer, which the loop never makes while serving). */
+static struct io_uring_sqe *sqe_get(uring *u)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    while (!sqe) {
+        int r = io_uring_submit(&u->ring);
+        if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY)
+            return NULL;
+        sqe = io_uring_get_sqe(&u->ring);
+    }
+    return sqe;
+}
+
+static int ur_init(vial_loop *l)
+{
+    uring *u = calloc(1, sizeof *u);
+    if (!u)
+        return -ENOMEM;
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    /* One thread submits, and completions are reaped only when it enters
+     * the kernel anyway: the kernel then runs their work in a batch rather
+     * than interrupting the thread for each. The ring is created disabled
+     * because the thread that enables it becomes its single issuer, and
+     * loops are set up on the main thread. */
+    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED;
+    p.cq_entries = URING_ENTRIES * 4;
+    p.flags |= IORING_SETUP_CQSIZE;
+    int r = io_uring_queue_init_params(URING_ENTRIES, &u->ring, &p);
+    if (r == -EINVAL) { /* kernel before 6.1 */
+        memset(&p, 0, sizeof p);
+        p.flags = IORING_SETUP_CQSIZE;
+        p.cq_entries = URING_ENTRIES * 4;
+        r = io_uring_queue_init_params(URING_ENTRIES, &u->ring, &p);
+        u->enabled = 1;
+    }
+    if (r < 0) {
+        free(u);
+        return r;
+    }
+    if (!(p.features & IORING_FEAT_NODROP) || !(p.features & IORING_FEAT_EXT_ARG)) {
+        io_uring_queue_exit(&u->ring);
+        free(u);
+        return -ENOTSUP;
+    }
+    struct rlimit rl;
+    rlim_t cap = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_max : 0;
+    if (cap < 1024 || cap > (1u << 22))
+        cap = cap < 1024 ? 1024 : 1u << 22;
+    u->ios = mmap(NULL, (size_t)cap * sizeof *u->ios, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (u->ios == MAP_FAILED) {
+        io_uring_queue_exit(&u->ring);
+        free(u);
+        return -ENOMEM;
+    }
+    u->cap = (uint32_t)cap;
+    l->backend_data = u;
+    l->backend_fd = u->ring.ring_fd;
+    return 0;
+}
+
+/* Cancels every request still in the ring and waits for the cancellations
+ * to complete, so that the files they held are released now, on this
+ * thread: a ring's own teardown at exit releases them later, from a kernel
+ * worker, and a listener would go on accepting after the process is gone.
+ * Completions are dropped, not dispatched: the loop is over. */
+static void ur_quiesce(vial_loop *l)
+{
+    uring *u = l->backend_data;
+    if (!u || !u->enabled)
+        return;
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (!sqe)
+        return;
+    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(sqe, UD(UD_QUIESCE, 0, 0));
+    int want = -1, got = 0; /* the requests cancelled, and their ends seen */
+    for (int rounds = 0; rounds < 1000; rounds++) {
+        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 10 * 1000000};
+        struct io_uring_cqe *cqe;
+        int r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
+        if (r < 0 && r != -ETIME && r != -EINTR)
+            return;
+        unsigned head, n = 0;
+        io_uring_for_each_cqe(&u->ring, head, cqe) {
+            if (UD_KIND(cqe->user_data) == UD_QUIESCE)
+                want = cqe->res > 0 ? cqe->res : 0;
+            else if (UD_KIND(cqe->user_data) == UD_POLL && !(cqe->flags & IORING_CQE_F_MORE))
+                got++;
+            n++;
+        }
+        io_uring_cq_advance(&u->ring, n);
+        if ((want >= 0 && got >= want) || r == -ETIME)
+            break;
+    }
+    /* Later deletions (module teardown at fini) have nothing to remove. */
+    for (uint32_t i = 0; i < u->nslots; i++) {
+        vial_io *io = slot_io(u, i);
+        if (io)
+            io->gen = ++u->serial;
+    }
+}
+
+static void ur_fini(vial_loop *l)
+{
+    uring *u = l->backend_data;
+    if (!u)
+        return;
+    io_uring_queue_exit(&u->ring);
+    if (u->ios)
+        munmap(u->ios, (size_t)u->cap * sizeof *u->ios);
+    free(u);
+    l->backend_data = NULL;
+}
+
+static int arm_poll(uring *u, vial_io *io, uint32_t idx)
+{
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (!sqe)
+        return -EBUSY;
+    io_uring_prep_poll_multishot(sqe, io->fd, POLL_MASK);
+    io_uring_sqe_set_data64(sqe, UD(UD_POLL, idx, io->gen));
+    return 0;
+}
+
+static int ur_add(vial_loop *l, vial_io *io)
+{
+    uring *u = l->backend_data;
+    uint32_t idx;
+    if (u->free_head) {
+        idx = u->free_head - 1;
+        u->free_head = (uint32_t)(u->ios[idx] >> 1);
+    } else {
+        if (u->nslots == u->cap)
+            return -ENOSPC; /* more registrations than descriptors */
+        idx = u->nslots++;
+    }
+    io->gen = ++u->serial;
+    if (arm_poll(u, io, idx) < 0) {
+        slot_free(u, idx);
+        return -EBUSY;
+    }
+    u->ios[idx] = (uintptr_t)io;
+    io->slot = idx + 1;
+    return 0;
+}
+
+static int ur_del(vial_loop *l, vial_io *io)
+{
+    uring *u = l->backend_data;
+    if (!io->slot)
+        return -ENOENT;
+    uint32_t idx = io->slot - 1;
+    io->slot = 0;
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (sqe) { /* else the poll lives on, unheard, until the ring ends */
+        io_uring_prep_poll_remove(sqe, UD(UD_POLL, idx, io->gen));
+        io_uring_sqe_set_data64(sqe, UD(UD_IGNORE, 0, 0));
+    }
+    slot_free(u, idx);
+    return 0;
+}
+
+/* The close itself is not queued: a loop that ends right after (its last
+ * connection gone) would never submit it, and the ring is torn down by
+ * the main thread, which may not submit to a single-issuer ring. */
+static void ur_close(vial_loop *l, vial_io *io)
+{
+    ur_del(l, io);
+    close(io->fd);
+}
+
+static unsigned poll_events(int res)
+{
+    unsigned v = 0;
+    if (res & POLLIN)
+        v |= VIAL_IO_READ;
+    if (res & POLLOUT)
+        v |= VIAL_IO_WRITE;
+    if (res & (POLLRDHUP | POLLHUP))
+        v |= VIAL_IO_HUP;
+    if (res & POLLERR)
+        v |= VIAL_IO_ERR;
+    return v;
+}
+
+typedef struct done {
+    uint64_t ud;
+    int32_t res;
+    uint32_t flags;
+} done;
+
+static void dispatch(vial_loop *l, uring *u, const done *d)
+{
+    uint32_t idx = UD_IDX(d->ud);
+    if (UD_KIND(d->ud) != UD_POLL || idx >= u->nslots)
+        return;
+    vial_io *io = slot_io(u, idx);
+    if (!io || io->gen != UD_GEN(d->ud))
+        return; /* deleted since: the removal's echo */
+    if (d->res < 0) {
+        if (d->res == -ECANCELED)
+            return;
+        /* The poll itself failed (a bad fd): tell the owner, once. */
+        if (!(d->flags & IORING_CQE_F_MORE))
+            io->cb(l, io, VIAL_IO_ERR | VIAL_IO_HUP);
+        return;
+    }
+    io->cb(l, io, poll_events(d->res));
+    /* A multishot poll ends when the kernel could not post (completion
+     * queue overflow) or chose to stop: arm it again, if the owner kept it. */
+    if (!(d->flags & IORING_CQE_F_MORE) && slot_io(u, idx) == io && io->gen == UD_GEN(d->ud))
+        arm_poll(u, io, idx);
+}
+
+static int ur_poll(vial_loop *l, int timeout_ms)
+{
+    uring *u = l->backend_data;
+    if (!u->enabled) {
+        /* (liburing 2.3 declares io_uring_enable_rings but does not export it) */
+        int r = io_uring_register(u->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+        if (r < 0)
+            return r;
+        u->enabled = 1;
+    }
+    struct io_uring_cqe *cqe = NULL;
+    int r;
+    if (timeout_ms == 0) {
+        r = io_uring_submit_and_get_events(&u->ring);
+    } else if (timeout_ms < 0) {
+        r = io_uring_submit_and_wait(&u->ring, 1);
+    } else {
+        struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
+                                       .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
+        r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
+    }
+    if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY && r != -EAGAIN)
+        return r;
+    int total = 0;
+    for (;;) {
+        struct io_uring_cqe *cqes[CQE_BATCH];
+        unsigned n = io_uring_peek_batch_cqe(&u->ring, cqes, CQE_BATCH);
+        if (!n)
+            break;
+        /* Copied out and released before any callback runs: a callback
+         * may submit, and the ring's slots are the kernel's again. */
+        done d[CQE_BATCH];
+        for (unsigned i = 0; i < n; i++)
+            d[i] = (done){cqes[i]->user_data, cqes[i]->res, cqes[i]->flags};
+        io_uring_cq_advance(&u->ring, n);
+        if (!total)
+            l->now = vial_clock_ns();
+        for (unsigned i = 0; i < n; i++)
+            dispatch(l, u, &d[i]);
+        total += (int)n;
+        if (n < CQE_BATCH)
+            break;
+    }
+    return r == -EINTR ? -EINTR : total;
+}
+
+const vial_backend vial_backend_uring = {
+    .name = "io_uring",
+    .init = ur_init,
+    .fini = ur_fini,
+    .add = ur_add,
+    .del = ur_del,
+    .poll = ur_poll,
+    .close = ur_close,
+    .quiesce = ur_quiesce,
+};
+#endif
