@@ -663,7 +663,13 @@ int main(int argc, char **argv)
     memcpy(host, hp, (size_t)(colon - hp));
     host[colon - hp] = 0;
     addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)num_arg(strndup(colon + 1, (size_t)((slash ? slash : colon + strlen(colon)) - colon - 1)), 1, 65535, "the port"));
+    char port[8];
+    size_t plen = (size_t)((slash ? slash : colon + strlen(colon)) - colon - 1);
+    if (plen == 0 || plen >= sizeof port)
+        usage();
+    memcpy(port, colon + 1, plen);
+    port[plen] = 0;
+    addr.sin_port = htons((uint16_t)num_arg(port, 1, 65535, "the port"));
     if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
         fprintf(stderr, "loadgen: %s: a numeric IPv4 address, please\n", host);
         return 2;
