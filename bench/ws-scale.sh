@@ -5,6 +5,7 @@
 #
 #   bench/ws-scale.sh [-n 10000] [-r 20] [-c CHURN_SECONDS] [-k "ws ws-deflate sse churn"]
 #                     [-b BUILD_DIR] [-s SERVER_BINARY] [-t SERVER_THREADS] [-p SERVER_CPUS]
+#                     [-B]
 #
 # The server (examples/conformance: /ws/hub/<topic>, /hub/sse/<topic>,
 # POST /hub/publish/<topic>) runs on CPU 0, the load generator
@@ -17,15 +18,17 @@
 # ws-deflate-min, so no zlib state), ws-deflate-256 (256-byte broadcasts:
 # hub frames are built once and sent uncompressed, so still no zlib state),
 # sse, churn (n open, 1,000 replaced a second, -c seconds).
+# -B: the load generator sleeps in epoll_wait during rounds (default: it
+# polls, so the server's CPU does not pay loopback wake-ups of the client).
 # Bounded: every run has a timeout; only the processes started here are
 # stopped. Needs RLIMIT_NOFILE above n + 64 for both (ulimit -n).
 set -eu
-n=10000 rounds=20 churn=60 kinds="ws ws-deflate sse churn" build=build server= threads=1 cpus=0
-while getopts n:r:c:k:b:s:t:p: o; do
+n=10000 rounds=20 churn=60 kinds="ws ws-deflate sse churn" build=build server= threads=1 cpus=0 block=
+while getopts n:r:c:k:b:s:t:p:B o; do
     case $o in
     n) n=$OPTARG ;; r) rounds=$OPTARG ;; c) churn=$OPTARG ;; k) kinds=$OPTARG ;;
-    b) build=$OPTARG ;; s) server=$OPTARG ;; t) threads=$OPTARG ;; p) cpus=$OPTARG ;;
-    *) sed -n 2,22p "$0"; exit 2 ;;
+    b) build=$OPTARG ;; s) server=$OPTARG ;; t) threads=$OPTARG ;; p) cpus=$OPTARG ;; B) block=--block ;;
+    *) sed -n 2,25p "$0"; exit 2 ;;
     esac
 done
 server=${server:-$build/examples/conformance}
@@ -56,11 +59,11 @@ echo "# $(date -u +%FT%TZ) $(uname -m), $(nproc) cores, n=$n rounds=$rounds chur
 for k in $kinds; do
     start
     case $k in
-    ws) timeout 300 $pin1 "$client" --port "$port" --pid "$pid" -n "$n" --rounds "$rounds" ;;
-    ws-deflate) timeout 300 $pin1 "$client" --port "$port" --pid "$pid" -n "$n" --rounds "$rounds" --deflate ;;
-    ws-deflate-256) timeout 300 $pin1 "$client" --port "$port" --pid "$pid" -n "$n" --rounds "$rounds" --deflate \
+    ws) timeout 300 $pin1 "$client" --port "$port" --pid "$pid" -n "$n" --rounds "$rounds" $block ;;
+    ws-deflate) timeout 300 $pin1 "$client" --port "$port" --pid "$pid" -n "$n" --rounds "$rounds" $block --deflate ;;
+    ws-deflate-256) timeout 300 $pin1 "$client" --port "$port" --pid "$pid" -n "$n" --rounds "$rounds" $block --deflate \
         --size 256 ;;
-    sse) timeout 300 $pin1 "$client" --port "$port" --pid "$pid" -n "$n" --rounds "$rounds" --kind sse ;;
+    sse) timeout 300 $pin1 "$client" --port "$port" --pid "$pid" -n "$n" --rounds "$rounds" $block --kind sse ;;
     churn) timeout $((churn + 300)) $pin1 "$client" --port "$port" --pid "$pid" -n "$n" --churn "$churn" ;;
     *) echo "ws-scale: unknown kind $k" >&2; exit 2 ;;
     esac

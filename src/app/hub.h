@@ -26,8 +26,11 @@ vial_sub *vial_hub_sub_open(vial_hub *h, const char *topic, void (*kick)(void *a
  * message's frame to send(arg, bytes, len) when the subscriber has nothing
  * queued; it returns 1 when it took the frame (written to the socket, or
  * the rest buffered), 0 when the message must be queued as usual. On the
- * subscriber's loop, from the hub's drain: no coroutine runs meanwhile. */
-void vial_hub_sub_set_direct(vial_sub *s, int (*send)(void *arg, const uint8_t *bytes, size_t len));
+ * subscriber's loop, from the hub's drain: no coroutine runs meanwhile.
+ * hot/hot2: what send reads (hot_lines 64-byte lines from each), which the
+ * drain prefetches while the previous subscriber's send runs. */
+void vial_hub_sub_set_direct(vial_sub *s, int (*send)(void *arg, const uint8_t *bytes, size_t len),
+                             const void *hot, unsigned hot_lines, const void *hot2, unsigned hot2_lines);
 /* Takes the next message's websocket frame (a reference the caller drops),
  * or NULL when none is queued (or none could be built). */
 vial_shared_bytes *vial_sub_take_frame(vial_sub *s);

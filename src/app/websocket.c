@@ -86,23 +86,24 @@ struct vial_ws_group {
 };
 
 struct vial_ws {
+    /* What hub_direct reads, in one line (the hub's drain prefetches it). */
     vial_req *rq;
     struct vial_conn *c;
-    vial_loop *loop;
-    uint32_t window;        /* input is kept after the upgrade request */
-    vial_ws_parser p;
+    ws_delivery *qhead, *qtail;
     unsigned accepted : 1;
     unsigned in_app : 1;    /* the handler runs its own code (not in recv/send) */
     unsigned stack_trimmed : 1; /* vial_coro_trim_stack ran once it was idle */
     unsigned idle : 1;      /* parked in recv with nothing to write: the hub may send directly */
     int result;             /* nonzero once the session is over */
+    vial_loop *loop;
+    uint32_t window;        /* input is kept after the upgrade request */
+    vial_ws_parser p;
     int close_code;         /* the peer's */
     uint8_t *msg;           /* reassembly of fragmented messages */
     size_t msg_len, msg_cap;
     ws_sess *sess;
     ws_member *members;
     ws_hsub *hsubs;
-    ws_delivery *qhead, *qtail;
     size_t qoff;            /* bytes of the head already written */
     vial_ws_pmd pmd;        /* permessage-deflate, when negotiated */
     unsigned deflate : 1;
@@ -265,7 +266,7 @@ int vial_ws_subscribe(vial_ws *ws, vial_hub *h, const char *topic)
         free(e);
         return -ENOMEM;
     }
-    vial_hub_sub_set_direct(e->sub, hub_direct);
+    vial_hub_sub_set_direct(e->sub, hub_direct, ws, 2, ws->c, VIAL_CONN_HOT_LINES);
     e->next = ws->hsubs;
     ws->hsubs = e;
     return 0;

@@ -37,7 +37,6 @@ struct vial_conn {
     vial_conn *prev, *next;
     char *rbuf, *wbuf;
     uint32_t rpos, rlen; /* unconsumed input is rbuf[rpos..rlen) */
-    char peer[INET6_ADDRSTRLEN]; /* the peer's address as text, once asked ("" until then) */
     uint32_t wpos, wlen; /* unsent output is wbuf[wpos..wlen) */
     unsigned wait;       /* VIAL_IO_* the coroutine is parked on */
     unsigned in_ready : 1, out_ready : 1;
@@ -55,6 +54,9 @@ struct vial_conn {
     size_t body_reserved;    /* bytes of the server's body budget this request holds */
     vial_req *rq;
     vial_msg free_msg;
+    /* Last: the hub's direct sends (conn_try_send) read the fields above
+     * from the first two lines (VIAL_CONN_HOT_LINES). */
+    char peer[INET6_ADDRSTRLEN]; /* the peer's address as text, once asked ("" until then) */
 };
 
 /* --- buffers and structs from the thread's caches -------------------------- */
@@ -1405,14 +1407,13 @@ static int conn_try_send(vial_conn *c, const void *p, size_t n)
     /* TLS must retry a refused write with the same bytes: not from here. */
     if (c->ssl || c->broken || c->wpos < c->wlen || n > VIAL_RBUF_SIZE || !c->coro)
         return 0;
-    struct iovec iov = {(void *)p, n};
-    unsigned want;
-    ssize_t w = pipe_sendv(c, &iov, 1, &want);
+    /* One piece: send(2) spares the kernel sendmsg's msghdr and iovec copy-in. */
+    ssize_t w = send(c->io.fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w == (ssize_t)n)
         return 1;
     if (w <= 0) {
-        if (w == -EAGAIN)
-            set_waiting(c, want);
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            set_waiting(c, VIAL_IO_WRITE);
         return 0; /* the coroutine's own send meets the error, or waits */
     }
     if (out_take(c) < 0)

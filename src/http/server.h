@@ -160,6 +160,9 @@ int vial_conn_stream_idle(vial_req *rq);
  * buffered (the hub's drain): sends n bytes now. 1 sent, 2 the tail was
  * buffered (vial_conn_stream_idle sends it), 0 nothing sent. */
 int vial_conn_stream_try_send(vial_req *rq, const void *p, size_t n);
+/* 64-byte lines from a vial_conn's start that those sends read: what a
+ * caller sending to many connections in a row may prefetch. */
+#define VIAL_CONN_HOT_LINES 3
 
 /* --- response head serialisation (writer.c) --- */
 

@@ -277,6 +277,51 @@ static void test_order_across_threads(void **state)
     vial_hub_free(h);
 }
 
+/* Subscribers leave from the middle, the end and the start of a loop's
+ * set and others join: each still there gets each message once, the ones
+ * gone nothing more (the drain's array moves its last entry into a hole). */
+static void test_leave_and_join(void **state)
+{
+    (void)state;
+    enum { N = 9 };
+    vial_hub *h = vial_hub_new();
+    loop_thread lt[1];
+    loops_start(lt, 1);
+    sub_ctx subs[N];
+    long expect[N] = {0};
+    memset(subs, 0, sizeof subs);
+    for (int i = 0; i < N; i++)
+        subs[i] = (sub_ctx){.loop = &lt[0].loop, .hub = h, .topic = "lj", .drain = 1};
+    for (int i = 0; i < 7; i++)
+        run_on(&subs[i], open_cb);
+    static const struct {
+        int id, join;
+    } steps[] = {{3, 0}, {6, 0}, {7, 1}, {8, 1}, {0, 0}, {4, 0}, {7, 0}};
+    for (size_t k = 0; k < sizeof steps / sizeof *steps; k++) {
+        run_on(&subs[steps[k].id], steps[k].join ? open_cb : close_cb);
+        char text[16];
+        int n = snprintf(text, sizeof text, "P0:%zu", k);
+        assert_true(vial_hub_publish(h, "lj", text, (size_t)n) >= 0);
+        for (int j = 0; j < N; j++)
+            expect[j] += subs[j].sub != NULL;
+        /* the drain was posted before this marker: it ran */
+        marker mk = {.m.cb = mark_cb};
+        vial_loop_post(&lt[0].loop, &mk.m);
+        while (!atomic_load(&mk.done))
+            usleep(500);
+        for (int j = 0; j < N; j++)
+            assert_int_equal(atomic_load(&subs[j].got), expect[j]);
+    }
+    for (int i = 0; i < N; i++)
+        if (subs[i].sub)
+            run_on(&subs[i], close_cb);
+    vial_hub_counts c;
+    vial_hub_stats(&c);
+    assert_int_equal(c.subscribers, 0);
+    loops_stop(lt, 1);
+    vial_hub_free(h);
+}
+
 static void test_policy_drop_oldest(void **state)
 {
     (void)state;
@@ -473,6 +518,7 @@ int main(void)
         cmocka_unit_test(test_encode_refuses_injection),
         cmocka_unit_test(test_encode_short_buffer),
         cmocka_unit_test(test_order_across_threads),
+        cmocka_unit_test(test_leave_and_join),
         cmocka_unit_test(test_policy_drop_oldest),
         cmocka_unit_test(test_ring_grows_in_order),
         cmocka_unit_test(test_policy_disconnect),
