@@ -1480,8 +1480,10 @@ FILTER(filesizeformat)
     int r;
     if (bytes == 1)
         r = sb_put(b.o, "1 Byte", 6);
-    else if (bytes < base)
+    else if (bytes < base && bytes > -9.2e18)
         r = sb_printf(b.o, "%" PRId64 " Bytes", (int64_t)bytes);
+    else if (bytes < base) /* beyond int64 (a cast would be undefined): the double's digits, as Python's %d */
+        r = sb_printf(b.o, "%.0f Bytes", bytes);
     else {
         int i;
         double unit = base;
