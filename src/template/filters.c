@@ -763,7 +763,9 @@ FILTER(round)
                 return 0;
             }
             double r = py_round((double)v.u.i, p);
-            *out = tv_int((int64_t)r);
+            /* Rounding near INT64_MAX can leave int64's range: keep the
+             * double there rather than an undefined cast. */
+            *out = r < 9.2233720368547758e18 && r >= -9.2233720368547758e18 ? tv_int((int64_t)r) : tv_float(r);
             return 0;
         }
         *out = tv_float(py_round(tv_num(v), p));
