@@ -215,6 +215,10 @@ static void conn_destroy(vial_conn *c)
 
 static ssize_t pipe_recv(vial_conn *c, void *dst, size_t cap, unsigned *want)
 {
+    if (c->io.rstate & VIAL_IO_RECV_ON) { /* io_uring received it already */
+        *want = VIAL_IO_READ;
+        return vial_io_recv(&c->thr->loop, &c->io, dst, cap);
+    }
     if (c->ssl)
         return vial_tls_read(c->ssl, dst, cap, want);
     ssize_t n = recv(c->io.fd, dst, cap, 0);
@@ -542,10 +546,13 @@ static uint64_t body_deadline(vial_conn *c, size_t got)
  * When it is spent, the connection stops reading (TCP holds its client
  * back) and polls until other requests give memory back: a cross-thread
  * waiter queue would wake it sooner, but this only runs under memory
- * pressure and costs one timer per 10 ms. A body larger than the whole
- * budget may proceed when nothing else is held, so no request is starved
- * for good. The wait is not the client's fault: it does not count against
- * its minimum rate. */
+ * pressure and costs one timer per 10 ms. The budget is taken a step at a
+ * time, so uploads that arrive together can split it among themselves with
+ * none able to finish: then one waiter at a time (the owner) may go past
+ * the bound until its body is complete, so memory stays within the budget
+ * plus one body and every upload is served in turn. (A body larger than
+ * the whole budget proceeds the same way.) The wait is not the client's
+ * fault: it does not count against its minimum rate. */
 #define BODY_BUDGET_STEP (64 * 1024)
 
 static int body_reserve(vial_conn *c, size_t n)
@@ -555,7 +562,7 @@ static int body_reserve(vial_conn *c, size_t n)
     uint64_t waited_from = 0;
     for (;;) {
         size_t cur = atomic_load(&s->body_memory);
-        if (!max || cur + n <= max || cur == 0) {
+        if (!max || cur + n <= max || cur == 0 || atomic_load(&s->body_owner) == c) {
             if (!atomic_compare_exchange_weak(&s->body_memory, &cur, cur + n))
                 continue;
             c->body_reserved += n;
@@ -563,6 +570,9 @@ static int body_reserve(vial_conn *c, size_t n)
                 c->body_start += c->thr->loop.now - waited_from;
             return 0;
         }
+        vial_conn *none = NULL;
+        if (atomic_compare_exchange_strong(&s->body_owner, &none, c))
+            continue;
         if (!waited_from)
             waited_from = c->thr->loop.now;
         int r = vial_coro_sleep_ns(10 * 1000000ull);
@@ -577,6 +587,8 @@ static void body_release(vial_conn *c)
         atomic_fetch_sub(&c->thr->server->body_memory, c->body_reserved);
         c->body_reserved = 0;
     }
+    vial_conn *me = c;
+    atomic_compare_exchange_strong(&c->thr->server->body_owner, &me, NULL);
 }
 
 /* Reads a Content-Length body. Small bodies stay in the read buffer (no
@@ -1128,7 +1140,7 @@ static int peer_still_asking(vial_conn *c, unsigned ev)
 {
     if (ev & VIAL_IO_ERR)
         return 0;
-    if (c->rpos < c->rlen || (c->ssl && vial_tls_pending(c->ssl)))
+    if (c->rpos < c->rlen || c->io.rbid || (c->ssl && vial_tls_pending(c->ssl)))
         return 1;
     int pending = 0;
     return ioctl(c->io.fd, FIONREAD, &pending) == 0 && pending > 0;
@@ -1204,6 +1216,8 @@ void vial_conn_accept(vial_server_thread *t, int fd, struct vial_tls *tls)
         c->hs_deadline = deadline = t->loop.now + (uint64_t)(ms > 0 ? ms : 10000) * 1000000u;
         c->ssl = vial_tls_accept(tls, fd);
     }
+    if (!tls)
+        c->io.rstate = VIAL_IO_RECV_WANTED; /* io_uring: receive into its buffers */
     if ((tls && !c->ssl) || vial_io_add(&t->loop, &c->io) < 0) {
         conn_destroy(c);
         return;
