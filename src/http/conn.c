@@ -544,10 +544,13 @@ static uint64_t body_deadline(vial_conn *c, size_t got)
  * When it is spent, the connection stops reading (TCP holds its client
  * back) and polls until other requests give memory back: a cross-thread
  * waiter queue would wake it sooner, but this only runs under memory
- * pressure and costs one timer per 10 ms. A body larger than the whole
- * budget may proceed when nothing else is held, so no request is starved
- * for good. The wait is not the client's fault: it does not count against
- * its minimum rate. */
+ * pressure and costs one timer per 10 ms. The budget is taken a step at a
+ * time, so uploads that arrive together can split it among themselves with
+ * none able to finish: then one waiter at a time (the owner) may go past
+ * the bound until its body is complete, so memory stays within the budget
+ * plus one body and every upload is served in turn. (A body larger than
+ * the whole budget proceeds the same way.) The wait is not the client's
+ * fault: it does not count against its minimum rate. */
 #define BODY_BUDGET_STEP (64 * 1024)
 
 static int body_reserve(vial_conn *c, size_t n)
@@ -557,7 +560,7 @@ static int body_reserve(vial_conn *c, size_t n)
     uint64_t waited_from = 0;
     for (;;) {
         size_t cur = atomic_load(&s->body_memory);
-        if (!max || cur + n <= max || cur == 0) {
+        if (!max || cur + n <= max || cur == 0 || atomic_load(&s->body_owner) == c) {
             if (!atomic_compare_exchange_weak(&s->body_memory, &cur, cur + n))
                 continue;
             c->body_reserved += n;
@@ -565,6 +568,9 @@ static int body_reserve(vial_conn *c, size_t n)
                 c->body_start += c->thr->loop.now - waited_from;
             return 0;
         }
+        vial_conn *none = NULL;
+        if (atomic_compare_exchange_strong(&s->body_owner, &none, c))
+            continue;
         if (!waited_from)
             waited_from = c->thr->loop.now;
         int r = vial_coro_sleep_ns(10 * 1000000ull);
@@ -579,6 +585,8 @@ static void body_release(vial_conn *c)
         atomic_fetch_sub(&c->thr->server->body_memory, c->body_reserved);
         c->body_reserved = 0;
     }
+    vial_conn *me = c;
+    atomic_compare_exchange_strong(&c->thr->server->body_owner, &me, NULL);
 }
 
 /* Reads a Content-Length body. Small bodies stay in the read buffer (no

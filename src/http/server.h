@@ -76,6 +76,8 @@ struct vial_server {
     /* Bytes of request bodies held in memory now, all threads together
      * (bounded by cfg.body_memory_max; conn.c). */
     _Atomic size_t body_memory;
+    /* The one connection allowed past that bound (conn.c's body_reserve). */
+    _Atomic(struct vial_conn *) body_owner;
     vial_serve_fn serve;
     vial_reject_fn reject;
     void *serve_data;

@@ -219,7 +219,10 @@ static int ur_del(vial_loop *l, vial_io *io)
     io->slot = 0;
     struct io_uring_sqe *sqe = sqe_get(u);
     if (sqe) { /* else the poll lives on, unheard, until the ring ends */
-        io_uring_prep_poll_remove(sqe, UD(UD_POLL, idx, io->gen));
+        /* A cancel, not a poll removal: a removal that meets the poll while
+         * its wake-up is pending (the FIN that made its owner close) fails
+         * with -EALREADY and leaves it armed, holding the closed socket. */
+        io_uring_prep_cancel64(sqe, UD(UD_POLL, idx, io->gen), 0);
         io_uring_sqe_set_data64(sqe, UD(UD_IGNORE, 0, 0));
     }
     slot_free(u, idx);

@@ -71,3 +71,23 @@ def test_half_close_during_long_handler_cancels_it(server):
     assert after["started"] == before["started"] + 1
     assert after["cancelled"] == before["cancelled"] + 1
     assert after["completed"] == before["completed"]
+
+
+def test_fin_right_after_the_answer_closes_the_connection(server):
+    # The websocket client's way of giving up: read the answer, then FIN
+    # and wait for the server's. On io_uring the FIN completes the armed
+    # receive and wakes the poll together; the connection must still be
+    # closed for real (the poll must not keep the socket open).
+    host, port = server
+    for _ in range(20):
+        with socket.create_connection((host, port)) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.settimeout(5)
+            buf = b""
+            while not buf.endswith(b"vial conformance"):
+                d = s.recv(65536)
+                assert d, buf
+                buf += d
+            s.shutdown(socket.SHUT_WR)
+            rest, closed = _read_until_close(s, 2.0)
+            assert closed and rest == b"", "the server kept the connection after the client's FIN"
