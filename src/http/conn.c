@@ -585,8 +585,12 @@ static void body_release(vial_conn *c)
         atomic_fetch_sub(&c->thr->server->body_memory, c->body_reserved);
         c->body_reserved = 0;
     }
+    /* Only c itself makes c the owner, so a plain load tells; a locked
+     * compare-exchange per request would bounce the server-wide line
+     * between the loop threads. */
     vial_conn *me = c;
-    atomic_compare_exchange_strong(&c->thr->server->body_owner, &me, NULL);
+    if (atomic_load_explicit(&c->thr->server->body_owner, memory_order_relaxed) == c)
+        atomic_compare_exchange_strong(&c->thr->server->body_owner, &me, NULL);
 }
 
 /* Reads a Content-Length body. Small bodies stay in the read buffer (no
