@@ -63,20 +63,19 @@ struct vial_conn {
 
 #define MAX_CACHED_CONNS 1024
 /* Buffers kept for reuse: the cache is a stack (LIFO, the buffer just put
- * back is the next one taken); when a window of BUF_WINDOW_NS ends, it
+ * back is the next one taken); when a window ends (runtime/peak.h), it
  * keeps WARM_BUFS, or as many as were in use at once in the last one to two
  * windows, and frees the rest, the least recently used. So 256 requests in
  * flight (each waiting for its database query) do not free and malloc two
  * 32 KiB buffers per request — with the heap trims that followed, ~15% of
  * /db's CPU — and a burst's buffers still go back after it. */
 #define WARM_BUFS 64
-#define BUF_WINDOW_NS 1000000000ull
 
 static char *buf_get(vial_server_thread *t)
 {
     char *b = t->nfree_bufs ? t->free_bufs[--t->nfree_bufs] : malloc(VIAL_RBUF_SIZE);
-    if (b && ++t->bufs_out > t->bufs_peak)
-        t->bufs_peak = t->bufs_out;
+    if (b)
+        vial_peak_note(&t->bufs_peak, ++t->bufs_out);
     return b;
 }
 
@@ -113,7 +112,7 @@ static void buf_free(vial_server_thread *t, char *b)
 
 static unsigned bufs_keep(const vial_server_thread *t)
 {
-    unsigned n = t->bufs_peak > t->bufs_prev_peak ? t->bufs_peak : t->bufs_prev_peak;
+    unsigned n = vial_peak_get(&t->bufs_peak);
     n = n > WARM_BUFS ? n : WARM_BUFS;
     return n < VIAL_BUF_CACHE_MAX ? n : VIAL_BUF_CACHE_MAX;
 }
@@ -121,12 +120,8 @@ static unsigned bufs_keep(const vial_server_thread *t)
 /* A window ended: what the last two did not need goes (the oldest first). */
 static void bufs_window(vial_server_thread *t)
 {
-    uint64_t now = t->loop.now;
-    if (now < t->bufs_window_end)
+    if (!vial_peak_roll(&t->bufs_peak, t->loop.now, t->bufs_out))
         return;
-    t->bufs_prev_peak = now - t->bufs_window_end < BUF_WINDOW_NS ? t->bufs_peak : 0;
-    t->bufs_peak = t->bufs_out;
-    t->bufs_window_end = now + BUF_WINDOW_NS;
     unsigned keep = bufs_keep(t);
     if (t->nfree_bufs <= keep)
         return;
@@ -199,9 +194,9 @@ static void conn_destroy(vial_conn *c)
     /* The burst is over on this thread: give back what it left in the heap
      * and the caches (buffers, stacks) kept for its peak. */
     if (t->nconns == 0 && (t->freed_since_trim || t->nfree_bufs > WARM_BUFS ||
-                           t->bufs_peak > WARM_BUFS || t->bufs_prev_peak > WARM_BUFS ||
+                           vial_peak_get(&t->bufs_peak) > WARM_BUFS ||
                            vial_coro_pool_peak(t->loop.coro_pool) > WARM_BUFS)) {
-        t->bufs_peak = t->bufs_prev_peak = 0;
+        vial_peak_reset(&t->bufs_peak, 0);
         while (t->nfree_bufs > WARM_BUFS)
             buf_free(t, t->free_bufs[--t->nfree_bufs]);
         schedule_trim(t);

@@ -8,6 +8,7 @@
 #include "vial.h"
 #include "http/exchange.h"
 #include "runtime/loop.h"
+#include "runtime/peak.h"
 #include "runtime/pool.h"
 
 #include <pthread.h>
@@ -60,8 +61,8 @@ struct vial_server_thread {
      * VIAL_BUF_CACHE_MAX, as many as recent peaks used (conn.c, buf_put) */
     char **free_bufs;
     unsigned nfree_bufs;
-    unsigned bufs_out, bufs_peak, bufs_prev_peak; /* buffers in use: now, peaks of 2 windows */
-    uint64_t bufs_window_end;
+    unsigned bufs_out;  /* buffers in use now */
+    vial_peak bufs_peak; /* ... and the most at once lately (runtime/peak.h) */
     /* Buffers freed past the cache since the heap was last trimmed: after a
      * burst, malloc keeps them unless asked (conn.c, buf_put). */
     size_t freed_since_trim;

@@ -7,6 +7,7 @@
 #include "runtime/coro.h"
 #include "runtime/crash.h"
 #include "runtime/log.h"
+#include "runtime/peak.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -45,11 +46,7 @@ struct vial_coro_pool {
     unsigned cached, max_cached;
     unsigned in_use; /* written by the owning loop only; read racily by the metrics */
     vial_coro *free_list; /* linked through next_ready, most recently used first */
-    /* The most stacks in use at once in this window and the one before
-     * (windows of WARM_WINDOW_NS, stack_window): how many the cache keeps
-     * warm. */
-    unsigned peak, prev_peak;
-    uint64_t window_end;
+    vial_peak peak; /* the most stacks in use at once lately: how many stay warm */
 };
 
 /* Per thread: the loop's own context, and what runs now. */
@@ -150,7 +147,7 @@ static vial_coro *stack_get(vial_coro_pool *p)
 }
 
 /* Stacks kept warm in the cache: at least WARM_STACKS, and as many as were
- * in use at once in the last one to two windows of WARM_WINDOW_NS. The
+ * in use at once in the last one to two windows (peak.h). The
  * cache is a stack (LIFO), so the stack just put back is the next one
  * taken: it stays warm; when a window ends, the pages of the cached stacks
  * beyond that count, the least recently used, are given back
@@ -162,7 +159,6 @@ static vial_coro *stack_get(vial_coro_pool *p)
  * requests waiting for the database) had filled the cache: 40-60% of the
  * CPU of /db, and of /plaintext after it (bench/results/perf-2026-12-06.md). */
 #define WARM_STACKS 64
-#define WARM_WINDOW_NS 1000000000ull
 
 static void stack_cool(vial_coro *c)
 {
@@ -191,13 +187,8 @@ static unsigned warm_limit(const vial_coro_pool *p)
 
 static void stack_window(vial_coro_pool *p, uint64_t now)
 {
-    if (now < p->window_end)
-        return;
-    /* a window with no use at all is an idle one: the one before counts no more */
-    p->prev_peak = now - p->window_end < WARM_WINDOW_NS ? p->peak : 0;
-    p->peak = p->in_use;
-    p->window_end = now + WARM_WINDOW_NS;
-    stack_cool_beyond(p, warm_limit(p));
+    if (vial_peak_roll(&p->peak, now, p->in_use))
+        stack_cool_beyond(p, warm_limit(p));
 }
 
 static void stack_put(vial_coro_pool *p, vial_coro *c, uint64_t now)
@@ -214,12 +205,12 @@ static void stack_put(vial_coro_pool *p, vial_coro *c, uint64_t now)
 
 unsigned vial_coro_pool_peak(const vial_coro_pool *p)
 {
-    return p->peak > p->prev_peak ? p->peak : p->prev_peak;
+    return vial_peak_get(&p->peak);
 }
 
 void vial_coro_pool_trim(vial_coro_pool *p)
 {
-    p->peak = p->prev_peak = p->in_use;
+    vial_peak_reset(&p->peak, p->in_use);
     stack_cool_beyond(p, WARM_STACKS);
 }
 
@@ -277,8 +268,7 @@ vial_coro *vial_coro_new(vial_loop *loop, vial_coro_fn fn, void *arg)
         return NULL;
     vial_coro_pool *p = loop->coro_pool;
     __atomic_store_n(&p->in_use, p->in_use + 1, __ATOMIC_RELAXED);
-    if (p->in_use > p->peak)
-        p->peak = p->in_use;
+    vial_peak_note(&p->peak, p->in_use);
     char *stack = c->stack;
     size_t size = c->stack_size;
     void *fiber = c->sanitizer_fiber;
