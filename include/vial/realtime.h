@@ -32,7 +32,10 @@
  * messages, or the topic's vial_hub_set_policy); a message for a full queue
  * either drops the oldest queued one (VIAL_HUB_DROP_OLDEST, the default) or
  * ends the subscription (VIAL_HUB_DISCONNECT): a websocket is closed with
- * 1008 once what it was already sent is written, an SSE stream ends. A
+ * 1008 once what it was already sent is written, an SSE stream ends; or
+ * VIAL_HUB_ABORT: a websocket's connection is closed at once. A topic may
+ * instead be bounded in bytes, with a stall clock and sender throttling
+ * (vial_hub_set_limits: what vial_ws_group is made of). A
  * loop thread that falls a whole queue behind its publishers (at least 64
  * messages) loses the oldest for its subscribers, who take it as their
  * policy says. Memory is thus bounded by the queues (messages shared with
@@ -123,7 +126,8 @@ struct vial_hub;
  * client sent Last-Event-ID, then writes each published message as an event
  * and a heartbeat comment when the topic is quiet. Returns when the client
  * leaves (-ECANCELED or the write's error), when the hub dropped it for
- * being slow under VIAL_HUB_DISCONNECT (-ENOBUFS), or 0 after max_events.
+ * being slow under VIAL_HUB_DISCONNECT or VIAL_HUB_ABORT (-ENOBUFS), or 0
+ * after max_events.
  * The subscription ends with it. o may be NULL. */
 int vial_sse_serve(vial_req *rq, vial_res *rs, struct vial_hub *hub, const char *topic,
                    const vial_sse_opts *o);
@@ -212,7 +216,7 @@ vial_sub *vial_hub_subscribe(vial_req *rq, vial_hub *h, const char *topic);
 /* Awaits the next message, at most timeout_ms (0: no limit). Returns 0 with
  * *out filled (its pointers valid until the next call or vial_sub_close);
  * -ETIMEDOUT when none came in time; -ENOBUFS when the subscription was
- * ended for being slow (VIAL_HUB_DISCONNECT); -EPIPE once closed;
+ * ended for being slow (VIAL_HUB_DISCONNECT, VIAL_HUB_ABORT); -EPIPE once closed;
  * -ECANCELED when the request was cancelled (the client left). */
 int vial_sub_next(vial_sub *s, vial_sse_event *out, uint64_t timeout_ms);
 
