@@ -100,20 +100,27 @@ def eof_within(ws, secs):
     return False
 
 
+def slow_and_reader(server, topic):
+    """Two subscribers of topic: one with a tiny receive buffer that is
+    never read, one read by a FrameReader (started)."""
+    slow = WsClient(server, "/ws/hub/" + topic, rcvbuf=4096)
+    fast = WsClient(server, "/ws/hub/" + topic)
+    assert slow.frame()[1].startswith(b"thread:")
+    assert fast.frame()[1].startswith(b"thread:")
+    wait_subscribers(server, 2)
+    reader = FrameReader(fast)
+    reader.start()
+    return slow, fast, reader
+
+
 def test_byte_bound_aborts_a_slow_subscriber_not_a_reader(server):
     # "bounded": 256 KiB a subscriber, VIAL_HUB_ABORT. One subscriber reads,
     # one never does; 100 x 64 KiB are published in steps the reader keeps
     # up with. The one that never reads ends (EOF, no close frame: its
     # socket is full), the reader gets every message, in order.
-    slow = WsClient(server, "/ws/hub/bounded", rcvbuf=4096)
-    fast = WsClient(server, "/ws/hub/bounded")
+    before = stats(server)
+    slow, fast, reader = slow_and_reader(server, "bounded")
     try:
-        assert slow.frame()[1].startswith(b"thread:")
-        assert fast.frame()[1].startswith(b"thread:")
-        wait_subscribers(server, 2)
-        before = stats(server)
-        reader = FrameReader(fast)
-        reader.start()
         steps, per = 50, 2
         for i in range(steps):
             flood(server, "bounded", per, 65536, tag="b%d" % i)
@@ -134,14 +141,8 @@ def test_stall_clock_aborts_a_subscriber_whose_queue_does_not_move(server):
     # "stalled": 64 MiB a subscriber (not reached here), a 500 ms stall clock.
     # A subscriber that never reads holds a queue once its socket is full;
     # a message published a second later finds it stalled and ends it.
-    slow = WsClient(server, "/ws/hub/stalled", rcvbuf=4096)
-    fast = WsClient(server, "/ws/hub/stalled")
+    slow, fast, reader = slow_and_reader(server, "stalled")
     try:
-        assert slow.frame()[1].startswith(b"thread:")
-        assert fast.frame()[1].startswith(b"thread:")
-        wait_subscribers(server, 2)
-        reader = FrameReader(fast)
-        reader.start()
         flood(server, "stalled", 100, 65536, tag="s")  # 6.4 MB: more than the socket buffers
         time.sleep(1.2)
         flood(server, "stalled", 1, 65536, tag="t")
