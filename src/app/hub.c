@@ -358,14 +358,14 @@ static int sub_enqueue(vial_sub *s, hub_msg *m, uint64_t now)
 {
     if (s->ended)
         return 0;
-    if (s->max_bytes && s->len) {
-        int over = s->bytes + m->cost > s->max_bytes;
+    if (s->len && (s->max_bytes || s->stall_ns)) {
+        int over = s->max_bytes && s->bytes + m->cost > s->max_bytes;
         if (s->policy != VIAL_HUB_DROP_OLDEST) {
             if (over || (s->stall_ns && now - s->moved > s->stall_ns)) {
                 sub_end_slow(s);
                 return 0;
             }
-        } else {
+        } else if (over) {
             while (s->len && s->bytes + m->cost > s->max_bytes)
                 sub_drop_oldest(s);
         }
