@@ -22,7 +22,6 @@
 #include "runtime/coro.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
