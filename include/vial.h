@@ -1224,22 +1224,29 @@ int vial_ws_close(vial_ws *ws, int code, const char *reason);
 int vial_ws_close_code(const vial_ws *ws);
 
 /* Groups: process-wide sets of sessions, for fan-out across loop threads
- * (a chat room). Thread-safe. A broadcast is encoded once and delivered to
- * every member through its loop's mailbox, so each member receives one
- * sender's messages in the order sent. A member is sent its queued messages
- * while its handler awaits vial_ws_recv; one that vanishes leaves without
- * affecting the others. A session leaves its groups when it ends.
+ * (a chat room). Thread-safe. A group is a use of the broadcast hub
+ * (include/vial/realtime.h): a private, unnamed topic, local to the
+ * process, with the policy VIAL_HUB_ABORT and the limits {4 MiB, 5 s,
+ * 1 MiB} (vial_hub_set_limits), which an app may give a hub topic of its
+ * own. A broadcast is encoded once and shared by every member, and every
+ * member receives the group's messages in one order (each sender's in the
+ * order sent). A member is sent its queued messages while its handler
+ * awaits vial_ws_recv (an idle member directly by the hub's drain); one
+ * that vanishes leaves without affecting the others. A session leaves its
+ * groups when it ends. Nothing is lost for a member that keeps up.
  *
  * What a slow or flooding member gets (the bounds hold per session, so a
- * group's memory is at most members x 4 MiB, mailboxes included):
+ * group's memory is at most members x 4 MiB, the loops' queues included,
+ * the messages themselves shared):
  * - Its outbound queue (published to it, not yet written to its socket,
- *   counted from the moment of the broadcast) holds up to 4 MiB. The
- *   broadcast that finds it fuller, or finds its queue has not moved for 5 s
- *   (its socket takes nothing), drops it: it receives nothing more, and its
- *   vial_ws_recv returns -ENOBUFS with the connection closed at once (a
- *   close frame could not get through). A single message larger than the
- *   bound still goes to a member whose queue is empty. The decision is the
- *   publisher's: a member's loop never holds more than the bound.
+ *   counted from the moment of the broadcast) holds up to 4 MiB (a message
+ *   costs its length + VIAL_HUB_MSG_OVERHEAD). The message that finds it
+ *   fuller, or finds its queue has not moved for 5 s (its socket takes
+ *   nothing), drops it: it receives nothing more, and its vial_ws_recv
+ *   returns -ENOBUFS with the connection closed at once (a close frame
+ *   could not get through). A single message larger than the bound still
+ *   goes to a member whose queue is empty. A member's loop never holds
+ *   more than the bound for it.
  * - A sender is throttled instead of its readers being flooded: while more
  *   than 1 MiB of a session's broadcasts are still queued at members, its
  *   vial_ws_recv stops reading its socket (the peer's sends wait in TCP) and
@@ -1259,7 +1266,9 @@ int vial_ws_group_join(vial_ws_group *g, vial_ws *ws);
 void vial_ws_group_leave(vial_ws_group *g, vial_ws *ws);
 /* Sends one message to every member (the sender too, when it is one). From
  * any thread; it never waits. Returns the number of members it was queued
- * for (members found too slow are dropped and not counted), or -errno. */
+ * for (members already dropped for being slow are not counted; one that
+ * this message finds too slow is dropped on its loop, and counted), or
+ * -errno. */
 int vial_ws_group_broadcast(vial_ws_group *g, int type, const void *data, size_t len);
 
 /* --- rendering templates --------------------------------------------------

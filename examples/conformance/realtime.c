@@ -122,6 +122,30 @@ static int ws_hub(vial_req *rq, vial_ws *ws)
     return 0;
 }
 
+/* /ws/hub-pub/<topic>: publishes what the peer sends, binary as binary,
+ * without subscribing (a pure publisher: the bounded topics' sender
+ * throttling). */
+static int ws_hub_pub(vial_req *rq, vial_ws *ws)
+{
+    vial_ws_msg m;
+    while (vial_ws_recv(ws, &m) == 0) {
+        if (m.type == VIAL_WS_BINARY)
+            vial_hub_publish_binary(hub, vial_req_param(rq, "topic"), m.data, m.len);
+        else
+            vial_hub_publish(hub, vial_req_param(rq, "topic"), m.data, m.len);
+    }
+    return 0;
+}
+
+/* POST /hub/publish-binary/<topic>: the body as one binary message. */
+static int hub_publish_binary(vial_req *rq, vial_res *rs) /* sync */
+{
+    size_t len;
+    const void *body = vial_req_body(rq, &len);
+    int r = vial_hub_publish_binary(hub, vial_req_param(rq, "topic"), body, len);
+    return r < 0 ? vial_abort(rs, 500) : vial_text(rs, 200, "%d\n", r);
+}
+
 /* POST /hub/publish/<topic>?event=name: the body as one event; its id is
  * the ring's next. Sync view: publishes come from a worker thread. */
 static int hub_publish(vial_req *rq, vial_res *rs) /* sync */
@@ -291,6 +315,17 @@ int conformance_realtime(vial_app *app)
     /* Slow subscribers: a queue of 4, then the policy. */
     e |= vial_hub_set_policy(hub, "slow-drop", VIAL_HUB_DROP_OLDEST, 4);
     e |= vial_hub_set_policy(hub, "slow-close", VIAL_HUB_DISCONNECT, 4);
+    /* Byte bounds (tests/blackbox/test_hub_limits.py): a 256 KiB bound;
+     * a stall clock of 500 ms; a publisher paced to a 4 MiB-bounded reader. */
+    e |= vial_hub_set_policy(hub, "bounded", VIAL_HUB_ABORT, VIAL_HUB_QUEUE_MAX);
+    e |= vial_hub_set_limits(hub, "bounded", &(vial_hub_limits){.max_bytes = 256 << 10});
+    e |= vial_hub_set_policy(hub, "stalled", VIAL_HUB_ABORT, VIAL_HUB_QUEUE_MAX);
+    e |= vial_hub_set_limits(hub, "stalled", &(vial_hub_limits){.max_bytes = 64 << 20, .stall_ms = 500});
+    e |= vial_hub_set_policy(hub, "paced", VIAL_HUB_ABORT, VIAL_HUB_QUEUE_MAX);
+    e |= vial_hub_set_limits(hub, "paced",
+                             &(vial_hub_limits){.max_bytes = 4 << 20, .stall_ms = 5000, .sender_max = 1 << 20});
+    e |= vial_ws_route(app, "/ws/hub-pub/<topic>", ws_hub_pub);
+    e |= vial_route_sync(app, "POST /hub/publish-binary/<topic>", hub_publish_binary);
     e |= vial_route(app, "GET /hub/sse/<topic>", hub_sse);
     e |= vial_route(app, "GET /hub/stream/<topic>", hub_stream);
     e |= vial_ws_route(app, "/ws/hub/<topic>", ws_hub);

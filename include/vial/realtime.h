@@ -32,7 +32,10 @@
  * messages, or the topic's vial_hub_set_policy); a message for a full queue
  * either drops the oldest queued one (VIAL_HUB_DROP_OLDEST, the default) or
  * ends the subscription (VIAL_HUB_DISCONNECT): a websocket is closed with
- * 1008 once what it was already sent is written, an SSE stream ends. A
+ * 1008 once what it was already sent is written, an SSE stream ends; or
+ * VIAL_HUB_ABORT: a websocket's connection is closed at once. A topic may
+ * instead be bounded in bytes, with a stall clock and sender throttling
+ * (vial_hub_set_limits: what vial_ws_group is made of). A
  * loop thread that falls a whole queue behind its publishers (at least 64
  * messages) loses the oldest for its subscribers, who take it as their
  * policy says. Memory is thus bounded by the queues (messages shared with
@@ -123,7 +126,8 @@ struct vial_hub;
  * client sent Last-Event-ID, then writes each published message as an event
  * and a heartbeat comment when the topic is quiet. Returns when the client
  * leaves (-ECANCELED or the write's error), when the hub dropped it for
- * being slow under VIAL_HUB_DISCONNECT (-ENOBUFS), or 0 after max_events.
+ * being slow under VIAL_HUB_DISCONNECT or VIAL_HUB_ABORT (-ENOBUFS), or 0
+ * after max_events.
  * The subscription ends with it. o may be NULL. */
 int vial_sse_serve(vial_req *rq, vial_res *rs, struct vial_hub *hub, const char *topic,
                    const vial_sse_opts *o);
@@ -132,11 +136,19 @@ int vial_sse_serve(vial_req *rq, vial_res *rs, struct vial_hub *hub, const char 
 typedef struct vial_hub vial_hub;
 typedef struct vial_sub vial_sub;
 
-/* What a full subscriber queue does with one more message. */
+/* What a full (or, with limits, slow) subscriber queue does with one more
+ * message: drop the oldest queued one; end the subscription, a websocket
+ * closed with 1008 once what it was sent is written; or end it at once, a
+ * websocket's connection closed unflushed (a peer that reads nothing would
+ * never get a close frame) and its vial_ws_recv returning -ENOBUFS. */
 #define VIAL_HUB_DROP_OLDEST 0
 #define VIAL_HUB_DISCONNECT 1
+#define VIAL_HUB_ABORT 2
 #define VIAL_HUB_QUEUE_DEFAULT 256
 #define VIAL_HUB_QUEUE_MAX 65536
+/* What a queued message costs against vial_hub_limits' byte bounds besides
+ * its data. */
+#define VIAL_HUB_MSG_OVERHEAD 64
 
 /* A hub: a set of named topics. Thread-safe. NULL when out of memory. */
 vial_hub *vial_hub_new(void);
@@ -149,6 +161,41 @@ void vial_hub_free(vial_hub *h);
  * last as long as the hub (a name and a few words each). */
 int vial_hub_set_policy(vial_hub *h, const char *topic, int policy, size_t queue_len);
 
+/* A topic's byte bounds (vial_hub_set_limits); all 0: none, the default. */
+typedef struct vial_hub_limits {
+    /* Per subscriber: bytes published to it and not yet handed to its
+     * connection (each message costs its length + VIAL_HUB_MSG_OVERHEAD),
+     * counted from the publish, so what waits for its loop thread counts
+     * too. A message that would pass it finds the subscriber slow, unless
+     * its queue is empty (one message larger than the bound still goes). */
+    size_t max_bytes;
+    /* A subscriber with something queued whose queue has not moved for this
+     * long (its socket takes nothing) is slow at the next message. A
+     * websocket handler busy with its own awaits between vial_ws_recv calls
+     * is not stalled for that. 0: no clock. */
+    uint32_t stall_ms;
+    /* Sender throttling: while more than this many bytes of a websocket
+     * session's publishes to such topics are queued at subscribers, its
+     * vial_ws_recv stops reading its socket (the peer's sends wait in TCP)
+     * and only writes its own queue, until they fall to half; never more
+     * than stall_ms (5 s when 0) at a time. Publishes made by the session's
+     * handler (or a task it spawned) are its own; others count for no one.
+     * 0: none. */
+    size_t sender_max;
+} vial_hub_limits;
+
+/* Sets topic's byte bounds, for subscriptions made after it. With
+ * max_bytes set the topic loses nothing for subscribers that keep up: a
+ * loop thread's queue of it grows (up to the topic's queue length, and
+ * max_bytes) instead of dropping the oldest, and a slow subscriber (over
+ * max_bytes, or stalled) is handled as the topic's policy says: under
+ * VIAL_HUB_DROP_OLDEST it loses its oldest messages until the new one fits
+ * (the stall clock does not apply), under VIAL_HUB_DISCONNECT and
+ * VIAL_HUB_ABORT it is ended. NULL clears them. Returns 0, -EINVAL, -ENOMEM.
+ * vial_ws_group is a topic with VIAL_HUB_ABORT, VIAL_HUB_QUEUE_MAX and
+ * {4 MiB, 5000 ms, 1 MiB}. */
+int vial_hub_set_limits(vial_hub *h, const char *topic, const vial_hub_limits *l);
+
 /* Publishes data (sent to websockets as a text frame: UTF-8, not checked;
  * to SSE as an event's data). From anywhere; never waits. Returns the number
  * of loop threads it was posted to (0: no subscriber), or -ENOMEM. */
@@ -156,6 +203,10 @@ int vial_hub_publish(vial_hub *h, const char *topic, const void *data, size_t le
 /* The same with SSE fields (event, id, retry: websockets get the data
  * only). -EINVAL for CR/LF in event or id. */
 int vial_hub_publish_event(vial_hub *h, const char *topic, const vial_sse_event *ev);
+/* The same as a binary message: a binary frame to websockets (SSE streams
+ * get the bytes as an event's data, so they had better be text there; the
+ * Redis bridge carries them as a text message to other instances). */
+int vial_hub_publish_binary(vial_hub *h, const char *topic, const void *data, size_t len);
 
 /* Subscribes the running async view (or websocket handler) to topic on its
  * loop thread. The subscription ends with the request at the latest.
@@ -165,7 +216,7 @@ vial_sub *vial_hub_subscribe(vial_req *rq, vial_hub *h, const char *topic);
 /* Awaits the next message, at most timeout_ms (0: no limit). Returns 0 with
  * *out filled (its pointers valid until the next call or vial_sub_close);
  * -ETIMEDOUT when none came in time; -ENOBUFS when the subscription was
- * ended for being slow (VIAL_HUB_DISCONNECT); -EPIPE once closed;
+ * ended for being slow (VIAL_HUB_DISCONNECT, VIAL_HUB_ABORT); -EPIPE once closed;
  * -ECANCELED when the request was cancelled (the client left). */
 int vial_sub_next(vial_sub *s, vial_sse_event *out, uint64_t timeout_ms);
 
@@ -176,9 +227,10 @@ uint64_t vial_sub_dropped(const vial_sub *s);
 void vial_sub_close(vial_sub *s);
 
 /* Subscribes a websocket session: while its handler awaits vial_ws_recv,
- * the topic's messages are written to it as text frames. Under
- * VIAL_HUB_DISCONNECT a session that falls a queue behind is closed with
- * 1008 (its vial_ws_recv returns -ENOBUFS). From the session's handler.
+ * the topic's messages are written to it as text frames (binary ones for
+ * vial_hub_publish_binary). Under VIAL_HUB_DISCONNECT a slow session is
+ * closed with 1008, under VIAL_HUB_ABORT its connection is closed at once;
+ * either way its vial_ws_recv returns -ENOBUFS. From the session's handler.
  * Returns 0, -EPIPE (session over), -ENOMEM. */
 int vial_ws_subscribe(vial_ws *ws, vial_hub *h, const char *topic);
 

@@ -130,15 +130,16 @@ int vial_config_reread(vial_config *cfg);
 
 /* Websocket sessions (websocket.c). */
 /* The bounds of group traffic (vial.h, "what a slow or flooding member
- * gets"). A member's outbound queue — bytes published to it and not yet
- * written to its socket, mailboxes included — may hold this much; a
- * publisher that finds it fuller drops the member. */
+ * gets"): a group's hub topic's vial_hub_limits. A member's outbound
+ * queue — bytes published to it and not yet written to its socket, its
+ * loop's queue included — may hold this much; the message that finds it
+ * fuller drops the member. */
 #define VIAL_WS_QUEUE_MAX (4u * 1024 * 1024)
 /* A session whose own broadcasts are queued at members beyond this is not
  * read until they fall to half of it (backpressure to the sender). */
 #define VIAL_WS_SENDER_MAX (1024u * 1024)
 /* A member whose non-empty queue has not moved for this long is slow too
- * (its socket takes nothing): the next publish drops it. Also the longest
+ * (its socket takes nothing): the next message drops it. Also the longest
  * a sender waits on its broadcasts before it reads on. */
 #define VIAL_WS_STALL_NS (5ull * 1000000000ull)
 /* Runs fn as the websocket session of rq (whose handshake passed) on this

@@ -29,6 +29,9 @@
 
 typedef struct hub_msg {
     atomic_uint refs;
+    int opcode;        /* its websocket frame's */
+    size_t cost;       /* against byte bounds: len + VIAL_HUB_MSG_OVERHEAD */
+    vial_hub_sender *from; /* charged for it (sender_max topics), or NULL */
     vial_sse_event ev; /* points into store */
     /* built once, at the first need: the websocket frame, the SSE bytes, and
      * those as one HTTP chunk (an SSE subscriber's direct send) */
@@ -64,6 +67,11 @@ struct vial_sub {
     vial_coro *waiter;      /* parked in vial_sub_wait */
     void (*kick)(void *arg);
     int poked;              /* a direct send left a tail to flush: sub_wait returns */
+    int counted;            /* in its node's nsubs (until it ends or leaves) */
+    /* vial_hub_limits: bytes is what the ring holds (costs) */
+    size_t bytes, max_bytes;
+    uint64_t stall_ns;
+    uint64_t moved;         /* loop time its queue last moved, or became non-empty */
 };
 
 static void sub_set_hot(vial_sub *s, int i, const void *p, unsigned lines)
@@ -95,10 +103,15 @@ struct tnode {
     vial_sub **subs;
     size_t nlocal, localcap;
     hub_msg **batch;        /* loop thread only: what the last take moved out */
+    uint32_t *batch_n;      /* beside batch: qn of each */
+    size_t batchcap;
     /* under the hub's lock */
     size_t nsubs;
     hub_msg **q;
+    uint32_t *qn;           /* beside q: nsubs when queued (what its sender was charged) */
     size_t qcap, qhead, qlen;
+    size_t qlimit;          /* q grows up to this (lossless topics), else qcap */
+    size_t qbytes, qmax_bytes; /* costs queued; the topic's max_bytes (0: none) */
     uint64_t lost;          /* dropped here, the queue being full */
     int posted;
     vial_msg m;
@@ -109,6 +122,7 @@ typedef struct topic {
     char *name;
     int policy;
     size_t qlen;
+    vial_hub_limits lim;
     tnode *nodes;
     struct topic *next;
 } topic;
@@ -140,10 +154,38 @@ void vial_shared_bytes_unref(vial_shared_bytes *b)
         free(b);
 }
 
+void vial_hub_sender_unref(vial_hub_sender *s)
+{
+    if (s && atomic_fetch_sub(&s->refs, 1) == 1)
+        s->release(s);
+}
+
+/* amount of s's publishes left subscribers' queues (or were never queued):
+ * a sender held for that is told once they fall to half its bound. */
+static void sender_release(vial_hub_sender *s, size_t amount)
+{
+    if (!amount)
+        return;
+    size_t left = atomic_fetch_sub(&s->produced, amount) - amount;
+    if (left <= atomic_load(&s->max) / 2 && atomic_load(&s->waiting) && atomic_exchange(&s->waiting, 0))
+        s->wake(s);
+}
+
+/* The session whose coroutine (or an ancestor of it: a task it spawned)
+ * publishes, or NULL (a worker thread, a timer of the app's). */
+static vial_hub_sender *sender_current(void)
+{
+    for (vial_coro *c = vial_coro_current(); c; c = c->parent)
+        if (c->local)
+            return c->local;
+    return NULL;
+}
+
 static void msg_unref(hub_msg *m)
 {
     if (atomic_fetch_sub(&m->refs, 1) != 1)
         return;
+    vial_hub_sender_unref(m->from);
     vial_shared_bytes_unref(atomic_load(&m->frame));
     vial_shared_bytes_unref(atomic_load(&m->sse));
     vial_shared_bytes_unref(atomic_load(&m->chunk));
@@ -174,7 +216,9 @@ void vial_hub_free(vial_hub *h)
             for (; n->qlen; n->qlen--, n->qhead = (n->qhead + 1) % n->qcap)
                 msg_unref(n->q[n->qhead]);
             free(n->q);
+            free(n->qn);
             free(n->batch);
+            free(n->batch_n);
             free(n->subs);
             free(n); /* the start of its node_box */
         }
@@ -207,7 +251,8 @@ static topic *topic_find(vial_hub *h, const char *name, int create)
 
 int vial_hub_set_policy(vial_hub *h, const char *name, int policy, size_t queue_len)
 {
-    if (!h || !name || (policy != VIAL_HUB_DROP_OLDEST && policy != VIAL_HUB_DISCONNECT) ||
+    if (!h || !name ||
+        (policy != VIAL_HUB_DROP_OLDEST && policy != VIAL_HUB_DISCONNECT && policy != VIAL_HUB_ABORT) ||
         queue_len < 1 || queue_len > VIAL_HUB_QUEUE_MAX)
         return -EINVAL;
     pthread_mutex_lock(&h->lock);
@@ -216,6 +261,18 @@ int vial_hub_set_policy(vial_hub *h, const char *name, int policy, size_t queue_
         t->policy = policy;
         t->qlen = queue_len;
     }
+    pthread_mutex_unlock(&h->lock);
+    return t ? 0 : -ENOMEM;
+}
+
+int vial_hub_set_limits(vial_hub *h, const char *name, const vial_hub_limits *l)
+{
+    if (!h || !name)
+        return -EINVAL;
+    pthread_mutex_lock(&h->lock);
+    topic *t = topic_find(h, name, 1);
+    if (t)
+        t->lim = l ? *l : (vial_hub_limits){0};
     pthread_mutex_unlock(&h->lock);
     return t ? 0 : -ENOMEM;
 }
@@ -230,13 +287,30 @@ static void sub_notify(vial_sub *s)
         s->kick(s->kick_arg);
 }
 
+/* Takes the head off the ring: its cost leaves the byte count and its
+ * sender's; the caller owns the reference. */
+static hub_msg *ring_shift(vial_sub *s)
+{
+    hub_msg *m = s->ring[s->head];
+    s->head = (s->head + 1) % s->slots;
+    s->len--;
+    s->bytes -= m->cost;
+    if (m->from)
+        sender_release(m->from, m->cost);
+    return m;
+}
+
 static void ring_clear(vial_sub *s)
 {
-    while (s->len) {
-        msg_unref(s->ring[s->head]);
-        s->head = (s->head + 1) % s->slots;
-        s->len--;
-    }
+    while (s->len)
+        msg_unref(ring_shift(s));
+}
+
+static void sub_drop_oldest(vial_sub *s)
+{
+    msg_unref(ring_shift(s));
+    s->dropped++;
+    atomic_fetch_add(&n_dropped, 1);
 }
 
 /* A subscriber that keeps up holds a message or two: its ring starts small
@@ -259,34 +333,61 @@ static int ring_grow(vial_sub *s)
 
 /* The subscriber fell a queue behind under VIAL_HUB_DISCONNECT: it gets
  * nothing more, and learns it at its next wait. */
+static vial_hub *node_hub(tnode *n);
+
 static void sub_end_slow(vial_sub *s)
 {
-    s->ended = 1;
+    s->ended = s->policy == VIAL_HUB_ABORT ? VIAL_HUB_ABORT : VIAL_HUB_DISCONNECT;
     ring_clear(s);
     atomic_fetch_add(&n_disconnected, 1);
+    /* No longer counted among the topic's subscribers (what a group's
+     * broadcast returns); it leaves the array when its owner detaches it. */
+    if (s->counted && s->node) {
+        vial_hub *h = node_hub(s->node);
+        pthread_mutex_lock(&h->lock);
+        s->node->nsubs--;
+        pthread_mutex_unlock(&h->lock);
+        s->counted = 0;
+    }
     sub_notify(s);
 }
 
-static void sub_enqueue(vial_sub *s, hub_msg *m)
+/* Queues m for s (the drain, on s's loop at loop time now). Returns 1 when
+ * it was queued. */
+static int sub_enqueue(vial_sub *s, hub_msg *m, uint64_t now)
 {
     if (s->ended)
-        return;
+        return 0;
+    if (s->len && (s->max_bytes || s->stall_ns)) {
+        int over = s->max_bytes && s->bytes + m->cost > s->max_bytes;
+        if (s->policy != VIAL_HUB_DROP_OLDEST) {
+            if (over || (s->stall_ns && now - s->moved > s->stall_ns)) {
+                sub_end_slow(s);
+                return 0;
+            }
+        } else if (over) {
+            while (s->len && s->bytes + m->cost > s->max_bytes)
+                sub_drop_oldest(s);
+        }
+    }
     if (s->len == s->slots && s->slots < s->cap)
         (void)ring_grow(s);
     if (s->len == s->slots) {
-        if (s->policy == VIAL_HUB_DISCONNECT) {
+        if (s->policy != VIAL_HUB_DROP_OLDEST) {
             sub_end_slow(s);
-            return;
+            return 0;
         }
-        msg_unref(s->ring[s->head]);
-        s->head = (s->head + 1) % s->slots;
-        s->len--;
-        s->dropped++;
-        atomic_fetch_add(&n_dropped, 1);
+        sub_drop_oldest(s);
     }
+    if (!s->len)
+        s->moved = now; /* the stall clock starts */
     atomic_fetch_add(&m->refs, 1);
     s->ring[(s->head + s->len++) % s->slots] = m;
+    s->bytes += m->cost;
+    if (m->from)
+        atomic_fetch_add(&m->from->produced, m->cost);
     sub_notify(s);
+    return 1;
 }
 
 /* A loop that fell a whole queue behind its publishers lost messages for
@@ -295,7 +396,7 @@ static void sub_lost(vial_sub *s, uint64_t lost)
 {
     if (s->ended)
         return;
-    if (s->policy == VIAL_HUB_DISCONNECT) {
+    if (s->policy != VIAL_HUB_DROP_OLDEST) {
         sub_end_slow(s);
         return;
     }
@@ -303,7 +404,6 @@ static void sub_lost(vial_sub *s, uint64_t lost)
     atomic_fetch_add(&n_dropped, lost);
 }
 
-static vial_hub *node_hub(tnode *n);
 static vial_shared_bytes *shared_once(_Atomic(vial_shared_bytes *) *slot,
                                       vial_shared_bytes *(*build)(const hub_msg *m), const hub_msg *m);
 static vial_shared_bytes *build_frame(const hub_msg *m);
@@ -340,13 +440,30 @@ static void node_deliver(vial_loop *l, vial_msg *mm)
     tnode *n = (tnode *)((char *)mm - offsetof(tnode, m));
     vial_hub *h = node_hub(n);
     pthread_mutex_lock(&h->lock);
+    if (n->batchcap < n->qlen) { /* a lossless topic's queue grew */
+        hub_msg **b = realloc(n->batch, n->qcap * sizeof *b);
+        if (b)
+            n->batch = b;
+        uint32_t *bn = b ? realloc(n->batch_n, n->qcap * sizeof *bn) : NULL;
+        if (bn) {
+            n->batch_n = bn;
+            n->batchcap = n->qcap;
+        }
+    }
     size_t k = 0;
-    for (; n->qlen; n->qlen--, n->qhead = (n->qhead + 1) % n->qcap)
+    for (; n->qlen && k < n->batchcap; n->qlen--, n->qhead = (n->qhead + 1) % n->qcap) {
+        n->batch_n[k] = n->qn[n->qhead];
+        n->qbytes -= n->q[n->qhead]->cost;
         n->batch[k++] = n->q[n->qhead];
+    }
     uint64_t lost = n->lost;
     n->lost = 0;
-    n->posted = 0;
+    if (n->qlen) /* no room for all (out of memory): the rest next turn */
+        vial_loop_post(n->loop, &n->m);
+    else
+        n->posted = 0;
     pthread_mutex_unlock(&h->lock);
+    uint64_t now = n->loop->now;
     /* The batch is at most the node's queue; the first 64 messages' forms
      * ride beside it (the rest, rare, take the queue). */
     vial_shared_bytes *frames[64][NFORMS];
@@ -374,11 +491,16 @@ static void node_deliver(vial_loop *l, vial_msg *mm)
             if (i < nf && sub_direct(s, n->batch[i], frames[i]))
                 direct++;
             else
-                sub_enqueue(s, n->batch[i]);
+                sub_enqueue(s, n->batch[i], now);
         }
     }
     if (direct)
         atomic_fetch_add(&n_delivered, direct);
+    /* What the publishers were charged for this thread's subscribers at the
+     * publish: the queued copies carry their own charge now. */
+    for (size_t i = 0; i < k; i++)
+        if (n->batch[i]->from)
+            sender_release(n->batch[i]->from, n->batch[i]->cost * n->batch_n[i]);
     for (size_t i = 0; i < nf; i++)
         for (int f = 0; f < NFORMS; f++)
             vial_shared_bytes_unref(frames[i][f]);
@@ -397,7 +519,41 @@ static vial_hub *node_hub(tnode *n)
     return ((node_box *)n)->hub;
 }
 
-static tnode *node_new(vial_hub *h, vial_loop *loop, size_t qlen)
+/* A lossless topic's queue doubles rather than drop (under the lock). 0 or
+ * -ENOMEM. */
+static int node_grow(tnode *n)
+{
+    size_t cap = n->qcap * 2 < n->qlimit ? n->qcap * 2 : n->qlimit;
+    hub_msg **q = malloc(cap * sizeof *q);
+    uint32_t *qn = malloc(cap * sizeof *qn);
+    if (!q || !qn) {
+        free(q);
+        free(qn);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n->qlen; i++) { /* head first: the order stays */
+        q[i] = n->q[(n->qhead + i) % n->qcap];
+        qn[i] = n->qn[(n->qhead + i) % n->qcap];
+    }
+    free(n->q);
+    free(n->qn);
+    n->q = q;
+    n->qn = qn;
+    n->qhead = 0;
+    n->qcap = cap;
+    return 0;
+}
+
+/* The topic's bounds for its node (under the lock): a node made before
+ * vial_hub_set_limits takes them at its next subscription. */
+static void node_apply(tnode *n, const topic *t)
+{
+    size_t len = t->qlen < 64 ? 64 : t->qlen;
+    n->qmax_bytes = t->lim.max_bytes;
+    n->qlimit = n->qmax_bytes && len > n->qcap ? len : n->qcap;
+}
+
+static tnode *node_new(vial_hub *h, vial_loop *loop, const topic *t)
 {
     node_box *b = calloc(1, sizeof *b);
     if (!b)
@@ -405,16 +561,23 @@ static tnode *node_new(vial_hub *h, vial_loop *loop, size_t qlen)
     tnode *n = &b->node;
     b->hub = h;
     n->loop = loop;
-    /* At least a burst's worth: a loop is briefly busy now and then. */
-    n->qcap = qlen < 64 ? 64 : qlen;
+    /* At least a burst's worth: a loop is briefly busy now and then. A
+     * lossless topic's starts there and grows. */
+    n->qcap = t->qlen < 64 || t->lim.max_bytes ? 64 : t->qlen;
     n->q = malloc(n->qcap * sizeof *n->q);
+    n->qn = malloc(n->qcap * sizeof *n->qn);
     n->batch = malloc(n->qcap * sizeof *n->batch);
-    if (!n->q || !n->batch) {
+    n->batch_n = malloc(n->qcap * sizeof *n->batch_n);
+    if (!n->q || !n->qn || !n->batch || !n->batch_n) {
         free(n->q);
+        free(n->qn);
         free(n->batch);
+        free(n->batch_n);
         free(b);
         return NULL;
     }
+    n->batchcap = n->qcap;
+    node_apply(n, t);
     n->m.cb = node_deliver;
     return n;
 }
@@ -444,13 +607,16 @@ static vial_sub *sub_attach(vial_hub *h, const char *name)
     if (t) {
         for (n = t->nodes; n && n->loop != loop; n = n->next)
             ;
-        if (!n && (n = node_new(h, loop, t->qlen))) {
+        if (!n && (n = node_new(h, loop, t))) {
             n->next = t->nodes;
             t->nodes = n;
         }
         if (n) {
+            node_apply(n, t);
             s->policy = t->policy;
             s->cap = t->qlen;
+            s->max_bytes = t->lim.max_bytes;
+            s->stall_ns = (uint64_t)t->lim.stall_ms * 1000000ull;
         }
     }
     if (n)
@@ -482,6 +648,7 @@ static vial_sub *sub_attach(vial_hub *h, const char *name)
     /* Items posted after the count went up find it in the array: they run
      * on this thread, after this. */
     s->node = n;
+    s->counted = 1;
     s->idx = n->nlocal;
     n->subs[n->nlocal++] = s;
     atomic_fetch_add(&n_subscribers, 1);
@@ -497,9 +664,12 @@ static void sub_detach(vial_sub *s, vial_hub *h)
     n->subs[s->idx] = last;
     last->idx = s->idx;
     s->node = NULL;
-    pthread_mutex_lock(&h->lock);
-    n->nsubs--;
-    pthread_mutex_unlock(&h->lock);
+    if (s->counted) {
+        pthread_mutex_lock(&h->lock);
+        n->nsubs--;
+        pthread_mutex_unlock(&h->lock);
+        s->counted = 0;
+    }
     ring_clear(s);
     if (s->cur) {
         msg_unref(s->cur);
@@ -574,6 +744,12 @@ int vial_sub_ended(const vial_sub *s)
     return s->ended;
 }
 
+void vial_sub_touch(vial_sub *s)
+{
+    if (s->node)
+        s->moved = s->node->loop->now;
+}
+
 /* Awaits a queued message: 0 when one is, else the reason. */
 static int sub_wait(vial_sub *s, uint64_t timeout_ms)
 {
@@ -604,9 +780,8 @@ static int sub_wait(vial_sub *s, uint64_t timeout_ms)
 
 static hub_msg *sub_pop(vial_sub *s)
 {
-    hub_msg *m = s->ring[s->head];
-    s->head = (s->head + 1) % s->slots;
-    s->len--;
+    hub_msg *m = ring_shift(s);
+    s->moved = s->node->loop->now;
     atomic_fetch_add(&n_delivered, 1);
     return m;
 }
@@ -663,7 +838,7 @@ vial_shared_bytes *vial_ws_frame_shared(int opcode, const void *data, size_t len
 
 static vial_shared_bytes *build_frame(const hub_msg *m)
 {
-    return vial_ws_frame_shared(VIAL_WS_OP_TEXT, m->ev.data, m->ev.len);
+    return vial_ws_frame_shared(m->opcode, m->ev.data, m->ev.len);
 }
 
 static vial_shared_bytes *build_sse(const hub_msg *m)
@@ -726,8 +901,54 @@ int vial_hub_set_bridge(vial_hub *h, vial_hub_bridge *b)
     return 0;
 }
 
-int vial_hub_publish_local(vial_hub *h, const char *name, const vial_sse_event *ev)
+/* Queues m at each loop thread with subscribers of the topic. Under the
+ * lock. */
+static int topic_post(topic *t, hub_msg *m, size_t *subscribers)
 {
+    int posted = 0;
+    size_t total = 0;
+    for (tnode *n = t->nodes; n; n = n->next) {
+        if (!n->nsubs)
+            continue;
+        if (n->qlen == n->qcap && n->qcap < n->qlimit)
+            (void)node_grow(n);
+        /* Full (or over a lossless topic's byte bound, which then every
+         * subscriber of this thread is): the oldest goes, and the loop's
+         * subscribers take the loss as their policy says. */
+        while (n->qlen && (n->qlen == n->qcap || (n->qmax_bytes && n->qbytes + m->cost > n->qmax_bytes))) {
+            hub_msg *old = n->q[n->qhead];
+            if (old->from)
+                sender_release(old->from, old->cost * n->qn[n->qhead]);
+            n->qbytes -= old->cost;
+            msg_unref(old);
+            n->qhead = (n->qhead + 1) % n->qcap;
+            n->qlen--;
+            n->lost++;
+        }
+        atomic_fetch_add(&m->refs, 1);
+        size_t at = (n->qhead + n->qlen++) % n->qcap;
+        n->q[at] = m;
+        n->qn[at] = (uint32_t)n->nsubs;
+        n->qbytes += m->cost;
+        total += n->nsubs;
+        /* Charged before its loop can see it (it takes under this lock). */
+        if (m->from)
+            atomic_fetch_add(&m->from->produced, m->cost * n->nsubs);
+        if (!n->posted) {
+            n->posted = 1;
+            vial_loop_post(n->loop, &n->m);
+        }
+        posted++;
+    }
+    if (subscribers)
+        *subscribers = total;
+    return posted;
+}
+
+static int hub_post(vial_hub *h, const char *name, const vial_sse_event *ev, int opcode, size_t *subscribers)
+{
+    if (subscribers)
+        *subscribers = 0;
     if (!h || !name || !ev || (ev->len && !ev->data))
         return -EINVAL;
     if ((ev->event && strpbrk(ev->event, "\r\n")) || (ev->id && strpbrk(ev->id, "\r\n")))
@@ -740,6 +961,9 @@ int vial_hub_publish_local(vial_hub *h, const char *name, const vial_sse_event *
     atomic_init(&m->frame, NULL);
     atomic_init(&m->sse, NULL);
     atomic_init(&m->chunk, NULL);
+    m->opcode = opcode;
+    m->cost = ev->len + VIAL_HUB_MSG_OVERHEAD;
+    m->from = NULL;
     char *p = m->store;
     if (ev->len)
         memcpy(p, ev->data, ev->len);
@@ -755,36 +979,36 @@ int vial_hub_publish_local(vial_hub *h, const char *name, const vial_sse_event *
         memcpy(p, ev->id, il);
         m->ev.id = p;
     }
+    vial_hub_sender *from = sender_current();
     int posted = 0;
     pthread_mutex_lock(&h->lock);
     topic *t = topic_find(h, name, 0);
-    for (tnode *n = t ? t->nodes : NULL; n; n = n->next) {
-        if (!n->nsubs)
-            continue;
-        if (n->qlen == n->qcap) {
-            msg_unref(n->q[n->qhead]);
-            n->qhead = (n->qhead + 1) % n->qcap;
-            n->qlen--;
-            n->lost++;
-        }
-        atomic_fetch_add(&m->refs, 1);
-        n->q[(n->qhead + n->qlen++) % n->qcap] = m;
-        if (!n->posted) {
-            n->posted = 1;
-            vial_loop_post(n->loop, &n->m);
-        }
-        posted++;
+    if (t && from && t->lim.sender_max) {
+        m->from = from;
+        atomic_fetch_add(&from->refs, 1);
+        size_t max = atomic_load(&from->max);
+        while ((!max || t->lim.sender_max < max) &&
+               !atomic_compare_exchange_weak(&from->max, &max, t->lim.sender_max))
+            ;
+        atomic_store(&from->hold_ns, (uint64_t)(t->lim.stall_ms ? t->lim.stall_ms : 5000) * 1000000ull);
     }
+    if (t)
+        posted = topic_post(t, m, subscribers);
     pthread_mutex_unlock(&h->lock);
     msg_unref(m);
     return posted;
 }
 
+int vial_hub_publish_local(vial_hub *h, const char *name, const vial_sse_event *ev)
+{
+    return hub_post(h, name, ev, VIAL_WS_OP_TEXT, NULL);
+}
+
 /* Local delivery first, then Redis: this instance's subscribers never wait
  * for a round trip, and the bridge skips the copy that comes back. */
-int vial_hub_publish_event(vial_hub *h, const char *name, const vial_sse_event *ev)
+static int publish(vial_hub *h, const char *name, const vial_sse_event *ev, int opcode, size_t *subscribers)
 {
-    int r = vial_hub_publish_local(h, name, ev);
+    int r = hub_post(h, name, ev, opcode, subscribers);
     if (r < 0)
         return r;
     atomic_fetch_add(&n_published, 1); /* what came from Redis counts as received */
@@ -793,10 +1017,28 @@ int vial_hub_publish_event(vial_hub *h, const char *name, const vial_sse_event *
     return r;
 }
 
+int vial_hub_publish_event(vial_hub *h, const char *name, const vial_sse_event *ev)
+{
+    return publish(h, name, ev, VIAL_WS_OP_TEXT, NULL);
+}
+
 int vial_hub_publish(vial_hub *h, const char *name, const void *data, size_t len)
 {
     vial_sse_event ev = {NULL, NULL, data, len, 0};
-    return vial_hub_publish_event(h, name, &ev);
+    return publish(h, name, &ev, VIAL_WS_OP_TEXT, NULL);
+}
+
+int vial_hub_publish_binary(vial_hub *h, const char *name, const void *data, size_t len)
+{
+    vial_sse_event ev = {NULL, NULL, data, len, 0};
+    return publish(h, name, &ev, VIAL_WS_OP_BINARY, NULL);
+}
+
+int vial_hub_publish_frame(vial_hub *h, const char *name, int opcode, const void *data, size_t len,
+                           size_t *subscribers)
+{
+    vial_sse_event ev = {NULL, NULL, data, len, 0};
+    return publish(h, name, &ev, opcode, subscribers);
 }
 
 /* --- SSE streams of a topic ---------------------------------------------------------------- */

@@ -19,6 +19,26 @@ typedef struct vial_shared_bytes {
 
 void vial_shared_bytes_unref(vial_shared_bytes *b);
 
+/* A publisher that topics with vial_hub_limits.sender_max charge: a
+ * websocket session (coroutine local of its handler's coroutine, which its
+ * tasks inherit through their parents). Each message it publishes there
+ * holds a reference; produced counts the bytes of them queued at
+ * subscribers (charged at the publish, released as each leaves a
+ * subscriber's queue). */
+typedef struct vial_hub_sender {
+    atomic_uint refs;
+    atomic_size_t produced;
+    atomic_size_t max;          /* the smallest sender_max it published under; 0: none */
+    atomic_uint_fast64_t hold_ns; /* the longest a hold may last (the topic's stall clock) */
+    atomic_int waiting;         /* set by the sender: wake it when produced falls to max / 2 */
+    /* From any thread, once waiting was set and produced fell. */
+    void (*wake)(struct vial_hub_sender *s);
+    /* The last reference went. */
+    void (*release)(struct vial_hub_sender *s);
+} vial_hub_sender;
+
+void vial_hub_sender_unref(vial_hub_sender *s);
+
 /* A websocket subscription: kick(arg) runs on the session's loop when a
  * message is queued or the subscription ends. NULL when out of memory. */
 vial_sub *vial_hub_sub_open(vial_hub *h, const char *topic, void (*kick)(void *arg), void *arg);
@@ -34,8 +54,17 @@ void vial_hub_sub_set_direct(vial_sub *s, int (*send)(void *arg, const uint8_t *
 /* Takes the next message's websocket frame (a reference the caller drops),
  * or NULL when none is queued (or none could be built). */
 vial_shared_bytes *vial_sub_take_frame(vial_sub *s);
-/* 1 when the hub ended it for being slow. */
+/* 0, or the policy it was ended by for being slow (VIAL_HUB_DISCONNECT,
+ * VIAL_HUB_ABORT). */
 int vial_sub_ended(const vial_sub *s);
+/* The subscriber is busy elsewhere (a handler running its own code): its
+ * stall clock restarts. On its loop. */
+void vial_sub_touch(vial_sub *s);
+/* Publishes a websocket message of opcode (VIAL_WS_OP_TEXT or _BINARY);
+ * *subscribers (when not NULL) gets how many subscribers the topic had on
+ * the loop threads it was posted to. Returns what vial_hub_publish does. */
+int vial_hub_publish_frame(vial_hub *h, const char *topic, int opcode, const void *data, size_t len,
+                           size_t *subscribers);
 /* Ends and frees a subscription opened with vial_hub_sub_open. */
 void vial_hub_sub_free(vial_sub *s);
 

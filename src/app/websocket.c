@@ -4,20 +4,16 @@
  * A session runs inside its handler on the connection's coroutine, with the
  * connection's buffers: no thread, no extra coroutine. vial_ws_recv is the
  * session's pump: it parses what the read buffer holds, answers pings,
- * writes the messages other threads broadcast to it (queued by its loop's
- * mailbox), and parks on the socket when there is nothing to do.
+ * writes the messages of its hub subscriptions (hub.c; the hub's drain
+ * writes them itself while the session is parked idle), and parks on the
+ * socket when there is nothing to do.
  *
- * Groups fan a message out across loop threads: it is framed once into a
- * refcounted blob (server frames are unmasked, so every member sends the
- * same bytes), and one small delivery per member is posted to the member's
- * loop. Mailboxes are FIFO, so one sender's messages reach each member in
- * order.
- *
- * Nothing here may hold a loop or grow without bound (vial.h: "what a slow
- * or flooding member gets"): the pump yields after a slice's budget; the
- * publisher charges each member's queue with atomics before posting, and
- * drops a member that is too far behind right there; and a session whose
- * broadcasts are queued beyond a bound is not read until they drain. */
+ * Groups are a use of the hub: each is a private topic with a byte bound,
+ * a stall clock, the abort policy and sender throttling (vial.h: "what a
+ * slow or flooding member gets"). Nothing here may hold a loop or grow
+ * without bound: the pump yields after a slice's budget, and a session
+ * whose publishes are queued beyond its topics' bound is not read until
+ * they drain. */
 #include "app/app.h"
 #include "app/hub.h"
 #include "http/server.h"
@@ -26,7 +22,6 @@
 #include "runtime/coro.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,62 +29,39 @@
 
 /* --- sessions --------------------------------------------------------------------- */
 
-/* One complete server frame, shared by every member it goes to. */
+/* One complete server frame, shared by every subscriber it goes to. */
 typedef vial_shared_bytes ws_blob;
 
-/* A hub topic the session subscribed to (vial_ws_subscribe). */
+/* A hub topic the session subscribed to (vial_ws_subscribe, or a group's
+ * private topic: group says which). */
 typedef struct ws_hsub {
     vial_sub *sub;
+    const vial_ws_group *group;
     struct ws_hsub *next;
 } ws_hsub;
 
-/* The part of a session that publishers on other threads see; it outlives
- * the session while deliveries to or from it are in flight. */
+/* The part of a session that other threads see: the hub charges its
+ * publishes to it (sender throttling) and wakes it when they drain; it
+ * outlives the session while messages it published are in flight. */
 typedef struct ws_sess {
-    atomic_uint refs;        /* the session + deliveries to or from it + a posted wake */
-    /* Its outbound queue: bytes published to it (charged by the publisher,
-     * before the delivery travels) and not yet written to its socket. */
-    atomic_size_t queued;
-    /* Bytes of its own broadcasts still queued at members. */
-    atomic_size_t produced;
-    atomic_uint_fast64_t moved; /* clock ns its queue last moved or was empty */
-    atomic_int slow;         /* a publisher found it too far behind: it ends */
-    atomic_int waiting;      /* its reading waits for produced to fall */
+    vial_hub_sender snd;     /* first: the hub's view of it */
     atomic_int wake_posted;
     vial_loop *loop;
     vial_ws *ws;             /* NULL once over; read and written on its loop only */
     vial_msg wake;
 } ws_sess;
 
-/* A broadcast on its way to one member; once delivered, an item of the
- * member's send queue. */
-typedef struct ws_delivery {
-    vial_msg msg;
-    ws_sess *to;
-    ws_sess *from;  /* the session that published it, or NULL */
-    ws_blob *blob;
-    size_t cost;    /* charged to to->queued and from->produced */
-    struct ws_delivery *next;
-} ws_delivery;
-
-/* A session's entry in one group; used under the group's lock only. */
-typedef struct ws_member {
-    ws_sess *sess;
-    vial_ws_group *group;
-    struct ws_member *next_of_ws;
-} ws_member;
-
+/* A group: a private, unnamed topic of a hub of its own (never bridged to
+ * Redis), with the bounds vial.h describes. */
 struct vial_ws_group {
-    pthread_mutex_t lock;
-    ws_member **members;
-    size_t n, cap;
+    vial_hub *hub;
 };
 
 struct vial_ws {
     /* What hub_direct reads, in one line (the hub's drain prefetches it). */
     vial_req *rq;
     struct vial_conn *c;
-    ws_delivery *qhead, *qtail;
+    ws_blob *out;           /* a frame taken from a subscription, being written */
     unsigned accepted : 1;
     unsigned in_app : 1;    /* the handler runs its own code (not in recv/send) */
     unsigned stack_trimmed : 1; /* vial_coro_trim_stack ran once it was idle */
@@ -102,9 +74,8 @@ struct vial_ws {
     uint8_t *msg;           /* reassembly of fragmented messages */
     size_t msg_len, msg_cap;
     ws_sess *sess;
-    ws_member *members;
     ws_hsub *hsubs;
-    size_t qoff;            /* bytes of the head already written */
+    size_t qoff;            /* bytes of out already written */
     vial_ws_pmd pmd;        /* permessage-deflate, when negotiated */
     unsigned deflate : 1;
     size_t deflate_min;     /* messages shorter than this go uncompressed */
@@ -117,8 +88,12 @@ static void blob_unref(ws_blob *b)
 
 static void sess_unref(ws_sess *s)
 {
-    if (atomic_fetch_sub(&s->refs, 1) == 1)
-        free(s);
+    vial_hub_sender_unref(&s->snd);
+}
+
+static void sess_release(vial_hub_sender *snd)
+{
+    free(snd); /* the start of its ws_sess */
 }
 
 static void sess_wake_cb(vial_loop *l, vial_msg *m)
@@ -131,9 +106,10 @@ static void sess_wake_cb(vial_loop *l, vial_msg *m)
 }
 
 /* From any thread: makes s's session, if it waits in recv, look at its
- * state again (it became slow, or its broadcasts drained). */
-static void sess_wake(ws_sess *s)
+ * state again (its publishes drained). */
+static void sess_wake(vial_hub_sender *snd)
 {
+    ws_sess *s = (ws_sess *)snd;
     if (s->loop == vial_loop_current()) {
         if (s->ws)
             vial_conn_ws_kick(s->ws->c);
@@ -141,56 +117,20 @@ static void sess_wake(ws_sess *s)
     }
     if (atomic_exchange(&s->wake_posted, 1))
         return; /* one in flight does it */
-    atomic_fetch_add(&s->refs, 1);
+    atomic_fetch_add(&s->snd.refs, 1);
     s->wake.cb = sess_wake_cb;
     vial_loop_post(s->loop, &s->wake);
 }
 
-/* A delivery leaves its member's queue (written, or dropped): the member's
- * queue and the publisher's count shrink, and a publisher waiting for that
- * is told. On the member's loop (or the publisher's, if it never left). */
-static void delivery_retire(ws_delivery *d)
-{
-    ws_sess *to = d->to, *from = d->from;
-    atomic_fetch_sub(&to->queued, d->cost);
-    if (from) {
-        size_t left = atomic_fetch_sub(&from->produced, d->cost) - d->cost;
-        if (left <= VIAL_WS_SENDER_MAX / 2 && atomic_load(&from->waiting) &&
-            atomic_exchange(&from->waiting, 0))
-            sess_wake(from);
-        sess_unref(from);
-    }
-    blob_unref(d->blob);
-    sess_unref(to);
-    free(d);
-}
-
 static void queue_drop(vial_ws *ws)
 {
-    while (ws->qhead) {
-        ws_delivery *d = ws->qhead;
-        ws->qhead = d->next;
-        delivery_retire(d);
-    }
-    ws->qtail = NULL;
+    blob_unref(ws->out);
+    ws->out = NULL;
     ws->qoff = 0;
-}
-
-/* The head of the queue went out whole. */
-static void queue_pop(vial_ws *ws)
-{
-    ws_delivery *d = ws->qhead;
-    ws->qoff = 0;
-    ws->qhead = d->next;
-    if (!ws->qhead)
-        ws->qtail = NULL;
-    delivery_retire(d);
 }
 
 static void leave_all(vial_ws *ws)
 {
-    while (ws->members)
-        vial_ws_group_leave(ws->members->group, ws);
     while (ws->hsubs) {
         ws_hsub *h = ws->hsubs;
         ws->hsubs = h->next;
@@ -199,43 +139,37 @@ static void leave_all(vial_ws *ws)
     }
 }
 
-/* Moves one hub message into the send queue, if a subscription has one;
- * the hub's bounded queue holds the rest, so a slow peer costs at most the
- * topic's queue (its policy decides what happens beyond). */
+/* Takes one hub message to write, if a subscription has one; the hub's
+ * bounded queues hold the rest, so a slow peer costs at most its topics'
+ * bounds (their policies decide what happens beyond). */
 static int hub_refill(vial_ws *ws)
 {
-    for (ws_hsub *h = ws->hsubs; h; h = h->next) {
-        ws_blob *b = vial_sub_take_frame(h->sub);
-        if (!b)
-            continue;
-        ws_delivery *d = malloc(sizeof *d);
-        if (!d) {
-            blob_unref(b);
-            return 0;
-        }
-        *d = (ws_delivery){.to = ws->sess, .blob = b};
-        atomic_fetch_add(&ws->sess->refs, 1);
-        if (ws->qtail)
-            ws->qtail->next = d;
-        else
-            ws->qhead = d;
-        ws->qtail = d;
-        return 1;
-    }
+    for (ws_hsub *h = ws->hsubs; h; h = h->next)
+        if ((ws->out = vial_sub_take_frame(h->sub)))
+            return 1;
     return 0;
 }
 
+/* How the hub ended a subscription for being slow: VIAL_HUB_ABORT wins
+ * over VIAL_HUB_DISCONNECT; 0: none was. */
 static int hub_ended(const vial_ws *ws)
 {
+    int how = 0;
     for (const ws_hsub *h = ws->hsubs; h; h = h->next)
-        if (vial_sub_ended(h->sub))
-            return 1;
-    return 0;
+        if (vial_sub_ended(h->sub) > how)
+            how = vial_sub_ended(h->sub);
+    return how;
 }
 
 static void hub_kick(void *arg)
 {
     vial_ws *ws = arg;
+    /* A handler busy with its own work (not in recv) cannot write its queue
+     * meanwhile; its socket is not the one stuck. Only the byte bound
+     * judges it then. */
+    if (ws->in_app)
+        for (ws_hsub *h = ws->hsubs; h; h = h->next)
+            vial_sub_touch(h->sub);
     vial_conn_ws_kick(ws->c);
 }
 
@@ -245,14 +179,12 @@ static void hub_kick(void *arg)
 static int hub_direct(void *arg, const uint8_t *bytes, size_t len)
 {
     vial_ws *ws = arg;
-    if (!ws->idle || ws->result || ws->qhead)
+    if (!ws->idle || ws->result || ws->out)
         return 0;
-    /* (sess->moved, a group's stall clock, need not move: with group
-     * deliveries queued, qhead is set and this path is not taken.) */
     return vial_conn_ws_try_send(ws->c, bytes, len);
 }
 
-int vial_ws_subscribe(vial_ws *ws, vial_hub *h, const char *topic)
+static int ws_subscribe(vial_ws *ws, vial_hub *h, const char *topic, const vial_ws_group *g)
 {
     if (ws->result)
         return -EPIPE;
@@ -261,6 +193,7 @@ int vial_ws_subscribe(vial_ws *ws, vial_hub *h, const char *topic)
     ws_hsub *e = malloc(sizeof *e);
     if (!e)
         return -ENOMEM;
+    e->group = g;
     e->sub = vial_hub_sub_open(h, topic, hub_kick, ws);
     if (!e->sub) {
         free(e);
@@ -270,6 +203,11 @@ int vial_ws_subscribe(vial_ws *ws, vial_hub *h, const char *topic)
     e->next = ws->hsubs;
     ws->hsubs = e;
     return 0;
+}
+
+int vial_ws_subscribe(vial_ws *ws, vial_hub *h, const char *topic)
+{
+    return ws_subscribe(ws, h, topic, NULL);
 }
 
 /* Writes a whole frame (blocking: awaits room). */
@@ -305,11 +243,10 @@ static int send_compressed(vial_ws *ws, int opcode, const void *data, size_t len
  * follow without splitting it. */
 static int queue_finish_head(vial_ws *ws)
 {
-    if (!ws->qhead || !ws->qoff)
+    if (!ws->out || !ws->qoff)
         return 0;
-    ws_delivery *d = ws->qhead;
-    int r = vial_conn_ws_out(ws->c, d->blob->bytes + ws->qoff, d->blob->len - ws->qoff);
-    queue_pop(ws);
+    int r = vial_conn_ws_out(ws->c, ws->out->bytes + ws->qoff, ws->out->len - ws->qoff);
+    queue_drop(ws);
     return r;
 }
 
@@ -321,22 +258,19 @@ static int queue_pump(vial_ws *ws)
 {
     for (;;) {
         size_t moved = 0;
-        while (ws->qhead || hub_refill(ws)) {
+        while (ws->out || hub_refill(ws)) {
             size_t room = vial_conn_ws_room(ws->c);
             if (!room)
                 break;
-            ws_delivery *d = ws->qhead;
-            size_t n = d->blob->len - ws->qoff;
+            size_t n = ws->out->len - ws->qoff;
             if (n > room)
                 n = room;
-            vial_conn_ws_out(ws->c, d->blob->bytes + ws->qoff, n); /* fits: no wait */
+            vial_conn_ws_out(ws->c, ws->out->bytes + ws->qoff, n); /* fits: no wait */
             ws->qoff += n;
             moved += n;
-            if (ws->qoff == d->blob->len)
-                queue_pop(ws);
+            if (ws->qoff == ws->out->len)
+                queue_drop(ws);
         }
-        if (moved)
-            atomic_store(&ws->sess->moved, ws->loop->now);
         if (!vial_conn_ws_pending(ws->c))
             return 0;
         int r = vial_conn_ws_flush(ws->c, 0);
@@ -344,7 +278,7 @@ static int queue_pump(vial_ws *ws)
             return 0;
         if (r < 0)
             return r;
-        if (!ws->qhead)
+        if (!ws->out)
             return 0;
         vial_coro_spend(moved);
     }
@@ -436,32 +370,40 @@ static int msg_append(vial_ws *ws, const uint8_t *d, size_t n)
     return 0;
 }
 
-/* Backpressure to a sender: while more of its broadcasts are queued at
- * members than VIAL_WS_SENDER_MAX, its input is not read (the peer's sends
- * stall in TCP) until they fall to half, its own queue still being written.
- * A member that takes nothing cannot hold it for ever: after
- * VIAL_WS_STALL_NS it reads on, and its next publish drops the members
- * whose queues have not moved for that long. Returns 0 or < 0 (cancelled,
- * broken). */
+/* Its publishes to topics with a sender bound (a group's broadcasts) that
+ * are queued at subscribers pass the bound. */
+static int sender_over(const vial_ws *ws)
+{
+    size_t max = atomic_load(&ws->sess->snd.max);
+    return max && atomic_load(&ws->sess->snd.produced) > max;
+}
+
+/* Backpressure to a sender: while more of its publishes are queued at
+ * subscribers than the topics' sender_max, its input is not read (the
+ * peer's sends stall in TCP) until they fall to half, its own queue still
+ * being written. A subscriber that takes nothing cannot hold it for ever:
+ * after the topic's stall clock it reads on, and its next publish finds
+ * the subscribers whose queues have not moved for that long slow. Returns 0
+ * or < 0 (cancelled, broken). */
 static int sender_hold(vial_ws *ws)
 {
-    ws_sess *s = ws->sess;
-    if (atomic_load(&s->produced) <= VIAL_WS_SENDER_MAX)
+    vial_hub_sender *s = &ws->sess->snd;
+    if (!sender_over(ws))
         return 0;
-    uint64_t until = ws->loop->now + VIAL_WS_STALL_NS;
+    uint64_t until = ws->loop->now + atomic_load(&s->hold_ns);
     for (;;) {
-        if (atomic_load(&s->slow))
+        if (hub_ended(ws) == VIAL_HUB_ABORT)
             return 0;
         if (queue_pump(ws) < 0)
             return -EPIPE;
-        /* Announce the wait, then look again: a retire in between either
+        /* Announce the wait, then look again: a release in between either
          * sees the flag or left a count this load sees. */
         atomic_store(&s->waiting, 1);
-        if (atomic_load(&s->produced) <= VIAL_WS_SENDER_MAX / 2) {
+        if (atomic_load(&s->produced) <= atomic_load(&s->max) / 2) {
             atomic_store(&s->waiting, 0);
             return 0;
         }
-        int want = ws->qhead != NULL || vial_conn_ws_pending(ws->c);
+        int want = ws->out != NULL || vial_conn_ws_pending(ws->c);
         int r = vial_conn_ws_wait(ws->c, want ? VIAL_IO_WRITE : 0, until);
         atomic_store(&s->waiting, 0);
         if (r == -ETIMEDOUT)
@@ -506,8 +448,9 @@ int vial_ws_recv(vial_ws *ws, vial_ws_msg *msg)
         r = sender_hold(ws);
         if (r < 0)
             return ws_end(ws, r == -EPIPE ? -1 : 1001, NULL, 0, r);
-        if (atomic_load(&ws->sess->slow)) {
-            /* Too far behind its broadcasts: its socket is full, a close
+        int ended = hub_ended(ws);
+        if (ended == VIAL_HUB_ABORT) {
+            /* Too far behind its messages: its socket is full, a close
              * frame would never get through. */
             ws->result = -ENOBUFS;
             leave_all(ws);
@@ -515,7 +458,7 @@ int vial_ws_recv(vial_ws *ws, vial_ws_msg *msg)
             vial_conn_ws_abort(c);
             return ws->result;
         }
-        if (hub_ended(ws)) /* what it was sent still goes out, then the close */
+        if (ended) /* what it was sent still goes out, then the close */
             return ws_end(ws, 1008, (const uint8_t *)"too slow", 8, -ENOBUFS);
         uint8_t *in;
         size_t n;
@@ -565,7 +508,7 @@ int vial_ws_recv(vial_ws *ws, vial_ws_msg *msg)
                 return ws_end(ws, ev.close_code, NULL, 0, VIAL_WS_CLOSED);
             }
             /* pongs are ignored */
-            if (atomic_load(&ws->sess->produced) > VIAL_WS_SENDER_MAX || atomic_load(&ws->sess->slow)) {
+            if (sender_over(ws) || hub_ended(ws)) {
                 held = 1;
                 break;
             }
@@ -579,7 +522,7 @@ int vial_ws_recv(vial_ws *ws, vial_ws_msg *msg)
             continue;
         if (got != -EAGAIN)
             return ws_end(ws, -1, NULL, 0, got == 0 ? -ECONNRESET : (int)got);
-        int want = ws->qhead != NULL || vial_conn_ws_pending(c);
+        int want = ws->out != NULL || vial_conn_ws_pending(c);
         if (!want) {
             /* Thousands of sessions sit here: no output buffer, and no stack
              * pages that the handshake's deeper calls touched. */
@@ -672,15 +615,16 @@ int vial_ws_serve(vial_req *rq, vial_ws_handler fn)
     ws.sess = calloc(1, sizeof *ws.sess);
     if (!ws.sess)
         return 503;
-    atomic_init(&ws.sess->refs, 1);
-    atomic_init(&ws.sess->moved, ws.loop->now);
+    atomic_init(&ws.sess->snd.refs, 1);
+    ws.sess->snd.wake = sess_wake;
+    ws.sess->snd.release = sess_release;
     ws.sess->loop = ws.loop;
     ws.sess->ws = &ws;
-    /* Broadcasts made on this coroutine (or its tasks) are this session's:
-     * they count against its sender bound. */
+    /* Publishes made on this coroutine (or its tasks) are this session's:
+     * they count against its sender bound (hub.c: sender_current). */
     vial_coro *co = vial_coro_current();
     void *prev_local = co->local;
-    co->local = ws.sess;
+    co->local = &ws.sess->snd;
     int r = fn(rq, &ws);
     if (!ws.accepted) {
         ws_fini(&ws, co, prev_local);
@@ -689,7 +633,7 @@ int vial_ws_serve(vial_req *rq, vial_ws_handler fn)
     /* A handler that returns with the session open closes it normally; a
      * failing one with 1011. */
     ws_end(&ws, r < 0 ? 1011 : 1000, NULL, 0, VIAL_WS_CLOSED);
-    /* Deliveries in flight find no session (sess->ws) and are dropped. */
+    /* Wakes in flight find no session (sess->ws). */
     ws_fini(&ws, co, prev_local);
     rq->res.status = 101;
     rq->res.upgraded = 1;
@@ -718,13 +662,22 @@ int vial_ws_route_as(vial_app *app, const char *path, vial_ws_handler fn, const 
     return r;
 }
 
-/* --- groups ------------------------------------------------------------------------ */
+/* --- groups: a use of the hub ------------------------------------------------------------ */
 
 vial_ws_group *vial_ws_group_new(void)
 {
     vial_ws_group *g = calloc(1, sizeof *g);
-    if (g)
-        pthread_mutex_init(&g->lock, NULL);
+    if (!g || !(g->hub = vial_hub_new())) {
+        free(g);
+        return NULL;
+    }
+    vial_hub_limits lim = {VIAL_WS_QUEUE_MAX, (uint32_t)(VIAL_WS_STALL_NS / 1000000), VIAL_WS_SENDER_MAX};
+    if (vial_hub_set_policy(g->hub, "", VIAL_HUB_ABORT, VIAL_HUB_QUEUE_MAX) < 0 ||
+        vial_hub_set_limits(g->hub, "", &lim) < 0) {
+        vial_hub_free(g->hub);
+        free(g);
+        return NULL;
+    }
     return g;
 }
 
@@ -732,8 +685,7 @@ void vial_ws_group_free(vial_ws_group *g)
 {
     if (!g)
         return;
-    pthread_mutex_destroy(&g->lock);
-    free(g->members);
+    vial_hub_free(g->hub);
     free(g);
 }
 
@@ -741,140 +693,31 @@ int vial_ws_group_join(vial_ws_group *g, vial_ws *ws)
 {
     if (ws->result)
         return -EPIPE;
-    for (ws_member *m = ws->members; m; m = m->next_of_ws)
-        if (m->group == g)
+    for (ws_hsub *h = ws->hsubs; h; h = h->next)
+        if (h->group == g)
             return -EALREADY;
-    ws_member *m = calloc(1, sizeof *m);
-    if (!m)
-        return -ENOMEM;
-    m->sess = ws->sess;
-    m->group = g;
-    pthread_mutex_lock(&g->lock);
-    if (g->n == g->cap) {
-        size_t cap = g->cap ? g->cap * 2 : 16;
-        ws_member **a = realloc(g->members, cap * sizeof *a);
-        if (!a) {
-            pthread_mutex_unlock(&g->lock);
-            free(m);
-            return -ENOMEM;
-        }
-        g->members = a;
-        g->cap = cap;
-    }
-    g->members[g->n++] = m;
-    pthread_mutex_unlock(&g->lock);
-    m->next_of_ws = ws->members;
-    ws->members = m;
-    return 0;
+    return ws_subscribe(ws, g->hub, "", g);
 }
 
 void vial_ws_group_leave(vial_ws_group *g, vial_ws *ws)
 {
-    ws_member **pp = &ws->members;
-    while (*pp && (*pp)->group != g)
-        pp = &(*pp)->next_of_ws;
-    ws_member *m = *pp;
-    if (!m)
-        return;
-    *pp = m->next_of_ws;
-    pthread_mutex_lock(&g->lock);
-    for (size_t i = 0; i < g->n; i++) {
-        if (g->members[i] == m) {
-            g->members[i] = g->members[--g->n];
-            break;
+    for (ws_hsub **pp = &ws->hsubs; *pp; pp = &(*pp)->next) {
+        ws_hsub *h = *pp;
+        if (h->group == g) {
+            *pp = h->next;
+            vial_hub_sub_free(h->sub);
+            free(h);
+            return;
         }
     }
-    pthread_mutex_unlock(&g->lock);
-    /* Publishers use members under the lock only; deliveries hold the
-     * session, not the member. */
-    free(m);
-}
-
-/* On the member's loop thread. */
-static void deliver(vial_loop *l, vial_msg *msg)
-{
-    ws_delivery *d = (ws_delivery *)msg;
-    vial_ws *ws = d->to->ws;
-    if (!ws || ws->result || atomic_load(&d->to->slow)) {
-        delivery_retire(d);
-        return;
-    }
-    d->next = NULL;
-    if (ws->qtail)
-        ws->qtail->next = d;
-    else
-        ws->qhead = d;
-    ws->qtail = d;
-    /* A handler busy with its own work (not in recv) cannot write its queue
-     * meanwhile; its socket is not the one stuck. Only the byte bound
-     * judges it then. */
-    if (ws->in_app)
-        atomic_store(&d->to->moved, l->now);
-    vial_conn_ws_kick(ws->c);
-}
-
-/* The session whose coroutine (or an ancestor of it: a task it spawned)
- * publishes, or NULL (a worker thread, a timer of the app's). */
-static ws_sess *publishing_session(void)
-{
-    for (vial_coro *c = vial_coro_current(); c; c = c->parent)
-        if (c->local)
-            return c->local;
-    return NULL;
 }
 
 int vial_ws_group_broadcast(vial_ws_group *g, int type, const void *data, size_t len)
 {
     if (type != VIAL_WS_TEXT && type != VIAL_WS_BINARY)
         return -EINVAL;
-    ws_blob *b = vial_ws_frame_shared(type, data, len);
-    if (!b)
-        return -ENOMEM;
-    ws_sess *from = publishing_session();
-    size_t cost = sizeof(ws_delivery) + b->len;
-    uint64_t now = vial_clock_ns();
-    int sent = 0;
-    /* Posting under the lock keeps the member list stable; the mailbox lock
-     * nests inside it and is never held while taking this one. */
-    pthread_mutex_lock(&g->lock);
-    for (size_t i = 0; i < g->n; i++) {
-        ws_sess *to = g->members[i]->sess;
-        if (atomic_load(&to->slow))
-            continue;
-        /* The member's queue is charged here, before the delivery travels,
-         * so its bound also bounds what waits in its loop's mailbox. A
-         * member too far behind is dropped now: its queue (or a single
-         * message into an empty one) never grows past the bound. */
-        size_t old = atomic_fetch_add(&to->queued, cost);
-        if (old == 0) {
-            atomic_store(&to->moved, now);
-        } else if (old + cost > VIAL_WS_QUEUE_MAX ||
-                   (int64_t)(now - atomic_load(&to->moved)) > (int64_t)VIAL_WS_STALL_NS) {
-            atomic_fetch_sub(&to->queued, cost);
-            if (!atomic_exchange(&to->slow, 1))
-                sess_wake(to);
-            continue;
-        }
-        ws_delivery *d = malloc(sizeof *d);
-        if (!d) {
-            atomic_fetch_sub(&to->queued, cost);
-            continue;
-        }
-        d->msg.cb = deliver;
-        d->to = to;
-        d->from = from;
-        d->blob = b;
-        d->cost = cost;
-        atomic_fetch_add(&to->refs, 1);
-        atomic_fetch_add(&b->refs, 1);
-        if (from) {
-            atomic_fetch_add(&from->refs, 1);
-            atomic_fetch_add(&from->produced, cost);
-        }
-        vial_loop_post(to->loop, &d->msg);
-        sent++;
-    }
-    pthread_mutex_unlock(&g->lock);
-    blob_unref(b);
-    return sent;
+    size_t members;
+    int r = vial_hub_publish_frame(g->hub, "", type == VIAL_WS_TEXT ? VIAL_WS_OP_TEXT : VIAL_WS_OP_BINARY, data,
+                                   len, &members);
+    return r < 0 ? r : (int)members;
 }

@@ -418,6 +418,155 @@ static void test_policy_disconnect(void **state)
     vial_hub_free(h);
 }
 
+static void noop_cb(vial_loop *l, vial_msg *m)
+{
+    (void)l;
+    (void)m;
+}
+
+/* Publishes "P0:<i>" and waits until the subscriber's loop took it into
+ * the subscriber's queue (a message posted behind the node's runs after). */
+static void publish_step(sub_ctx *c, int i)
+{
+    char text[16];
+    int n = snprintf(text, sizeof text, "P0:%d", i);
+    assert_int_equal(vial_hub_publish(c->hub, c->topic, text, (size_t)n), 1);
+    run_on(c, noop_cb);
+}
+
+/* A message costs its length + VIAL_HUB_MSG_OVERHEAD ("P0:<i>": 4 bytes
+ * here); three fit under the bound, the fourth finds the subscriber slow. */
+static void test_limits_byte_bound_aborts(void **state)
+{
+    (void)state;
+    vial_hub *h = vial_hub_new();
+    assert_int_equal(vial_hub_set_policy(h, "a", VIAL_HUB_ABORT, VIAL_HUB_QUEUE_MAX), 0);
+    assert_int_equal(vial_hub_set_limits(h, "a", &(vial_hub_limits){.max_bytes = 3 * (4 + VIAL_HUB_MSG_OVERHEAD)}),
+                     0);
+    loop_thread lt[1];
+    loops_start(lt, 1);
+    sub_ctx c = {.loop = &lt[0].loop, .hub = h, .topic = "a", .drain = 0};
+    run_on(&c, open_cb);
+    vial_hub_counts before, after;
+    vial_hub_stats(&before);
+    for (int i = 0; i < 3; i++)
+        publish_step(&c, i);
+    assert_int_equal(vial_sub_ended(c.sub), 0);
+    publish_step(&c, 3);
+    assert_int_equal(vial_sub_ended(c.sub), VIAL_HUB_ABORT);
+    run_on(&c, drain_cb);
+    assert_int_equal(atomic_load(&c.got), 0); /* its queue went with it */
+    vial_hub_stats(&after);
+    assert_int_equal(after.disconnected - before.disconnected, 1);
+    /* Ended, it no longer counts: a publish finds no subscriber. */
+    assert_int_equal(vial_hub_publish(h, "a", "P0:9", 4), 0);
+    run_on(&c, close_cb);
+
+    /* The same bound met while the messages still wait for the loop: one
+     * larger than the bound still goes to an empty queue, a second one
+     * does not fit behind it. */
+    run_on(&c, open_cb);
+    char big[400];
+    memset(big, 'x', sizeof big);
+    assert_int_equal(vial_hub_publish(h, "a", big, sizeof big), 1);
+    run_on(&c, noop_cb);
+    assert_int_equal(vial_sub_ended(c.sub), 0);
+    run_on(&c, close_cb);
+    run_on(&c, open_cb);
+    assert_int_equal(vial_hub_publish(h, "a", big, sizeof big), 1);
+    assert_int_equal(vial_hub_publish(h, "a", "P0:0", 4), 1);
+    run_on(&c, noop_cb);
+    assert_int_equal(vial_sub_ended(c.sub), VIAL_HUB_ABORT);
+    run_on(&c, close_cb);
+    loops_stop(lt, 1);
+    vial_hub_free(h);
+}
+
+/* Under VIAL_HUB_DROP_OLDEST the byte bound drops the oldest until the new
+ * message fits; nothing is lost below it however many messages wait. */
+static void test_limits_drop_oldest_by_bytes(void **state)
+{
+    (void)state;
+    vial_hub *h = vial_hub_new();
+    assert_int_equal(vial_hub_set_policy(h, "b", VIAL_HUB_DROP_OLDEST, 1000), 0);
+    assert_int_equal(vial_hub_set_limits(h, "b", &(vial_hub_limits){.max_bytes = 5 * (4 + VIAL_HUB_MSG_OVERHEAD)}),
+                     0);
+    loop_thread lt[1];
+    loops_start(lt, 1);
+    sub_ctx c = {.loop = &lt[0].loop, .hub = h, .topic = "b", .drain = 0};
+    run_on(&c, open_cb);
+    for (int i = 0; i < 9; i++)
+        publish_step(&c, i);
+    c.next[0] = 4; /* the five newest */
+    run_on(&c, drain_cb);
+    assert_int_equal(atomic_load(&c.got), 5);
+    assert_int_equal(atomic_load(&c.bad), 0);
+    assert_int_equal(vial_sub_dropped(c.sub), 4);
+    assert_int_equal(vial_sub_ended(c.sub), 0);
+    run_on(&c, close_cb);
+    loops_stop(lt, 1);
+    vial_hub_free(h);
+}
+
+/* A subscriber whose queue has not moved for stall_ms is slow at the next
+ * message; one that takes its messages is not. */
+static void test_limits_stall_clock(void **state)
+{
+    (void)state;
+    vial_hub *h = vial_hub_new();
+    assert_int_equal(vial_hub_set_policy(h, "s", VIAL_HUB_ABORT, VIAL_HUB_QUEUE_MAX), 0);
+    assert_int_equal(vial_hub_set_limits(h, "s", &(vial_hub_limits){.max_bytes = 1 << 20, .stall_ms = 50}), 0);
+    loop_thread lt[1];
+    loops_start(lt, 1);
+    sub_ctx c = {.loop = &lt[0].loop, .hub = h, .topic = "s", .drain = 0};
+    run_on(&c, open_cb);
+    publish_step(&c, 0);
+    usleep(20000);
+    publish_step(&c, 1);
+    run_on(&c, drain_cb); /* it moved */
+    usleep(120000);
+    publish_step(&c, 2);
+    assert_int_equal(vial_sub_ended(c.sub), 0); /* its queue was empty: the clock started then */
+    usleep(120000);
+    publish_step(&c, 3);
+    assert_int_equal(vial_sub_ended(c.sub), VIAL_HUB_ABORT);
+    run_on(&c, close_cb);
+    loops_stop(lt, 1);
+    vial_hub_free(h);
+}
+
+/* A binary publish is a binary frame, a text one a text frame. */
+static void take_opcodes(vial_loop *l, vial_msg *m)
+{
+    (void)l;
+    sub_ctx *c = (sub_ctx *)((char *)m - offsetof(sub_ctx, m));
+    vial_shared_bytes *b;
+    long ops = 0;
+    while ((b = vial_sub_take_frame(c->sub))) {
+        ops = ops * 16 + b->bytes[0];
+        vial_shared_bytes_unref(b);
+    }
+    atomic_store(&c->got, ops);
+}
+
+static void test_publish_binary_frame(void **state)
+{
+    (void)state;
+    vial_hub *h = vial_hub_new();
+    loop_thread lt[1];
+    loops_start(lt, 1);
+    sub_ctx c = {.loop = &lt[0].loop, .hub = h, .topic = "bin", .drain = 0};
+    run_on(&c, open_cb);
+    assert_int_equal(vial_hub_publish_binary(h, "bin", "\x00\x01", 2), 1);
+    assert_int_equal(vial_hub_publish(h, "bin", "t", 1), 1);
+    run_on(&c, noop_cb);
+    run_on(&c, take_opcodes);
+    assert_int_equal(atomic_load(&c.got), 0x82 * 16 + 0x81);
+    run_on(&c, close_cb);
+    loops_stop(lt, 1);
+    vial_hub_free(h);
+}
+
 /* --- SSE through the test client ------------------------------------------------------------ */
 
 static vial_hub *app_hub;
@@ -522,6 +671,10 @@ int main(void)
         cmocka_unit_test(test_policy_drop_oldest),
         cmocka_unit_test(test_ring_grows_in_order),
         cmocka_unit_test(test_policy_disconnect),
+        cmocka_unit_test(test_limits_byte_bound_aborts),
+        cmocka_unit_test(test_limits_drop_oldest_by_bytes),
+        cmocka_unit_test(test_limits_stall_clock),
+        cmocka_unit_test(test_publish_binary_frame),
         cmocka_unit_test(test_sse_through_test_client),
         cmocka_unit_test(test_use_redis_setup),
     };
