@@ -74,7 +74,7 @@
 #define PG_DEFAULT_NOTIFY_MAX 1024
 #define PG_READ_ROUNDS 32    /* reads per event before yielding to other fds */
 #define PG_GROW_BACKOFF_NS 1000000000ull
-#define PG_OP_CACHE 64
+#define PG_OP_CACHE 64      /* operations cached at least (more while many are in use) */
 #define PG_MAX_RETRIES 3
 #define PG_NAME_MAX 63       /* NAMEDATALEN - 1 */
 #define PG_AUTO_MAX 256      /* SQL texts prepared automatically per connection */
@@ -251,6 +251,7 @@ struct pg_pool {
     pg_chan *chans;
     pg_op *op_cache;
     unsigned nop_cache;
+    unsigned nops_live; /* operations allocated and not in op_cache */
     vial_pg_stats *stats; /* in db->mblocks */
 };
 
@@ -500,6 +501,7 @@ static pg_op *op_new(pg_pool *p, int kind)
         if (!op)
             return NULL;
     }
+    p->nops_live++;
     memset(op, 0, sizeof *op);
     op->pool = p;
     op->kind = (unsigned char)kind;
@@ -526,7 +528,11 @@ static void op_free(pg_op *op)
     pg_pool *p = op->pool;
     op_clear(op);
     free(op->owned);
-    if (p->nop_cache < PG_OP_CACHE) {
+    /* Under load thousands are in flight (20 per /queries request x the
+     * requests waiting): keep as many as are in use, so the steady state
+     * recycles hot ones instead of a malloc and a free per statement. */
+    p->nops_live--;
+    if (p->nop_cache < PG_OP_CACHE || p->nop_cache < p->nops_live) {
         op->next = p->op_cache;
         p->op_cache = op;
         p->nop_cache++;
@@ -2880,16 +2886,27 @@ int vial_pg_getint(const vial_pg_result *r, int row, int col, int64_t *out)
     int e = typed_text(r, row, col, &s);
     if (e < 0)
         return e;
-    if (isspace((unsigned char)*s))
+    /* strtoll's rules (an optional sign, decimal digits, nothing after)
+     * without its locale lookups: it was a visible part of reading a
+     * /queries row. */
+    int neg = *s == '-';
+    s += *s == '-' || *s == '+';
+    if (!*s)
         return -EINVAL;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (*end)
-        return -EINVAL;
-    if (errno == ERANGE)
+    uint64_t v = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    int range = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -EINVAL;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (lim - d) / 10)
+            range = 1;
+        else
+            v = v * 10 + d;
+    }
+    if (range)
         return -ERANGE;
-    *out = v;
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
     return 0;
 }
 

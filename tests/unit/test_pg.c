@@ -237,6 +237,24 @@ static int v_simple(vial_req *rq, vial_res *rs)
     /* an out-of-range range of int */
     CHECK_EQ(vial_pg_query(rq, db, &r, "select '99999999999999999999'::text", 0, NULL), 0);
     CHECK_EQ(vial_pg_getint(r, 0, 0, &i), -ERANGE);
+    /* the edges of int8, signs, stray characters */
+    CHECK_EQ(vial_pg_query(rq, db, &r,
+                           "select '-9223372036854775808', '-9223372036854775809', '+5', ' 5', '5 ',"
+                           " '-', '-0', '12a', '9223372036854775808', '-42'", 0, NULL), 0);
+    CHECK_EQ(vial_pg_getint(r, 0, 0, &i), 0);
+    CHECK(i == INT64_MIN);
+    CHECK_EQ(vial_pg_getint(r, 0, 1, &i), -ERANGE);
+    CHECK_EQ(vial_pg_getint(r, 0, 2, &i), 0);
+    CHECK_EQ(i, 5);
+    CHECK_EQ(vial_pg_getint(r, 0, 3, &i), -EINVAL);
+    CHECK_EQ(vial_pg_getint(r, 0, 4, &i), -EINVAL);
+    CHECK_EQ(vial_pg_getint(r, 0, 5, &i), -EINVAL);
+    CHECK_EQ(vial_pg_getint(r, 0, 6, &i), 0);
+    CHECK_EQ(i, 0);
+    CHECK_EQ(vial_pg_getint(r, 0, 7, &i), -EINVAL);
+    CHECK_EQ(vial_pg_getint(r, 0, 8, &i), -ERANGE);
+    CHECK_EQ(vial_pg_getint(r, 0, 9, &i), 0);
+    CHECK_EQ(i, -42);
     /* many rows */
     CHECK_EQ(vial_pg_query(rq, db, &r, "select g, g * 2 from generate_series(1, 5000) g", 0, NULL), 0);
     CHECK_EQ(vial_pg_ntuples(r), 5000);
