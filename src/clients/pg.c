@@ -43,6 +43,10 @@
  * the same batch as its execution under a name of the cache's; afterwards
  * only Bind/Execute are sent and the server reuses the plan.
  *
+ * Results. A successful statement's rows are copied out of libpq's
+ * PGresult as it is parsed, and the PGresult cleared (see rows_from);
+ * only errors keep theirs.
+ *
  * Lifetimes. Operations with a waiter belong to the waiter; an operation
  * whose waiter gave up (cancelled, timed out) is "abandoned" and belongs to
  * its connection, which drops its result when it arrives. Connections are

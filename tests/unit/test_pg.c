@@ -610,13 +610,23 @@ static int v_query_all_behind(vial_req *rq, vial_res *rs)
     enum { N = 12 };
     vial_pg_result *slow[3];
     vial_task *t[3];
-    for (int i = 0; i < 3; i++) {
-        t[i] = vial_pg_spawn_query(rq, db_three, &slow[i], "select pg_sleep(0.2)::text", 0, NULL);
-        CHECK_EQ(vial_sleep(rq, 50), 0); /* out on a connection of its own */
-    }
     vial_pg_stats s0, s1;
+    for (int i = 0; i < 3; i++) {
+        t[i] = vial_pg_spawn_query(rq, db_three, &slow[i], "select pg_sleep(0.5)::text", 0, NULL);
+        /* out on a connection of its own: wait until that one is up (it
+         * sends at once then), else the next would join it while it connects */
+        for (int w = 0; w < 200; w++) {
+            CHECK_EQ(vial_sleep(rq, 5), 0);
+            CHECK_EQ(vial_pg_stats_get(rq, db_three, &s0), 0);
+            if (s0.connects > (uint64_t)i)
+                break;
+        }
+        CHECK_EQ(s0.connects, i + 1);
+    }
+    CHECK_EQ(vial_sleep(rq, 20), 0);
     CHECK_EQ(vial_pg_stats_get(rq, db_three, &s0), 0);
     CHECK_EQ(s0.conns, 3);
+    CHECK_EQ(s0.batches, 3);
     vial_pg_stmt st[N];
     char num[N][8];
     const char *pp[N];
