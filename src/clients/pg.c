@@ -1247,6 +1247,11 @@ static void conn_dispatch(pg_conn *c)
             return;
         PGresult *r = PQgetResult(c->pg);
         pg_op *op = c->f_cur;
+        /* Under load thousands of operations are in flight and each is
+         * cold by the time its result comes: fetch the next one while
+         * libpq parses this one's. */
+        if (op->next)
+            __builtin_prefetch(op->next);
         if (!op->got_null) {
             if (!r) {
                 op->got_null = 1;
