@@ -25,7 +25,8 @@
 # Environment [defaults]: DURATION [8] (seconds per run), RUNS [3],
 # CONNECTIONS [256] (wrk), SERVER_CPU [0], CLIENT_CPU [1], PORT [18090],
 # RAW_CONNS [4], RAW_DEPTH [32], VIAL_BUILD_DIR [<repo>/build],
-# TESTS ["db queries fortunes updates plaintext"] (plaintext: no database,
+# TESTS ["db queries fortunes updates plaintext"; also queries5, whose raw
+# column is db's: list db before it] (plaintext: no database,
 # the ceiling of the HTTP side with this wrk on this machine), RESULTS [unset: a TSV of every run],
 # BASE_BUILD_DIR [unset]: another build (e.g. main's) whose techempower runs
 # too, on PORT+1, interleaved with the others: a "before" column.
@@ -165,6 +166,7 @@ for round in $(seq "$RUNS"); do
     case $t in
       db) run_raw db "$RAW_DEPTH"; run_vial db /db 1 ;;
       queries) run_vial queries "/queries?queries=20" 20 ;;
+      queries5) run_vial queries5 "/queries?queries=5" 5 ;;
       fortunes) run_raw fortunes "$RAW_DEPTH"; run_vial fortunes /fortunes 1 ;;
       updates) run_raw updates 1; run_vial updates "/updates?queries=20" 1 ;;
       plaintext) run_vial plaintext /plaintext 1 ;;
@@ -199,6 +201,7 @@ for t in $TESTS; do
   case $t in
     db) line "/db (queries/s)" raw_db db ;;
     queries) line "/queries?queries=20 (queries/s)" raw_db queries ;;
+    queries5) line "/queries?queries=5 (queries/s)" raw_db queries5 ;;
     fortunes) line "/fortunes" raw_fortunes fortunes ;;
     updates) line "/updates?queries=20 (20 reads + 1 update)" raw_updates updates ;;
     plaintext) line "/plaintext (the HTTP side's ceiling, no database)" none plaintext ;;

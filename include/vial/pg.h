@@ -29,7 +29,9 @@
  * the end of the loop turn, no timer). A new query joins a batch forming on
  * a connection (fewer than 8 queued, nothing in flight), else goes to an
  * idle connection, else to a new connection while the pool is below
- * max_conns, else queues on the least busy connection. A connection has one
+ * max_conns, else queues on the least busy connection (the statements of
+ * one vial_pg_query_all that queue there stay together, so the call waits
+ * for one batch). A connection has one
  * batch in flight at a time: what queues meanwhile is written as the next
  * batch when its results are in, so under load batches grow with the load.
  *
@@ -77,7 +79,8 @@
  * Memory. Results belong to the request: they are freed when it ends
  * (vial_pg_result_free frees one earlier, which matters in long loops such
  * as a streamed response). Strings returned by the accessors live as long as
- * their result. */
+ * their result. A successful result is held in one compact block (its text
+ * values and column names), not as libpq's PGresult. */
 #ifndef VIAL_PG_H
 #define VIAL_PG_H
 

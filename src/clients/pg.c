@@ -43,6 +43,10 @@
  * the same batch as its execution under a name of the cache's; afterwards
  * only Bind/Execute are sent and the server reuses the plan.
  *
+ * Results. A successful statement's rows are copied out of libpq's
+ * PGresult as it is parsed, and the PGresult cleared (see rows_from);
+ * only errors keep theirs.
+ *
  * Lifetimes. Operations with a waiter belong to the waiter; an operation
  * whose waiter gave up (cancelled, timed out) is "abandoned" and belongs to
  * its connection, which drops its result when it arrives. Connections are
@@ -74,7 +78,7 @@
 #define PG_DEFAULT_NOTIFY_MAX 1024
 #define PG_READ_ROUNDS 32    /* reads per event before yielding to other fds */
 #define PG_GROW_BACKOFF_NS 1000000000ull
-#define PG_OP_CACHE 64
+#define PG_OP_CACHE 64      /* operations cached at least (more while many are in use) */
 #define PG_MAX_RETRIES 3
 #define PG_NAME_MAX 63       /* NAMEDATALEN - 1 */
 #define PG_AUTO_MAX 256      /* SQL texts prepared automatically per connection */
@@ -152,7 +156,9 @@ struct pg_op {
     int stmt;           /* OP_PREPARED / OP_PREPARE: index in db->stmts */
     int nparams;
     const char *const *params;
-    PGresult *res;      /* the statement's result */
+    int status;         /* its result's ExecStatusType; -1 before one came */
+    struct pg_rows *rows; /* a successful result, copied (rows_from) */
+    PGresult *res;      /* or libpq's: an error, or a result nobody reads */
     pg_op *pair;        /* OP_PREPARE: the execution it prepares for */
     PGresult *prep_err; /* OP_PREPARED: why preparing it failed */
     vial_coro *waiter;
@@ -249,6 +255,7 @@ struct pg_pool {
     pg_chan *chans;
     pg_op *op_cache;
     unsigned nop_cache;
+    unsigned nops_live; /* operations allocated and not in op_cache */
     vial_pg_stats *stats; /* in db->mblocks */
 };
 
@@ -264,8 +271,135 @@ struct vial_pg_tx {
     int open;
 };
 
+/* --- compact results ------------------------------------------------------------------
+ * A successful statement's result is copied out of libpq's PGresult the
+ * moment it is parsed, and the PGresult is cleared right away. A PGresult
+ * costs three mallocs and ~3 KiB (the struct, a 2 KiB data block, the
+ * tuple array); under load thousands of them wait at once for their
+ * coroutines (20 per /queries request x the requests in flight), so every
+ * one was cold by the time it was read and freed: those cache misses, not
+ * the parsing, were most of the client's cost per statement. Copied while
+ * hot, a one-row result is one ~150-byte block, and libpq reuses the same
+ * few (hot) allocations for every result it parses. Error results keep
+ * their PGresult: their fields are read through libpq. */
+typedef struct pg_value {
+    uint32_t off; /* in text */
+    int32_t len;  /* -1: SQL NULL */
+} pg_value;
+
+typedef struct pg_field {
+    const char *name;
+    unsigned type;
+} pg_field;
+
+typedef struct pg_rows {
+    int ntuples, nfields;
+    const char *cmd_status, *cmd_tuples;
+    pg_field *fields;
+    pg_value *values; /* row-major, ntuples x nfields */
+    char *text;       /* every value NUL-terminated, then the names */
+} pg_rows;
+
+static size_t add_string(char *text, size_t at, const char *s, size_t n)
+{
+    memcpy(text + at, s, n);
+    text[at + n] = 0;
+    return at + n + 1;
+}
+
+/* NULL when out of memory or too large for 32-bit offsets: the caller then
+ * keeps the PGresult. */
+static pg_rows *rows_from(PGresult *r)
+{
+    int nt = PQntuples(r), nf = PQnfields(r);
+    const char *cs = PQcmdStatus(r), *ct = PQcmdTuples(r);
+    cs = cs ? cs : "";
+    ct = ct ? ct : "";
+    size_t ncs = strlen(cs), nct = strlen(ct);
+    size_t nv = (size_t)nt * (size_t)nf;
+    size_t text = ncs + nct + 2;
+    for (int f = 0; f < nf; f++)
+        text += strlen(PQfname(r, f)) + 1;
+    for (int t = 0; t < nt; t++)
+        for (int f = 0; f < nf; f++)
+            text += (size_t)PQgetlength(r, t, f) + 1;
+    if (text > UINT32_MAX || nv > (SIZE_MAX - text) / (sizeof(pg_value) + sizeof(pg_field)))
+        return NULL;
+    size_t head = sizeof(pg_rows) + (size_t)nf * sizeof(pg_field) + nv * sizeof(pg_value);
+    pg_rows *rows = malloc(head + text);
+    if (!rows)
+        return NULL;
+    rows->ntuples = nt;
+    rows->nfields = nf;
+    rows->fields = (pg_field *)(rows + 1);
+    rows->values = (pg_value *)(rows->fields + nf);
+    rows->text = (char *)(rows->values + nv);
+    size_t at = 0;
+    pg_value *v = rows->values;
+    for (int t = 0; t < nt; t++) {
+        for (int f = 0; f < nf; f++, v++) {
+            size_t n = (size_t)PQgetlength(r, t, f);
+            v->off = (uint32_t)at;
+            v->len = PQgetisnull(r, t, f) ? -1 : (int32_t)n;
+            at = add_string(rows->text, at, PQgetvalue(r, t, f), n);
+        }
+    }
+    for (int f = 0; f < nf; f++) {
+        const char *name = PQfname(r, f);
+        rows->fields[f].name = rows->text + at;
+        rows->fields[f].type = (unsigned)PQftype(r, f);
+        at = add_string(rows->text, at, name, strlen(name));
+    }
+    rows->cmd_status = rows->text + at;
+    at = add_string(rows->text, at, cs, ncs);
+    rows->cmd_tuples = rows->text + at;
+    add_string(rows->text, at, ct, nct);
+    return rows;
+}
+
+/* The column named `name` by libpq's PQfnumber rules: case-folded (ASCII)
+ * unless double-quoted, "" inside quotes standing for one quote. */
+static int rows_fnumber(const pg_rows *rows, const char *name)
+{
+    int plain = 1;
+    for (const char *s = name; *s && plain; s++)
+        plain = *s != '"' && vial_ascii_lower((unsigned char)*s) == (unsigned char)*s;
+    if (plain) {
+        for (int f = 0; f < rows->nfields; f++)
+            if (!strcmp(rows->fields[f].name, name))
+                return f;
+        return -1;
+    }
+    char *want = malloc(strlen(name) + 1), *w = want;
+    if (!want)
+        return -1;
+    int quoted = 0;
+    for (const char *s = name; *s; s++) {
+        if (quoted && *s == '"') {
+            if (s[1] == '"')
+                *w++ = *s++;
+            else
+                quoted = 0;
+        } else if (quoted) {
+            *w++ = *s;
+        } else if (*s == '"') {
+            quoted = 1;
+        } else {
+            *w++ = (char)vial_ascii_lower((unsigned char)*s);
+        }
+    }
+    *w = 0;
+    int found = -1;
+    for (int f = 0; f < rows->nfields && found < 0; f++)
+        if (!strcmp(rows->fields[f].name, want))
+            found = f;
+    free(want);
+    return found;
+}
+
 struct vial_pg_result {
-    PGresult *pg;
+    pg_rows *rows;       /* a successful result (copied: see rows_from) */
+    PGresult *pg;        /* or libpq's: errors, or when copying failed */
     int code;
     char sqlstate[6];
     const char *message; /* client-side errors; server errors come from pg */
@@ -371,11 +505,13 @@ static pg_op *op_new(pg_pool *p, int kind)
         if (!op)
             return NULL;
     }
+    p->nops_live++;
     memset(op, 0, sizeof *op);
     op->pool = p;
     op->kind = (unsigned char)kind;
     op->stmt = -1;
     op->slot = -1;
+    op->status = -1;
     return op;
 }
 
@@ -383,9 +519,12 @@ static void op_clear(pg_op *op)
 {
     PQclear(op->res);
     PQclear(op->prep_err);
+    free(op->rows);
     free(op->errmsg);
     op->res = op->prep_err = NULL;
+    op->rows = NULL;
     op->errmsg = NULL;
+    op->status = -1;
 }
 
 static void op_free(pg_op *op)
@@ -393,7 +532,11 @@ static void op_free(pg_op *op)
     pg_pool *p = op->pool;
     op_clear(op);
     free(op->owned);
-    if (p->nop_cache < PG_OP_CACHE) {
+    /* Under load thousands are in flight (20 per /queries request x the
+     * requests waiting): keep as many as are in use, so the steady state
+     * recycles hot ones instead of a malloc and a free per statement. */
+    p->nops_live--;
+    if (p->nop_cache < PG_OP_CACHE || p->nop_cache < p->nops_live) {
         op->next = p->op_cache;
         p->op_cache = op;
         p->nop_cache++;
@@ -901,6 +1044,8 @@ static void conn_send(pg_conn *c)
     unsigned open = 0; /* statements since the last Sync */
     while (c->q_head) {
         pg_op *op = c->q_head;
+        if (op->next) /* queued in other loop turns: cold under load */
+            __builtin_prefetch(op->next);
         int reads;
         if (op->kind == OP_QUERY) {
             /* LISTEN's statements name channels: texts that rarely repeat */
@@ -1021,7 +1166,7 @@ static void batch_settle(pg_conn *c, pg_op *last)
     unsigned statements = 0;
     for (pg_op *op = first; op; op = op->next) {
         statements += op->kind != OP_PREPARE;
-        if (!bad && op->res && PQresultStatus(op->res) == PGRES_FATAL_ERROR)
+        if (!bad && op->status == PGRES_FATAL_ERROR)
             bad = op;
     }
     pg_op *blame = bad && bad->kind == OP_PREPARE ? bad->pair : bad;
@@ -1029,7 +1174,7 @@ static void batch_settle(pg_conn *c, pg_op *last)
     for (pg_op *op = first, *next; op; op = next) {
         next = op->next;
         if (op->kind == OP_PREPARE) {
-            if (!op->res || PQresultStatus(op->res) != PGRES_COMMAND_OK) {
+            if (op->status != PGRES_COMMAND_OK) {
                 if (op->slot >= 0)
                     c->autos[op->slot].ready = 0;
                 else
@@ -1071,6 +1216,27 @@ static void batch_settle(pg_conn *c, pg_op *last)
         conn_kick(c);
 }
 
+/* Gives op the result r (its latest: a statement may have several).
+ * Returns 1 when r was consumed (a success, copied or not wanted: r is
+ * cleared), 0 when op keeps r itself (an error, or copying failed). */
+static int op_take(pg_op *op, PGresult *r, ExecStatusType st)
+{
+    PQclear(op->res);
+    free(op->rows);
+    op->res = NULL;
+    op->rows = NULL;
+    op->status = (int)st;
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK || st == PGRES_EMPTY_QUERY) {
+        if (op->kind == OP_PREPARE || op->kind == OP_INTERNAL || op->abandoned ||
+            (op->rows = rows_from(r))) {
+            PQclear(r);
+            return 1;
+        }
+    }
+    op->res = r;
+    return 0;
+}
+
 /* Hands complete results to their operations. libpq's pipeline sequence
  * per statement: its result(s) (PGRES_PIPELINE_ABORTED for one skipped
  * after an error), then a NULL; after the last statement of a Sync group,
@@ -1083,6 +1249,11 @@ static void conn_dispatch(pg_conn *c)
             return;
         PGresult *r = PQgetResult(c->pg);
         pg_op *op = c->f_cur;
+        /* Under load thousands of operations are in flight and each is
+         * cold by the time its result comes: fetch the next one while
+         * libpq parses this one's. */
+        if (op->next)
+            __builtin_prefetch(op->next);
         if (!op->got_null) {
             if (!r) {
                 op->got_null = 1;
@@ -1106,15 +1277,12 @@ static void conn_dispatch(pg_conn *c)
                 conn_close(c, -ECONNRESET, "COPY is not supported by vial_pg");
                 return;
             }
-            if (!op->res) {
-                op->res = r;
-            } else if (PQresultStatus(op->res) == PGRES_FATAL_ERROR) {
+            if (op->status == PGRES_FATAL_ERROR) {
                 PQclear(r); /* the first error is the one to report */
                 continue;
-            } else {
-                PQclear(op->res);
-                op->res = r;
             }
+            if (op_take(op, r, st))
+                continue;
             const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
             if (sev && (!strcmp(sev, "FATAL") || !strcmp(sev, "PANIC"))) {
                 /* The backend is exiting (terminated, shutdown): its Sync
@@ -1700,29 +1868,31 @@ static int op_exec(vial_req *rq, pg_pool *p, int target, vial_pg_tx *tx, pg_op *
 
 /* --- results ----------------------------------------------------------------------------------- */
 
-static void result_cleanup(void *arg)
-{
-    vial_pg_result *r = arg;
-    PQclear(r->pg);
-    r->pg = NULL;
-}
-
 void vial_pg_result_free(vial_pg_result *r)
 {
     if (r) {
         PQclear(r->pg);
+        free(r->rows);
         r->pg = NULL;
+        r->rows = NULL;
     }
 }
 
-static vial_pg_result *result_new(vial_req *rq, PGresult *pg, int code, const char *state,
-                                  const char *msg)
+static void result_cleanup(void *arg)
+{
+    vial_pg_result_free(arg);
+}
+
+static vial_pg_result *result_new(vial_req *rq, pg_rows *rows, PGresult *pg, int code,
+                                  const char *state, const char *msg)
 {
     vial_pg_result *r = vial_alloc(rq, sizeof *r);
     if (!r || vial_req_on_end(rq, result_cleanup, r) < 0) {
         PQclear(pg);
+        free(rows);
         return NULL;
     }
+    r->rows = rows;
     r->pg = pg;
     r->code = code;
     copy_trimmed(r->sqlstate, sizeof r->sqlstate, state);
@@ -1745,20 +1915,26 @@ static int server_error_code(const PGresult *res)
 static int op_result(vial_req *rq, pg_op *op, vial_pg_result **out)
 {
     PGresult *res = op->res;
+    pg_rows *rows = op->rows;
+    int status = op->status;
     op->res = NULL;
+    op->rows = NULL;
     if (op->prep_err) { /* preparing failed: that is the real error */
         PQclear(res);
+        free(rows);
+        rows = NULL;
         res = op->prep_err;
         op->prep_err = NULL;
+        status = PQresultStatus(res);
     }
     int code = op->err;
     const char *state = op->errstate;
     if (!code) {
-        if (!res) {
+        if (!res && !rows) {
             code = -EIO;
             state = "08006";
         } else {
-            switch (PQresultStatus(res)) {
+            switch (status) {
             case PGRES_TUPLES_OK:
             case PGRES_COMMAND_OK:
             case PGRES_EMPTY_QUERY:
@@ -1766,7 +1942,7 @@ static int op_result(vial_req *rq, pg_op *op, vial_pg_result **out)
             case PGRES_FATAL_ERROR:
             case PGRES_NONFATAL_ERROR:
             case PGRES_BAD_RESPONSE:
-                code = server_error_code(res);
+                code = res ? server_error_code(res) : VIAL_PG_ESQL;
                 break;
             default:
                 code = -EPROTO;
@@ -1778,12 +1954,15 @@ static int op_result(vial_req *rq, pg_op *op, vial_pg_result **out)
         pg_mblock *mb = vial_container_of(op->pool->stats, pg_mblock, s);
         PG_ADD(mb->errors, 1);
     }
-    if (code && res && PQresultStatus(res) != PGRES_FATAL_ERROR) {
+    if (code && status != PGRES_FATAL_ERROR) {
         PQclear(res); /* a client-side error: the result, if any, says nothing */
+        free(rows);
         res = NULL;
+        rows = NULL;
     }
     if (!out) {
         PQclear(res);
+        free(rows);
         op_free(op);
         return code;
     }
@@ -1792,9 +1971,10 @@ static int op_result(vial_req *rq, pg_op *op, vial_pg_result **out)
         /* strerror may share one buffer between threads; this does not */
         const char *why = strerrordesc_np(-code);
         snprintf(m, sizeof m, "PostgreSQL client error: %s", why ? why : "unknown error");
-        *out = result_new(rq, NULL, code, state, m);
+        *out = result_new(rq, NULL, NULL, code, state, m);
     } else {
-        *out = result_new(rq, res, code, res ? "" : state, res ? NULL : op->errmsg);
+        int has = res || rows;
+        *out = result_new(rq, rows, res, code, has ? "" : state, has ? NULL : op->errmsg);
     }
     op_free(op);
     if (!*out && !code)
@@ -1806,7 +1986,7 @@ static int op_result(vial_req *rq, pg_op *op, vial_pg_result **out)
 static int cancel_result(vial_req *rq, int code, vial_pg_result **out)
 {
     if (out && (code == -ECANCELED || code == -ETIMEDOUT))
-        *out = result_new(rq, NULL, code, "57014",
+        *out = result_new(rq, NULL, NULL, code, "57014",
                           code == -ETIMEDOUT ? "canceling statement: the deadline passed"
                                              : "canceling statement: the request was cancelled");
     return code;
@@ -1877,18 +2057,29 @@ static int pg_exec_prepared(vial_req *rq, vial_pg *db, vial_pg_result **out, con
     return run_statement(rq, db, T_POOL, NULL, out, OP_PREPARED, name, nparams, params);
 }
 
-/* Issues op on a connection of p (coroutine context, does not wait). */
-static int op_issue(vial_req *rq, pg_pool *p, pg_op *op)
+/* Issues op on a connection of p (coroutine context, does not wait).
+ * *last is where the caller's previous statement went: when that one
+ * queued behind a batch in flight (the pool is busy), this one follows
+ * it, so that a vial_pg_query_all under load waits for one batch and is
+ * woken once, not once per connection its statements were spread over;
+ * while connections are idle they still spread (pool_pick), and run side
+ * by side. */
+static int op_issue(vial_req *rq, pg_pool *p, pg_op *op, pg_conn **last)
 {
-    pg_conn *c;
-    int e = pool_pick(p, &c);
-    if (e < 0)
-        return e;
+    pg_conn *c = *last;
+    if (!c || !c->f_head || c->state != C_READY || c->pinned || c->retiring || c->hold) {
+        int e = pool_pick(p, &c);
+        if (e < 0)
+            return e;
+    }
+    *last = c;
     op_enqueue(c, op);
-    if (c->state == C_NEW)
+    if (c->state == C_NEW) {
+        *last = NULL; /* connecting may yield, and c may be gone after */
         conn_start(c, rq);
-    else
+    } else {
         conn_kick(c);
+    }
     return 0;
 }
 
@@ -1911,6 +2102,7 @@ static int pg_query_all(vial_req *rq, vial_pg *db, vial_pg_stmt *stmts, size_t n
         return -ENOMEM;
     vial_coro *self = vial_drv_self();
     int stop = vial_drv_cancelled();
+    pg_conn *last = NULL; /* only compared, never used after a wait */
     /* Queue them all before anything is written: the kick timer sends them
      * as one batch per connection. */
     for (size_t i = 0; i < n; i++) {
@@ -1934,7 +2126,7 @@ static int pg_query_all(vial_req *rq, vial_pg *db, vial_pg_stmt *stmts, size_t n
         op->stmt = stmt;
         op->nparams = st->nparams;
         op->params = st->params;
-        if ((e = op_issue(rq, p, op)) < 0) { /* cancelled while waiting for a connection */
+        if ((e = op_issue(rq, p, op, &last)) < 0) { /* cancelled while waiting for a connection */
             op_free(op);
             st->error = e;
             stop = e;
@@ -1954,7 +2146,8 @@ static int pg_query_all(vial_req *rq, vial_pg *db, vial_pg_stmt *stmts, size_t n
                 op_reset(op);
                 retries++;
                 PG_ADD(p->stats->retries, 1);
-                if ((e = op_issue(rq, p, op)) < 0) {
+                last = NULL;
+                if ((e = op_issue(rq, p, op, &last)) < 0) {
                     op_free(op);
                     ops[i] = NULL;
                     stmts[i].error = e;
@@ -2244,7 +2437,7 @@ static int tx_end(vial_req *rq, vial_pg_tx *tx, const char *sql, vial_pg_result 
     /* COMMIT of a transaction that had failed answers "ROLLBACK", no error. */
     if (e == 0 && !strcmp(sql, "COMMIT") && r && !strcmp(vial_pg_cmd_status(r), "ROLLBACK")) {
         vial_pg_result_free(r);
-        r = result_new(rq, NULL, VIAL_PG_ESQL, "25P02",
+        r = result_new(rq, NULL, NULL, VIAL_PG_ESQL, "25P02",
                        "the transaction was aborted by an earlier error and has been rolled back");
         e = VIAL_PG_ESQL;
     }
@@ -2601,7 +2794,17 @@ static int pg_stats_get(vial_req *rq, vial_pg *db, vial_pg_stats *out)
 
 static int in_range(const vial_pg_result *r, int row, int col)
 {
-    return r && r->pg && row >= 0 && col >= 0 && row < PQntuples(r->pg) && col < PQnfields(r->pg);
+    if (!r || row < 0 || col < 0)
+        return 0;
+    if (r->rows)
+        return row < r->rows->ntuples && col < r->rows->nfields;
+    return r->pg && row < PQntuples(r->pg) && col < PQnfields(r->pg);
+}
+
+/* A copied result's cell (in range). */
+static const pg_value *cell(const vial_pg_result *r, int row, int col)
+{
+    return &r->rows->values[(size_t)row * (size_t)r->rows->nfields + (size_t)col];
 }
 
 int vial_pg_result_error(const vial_pg_result *r)
@@ -2611,54 +2814,81 @@ int vial_pg_result_error(const vial_pg_result *r)
 
 int vial_pg_ntuples(const vial_pg_result *r)
 {
-    return r && r->pg ? PQntuples(r->pg) : 0;
+    if (!r)
+        return 0;
+    return r->rows ? r->rows->ntuples : r->pg ? PQntuples(r->pg) : 0;
 }
 
 int vial_pg_nfields(const vial_pg_result *r)
 {
-    return r && r->pg ? PQnfields(r->pg) : 0;
+    if (!r)
+        return 0;
+    return r->rows ? r->rows->nfields : r->pg ? PQnfields(r->pg) : 0;
 }
 
 const char *vial_pg_fname(const vial_pg_result *r, int col)
 {
-    return r && r->pg && col >= 0 ? PQfname(r->pg, col) : NULL;
+    if (!r || col < 0)
+        return NULL;
+    if (r->rows)
+        return col < r->rows->nfields ? r->rows->fields[col].name : NULL;
+    return r->pg ? PQfname(r->pg, col) : NULL;
 }
 
 int vial_pg_fnumber(const vial_pg_result *r, const char *name)
 {
-    return r && r->pg && name ? PQfnumber(r->pg, name) : -1;
+    if (!r || !name)
+        return -1;
+    if (r->rows)
+        return rows_fnumber(r->rows, name);
+    return r->pg ? PQfnumber(r->pg, name) : -1;
 }
 
 unsigned vial_pg_ftype(const vial_pg_result *r, int col)
 {
-    return r && r->pg && col >= 0 && col < PQnfields(r->pg) ? (unsigned)PQftype(r->pg, col) : 0;
+    if (!r || col < 0 || col >= vial_pg_nfields(r))
+        return 0;
+    return r->rows ? r->rows->fields[col].type : (unsigned)PQftype(r->pg, col);
 }
 
 const char *vial_pg_getvalue(const vial_pg_result *r, int row, int col)
 {
-    if (!in_range(r, row, col) || PQgetisnull(r->pg, row, col))
+    if (!in_range(r, row, col))
         return NULL;
-    return PQgetvalue(r->pg, row, col);
+    if (r->rows) {
+        const pg_value *v = cell(r, row, col);
+        return v->len < 0 ? NULL : r->rows->text + v->off;
+    }
+    return PQgetisnull(r->pg, row, col) ? NULL : PQgetvalue(r->pg, row, col);
 }
 
 size_t vial_pg_getlength(const vial_pg_result *r, int row, int col)
 {
-    return in_range(r, row, col) ? (size_t)PQgetlength(r->pg, row, col) : 0;
+    if (!in_range(r, row, col))
+        return 0;
+    if (r->rows) {
+        const pg_value *v = cell(r, row, col);
+        return v->len < 0 ? 0 : (size_t)v->len;
+    }
+    return (size_t)PQgetlength(r->pg, row, col);
 }
 
 int vial_pg_isnull(const vial_pg_result *r, int row, int col)
 {
-    return in_range(r, row, col) ? PQgetisnull(r->pg, row, col) : -EINVAL;
+    if (!in_range(r, row, col))
+        return -EINVAL;
+    return r->rows ? cell(r, row, col)->len < 0 : PQgetisnull(r->pg, row, col);
 }
 
 static int typed_text(const vial_pg_result *r, int row, int col, const char **s)
 {
     if (!in_range(r, row, col))
         return -EINVAL;
-    if (PQgetisnull(r->pg, row, col))
+    const char *v = vial_pg_getvalue(r, row, col);
+    if (!v)
         return -ENOENT;
-    *s = PQgetvalue(r->pg, row, col);
-    return **s ? 0 : -EINVAL;
+    *s = v;
+    return *v ? 0 : -EINVAL;
 }
 
 int vial_pg_getint(const vial_pg_result *r, int row, int col, int64_t *out)
@@ -2667,16 +2897,27 @@ int vial_pg_getint(const vial_pg_result *r, int row, int col, int64_t *out)
     int e = typed_text(r, row, col, &s);
     if (e < 0)
         return e;
-    if (isspace((unsigned char)*s))
+    /* strtoll's rules (an optional sign, decimal digits, nothing after)
+     * without its locale lookups: it was a visible part of reading a
+     * /queries row. */
+    int neg = *s == '-';
+    s += *s == '-' || *s == '+';
+    if (!*s)
         return -EINVAL;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (*end)
-        return -EINVAL;
-    if (errno == ERANGE)
+    uint64_t v = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    int range = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -EINVAL;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (lim - d) / 10)
+            range = 1;
+        else
+            v = v * 10 + d;
+    }
+    if (range)
         return -ERANGE;
-    *out = v;
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
     return 0;
 }
 
@@ -2726,15 +2967,18 @@ int vial_pg_getbool(const vial_pg_result *r, int row, int col, int *out)
 
 int64_t vial_pg_cmd_tuples(const vial_pg_result *r)
 {
-    if (!r || !r->pg)
+    if (!r || (!r->rows && !r->pg))
         return -1;
-    const char *s = PQcmdTuples(r->pg);
+    const char *s = r->rows ? r->rows->cmd_tuples : PQcmdTuples(r->pg);
     return s && *s ? strtoll(s, NULL, 10) : -1;
 }
 
 const char *vial_pg_cmd_status(const vial_pg_result *r)
 {
-    return r && r->pg ? PQcmdStatus(r->pg) : "";
+    if (!r)
+        return "";
+    const char *s = r->rows ? r->rows->cmd_status : r->pg ? PQcmdStatus(r->pg) : NULL;
+    return s ? s : "";
 }
 
 const char *vial_pg_sqlstate(const vial_pg_result *r)

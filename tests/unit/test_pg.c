@@ -39,6 +39,7 @@ static char side_conninfo[1024];
 static vial_pg *db;       /* default options */
 static vial_pg *db_wide;  /* max_conns 20: a gather of 20 slow queries side by side */
 static vial_pg *db_one;   /* max_conns 1: everything pipelined on one connection */
+static vial_pg *db_three; /* max_conns 3: every connection busy at once */
 static vial_pg *db_bad;   /* nothing listens there */
 static vial_pg *db_dns;   /* host=localhost: connects start on the worker pool */
 static vial_pg *db_hang;  /* accepts TCP but never answers: connect timeout */
@@ -236,11 +237,67 @@ static int v_simple(vial_req *rq, vial_res *rs)
     /* an out-of-range range of int */
     CHECK_EQ(vial_pg_query(rq, db, &r, "select '99999999999999999999'::text", 0, NULL), 0);
     CHECK_EQ(vial_pg_getint(r, 0, 0, &i), -ERANGE);
+    /* the edges of int8, signs, stray characters */
+    CHECK_EQ(vial_pg_query(rq, db, &r,
+                           "select '-9223372036854775808', '-9223372036854775809', '+5', ' 5', '5 ',"
+                           " '-', '-0', '12a', '9223372036854775808', '-42'", 0, NULL), 0);
+    CHECK_EQ(vial_pg_getint(r, 0, 0, &i), 0);
+    CHECK(i == INT64_MIN);
+    CHECK_EQ(vial_pg_getint(r, 0, 1, &i), -ERANGE);
+    CHECK_EQ(vial_pg_getint(r, 0, 2, &i), 0);
+    CHECK_EQ(i, 5);
+    CHECK_EQ(vial_pg_getint(r, 0, 3, &i), -EINVAL);
+    CHECK_EQ(vial_pg_getint(r, 0, 4, &i), -EINVAL);
+    CHECK_EQ(vial_pg_getint(r, 0, 5, &i), -EINVAL);
+    CHECK_EQ(vial_pg_getint(r, 0, 6, &i), 0);
+    CHECK_EQ(i, 0);
+    CHECK_EQ(vial_pg_getint(r, 0, 7, &i), -EINVAL);
+    CHECK_EQ(vial_pg_getint(r, 0, 8, &i), -ERANGE);
+    CHECK_EQ(vial_pg_getint(r, 0, 9, &i), 0);
+    CHECK_EQ(i, -42);
     /* many rows */
     CHECK_EQ(vial_pg_query(rq, db, &r, "select g, g * 2 from generate_series(1, 5000) g", 0, NULL), 0);
     CHECK_EQ(vial_pg_ntuples(r), 5000);
     CHECK_EQ(vial_pg_getint(r, 4999, 1, &i), 0);
     CHECK_EQ(i, 10000);
+    CHECK_STR(vial_pg_cmd_status(r), "SELECT 5000");
+    CHECK_EQ(vial_pg_cmd_tuples(r), 5000);
+    /* column names by libpq's rules: folded unless quoted, "" a quote */
+    CHECK_EQ(vial_pg_query(rq, db, &r, "select 1 as \"MixedCase\", 2 as lower, 3 as \"a\"\"b\", 4 as \"x y\"",
+                           0, NULL), 0);
+    CHECK_STR(vial_pg_fname(r, 0), "MixedCase");
+    CHECK_STR(vial_pg_fname(r, 2), "a\"b");
+    CHECK_EQ(vial_pg_fnumber(r, "MixedCase"), -1);
+    CHECK_EQ(vial_pg_fnumber(r, "\"MixedCase\""), 0);
+    CHECK_EQ(vial_pg_fnumber(r, "LOWER"), 1);
+    CHECK_EQ(vial_pg_fnumber(r, "\"lower\""), 1);
+    CHECK_EQ(vial_pg_fnumber(r, "\"LOWER\""), -1);
+    CHECK_EQ(vial_pg_fnumber(r, "\"a\"\"b\""), 2);
+    CHECK_EQ(vial_pg_fnumber(r, "\"x y\""), 3);
+    CHECK_EQ(vial_pg_fnumber(r, "x y"), 3);
+    CHECK_EQ(vial_pg_ftype(r, 3), 23);
+    CHECK_EQ(vial_pg_ftype(r, 4), 0);
+    CHECK(vial_pg_fname(r, 4) == NULL);
+    /* no columns, no rows; an empty statement */
+    CHECK_EQ(vial_pg_query(rq, db, &r, "select", 0, NULL), 0);
+    CHECK_EQ(vial_pg_nfields(r), 0);
+    CHECK_EQ(vial_pg_ntuples(r), 1);
+    CHECK(vial_pg_getvalue(r, 0, 0) == NULL);
+    CHECK_EQ(vial_pg_query(rq, db, &r, "", 0, NULL), 0);
+    CHECK_EQ(vial_pg_ntuples(r), 0);
+    CHECK_STR(vial_pg_cmd_status(r), "");
+    CHECK_EQ(vial_pg_cmd_tuples(r), -1);
+    /* rows of unequal widths, NULLs and empty strings side by side */
+    CHECK_EQ(vial_pg_query(rq, db, &r,
+                           "select case when g % 3 = 0 then null else repeat('x', g) end, ''::text"
+                           " from generate_series(0, 300) g", 0, NULL), 0);
+    for (int row = 0; row <= 300; row++) {
+        CHECK_EQ(vial_pg_isnull(r, row, 0), row % 3 == 0);
+        CHECK_EQ(vial_pg_getlength(r, row, 0), row % 3 == 0 ? 0 : row);
+        CHECK_STR(vial_pg_getvalue(r, row, 1), "");
+        const char *v = vial_pg_getvalue(r, row, 0);
+        CHECK(row % 3 == 0 ? v == NULL : (v && strlen(v) == (size_t)row && v[row - 1] == 'x'));
+    }
     return vial_text(rs, 200, "ok");
 }
 
@@ -541,6 +598,50 @@ static int v_batch_behind(vial_req *rq, vial_res *rs)
     CHECK_EQ(vial_pg_stats_get(rq, db_one, &s1), 0);
     CHECK_EQ(s1.batches - s0.batches, 2);
     CHECK_EQ(s1.syncs - s0.syncs, 2);
+    return vial_text(rs, 200, "ok");
+}
+
+/* A vial_pg_query_all issued while every connection has a batch in
+ * flight queues all its statements behind one of them: they leave as one
+ * batch and the caller waits for one connection (spread over the three,
+ * it was three batches and three wake-ups). */
+static int v_query_all_behind(vial_req *rq, vial_res *rs)
+{
+    enum { N = 12 };
+    vial_pg_result *slow[3];
+    vial_task *t[3];
+    vial_pg_stats s0, s1;
+    for (int i = 0; i < 3; i++) {
+        t[i] = vial_pg_spawn_query(rq, db_three, &slow[i], "select pg_sleep(0.5)::text", 0, NULL);
+        /* out on a connection of its own: wait until that one is up (it
+         * sends at once then), else the next would join it while it connects */
+        for (int w = 0; w < 200; w++) {
+            CHECK_EQ(vial_sleep(rq, 5), 0);
+            CHECK_EQ(vial_pg_stats_get(rq, db_three, &s0), 0);
+            if (s0.connects > (uint64_t)i)
+                break;
+        }
+        CHECK_EQ(s0.connects, i + 1);
+    }
+    CHECK_EQ(vial_sleep(rq, 20), 0);
+    CHECK_EQ(vial_pg_stats_get(rq, db_three, &s0), 0);
+    CHECK_EQ(s0.conns, 3);
+    CHECK_EQ(s0.batches, 3);
+    vial_pg_stmt st[N];
+    char num[N][8];
+    const char *pp[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(num[i], sizeof num[i], "%d", i);
+        pp[i] = num[i];
+        st[i] = (vial_pg_stmt){.sql = "select $1::int * 2", .nparams = 1, .params = &pp[i]};
+    }
+    CHECK_EQ(vial_pg_query_all(rq, db_three, st, N), 0);
+    for (int i = 0; i < N; i++)
+        CHECK_STR(vial_pg_getvalue(st[i].result, 0, 0), vial_sprintf(rq, "%d", 2 * i));
+    CHECK_EQ(vial_gather(rq, t, 3, VIAL_GATHER_ALL), 0);
+    CHECK_EQ(vial_pg_stats_get(rq, db_three, &s1), 0);
+    CHECK_EQ(s1.batches - s0.batches, 1);
+    CHECK_EQ(s1.queries - s0.queries, N);
     return vial_text(rs, 200, "ok");
 }
 
@@ -1241,6 +1342,7 @@ static void test_batch_error(void **state) { get_ok("/batch_error"); }
 static void test_auto_prepared(void **state) { get_ok("/auto_prepared"); }
 static void test_batch_cancel(void **state) { get_ok("/batch_cancel"); }
 static void test_batch_behind(void **state) { get_ok("/batch_behind"); }
+static void test_query_all_behind(void **state) { get_ok("/query_all_behind"); }
 
 static void test_lone_query_not_delayed(void **state)
 {
@@ -1448,6 +1550,7 @@ static int setup(void **state)
     db = vial_pg_open(conninfo, NULL);
     db_wide = vial_pg_open(conninfo, &(vial_pg_options){.max_conns = 20});
     db_one = vial_pg_open(conninfo, &(vial_pg_options){.max_conns = 1});
+    db_three = vial_pg_open(conninfo, &(vial_pg_options){.max_conns = 3});
     db_bad = vial_pg_open("host=127.0.0.1 port=1 user=nobody dbname=none", NULL);
     /* the same server by name: localhost (::1 refused, then 127.0.0.1) */
     char dns[1100];
@@ -1511,6 +1614,7 @@ static int setup(void **state)
     vial_route(app, "GET /lone", v_lone);
     vial_route(app, "GET /batch_cancel", v_batch_cancel);
     vial_route(app, "GET /batch_behind", v_batch_behind);
+    vial_route(app, "GET /query_all_behind", v_query_all_behind);
     vial_route(app, "GET /all_timeout", v_all_timeout);
     vial_route_sync(app, "GET /sync", v_sync);
     client = vial_test_client_new(app);
@@ -1524,6 +1628,7 @@ static int teardown(void **state)
     vial_pg_close(db);
     vial_pg_close(db_wide);
     vial_pg_close(db_one);
+    vial_pg_close(db_three);
     vial_pg_close(db_bad);
     vial_pg_close(db_dns);
     vial_pg_close(db_hang);
@@ -1563,6 +1668,7 @@ int main(void)
         cmocka_unit_test(test_lone_query_not_delayed),
         cmocka_unit_test(test_batch_cancel),
         cmocka_unit_test(test_batch_behind),
+        cmocka_unit_test(test_query_all_behind),
         cmocka_unit_test(test_query_all),
         cmocka_unit_test(test_gather_is_concurrent),
         cmocka_unit_test(test_timeout_cancels_on_server),
