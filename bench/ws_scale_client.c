@@ -29,6 +29,7 @@
  * --churn and a 10 s timeout per wait. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -103,6 +104,71 @@ static double cpu_ms(void)
 {
     long t = procstat_cpu_ticks(server_pid);
     return t < 0 ? -1 : (double)t * 1000.0 / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The server's threads: CPU ticks and the CPU each last ran on, so that a
+ * run shows which loop threads did a broadcast's sends, and where. */
+#define MAX_TASKS 64
+typedef struct task_cpu {
+    long tid;
+    char name[32];
+    long ticks;
+    int cpu;
+} task_cpu;
+
+static int tasks_read(task_cpu *t)
+{
+    char path[320], b[1024];
+    int n = 0;
+    snprintf(path, sizeof path, "/proc/%ld/task", server_pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return 0;
+    for (struct dirent *e; n < MAX_TASKS && (e = readdir(d));) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof path, "/proc/%ld/task/%s/stat", server_pid, e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t k = fread(b, 1, sizeof b - 1, f);
+        fclose(f);
+        b[k] = 0;
+        char *o = strchr(b, '('), *p = strrchr(b, ')');
+        unsigned long ut = 0, st = 0;
+        int cpu = -1;
+        /* after ")": state, then fields 4..39; utime 14, stime 15, processor 39 */
+        if (!o || !p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d %*d "
+                                      "%*u %*u %*d %*u %*u %*u %*u %*u %*u %*u %*u %*u %*u %*u %*u %*u %*d %d",
+                               &ut, &st, &cpu) != 3)
+            continue;
+        t[n].tid = atol(e->d_name);
+        size_t nl = (size_t)(p - o - 1) < sizeof t[n].name - 1 ? (size_t)(p - o - 1) : sizeof t[n].name - 1;
+        memcpy(t[n].name, o + 1, nl);
+        t[n].name[nl] = 0;
+        t[n].ticks = (long)(ut + st);
+        t[n].cpu = cpu;
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Prints the threads that used CPU between a and b, in ms per broadcast. */
+static void tasks_report(const task_cpu *a, int na, const task_cpu *b, int nb, int per)
+{
+    double tick_ms = 1000.0 / (double)sysconf(_SC_CLK_TCK);
+    printf("server threads (CPU ms per broadcast, last CPU):");
+    for (int i = 0; i < nb; i++) {
+        long before = 0;
+        for (int j = 0; j < na; j++)
+            if (a[j].tid == b[i].tid)
+                before = a[j].ticks;
+        if (b[i].ticks > before)
+            printf(" %s/%ld %.1f (cpu %d)", b[i].name, b[i].tid, (double)(b[i].ticks - before) * tick_ms / per,
+                   b[i].cpu);
+    }
+    printf("\n");
 }
 
 static void die(const char *m)
@@ -427,6 +493,10 @@ static void fanout(void)
     uint64_t *all_ns = calloc((size_t)rounds * (size_t)nconn, sizeof *all_ns);
     size_t nall = 0;
     double busy_ms = 0;
+    static task_cpu ta[MAX_TASKS], tb[MAX_TASKS];
+    int nta = tasks_read(ta);
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_SELF, &ru0);
     uint32_t base = kind_sse ? 0 : 1; /* ws: the greeting was message 1 */
     for (int r = 0; r < rounds; r++) {
         uint32_t want = base + (uint32_t)r + 1;
@@ -460,6 +530,8 @@ static void fanout(void)
         usleep(50000); /* rounds apart: one broadcast at a time */
         poll_once(0);
     }
+    getrusage(RUSAGE_SELF, &ru1);
+    int ntb = tasks_read(tb);
     long rss2 = rss_kib();
     qsort(round_ns, (size_t)rounds, sizeof *round_ns, cmp_u64);
     qsort(all_ns, nall, sizeof *all_ns, cmp_u64);
@@ -474,6 +546,10 @@ static void fanout(void)
     printf("%s%s: server CPU time per broadcast %.1f ms (user + system, /proc; clock ticks of 10 ms, "
            "so averaged over the rounds)\n",
            kind_sse ? "sse" : "ws", deflate_ext ? "+deflate" : "", busy_ms / rounds);
+    tasks_report(ta, nta, tb, ntb, rounds);
+    double self_ms = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec + ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) * 1e3 +
+                     (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec + ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e3;
+    printf("load generator CPU per broadcast %.1f ms (the 50 ms pauses between rounds included)\n", self_ms / rounds);
     free(round_ns);
     free(all_ns);
 }

@@ -241,16 +241,25 @@ static void hub_kick(void *arg)
 
 /* The hub's drain, on this loop while the session is parked idle in recv
  * (so no frame of its own is half written): the broadcast goes to the
- * socket from here, without waking the session. */
-static int hub_direct(void *arg, const uint8_t *bytes, size_t len)
+ * socket from there (in a batch with the other sessions'), without waking
+ * the session. */
+static int hub_direct_fd(void *arg, size_t len)
 {
     vial_ws *ws = arg;
     if (!ws->idle || ws->result || ws->qhead)
-        return 0;
+        return -1;
     /* (sess->moved, a group's stall clock, need not move: with group
      * deliveries queued, qhead is set and this path is not taken.) */
-    return vial_conn_ws_try_send(ws->c, bytes, len);
+    return vial_conn_ws_try_fd(ws->c, len);
 }
+
+static int hub_direct_done(void *arg, const uint8_t *bytes, size_t len, ssize_t res)
+{
+    vial_ws *ws = arg;
+    return vial_conn_ws_try_done(ws->c, bytes, len, res);
+}
+
+static const vial_hub_direct hub_direct = {hub_direct_fd, hub_direct_done};
 
 int vial_ws_subscribe(vial_ws *ws, vial_hub *h, const char *topic)
 {
@@ -266,7 +275,7 @@ int vial_ws_subscribe(vial_ws *ws, vial_hub *h, const char *topic)
         free(e);
         return -ENOMEM;
     }
-    vial_hub_sub_set_direct(e->sub, hub_direct, ws, 2, ws->c, VIAL_CONN_HOT_LINES);
+    vial_hub_sub_set_direct(e->sub, &hub_direct, ws, 2, ws->c, VIAL_CONN_HOT_LINES);
     e->next = ws->hsubs;
     ws->hsubs = e;
     return 0;

@@ -130,6 +130,12 @@ int vial_conn_ws_flush(struct vial_conn *c, int may_wait);
  * nothing was sent (the socket is full, TLS, a frame larger than the
  * buffer, a broken connection): queue it then. */
 int vial_conn_ws_try_send(struct vial_conn *c, const void *p, size_t n);
+/* vial_conn_ws_try_send in two steps, for a caller that sends to many
+ * sessions in one batch (runtime/sendq.h): the descriptor to send n bytes
+ * on now, or -1 (queue it then); then what that send returned (bytes, or
+ * -errno), with the same result as vial_conn_ws_try_send's. */
+int vial_conn_ws_try_fd(struct vial_conn *c, size_t n);
+int vial_conn_ws_try_done(struct vial_conn *c, const void *p, size_t n, ssize_t res);
 void vial_conn_ws_shutdown(struct vial_conn *c);
 void vial_conn_ws_abort(struct vial_conn *c);
 
