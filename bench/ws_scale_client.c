@@ -17,8 +17,9 @@
  * During a round the client polls epoll without sleeping: on loopback the
  * sender's CPU pays the wake-up of a receiver asleep in epoll_wait (an IPI
  * per ready socket, ~20% of the server's CPU per broadcast), which a
- * subscriber on another machine would not cost it. --block sleeps in
- * epoll_wait as before, to measure that case.
+ * subscriber on another machine would not cost it; a poll that finds
+ * nothing yields the CPU (to a server thread that shares it). --block
+ * sleeps in epoll_wait as before, to measure that case.
  *
  * Churn mode (--churn S): keeps n subscribers open and, every 100 ms, closes
  * churn-rate/10 of them at random and opens as many new ones, for S seconds;
@@ -34,6 +35,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -391,6 +393,11 @@ static void poll_once(int timeout_ms)
 {
     static struct epoll_event evs[4096];
     int n = epoll_wait(ep, evs, 4096, timeout_ms);
+    /* Polling with nothing to read: a server loop thread placed on this
+     * CPU (bench/ws-scale.sh -P) runs first, rather than wait for the
+     * scheduler to take the CPU back from this spin at its next tick. */
+    if (n == 0 && !timeout_ms)
+        sched_yield();
     uint64_t t = n > 0 ? now_ns() : 0;
     for (int k = 0; k < n; k++) {
         if (evs[k].data.u32 == UINT32_MAX)
