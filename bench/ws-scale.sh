@@ -18,6 +18,8 @@
 # CPU, by the thread names vial-loop-i): without it the scheduler may wake
 # both on one CPU — with the load generator polling on CPU 1, CPU 0 is the
 # idle one, and -t 2 -p 0,1 then sends the two halves one after the other.
+# With -P the generator yields its CPU when a poll finds nothing (--yield),
+# to the loop thread placed beside it.
 # Kinds: ws, ws-deflate (negotiated; 64-byte broadcasts stay under
 # ws-deflate-min, so no zlib state), ws-deflate-256 (256-byte broadcasts:
 # hub frames are built once and sent uncompressed, so still no zlib state),
@@ -31,8 +33,8 @@ n=10000 rounds=20 churn=60 kinds="ws ws-deflate sse churn" build=build server= t
 while getopts n:r:c:k:b:s:t:p:BP o; do
     case $o in
     n) n=$OPTARG ;; r) rounds=$OPTARG ;; c) churn=$OPTARG ;; k) kinds=$OPTARG ;;
-    b) build=$OPTARG ;; s) server=$OPTARG ;; t) threads=$OPTARG ;; p) cpus=$OPTARG ;; B) block=--block ;; P) place=1 ;;
-    *) sed -n 2,28p "$0"; exit 2 ;;
+    b) build=$OPTARG ;; s) server=$OPTARG ;; t) threads=$OPTARG ;; p) cpus=$OPTARG ;; B) block=--block ;; P) place=1 block=${block:---yield} ;;
+    *) sed -n 2,30p "$0"; exit 2 ;;
     esac
 done
 server=${server:-$build/examples/conformance}

@@ -2,7 +2,7 @@
  * one hub topic on one epoll loop, hand-made handshakes and frame parsing, so
  * that the client is not what the figures measure.
  *
- *   ws_scale_client --port P --pid SERVER_PID [--kind ws|sse] [--deflate] [--block]
+ *   ws_scale_client --port P --pid SERVER_PID [--kind ws|sse] [--deflate] [--block] [--yield]
  *                   [-n 10000] [--rounds 20] [--size 64] [--topic T]
  *                   [--hold SECONDS] [--churn SECONDS] [--churn-rate N]
  *
@@ -17,9 +17,10 @@
  * During a round the client polls epoll without sleeping: on loopback the
  * sender's CPU pays the wake-up of a receiver asleep in epoll_wait (an IPI
  * per ready socket, ~20% of the server's CPU per broadcast), which a
- * subscriber on another machine would not cost it; a poll that finds
- * nothing yields the CPU (to a server thread that shares it). --block
- * sleeps in epoll_wait as before, to measure that case.
+ * subscriber on another machine would not cost it. --yield: a poll that
+ * finds nothing yields the CPU (to a server thread that shares it; on a
+ * loaded machine it also hands the CPU to anything else). --block sleeps
+ * in epoll_wait as before, to measure that case.
  *
  * Churn mode (--churn S): keeps n subscribers open and, every 100 ms, closes
  * churn-rate/10 of them at random and opens as many new ones, for S seconds;
@@ -64,7 +65,7 @@ typedef struct cl {
 } cl;
 
 static int port, kind_sse, deflate_ext, nconn = 10000, rounds = 20, msg_size = 64;
-static int churn_s, churn_rate = 1000, hold_s, block;
+static int churn_s, churn_rate = 1000, hold_s, block, yield;
 static long server_pid;
 static const char *topic = "scale";
 static int ep;
@@ -393,10 +394,10 @@ static void poll_once(int timeout_ms)
 {
     static struct epoll_event evs[4096];
     int n = epoll_wait(ep, evs, 4096, timeout_ms);
-    /* Polling with nothing to read: a server loop thread placed on this
-     * CPU (bench/ws-scale.sh -P) runs first, rather than wait for the
-     * scheduler to take the CPU back from this spin at its next tick. */
-    if (n == 0 && !timeout_ms)
+    /* --yield, polling with nothing to read: a server loop thread placed
+     * on this CPU (bench/ws-scale.sh -P) runs first, rather than wait for
+     * the scheduler to take the CPU back from this spin at its next tick. */
+    if (n == 0 && !timeout_ms && yield)
         sched_yield();
     uint64_t t = n > 0 ? now_ns() : 0;
     for (int k = 0; k < n; k++) {
@@ -615,6 +616,8 @@ int main(int argc, char **argv)
             deflate_ext = 1;
         else if (!strcmp(a, "--block"))
             block = 1;
+        else if (!strcmp(a, "--yield"))
+            yield = 1;
         else if (!v)
             die("usage: see the comment at the top of bench/ws_scale_client.c");
         else if (!strcmp(a, "--port"))
