@@ -5,7 +5,7 @@
 #
 #   bench/ws-scale.sh [-n 10000] [-r 20] [-c CHURN_SECONDS] [-k "ws ws-deflate sse churn"]
 #                     [-b BUILD_DIR] [-s SERVER_BINARY] [-t SERVER_THREADS] [-p SERVER_CPUS]
-#                     [-B]
+#                     [-B] [-P]
 #
 # The server (examples/conformance: /ws/hub/<topic>, /hub/sse/<topic>,
 # POST /hub/publish/<topic>) runs on CPU 0, the load generator
@@ -14,6 +14,12 @@
 # -p: the server's CPU list for taskset (default 0; "0,1" lets -t 2 use both
 # cores, sharing CPU 1 with the load generator). With -t 2 the kernel's
 # SO_REUSEPORT hash spreads the connections over both loop threads.
+# -P: each loop thread on one CPU of -p's list (the i-th thread on the i-th
+# CPU, by the thread names vial-loop-i): without it the scheduler may wake
+# both on one CPU — with the load generator polling on CPU 1, CPU 0 is the
+# idle one, and -t 2 -p 0,1 then sends the two halves one after the other.
+# With -P the generator yields its CPU when a poll finds nothing (--yield),
+# to the loop thread placed beside it.
 # Kinds: ws, ws-deflate (negotiated; 64-byte broadcasts stay under
 # ws-deflate-min, so no zlib state), ws-deflate-256 (256-byte broadcasts:
 # hub frames are built once and sent uncompressed, so still no zlib state),
@@ -23,12 +29,12 @@
 # Bounded: every run has a timeout; only the processes started here are
 # stopped. Needs RLIMIT_NOFILE above n + 64 for both (ulimit -n).
 set -eu
-n=10000 rounds=20 churn=60 kinds="ws ws-deflate sse churn" build=build server= threads=1 cpus=0 block=
-while getopts n:r:c:k:b:s:t:p:B o; do
+n=10000 rounds=20 churn=60 kinds="ws ws-deflate sse churn" build=build server= threads=1 cpus=0 block= place=
+while getopts n:r:c:k:b:s:t:p:BP o; do
     case $o in
     n) n=$OPTARG ;; r) rounds=$OPTARG ;; c) churn=$OPTARG ;; k) kinds=$OPTARG ;;
-    b) build=$OPTARG ;; s) server=$OPTARG ;; t) threads=$OPTARG ;; p) cpus=$OPTARG ;; B) block=--block ;;
-    *) sed -n 2,25p "$0"; exit 2 ;;
+    b) build=$OPTARG ;; s) server=$OPTARG ;; t) threads=$OPTARG ;; p) cpus=$OPTARG ;; B) block=--block ;; P) place=1 block=${block:---yield} ;;
+    *) sed -n 2,30p "$0"; exit 2 ;;
     esac
 done
 server=${server:-$build/examples/conformance}
@@ -52,6 +58,20 @@ start() {
     while ! port=$(sed -n 's/.*listening on http:\/\/[^ ]*:\([0-9]*\) .*/\1/p' "$log" | head -1) || [ -z "$port" ]; do
         i=$((i + 1)); [ $i -lt 100 ] || { cat "$log" >&2; exit 1; }
         sleep 0.05
+    done
+    [ -n "$place" ] && [ -n "$pin0" ] && place_loops
+    return 0
+}
+
+# -P: vial-loop-i to the i-th CPU of $cpus (modulo their count).
+place_loops() {
+    set -- $(echo "$cpus" | tr ',' ' ')
+    for task in /proc/$pid/task/*; do
+        name=$(cat "$task/comm" 2>/dev/null) || continue
+        case $name in vial-loop-*) ;; *) continue ;; esac
+        i=$(( ${name#vial-loop-} % $# + 1 ))
+        eval cpu=\${$i}
+        taskset -p -c "$cpu" "${task##*/}" >/dev/null
     done
 }
 

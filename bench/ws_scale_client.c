@@ -2,7 +2,7 @@
  * one hub topic on one epoll loop, hand-made handshakes and frame parsing, so
  * that the client is not what the figures measure.
  *
- *   ws_scale_client --port P --pid SERVER_PID [--kind ws|sse] [--deflate] [--block]
+ *   ws_scale_client --port P --pid SERVER_PID [--kind ws|sse] [--deflate] [--block] [--yield]
  *                   [-n 10000] [--rounds 20] [--size 64] [--topic T]
  *                   [--hold SECONDS] [--churn SECONDS] [--churn-rate N]
  *
@@ -17,8 +17,10 @@
  * During a round the client polls epoll without sleeping: on loopback the
  * sender's CPU pays the wake-up of a receiver asleep in epoll_wait (an IPI
  * per ready socket, ~20% of the server's CPU per broadcast), which a
- * subscriber on another machine would not cost it. --block sleeps in
- * epoll_wait as before, to measure that case.
+ * subscriber on another machine would not cost it. --yield: a poll that
+ * finds nothing yields the CPU (to a server thread that shares it; on a
+ * loaded machine it also hands the CPU to anything else). --block sleeps
+ * in epoll_wait as before, to measure that case.
  *
  * Churn mode (--churn S): keeps n subscribers open and, every 100 ms, closes
  * churn-rate/10 of them at random and opens as many new ones, for S seconds;
@@ -29,10 +31,12 @@
  * --churn and a 10 s timeout per wait. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,7 +65,7 @@ typedef struct cl {
 } cl;
 
 static int port, kind_sse, deflate_ext, nconn = 10000, rounds = 20, msg_size = 64;
-static int churn_s, churn_rate = 1000, hold_s, block;
+static int churn_s, churn_rate = 1000, hold_s, block, yield;
 static long server_pid;
 static const char *topic = "scale";
 static int ep;
@@ -103,6 +107,96 @@ static double cpu_ms(void)
 {
     long t = procstat_cpu_ticks(server_pid);
     return t < 0 ? -1 : (double)t * 1000.0 / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The server's threads: CPU ticks and the CPU each last ran on, so that a
+ * run shows which loop threads did a broadcast's sends, and where. */
+#define MAX_TASKS 64
+typedef struct task_cpu {
+    long tid;
+    char name[32];
+    long ticks;
+    int cpu;
+} task_cpu;
+
+static int tasks_read(task_cpu *t)
+{
+    char path[320], b[1024];
+    int n = 0;
+    snprintf(path, sizeof path, "/proc/%ld/task", server_pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return 0;
+    for (struct dirent *e; n < MAX_TASKS && (e = readdir(d));) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof path, "/proc/%ld/task/%s/stat", server_pid, e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t k = fread(b, 1, sizeof b - 1, f);
+        fclose(f);
+        b[k] = 0;
+        char *o = strchr(b, '('), *p = strrchr(b, ')');
+        unsigned long ut = 0, st = 0;
+        int cpu = -1;
+        /* after ")": state, then fields 4..39; utime 14, stime 15, processor 39 */
+        if (!o || !p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d %*d "
+                                      "%*u %*u %*d %*u %*u %*u %*u %*u %*u %*u %*u %*u %*u %*u %*u %*u %*d %d",
+                               &ut, &st, &cpu) != 3)
+            continue;
+        t[n].tid = atol(e->d_name);
+        size_t nl = (size_t)(p - o - 1) < sizeof t[n].name - 1 ? (size_t)(p - o - 1) : sizeof t[n].name - 1;
+        memcpy(t[n].name, o + 1, nl);
+        t[n].name[nl] = 0;
+        t[n].ticks = (long)(ut + st);
+        t[n].cpu = cpu;
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Prints the threads that used CPU between a and b, in ms per broadcast. */
+static void tasks_report(const task_cpu *a, int na, const task_cpu *b, int nb, int per)
+{
+    double tick_ms = 1000.0 / (double)sysconf(_SC_CLK_TCK);
+    printf("server threads (CPU ms per broadcast, last CPU):");
+    for (int i = 0; i < nb; i++) {
+        long before = 0;
+        for (int j = 0; j < na; j++)
+            if (a[j].tid == b[i].tid)
+                before = a[j].ticks;
+        if (b[i].ticks > before)
+            printf(" %s/%ld %.1f (cpu %d)", b[i].name, b[i].tid, (double)(b[i].ticks - before) * tick_ms / per,
+                   b[i].cpu);
+    }
+    printf("\n");
+}
+
+/* Each CPU's busy ticks (all but idle and iowait) from /proc/stat: what
+ * the server's own CPU time leaves out — softirq work the kernel deferred
+ * to ksoftirqd, another process on its CPU — shows as the difference. */
+#define MAX_CPUS 64
+static int cpus_busy(long long *busy)
+{
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f)
+        return 0;
+    char line[512];
+    int n = 0;
+    while (n < MAX_CPUS && fgets(line, sizeof line, f)) {
+        long long v[8] = {0};
+        int id;
+        if (strncmp(line, "cpu", 3) || line[3] < '0' || line[3] > '9')
+            continue;
+        if (sscanf(line + 3, "%d %lld %lld %lld %lld %lld %lld %lld %lld", &id, &v[0], &v[1], &v[2], &v[3], &v[4],
+                   &v[5], &v[6], &v[7]) != 9)
+            continue;
+        busy[n++] = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]; /* user nice system irq softirq steal */
+    }
+    fclose(f);
+    return n;
 }
 
 static void die(const char *m)
@@ -325,6 +419,11 @@ static void poll_once(int timeout_ms)
 {
     static struct epoll_event evs[4096];
     int n = epoll_wait(ep, evs, 4096, timeout_ms);
+    /* --yield, polling with nothing to read: a server loop thread placed
+     * on this CPU (bench/ws-scale.sh -P) runs first, rather than wait for
+     * the scheduler to take the CPU back from this spin at its next tick. */
+    if (n == 0 && !timeout_ms && yield)
+        sched_yield();
     uint64_t t = n > 0 ? now_ns() : 0;
     for (int k = 0; k < n; k++) {
         if (evs[k].data.u32 == UINT32_MAX)
@@ -427,6 +526,12 @@ static void fanout(void)
     uint64_t *all_ns = calloc((size_t)rounds * (size_t)nconn, sizeof *all_ns);
     size_t nall = 0;
     double busy_ms = 0;
+    static task_cpu ta[MAX_TASKS], tb[MAX_TASKS];
+    int nta = tasks_read(ta);
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_SELF, &ru0);
+    static long long busy0[MAX_CPUS], busy1[MAX_CPUS];
+    int ncpu = cpus_busy(busy0);
     uint32_t base = kind_sse ? 0 : 1; /* ws: the greeting was message 1 */
     for (int r = 0; r < rounds; r++) {
         uint32_t want = base + (uint32_t)r + 1;
@@ -460,6 +565,9 @@ static void fanout(void)
         usleep(50000); /* rounds apart: one broadcast at a time */
         poll_once(0);
     }
+    getrusage(RUSAGE_SELF, &ru1);
+    cpus_busy(busy1);
+    int ntb = tasks_read(tb);
     long rss2 = rss_kib();
     qsort(round_ns, (size_t)rounds, sizeof *round_ns, cmp_u64);
     qsort(all_ns, nall, sizeof *all_ns, cmp_u64);
@@ -474,6 +582,14 @@ static void fanout(void)
     printf("%s%s: server CPU time per broadcast %.1f ms (user + system, /proc; clock ticks of 10 ms, "
            "so averaged over the rounds)\n",
            kind_sse ? "sse" : "ws", deflate_ext ? "+deflate" : "", busy_ms / rounds);
+    tasks_report(ta, nta, tb, ntb, rounds);
+    double self_ms = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec + ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) * 1e3 +
+                     (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec + ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e3;
+    printf("load generator CPU per broadcast %.1f ms (the 50 ms pauses between rounds included)\n", self_ms / rounds);
+    printf("CPUs busy per broadcast (/proc/stat: every process, softirq and ksoftirqd included):");
+    for (int i = 0; i < ncpu; i++)
+        printf(" cpu%d %.1f ms", i, (double)(busy1[i] - busy0[i]) * 1000.0 / (double)sysconf(_SC_CLK_TCK) / rounds);
+    printf("\n");
     free(round_ns);
     free(all_ns);
 }
@@ -532,6 +648,8 @@ int main(int argc, char **argv)
             deflate_ext = 1;
         else if (!strcmp(a, "--block"))
             block = 1;
+        else if (!strcmp(a, "--yield"))
+            yield = 1;
         else if (!v)
             die("usage: see the comment at the top of bench/ws_scale_client.c");
         else if (!strcmp(a, "--port"))

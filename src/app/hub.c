@@ -20,6 +20,7 @@
 #include "runtime/coro.h"
 #include "runtime/driver.h"
 #include "runtime/loop.h"
+#include "runtime/sendq.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -46,7 +47,7 @@ typedef struct tnode tnode;
 
 struct vial_sub {
     /* What the drain reads for each subscriber, first: one cache line. */
-    int (*direct)(void *arg, const uint8_t *bytes, size_t len); /* kick_arg's */
+    const vial_hub_direct *direct; /* on kick_arg */
     void *kick_arg;
     size_t len;
     int ended;              /* dropped for being slow */
@@ -411,32 +412,62 @@ static vial_shared_bytes *build_sse(const hub_msg *m);
 static vial_shared_bytes *build_chunk(const hub_msg *m);
 
 /* A subscriber with nothing queued, parked idle, takes the message's
- * encoded form straight to its socket here: no queue entry, no wake of its
- * coroutine, no allocation, one send. 1 when it did. form[] is built at the
- * first need and shared by the node's subscribers. */
-static int sub_direct(vial_sub *s, hub_msg *m, vial_shared_bytes **form)
+ * encoded form straight to its socket from the drain: no queue entry, no
+ * wake of its coroutine, no allocation, one send (in a batch of them). The
+ * descriptor to send *f on, or -1. form[] is built at the first need and
+ * shared by the node's subscribers. */
+static int sub_direct_fd(vial_sub *s, hub_msg *m, vial_shared_bytes **form, vial_shared_bytes **f)
 {
     if (!s->direct || s->len || s->ended)
-        return 0;
-    vial_shared_bytes **f = &form[s->direct_form];
-    if (!*f) {
+        return -1;
+    vial_shared_bytes **b = &form[s->direct_form];
+    if (!*b) {
         if (s->direct_form == FORM_WS)
-            *f = shared_once(&m->frame, build_frame, m);
+            *b = shared_once(&m->frame, build_frame, m);
         else if (s->direct_form == FORM_SSE_CHUNK)
-            *f = shared_once(&m->chunk, build_chunk, m);
+            *b = shared_once(&m->chunk, build_chunk, m);
         else
-            *f = shared_once(&m->sse, build_sse, m);
-        if (!*f)
-            return 0;
+            *b = shared_once(&m->sse, build_sse, m);
+        if (!*b)
+            return -1;
     }
-    return s->direct(s->kick_arg, (*f)->bytes, (*f)->len);
+    *f = *b;
+    return s->direct->fd(s->kick_arg, (*b)->len);
+}
+
+/* A drain's direct sends go to the kernel in batches of this many: one
+ * system call each (runtime/sendq.h) instead of one per subscriber. */
+#define DRAIN_BATCH 256
+
+typedef struct drain_batch {
+    vial_loop *loop;
+    size_t n;
+    uint64_t direct; /* delivered by direct sends */
+    vial_send send[DRAIN_BATCH];
+    vial_sub *sub[DRAIN_BATCH];
+} drain_batch;
+
+/* Sends the batch; whoever did not take its message gets it queued. */
+static void batch_flush(drain_batch *b, hub_msg *m)
+{
+    if (!b->n)
+        return;
+    vial_send_many(b->loop, b->send, b->n);
+    for (size_t i = 0; i < b->n; i++) {
+        vial_sub *s = b->sub[i];
+        vial_send *v = &b->send[i];
+        if (s->direct->done(s->kick_arg, v->p, v->len, v->res))
+            b->direct++;
+        else
+            sub_enqueue(s, m, b->loop->now);
+    }
+    b->n = 0;
 }
 
 /* On the node's loop: takes what publishers queued, hands it to each
  * subscriber of this thread. */
 static void node_deliver(vial_loop *l, vial_msg *mm)
 {
-    (void)l;
     tnode *n = (tnode *)((char *)mm - offsetof(tnode, m));
     vial_hub *h = node_hub(n);
     pthread_mutex_lock(&h->lock);
@@ -464,36 +495,60 @@ static void node_deliver(vial_loop *l, vial_msg *mm)
         n->posted = 0;
     pthread_mutex_unlock(&h->lock);
     uint64_t now = n->loop->now;
+    vial_sub **subs = n->subs;
+    size_t ns = n->nlocal;
+    if (lost)
+        for (size_t j = 0; j < ns; j++)
+            sub_lost(subs[j], lost);
     /* The batch is at most the node's queue; the first 64 messages' forms
      * ride beside it (the rest, rare, take the queue). */
     vial_shared_bytes *frames[64][NFORMS];
     size_t nf = k < 64 ? k : 64;
     memset(frames, 0, nf * sizeof *frames);
+    drain_batch *b = NULL;
+    if (nf && ns)
+        b = malloc(sizeof *b); /* 10 KiB: not on the loop's stack */
     uint64_t direct = 0;
-    /* Two ahead for the subscriptions, one ahead for what their sends
-     * read: each arrives during a send (wakes only queue coroutines, so
-     * nothing detaches during the walk). */
-    vial_sub **subs = n->subs;
-    size_t ns = n->nlocal;
-    for (size_t j = 0; j < 2 && j < ns; j++)
-        __builtin_prefetch(subs[j]);
-    for (size_t j = 0; j < ns; j++) {
-        vial_sub *s = subs[j];
-        if (j + 2 < ns) {
-            __builtin_prefetch(subs[j + 2]);
-            __builtin_prefetch((const char *)subs[j + 2] + 63); /* calloc: may straddle */
+    /* Message by message, so that a subscriber's direct send of one has
+     * its result (sent, or queued) before the next is offered to it. */
+    for (size_t i = 0; i < k; i++) {
+        hub_msg *m = n->batch[i];
+        if (b) {
+            b->loop = l;
+            b->n = 0;
+            b->direct = 0;
         }
-        if (j + 1 < ns)
-            sub_prefetch(subs[j + 1]);
-        if (lost)
-            sub_lost(s, lost);
-        for (size_t i = 0; i < k; i++) {
-            if (i < nf && sub_direct(s, n->batch[i], frames[i]))
-                direct++;
-            else
-                sub_enqueue(s, n->batch[i], now);
+        /* Two ahead for the subscriptions, one ahead for what their
+         * direct sends read: each arrives while this one is handled
+         * (sub_enqueue wakes only queue coroutines, and batch_flush runs
+         * no coroutine: nothing detaches during the walk). */
+        for (size_t j = 0; j < 2 && j < ns; j++)
+            __builtin_prefetch(subs[j]);
+        for (size_t j = 0; j < ns; j++) {
+            vial_sub *s = subs[j];
+            if (j + 2 < ns) {
+                __builtin_prefetch(subs[j + 2]);
+                __builtin_prefetch((const char *)subs[j + 2] + 63); /* calloc: may straddle */
+            }
+            if (j + 1 < ns)
+                sub_prefetch(subs[j + 1]);
+            vial_shared_bytes *f = NULL;
+            int fd = b && i < nf ? sub_direct_fd(s, m, frames[i], &f) : -1;
+            if (fd < 0) {
+                sub_enqueue(s, m, now);
+                continue;
+            }
+            b->send[b->n] = (vial_send){fd, f->bytes, f->len, 0};
+            b->sub[b->n++] = s;
+            if (b->n == DRAIN_BATCH)
+                batch_flush(b, m);
+        }
+        if (b) {
+            batch_flush(b, m);
+            direct += b->direct;
         }
     }
+    free(b);
     if (direct)
         atomic_fetch_add(&n_delivered, direct);
     /* What the publishers were charged for this thread's subscribers at the
@@ -713,10 +768,10 @@ vial_sub *vial_hub_sub_open(vial_hub *h, const char *name, void (*kick)(void *ar
     return s;
 }
 
-void vial_hub_sub_set_direct(vial_sub *s, int (*send)(void *arg, const uint8_t *bytes, size_t len),
-                             const void *hot, unsigned hot_lines, const void *hot2, unsigned hot2_lines)
+void vial_hub_sub_set_direct(vial_sub *s, const vial_hub_direct *ops, const void *hot, unsigned hot_lines,
+                             const void *hot2, unsigned hot2_lines)
 {
-    s->direct = send;
+    s->direct = ops;
     s->direct_form = FORM_WS;
     sub_set_hot(s, 0, hot, hot_lines);
     sub_set_hot(s, 1, hot2, hot2_lines);
@@ -1053,12 +1108,16 @@ typedef struct sse_direct {
     uint64_t last_ns; /* loop time of the last direct send: the heartbeat's clock */
 } sse_direct;
 
-static int sse_direct_send(void *arg, const uint8_t *bytes, size_t len)
+static int sse_direct_fd(void *arg, size_t len)
 {
     sse_direct *d = arg;
-    if (!d->idle)
-        return 0;
-    int r = vial_conn_stream_try_send(d->rq, bytes, len);
+    return d->idle ? vial_conn_stream_try_fd(d->rq, len) : -1;
+}
+
+static int sse_direct_done(void *arg, const uint8_t *bytes, size_t len, ssize_t res)
+{
+    sse_direct *d = arg;
+    int r = vial_conn_stream_try_done(d->rq, bytes, len, res);
     if (!r)
         return 0;
     if (r == 2) { /* its tail is buffered: the stream flushes it */
@@ -1075,6 +1134,8 @@ static int sse_direct_send(void *arg, const uint8_t *bytes, size_t len)
     vial_rqs(d->rq)->streamed += payload;
     return 1;
 }
+
+static const vial_hub_direct sse_direct_ops = {sse_direct_fd, sse_direct_done};
 
 int vial_sse_serve(vial_req *rq, vial_res *rs, vial_hub *h, const char *name, const vial_sse_opts *o)
 {
@@ -1099,11 +1160,11 @@ int vial_sse_serve(vial_req *rq, vial_res *rs, vial_hub *h, const char *name, co
      * them: max_events, HEAD, compression. */
     sse_direct d = {rq, s, vial_coro_current()->loop, 0, 0};
     if (r == 0 && rq->conn && !o->max_events && !rq->is_head && !vial_rqs(rq)->zstream) {
-        s->direct = sse_direct_send;
+        s->direct = &sse_direct_ops;
         s->kick_arg = &d;
         s->direct_form = rs->stream_close ? FORM_SSE : FORM_SSE_CHUNK;
         /* what sse_direct_send reads: d, the request's conn pointer, the
-         * connection (vial_conn_stream_try_send), the access log's count */
+         * connection (vial_conn_stream_try_fd/_done), the access log's count */
         sub_set_hot(s, 0, &d, 1);
         sub_set_hot(s, 1, &rq->conn, 1);
         sub_set_hot(s, 2, rq->conn, VIAL_CONN_HOT_LINES);

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Bytes built once and shared by every connection that sends them (a
  * websocket frame, an SSE event). */
@@ -42,15 +43,24 @@ void vial_hub_sender_unref(vial_hub_sender *s);
 /* A websocket subscription: kick(arg) runs on the session's loop when a
  * message is queued or the subscription ends. NULL when out of memory. */
 vial_sub *vial_hub_sub_open(vial_hub *h, const char *topic, void (*kick)(void *arg), void *arg);
-/* The fast path of a websocket subscription: the hub's drain offers each
- * message's frame to send(arg, bytes, len) when the subscriber has nothing
- * queued; it returns 1 when it took the frame (written to the socket, or
- * the rest buffered), 0 when the message must be queued as usual. On the
- * subscriber's loop, from the hub's drain: no coroutine runs meanwhile.
- * hot/hot2: what send reads (hot_lines 64-byte lines from each), which the
- * drain prefetches while the previous subscriber's send runs. */
-void vial_hub_sub_set_direct(vial_sub *s, int (*send)(void *arg, const uint8_t *bytes, size_t len),
-                             const void *hot, unsigned hot_lines, const void *hot2, unsigned hot2_lines);
+/* The fast path of a subscription: the hub's drain offers each message's
+ * encoded form to a subscriber that has nothing queued, in two steps so
+ * that it sends to all of a loop's subscribers in batches
+ * (runtime/sendq.h). fd(arg, len): the descriptor to send len bytes on
+ * now, or -1 when the message must be queued as usual; done(arg, bytes,
+ * len, res), after that send (res: bytes sent, or -errno): 1 when the
+ * subscriber took the message (sent, or the rest buffered), 0 when it must
+ * be queued. On the subscriber's loop, from the hub's drain: no coroutine
+ * runs between the two. */
+typedef struct vial_hub_direct {
+    int (*fd)(void *arg, size_t len);
+    int (*done)(void *arg, const uint8_t *bytes, size_t len, ssize_t res);
+} vial_hub_direct;
+/* A websocket subscription's direct sends (ops on arg, vial_hub_sub_open's).
+ * hot/hot2: what they read (hot_lines 64-byte lines from each), which the
+ * drain prefetches while the previous subscriber is handled. */
+void vial_hub_sub_set_direct(vial_sub *s, const vial_hub_direct *ops, const void *hot, unsigned hot_lines,
+                             const void *hot2, unsigned hot2_lines);
 /* Takes the next message's websocket frame (a reference the caller drops),
  * or NULL when none is queued (or none could be built). */
 vial_shared_bytes *vial_sub_take_frame(vial_sub *s);

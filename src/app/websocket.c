@@ -175,14 +175,23 @@ static void hub_kick(void *arg)
 
 /* The hub's drain, on this loop while the session is parked idle in recv
  * (so no frame of its own is half written): the broadcast goes to the
- * socket from here, without waking the session. */
-static int hub_direct(void *arg, const uint8_t *bytes, size_t len)
+ * socket from there (in a batch with the other sessions'), without waking
+ * the session. */
+static int hub_direct_fd(void *arg, size_t len)
 {
     vial_ws *ws = arg;
     if (!ws->idle || ws->result || ws->out)
-        return 0;
-    return vial_conn_ws_try_send(ws->c, bytes, len);
+        return -1;
+    return vial_conn_ws_try_fd(ws->c, len);
 }
+
+static int hub_direct_done(void *arg, const uint8_t *bytes, size_t len, ssize_t res)
+{
+    vial_ws *ws = arg;
+    return vial_conn_ws_try_done(ws->c, bytes, len, res);
+}
+
+static const vial_hub_direct hub_direct = {hub_direct_fd, hub_direct_done};
 
 static int ws_subscribe(vial_ws *ws, vial_hub *h, const char *topic, const vial_ws_group *g)
 {
@@ -199,7 +208,7 @@ static int ws_subscribe(vial_ws *ws, vial_hub *h, const char *topic, const vial_
         free(e);
         return -ENOMEM;
     }
-    vial_hub_sub_set_direct(e->sub, hub_direct, ws, 2, ws->c, VIAL_CONN_HOT_LINES);
+    vial_hub_sub_set_direct(e->sub, &hub_direct, ws, 2, ws->c, VIAL_CONN_HOT_LINES);
     e->next = ws->hsubs;
     ws->hsubs = e;
     return 0;

@@ -54,7 +54,7 @@ struct vial_conn {
     size_t body_reserved;    /* bytes of the server's body budget this request holds */
     vial_req *rq;
     vial_msg free_msg;
-    /* Last: the hub's direct sends (conn_try_send) read the fields above
+    /* Last: the hub's direct sends (conn_try_fd) read the fields above
      * from the first two lines (VIAL_CONN_HOT_LINES). */
     char peer[INET6_ADDRSTRLEN]; /* the peer's address as text, once asked ("" until then) */
 };
@@ -1406,22 +1406,29 @@ int vial_conn_ws_flush(vial_conn *c, int may_wait)
 }
 
 /* For sends from the loop while the connection's coroutine is parked with
- * its output buffer empty (the hub's drain): 1 sent whole, 2 the tail
- * buffered (the coroutine must flush it), 0 nothing sent (the socket is
- * full, TLS, larger than the buffer, broken). */
-static int conn_try_send(vial_conn *c, const void *p, size_t n)
+ * its output buffer empty (the hub's drain), in two steps so that a drain
+ * can send to many connections in one batch (runtime/sendq.h):
+ * conn_try_fd says where n bytes may go now (-1: not from here — TLS,
+ * something buffered, larger than the buffer, broken), conn_try_done takes
+ * what the send returned: 1 sent whole, 2 the tail buffered (the coroutine
+ * must flush it), 0 nothing sent (the socket is full, or an error the
+ * coroutine's own send will meet). */
+static int conn_try_fd(const vial_conn *c, size_t n)
 {
     /* TLS must retry a refused write with the same bytes: not from here. */
     if (c->ssl || c->broken || c->wpos < c->wlen || n > VIAL_RBUF_SIZE || !c->coro)
-        return 0;
-    /* One piece: send(2) spares the kernel sendmsg's msghdr and iovec copy-in. */
-    ssize_t w = send(c->io.fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        return -1;
+    return c->io.fd;
+}
+
+static int conn_try_done(vial_conn *c, const void *p, size_t n, ssize_t w)
+{
     if (w == (ssize_t)n)
         return 1;
     if (w <= 0) {
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (w == -EAGAIN || w == -EWOULDBLOCK)
             set_waiting(c, VIAL_IO_WRITE);
-        return 0; /* the coroutine's own send meets the error, or waits */
+        return 0;
     }
     if (out_take(c) < 0)
         return 1; /* broken: the coroutine ends at its next look */
@@ -1431,17 +1438,32 @@ static int conn_try_send(vial_conn *c, const void *p, size_t n)
     return 2;
 }
 
-int vial_conn_stream_try_send(vial_req *rq, const void *p, size_t n)
+int vial_conn_stream_try_fd(vial_req *rq, size_t n)
 {
-    return conn_try_send(rq->conn, p, n);
+    return conn_try_fd(rq->conn, n);
 }
 
-int vial_conn_ws_try_send(vial_conn *c, const void *p, size_t n)
+int vial_conn_stream_try_done(vial_req *rq, const void *p, size_t n, ssize_t res)
 {
-    int r = conn_try_send(c, p, n);
+    return conn_try_done(rq->conn, p, n, res);
+}
+
+/* A websocket session parked in recv flushes a buffered tail when kicked. */
+static int ws_tried(vial_conn *c, int r)
+{
     if (r == 2)
         vial_conn_ws_kick(c);
     return r != 0;
+}
+
+int vial_conn_ws_try_fd(vial_conn *c, size_t n)
+{
+    return conn_try_fd(c, n);
+}
+
+int vial_conn_ws_try_done(vial_conn *c, const void *p, size_t n, ssize_t res)
+{
+    return ws_tried(c, conn_try_done(c, p, n, res));
 }
 
 void vial_conn_ws_shutdown(vial_conn *c)

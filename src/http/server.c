@@ -14,6 +14,7 @@
 #include "http/tls.h"
 #include "runtime/coro.h"
 #include "runtime/log.h"
+#include "runtime/numfmt.h"
 #include "runtime/sdnotify.h"
 
 #include <errno.h>
@@ -162,6 +163,16 @@ static void stop_msg(vial_loop *l, vial_msg *m)
 static void *thread_main(void *arg)
 {
     vial_server_thread *t = arg;
+    /* "vial-loop-N" in top -H, perf and /proc/PID/task/TID/comm, where
+     * bench/ws-scale.sh finds the loop threads to place them. */
+    char name[16] = "vial-loop-";
+    char id[VIAL_FMT_INT_SIZE];
+    size_t idl = vial_fmt_u64(id, (uint64_t)t->loop.id);
+    if (idl < sizeof name - 11) {
+        memcpy(name + 10, id, idl);
+        name[10 + idl] = 0;
+        pthread_setname_np(pthread_self(), name);
+    }
     vial_loop_run(&t->loop);
     return NULL;
 }

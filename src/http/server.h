@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 typedef struct vial_conn vial_conn;
 typedef struct vial_server vial_server;
@@ -160,9 +161,13 @@ int vial_conn_stream_write(vial_req *rq, const void *data, size_t len);
  * next write. 0, or -EPIPE. */
 int vial_conn_stream_idle(vial_req *rq);
 /* From the loop while the stream's coroutine is parked with nothing
- * buffered (the hub's drain): sends n bytes now. 1 sent, 2 the tail was
- * buffered (vial_conn_stream_idle sends it), 0 nothing sent. */
-int vial_conn_stream_try_send(vial_req *rq, const void *p, size_t n);
+ * buffered (the hub's drain), in two steps so that a drain can send to
+ * many streams in one batch (runtime/sendq.h): the descriptor to send n
+ * bytes on now, or -1 (not from here); then what that send returned
+ * (bytes, or -errno): 1 sent, 2 the tail was buffered
+ * (vial_conn_stream_idle sends it), 0 nothing sent. */
+int vial_conn_stream_try_fd(vial_req *rq, size_t n);
+int vial_conn_stream_try_done(vial_req *rq, const void *p, size_t n, ssize_t res);
 /* 64-byte lines from a vial_conn's start that those sends read: what a
  * caller sending to many connections in a row may prefetch. */
 #define VIAL_CONN_HOT_LINES 3

@@ -125,11 +125,14 @@ int vial_conn_ws_pending(struct vial_conn *c);
 void vial_conn_ws_idle(struct vial_conn *c);
 int vial_conn_ws_flush(struct vial_conn *c, int may_wait);
 /* From the loop (not the session's coroutine), while the session is parked
- * with its output buffer empty: sends a whole frame now. 1 when it went out
- * or its tail was buffered (the session is kicked to flush it), 0 when
- * nothing was sent (the socket is full, TLS, a frame larger than the
- * buffer, a broken connection): queue it then. */
-int vial_conn_ws_try_send(struct vial_conn *c, const void *p, size_t n);
+ * with its output buffer empty, in two steps so that a caller can send to
+ * many sessions in one batch (runtime/sendq.h): the descriptor to send a
+ * whole n-byte frame on now, or -1 (TLS, something buffered, a frame larger
+ * than the buffer, a broken connection: queue it then); then what that send
+ * returned (bytes, or -errno): 1 when it went out or its tail was buffered
+ * (the session is kicked to flush it), 0 when nothing was sent (queue it). */
+int vial_conn_ws_try_fd(struct vial_conn *c, size_t n);
+int vial_conn_ws_try_done(struct vial_conn *c, const void *p, size_t n, ssize_t res);
 void vial_conn_ws_shutdown(struct vial_conn *c);
 void vial_conn_ws_abort(struct vial_conn *c);
 

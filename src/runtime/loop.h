@@ -119,6 +119,7 @@ struct vial_loop {
     uint64_t lag_max_ns;
     /* Called when the loop ends (module state teardown), newest first. */
     vial_msg *at_exit;
+    void *sendq; /* vial_send_many's ring (sendq.c), made at its first batch */
 };
 
 static inline uint64_t vial_clock_ns(void)

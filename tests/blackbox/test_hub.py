@@ -174,6 +174,35 @@ def test_ws_direct_sends_cut_short_keep_frames_whole_and_in_order(server):
     wait_subscribers(server, 0)
 
 
+def test_ws_batched_direct_sends_cut_short_keep_frames_whole_and_in_order(server):
+    """The same with six slow readers of one topic: at least three share a
+    loop thread, whose drain sends to them in one batch (runtime/sendq.c,
+    io_uring where the kernel allows it). A send in the batch that takes
+    part of a frame, or none (the socket full), must leave that
+    subscriber's stream whole and in order, as a lone send does."""
+    before = stats(server)
+    ws = [WsClient(server, "/ws/hub/direct-batch", rcvbuf=4096) for _ in range(6)]
+    for w in ws:
+        assert w.frame()[1].startswith(b"thread:")
+    wait_subscribers(server, 6)
+    n, size = 120, 30000  # 3.6 MB each: more than a socket's send buffer takes
+    for i in range(3):
+        flood(server, "direct-batch", n // 3, size, tag="b%d" % i)
+    for j, w in enumerate(ws):
+        got = []
+        for _ in range(n):
+            f = w.frame(limit=5.0)
+            assert f is not None and f[0] == OP_TEXT, "subscriber %d ended after %d messages" % (j, len(got))
+            assert len(f[1]) == size and f[1].endswith(b"x"), (j, len(got), f[1][:40])
+            got.append((tag_of(f[1]), seq_of(f[1])))
+        assert got == [("b%d" % i, k) for i in range(3) for k in range(n // 3)], j
+    assert stats(server)["dropped"] == before["dropped"]
+    for w in ws:
+        w.send_close()
+        w.close()
+    wait_subscribers(server, 0)
+
+
 def test_ws_slow_subscriber_closed_with_1008(server):
     before = stats(server)
     w = WsClient(server, "/ws/hub/slow-close", rcvbuf=4096)
