@@ -19,6 +19,11 @@ def base(server):
     return "%s://%s:%d" % ((tlskit.scheme(),) + tuple(server))
 
 
+def ws_uri(server, path):
+    """The ws:// (wss:// in the TLS pass) address of path on server."""
+    return "%s://%s:%d%s" % (tlskit.scheme(ws=True), server[0], server[1], path)
+
+
 def publish(server, topic, body, event=None):
     params = {"event": event} if event is not None else {}
     r = requests.post(base(server) + "/hub/publish/" + topic, data=body, params=params, timeout=10)

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from realtimekit import (SseClient, WsClient, base, flood, publish, seq_of, stats, tag_of, take_baseline,
-                         wait_subscribers)
+                         wait_subscribers, ws_uri)
 import tlskit
 
 try:
@@ -25,9 +25,6 @@ except ImportError:  # pragma: no cover
 needs_lib = pytest.mark.skipif(websockets is None, reason="python3-websockets not installed")
 OP_TEXT, OP_CLOSE = 1, 8
 
-
-def ws_uri(server, path):
-    return "%s://%s:%d%s" % (tlskit.scheme(ws=True), server[0], server[1], path)
 
 
 

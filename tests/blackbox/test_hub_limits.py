@@ -16,8 +16,7 @@ import time
 import pytest
 import requests
 
-from realtimekit import WsClient, base, flood, seq_of, stats, take_baseline, wait_subscribers
-import tlskit
+from realtimekit import WsClient, base, flood, seq_of, stats, take_baseline, wait_subscribers, ws_uri
 from test_abuse_ws import SlowReader, finish, start_flood, ws_connect
 
 try:
@@ -28,9 +27,6 @@ except ImportError:  # pragma: no cover
 needs_lib = pytest.mark.skipif(websockets is None, reason="python3-websockets not installed")
 OP_TEXT, OP_BIN = 1, 2
 
-
-def ws_uri(server, path):
-    return "%s://%s:%d%s" % (tlskit.scheme(ws=True), server[0], server[1], path)
 
 
 @pytest.fixture(autouse=True)
