@@ -19,19 +19,22 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define URING_ENTRIES 4096
 #define CQE_BATCH 512
 
 /* user_data: kind (8 bits) | slot index (24 bits) | generation (32 bits). */
-enum { UD_POLL = 1, UD_IGNORE = 2, UD_QUIESCE = 3 };
+enum { UD_POLL = 1, UD_IGNORE = 2, UD_QUIESCE = 3, UD_ACCEPT = 4 };
 #define UD(kind, idx, gen) (((uint64_t)(kind) << 56) | ((uint64_t)(idx) << 32) | (uint64_t)(gen))
 #define UD_KIND(u) ((unsigned)((u) >> 56))
 #define UD_IDX(u) ((uint32_t)((u) >> 32) & 0xffffffu)
 #define UD_GEN(u) ((uint32_t)(u))
 
-/* Slot i: ios[i], the registered vial_io, or while free the next free
- * slot's index + 1, shifted and tagged with bit 0. A registration's
+/* Slot i: ios[i], the registered vial_io (tagged with bit 1 when it is a
+ * vial_acceptor's, whose request is an accept), or while free the next
+ * free slot's index + 1, shifted and tagged with bit 0. A registration's
  * generation is a serial from the loop-wide counter, kept in the vial_io
  * (where it fills padding): a completion is for the io in its slot only if
  * their generations match, so neither a freed slot taken by another io nor
@@ -51,7 +54,12 @@ typedef struct uring {
 
 static inline vial_io *slot_io(const uring *u, uint32_t idx)
 {
-    return u->ios[idx] & 1 ? NULL : (vial_io *)u->ios[idx];
+    return u->ios[idx] & 1 ? NULL : (vial_io *)(u->ios[idx] & ~(uintptr_t)2);
+}
+
+static inline unsigned slot_kind(const uring *u, uint32_t idx)
+{
+    return u->ios[idx] & 2 ? UD_ACCEPT : UD_POLL;
 }
 
 static inline void slot_free(uring *u, uint32_t idx)
@@ -150,7 +158,10 @@ static void ur_quiesce(vial_loop *l)
         io_uring_for_each_cqe(&u->ring, head, cqe) {
             if (UD_KIND(cqe->user_data) == UD_QUIESCE)
                 want = cqe->res > 0 ? cqe->res : 0;
-            else if (UD_KIND(cqe->user_data) == UD_POLL && !(cqe->flags & IORING_CQE_F_MORE))
+            else if (UD_KIND(cqe->user_data) == UD_ACCEPT && cqe->res >= 0)
+                close(cqe->res); /* accepted before the cancel: refused */
+            if ((UD_KIND(cqe->user_data) == UD_POLL || UD_KIND(cqe->user_data) == UD_ACCEPT) &&
+                !(cqe->flags & IORING_CQE_F_MORE))
                 got++;
             n++;
         }
@@ -188,26 +199,62 @@ static int arm_poll(uring *u, vial_io *io, uint32_t idx)
     return 0;
 }
 
-static int ur_add(vial_loop *l, vial_io *io)
+/* Connections come as completions, each with its descriptor: no wake-up
+ * to turn into an accept4, and a backlog of several is taken in one go. */
+static int arm_accept(uring *u, vial_io *io, uint32_t idx)
 {
-    uring *u = l->backend_data;
-    uint32_t idx;
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (!sqe)
+        return -EBUSY;
+    io_uring_prep_multishot_accept(sqe, io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, UD(UD_ACCEPT, idx, io->gen));
+    return 0;
+}
+
+static int slot_take(uring *u, uint32_t *idx)
+{
     if (u->free_head) {
-        idx = u->free_head - 1;
-        u->free_head = (uint32_t)(u->ios[idx] >> 1);
-    } else {
-        if (u->nslots == u->cap)
-            return -ENOSPC; /* more registrations than descriptors */
-        idx = u->nslots++;
+        *idx = u->free_head - 1;
+        u->free_head = (uint32_t)(u->ios[*idx] >> 1);
+        return 0;
     }
+    if (u->nslots == u->cap)
+        return -ENOSPC; /* more registrations than descriptors */
+    *idx = u->nslots++;
+    return 0;
+}
+
+static int add_kind(uring *u, vial_io *io, unsigned kind)
+{
+    uint32_t idx;
+    int r = slot_take(u, &idx);
+    if (r < 0)
+        return r;
     io->gen = ++u->serial;
-    if (arm_poll(u, io, idx) < 0) {
+    if ((kind == UD_ACCEPT ? arm_accept : arm_poll)(u, io, idx) < 0) {
         slot_free(u, idx);
         return -EBUSY;
     }
-    u->ios[idx] = (uintptr_t)io;
+    u->ios[idx] = (uintptr_t)io | (kind == UD_ACCEPT ? 2 : 0);
     io->slot = idx + 1;
     return 0;
+}
+
+static int ur_add(vial_loop *l, vial_io *io)
+{
+    return add_kind(l->backend_data, io, UD_POLL);
+}
+
+static int ur_add_acceptor(vial_loop *l, vial_acceptor *a)
+{
+    return add_kind(l->backend_data, &a->io, UD_ACCEPT);
+}
+
+static int ur_resume_acceptor(vial_loop *l, vial_acceptor *a)
+{
+    if (!a->io.slot)
+        return -ENOENT;
+    return arm_accept(l->backend_data, &a->io, a->io.slot - 1);
 }
 
 static int ur_del(vial_loop *l, vial_io *io)
@@ -222,7 +269,7 @@ static int ur_del(vial_loop *l, vial_io *io)
         /* A cancel, not a poll removal: a removal that meets the poll while
          * its wake-up is pending (the FIN that made its owner close) fails
          * with -EALREADY and leaves it armed, holding the closed socket. */
-        io_uring_prep_cancel64(sqe, UD(UD_POLL, idx, io->gen), 0);
+        io_uring_prep_cancel64(sqe, UD(slot_kind(u, idx), idx, io->gen), 0);
         io_uring_sqe_set_data64(sqe, UD(UD_IGNORE, 0, 0));
     }
     slot_free(u, idx);
@@ -258,9 +305,34 @@ typedef struct done {
     uint32_t flags;
 } done;
 
+static void dispatch_accept(vial_loop *l, uring *u, const done *d)
+{
+    uint32_t idx = UD_IDX(d->ud);
+    vial_io *io = idx < u->nslots ? slot_io(u, idx) : NULL;
+    if (!io || io->gen != UD_GEN(d->ud)) {
+        /* Deleted since (the listener closed): a connection accepted
+         * meanwhile has no owner and is refused. */
+        if (d->res >= 0)
+            close(d->res);
+        return;
+    }
+    vial_acceptor *a = (vial_acceptor *)io;
+    if (d->res == -ECANCELED)
+        return;
+    a->on_accept(l, a, d->res); /* an error ends the accept: the owner resumes it */
+    /* Ended without an error: the completion queue was full. */
+    if (d->res >= 0 && !(d->flags & IORING_CQE_F_MORE) && slot_io(u, idx) == io &&
+        io->gen == UD_GEN(d->ud))
+        arm_accept(u, io, idx);
+}
+
 static void dispatch(vial_loop *l, uring *u, const done *d)
 {
     uint32_t idx = UD_IDX(d->ud);
+    if (UD_KIND(d->ud) == UD_ACCEPT) {
+        dispatch_accept(l, u, d);
+        return;
+    }
     if (UD_KIND(d->ud) != UD_POLL || idx >= u->nslots)
         return;
     vial_io *io = slot_io(u, idx);
@@ -336,5 +408,7 @@ const vial_backend vial_backend_uring = {
     .poll = ur_poll,
     .close = ur_close,
     .quiesce = ur_quiesce,
+    .add_acceptor = ur_add_acceptor,
+    .resume_acceptor = ur_resume_acceptor,
 };
 #endif

@@ -38,6 +38,20 @@ struct vial_io {
     uint32_t gen;  /* which registration a completion is for (io_uring) */
 };
 
+/* A listening socket. Where the backend accepts by itself (io_uring: one
+ * multishot accept, a completion per connection, no readiness round trip
+ * and no accept4 call), on_accept gets each new descriptor (non-blocking,
+ * close-on-exec); otherwise io.cb reports readiness and the owner calls
+ * accept4 (epoll). A negative value to on_accept is the error that ended
+ * the backend's accepting (-EMFILE ...): nothing more comes until the owner
+ * calls vial_accept_resume. */
+typedef struct vial_acceptor vial_acceptor;
+typedef void (*vial_accept_cb)(vial_loop *loop, vial_acceptor *a, int fd);
+struct vial_acceptor {
+    vial_io io;
+    vial_accept_cb on_accept;
+};
+
 /* Timers live in a binary min-heap ordered by deadline; a timer knows its
  * heap slot so stopping one is O(log n). */
 typedef struct vial_timer vial_timer;
@@ -72,6 +86,11 @@ typedef struct vial_backend {
      * whatever the backend still holds (io_uring: its polls keep sockets
      * open, listeners included, until cancelled). */
     void (*quiesce)(vial_loop *loop);
+    /* Optional: registers a listener whose connections the backend accepts
+     * (vial_acceptor); deleted as any io. NULL: registered with add. */
+    int (*add_acceptor)(vial_loop *loop, vial_acceptor *a);
+    /* Accepting again after on_accept was given an error. */
+    int (*resume_acceptor)(vial_loop *loop, vial_acceptor *a);
 } vial_backend;
 
 extern const vial_backend vial_backend_epoll;
@@ -143,6 +162,14 @@ int vial_io_del(vial_loop *loop, vial_io *io);
  * (epoll: one close(2); io_uring: the removal and the close ride the next
  * submission). The fd number stays taken until then. */
 void vial_io_close(vial_loop *loop, vial_io *io);
+
+/* Registers a listener (vial_acceptor): 1 when the backend accepts and
+ * calls a->on_accept, 0 when it reports readiness to a->io.cb, or a
+ * negative errno. Removed with vial_io_del(loop, &a->io). */
+int vial_accept_add(vial_loop *loop, vial_acceptor *a);
+/* After on_accept was given an error: the backend accepts again (0), or a
+ * negative errno. */
+int vial_accept_resume(vial_loop *loop, vial_acceptor *a);
 
 void vial_timer_start(vial_loop *loop, vial_timer *t, uint64_t when_ns);
 void vial_timer_stop(vial_loop *loop, vial_timer *t);
