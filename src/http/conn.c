@@ -212,6 +212,10 @@ static void conn_destroy(vial_conn *c)
 
 static ssize_t pipe_recv(vial_conn *c, void *dst, size_t cap, unsigned *want)
 {
+    if (c->io.rstate & VIAL_IO_RECV_ON) { /* io_uring received it already */
+        *want = VIAL_IO_READ;
+        return vial_io_recv(&c->thr->loop, &c->io, dst, cap);
+    }
     if (c->ssl)
         return vial_tls_read(c->ssl, dst, cap, want);
     ssize_t n = recv(c->io.fd, dst, cap, 0);
@@ -1137,7 +1141,7 @@ static int peer_still_asking(vial_conn *c, unsigned ev)
 {
     if (ev & VIAL_IO_ERR)
         return 0;
-    if (c->rpos < c->rlen || (c->ssl && vial_tls_pending(c->ssl)))
+    if (c->rpos < c->rlen || c->io.rbid || (c->ssl && vial_tls_pending(c->ssl)))
         return 1;
     int pending = 0;
     return ioctl(c->io.fd, FIONREAD, &pending) == 0 && pending > 0;
@@ -1213,6 +1217,8 @@ void vial_conn_accept(vial_server_thread *t, int fd, struct vial_tls *tls)
         c->hs_deadline = deadline = t->loop.now + (uint64_t)(ms > 0 ? ms : 10000) * 1000000u;
         c->ssl = vial_tls_accept(tls, fd);
     }
+    if (!tls)
+        c->io.rstate = VIAL_IO_RECV_WANTED; /* io_uring: receive into its buffers */
     if ((tls && !c->ssl) || vial_io_add(&t->loop, &c->io) < 0) {
         conn_destroy(c);
         return;

@@ -36,7 +36,12 @@ struct vial_io {
     uint32_t slot; /* the backend's handle while registered (io_uring); 0: none */
     vial_io_cb cb;
     uint32_t gen;  /* which registration a completion is for (io_uring) */
+    /* Receiving through the backend (io_uring; see vial_io_recv): set
+     * VIAL_IO_RECV_WANTED before vial_io_add to ask for it. rbid: the ring
+     * buffer (+ 1) holding input not read yet. In the padding. */
+    uint16_t rstate, rbid;
 };
+enum { VIAL_IO_RECV_WANTED = 1, VIAL_IO_RECV_ON = 2 };
 
 /* A listening socket. Where the backend accepts by itself (io_uring: one
  * multishot accept, a completion per connection, no readiness round trip
@@ -82,6 +87,8 @@ typedef struct vial_backend {
     /* Optional: deletes io and closes its fd (NULL: close(2), which
      * deregisters by itself, as epoll's does). */
     void (*close)(vial_loop *loop, vial_io *io);
+    /* Optional: reads what the backend received for io (see vial_io_recv). */
+    long (*recv)(vial_loop *loop, vial_io *io, void *dst, size_t cap);
     /* Optional: called on the loop's thread when vial_loop_run ends; drops
      * whatever the backend still holds (io_uring: its polls keep sockets
      * open, listeners included, until cancelled). */
@@ -158,6 +165,16 @@ void vial_loop_stop(vial_loop *loop);
 
 int vial_io_add(vial_loop *loop, vial_io *io);
 int vial_io_del(vial_loop *loop, vial_io *io);
+/* For an io registered with VIAL_IO_RECV_WANTED where the backend took it
+ * (rstate has VIAL_IO_RECV_ON: io_uring with a buffer ring): the kernel
+ * receives into a ring buffer ahead of time and a READ event says so; this
+ * copies from it, as recv(2) would, without a system call. -EAGAIN when
+ * nothing is there yet (a READ event follows), 0 at end of stream. */
+static inline long vial_io_recv(vial_loop *loop, vial_io *io, void *dst, size_t cap)
+{
+    return loop->backend->recv(loop, io, dst, cap);
+}
+
 /* Deregisters io and closes its fd in the way cheapest for the backend
  * (epoll: one close(2); io_uring: the removal and the close ride the next
  * submission). The fd number stays taken until then. */
