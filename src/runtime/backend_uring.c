@@ -1,6 +1,8 @@
 /* The io_uring backend: the loop's edge-triggered readiness from multishot
- * polls, every submission of an iteration in one io_uring_enter with the
- * wait, every completion drained in one pass.
+ * polls, a thread's own listeners on multishot accepts, plain connections'
+ * input received into a provided-buffer ring; every submission of an
+ * iteration in one io_uring_enter with the wait, every completion drained
+ * in one pass.
  *
  * A completion names its fd's registration by slot and generation, never
  * by pointer: a poll removal is itself asynchronous, so completions for a

@@ -1,14 +1,15 @@
 /* The event loop: one per thread, owning fd readiness, timers, the coroutine
  * ready queue and a mailbox that other threads post to.
  *
- * Readiness comes from a backend (epoll today) behind vial_backend. Every fd
+ * Readiness comes from a backend (epoll or io_uring) behind vial_backend. Every fd
  * is registered once, edge-triggered, for read, write and hang-up: the owner
  * keeps its own "ready" flags and only waits after a system call said EAGAIN.
  * That shape fits epoll (EPOLLET), kqueue (EV_CLEAR) and io_uring multishot
  * polls alike, and costs no epoll_ctl per request.
  *
  * Backends: epoll (backend_epoll.c) and, when built with liburing,
- * io_uring (backend_uring.c). A registered fd must be deleted
+ * io_uring (backend_uring.c), which may also accept (vial_acceptor) and
+ * receive (vial_io_recv) by itself. A registered fd must be deleted
  * (vial_io_del, or vial_io_close) before it is closed: io_uring's poll
  * holds the file open until it is removed. */
 #ifndef VIAL_RUNTIME_LOOP_H
