@@ -28,7 +28,7 @@
 #define CQE_BATCH 512
 
 /* user_data: kind (8 bits) | slot index (24 bits) | generation (32 bits). */
-enum { UD_POLL = 1, UD_IGNORE = 2, UD_QUIESCE = 3, UD_ACCEPT = 4, UD_RECV = 5 };
+enum { UD_POLL = 1, UD_IGNORE = 2, UD_QUIESCE = 3, UD_ACCEPT = 4, UD_RECV = 5, UD_SEND = 6 };
 #define UD(kind, idx, gen) (((uint64_t)(kind) << 56) | ((uint64_t)(idx) << 32) | (uint64_t)(gen))
 #define UD_KIND(u) ((unsigned)((u) >> 56))
 #define UD_IDX(u) ((uint32_t)((u) >> 32) & 0xffffffu)
@@ -47,7 +47,15 @@ enum { UD_POLL = 1, UD_IGNORE = 2, UD_QUIESCE = 3, UD_ACCEPT = 4, UD_RECV = 5 };
 #define RBUF_COUNT 128 /* a power of two */
 #define RBUF_SIZE 4096 /* a full one is followed by recv(2) (ur_recv): big reads stay big */
 /* rstate beyond loop.h's two flags */
-enum { R_ARMED = 4, R_EOF = 8, R_ERR = 16, R_SYSCALL = 32 };
+enum { R_ARMED = 4, R_EOF = 8, R_ERR = 16, R_SYSCALL = 32, R_SENDING = 64 };
+
+/* Sends in flight, each owning its buffer until the completion. */
+#define SENDS_MAX 4096
+typedef struct sending {
+    void *buf;
+    void (*release)(vial_loop *loop, void *buf);
+    uint32_t len, idx, gen, next_free;
+} sending;
 
 /* Slot i: ios[i], the registered vial_io (tagged with bit 1 when it is a
  * vial_acceptor's, whose request is an accept), or while free the next
@@ -69,12 +77,15 @@ typedef struct uring {
     struct io_uring_buf_ring *br;
     char *rbufs;
     uint16_t rlen[RBUF_COUNT], roff[RBUF_COUNT];
+    sending *sends; /* SENDS_MAX, touched as used; free list through next_free (+ 1) */
+    uint32_t nsends, sends_free;
     int enabled; /* rings are enabled by the thread that submits */
 } uring;
 
 
 
 static void give_back(uring *u, unsigned bid);
+static void send_end(vial_loop *l, uring *u, uint32_t i);
 static void setup_recv_buffers(uring *u);
 static int arm_recv(uring *u, vial_io *io, uint32_t idx);
 
@@ -187,8 +198,10 @@ static void ur_quiesce(vial_loop *l)
                 want = cqe->res > 0 ? cqe->res : 0;
             else if (UD_KIND(cqe->user_data) == UD_ACCEPT && cqe->res >= 0)
                 close(cqe->res); /* accepted before the cancel: refused */
+            else if (UD_KIND(cqe->user_data) == UD_SEND)
+                send_end(l, u, UD_IDX(cqe->user_data));
             if ((UD_KIND(cqe->user_data) == UD_POLL || UD_KIND(cqe->user_data) == UD_ACCEPT ||
-                 UD_KIND(cqe->user_data) == UD_RECV) &&
+                 UD_KIND(cqe->user_data) == UD_RECV || UD_KIND(cqe->user_data) == UD_SEND) &&
                 !(cqe->flags & IORING_CQE_F_MORE))
                 got++;
             n++;
@@ -213,6 +226,7 @@ static void ur_fini(vial_loop *l)
     io_uring_queue_exit(&u->ring);
     if (u->ios)
         munmap(u->ios, (size_t)u->cap * sizeof *u->ios);
+    free(u->sends);
     if (u->br) {
         munmap(u->br, RBUF_COUNT * sizeof(struct io_uring_buf));
         munmap(u->rbufs, (size_t)RBUF_COUNT * RBUF_SIZE);
@@ -328,6 +342,11 @@ static int ur_del(vial_loop *l, vial_io *io)
  * the main thread, which may not submit to a single-issuer ring. */
 static void ur_close(vial_loop *l, vial_io *io)
 {
+    /* A send queued for this fd but not submitted yet would look the fd
+     * up after the close — or find its number taken by another socket. */
+    uring *u = l->backend_data;
+    if ((io->rstate & R_SENDING) && io_uring_sq_ready(&u->ring))
+        io_uring_submit(&u->ring);
     ur_del(l, io);
     close(io->fd);
 }
@@ -507,12 +526,72 @@ static void dispatch_accept(vial_loop *l, uring *u, const done *d)
         arm_accept(u, io, idx);
 }
 
+/* Hands buf[0..len) to the kernel: one SEND, MSG_WAITALL so that a
+ * completion is all of it or an error. The buffer is the send's until the
+ * completion, which calls release with it whatever became of io; io hears
+ * VIAL_IO_SENT then (with VIAL_IO_ERR if not all went), if still
+ * registered. -EBUSY: too many in flight (send it yourself). */
+static int ur_send(vial_loop *l, vial_io *io, void *buf, size_t len,
+                   void (*release)(vial_loop *loop, void *buf))
+{
+    uring *u = l->backend_data;
+    if (!io->slot)
+        return -ENOENT;
+    uint32_t i;
+    if (u->sends_free) {
+        i = u->sends_free - 1;
+        u->sends_free = u->sends[i].next_free;
+    } else {
+        if (!u->sends && !(u->sends = malloc(SENDS_MAX * sizeof *u->sends)))
+            return -ENOMEM;
+        if (u->nsends == SENDS_MAX)
+            return -EBUSY;
+        i = u->nsends++;
+    }
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (!sqe) {
+        u->sends[i].next_free = u->sends_free;
+        u->sends_free = i + 1;
+        return -EBUSY;
+    }
+    u->sends[i] = (sending){buf, release, (uint32_t)len, io->slot - 1, io->gen, 0};
+    io_uring_prep_send(sqe, io->fd, buf, len, MSG_WAITALL | MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, UD(UD_SEND, i, 0));
+    io->rstate |= R_SENDING;
+    return 0;
+}
+
+static void send_end(vial_loop *l, uring *u, uint32_t i)
+{
+    sending *s = &u->sends[i];
+    s->release(l, s->buf);
+    s->buf = NULL;
+    s->next_free = u->sends_free;
+    u->sends_free = i + 1;
+}
+
+static void send_done(vial_loop *l, uring *u, const done *d)
+{
+    uint32_t i = UD_IDX(d->ud);
+    sending s = u->sends[i];
+    send_end(l, u, i);
+    vial_io *io = s.idx < u->nslots ? slot_io(u, s.idx) : NULL;
+    if (!io || io->gen != s.gen)
+        return;
+    io->rstate &= (uint16_t)~R_SENDING;
+    io->cb(l, io, d->res == (int32_t)s.len ? VIAL_IO_SENT : VIAL_IO_SENT | VIAL_IO_ERR);
+}
+
 static void dispatch(vial_loop *l, uring *u, const done *d)
 {
     uint32_t idx = UD_IDX(d->ud);
     unsigned kind = UD_KIND(d->ud);
     if (kind == UD_RECV) {
         recv_done(l, u, d);
+        return;
+    }
+    if (kind == UD_SEND) {
+        send_done(l, u, d);
         return;
     }
     if (kind == UD_ACCEPT) {
@@ -597,5 +676,6 @@ const vial_backend vial_backend_uring = {
     .add_acceptor = ur_add_acceptor,
     .resume_acceptor = ur_resume_acceptor,
     .recv = ur_recv,
+    .send = ur_send,
 };
 #endif

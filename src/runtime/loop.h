@@ -15,6 +15,7 @@
 #ifndef VIAL_RUNTIME_LOOP_H
 #define VIAL_RUNTIME_LOOP_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -28,6 +29,7 @@ enum {
     VIAL_IO_WRITE = 2,
     VIAL_IO_HUP = 4, /* peer closed its side (RDHUP) or the socket hung up */
     VIAL_IO_ERR = 8,
+    VIAL_IO_SENT = 16, /* a vial_io_send completed (with ERR: not all of it) */
 };
 
 typedef struct vial_io vial_io;
@@ -90,6 +92,10 @@ typedef struct vial_backend {
     void (*close)(vial_loop *loop, vial_io *io);
     /* Optional: reads what the backend received for io (see vial_io_recv). */
     long (*recv)(vial_loop *loop, vial_io *io, void *dst, size_t cap);
+    /* Optional: sends a buffer the backend owns until it is done (see
+     * vial_io_send). */
+    int (*send)(vial_loop *loop, vial_io *io, void *buf, size_t len,
+                void (*release)(vial_loop *loop, void *buf));
     /* Optional: called on the loop's thread when vial_loop_run ends; drops
      * whatever the backend still holds (io_uring: its polls keep sockets
      * open, listeners included, until cancelled). */
@@ -174,6 +180,18 @@ int vial_io_del(vial_loop *loop, vial_io *io);
 static inline long vial_io_recv(vial_loop *loop, vial_io *io, void *dst, size_t cap)
 {
     return loop->backend->recv(loop, io, dst, cap);
+}
+
+/* Hands buf[0..len) to the backend to send (io_uring: a SEND in the next
+ * submission, no system call of its own): 0, and the buffer is the
+ * backend's until release(loop, buf) is called (whatever happens to io);
+ * io->cb then gets VIAL_IO_SENT, with VIAL_IO_ERR if not all of it went,
+ * if io is still registered. Nothing else may be written to the fd before
+ * that. -ENOTSUP (epoll), -EBUSY: send it yourself. */
+static inline int vial_io_send(vial_loop *loop, vial_io *io, void *buf, size_t len,
+                               void (*release)(vial_loop *loop, void *buf))
+{
+    return loop->backend->send ? loop->backend->send(loop, io, buf, len, release) : -ENOTSUP;
 }
 
 /* Deregisters io and closes its fd in the way cheapest for the backend
