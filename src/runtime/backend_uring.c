@@ -49,12 +49,19 @@ enum { UD_POLL = 1, UD_IGNORE = 2, UD_QUIESCE = 3, UD_ACCEPT = 4, UD_RECV = 5, U
 /* rstate beyond loop.h's two flags */
 enum { R_ARMED = 4, R_EOF = 8, R_ERR = 16, R_SYSCALL = 32, R_SENDING = 64 };
 
-/* Sends in flight, each owning its buffer until the completion. */
+/* Sends in flight, each owning its buffer until the completion — or, for
+ * a short one, a copy: the caller's buffer (32 KiB, its first page
+ * touched) goes back at once, so a burst of answers in flight does not
+ * raise the buffer cache's recent peak, which it keeps (idle connections
+ * measured 0.26-0.28 KiB each with the buffers held, 0.25 without). The
+ * table is reserved whole and touched as used (LIFO free list). */
 #define SENDS_MAX 4096
+#define SEND_INLINE 480
 typedef struct sending {
-    void *buf;
+    void *buf; /* the caller's, or NULL: the copy in data */
     void (*release)(vial_loop *loop, void *buf);
     uint32_t len, idx, gen, next_free;
+    char data[SEND_INLINE];
 } sending;
 
 /* Slot i: ios[i], the registered vial_io (tagged with bit 1 when it is a
@@ -226,7 +233,8 @@ static void ur_fini(vial_loop *l)
     io_uring_queue_exit(&u->ring);
     if (u->ios)
         munmap(u->ios, (size_t)u->cap * sizeof *u->ios);
-    free(u->sends);
+    if (u->sends)
+        munmap(u->sends, SENDS_MAX * sizeof *u->sends);
     if (u->br) {
         munmap(u->br, RBUF_COUNT * sizeof(struct io_uring_buf));
         munmap(u->rbufs, (size_t)RBUF_COUNT * RBUF_SIZE);
@@ -542,8 +550,13 @@ static int ur_send(vial_loop *l, vial_io *io, void *buf, size_t len,
         i = u->sends_free - 1;
         u->sends_free = u->sends[i].next_free;
     } else {
-        if (!u->sends && !(u->sends = malloc(SENDS_MAX * sizeof *u->sends)))
-            return -ENOMEM;
+        if (!u->sends) {
+            void *m = mmap(NULL, SENDS_MAX * sizeof *u->sends, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+            if (m == MAP_FAILED)
+                return -ENOMEM;
+            u->sends = m;
+        }
         if (u->nsends == SENDS_MAX)
             return -EBUSY;
         i = u->nsends++;
@@ -554,8 +567,20 @@ static int ur_send(vial_loop *l, vial_io *io, void *buf, size_t len,
         u->sends_free = i + 1;
         return -EBUSY;
     }
-    u->sends[i] = (sending){buf, release, (uint32_t)len, io->slot - 1, io->gen, 0};
-    io_uring_prep_send(sqe, io->fd, buf, len, MSG_WAITALL | MSG_NOSIGNAL);
+    sending *e = &u->sends[i];
+    e->release = release;
+    e->len = (uint32_t)len;
+    e->idx = io->slot - 1;
+    e->gen = io->gen;
+    e->next_free = 0;
+    if (len <= SEND_INLINE) {
+        memcpy(e->data, buf, len);
+        e->buf = NULL;
+        release(l, buf);
+    } else {
+        e->buf = buf;
+    }
+    io_uring_prep_send(sqe, io->fd, e->buf ? e->buf : e->data, len, MSG_WAITALL | MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, UD(UD_SEND, i, 0));
     io->rstate |= R_SENDING;
     return 0;
@@ -564,7 +589,8 @@ static int ur_send(vial_loop *l, vial_io *io, void *buf, size_t len,
 static void send_end(vial_loop *l, uring *u, uint32_t i)
 {
     sending *s = &u->sends[i];
-    s->release(l, s->buf);
+    if (s->buf)
+        s->release(l, s->buf);
     s->buf = NULL;
     s->next_free = u->sends_free;
     u->sends_free = i + 1;
@@ -573,13 +599,13 @@ static void send_end(vial_loop *l, uring *u, uint32_t i)
 static void send_done(vial_loop *l, uring *u, const done *d)
 {
     uint32_t i = UD_IDX(d->ud);
-    sending s = u->sends[i];
+    uint32_t idx = u->sends[i].idx, gen = u->sends[i].gen, len = u->sends[i].len;
     send_end(l, u, i);
-    vial_io *io = s.idx < u->nslots ? slot_io(u, s.idx) : NULL;
-    if (!io || io->gen != s.gen)
+    vial_io *io = idx < u->nslots ? slot_io(u, idx) : NULL;
+    if (!io || io->gen != gen)
         return;
     io->rstate &= (uint16_t)~R_SENDING;
-    io->cb(l, io, d->res == (int32_t)s.len ? VIAL_IO_SENT : VIAL_IO_SENT | VIAL_IO_ERR);
+    io->cb(l, io, d->res == (int32_t)len ? VIAL_IO_SENT : VIAL_IO_SENT | VIAL_IO_ERR);
 }
 
 static void dispatch(vial_loop *l, uring *u, const done *d)

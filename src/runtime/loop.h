@@ -184,7 +184,8 @@ static inline long vial_io_recv(vial_loop *loop, vial_io *io, void *dst, size_t 
 
 /* Hands buf[0..len) to the backend to send (io_uring: a SEND in the next
  * submission, no system call of its own): 0, and the buffer is the
- * backend's until release(loop, buf) is called (whatever happens to io);
+ * backend's until release(loop, buf) is called (whatever happens to io;
+ * at once, before this returns, if the backend copied a short one);
  * io->cb then gets VIAL_IO_SENT, with VIAL_IO_ERR if not all of it went,
  * if io is still registered. Nothing else may be written to the fd before
  * that. -ENOTSUP (epoll), -EBUSY: send it yourself. */
