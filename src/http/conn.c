@@ -48,6 +48,7 @@ struct vial_conn {
     unsigned reset : 1;      /* the peer reset the connection (an error was seen) */
     unsigned in_request : 1; /* from a parsed head to its response's end */
     unsigned tls_ready : 1;  /* the TLS handshake is done */
+    unsigned sending : 1;    /* the last output is the loop's to send (vial_io_send) */
     SSL *ssl;                /* TLS over the socket (tls.h), or NULL: plain */
     uint64_t hs_deadline;    /* loop ns by which the TLS handshake must end */
     uint64_t body_start;     /* loop ns when the current body began (minimum rate) */
@@ -212,6 +213,10 @@ static void conn_destroy(vial_conn *c)
 
 static ssize_t pipe_recv(vial_conn *c, void *dst, size_t cap, unsigned *want)
 {
+    if (c->io.rstate & VIAL_IO_RECV_ON) { /* io_uring received it already */
+        *want = VIAL_IO_READ;
+        return vial_io_recv(&c->thr->loop, &c->io, dst, cap);
+    }
     if (c->ssl)
         return vial_tls_read(c->ssl, dst, cap, want);
     ssize_t n = recv(c->io.fd, dst, cap, 0);
@@ -380,6 +385,27 @@ static int conn_send(vial_conn *c, const char *extra, size_t extra_len, int may_
 static int conn_flush(vial_conn *c)
 {
     return conn_send(c, NULL, 0, 1);
+}
+
+static void sent_buf_release(vial_loop *l, void *buf)
+{
+    buf_put(l->data, buf);
+}
+
+/* The output of a batch that ends the coroutine: where the backend sends
+ * by itself (io_uring), the buffer goes with the send and the connection
+ * goes idle now, not after a system call; its next request waits for the
+ * completion (conn_io). */
+static int conn_flush_last(vial_conn *c)
+{
+    if ((c->io.rstate & VIAL_IO_RECV_ON) && c->wpos == 0 && c->wlen && !c->broken &&
+        vial_io_send(&c->thr->loop, &c->io, c->wbuf, c->wlen, sent_buf_release) == 0) {
+        c->wbuf = NULL;
+        c->wlen = 0;
+        c->sending = 1;
+        return 0;
+    }
+    return conn_flush(c);
 }
 
 /* on_park hook while a handler runs: responses to earlier pipelined requests
@@ -1081,7 +1107,7 @@ static void conn_main(void *arg)
             break;
         }
         if (c->rpos == c->rlen && !c->in_ready && !c->hup) {
-            if (conn_flush(c) < 0)
+            if (conn_flush_last(c) < 0)
                 c->closing = 1;
             break;
         }
@@ -1137,7 +1163,7 @@ static int peer_still_asking(vial_conn *c, unsigned ev)
 {
     if (ev & VIAL_IO_ERR)
         return 0;
-    if (c->rpos < c->rlen || (c->ssl && vial_tls_pending(c->ssl)))
+    if (c->rpos < c->rlen || c->io.rbid || (c->ssl && vial_tls_pending(c->ssl)))
         return 1;
     int pending = 0;
     return ioctl(c->io.fd, FIONREAD, &pending) == 0 && pending > 0;
@@ -1156,8 +1182,10 @@ static void conn_io(vial_loop *l, vial_io *io, unsigned ev)
         c->reset = 1;
     if (ev & (VIAL_IO_WRITE | VIAL_IO_ERR | VIAL_IO_HUP))
         c->out_ready = 1;
+    if (ev & VIAL_IO_SENT)
+        c->sending = 0; /* (an error was flagged above: the next read ends it) */
     if (!c->coro) {
-        if (c->in_ready)
+        if (c->in_ready && !c->sending)
             conn_start(c);
         return;
     }
@@ -1213,6 +1241,8 @@ void vial_conn_accept(vial_server_thread *t, int fd, struct vial_tls *tls)
         c->hs_deadline = deadline = t->loop.now + (uint64_t)(ms > 0 ? ms : 10000) * 1000000u;
         c->ssl = vial_tls_accept(tls, fd);
     }
+    if (!tls)
+        c->io.rstate = VIAL_IO_RECV_WANTED; /* io_uring: receive into its buffers */
     if ((tls && !c->ssl) || vial_io_add(&t->loop, &c->io) < 0) {
         conn_destroy(c);
         return;

@@ -49,7 +49,8 @@ static void accept_retry_cb(vial_loop *l, vial_timer *tm)
 {
     vial_server_thread *t = (vial_server_thread *)((char *)tm - offsetof(vial_server_thread, accept_retry));
     for (unsigned i = 0; i < t->nlisteners; i++)
-        accept_pending(&t->listeners[i]);
+        if (!t->listeners[i].by_backend || t->listeners[i].stopped)
+            accept_pending(&t->listeners[i]);
 }
 
 /* accept4 failed for want of descriptors. The pending connections stay in
@@ -57,6 +58,15 @@ static void accept_retry_cb(vial_loop *l, vial_timer *tm)
  * so once descriptors free up (connections closing) unless another client
  * arrives — and a full backlog admits none. So retry on a timer; log once
  * per EMFILE_LOG_NS with the count of the failures not logged. */
+static void retry_later(vial_server_thread *t)
+{
+    vial_loop *l = &t->loop;
+    if (!vial_timer_armed(&t->accept_retry) && !t->draining) {
+        t->accept_retry.cb = accept_retry_cb;
+        vial_timer_start(l, &t->accept_retry, l->now + ACCEPT_RETRY_NS);
+    }
+}
+
 static void out_of_descriptors(vial_server_thread *t, int err)
 {
     vial_loop *l = &t->loop;
@@ -69,36 +79,60 @@ static void out_of_descriptors(vial_server_thread *t, int err)
         t->emfile_logged_ns = l->now ? l->now : 1;
         t->emfile_unlogged = 0;
     }
-    if (!vial_timer_armed(&t->accept_retry) && !t->draining) {
-        t->accept_retry.cb = accept_retry_cb;
-        vial_timer_start(l, &t->accept_retry, l->now + ACCEPT_RETRY_NS);
-    }
+    retry_later(t);
 }
 
+static void take_conn(vial_listener *ls, int fd)
+{
+    vial_server_thread *t = ls->thr;
+    int one = 1;
+    const vial_listen *l = &t->server->listens[ls - t->listeners];
+    if (!l->is_unix)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    vial_conn_accept(t, fd, l->tls ? t->server->tls : NULL);
+}
+
+/* Takes every pending connection with accept4: the readiness path (the
+ * listener is edge-triggered), and on a backend that accepts by itself
+ * the way back after its accept stopped on an error — once the backlog is
+ * drained without one, the backend accepts again. */
 static void accept_pending(vial_listener *ls)
 {
     vial_server_thread *t = ls->thr;
-    /* Edge-triggered: take every pending connection now. */
-    while (ls->io.fd >= 0) {
-        int fd = accept4(ls->io.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    while (ls->acc.io.fd >= 0) {
+        int fd = accept4(ls->acc.io.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
                 out_of_descriptors(t, errno);
+            else if (errno == EAGAIN && ls->stopped && vial_accept_resume(&t->loop, &ls->acc) == 0)
+                ls->stopped = 0;
+            else if (ls->stopped)
+                retry_later(t); /* nothing else would wake it */
             return;
         }
-        int one = 1;
-        const vial_listen *l = &t->server->listens[ls - t->listeners];
-        if (!l->is_unix)
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        vial_conn_accept(t, fd, l->tls ? t->server->tls : NULL);
+        take_conn(ls, fd);
     }
 }
 
 static void listen_cb(vial_loop *l, vial_io *io, unsigned ev)
 {
     accept_pending((vial_listener *)io);
+}
+
+static void accepted_cb(vial_loop *l, vial_acceptor *a, int fd)
+{
+    vial_listener *ls = (vial_listener *)a;
+    if (fd >= 0) {
+        take_conn(ls, fd);
+        return;
+    }
+    /* The backend's accept ended on this error: accept4 sees it again (and
+     * reports or retries it as on epoll) or, if it has cleared, drains what
+     * came meanwhile and hands accepting back. */
+    ls->stopped = 1;
+    accept_pending(ls);
 }
 
 static void ping_msg(vial_loop *l, vial_msg *m)
@@ -149,10 +183,10 @@ static void stop_msg(vial_loop *l, vial_msg *m)
     vial_timer_stop(l, &t->accept_retry);
     for (unsigned i = 0; i < t->nlisteners; i++) {
         vial_listener *ls = &t->listeners[i];
-        if (ls->io.fd >= 0) {
-            vial_io_del(l, &ls->io);
-            close(ls->io.fd);
-            ls->io.fd = -1;
+        if (ls->acc.io.fd >= 0) {
+            vial_io_del(l, &ls->acc.io);
+            close(ls->acc.io.fd);
+            ls->acc.io.fd = -1;
         }
     }
     t->grace_timer.cb = grace_expired;
@@ -216,14 +250,20 @@ static int thread_init(vial_server *s, vial_server_thread *t, int id, int *err)
         }
         vial_listener *ls = &t->listeners[i];
         ls->thr = t;
-        ls->io.fd = fd;
-        ls->io.cb = listen_cb;
+        ls->acc.io.fd = fd;
+        ls->acc.io.cb = listen_cb;
+        ls->acc.on_accept = accepted_cb;
         t->nlisteners = i + 1;
-        r = vial_io_add(&t->loop, &ls->io);
+        /* A backlog other threads or processes share goes by readiness:
+         * a backend's accept waits exclusively, and the kernel would give
+         * its first waiter every connection, busy or not, where readiness
+         * wakes them all and the first free one takes it. */
+        r = l->shared ? vial_io_add(&t->loop, &ls->acc.io) : vial_accept_add(&t->loop, &ls->acc);
         if (r < 0) {
             *err = r;
             return -1;
         }
+        ls->by_backend = r == 1;
     }
     t->stop_msg.cb = stop_msg;
     t->ping_msg.cb = ping_msg;
@@ -233,8 +273,8 @@ static int thread_init(vial_server *s, vial_server_thread *t, int id, int *err)
 static void thread_fini(vial_server_thread *t)
 {
     for (unsigned i = 0; i < t->nlisteners; i++)
-        if (t->listeners[i].io.fd >= 0)
-            close(t->listeners[i].io.fd);
+        if (t->listeners[i].acc.io.fd >= 0)
+            close(t->listeners[i].acc.io.fd);
     free(t->listeners);
     vial_conn_cache_free(t);
     vial_coro_pool_free(t->loop.coro_pool);

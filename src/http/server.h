@@ -33,8 +33,10 @@ typedef void (*vial_reject_fn)(void *data, vial_req *rq, int status);
 
 /* One listening descriptor of a loop thread. */
 typedef struct vial_listener {
-    vial_io io;
+    vial_acceptor acc;
     vial_server_thread *thr;
+    int by_backend; /* the loop's backend accepts (io_uring), not accept4 */
+    int stopped;    /* ... and stopped on an error: resumed once it clears */
 } vial_listener;
 
 struct vial_server_thread {

@@ -273,6 +273,19 @@ void vial_io_close(vial_loop *l, vial_io *io)
         close(io->fd);
 }
 
+int vial_accept_add(vial_loop *l, vial_acceptor *a)
+{
+    if (!l->backend->add_acceptor)
+        return vial_io_add(l, &a->io);
+    int r = l->backend->add_acceptor(l, a);
+    return r < 0 ? r : 1;
+}
+
+int vial_accept_resume(vial_loop *l, vial_acceptor *a)
+{
+    return l->backend->resume_acceptor ? l->backend->resume_acceptor(l, a) : 0;
+}
+
 static void run_ready(vial_loop *l)
 {
     /* Only what is queued now runs in this pass, so a coroutine that keeps

@@ -15,6 +15,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -258,6 +260,93 @@ static void test_timer_ends_wait(void **s)
     assert_true(took < 500 * 1000000ull);
 }
 
+static int accepted[8], naccepted, accept_err;
+static void on_accept(vial_loop *l, vial_acceptor *a, int fd)
+{
+    if (fd < 0)
+        accept_err = fd;
+    else if (naccepted < 8)
+        accepted[naccepted++] = fd;
+    else
+        close(fd);
+}
+/* The readiness path: accept4 until EAGAIN, as the server does. */
+static void listen_ready(vial_loop *l, vial_io *io, unsigned ev)
+{
+    int fd;
+    while ((fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0)
+        on_accept(l, (vial_acceptor *)io, fd);
+    if (errno != EAGAIN)
+        accept_err = -errno;
+}
+
+static int connect_to(int client, const struct sockaddr_in *sa)
+{
+    int r = connect(client, (const struct sockaddr *)sa, sizeof *sa);
+    return r == 0 || errno == EINPROGRESS ? 0 : -errno;
+}
+
+/* A listener: io_uring accepts by itself (each connection a completion with
+ * its descriptor), epoll reports readiness. An accept that fails for want
+ * of descriptors ends the backend's accepting, with the error, and
+ * vial_accept_resume starts it again: what waited in the backlog meanwhile
+ * comes then. */
+static void test_acceptor(void **s)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lfd, 16), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &len), 0);
+    int clients[4];
+    for (int i = 0; i < 4; i++)
+        clients[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    /* Room for two more descriptors only (io_uring reads the limit when
+     * the accept is armed, as a server sets it before its loops start). */
+    struct rlimit old, tight;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    int probe = dup(0);
+    close(probe);
+    tight = old;
+    tight.rlim_cur = (rlim_t)probe + 2;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &tight), 0);
+    vial_acceptor a = {.io = {.fd = lfd, .cb = listen_ready}, .on_accept = on_accept};
+    int by_backend = vial_accept_add(&loop, &a);
+    naccepted = accept_err = 0;
+    for (int i = 0; i < 2; i++)
+        connect_to(clients[i], &sa);
+    for (int i = 0; i < 20 && naccepted < 2; i++)
+        vial_loop_run_once(&loop, 100);
+    /* The third waits in the backlog: no descriptor for it. */
+    connect_to(clients[2], &sa);
+    for (int i = 0; i < 20 && !accept_err; i++)
+        vial_loop_run_once(&loop, 100);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_int_equal(by_backend, !strcmp(*s, "io_uring"));
+    assert_int_equal(naccepted, 2);
+    assert_true(fcntl(accepted[0], F_GETFL) & O_NONBLOCK);
+    assert_true(fcntl(accepted[0], F_GETFD) & FD_CLOEXEC);
+    assert_int_equal(accept_err, -EMFILE);
+    connect_to(clients[3], &sa); /* epoll: a new edge */
+    if (by_backend) {
+        /* Ended: nothing is taken until resumed. */
+        for (int i = 0; i < 3; i++)
+            vial_loop_run_once(&loop, 50);
+        assert_int_equal(naccepted, 2);
+        assert_int_equal(vial_accept_resume(&loop, &a), 0);
+    }
+    for (int i = 0; i < 20 && naccepted < 4; i++)
+        vial_loop_run_once(&loop, 100);
+    assert_int_equal(naccepted, 4);
+    vial_io_close(&loop, &a.io);
+    vial_loop_run_once(&loop, 0);
+    for (int i = 0; i < 4; i++) {
+        close(clients[i]);
+        close(accepted[i]);
+    }
+}
+
 #define ON(f, backend) {#f " (" backend ")", f, setup, teardown, (void *)backend}
 #ifdef VIAL_HAVE_URING
 #define BOTH(f) ON(f, "epoll"), ON(f, "io_uring")
@@ -270,7 +359,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         BOTH(test_readiness_edges),       BOTH(test_mailbox_from_threads), BOTH(test_defer_runs_after_batch),
         BOTH(test_edges_not_levels),      BOTH(test_delete_with_event_pending),
-        BOTH(test_close_reaches_peer),    BOTH(test_timer_ends_wait),
+        BOTH(test_close_reaches_peer),    BOTH(test_timer_ends_wait),      BOTH(test_acceptor),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
