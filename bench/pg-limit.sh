@@ -217,16 +217,20 @@ line() { # LABEL RAWKEY NAME
   [ -z "${BASE_BUILD_DIR:-}" ] || b=$(m "base_$3")
   echo "| $1 | $r | $v | $(ratio "$v" "$r") | $rp | $rc | $(m "vial_${3}_pgus") | $(m "vial_${3}_srvus") | $(cpuratio "$rc" "$rp" "$(m "vial_${3}_srvus")" "$(m "vial_${3}_pgus")") |${VALS[vial_$3]} | $b | ${b:+$(ratio "$b" "$r")} | ${b:+$(m "base_${3}_pgus")} | ${b:+$(m "base_${3}_srvus")} | ${b:+$(cpuratio "$rc" "$rp" "$(m "base_${3}_srvus")" "$(m "base_${3}_pgus")")} |"
 }
-for t in $TESTS; do
-  case $t in
-    db) line "/db (queries/s)" raw_db db ;;
-    queries) line "/queries?queries=20 (queries/s)" raw_db queries ;;
-    queries5) line "/queries?queries=5 (queries/s)" raw_db queries5 ;;
-    fortunes) line "/fortunes" raw_fortunes fortunes ;;
-    updates) line "/updates?queries=20 (20 reads + 1 update)" raw_updates updates ;;
-    plaintext) line "/plaintext (the HTTP side's ceiling, no database)" none plaintext ;;
-  esac
-done
+each_test() { # FUNCTION: called as FUNCTION LABEL RAWKEY NAME for every test in $TESTS
+  local t
+  for t in $TESTS; do
+    case $t in
+      db) "$1" "/db (queries/s)" raw_db db ;;
+      queries) "$1" "/queries?queries=20 (queries/s)" raw_db queries ;;
+      queries5) "$1" "/queries?queries=5 (queries/s)" raw_db queries5 ;;
+      fortunes) "$1" "/fortunes" raw_fortunes fortunes ;;
+      updates) "$1" "/updates?queries=20 (20 reads + 1 update)" raw_updates updates ;;
+      plaintext) "$1" "/plaintext (the HTTP side's ceiling, no database)" none plaintext ;;
+    esac
+  done
+}
+each_test line
 
 # The same CPU per unit, user and system (kernel) time apart: the client's
 # (raw) or the server's (vial, base), and PostgreSQL's.
@@ -244,13 +248,4 @@ split_line() { # LABEL RAWKEY NAME
     echo "| $1 | $who | $(m "${k}_srvus_user") | $(m "${k}_srvus_sys") | $(m "${k}_pgus_user") | $(m "${k}_pgus_sys") | $(awk -v a="$(m "${k}_srvus")" -v b="$(m "${k}_pgus")" 'BEGIN {printf "%.1f", a + b}') |"
   done
 }
-for t in $TESTS; do
-  case $t in
-    db) split_line "/db" raw_db db ;;
-    queries) split_line "/queries?queries=20 (per query)" raw_db queries ;;
-    queries5) split_line "/queries?queries=5 (per query)" raw_db queries5 ;;
-    fortunes) split_line "/fortunes" raw_fortunes fortunes ;;
-    updates) split_line "/updates?queries=20" raw_updates updates ;;
-    plaintext) split_line "/plaintext" none plaintext ;;
-  esac
-done
+each_test split_line

@@ -10,23 +10,15 @@ import socket
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
 from conftest import conformance_binary
+from test_metrics_pg import PG, ROOT, _free_port
 from test_ops import parse_exposition
 
-PG = os.environ.get("VIAL_TEST_PG")
 pytestmark = pytest.mark.skipif(not PG, reason="VIAL_TEST_PG is not set (tests/services/pg.sh start)")
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _psql(sql):
