@@ -253,9 +253,10 @@ int techempower_db_register(vial_app *app, const char *conninfo)
     /* Pipelining makes a few connections per thread enough. Two, not
      * four: the batches grow to ~35 statements (each connection has one
      * batch in flight), so a backend sleeps and wakes once per ~34
-     * statements instead of ~16, and PostgreSQL spends ~10% less CPU per
-     * /db and /fortunes query (bench/results/pg-limit-2026-12-06.md, Wave
-     * 6); /queries and /updates do not move. $TECHEMPOWER_PG_CONNS
+     * statements instead of ~16, and on a contended core PostgreSQL spends
+     * ~10% less CPU per /db and /fortunes query (the same when the core is
+     * quiet; bench/results/pg-limit-2026-12-06.md, Wave 6); /queries and
+     * /updates do not move. $TECHEMPOWER_PG_CONNS
      * overrides the count. */
     const char *nc = getenv("TECHEMPOWER_PG_CONNS");
     int conns = nc ? atoi(nc) : 2;
