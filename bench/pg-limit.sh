@@ -88,13 +88,20 @@ if [ -n "${BASE_BUILD_DIR:-}" ]; then
   SERVERS="$SERVERS base:$((PORT + 1)):$STARTED"
 fi
 
-pg_ticks() { # the postmaster's own + reaped children's + live children's CPU ticks
-  local t
-  t=$(sed 's/^.*) //' "/proc/$PM/stat" | awk '{print $12 + $13 + $14 + $15}')
+pg_ticks() { # the postmaster's own + reaped children's + live children's CPU ticks: "user system"
+  local u s cu cs
+  read -r u s < <(sed 's/^.*) //' "/proc/$PM/stat" | awk '{print $12 + $14, $13 + $15}')
   for c in $(pgrep -P "$PM"); do
-    t=$((t + $(sed 's/^.*) //' "/proc/$c/stat" 2>/dev/null | awk '{print $12 + $13}' || echo 0)))
+    read -r cu cs < <(sed 's/^.*) //' "/proc/$c/stat" 2>/dev/null | awk '{print $12, $13}' || echo 0 0)
+    u=$((u + ${cu:-0}))
+    s=$((s + ${cs:-0}))
   done
-  echo "$t"
+  echo "$u $s"
+}
+# us per unit of a tick delta: per TICKS0 TICKS1 N (ticks "user system"; prints user+system, user, system)
+per_unit() {
+  awk -v a="$1" -v b="$2" -v n="$3" -v hz="$HZ" 'BEGIN {split(a, x, " "); split(b, y, " ");
+    u = (y[1] - x[1]) * 1e6 / hz / n; s = (y[2] - x[2]) * 1e6 / hz / n; printf "%.1f %.1f %.1f", u + s, u, s}'
 }
 
 declare -A VALS
@@ -126,7 +133,13 @@ run_raw() { # MODE DEPTH -> units/s and PG us/unit recorded under raw_MODE
   n=$(echo "$out" | awk '/^units / {print $2}')
   record "raw_$mode" "$u"
   record "raw_${mode}_cliu" "$(echo "$out" | awk '/^cpu_us\/unit/ {print $2}')"
-  record "raw_${mode}_pgus" "$(awk -v t=$((t1 - t0)) -v n="$n" -v hz="$HZ" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}')"
+  record "raw_${mode}_cliu_user" "$(echo "$out" | awk '/^cpu_us\/unit/ {print $4}')"
+  record "raw_${mode}_cliu_sys" "$(echo "$out" | awk '/^cpu_us\/unit/ {print $6}')"
+  local pu
+  read -r -a pu <<<"$(per_unit "$t0" "$t1" "$n")"
+  record "raw_${mode}_pgus" "${pu[0]}"
+  record "raw_${mode}_pgus_user" "${pu[1]}"
+  record "raw_${mode}_pgus_sys" "${pu[2]}"
 }
 
 run_vial() { # NAME PATH PER_REQUEST: every server in $SERVERS
@@ -137,7 +150,7 @@ run_vial() { # NAME PATH PER_REQUEST: every server in $SERVERS
   done
 }
 
-proc_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+proc_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12, $13}'; } # "user system"
 
 run_one() { # WHO PORT PID NAME PATH PER_REQUEST
   local who=$1 port=$2 pid=$3 name=$4 path=$5 per=$6 t0 t1 s0 s1 out rps
@@ -157,8 +170,15 @@ run_one() { # WHO PORT PID NAME PATH PER_REQUEST
   local n
   n=$(echo "$out" | awk '/requests in/ {print $1}')
   record "${who}_$name" "$(awk -v r="$rps" -v p="$per" 'BEGIN {printf "%.0f", r * p}')"
-  record "${who}_${name}_srvus" "$(awk -v t=$((s1 - s0)) -v n="$n" -v p="$per" -v hz="$HZ" 'BEGIN {printf "%.1f", t * 1e6 / hz / (n * p)}')"
-  record "${who}_${name}_pgus" "$(awk -v t=$((t1 - t0)) -v n="$n" -v p="$per" -v hz="$HZ" 'BEGIN {printf "%.1f", t * 1e6 / hz / (n * p)}')"
+  local su pu
+  read -r -a su <<<"$(per_unit "$s0" "$s1" $((n * per)))"
+  read -r -a pu <<<"$(per_unit "$t0" "$t1" $((n * per)))"
+  record "${who}_${name}_srvus" "${su[0]}"
+  record "${who}_${name}_srvus_user" "${su[1]}"
+  record "${who}_${name}_srvus_sys" "${su[2]}"
+  record "${who}_${name}_pgus" "${pu[0]}"
+  record "${who}_${name}_pgus_user" "${pu[1]}"
+  record "${who}_${name}_pgus_sys" "${pu[2]}"
 }
 
 for round in $(seq "$RUNS"); do
@@ -197,13 +217,35 @@ line() { # LABEL RAWKEY NAME
   [ -z "${BASE_BUILD_DIR:-}" ] || b=$(m "base_$3")
   echo "| $1 | $r | $v | $(ratio "$v" "$r") | $rp | $rc | $(m "vial_${3}_pgus") | $(m "vial_${3}_srvus") | $(cpuratio "$rc" "$rp" "$(m "vial_${3}_srvus")" "$(m "vial_${3}_pgus")") |${VALS[vial_$3]} | $b | ${b:+$(ratio "$b" "$r")} | ${b:+$(m "base_${3}_pgus")} | ${b:+$(m "base_${3}_srvus")} | ${b:+$(cpuratio "$rc" "$rp" "$(m "base_${3}_srvus")" "$(m "base_${3}_pgus")")} |"
 }
-for t in $TESTS; do
-  case $t in
-    db) line "/db (queries/s)" raw_db db ;;
-    queries) line "/queries?queries=20 (queries/s)" raw_db queries ;;
-    queries5) line "/queries?queries=5 (queries/s)" raw_db queries5 ;;
-    fortunes) line "/fortunes" raw_fortunes fortunes ;;
-    updates) line "/updates?queries=20 (20 reads + 1 update)" raw_updates updates ;;
-    plaintext) line "/plaintext (the HTTP side's ceiling, no database)" none plaintext ;;
-  esac
-done
+each_test() { # FUNCTION: called as FUNCTION LABEL RAWKEY NAME for every test in $TESTS
+  local t
+  for t in $TESTS; do
+    case $t in
+      db) "$1" "/db (queries/s)" raw_db db ;;
+      queries) "$1" "/queries?queries=20 (queries/s)" raw_db queries ;;
+      queries5) "$1" "/queries?queries=5 (queries/s)" raw_db queries5 ;;
+      fortunes) "$1" "/fortunes" raw_fortunes fortunes ;;
+      updates) "$1" "/updates?queries=20 (20 reads + 1 update)" raw_updates updates ;;
+      plaintext) "$1" "/plaintext (the HTTP side's ceiling, no database)" none plaintext ;;
+    esac
+  done
+}
+each_test line
+
+# The same CPU per unit, user and system (kernel) time apart: the client's
+# (raw) or the server's (vial, base), and PostgreSQL's.
+echo
+echo "| test | who | client/server user us | client/server system us | PG user us | PG system us | total us |"
+echo "|---|---|---|---|---|---|---|"
+split_line() { # LABEL RAWKEY NAME
+  local who k
+  if [ "$2" != none ]; then
+    k=$2
+    echo "| $1 | raw | $(m "${k}_cliu_user") | $(m "${k}_cliu_sys") | $(m "${k}_pgus_user") | $(m "${k}_pgus_sys") | $(awk -v a="$(m "${k}_cliu")" -v b="$(m "${k}_pgus")" 'BEGIN {printf "%.1f", a + b}') |"
+  fi
+  for who in vial ${BASE_BUILD_DIR:+base}; do
+    k=${who}_$3
+    echo "| $1 | $who | $(m "${k}_srvus_user") | $(m "${k}_srvus_sys") | $(m "${k}_pgus_user") | $(m "${k}_pgus_sys") | $(awk -v a="$(m "${k}_srvus")" -v b="$(m "${k}_pgus")" 'BEGIN {printf "%.1f", a + b}') |"
+  done
+}
+each_test split_line

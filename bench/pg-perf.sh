@@ -41,15 +41,7 @@ ninja -C "$BUILD" techempower >/dev/null || die "build failed"
 . "$HERE/pg-setup.sh"
 pg_setup
 
-TECHEMPOWER_PG="$PG" taskset -c "$SERVER_CPU" "$BUILD/bench/techempower" --host 127.0.0.1 \
-  --port "$PORT" --threads 1 2>"$OUT/server.log" &
-SRV=$!
-trap 'kill -TERM $SRV 2>/dev/null || true; wait $SRV 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-  curl -sf -o /dev/null "http://127.0.0.1:$PORT/db" && break
-  kill -0 "$SRV" 2>/dev/null || die "server exited: $(cat "$OUT/server.log")"
-  sleep 0.1
-done
+pg_server_start
 
 for name in $PATHS; do
   taskset -c "$CLIENT_CPU" wrk -t1 -c256 -d"$((DURATION + 3))s" "http://127.0.0.1:$PORT/$name" \

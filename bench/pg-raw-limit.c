@@ -15,7 +15,7 @@
  *                of its own (as vial gives every write): updates sharing
  *                one implicit transaction hold their row locks until its
  *                end and deadlock with the other connections'.
- * Prints "units/s <n>" (and the totals), and "cpu_us/unit <x>", the
+ * Prints "units/s <n>" (and the totals), and "cpu_us/unit <x> user <u> system <s>", the
  * client's own CPU time (user + system) per unit. Uses the statements of
  * bench/techempower_db.c, prepared once per connection. */
 #include <libpq-fe.h>
@@ -215,12 +215,13 @@ int main(int argc, char **argv)
     /* the client's own CPU: with PostgreSQL's, what a unit costs the core */
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
-                 ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
+    double user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
+    double sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    double per = units ? 1e6 / (double)units : 0.0;
     printf("units/s %.0f\nunits %ld batches %ld seconds %.2f conns %d depth %d mode %s\n"
-           "cpu_us/unit %.2f\n",
+           "cpu_us/unit %.2f user %.2f system %.2f\n",
            (double)units / el, units, batches, el, nconns, depth, argv[2],
-           units ? cpu * 1e6 / (double)units : 0.0);
+           (user + sys) * per, user * per, sys * per);
     for (int i = 0; i < nconns; i++)
         PQfinish(cs[i].pg);
     return 0;

