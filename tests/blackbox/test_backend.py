@@ -62,46 +62,90 @@ def test_io_uring_starts_says_so_and_serves(spawn_server, how):
     serves(srv)
 
 
-def test_epoll_is_the_default_and_says_so(spawn_server):
+def test_io_uring_is_the_default_and_says_so(spawn_server):
     env = dict(os.environ)
     env.pop("VIAL_BACKEND", None)
     srv = spawn_server(["--threads=1"], env=env)
+    assert backend_of(srv) == ("io_uring" if io_uring_allowed() else "epoll")
+    serves(srv)
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_epoll_is_chosen_by_name_and_says_so(spawn_server, how):
+    env = dict(os.environ)
+    env.pop("VIAL_BACKEND", None)
+    args = ["--threads=2"]
+    if how == "flag":
+        args.append("--backend=epoll")
+    else:
+        env["VIAL_BACKEND"] = "epoll"
+    srv = spawn_server(args, env=env)
     assert backend_of(srv) == "epoll"
+    assert "unavailable" not in srv.log_text()
     serves(srv)
     srv2 = spawn_server(["--threads=1", "--backend", "epoll"], env=dict(env, VIAL_BACKEND="io_uring"))
     assert backend_of(srv2) == "epoll"  # the flag wins over the variable
     serves(srv2)
 
 
-def refuse_io_uring_setup():
-    """preexec: a seccomp filter that fails io_uring_setup(2) with EPERM, as
-    container runtimes' default profiles do."""
-    import ctypes
-    import struct
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
-    nr_io_uring_setup = 425
-    prog = b"".join([
-        struct.pack("HBBI", 0x20, 0, 0, 0),                   # ld [nr]
-        struct.pack("HBBI", 0x15, 0, 1, nr_io_uring_setup),   # jeq io_uring_setup
-        struct.pack("HBBI", 0x06, 0, 0, 0x00050000 | 1),      # ret ERRNO(EPERM)
-        struct.pack("HBBI", 0x06, 0, 0, 0x7fff0000),          # ret ALLOW
-    ])
-    buf = ctypes.create_string_buffer(prog)
-    fprog = struct.pack("HxxxxxxP", 4, ctypes.addressof(buf))
-    fbuf = ctypes.create_string_buffer(fprog)
-    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
-        raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS")
-    if libc.prctl(22, 2, ctypes.addressof(fbuf), 0, 0) != 0:  # PR_SET_SECCOMP, FILTER
-        raise OSError(ctypes.get_errno(), "PR_SET_SECCOMP")
+NR = {"io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427}
 
 
-@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the filter names x86-64's syscall number")
-def test_refused_io_uring_falls_back_to_epoll(spawn_server):
-    env = dict(os.environ, VIAL_BACKEND="io_uring")
-    srv = spawn_server(["--threads=2"], preexec=refuse_io_uring_setup, env=env)
+def refuse(*calls):
+    """A preexec that installs a seccomp filter failing the named io_uring
+    system calls with EPERM, as container runtimes' default profiles do
+    (io_uring_disabled=2 fails io_uring_setup the same way)."""
+    def install():
+        import ctypes
+        import struct
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+        prog = [struct.pack("HBBI", 0x20, 0, 0, 0)]                    # ld [nr]
+        for i, name in enumerate(calls):                               # jeq nr -> deny
+            prog.append(struct.pack("HBBI", 0x15, len(calls) - i, 0, NR[name]))
+        prog.append(struct.pack("HBBI", 0x06, 0, 0, 0x7fff0000))       # ret ALLOW
+        prog.append(struct.pack("HBBI", 0x06, 0, 0, 0x00050000 | 1))   # ret ERRNO(EPERM)
+        buf = ctypes.create_string_buffer(b"".join(prog))
+        fprog = struct.pack("HxxxxxxP", len(prog), ctypes.addressof(buf))
+        fbuf = ctypes.create_string_buffer(fprog)
+        if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+            raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS")
+        if libc.prctl(22, 2, ctypes.addressof(fbuf), 0, 0) != 0:  # PR_SET_SECCOMP, FILTER
+            raise OSError(ctypes.get_errno(), "PR_SET_SECCOMP")
+    return install
+
+
+x86_only = pytest.mark.skipif(os.uname().machine != "x86_64",
+                              reason="the filter names x86-64's syscall numbers")
+
+
+@x86_only
+@pytest.mark.parametrize("how", ["default", "env"])
+def test_refused_io_uring_falls_back_to_epoll(spawn_server, how):
+    env = dict(os.environ)
+    env.pop("VIAL_BACKEND", None)
+    if how == "env":
+        env["VIAL_BACKEND"] = "io_uring"
+    srv = spawn_server(["--threads=2"], preexec=refuse("io_uring_setup"), env=env)
     log = srv.log_text()
     assert "io_uring unavailable (Operation not permitted): using epoll" in log, log
     assert log.count("io_uring unavailable") == 1, log  # once, not once per loop
     assert backend_of(srv) == "epoll"
+    serves(srv)
+
+
+@x86_only
+@pytest.mark.parametrize("calls", [("io_uring_enter",), ("io_uring_register",),
+                                   ("io_uring_enter", "io_uring_register")])
+def test_a_ring_that_cannot_be_used_falls_back_to_epoll(spawn_server, calls):
+    """A sandbox may let io_uring_setup through and refuse what uses the
+    ring: the loops must find out before they serve, not when they first
+    wait (a loop thread whose first wait fails would end)."""
+    env = dict(os.environ)
+    env.pop("VIAL_BACKEND", None)
+    srv = spawn_server(["--threads=2"], preexec=refuse(*calls), env=env)
+    log = srv.log_text()
+    assert "io_uring unavailable" in log and "using epoll" in log, log
+    assert backend_of(srv) == "epoll"
+    serves(srv)
     serves(srv)
