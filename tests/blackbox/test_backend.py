@@ -30,6 +30,12 @@ def io_uring_allowed():
         return True  # kernels before 6.6 have no such switch
 
 
+def metrics_backends(srv):
+    r = roundtrip(srv.addr, req("GET", "/metrics"))
+    assert r.status == 200, r
+    return re.findall(rb'vial_event_loop_backend\{loop="\d+",backend="(\w+)"\} 1', r.body)
+
+
 def serves(srv):
     r = roundtrip(srv.addr, req("GET", "/hello/uring"))
     assert r.status == 200, r
@@ -65,8 +71,10 @@ def test_io_uring_starts_says_so_and_serves(spawn_server, how):
 def test_io_uring_is_the_default_and_says_so(spawn_server):
     env = dict(os.environ)
     env.pop("VIAL_BACKEND", None)
-    srv = spawn_server(["--threads=1"], env=env)
-    assert backend_of(srv) == ("io_uring" if io_uring_allowed() else "epoll")
+    srv = spawn_server(["--threads=2", "--metrics-path=/metrics"], env=env)
+    want = "io_uring" if io_uring_allowed() else "epoll"
+    assert backend_of(srv) == want
+    assert metrics_backends(srv) == [want.encode()] * 2
     serves(srv)
 
 
@@ -126,11 +134,13 @@ def test_refused_io_uring_falls_back_to_epoll(spawn_server, how):
     env.pop("VIAL_BACKEND", None)
     if how == "env":
         env["VIAL_BACKEND"] = "io_uring"
-    srv = spawn_server(["--threads=2"], preexec=refuse("io_uring_setup"), env=env)
+    srv = spawn_server(["--threads=2", "--metrics-path=/metrics"], preexec=refuse("io_uring_setup"),
+                       env=env)
     log = srv.log_text()
     assert "io_uring unavailable (Operation not permitted): using epoll" in log, log
     assert log.count("io_uring unavailable") == 1, log  # once, not once per loop
     assert backend_of(srv) == "epoll"
+    assert metrics_backends(srv) == [b"epoll"] * 2
     serves(srv)
 
 
