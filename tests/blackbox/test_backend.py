@@ -1,7 +1,8 @@
-"""The event-loop backend (issue 13, item 2): --backend and VIAL_BACKEND
-choose epoll or io_uring, the listening line names the one in use, and the
-server serves on either (the whole black-box suite also runs with
-VIAL_BACKEND=io_uring in scripts/test.sh). Where the kernel refuses
+"""The event-loop backend (issue 13, item 2): io_uring by default, epoll by
+--backend or VIAL_BACKEND; the listening line (and the metric
+vial_event_loop_backend) names the one in use, and the server serves on
+either (scripts/test.sh runs the whole black-box suite on the default and
+again with VIAL_BACKEND=epoll). Where the kernel or a sandbox refuses
 io_uring, the server says so and serves on epoll.
 """
 
