@@ -51,15 +51,22 @@ def serves(srv):
             got += chunk
 
 
-@pytest.mark.parametrize("how", ["flag", "env"])
-def test_io_uring_starts_says_so_and_serves(spawn_server, how):
+def choose(how, name):
+    """The arguments and environment that choose backend name: by the
+    flag, by the variable, or (name None) neither."""
     env = dict(os.environ)
     env.pop("VIAL_BACKEND", None)
     args = ["--threads=2"]
     if how == "flag":
-        args.append("--backend=io_uring")
-    else:
-        env["VIAL_BACKEND"] = "io_uring"
+        args.append("--backend=" + name)
+    elif how == "env":
+        env["VIAL_BACKEND"] = name
+    return args, env
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_io_uring_starts_says_so_and_serves(spawn_server, how):
+    args, env = choose(how, "io_uring")
     srv = spawn_server(args, env=env)
     if not io_uring_allowed():
         assert "io_uring unavailable" in srv.log_text()
@@ -70,9 +77,8 @@ def test_io_uring_starts_says_so_and_serves(spawn_server, how):
 
 
 def test_io_uring_is_the_default_and_says_so(spawn_server):
-    env = dict(os.environ)
-    env.pop("VIAL_BACKEND", None)
-    srv = spawn_server(["--threads=2", "--metrics-path=/metrics"], env=env)
+    args, env = choose("default", None)
+    srv = spawn_server(args + ["--metrics-path=/metrics"], env=env)
     want = "io_uring" if io_uring_allowed() else "epoll"
     assert backend_of(srv) == want
     assert metrics_backends(srv) == [want.encode()] * 2
@@ -81,13 +87,7 @@ def test_io_uring_is_the_default_and_says_so(spawn_server):
 
 @pytest.mark.parametrize("how", ["flag", "env"])
 def test_epoll_is_chosen_by_name_and_says_so(spawn_server, how):
-    env = dict(os.environ)
-    env.pop("VIAL_BACKEND", None)
-    args = ["--threads=2"]
-    if how == "flag":
-        args.append("--backend=epoll")
-    else:
-        env["VIAL_BACKEND"] = "epoll"
+    args, env = choose(how, "epoll")
     srv = spawn_server(args, env=env)
     assert backend_of(srv) == "epoll"
     assert "unavailable" not in srv.log_text()
@@ -131,12 +131,8 @@ x86_only = pytest.mark.skipif(os.uname().machine != "x86_64",
 @x86_only
 @pytest.mark.parametrize("how", ["default", "env"])
 def test_refused_io_uring_falls_back_to_epoll(spawn_server, how):
-    env = dict(os.environ)
-    env.pop("VIAL_BACKEND", None)
-    if how == "env":
-        env["VIAL_BACKEND"] = "io_uring"
-    srv = spawn_server(["--threads=2", "--metrics-path=/metrics"], preexec=refuse("io_uring_setup"),
-                       env=env)
+    args, env = choose(how, "io_uring")
+    srv = spawn_server(args + ["--metrics-path=/metrics"], preexec=refuse("io_uring_setup"), env=env)
     log = srv.log_text()
     assert "io_uring unavailable (Operation not permitted): using epoll" in log, log
     assert log.count("io_uring unavailable") == 1, log  # once, not once per loop
@@ -152,9 +148,8 @@ def test_a_ring_that_cannot_be_used_falls_back_to_epoll(spawn_server, calls):
     """A sandbox may let io_uring_setup through and refuse what uses the
     ring: the loops must find out before they serve, not when they first
     wait (a loop thread whose first wait fails would end)."""
-    env = dict(os.environ)
-    env.pop("VIAL_BACKEND", None)
-    srv = spawn_server(["--threads=2"], preexec=refuse(*calls), env=env)
+    args, env = choose("default", None)
+    srv = spawn_server(args, preexec=refuse(*calls), env=env)
     log = srv.log_text()
     assert "io_uring unavailable" in log and "using epoll" in log, log
     assert backend_of(srv) == "epoll"
