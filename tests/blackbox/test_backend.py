@@ -24,6 +24,17 @@ def backend_of(srv):
 
 
 def io_uring_allowed():
+    """Whether this process may make a ring (the servers it starts inherit
+    its seccomp filter and the sysctl): asked of the kernel where the
+    system call's number is known, else read from the sysctl."""
+    if os.uname().machine == "x86_64":
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        params = ctypes.create_string_buffer(120)  # struct io_uring_params
+        fd = libc.syscall(425, 4, params)  # io_uring_setup
+        if fd >= 0:
+            os.close(fd)
+        return fd >= 0
     try:
         with open("/proc/sys/kernel/io_uring_disabled") as f:
             return f.read().strip() == "0"
