@@ -3,7 +3,8 @@
 #   1. release build: C unit tests (ctest), llhttp differential test,
 #      black-box protocol tests over real sockets (pytest) on the default
 #      backend (io_uring), again with the loops on epoll
-#      (VIAL_BACKEND=epoll), and again over TLS,
+#      (VIAL_BACKEND=epoll), and again over TLS, the realtime suites with
+#      io_uring refused (tests/blackbox/no_uring.py),
 #      with the deployment test beside them (nginx in front of two instances,
 #      tests/deploy), the demo in headless Chromium (tests/browser/run.sh);
 #   2. ASan+UBSan build: the same unit and black-box tests;
@@ -78,6 +79,14 @@ VIAL_TEST_TLS=1 VIAL_BUILD_DIR=$PWD/build $PY -m pytest -q -p no:cacheprovider \
     tests/blackbox/test_http_*.py tests/blackbox/test_app_*.py tests/blackbox/test_websocket.py \
     tests/blackbox/test_ws_deflate.py tests/blackbox/test_sse.py tests/blackbox/test_hub.py \
     tests/blackbox/test_compress.py tests/blackbox/test_templates.py || fail=1
+
+# Where a container's seccomp profile refuses io_uring, the default falls
+# back: the realtime suites (the hub's batched sends have a ring of their
+# own, then send(2) each) with every server refused io_uring_setup.
+step "black-box tests with io_uring refused by seccomp (release, ~20 s)"
+VIAL_BUILD_DIR=$PWD/build $PY tests/blackbox/no_uring.py $PY -m pytest -q -p no:cacheprovider \
+    tests/blackbox/test_backend.py tests/blackbox/test_hub.py tests/blackbox/test_hub_limits.py \
+    tests/blackbox/test_hub_redis.py tests/blackbox/test_sse.py tests/blackbox/test_websocket.py || fail=1
 
 step "deploy: nginx in front of two cluster instances, Redis, PostgreSQL (tests/deploy/run.sh)"
 if [ -n "$deploy_pid" ]; then
