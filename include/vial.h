@@ -436,11 +436,13 @@ typedef struct vial_config {
     const char *tls_ciphers;
     const char *tls_min_version;
     int tls_handshake_timeout_ms;
-    /* The event loops' backend (docs/architecture.md): "epoll" (the
-     * default; NULL means it too) or "io_uring" (multishot polls, one
-     * system call per loop iteration for every submission and wait). Where
-     * the kernel refuses io_uring (io_uring_disabled, seccomp) or vial was
-     * built without liburing, the loops use epoll and a line says so. */
+    /* The event loops' backend (docs/architecture.md): "io_uring" (the
+     * default; NULL means it too: multishot accepts and polls, receives
+     * into a buffer ring, one system call per loop iteration for every
+     * submission and wait) or "epoll". Where the kernel refuses io_uring
+     * (too old, io_uring_disabled, a seccomp profile) or vial was built
+     * without liburing, the loops use epoll and a warning says so; the
+     * listening line ends with the backend in use. */
     const char *backend;
     const vial_option *options; /* the app's own command-line options, or NULL */
     /* Called once by vial_run on its thread when every loop thread's

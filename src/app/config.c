@@ -37,7 +37,7 @@ vial_config vial_config_default(void)
         .ws_deflate_memory_max = (size_t)64 << 20,
         .tls_min_version = "1.2",
         .tls_handshake_timeout_ms = 10000,
-        .backend = "epoll",
+        .backend = "io_uring",
     };
 }
 

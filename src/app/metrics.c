@@ -346,6 +346,17 @@ void vial_metrics_render(vial_req *rq)
         out_secs(rs, __atomic_exchange_n(&s->threads[i].loop.lag_max_ns, 0, __ATOMIC_RELAXED));
         out_s(rs, "\n");
     }
+    /* Per loop: a loop whose io_uring was refused runs on epoll, and the
+     * listening line names only the first loop's. */
+    out_s(rs, "# HELP vial_event_loop_backend The backend each event loop runs on (always 1).\n"
+              "# TYPE vial_event_loop_backend gauge\n");
+    for (unsigned i = 0; i < s->nthreads; i++) {
+        out_s(rs, "vial_event_loop_backend{loop=\"");
+        out_u64(rs, i);
+        out_s(rs, "\",backend=\"");
+        out_s(rs, s->threads[i].loop.backend ? s->threads[i].loop.backend->name : "none");
+        out_s(rs, "\"} 1\n");
+    }
 }
 
 void vial_health_render(vial_req *rq)

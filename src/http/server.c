@@ -225,6 +225,8 @@ static int thread_init(vial_server *s, vial_server_thread *t, int id, int *err)
     t->server = s;
     int r = vial_loop_init(&t->loop, id);
     if (r < 0) {
+        char eb[128];
+        vial_log(VIAL_LOG_ERROR, "cannot set up event loop %d: %s", id, strerror_r(-r, eb, sizeof eb));
         *err = r;
         return -1;
     }

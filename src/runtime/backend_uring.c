@@ -22,6 +22,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define URING_ENTRIES 4096
@@ -127,6 +128,25 @@ static struct io_uring_sqe *sqe_get(uring *u)
     return sqe;
 }
 
+/* A sandbox may allow io_uring_setup and refuse the calls that use the
+ * ring (a seccomp profile that names some of the three): found out here,
+ * the loop serves on epoll; found out at the first wait, it would end.
+ * Neither probe submits anything: an enter on a ring still disabled
+ * answers -EBADFD (0 on a ring that is not), a probe registration 0. */
+static int usable(uring *u)
+{
+    long r = syscall(__NR_io_uring_enter, u->ring.ring_fd, 0, 0, 0, NULL, 0);
+    if (r < 0 && errno != EBADFD)
+        return -errno;
+    union {
+        struct io_uring_probe p;
+        char room[sizeof(struct io_uring_probe) + 256 * sizeof(struct io_uring_probe_op)];
+    } probe;
+    memset(&probe, 0, sizeof probe);
+    int e = io_uring_register_probe(&u->ring, &probe.p, 256);
+    return e < 0 ? e : 0;
+}
+
 static int ur_init(vial_loop *l)
 {
     uring *u = calloc(1, sizeof *u);
@@ -158,6 +178,11 @@ static int ur_init(vial_loop *l)
         io_uring_queue_exit(&u->ring);
         free(u);
         return -ENOTSUP;
+    }
+    if ((r = usable(u)) < 0) {
+        io_uring_queue_exit(&u->ring);
+        free(u);
+        return r;
     }
     struct rlimit rl;
     rlim_t cap = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_max : 0;

@@ -174,8 +174,14 @@ static void wake_cb(vial_loop *l, vial_io *io, unsigned events)
 
 /* --- the loop ---------------------------------------------------------------- */
 
-/* Set before the loop threads start, read as each loop is initialised. */
+/* Set before the loop threads start, read as each loop is initialised.
+ * io_uring where built: a kernel that refuses it costs one failed
+ * io_uring_setup and a warning, then epoll (vial_loop_init). */
+#ifdef VIAL_HAVE_URING
+static const vial_backend *chosen_backend = &vial_backend_uring;
+#else
 static const vial_backend *chosen_backend = &vial_backend_epoll;
+#endif
 
 int vial_loop_set_backend(const char *name)
 {

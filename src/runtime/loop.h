@@ -113,7 +113,7 @@ extern const vial_backend vial_backend_uring;
 #endif
 
 /* The backend the loops initialised from now on use: "epoll" or
- * "io_uring". 0, or -ENOTSUP when this build has no such backend (no
+ * "io_uring" (the default when built with liburing). 0, or -ENOTSUP when this build has no such backend (no
  * liburing) and -EINVAL for an unknown name. A loop whose io_uring cannot
  * be set up (kernel too old, io_uring_disabled, seccomp) falls back to
  * epoll and logs it once. Called before the loop threads start. */

@@ -80,6 +80,13 @@ def tail(name, n=30):
         return ""
 
 
+def backend_of(name):
+    for line in tail(name, 200).splitlines():
+        if "vial: listening on " in line:
+            return line.rsplit(" on ", 1)[1]
+    return "?"
+
+
 def get(port, path, headers=None, source=None, timeout=10):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout,
                                    source_address=(source, 0) if source else None)
@@ -519,6 +526,8 @@ def main():
         stub = HangUp()
         _, pn = on_free_port(lambda port: start_nginx(pa, pb, stub.port, port))
         log("nginx on %d in front of a on %d and b on %d (%.1f s)" % (pn, pa, pb, time.monotonic() - t0))
+        log("a and b serve on %s (their listening lines)" % " and ".join(
+            sorted({backend_of(n) for n in ("a", "b")})))
         check_names(pn)
         check_client_address(pn, pa)
         check_realtime(pn)
