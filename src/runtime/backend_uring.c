@@ -18,7 +18,6 @@
 #include <liburing.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -31,6 +30,13 @@
 #endif
 
 #define URING_ENTRIES 4096
+/* Batched waits under load (wait_events); wrk -c256 on /plaintext and /json
+ * (bench/results/uring-2026-12-06.md, Wave 6): 25, 50 and 100 us cut the
+ * CPU per request 9-11 %, 13-15 % and 17-19 %; 50 keeps the delay a
+ * request can meet well under the loop's own latency under load. */
+#define MIN_WAIT_US 50
+#define WAIT_NR 32
+#define BUSY_BATCH 4
 #define CQE_BATCH 512
 
 /* user_data: kind (8 bits) | slot index (24 bits) | generation (32 bits). */
@@ -95,8 +101,8 @@ typedef struct uring {
     char *rbufs;
     uint16_t rlen[RBUF_COUNT], roff[RBUF_COUNT], rnext[RBUF_COUNT];
     sending *sends; /* SENDS_MAX, touched as used; free list through next_free (+ 1) */
-    /* Batched waits (wait_events): 0 min_wait_us where the kernel cannot. */
-    uint32_t last_batch, busy_batch, wait_nr, min_wait_us;
+    /* Batched waits (wait_events): min_wait_us 0 where the kernel cannot. */
+    uint32_t last_batch, min_wait_us;
     uint32_t nsends, sends_free;
     int enabled; /* rings are enabled by the thread that submits */
 } uring;
@@ -184,12 +190,7 @@ static int ur_init(vial_loop *l)
     }
     u->cap = (uint32_t)cap;
     setup_recv_buffers(u);
-    if (p.features & IORING_FEAT_MIN_TIMEOUT) {
-        const char *e = getenv("VIAL_URING_MINWAIT"); /* (experiment) us,nr,busy */
-        u->min_wait_us = 50, u->wait_nr = 32, u->busy_batch = 4;
-        if (e)
-            sscanf(e, "%u,%u,%u", &u->min_wait_us, &u->wait_nr, &u->busy_batch);
-    }
+    u->min_wait_us = p.features & IORING_FEAT_MIN_TIMEOUT ? MIN_WAIT_US : 0;
     l->backend_data = u;
     l->backend_fd = u->ring.ring_fd;
     return 0;
@@ -728,12 +729,13 @@ static unsigned sq_flush(struct io_uring *ring)
 
 /* Submits, and sleeps until a completion or timeout_ms (< 0: none). Under
  * load — the last iteration handled BUSY_BATCH completions or more — the
- * kernel is asked to wait up to MIN_WAIT_US for WAIT_NR of them before it
- * wakes the thread, and after that for one: each sleep and wake-up costs
- * the thread a context switch and the kernel an interrupt-enabling wake
- * (measured at X % of /plaintext's CPU), so fewer, fuller batches are
- * cheaper. A lone request on a quiet loop is not delayed: the previous
- * iteration had few completions, so the wait is for one. */
+ * kernel (6.12+) is asked to wait up to MIN_WAIT_US for WAIT_NR of them
+ * before it wakes the thread, and after that for any one: every sleep and
+ * wake-up costs a context switch and, on this VM, interrupt-enabling that
+ * is dear, so fewer, fuller batches are cheaper (wrk -c256: 5.8 requests
+ * per io_uring_enter without, 19 with). A request to a quiet loop is not
+ * delayed: the previous iteration had few completions, so the wait is for
+ * one. Under load an arrival can wait up to MIN_WAIT_US for company. */
 static int wait_events(uring *u, int timeout_ms)
 {
     struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
@@ -741,8 +743,8 @@ static int wait_events(uring *u, int timeout_ms)
     struct io_uring_getevents_arg arg = {.sigmask = 0, .sigmask_sz = _NSIG / 8,
                                          .ts = timeout_ms > 0 ? (uint64_t)(uintptr_t)&ts : 0};
     unsigned wait_nr = 1;
-    if (u->min_wait_us && u->last_batch >= u->busy_batch) {
-        wait_nr = u->wait_nr;
+    if (u->min_wait_us && u->last_batch >= BUSY_BATCH) {
+        wait_nr = WAIT_NR;
         arg.pad = u->min_wait_us; /* min_wait_usec since 6.12 */
     }
     unsigned submit = sq_flush(&u->ring);
