@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <liburing.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -25,7 +26,18 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#ifndef IORING_FEAT_MIN_TIMEOUT /* liburing before 2.8 */
+#define IORING_FEAT_MIN_TIMEOUT (1U << 15)
+#endif
+
 #define URING_ENTRIES 4096
+/* Batched waits under load (wait_events); wrk -c256 on /plaintext and /json
+ * (bench/results/uring-2026-12-06.md, Wave 6): 25, 50 and 100 us cut the
+ * CPU per request 9-11 %, 13-15 % and 17-19 %; 50 keeps the delay a
+ * request can meet well under the loop's own latency under load. */
+#define MIN_WAIT_US 50
+#define WAIT_NR 32
+#define BUSY_BATCH 4
 #define CQE_BATCH 512
 
 /* user_data: kind (8 bits) | slot index (24 bits) | generation (32 bits). */
@@ -47,8 +59,10 @@ enum { UD_POLL = 1, UD_IGNORE = 2, UD_QUIESCE = 3, UD_ACCEPT = 4, UD_RECV = 5, U
  * finds none falls back to recv(2). */
 #define RBUF_COUNT 128 /* a power of two */
 #define RBUF_SIZE 4096 /* a full one is followed by recv(2) (ur_recv): big reads stay big */
-/* rstate beyond loop.h's two flags */
-enum { R_ARMED = 4, R_EOF = 8, R_ERR = 16, R_SYSCALL = 32, R_SENDING = 64 };
+/* rstate beyond loop.h's two flags. R_ARMED: the multishot receive is live
+ * (from its submission to its last completion, the one without F_MORE);
+ * R_STOP: a cancel of it is on its way. */
+enum { R_ARMED = 4, R_EOF = 8, R_ERR = 16, R_SYSCALL = 32, R_SENDING = 64, R_STOP = 128 };
 
 /* Sends in flight, each owning its buffer until the completion — or, for
  * a short one, a copy: the caller's buffer (32 KiB, its first page
@@ -81,11 +95,15 @@ typedef struct uring {
     uint32_t nslots, cap, free_head;
     uint32_t serial;
     /* Receive buffers (a provided-buffer ring, group 0): a connection
-     * holds one only from the completion until it has read it. */
+     * holds one only from the completion until it has read it; the ones a
+     * connection holds are a list from its io->rbid through rnext (each
+     * an index + 1, 0 ends it), in the order they were filled. */
     struct io_uring_buf_ring *br;
     char *rbufs;
-    uint16_t rlen[RBUF_COUNT], roff[RBUF_COUNT];
+    uint16_t rlen[RBUF_COUNT], roff[RBUF_COUNT], rnext[RBUF_COUNT];
     sending *sends; /* SENDS_MAX, touched as used; free list through next_free (+ 1) */
+    /* Batched waits (wait_events): min_wait_us 0 where the kernel cannot. */
+    uint32_t last_batch, min_wait_us;
     uint32_t nsends, sends_free;
     int enabled; /* rings are enabled by the thread that submits */
 } uring;
@@ -197,6 +215,7 @@ static int ur_init(vial_loop *l)
     }
     u->cap = (uint32_t)cap;
     setup_recv_buffers(u);
+    u->min_wait_us = p.features & IORING_FEAT_MIN_TIMEOUT ? MIN_WAIT_US : 0;
     l->backend_data = u;
     l->backend_fd = u->ring.ring_fd;
     return 0;
@@ -358,13 +377,15 @@ static int ur_del(vial_loop *l, vial_io *io)
         io_uring_prep_cancel64(sqe, UD(slot_kind(u, idx), idx, io->gen), 0);
         io_uring_sqe_set_data64(sqe, UD(UD_IGNORE, 0, 0));
     }
-    if (io->rstate & R_ARMED && (sqe = sqe_get(u))) {
+    if ((io->rstate & (R_ARMED | R_STOP)) == R_ARMED && (sqe = sqe_get(u))) {
         io_uring_prep_cancel64(sqe, UD(UD_RECV, idx, io->gen), 0);
         io_uring_sqe_set_data64(sqe, UD(UD_IGNORE, 0, 0));
     }
-    if (io->rbid)
-        give_back(u, io->rbid - 1);
-    io->rbid = 0;
+    while (io->rbid) {
+        unsigned bid = io->rbid - 1u;
+        io->rbid = u->rnext[bid];
+        give_back(u, bid);
+    }
     io->rstate = 0;
     slot_free(u, idx);
     return 0;
@@ -419,20 +440,49 @@ static void give_back(uring *u, unsigned bid)
     io_uring_buf_ring_advance(u->br, 1);
 }
 
-/* One receive at a time per connection, so a connection holds at most one
- * buffer, and only between the completion and its reading it: an idle
- * connection holds none, and one that does not read cannot take more. */
+/* One multishot receive per connection, live while it reads through the
+ * ring: each arrival is a completion with the buffer it filled, and nothing
+ * is submitted between one request and the next (a one-shot receive re-armed
+ * after every read cost a submission, a first attempt that found the socket
+ * empty and a poll armed and torn down each time). A connection that lets
+ * input pile up — a second buffer arrives before it read the first, or one
+ * comes full (a bulk body) — has its receive cancelled, so it holds only
+ * what came before the cancel took effect, and it reads any rest with
+ * recv(2) once the receive has ended. An idle connection holds no buffer. */
 static int arm_recv(uring *u, vial_io *io, uint32_t idx)
 {
     struct io_uring_sqe *sqe = sqe_get(u);
     if (!sqe)
         return -EBUSY;
-    io_uring_prep_recv(sqe, io->fd, NULL, RBUF_SIZE, 0);
+    io_uring_prep_recv_multishot(sqe, io->fd, NULL, 0, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = 0;
     io_uring_sqe_set_data64(sqe, UD(UD_RECV, idx, io->gen));
-    io->rstate |= R_ARMED;
+    io->rstate = (uint16_t)((io->rstate | R_ARMED) & ~R_STOP);
     return 0;
+}
+
+/* Ends io's receive: its last completion (-ECANCELED, or whatever ended it
+ * first) comes later. Without a free SQE it lives on: still correct, it
+ * just holds more buffers. */
+static void stop_recv(uring *u, vial_io *io)
+{
+    if ((io->rstate & (R_ARMED | R_STOP)) != R_ARMED || !io->slot)
+        return;
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (!sqe)
+        return;
+    io_uring_prep_cancel64(sqe, UD(UD_RECV, io->slot - 1, io->gen), 0);
+    io_uring_sqe_set_data64(sqe, UD(UD_IGNORE, 0, 0));
+    io->rstate |= R_STOP;
+}
+
+/* Receives through the ring again once io holds nothing, its last receive
+ * has ended, and it is not reading with recv(2). */
+static void rearm(uring *u, vial_io *io)
+{
+    if (!io->rbid && !(io->rstate & (R_ARMED | R_EOF | R_ERR | R_SYSCALL)) && io->slot)
+        arm_recv(u, io, io->slot - 1);
 }
 
 typedef struct done {
@@ -452,13 +502,25 @@ static void recv_done(vial_loop *l, uring *u, const done *d)
             give_back(u, bid); /* deleted since: the data goes with it */
         return;
     }
-    io->rstate &= (uint16_t)~R_ARMED;
+    if (!(d->flags & IORING_CQE_F_MORE))
+        io->rstate &= (uint16_t)~(R_ARMED | R_STOP); /* the receive's last word */
     if (d->res > 0 && has_buf) {
-        io->rbid = (uint16_t)(bid + 1);
-        if (d->res == RBUF_SIZE)
-            io->rstate |= R_SYSCALL;
         u->roff[bid] = 0;
         u->rlen[bid] = (uint16_t)d->res;
+        u->rnext[bid] = 0;
+        int piled = io->rbid != 0;
+        if (!piled) {
+            io->rbid = (uint16_t)(bid + 1);
+        } else { /* a few at most: the receive is stopped at the second */
+            unsigned t = io->rbid - 1u;
+            while (u->rnext[t])
+                t = u->rnext[t] - 1u;
+            u->rnext[t] = (uint16_t)(bid + 1);
+        }
+        if (d->res == RBUF_SIZE)
+            io->rstate |= R_SYSCALL; /* likely more waiting: recv(2) takes it in big reads */
+        if (piled || d->res == RBUF_SIZE)
+            stop_recv(u, io);
         io->cb(l, io, VIAL_IO_READ);
     } else if (d->res == 0) {
         io->rstate |= R_EOF;
@@ -468,43 +530,51 @@ static void recv_done(vial_loop *l, uring *u, const done *d)
          * socket runs dry, then receives through the ring again. */
         io->rstate |= R_SYSCALL;
         io->cb(l, io, VIAL_IO_READ);
-    } else if (d->res != -ECANCELED) {
+    } else if (d->res == -ECANCELED) {
+        /* Stopped by stop_recv. With nothing held, the reader may be
+         * waiting on this end: to read with recv(2), or for a new receive. */
+        if (!io->rbid) {
+            if (io->rstate & R_SYSCALL)
+                io->cb(l, io, VIAL_IO_READ);
+            else
+                rearm(u, io);
+        }
+    } else if (d->res < 0) {
         io->rstate |= R_ERR;
         io->cb(l, io, VIAL_IO_READ | VIAL_IO_ERR);
     }
 }
 
-/* Copies what the ring received, as recv(2) would. A buffer the kernel filled
- * whole says more is likely waiting: then, once it is read, the socket is
- * read with recv(2) like epoll's path, as much as the caller takes, until a
- * short read or EAGAIN says it ran dry (a bulk upload is not slowed to one
- * buffer per loop iteration). A drained socket gets a receive armed at once:
- * the caller takes a short read as "the next input is a new edge" and may go
- * idle, and with POLLIN out of the poll only that receive can wake it. */
+/* Copies what the ring received, as recv(2) would, buffers in the order
+ * they were filled. A buffer the kernel filled whole says more is likely
+ * waiting: once the receive has ended and what it took is read, the socket
+ * is read with recv(2) like epoll's path, as much as the caller takes,
+ * until a short read or EAGAIN says it ran dry (a bulk upload is not slowed
+ * to one 4 KiB buffer per completion); then a receive is armed again. Never
+ * recv(2) while a receive is live: the two would race for the same bytes.
+ * A short read means nothing is held: the next input is a new edge (the
+ * caller may go idle on it), which the live or re-armed receive reports. */
 static long ur_recv(vial_loop *l, vial_io *io, void *dst, size_t cap)
 {
     uring *u = l->backend_data;
     size_t got = 0;
-    if (io->rbid) {
+    while (io->rbid && got < cap) {
         unsigned bid = io->rbid - 1u;
-        size_t n = u->rlen[bid] - u->roff[bid];
-        if (n > cap)
-            n = cap;
-        memcpy(dst, u->rbufs + (size_t)bid * RBUF_SIZE + u->roff[bid], n);
+        size_t n = (size_t)(u->rlen[bid] - u->roff[bid]);
+        if (n > cap - got)
+            n = cap - got;
+        memcpy((char *)dst + got, u->rbufs + (size_t)bid * RBUF_SIZE + u->roff[bid], n);
+        got += n;
         u->roff[bid] = (uint16_t)(u->roff[bid] + n);
         if (u->roff[bid] < u->rlen[bid])
-            return (long)n;
+            return (long)got; /* the caller's buffer is full */
+        io->rbid = u->rnext[bid];
         give_back(u, bid);
-        io->rbid = 0;
-        got = n;
-        if (!(io->rstate & R_SYSCALL)) {
-            if (!(io->rstate & (R_EOF | R_ERR | R_ARMED)) && io->slot)
-                arm_recv(u, io, io->slot - 1);
-            return (long)n;
-        }
-        if (got == cap)
-            return (long)n;
     }
+    if (got == cap)
+        return (long)got;
+    if (io->rstate & R_ARMED) /* live, or its end not seen yet: its completions say what comes */
+        return got ? (long)got : -EAGAIN;
     if (io->rstate & R_SYSCALL) {
         ssize_t n = recv(io->fd, (char *)dst + got, cap - got, 0);
         if (n > 0 && got + (size_t)n == cap)
@@ -512,16 +582,16 @@ static long ur_recv(vial_loop *l, vial_io *io, void *dst, size_t cap)
         if (n == 0 || (n < 0 && errno != EAGAIN))
             return got ? (long)got : n == 0 ? 0 : -errno; /* the next call sees it again */
         io->rstate &= (uint16_t)~R_SYSCALL;
-        if (!(io->rstate & R_ARMED) && io->slot)
-            arm_recv(u, io, io->slot - 1);
+        rearm(u, io);
         got += n > 0 ? (size_t)n : 0;
         return got ? (long)got : -EAGAIN;
     }
     if (io->rstate & R_EOF)
-        return 0;
+        return (long)got;
     if (io->rstate & R_ERR)
-        return -ECONNRESET;
-    return -EAGAIN;
+        return got ? (long)got : -ECONNRESET;
+    rearm(u, io); /* stopped, and all it took is read */
+    return got ? (long)got : -EAGAIN;
 }
 
 static unsigned poll_events(int res)
@@ -669,6 +739,45 @@ static void dispatch(vial_loop *l, uring *u, const done *d)
         arm_poll(u, io, idx);
 }
 
+/* The SQEs prepared since the last enter, made visible to the kernel (what
+ * liburing's submit does before its own enter). */
+static unsigned sq_flush(struct io_uring *ring)
+{
+    struct io_uring_sq *sq = &ring->sq;
+    unsigned tail = sq->sqe_tail;
+    if (sq->sqe_head != tail) {
+        sq->sqe_head = tail;
+        io_uring_smp_store_release(sq->ktail, tail);
+    }
+    return tail - IO_URING_READ_ONCE(*sq->khead);
+}
+
+/* Submits, and sleeps until a completion or timeout_ms (< 0: none). Under
+ * load — the last iteration handled BUSY_BATCH completions or more — the
+ * kernel (6.12+) is asked to wait up to MIN_WAIT_US for WAIT_NR of them
+ * before it wakes the thread, and after that for any one: every sleep and
+ * wake-up costs a context switch and, on this VM, interrupt-enabling that
+ * is dear, so fewer, fuller batches are cheaper (wrk -c256: 5.8 requests
+ * per io_uring_enter without, 19 with). A request to a quiet loop is not
+ * delayed: the previous iteration had few completions, so the wait is for
+ * one. Under load an arrival can wait up to MIN_WAIT_US for company. */
+static int wait_events(uring *u, int timeout_ms)
+{
+    struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
+                                   .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
+    struct io_uring_getevents_arg arg = {.sigmask = 0, .sigmask_sz = _NSIG / 8,
+                                         .ts = timeout_ms > 0 ? (uint64_t)(uintptr_t)&ts : 0};
+    unsigned wait_nr = 1;
+    if (u->min_wait_us && u->last_batch >= BUSY_BATCH) {
+        wait_nr = WAIT_NR;
+        arg.pad = u->min_wait_us; /* min_wait_usec since 6.12 */
+    }
+    unsigned submit = sq_flush(&u->ring);
+    int r = io_uring_enter2((unsigned)u->ring.ring_fd, submit, wait_nr,
+                            IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, (sigset_t *)&arg, sizeof arg);
+    return r;
+}
+
 static int ur_poll(vial_loop *l, int timeout_ms)
 {
     uring *u = l->backend_data;
@@ -679,17 +788,11 @@ static int ur_poll(vial_loop *l, int timeout_ms)
             return r;
         u->enabled = 1;
     }
-    struct io_uring_cqe *cqe = NULL;
     int r;
-    if (timeout_ms == 0) {
+    if (timeout_ms == 0)
         r = io_uring_submit_and_get_events(&u->ring);
-    } else if (timeout_ms < 0) {
-        r = io_uring_submit_and_wait(&u->ring, 1);
-    } else {
-        struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
-                                       .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
-        r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
-    }
+    else
+        r = wait_events(u, timeout_ms);
     if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY && r != -EAGAIN)
         return r;
     int total = 0;
@@ -712,6 +815,7 @@ static int ur_poll(vial_loop *l, int timeout_ms)
         if (n < CQE_BATCH)
             break;
     }
+    u->last_batch = (uint32_t)total;
     return r == -EINTR ? -EINTR : total;
 }
 

@@ -15,7 +15,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -347,6 +349,164 @@ static void test_acceptor(void **s)
     }
 }
 
+#ifdef VIAL_HAVE_URING
+/* --- io_uring: receiving into the ring's buffers (vial_io_recv) ----------- */
+
+/* A connected loopback TCP pair: *srv is the accepted end. */
+static void tcp_pair(int *cli, int *srv)
+{
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(l, 1), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&a, &len), 0);
+    *cli = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(*cli, (struct sockaddr *)&a, sizeof a), 0);
+    *srv = accept4(l, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    assert_true(*srv >= 0);
+    close(l);
+    assert_int_equal(fcntl(*cli, F_SETFL, O_NONBLOCK), 0);
+}
+
+static unsigned rx_events;
+static void rx_cb(vial_loop *l, vial_io *io, unsigned ev) { rx_events |= ev; }
+
+static void run_until(unsigned ev, int rounds)
+{
+    for (int i = 0; i < rounds && !(rx_events & ev); i++)
+        vial_loop_run_once(&loop, 100);
+}
+
+/* Reads everything vial_io_recv has, running the loop on -EAGAIN until
+ * want bytes came (or the stream ended); caps vary so that a read ends
+ * inside a buffer as well as across several. */
+static size_t rx_drain(vial_io *io, char *dst, size_t want)
+{
+    static const size_t caps[] = {1, 700, 4096, 65536, 3};
+    size_t got = 0;
+    for (int spins = 0, k = 0; got < want && spins < 200; k++) {
+        size_t cap = caps[k % 5];
+        if (cap > want - got)
+            cap = want - got;
+        long n = vial_io_recv(&loop, io, dst + got, cap);
+        if (n > 0) {
+            got += (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            break;
+        assert_int_equal(n, -EAGAIN);
+        rx_events = 0;
+        run_until(VIAL_IO_READ, 5);
+        spins++;
+    }
+    return got;
+}
+
+/* A connection that does not read holds at most a few buffers: its receive
+ * is stopped at the second, the rest waits in the socket (the client is
+ * held back by TCP, not by the ring running out); what it gets is whole and
+ * in order across the stop, the buffers and the receive armed again. */
+static void test_ring_recv_bounded_in_order(void **s)
+{
+    int cli, srv;
+    tcp_pair(&cli, &srv);
+    vial_io io = {.fd = srv, .cb = rx_cb, .rstate = VIAL_IO_RECV_WANTED};
+    assert_int_equal(vial_io_add(&loop, &io), 0);
+    assert_true(io.rstate & VIAL_IO_RECV_ON);
+    char chunk[100], sent[800];
+    for (int i = 0; i < 8; i++) {
+        memset(chunk, 'a' + i, sizeof chunk);
+        memcpy(sent + i * 100, chunk, 100);
+        assert_int_equal(write(cli, chunk, sizeof chunk), 100);
+        rx_events = 0;
+        run_until(VIAL_IO_READ, i < 2 ? 10 : 2); /* not read: it piles up */
+        if (i < 2)
+            assert_true(rx_events & VIAL_IO_READ);
+    }
+    int pending = 0;
+    assert_int_equal(ioctl(srv, FIONREAD, &pending), 0);
+    assert_true(pending >= 500); /* 800 sent, at most 3 chunks taken */
+    char got[800];
+    assert_int_equal(rx_drain(&io, got, sizeof got), sizeof got);
+    assert_memory_equal(got, sent, sizeof got);
+    assert_int_equal(vial_io_recv(&loop, &io, got, sizeof got), -EAGAIN);
+    /* and it receives again, through the ring */
+    assert_int_equal(write(cli, "next", 4), 4);
+    rx_events = 0;
+    run_until(VIAL_IO_READ, 10);
+    assert_int_equal(vial_io_recv(&loop, &io, got, sizeof got), 4);
+    assert_memory_equal(got, "next", 4);
+    vial_io_close(&loop, &io);
+    close(cli);
+    vial_loop_run_once(&loop, 0);
+}
+
+/* A bulk upload: full buffers switch the reader to recv(2) once the ring's
+ * receive has ended, then back — never both at once, or bytes would come
+ * out of order. 2 MiB of a pattern, read with varying sizes. */
+static void test_ring_recv_bulk_order(void **s)
+{
+    int cli, srv;
+    tcp_pair(&cli, &srv);
+    vial_io io = {.fd = srv, .cb = rx_cb, .rstate = VIAL_IO_RECV_WANTED};
+    assert_int_equal(vial_io_add(&loop, &io), 0);
+    enum { TOTAL = 2 << 20 };
+    char *out = malloc(TOTAL), *in = malloc(TOTAL);
+    for (size_t i = 0; i < TOTAL; i++)
+        out[i] = (char)(i * 7 % 251);
+    size_t sent = 0, got = 0;
+    static const size_t caps[] = {65536, 1, 5000, 4096, 100000, 17};
+    for (int k = 0; got < TOTAL && k < 200000; k++) {
+        if (sent < TOTAL) {
+            ssize_t w = write(cli, out + sent, TOTAL - sent < 50000 ? TOTAL - sent : 50000);
+            if (w > 0)
+                sent += (size_t)w;
+        }
+        size_t cap = caps[k % 6];
+        if (cap > TOTAL - got)
+            cap = TOTAL - got;
+        long n = vial_io_recv(&loop, &io, in + got, cap);
+        if (n > 0)
+            got += (size_t)n;
+        else if (n == -EAGAIN)
+            vial_loop_run_once(&loop, 10);
+        else
+            fail_msg("vial_io_recv: %ld", n);
+    }
+    assert_int_equal(got, TOTAL);
+    assert_memory_equal(in, out, TOTAL);
+    free(out);
+    free(in);
+    vial_io_close(&loop, &io);
+    close(cli);
+    vial_loop_run_once(&loop, 0);
+}
+
+/* Data and then the peer's FIN: the data first, then 0, with HUP said. */
+static void test_ring_recv_data_then_eof(void **s)
+{
+    int cli, srv;
+    tcp_pair(&cli, &srv);
+    vial_io io = {.fd = srv, .cb = rx_cb, .rstate = VIAL_IO_RECV_WANTED};
+    assert_int_equal(vial_io_add(&loop, &io), 0);
+    assert_int_equal(write(cli, "abc", 3), 3);
+    rx_events = 0;
+    run_until(VIAL_IO_READ, 10);
+    assert_int_equal(shutdown(cli, SHUT_WR), 0);
+    run_until(VIAL_IO_HUP, 10);
+    assert_true(rx_events & VIAL_IO_HUP);
+    char got[16];
+    assert_int_equal(rx_drain(&io, got, sizeof got), 3);
+    assert_memory_equal(got, "abc", 3);
+    assert_int_equal(vial_io_recv(&loop, &io, got, sizeof got), 0);
+    vial_io_close(&loop, &io);
+    close(cli);
+    vial_loop_run_once(&loop, 0);
+}
+#endif
+
 #define ON(f, backend) {#f " (" backend ")", f, setup, teardown, (void *)backend}
 #ifdef VIAL_HAVE_URING
 #define BOTH(f) ON(f, "epoll"), ON(f, "io_uring")
@@ -360,6 +520,10 @@ int main(void)
         BOTH(test_readiness_edges),       BOTH(test_mailbox_from_threads), BOTH(test_defer_runs_after_batch),
         BOTH(test_edges_not_levels),      BOTH(test_delete_with_event_pending),
         BOTH(test_close_reaches_peer),    BOTH(test_timer_ends_wait),      BOTH(test_acceptor),
+#ifdef VIAL_HAVE_URING
+        ON(test_ring_recv_bounded_in_order, "io_uring"), ON(test_ring_recv_bulk_order, "io_uring"),
+        ON(test_ring_recv_data_then_eof, "io_uring"),
+#endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
