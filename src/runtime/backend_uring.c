@@ -108,8 +108,6 @@ typedef struct uring {
     int enabled; /* rings are enabled by the thread that submits */
 } uring;
 
-
-
 static void give_back(uring *u, unsigned bid);
 static void send_end(vial_loop *l, uring *u, uint32_t i);
 static void setup_recv_buffers(uring *u);
@@ -772,10 +770,8 @@ static int wait_events(uring *u, int timeout_ms)
         wait_nr = WAIT_NR;
         arg.pad = u->min_wait_us; /* min_wait_usec since 6.12 */
     }
-    unsigned submit = sq_flush(&u->ring);
-    int r = io_uring_enter2((unsigned)u->ring.ring_fd, submit, wait_nr,
-                            IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, (sigset_t *)&arg, sizeof arg);
-    return r;
+    return io_uring_enter2((unsigned)u->ring.ring_fd, sq_flush(&u->ring), wait_nr,
+                           IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, (sigset_t *)&arg, sizeof arg);
 }
 
 static int ur_poll(vial_loop *l, int timeout_ms)
